@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hookbus/hookbus/core/app"
+	"github.com/hookbus/hookbus/core/config"
+)
+
+func addConfigFlag(c *cobra.Command, p *string) {
+	c.Flags().StringVarP(p, "config", "c", "config.yaml", "configuration file")
+}
+
+// loadConfig loads and validates the configuration; problems are usage errors.
+func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
+	probe := config.Default()
+	cfg, err := config.Load(path, config.LoadOptions{Checkers: app.Checkers(app.ScriptOptions(probe, log))})
+	if err != nil {
+		var errs *config.Errors
+		if errors.As(err, &errs) {
+			return nil, usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, usage("configuration file %s not found (pass --config FILE)", path)
+		}
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run hookbus with a configuration file",
+		Long:  "Run hookbus: serve the ingest endpoint and management API, run the pipelines and deliver events.\nSIGINT or SIGTERM stops taking requests and drains in-flight work.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			boot := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			cfg, err := loadConfig(path, boot)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg)
+			slog.SetDefault(log)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a, err := app.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			if err := a.Start(ctx); err != nil {
+				_ = a.Shutdown(context.Background())
+				return err
+			}
+			<-ctx.Done()
+			stop()
+			log.Info("shutting down: draining in-flight work", "timeout", cfg.Server.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+5*time.Second)
+			defer cancel()
+			if err := a.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+	addConfigFlag(c, &path)
+	return c
+}
+
+func validateCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a configuration file and report every problem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cfg, err := loadConfig(path, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sources, %d sinks, %d pipelines)\n", path, len(cfg.Sources), len(cfg.Sinks), len(cfg.Pipelines))
+			return nil
+		},
+	}
+	addConfigFlag(c, &path)
+	return c
+}

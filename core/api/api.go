@@ -1,0 +1,244 @@
+// Package api serves hookbus' HTTP interface: the ingest endpoint, the
+// management API under /v1, /metrics, /healthz and /readyz.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/store"
+)
+
+// Options configure the HTTP interface.
+type Options struct {
+	// Ingest serves POST /v1/sources/{source}/events.
+	Ingest http.Handler
+	// APIKeys, when non-empty, are required as "Authorization: Bearer <key>" on /v1/*.
+	APIKeys  []string
+	Store    *store.Store
+	Queue    queue.Queue
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Server is the HTTP handler of a hookbus instance.
+type Server struct {
+	opts  Options
+	mux   *http.ServeMux
+	ready atomic.Bool
+}
+
+// New builds the handler.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	if opts.Ingest != nil {
+		s.mux.Handle("/v1/sources/{source}/events", s.auth(opts.Ingest))
+	}
+	s.mux.Handle("GET /v1/dead-letters", s.auth(http.HandlerFunc(s.listDeadLetters)))
+	s.mux.Handle("GET /v1/dead-letters/{id}", s.auth(http.HandlerFunc(s.getDeadLetter)))
+	s.mux.Handle("POST /v1/dead-letters/{id}/replay", s.auth(http.HandlerFunc(s.replayOne)))
+	s.mux.Handle("POST /v1/dead-letters/replay", s.auth(http.HandlerFunc(s.replayMany)))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if opts.Registry != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	}
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	return s
+}
+
+// SetReady marks the instance ready (or not) for /readyz.
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) auth(h http.Handler) http.Handler {
+	if len(s.opts.APIKeys) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok {
+			for _, k := range s.opts.APIKeys {
+				if subtle.ConstantTimeCompare([]byte(token), []byte(k)) == 1 {
+					h.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hookbus"`)
+		problem.Write(w, problem.New(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>"))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// DeadLetterJSON is the API form of a dead letter.
+type DeadLetterJSON struct {
+	ID       string `json:"id"`
+	Sink     string `json:"sink"`
+	Pipeline string `json:"pipeline"`
+	Kind     string `json:"kind"`
+	Reason   string `json:"reason"`
+	Attempts int    `json:"attempts"`
+	DeadAt   string `json:"dead_at"`
+	Event    any    `json:"event"`
+}
+
+// ToJSON converts a dead letter to its API form.
+func ToJSON(dl pipeline.DeadLetter) DeadLetterJSON {
+	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Kind: dl.Kind, Reason: dl.Reason,
+		Attempts: dl.Attempts, DeadAt: dl.DeadAt.Format("2006-01-02T15:04:05.000Z07:00"), Event: dl.Event}
+}
+
+func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			problem.Write(w, problem.New(http.StatusBadRequest, "query parameter limit: must be an integer between 1 and 10000"))
+			return
+		}
+		limit = n
+	}
+	dls, err := s.opts.Store.ListDeadLetters(r.Context(), store.DeadLetterFilter{Sink: r.URL.Query().Get("sink"), Limit: limit})
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	out := make([]DeadLetterJSON, 0, len(dls))
+	for _, dl := range dls {
+		out = append(out, ToJSON(dl))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
+}
+
+func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
+	dl, err := s.opts.Store.GetDeadLetter(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(r.PathValue("id"))))
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ToJSON(dl))
+}
+
+func (s *Server) replayOne(w http.ResponseWriter, r *http.Request) {
+	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, ReplayRequest{IDs: []string{r.PathValue("id")}})
+	if errors.Is(err, store.ErrNotFound) {
+		problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(r.PathValue("id"))))
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]int{"replayed": n})
+}
+
+// ReplayRequest selects dead letters to replay: by ids, by sink, or all.
+type ReplayRequest struct {
+	IDs  []string `json:"ids,omitempty"`
+	Sink string   `json:"sink,omitempty"`
+	All  bool     `json:"all,omitempty"`
+}
+
+func (s *Server) replayMany(w http.ResponseWriter, r *http.Request) {
+	var req ReplayRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		problem.Write(w, problem.New(http.StatusBadRequest, "request body: "+err.Error()))
+		return
+	}
+	if len(req.IDs) == 0 && req.Sink == "" && !req.All {
+		problem.Write(w, problem.New(http.StatusBadRequest, `say what to replay: "ids", "sink" or "all": true`))
+		return
+	}
+	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, req)
+	if errors.Is(err, store.ErrNotFound) {
+		problem.Write(w, problem.New(http.StatusNotFound, err.Error()))
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]int{"replayed": n})
+}
+
+func (s *Server) internal(w http.ResponseWriter, err error) {
+	s.opts.Logger.Error("api request failed", "error", err)
+	problem.Write(w, problem.New(http.StatusInternalServerError, err.Error()))
+}
+
+// ReplayDeadLetters queues the selected dead letters for their sinks again
+// (attempt count restarts at 1) and removes them from the store once queued.
+func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req ReplayRequest) (int, error) {
+	var dls []pipeline.DeadLetter
+	if len(req.IDs) > 0 {
+		for _, id := range req.IDs {
+			dl, err := st.GetDeadLetter(ctx, id)
+			if err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return 0, errors.Join(store.ErrNotFound, errors.New("no dead letter with id "+strconv.Quote(id)))
+				}
+				return 0, err
+			}
+			dls = append(dls, dl)
+		}
+	} else {
+		var err error
+		dls, err = st.ListDeadLetters(ctx, store.DeadLetterFilter{Sink: req.Sink, Limit: 1_000_000})
+		if err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for _, dl := range dls {
+		if err := pipeline.Replay(ctx, q, dl); err != nil {
+			return n, err
+		}
+		if err := st.DeleteDeadLetter(ctx, dl.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,242 @@
+// Package app wires a hookbus instance from its configuration: queue,
+// store, sinks, scripts, the pipeline router and the HTTP server.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hookbus/hookbus/core/api"
+	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/core/script"
+	"github.com/hookbus/hookbus/core/store"
+	httpsource "github.com/hookbus/hookbus/plugins/http"
+	"github.com/hookbus/hookbus/plugins/webhook"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Checkers returns the validators `hookbus validate` and Load use for the
+// built-in component types and scripts.
+func Checkers(opts script.Options) config.Checkers {
+	return config.Checkers{
+		Components: map[string]func(json.RawMessage) error{
+			"source:http": func(raw json.RawMessage) error { return nil },
+			"sink:webhook": func(raw json.RawMessage) error {
+				_, err := webhook.ParseConfig(raw)
+				return err
+			},
+		},
+		Script: func(path string) error {
+			_, err := script.Compile(path, opts)
+			return err
+		},
+	}
+}
+
+// ScriptOptions derives script options from the configuration.
+func ScriptOptions(cfg *config.Config, log *slog.Logger) script.Options {
+	return script.Options{Timeout: cfg.Scripts.Timeout, PoolSize: cfg.Scripts.PoolSize, MaxPayload: int(cfg.Scripts.MaxPayload), Logger: log}
+}
+
+// App is a running hookbus instance.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	Metrics *metrics.Metrics
+	Queue   queue.Queue
+	Store   *store.Store
+	Engine  *pipeline.Engine
+	api     *api.Server
+	srv     *http.Server
+	ln      net.Listener
+	sinks   []sdk.Sink
+	cancel  context.CancelFunc
+	served  chan error
+}
+
+// OpenQueue opens the configured queue driver.
+func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
+	switch cfg.Queue.Driver {
+	case config.QueueMemory:
+		return queue.NewMemory(), nil
+	case config.QueueEmbedded, "":
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Logger: log})
+	case config.QueueNATS:
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Logger: log})
+	}
+	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
+}
+
+// New builds an instance; nothing listens or consumes until Start.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	a = &App{cfg: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.closeResources()
+		}
+	}()
+	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	sinks := map[string]pipeline.Sink{}
+	for _, name := range cfg.SinkNames() {
+		c := cfg.Sinks[name]
+		raw, err := c.RawConfig()
+		if err != nil {
+			return nil, fmt.Errorf("sinks.%s.config: %w", name, err)
+		}
+		var s sdk.Sink
+		var sched retry.Schedule
+		switch c.Type {
+		case "webhook":
+			s = &webhook.Webhook{}
+		default:
+			return nil, fmt.Errorf("sinks.%s.type: %q is not supported yet", name, c.Type)
+		}
+		info, err := s.Init(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("sinks.%s.config: %w", name, err)
+		}
+		if w, ok := s.(*webhook.Webhook); ok {
+			sched = w.Schedule()
+		}
+		a.sinks = append(a.sinks, s)
+		sinks[name] = pipeline.Sink{Name: name, Sink: s, MaxInFlight: info.MaxInFlight, Schedule: sched}
+	}
+	sopts := ScriptOptions(cfg, log)
+	compiled := map[string]*script.Script{}
+	var pipes []pipeline.Pipeline
+	for _, name := range cfg.PipelineNames() {
+		p := cfg.Pipelines[name]
+		pp := pipeline.Pipeline{Name: name, From: p.From, To: p.To}
+		for i, st := range p.Steps {
+			path := st.Filter
+			if path == "" {
+				path = st.Transform
+			}
+			sc, ok := compiled[path]
+			if !ok {
+				if sc, err = script.Compile(path, sopts); err != nil {
+					return nil, fmt.Errorf("pipelines.%s.steps[%d]: %w", name, i, err)
+				}
+				compiled[path] = sc
+			}
+			if st.Filter != "" {
+				if !sc.HasFilter() {
+					return nil, fmt.Errorf("pipelines.%s.steps[%d].filter: %s defines no filter function", name, i, path)
+				}
+				pp.Steps = append(pp.Steps, filterStep{sc})
+			} else {
+				if !sc.HasTransform() {
+					return nil, fmt.Errorf("pipelines.%s.steps[%d].transform: %s defines no transform function", name, i, path)
+				}
+				pp.Steps = append(pp.Steps, transformStep{sc})
+			}
+		}
+		pipes = append(pipes, pp)
+	}
+	a.Engine, err = pipeline.New(pipeline.Options{
+		Queue: a.Queue, Pipelines: pipes, Sinks: sinks, DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
+		CloseTimeout: cfg.Server.ShutdownTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ingest := httpsource.NewHandler(a.Engine, httpsource.Options{
+		MaxBody: int64(cfg.Server.MaxBody),
+		Logger:  log,
+		Sources: func(name string) bool {
+			c, ok := cfg.Sources[name]
+			return ok && c.Type == "http" && a.Engine.HasSource(name)
+		},
+	})
+	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log})
+	return a, nil
+}
+
+// Start begins consuming and serving HTTP on cfg.Server.Listen.
+func (a *App) Start(ctx context.Context) error {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	if err := a.Engine.Start(rctx); err != nil {
+		return fmt.Errorf("start router: %w", err)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	a.ln = ln
+	a.srv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() { a.served <- a.srv.Serve(ln) }()
+	a.api.SetReady(true)
+	a.log.Info("hookbus running", "listen", ln.Addr().String(), "queue", a.cfg.Queue.Driver, "data_dir", a.cfg.DataDir)
+	return nil
+}
+
+// Addr is the address the HTTP server listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Handler is the HTTP handler (for tests that serve it themselves).
+func (a *App) Handler() http.Handler { return a.api }
+
+// Shutdown stops taking requests, drains in-flight work and closes everything.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	if a.api != nil {
+		a.api.SetReady(false)
+	}
+	if a.srv != nil {
+		if err := a.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if a.Engine != nil {
+		if err := a.Engine.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("router: %w", err))
+		}
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	errs = append(errs, a.closeResources())
+	return errors.Join(errs...)
+}
+
+func (a *App) closeResources() error {
+	var errs []error
+	for _, s := range a.sinks {
+		if err := s.Close(context.Background()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.sinks = nil
+	if a.Queue != nil {
+		if err := a.Queue.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("queue: %w", err))
+		}
+		a.Queue = nil
+	}
+	if a.Store != nil {
+		if err := a.Store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("store: %w", err))
+		}
+		a.Store = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,3 @@
+function filter(event, ctx) {
+  return event.type === "order.paid";
+}

@@ -1,0 +1,253 @@
+// Package config loads, merges and validates the hookbus configuration.
+//
+// Layers, later wins: built-in defaults, the YAML file, then environment
+// variables prefixed HOOKBUS_ where "__" separates key levels
+// (HOOKBUS_SINKS__PARTNER__CONFIG__URL sets sinks.partner.config.url).
+// After the merge, ${VAR} in string values is expanded from the environment.
+// Unknown keys are errors, and every problem is reported at once with its
+// key path and, when it comes from the file, its line (see Errors).
+package config
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"time"
+)
+
+// Config is the whole hookbus configuration.
+type Config struct {
+	// Version of the file format; must be 1.
+	Version int `koanf:"version"`
+	// Server is the HTTP listener for ingest, management API, metrics and health.
+	Server Server `koanf:"server"`
+	// DataDir holds the embedded queue and store. Default ./data, relative
+	// to the configuration file's directory; Load makes it absolute.
+	DataDir string `koanf:"data_dir"`
+	// Queue selects the message queue.
+	Queue Queue `koanf:"queue"`
+	// Store selects the database for deliveries, subscriptions and dead letters.
+	Store Store `koanf:"store"`
+	// Plugins are out-of-process plugin binaries by name; a source or sink
+	// whose type is a plugin name is served by that plugin.
+	Plugins map[string]Plugin `koanf:"plugins"`
+	// Sources produce events, by name.
+	Sources map[string]Component `koanf:"sources"`
+	// Sinks consume events, by name.
+	Sinks map[string]Component `koanf:"sinks"`
+	// Pipelines connect sources through script steps to sinks, by name.
+	Pipelines map[string]Pipeline `koanf:"pipelines"`
+	// Scripts bounds the JavaScript filter and transform runtime.
+	Scripts Scripts `koanf:"scripts"`
+	// Log configures structured logging.
+	Log Log `koanf:"log"`
+
+	// File is the absolute path of the loaded configuration file, "" when
+	// none was loaded. Relative paths in the configuration are resolved
+	// against its directory. It is not a configuration key.
+	File string `koanf:"-"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Listen is the host:port to listen on. Default 127.0.0.1:8080.
+	Listen string `koanf:"listen"`
+	// APIKeys, when non-empty, are the bearer keys /v1/* requires. Entries
+	// that are empty after ${VAR} expansion are dropped.
+	APIKeys []string `koanf:"api_keys"`
+	// MaxBody caps a request body. Default 1MiB.
+	MaxBody ByteSize `koanf:"max_body"`
+	// ShutdownTimeout bounds a graceful shutdown. Default 30s.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+}
+
+// Queue drivers.
+const (
+	QueueEmbedded = "embedded"
+	QueueNATS     = "nats"
+	QueueRedis    = "redis"
+	QueuePostgres = "postgres"
+	QueueKafka    = "kafka"
+	QueueMemory   = "memory"
+)
+
+// Queue selects the message queue.
+type Queue struct {
+	// Driver is embedded (NATS JetStream in-process, default), nats, redis,
+	// postgres, kafka or memory (not durable; tests only).
+	Driver string `koanf:"driver"`
+	// URL locates the external queue; required for nats, redis, postgres and kafka.
+	URL string `koanf:"url"`
+	// DedupWindow is how long a producer-given event id is remembered. Default 24h.
+	DedupWindow time.Duration `koanf:"dedup_window"`
+}
+
+// Store drivers.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// Store selects the database.
+type Store struct {
+	// Driver is sqlite (default, under data_dir) or postgres.
+	Driver string `koanf:"driver"`
+	// DSN is the connection string; required for postgres, optional for
+	// sqlite (default: a file under data_dir).
+	DSN string `koanf:"dsn"`
+}
+
+// Plugin is an out-of-process plugin binary.
+type Plugin struct {
+	// Path of the executable, relative to the configuration file's
+	// directory; Load makes it absolute.
+	Path string `koanf:"path"`
+	// SHA256, when set, is the hex digest the binary must have.
+	SHA256 string `koanf:"sha256"`
+	// Args are passed to the plugin process.
+	Args []string `koanf:"args"`
+	// Env is added to the plugin process's environment.
+	Env map[string]string `koanf:"env"`
+}
+
+// Component is a source or a sink.
+type Component struct {
+	// Type is a built-in type (http, webhook, subscriptions, ...) or the
+	// name of an entry of plugins.
+	Type string `koanf:"type"`
+	// Config is the type's own configuration block, kept raw; the type's
+	// validator checks it.
+	Config map[string]any `koanf:"config"`
+}
+
+// RawConfig returns the Config block as JSON ("{}" when absent), the form
+// sdk.Source.Init and sdk.Sink.Init take.
+func (c Component) RawConfig() (json.RawMessage, error) {
+	if c.Config == nil {
+		return json.RawMessage("{}"), nil
+	}
+	return json.Marshal(c.Config)
+}
+
+// Pipeline routes events from sources through steps to sinks.
+type Pipeline struct {
+	// From names sources; at least one.
+	From []string `koanf:"from"`
+	// Steps run in order.
+	Steps []Step `koanf:"steps"`
+	// To names sinks; at least one.
+	To []string `koanf:"to"`
+}
+
+// Step is one script step; exactly one of Filter and Transform is set. The
+// path is relative to the configuration file's directory; Load makes it absolute.
+type Step struct {
+	// Filter is a script file defining filter(event, ctx).
+	Filter string `koanf:"filter"`
+	// Transform is a script file defining transform(event, ctx).
+	Transform string `koanf:"transform"`
+}
+
+// Scripts bounds the script runtime.
+type Scripts struct {
+	// Timeout is the deadline of one script call. Default 100ms.
+	Timeout time.Duration `koanf:"timeout"`
+	// PoolSize bounds the runtimes per script; 0 (default) means GOMAXPROCS.
+	PoolSize int `koanf:"pool_size"`
+	// MaxPayload caps the JSON size of an event handed to or returned by a
+	// script. Default 1MiB.
+	MaxPayload ByteSize `koanf:"max_payload"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `koanf:"level"`
+	// Format is text (default) or json.
+	Format string `koanf:"format"`
+}
+
+// SlogLevel returns Level as a slog.Level (info when unrecognised).
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// defaults is the first configuration layer. Default builds the same values.
+func defaults() map[string]any {
+	return map[string]any{
+		"server": map[string]any{
+			"listen":           "127.0.0.1:8080",
+			"max_body":         "1MiB",
+			"shutdown_timeout": "30s",
+		},
+		"data_dir": "./data",
+		"queue": map[string]any{
+			"driver":       QueueEmbedded,
+			"dedup_window": "24h",
+		},
+		"store": map[string]any{
+			"driver": StoreSQLite,
+		},
+		"scripts": map[string]any{
+			"timeout":     "100ms",
+			"pool_size":   0,
+			"max_payload": "1MiB",
+		},
+		"log": map[string]any{
+			"level":  "info",
+			"format": "text",
+		},
+	}
+}
+
+// Default returns the built-in defaults with Version 1 and empty maps: a
+// valid configuration with nothing wired. Load starts from the same values,
+// except that the file must state its version.
+func Default() *Config {
+	return &Config{
+		Version: 1,
+		Server: Server{
+			Listen:          "127.0.0.1:8080",
+			MaxBody:         MiB,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		DataDir:   "./data",
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour},
+		Store:     Store{Driver: StoreSQLite},
+		Plugins:   map[string]Plugin{},
+		Sources:   map[string]Component{},
+		Sinks:     map[string]Component{},
+		Pipelines: map[string]Pipeline{},
+		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB},
+		Log:       Log{Level: "info", Format: "text"},
+	}
+}
+
+// SourceNames returns the source names, sorted.
+func (c *Config) SourceNames() []string { return sortedKeys(c.Sources) }
+
+// SinkNames returns the sink names, sorted.
+func (c *Config) SinkNames() []string { return sortedKeys(c.Sinks) }
+
+// PipelineNames returns the pipeline names, sorted.
+func (c *Config) PipelineNames() []string { return sortedKeys(c.Pipelines) }
+
+// PluginNames returns the plugin names, sorted.
+func (c *Config) PluginNames() []string { return sortedKeys(c.Plugins) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

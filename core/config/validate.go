@@ -1,0 +1,320 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Validate checks a Config built in code (Load validates on its own) and
+// resolves its relative paths against the directory of c.File (the working
+// directory when File is ""). It returns nil or *Errors without line numbers.
+func (c *Config) Validate(chk Checkers) error {
+	c.normalize()
+	errs := c.validate(chk)
+	if len(errs) == 0 {
+		return nil
+	}
+	out := Errors(sortErrors(errs))
+	return &out
+}
+
+var (
+	queueDrivers = []string{QueueEmbedded, QueueNATS, QueueRedis, QueuePostgres, QueueKafka, QueueMemory}
+	storeDrivers = []string{StoreSQLite, StorePostgres}
+	logLevels    = []string{"debug", "info", "warn", "error"}
+	logFormats   = []string{"text", "json"}
+	validName    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+)
+
+type validator struct {
+	c       *Config
+	base    string
+	chk     Checkers
+	errs    []Error
+	scripts map[string]error // compile results by absolute path
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, Error{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// resolve makes p absolute against the configuration's directory.
+func (v *validator) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(v.base, p)
+}
+
+// validate checks everything and resolves relative paths in place.
+func (c *Config) validate(chk Checkers) []Error {
+	base := "."
+	if c.File != "" {
+		base = filepath.Dir(c.File)
+	}
+	if abs, err := filepath.Abs(base); err == nil {
+		base = abs
+	}
+	v := &validator{c: c, base: base, chk: chk, scripts: map[string]error{}}
+
+	switch c.Version {
+	case 1:
+	case 0:
+		v.add("version", "missing: add `version: 1` to the file")
+	default:
+		v.add("version", "unsupported version %d: this hookbus reads version 1", c.Version)
+	}
+	v.server()
+	if strings.TrimSpace(c.DataDir) == "" {
+		v.add("data_dir", "must not be empty")
+	} else {
+		c.DataDir = v.resolve(c.DataDir)
+	}
+	v.queueAndStore()
+	v.scriptsAndLog()
+	for _, name := range c.PluginNames() {
+		v.plugin(name)
+	}
+	for _, name := range c.SourceNames() {
+		v.component("source", name, c.Sources[name])
+	}
+	for _, name := range c.SinkNames() {
+		v.component("sink", name, c.Sinks[name])
+	}
+	for _, name := range c.PipelineNames() {
+		v.pipeline(name)
+	}
+	return v.errs
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	if host, port, err := net.SplitHostPort(s.Listen); err != nil || strings.ContainsAny(host, " /") {
+		v.add("server.listen", "must be host:port, like 127.0.0.1:8080 or :8080 (got %q)", s.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add("server.listen", "port must be a number from 0 to 65535 (got %q)", port)
+	}
+	if s.MaxBody <= 0 {
+		v.add("server.max_body", "must be a positive size, like 1MiB")
+	}
+	if s.ShutdownTimeout < 0 {
+		v.add("server.shutdown_timeout", "must not be negative")
+	}
+}
+
+func (v *validator) queueAndStore() {
+	q := v.c.Queue
+	switch {
+	case !slices.Contains(queueDrivers, q.Driver):
+		v.add("queue.driver", "unknown driver %q (one of %s)", q.Driver, strings.Join(queueDrivers, ", "))
+	case q.Driver != QueueEmbedded && q.Driver != QueueMemory && strings.TrimSpace(q.URL) == "":
+		v.add("queue.url", "required for queue driver %q", q.Driver)
+	}
+	if q.DedupWindow < 0 {
+		v.add("queue.dedup_window", "must not be negative")
+	}
+	s := v.c.Store
+	switch {
+	case !slices.Contains(storeDrivers, s.Driver):
+		v.add("store.driver", "unknown driver %q (one of %s)", s.Driver, strings.Join(storeDrivers, ", "))
+	case s.Driver == StorePostgres && strings.TrimSpace(s.DSN) == "":
+		v.add("store.dsn", "required for store driver %q", s.Driver)
+	}
+}
+
+func (v *validator) scriptsAndLog() {
+	s := v.c.Scripts
+	if s.Timeout <= 0 {
+		v.add("scripts.timeout", "must be a positive duration, like 100ms")
+	}
+	if s.PoolSize < 0 {
+		v.add("scripts.pool_size", "must not be negative (0 means one runtime per CPU)")
+	}
+	if s.MaxPayload <= 0 {
+		v.add("scripts.max_payload", "must be a positive size, like 1MiB")
+	}
+	l := v.c.Log
+	if !slices.Contains(logLevels, l.Level) {
+		v.add("log.level", "unknown level %q (one of %s)", l.Level, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, l.Format) {
+		v.add("log.format", "unknown format %q (one of %s)", l.Format, strings.Join(logFormats, ", "))
+	}
+}
+
+func (v *validator) name(path, name string) {
+	if !validName.MatchString(name) {
+		v.add(path, "invalid name %q: use letters, digits, '-' and '_', starting with a letter or digit", name)
+	}
+}
+
+func (v *validator) plugin(name string) {
+	path := "plugins." + name
+	v.name(path, name)
+	p := v.c.Plugins[name]
+	if strings.TrimSpace(p.Path) == "" {
+		v.add(path+".path", "required: the plugin executable")
+	} else {
+		abs := v.resolve(p.Path)
+		if st, err := os.Stat(abs); err != nil {
+			v.add(path+".path", "plugin executable %s not found (looked at %s)", p.Path, abs)
+		} else if st.IsDir() {
+			v.add(path+".path", "%s is a directory, not an executable", abs)
+		}
+		p.Path = abs
+	}
+	if p.SHA256 != "" {
+		sum := strings.ToLower(strings.TrimSpace(p.SHA256))
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+			v.add(path+".sha256", "must be 64 hexadecimal characters (a SHA-256 digest)")
+		} else {
+			p.SHA256 = sum
+		}
+	}
+	v.c.Plugins[name] = p
+}
+
+// component checks a source or sink: its type is known and its config
+// block passes the type's validator.
+func (v *validator) component(kind, name string, comp Component) {
+	path := kind + "s." + name
+	v.name(path, name)
+	if strings.TrimSpace(comp.Type) == "" {
+		v.add(path+".type", "required: a built-in %s type or a plugin name", kind)
+		return
+	}
+	check := v.chk.Components[kind+":"+comp.Type]
+	if check == nil {
+		if _, ok := v.c.Plugins[comp.Type]; ok || v.chk.Components == nil {
+			return // a plugin validates its own config when it starts
+		}
+		var known []string
+		for key := range v.chk.Components {
+			if t, ok := strings.CutPrefix(key, kind+":"); ok {
+				known = append(known, t)
+			}
+		}
+		known = append(known, v.c.PluginNames()...)
+		slices.Sort(known)
+		v.add(path+".type", "unknown type %q (known %s types: %s)", comp.Type, kind, orNone(known))
+		return
+	}
+	raw, err := comp.RawConfig()
+	if err != nil {
+		v.add(path+".config", "cannot encode as JSON: %v", err)
+		return
+	}
+	for _, e := range leaves(check(raw)) {
+		var ce *sdk.ConfigError
+		if errors.As(e, &ce) {
+			p := path + ".config"
+			if ce.Field != "" {
+				if strings.HasPrefix(ce.Field, "[") {
+					p += ce.Field
+				} else {
+					p += "." + ce.Field
+				}
+			}
+			v.add(p, "%s", ce.Message)
+			continue
+		}
+		v.add(path+".config", "%s", e.Error())
+	}
+}
+
+// leaves flattens errors.Join trees.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+func (v *validator) pipeline(name string) {
+	path := "pipelines." + name
+	v.name(path, name)
+	p := v.c.Pipelines[name]
+	v.refs(path+".from", p.From, "source", v.c.SourceNames())
+	v.refs(path+".to", p.To, "sink", v.c.SinkNames())
+	steps := slices.Clone(p.Steps)
+	for i, st := range steps {
+		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		switch {
+		case st.Filter != "" && st.Transform != "":
+			v.add(sp, "set exactly one of filter or transform, not both")
+		case st.Filter != "":
+			steps[i].Filter = v.script(sp+".filter", st.Filter)
+		case st.Transform != "":
+			steps[i].Transform = v.script(sp+".transform", st.Transform)
+		default:
+			v.add(sp, "a step needs filter or transform (a script path)")
+		}
+	}
+	p.Steps = steps
+	v.c.Pipelines[name] = p
+}
+
+// refs checks that a pipeline's from or to list names existing components.
+func (v *validator) refs(path string, names []string, kind string, known []string) {
+	if len(names) == 0 {
+		v.add(path, "must name at least one %s (defined: %s)", kind, orNone(known))
+		return
+	}
+	seen := map[string]bool{}
+	for i, n := range names {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case seen[n]:
+			v.add(ip, "%s %q is listed twice", kind, n)
+		case !slices.Contains(known, n):
+			v.add(ip, "unknown %s %q (defined %ss: %s)", kind, n, kind, orNone(known))
+		}
+		seen[n] = true
+	}
+}
+
+// script checks a script file and returns its absolute path.
+func (v *validator) script(path, file string) string {
+	abs := v.resolve(file)
+	err, done := v.scripts[abs]
+	if !done {
+		st, statErr := os.Stat(abs)
+		switch {
+		case statErr != nil:
+			err = fmt.Errorf("script %s not found (looked at %s)", file, abs)
+		case st.IsDir():
+			err = fmt.Errorf("%s is a directory, not a script", abs)
+		case v.chk.Script != nil:
+			err = v.chk.Script(abs)
+		}
+		v.scripts[abs] = err
+	}
+	if err != nil {
+		v.add(path, "%s", err.Error())
+	}
+	return abs
+}

@@ -1,0 +1,52 @@
+// Package metrics defines hookbus' Prometheus metrics (all prefixed hookbus_).
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every hookbus collector, registered on one registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Received     *prometheus.CounterVec   // source
+	Filtered     *prometheus.CounterVec   // pipeline, sink
+	Delivered    *prometheus.CounterVec   // pipeline, sink
+	DeadLettered *prometheus.CounterVec   // pipeline, sink, reason_kind
+	Attempts     *prometheus.CounterVec   // sink, outcome, status_class
+	Retries      *prometheus.CounterVec   // sink
+	EndToEnd     *prometheus.HistogramVec // sink: received -> delivered seconds
+	AttemptTime  *prometheus.HistogramVec // sink
+	ScriptTime   *prometheus.HistogramVec // script
+	ScriptErrors *prometheus.CounterVec   // script
+	InFlight     *prometheus.GaugeVec     // sink
+}
+
+// New creates the collectors on a fresh registry (with Go and process collectors).
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{Registry: r}
+	m.Received = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_events_received_total", Help: "Events accepted by a source and durably queued."}, []string{"source"})
+	m.Filtered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_events_filtered_total", Help: "Events dropped by a filter or transform script."}, []string{"pipeline", "sink"})
+	m.Delivered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_events_delivered_total", Help: "Events delivered by a sink."}, []string{"pipeline", "sink"})
+	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_events_dead_lettered_total", Help: "Events dead-lettered, by reason kind."}, []string{"pipeline", "sink", "kind"})
+	m.Attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_attempts_total", Help: "Delivery attempts by outcome and status class."}, []string{"sink", "outcome", "status_class"})
+	m.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_retries_total", Help: "Deliveries scheduled for a retry."}, []string{"sink"})
+	m.EndToEnd = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_delay_seconds", Help: "Time from ingest to successful delivery.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16)}, []string{"sink"})
+	m.AttemptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_attempt_seconds", Help: "Duration of one delivery attempt.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}, []string{"sink"})
+	m.ScriptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_script_duration_seconds", Help: "Duration of one script call.", Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"script"})
+	m.ScriptErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_script_errors_total", Help: "Script calls that threw, timed out or returned a bad value."}, []string{"script"})
+	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_deliveries_in_flight", Help: "Deliveries currently running per sink."}, []string{"sink"})
+	r.MustRegister(m.Received, m.Filtered, m.Delivered, m.DeadLettered, m.Attempts, m.Retries, m.EndToEnd, m.AttemptTime, m.ScriptTime, m.ScriptErrors, m.InFlight)
+	return m
+}
+
+// StatusClass maps an HTTP status to "2xx".."5xx", or "none" when there was no response.
+func StatusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "none"
+	}
+	return string(rune('0'+code/100)) + "xx"
+}

@@ -1,0 +1,224 @@
+// Package netguard keeps outbound HTTP away from internal networks (SSRF
+// protection). The check runs in net.Dialer.Control, that is after DNS
+// resolution and on the very address being connected to, so a hostname that
+// resolves (or re-resolves, DNS rebinding) to a private address is refused
+// just like an IP literal.
+//
+// Do not combine a guarded dialer with an HTTP proxy: the dial would then
+// go to the proxy and the target address would never be checked.
+package netguard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// BlockedError is returned (wrapped in *net.OpError) when a connection to a
+// refused address was attempted. Find it with errors.As.
+type BlockedError struct {
+	// Addr is the "ip:port" that was refused.
+	Addr string
+	// Reason names the kind of address, e.g. "loopback address".
+	Reason string
+}
+
+func (e *BlockedError) Error() string {
+	return fmt.Sprintf("refusing to connect to %s: %s (set allow_private_networks to allow)", e.Addr, e.Reason)
+}
+
+// Dialer returns a net.Dialer that refuses loopback, private, link-local,
+// multicast, unspecified, CGNAT, reserved, documentation and cloud metadata
+// addresses (and their IPv4-mapped, NAT64 and 6to4 IPv6 forms) with a
+// *BlockedError, unless allowPrivate is true. Only TCP is allowed either way.
+func Dialer(allowPrivate bool) *net.Dialer {
+	return &net.Dialer{
+		Timeout:   30 * time.Second,
+		KeepAlive: 30 * time.Second,
+		Control: func(network, address string, _ syscall.RawConn) error {
+			return control(allowPrivate, network, address)
+		},
+	}
+}
+
+func control(allowPrivate bool, network, address string) error {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return &BlockedError{Addr: address, Reason: "network " + network + " not allowed"}
+	}
+	if allowPrivate {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		// Control always gets a resolved numeric address; anything else is suspect.
+		return &BlockedError{Addr: address, Reason: "unparseable address"}
+	}
+	if reason, blocked := Classify(ap.Addr()); blocked {
+		return &BlockedError{Addr: address, Reason: reason}
+	}
+	return nil
+}
+
+type rule struct {
+	prefix netip.Prefix
+	reason string
+}
+
+func mustRules(pairs ...string) []rule {
+	rs := make([]rule, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		rs = append(rs, rule{netip.MustParsePrefix(pairs[i]), pairs[i+1]})
+	}
+	return rs
+}
+
+// Order matters: the first matching rule names the reason, so the specific
+// metadata addresses come before the ranges that contain them.
+var v4Rules = mustRules(
+	"169.254.169.254/32", "cloud metadata address",
+	"169.254.170.2/32", "cloud metadata address", // ECS task metadata
+	"100.100.100.200/32", "cloud metadata address", // Alibaba
+	"0.0.0.0/8", "unspecified (\"this network\") address",
+	"127.0.0.0/8", "loopback address",
+	"10.0.0.0/8", "private address",
+	"172.16.0.0/12", "private address",
+	"192.168.0.0/16", "private address",
+	"100.64.0.0/10", "carrier-grade NAT (shared) address",
+	"169.254.0.0/16", "link-local address",
+	"192.0.0.0/24", "IETF protocol assignment address",
+	"192.0.2.0/24", "documentation address",
+	"198.51.100.0/24", "documentation address",
+	"203.0.113.0/24", "documentation address",
+	"198.18.0.0/15", "benchmarking address",
+	"192.88.99.0/24", "6to4 relay anycast address",
+	"224.0.0.0/4", "multicast address",
+	"255.255.255.255/32", "broadcast address",
+	"240.0.0.0/4", "reserved address",
+)
+
+var v6Rules = mustRules(
+	"fd00:ec2::254/128", "cloud metadata address",
+	"::/128", "unspecified address",
+	"::1/128", "loopback address",
+	"::/96", "IPv4-compatible address (deprecated)",
+	"64:ff9b:1::/48", "local-use NAT64 address",
+	"100::/64", "discard-only address",
+	"2001:db8::/32", "documentation address",
+	"3fff::/20", "documentation address",
+	"2001::/23", "IETF protocol assignment address", // includes Teredo 2001::/32
+	"fc00::/7", "private (unique local) address",
+	"fe80::/10", "link-local address",
+	"fec0::/10", "site-local address (deprecated)",
+	"ff00::/8", "multicast address",
+)
+
+var (
+	nat64  = netip.MustParsePrefix("64:ff9b::/96")
+	sixTo4 = netip.MustParsePrefix("2002::/16")
+)
+
+// Classify reports whether a connection to addr is refused by the guard and
+// why ("loopback address", "private address", ...). IPv6 forms that embed
+// an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4
+// 2002::/16) are judged by that IPv4 address. A zoned address is judged
+// without its zone.
+func Classify(addr netip.Addr) (reason string, blocked bool) {
+	addr = addr.WithZone("")
+	if !addr.IsValid() {
+		return "invalid address", true
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		b := addr.As16()
+		switch {
+		case nat64.Contains(addr):
+			if r, bl := classify4(netip.AddrFrom4([4]byte(b[12:16]))); bl {
+				return r + " (via NAT64)", true
+			}
+			return "", false
+		case sixTo4.Contains(addr):
+			if r, bl := classify4(netip.AddrFrom4([4]byte(b[2:6]))); bl {
+				return r + " (via 6to4)", true
+			}
+			return "", false
+		}
+		for _, r := range v6Rules {
+			if r.prefix.Contains(addr) {
+				return r.reason, true
+			}
+		}
+		return "", false
+	}
+	return classify4(addr)
+}
+
+func classify4(addr netip.Addr) (string, bool) {
+	for _, r := range v4Rules {
+		if r.prefix.Contains(addr) {
+			return r.reason, true
+		}
+	}
+	return "", false
+}
+
+// CheckURL validates a delivery URL without any DNS lookup: it must be
+// absolute, http or https, with a host, a valid port if one is given, and no
+// user credentials. Whether the host is allowed is decided at dial time.
+func CheckURL(u string) error {
+	if u == "" {
+		return errors.New("URL is empty")
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("invalid URL: %w", err)
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		if p.Scheme == "" {
+			return fmt.Errorf("URL %q has no scheme; use http:// or https://", u)
+		}
+		return fmt.Errorf("URL scheme %q not allowed; use http or https", p.Scheme)
+	}
+	if p.Opaque != "" || p.Hostname() == "" {
+		return fmt.Errorf("URL %q has no host", u)
+	}
+	if p.User != nil {
+		return fmt.Errorf("URL %q must not contain credentials; use headers instead", redact(p))
+	}
+	if port := p.Port(); port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("URL %q has an invalid port %q", u, port)
+		}
+	}
+	return nil
+}
+
+func redact(p *url.URL) string {
+	c := *p
+	c.User = url.User("xxxxx")
+	return c.String()
+}
+
+// CheckHost reports, without DNS, whether host (an IP literal, possibly in
+// brackets) is an address the guard would refuse. Hostnames pass: they are
+// checked when dialled. It gives early, friendly configuration errors.
+func CheckHost(host string) error {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	if reason, blocked := Classify(addr); blocked {
+		return &BlockedError{Addr: host, Reason: reason}
+	}
+	return nil
+}

@@ -1,0 +1,517 @@
+// Package pipeline builds hookbus' Watermill router from the configuration:
+// sources publish to a topic per source, each pipeline runs its script steps
+// once per target sink and queues the results on the sink's topic, and each
+// sink consumes its topic and delivers. Every event ends in one recorded
+// outcome per sink: delivered, filtered or dead-lettered.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Message metadata keys set by the engine.
+const (
+	MetaReceivedAt = "hookbus_received_at" // unix nanoseconds of ingest
+	MetaPipeline   = "hookbus_pipeline"
+	MetaSink       = "hookbus_sink"
+	MetaSource     = "hookbus_source"
+	MetaReason     = "hookbus_reason"
+	MetaReasonKind = "hookbus_reason_kind" // script | permanent | exhausted | invalid
+	MetaAttempts   = "hookbus_attempts"
+	MetaDeadAt     = "hookbus_dead_at"
+	// MetaRetryAttempt and MetaDueAt carry a retry through the retry topic
+	// for drivers without delayed nacks.
+	MetaRetryAttempt = "hookbus_retry_attempt"
+	MetaDueAt        = "hookbus_due_at"
+)
+
+// StepContext is what a step learns about where the event is going.
+type StepContext struct {
+	Pipeline string
+	Sink     string
+	Attempt  int
+}
+
+// Step is one filter or transform of a pipeline.
+type Step interface {
+	// Name identifies the step in logs and dead-letter reasons (the script path).
+	Name() string
+	// Run returns the events that continue (none: filtered) or an error,
+	// which dead-letters the input event with the error as reason.
+	Run(ctx context.Context, ev sdk.Event, sc StepContext) ([]sdk.Event, error)
+}
+
+// Pipeline routes the events of its sources through its steps to its sinks.
+type Pipeline struct {
+	Name  string
+	From  []string
+	Steps []Step
+	To    []string
+}
+
+// Sink is a configured sink instance.
+type Sink struct {
+	Name        string
+	Sink        sdk.Sink
+	MaxInFlight int
+	Schedule    retry.Schedule
+}
+
+// DeadLetterRecorder keeps dead letters where they can be listed and replayed.
+type DeadLetterRecorder interface {
+	RecordDeadLetter(ctx context.Context, dl DeadLetter) error
+}
+
+// DeadLetter is an event that could not be delivered to a sink.
+type DeadLetter struct {
+	ID       string // queue message id, unique per dead letter
+	Event    sdk.Event
+	Sink     string
+	Pipeline string
+	Reason   string
+	Kind     string
+	Attempts int
+	DeadAt   time.Time
+}
+
+// Options configure an Engine.
+type Options struct {
+	Queue       queue.Queue
+	Pipelines   []Pipeline
+	Sinks       map[string]Sink
+	DeadLetters DeadLetterRecorder // may be nil: dead letters are then only logged
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
+	// CloseTimeout bounds how long Close waits for in-flight work.
+	CloseTimeout time.Duration
+	// SourceConcurrency bounds unacked source messages per pipeline (default 256).
+	SourceConcurrency int
+}
+
+// Engine is the running router.
+type Engine struct {
+	opts    Options
+	q       queue.Queue
+	router  *message.Router
+	log     *slog.Logger
+	m       *metrics.Metrics
+	sources map[string]bool
+	running chan struct{}
+	runErr  chan error
+	once    sync.Once
+}
+
+// New builds the router. Nothing runs until Start.
+func New(opts Options) (*Engine, error) {
+	if opts.Queue == nil {
+		return nil, errors.New("pipeline: no queue")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.CloseTimeout == 0 {
+		opts.CloseTimeout = 30 * time.Second
+	}
+	if opts.SourceConcurrency == 0 {
+		opts.SourceConcurrency = 256
+	}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger.With("component", "router"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: opts.CloseTimeout}, wlog)
+	if err != nil {
+		return nil, err
+	}
+	r.AddMiddleware(middleware.Recoverer)
+	e := &Engine{opts: opts, q: opts.Queue, router: r, log: opts.Logger, m: opts.Metrics, sources: map[string]bool{}, running: make(chan struct{}), runErr: make(chan error, 1)}
+
+	var topics []string
+	for _, p := range opts.Pipelines {
+		for _, to := range p.To {
+			if _, ok := opts.Sinks[to]; !ok {
+				return nil, fmt.Errorf("pipeline %q: unknown sink %q", p.Name, to)
+			}
+		}
+		for _, src := range p.From {
+			e.sources[src] = true
+			sub, err := e.q.Subscriber("pipeline-"+p.Name, opts.SourceConcurrency)
+			if err != nil {
+				return nil, err
+			}
+			topic := queue.SourceTopic(src)
+			topics = append(topics, topic)
+			r.AddConsumerHandler("pipeline/"+p.Name+"/"+src, topic, sub, e.pipelineHandler(p, src))
+		}
+	}
+	for name, s := range opts.Sinks {
+		if s.MaxInFlight <= 0 {
+			s.MaxInFlight = 64
+		}
+		sub, err := e.q.Subscriber("sink-"+name, s.MaxInFlight)
+		if err != nil {
+			return nil, err
+		}
+		topic := queue.SinkTopic(name)
+		topics = append(topics, topic)
+		r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
+		if !e.q.Features().DelayedNack {
+			rsub, err := e.q.Subscriber("retry-"+name, 1)
+			if err != nil {
+				return nil, err
+			}
+			rt := queue.RetryTopic(name)
+			topics = append(topics, rt)
+			r.AddConsumerHandler("retry/"+name, rt, rsub, e.retryPump(name))
+		}
+	}
+	dsub, err := e.q.Subscriber("dead-letters", 16)
+	if err != nil {
+		return nil, err
+	}
+	topics = append(topics, queue.DeadLetterTopic)
+	r.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, dsub, e.deadLetterHandler)
+	if err := e.q.Provision(context.Background(), topics); err != nil {
+		return nil, fmt.Errorf("provision queue: %w", err)
+	}
+	return e, nil
+}
+
+// Start runs the router in the background and returns once it is running.
+func (e *Engine) Start(ctx context.Context) error {
+	go func() { e.runErr <- e.router.Run(ctx) }()
+	select {
+	case <-e.router.Running():
+		return nil
+	case err := <-e.runErr:
+		if err == nil {
+			err = errors.New("router stopped")
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops consuming and waits (up to CloseTimeout) for in-flight work.
+func (e *Engine) Close() error {
+	var err error
+	e.once.Do(func() { err = e.router.Close() })
+	return err
+}
+
+// HasSource tells whether any pipeline reads from the source.
+func (e *Engine) HasSource(name string) bool { return e.sources[name] }
+
+// Publish queues events of a source; it returns once the queue confirmed
+// every event. It implements the HTTP source's Publisher.
+func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event) error {
+	now := strconv.FormatInt(time.Now().UnixNano(), 10)
+	msgs := make([]*message.Message, len(events))
+	for i, ev := range events {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		msg := message.NewMessage(watermill.NewULID(), b)
+		msg.Metadata.Set(MetaReceivedAt, now)
+		msg.Metadata.Set(MetaSource, source)
+		msg.Metadata.Set(queue.MetaDedupID, source+"/"+ev.ID)
+		msg.SetContext(ctx)
+		msgs[i] = msg
+	}
+	if err := e.q.Publish(queue.SourceTopic(source), msgs...); err != nil {
+		return err
+	}
+	e.m.Received.WithLabelValues(source).Add(float64(len(events)))
+	return nil
+}
+
+// infraRetryDelay is how long a message waits after an infrastructure
+// error (queue publish failed) before it is tried again.
+const infraRetryDelay = time.Second
+
+func nackLater(msg *message.Message, d time.Duration, err error) error {
+	msg.Metadata.Set(queue.MetaNackDelay, d.String())
+	return err
+}
+
+func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		ctx := msg.Context()
+		var ev sdk.Event
+		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+			// Cannot happen for events from our own ingest; dead-letter rather than loop.
+			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+		}
+		var out []*message.Message
+		var outSinks []string
+		for _, sinkName := range p.To {
+			sc := StepContext{Pipeline: p.Name, Sink: sinkName, Attempt: 1}
+			events, err := e.runSteps(ctx, p, ev, sc)
+			if err != nil {
+				if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", err.Error(), 0); derr != nil {
+					return derr
+				}
+				continue
+			}
+			if len(events) == 0 {
+				e.m.Filtered.WithLabelValues(p.Name, sinkName).Inc()
+				e.log.Debug("event filtered", "pipeline", p.Name, "sink", sinkName, "event_id", ev.ID)
+				continue
+			}
+			for i, oev := range events {
+				b, err := json.Marshal(oev)
+				if err != nil {
+					if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", "transform result: "+err.Error(), 0); derr != nil {
+						return derr
+					}
+					continue
+				}
+				om := message.NewMessage(watermill.NewULID(), b)
+				om.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
+				om.Metadata.Set(MetaSource, src)
+				om.Metadata.Set(MetaPipeline, p.Name)
+				om.Metadata.Set(MetaSink, sinkName)
+				// A redelivered source message republishes the same keys, so
+				// deduplicating drivers do not queue it twice.
+				om.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("%s/%s/%s/%d", p.Name, sinkName, msg.UUID, i))
+				out = append(out, om)
+				outSinks = append(outSinks, sinkName)
+			}
+		}
+		// Publish per sink topic, keeping order.
+		for i := 0; i < len(out); {
+			j := i
+			for j < len(out) && outSinks[j] == outSinks[i] {
+				j++
+			}
+			if err := e.q.Publish(queue.SinkTopic(outSinks[i]), out[i:j]...); err != nil {
+				e.log.Error("queue publish failed; will retry", "pipeline", p.Name, "sink", outSinks[i], "error", err)
+				return nackLater(msg, infraRetryDelay, err)
+			}
+			i = j
+		}
+		return nil
+	}
+}
+
+func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc StepContext) ([]sdk.Event, error) {
+	cur := []sdk.Event{ev}
+	for _, st := range p.Steps {
+		var next []sdk.Event
+		for _, in := range cur {
+			start := time.Now()
+			res, err := st.Run(ctx, in, sc)
+			e.m.ScriptTime.WithLabelValues(st.Name()).Observe(time.Since(start).Seconds())
+			if err != nil {
+				e.m.ScriptErrors.WithLabelValues(st.Name()).Inc()
+				return nil, fmt.Errorf("%w", err)
+			}
+			next = append(next, res...)
+		}
+		cur = next
+		if len(cur) == 0 {
+			return nil, nil
+		}
+	}
+	return cur, nil
+}
+
+func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
+	delayed := e.q.Features().DelayedNack
+	return func(msg *message.Message) error {
+		ctx := msg.Context()
+		pipeline := msg.Metadata.Get(MetaPipeline)
+		var ev sdk.Event
+		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, s.Name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+		}
+		attempt := queue.Attempt(msg)
+		if a, err := strconv.Atoi(msg.Metadata.Get(MetaRetryAttempt)); err == nil && a > 0 {
+			attempt = a + queue.Attempt(msg) - 1
+		}
+		e.m.InFlight.WithLabelValues(s.Name).Inc()
+		start := time.Now()
+		res := s.Sink.Deliver(ctx, []sdk.Delivery{{Event: ev, Attempt: attempt, Pipeline: pipeline}})
+		e.m.InFlight.WithLabelValues(s.Name).Dec()
+		e.m.AttemptTime.WithLabelValues(s.Name).Observe(time.Since(start).Seconds())
+		var r sdk.Result
+		if len(res) != 1 {
+			r = sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for 1 delivery", len(res))}
+		} else {
+			r = res[0]
+		}
+		e.m.Attempts.WithLabelValues(s.Name, r.Outcome.String(), metrics.StatusClass(r.StatusCode)).Inc()
+		log := e.log.With("sink", s.Name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt)
+		switch r.Outcome {
+		case sdk.OK:
+			e.m.Delivered.WithLabelValues(pipeline, s.Name).Inc()
+			if ns, err := strconv.ParseInt(msg.Metadata.Get(MetaReceivedAt), 10, 64); err == nil {
+				e.m.EndToEnd.WithLabelValues(s.Name).Observe(time.Since(time.Unix(0, ns)).Seconds())
+			}
+			log.Debug("delivered", "status", r.StatusCode)
+			return nil
+		case sdk.Permanent:
+			log.Warn("permanent delivery failure", "reason", r.Reason, "status", r.StatusCode)
+			return e.deadLetter(msg, ev, pipeline, s.Name, "permanent", r.Reason, attempt)
+		default:
+			delay, ok := s.Schedule.Next(attempt, r.RetryAfter)
+			if !ok {
+				log.Warn("giving up after last attempt", "reason", r.Reason)
+				return e.deadLetter(msg, ev, pipeline, s.Name, "exhausted", fmt.Sprintf("gave up after %d attempts: %s", attempt, r.Reason), attempt)
+			}
+			e.m.Retries.WithLabelValues(s.Name).Inc()
+			log.Info("delivery failed; retry scheduled", "reason", r.Reason, "status", r.StatusCode, "retry_in", delay.Round(time.Millisecond))
+			if delayed {
+				return nackLater(msg, delay, fmt.Errorf("retry in %s: %s", delay, r.Reason))
+			}
+			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+			for k, v := range msg.Metadata {
+				rm.Metadata.Set(k, v)
+			}
+			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
+			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
+			delete(rm.Metadata, queue.MetaDedupID)
+			if err := e.q.Publish(queue.RetryTopic(s.Name), rm); err != nil {
+				return nackLater(msg, infraRetryDelay, err)
+			}
+			return nil
+		}
+	}
+}
+
+// retryPump moves due retries back to the sink topic, for drivers without
+// delayed nacks. A message that is not yet due goes to the back of the retry
+// topic, so one long wait never holds up a shorter one behind it.
+func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		due, _ := strconv.ParseInt(msg.Metadata.Get(MetaDueAt), 10, 64)
+		wait := time.Until(time.Unix(0, due))
+		if wait > 0 {
+			// Pace the cycle so an idle retry topic does not spin.
+			t := time.NewTimer(min(wait, 250*time.Millisecond))
+			select {
+			case <-t.C:
+			case <-msg.Context().Done():
+				t.Stop()
+				return msg.Context().Err()
+			}
+			if time.Now().UnixNano() < due {
+				rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+				rm.Metadata = copyMeta(msg.Metadata)
+				if err := e.q.Publish(queue.RetryTopic(sink), rm); err != nil {
+					return nackLater(msg, infraRetryDelay, err)
+				}
+				return nil
+			}
+		}
+		rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+		rm.Metadata = copyMeta(msg.Metadata)
+		if err := e.q.Publish(queue.SinkTopic(sink), rm); err != nil {
+			return nackLater(msg, infraRetryDelay, err)
+		}
+		return nil
+	}
+}
+
+// deadLetter publishes the event with its reason to the dead-letter topic.
+// The caller acks the original message when this returns nil.
+func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink, kind, reason string, attempts int) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		b = msg.Payload
+	}
+	dm := message.NewMessage(watermill.NewULID(), b)
+	dm.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
+	dm.Metadata.Set(MetaPipeline, pipeline)
+	dm.Metadata.Set(MetaSink, sink)
+	dm.Metadata.Set(MetaReason, reason)
+	dm.Metadata.Set(MetaReasonKind, kind)
+	dm.Metadata.Set(MetaAttempts, strconv.Itoa(attempts))
+	dm.Metadata.Set(MetaDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	dm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("dead/%s/%s/%s", pipeline, sink, msg.UUID))
+	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
+		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
+		return nackLater(msg, infraRetryDelay, err)
+	}
+	e.m.DeadLettered.WithLabelValues(pipeline, sink, kind).Inc()
+	e.log.Warn("event dead-lettered", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "kind", kind, "reason", reason, "attempts", attempts)
+	return nil
+}
+
+func (e *Engine) deadLetterHandler(msg *message.Message) error {
+	if e.opts.DeadLetters == nil {
+		return nil
+	}
+	dl, err := DecodeDeadLetter(msg)
+	if err != nil {
+		e.log.Error("undecodable dead letter kept in queue log only", "id", msg.UUID, "error", err)
+		return nil
+	}
+	if err := e.opts.DeadLetters.RecordDeadLetter(msg.Context(), dl); err != nil {
+		e.log.Error("recording dead letter failed; will retry", "id", msg.UUID, "error", err)
+		return nackLater(msg, infraRetryDelay, err)
+	}
+	return nil
+}
+
+// DecodeDeadLetter reads a message of the dead-letter topic.
+func DecodeDeadLetter(msg *message.Message) (DeadLetter, error) {
+	var ev sdk.Event
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		return DeadLetter{}, err
+	}
+	attempts, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempts))
+	at, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetaDeadAt))
+	if err != nil {
+		at = time.Now().UTC()
+	}
+	return DeadLetter{
+		ID: msg.UUID, Event: ev, Sink: msg.Metadata.Get(MetaSink), Pipeline: msg.Metadata.Get(MetaPipeline),
+		Reason: msg.Metadata.Get(MetaReason), Kind: msg.Metadata.Get(MetaReasonKind), Attempts: attempts, DeadAt: at,
+	}, nil
+}
+
+// Replay queues a dead-lettered event for its sink again, starting at attempt 1.
+func (e *Engine) Replay(ctx context.Context, dl DeadLetter) error {
+	return Replay(ctx, e.q, dl)
+}
+
+// Replay queues a dead letter's event on its sink's topic with a fresh attempt count.
+func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
+	b, err := json.Marshal(dl.Event)
+	if err != nil {
+		return err
+	}
+	m := message.NewMessage(watermill.NewULID(), b)
+	m.Metadata.Set(MetaReceivedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
+	m.Metadata.Set(MetaPipeline, dl.Pipeline)
+	m.Metadata.Set(MetaSink, dl.Sink)
+	m.SetContext(ctx)
+	return q.Publish(queue.SinkTopic(dl.Sink), m)
+}
+
+func copyMeta(md message.Metadata) message.Metadata {
+	c := make(message.Metadata, len(md))
+	for k, v := range md {
+		c[k] = v
+	}
+	return c
+}

@@ -1,0 +1,80 @@
+// Command crashsink is a misbehaving sink plugin for pluginhost's tests: it
+// exits every crash_every events, hangs on events of type hang_type and
+// can write noise to stdout before the handshake.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/hookbus/hookbus/sdk"
+)
+
+type config struct {
+	CrashEvery int    `json:"crash_every"`
+	HangOnType string `json:"hang_on_type"`
+}
+
+type sink struct {
+	mu    sync.Mutex
+	cfg   config
+	count int
+}
+
+func (s *sink) ValidateConfig(raw json.RawMessage) error {
+	var c config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return &sdk.ConfigError{Message: "crashsink: " + err.Error()}
+	}
+	if c.CrashEvery < 0 {
+		return &sdk.ConfigError{Field: "crash_every", Message: fmt.Sprintf("crashsink wants crash_every >= 0, got %d", c.CrashEvery)}
+	}
+	return nil
+}
+
+func (s *sink) Init(_ context.Context, raw json.RawMessage) (sdk.SinkInfo, error) {
+	if err := s.ValidateConfig(raw); err != nil {
+		return sdk.SinkInfo{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = json.Unmarshal(raw, &s.cfg)
+	return sdk.SinkInfo{MaxInFlight: 16}, nil
+}
+
+func (s *sink) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
+	out := make([]sdk.Result, len(batch))
+	for i, d := range batch {
+		s.mu.Lock()
+		cfg := s.cfg
+		s.count++
+		crash := cfg.CrashEvery > 0 && s.count%cfg.CrashEvery == 0
+		s.mu.Unlock()
+		if crash {
+			os.Exit(7)
+		}
+		if cfg.HangOnType != "" && d.Event.Type == cfg.HangOnType {
+			select {} // hang forever, ignoring ctx
+		}
+		out[i] = sdk.Result{Outcome: sdk.OK}
+	}
+	return out
+}
+
+func (s *sink) Close(context.Context) error { return nil }
+
+func main() {
+	if os.Getenv("CRASHSINK_NOISE") != "" {
+		fmt.Println("hello from a chatty plugin")
+	}
+	sdk.Serve(sdk.ServeOptions{
+		Sink: &sink{},
+		Manifest: sdk.Manifest{
+			Name:         "crashsink",
+			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}}, "additionalProperties": false}`),
+		},
+	})
+}

@@ -1,0 +1,392 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// JetStreamOptions configure the NATS JetStream driver.
+type JetStreamOptions struct {
+	// URL of an external NATS server or cluster; empty starts an embedded
+	// server with file storage under DataDir and no TCP listener.
+	URL     string
+	DataDir string
+	// DedupWindow is how long producer ids are remembered (default 24h).
+	DedupWindow time.Duration
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before the server redelivers it (default 30s). Handlers that run
+	// longer are kept alive with in-progress signals.
+	AckWait time.Duration
+	// Prefix namespaces stream and consumer names (default "HOOKBUS"), so
+	// several hookbus deployments (or tests) can share one NATS server.
+	Prefix string
+	Logger *slog.Logger
+}
+
+// JetStream is the NATS JetStream driver: the embedded default and the
+// external `nats` driver. Streams and consumers are created up front rather
+// than checked on every publish.
+type JetStream struct {
+	opts   JetStreamOptions
+	ns     *server.Server // embedded only
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	mu     sync.Mutex
+	subs   []*jsSubscriber
+	closed bool
+}
+
+// Stream layout: ingest has the long dedup window for producer ids; the
+// internal topics only need a short one to absorb republishing after a crash.
+var jsStreams = []struct {
+	suffix, prefix string
+	long           bool
+}{
+	{"_IN", "hookbus.in.", true},
+	{"_OUT", "hookbus.out.", false},
+	{"_RETRY", "hookbus.retry.", false},
+	{"_DEAD", "hookbus.dead.", false},
+}
+
+// NewJetStream connects to (or embeds) NATS and creates the streams.
+func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error) {
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = 24 * time.Hour
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "HOOKBUS"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	q := &JetStream{opts: opts, log: opts.Logger}
+	var err error
+	if opts.URL == "" {
+		if opts.DataDir == "" {
+			return nil, errors.New("embedded queue: data_dir is required")
+		}
+		sopts := &server.Options{
+			ServerName: "hookbus-embedded",
+			JetStream:  true,
+			StoreDir:   filepath.Join(opts.DataDir, "queue"),
+			DontListen: true,
+			NoSigs:     true,
+			NoLog:      true,
+			MaxPayload: 8 << 20,
+		}
+		q.ns, err = server.NewServer(sopts)
+		if err != nil {
+			return nil, fmt.Errorf("embedded queue: %w", err)
+		}
+		go q.ns.Start()
+		if !q.ns.ReadyForConnections(30 * time.Second) {
+			q.ns.Shutdown()
+			return nil, errors.New("embedded queue: server did not start within 30s")
+		}
+		q.nc, err = nats.Connect(q.ns.ClientURL(), nats.InProcessServer(q.ns), nats.Name("hookbus"))
+	} else {
+		q.nc, err = nats.Connect(opts.URL, nats.Name("hookbus"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	}
+	if err != nil {
+		q.shutdownServer()
+		return nil, fmt.Errorf("queue: connect to NATS: %w", err)
+	}
+	q.js, err = jetstream.New(q.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	for _, s := range jsStreams {
+		dup := 2 * time.Minute
+		if s.long {
+			dup = opts.DedupWindow
+		}
+		cfg := jetstream.StreamConfig{
+			Name:       opts.Prefix + s.suffix,
+			Subjects:   []string{s.prefix + ">"},
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.InterestPolicy,
+			Duplicates: dup,
+		}
+		if opts.Prefix != "HOOKBUS" {
+			cfg.Subjects = []string{strings.ToLower(opts.Prefix) + "." + s.prefix + ">"}
+		}
+		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			q.Close()
+			return nil, fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return q, nil
+}
+
+func (q *JetStream) subject(topic string) string {
+	if q.opts.Prefix == "HOOKBUS" {
+		return topic
+	}
+	return strings.ToLower(q.opts.Prefix) + "." + topic
+}
+
+func (q *JetStream) streamFor(topic string) (string, error) {
+	for _, s := range jsStreams {
+		if strings.HasPrefix(topic, s.prefix) {
+			return q.opts.Prefix + s.suffix, nil
+		}
+	}
+	return "", fmt.Errorf("queue: topic %q belongs to no stream", topic)
+}
+
+// Features implements Queue.
+func (q *JetStream) Features() Features {
+	return Features{Durable: true, DelayedNack: true, Dedup: true}
+}
+
+// Provision implements Queue: streams exist already; consumers are created
+// per subscription.
+func (q *JetStream) Provision(context.Context, []string) error { return nil }
+
+// Publish implements message.Publisher: all messages are sent
+// asynchronously, then every acknowledgement is awaited, so a batch costs
+// one round trip.
+func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
+	subj := q.subject(topic)
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, msg := range msgs {
+		m := nats.NewMsg(subj)
+		m.Data = msg.Payload
+		for k, v := range msg.Metadata {
+			if k == MetaAttempt || k == MetaNackDelay {
+				continue
+			}
+			m.Header.Set(k, v)
+		}
+		m.Header.Set("hookbus_uuid", msg.UUID)
+		var popts []jetstream.PublishOpt
+		if id := msg.Metadata.Get(MetaDedupID); id != "" {
+			popts = append(popts, jetstream.WithMsgID(id))
+		}
+		f, err := q.js.PublishMsgAsync(m, popts...)
+		if err != nil {
+			return fmt.Errorf("queue: publish to %s: %w", topic, err)
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("queue: publish to %s: %w", topic, err)
+		case <-timeout.C:
+			return fmt.Errorf("queue: publish to %s: no acknowledgement within 30s", topic)
+		}
+	}
+	return nil
+}
+
+// Subscriber implements Queue.
+func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscriber, error) {
+	if maxInFlight <= 0 {
+		maxInFlight = 64
+	}
+	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight}
+	q.mu.Lock()
+	q.subs = append(q.subs, s)
+	q.mu.Unlock()
+	return s, nil
+}
+
+// Close stops subscriptions, the connection and (embedded) the server.
+func (q *JetStream) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	subs := q.subs
+	q.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	if q.nc != nil {
+		_ = q.nc.Drain()
+		deadline := time.Now().Add(5 * time.Second)
+		for !q.nc.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		q.nc.Close()
+	}
+	q.shutdownServer()
+	return nil
+}
+
+func (q *JetStream) shutdownServer() {
+	if q.ns != nil {
+		q.ns.Shutdown()
+		q.ns.WaitForShutdown()
+	}
+}
+
+// Conn exposes the NATS connection (for tests and tools).
+func (q *JetStream) Conn() *nats.Conn { return q.nc }
+
+type jsSubscriber struct {
+	q           *JetStream
+	group       string
+	maxInFlight int
+	mu          sync.Mutex
+	consumers   []jetstream.ConsumeContext
+	wg          sync.WaitGroup
+	closed      bool
+}
+
+func consumerName(prefix, group, topic string) string {
+	r := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_", "~", "_")
+	return r.Replace(prefix + "_" + group + "__" + topic)
+}
+
+func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	stream, err := s.q.streamFor(topic)
+	if err != nil {
+		return nil, err
+	}
+	ackWait := s.q.opts.AckWait
+	cons, err := s.q.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       consumerName(s.q.opts.Prefix, s.group, topic),
+		FilterSubject: s.q.subject(topic),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: s.maxInFlight,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer for %s/%s: %w", s.group, topic, err)
+	}
+	out := make(chan *message.Message)
+	sem := make(chan struct{}, s.maxInFlight)
+	done := make(chan struct{})
+	var inflight sync.WaitGroup
+	var sendMu sync.RWMutex
+	outClosed := false
+	cc, err := cons.Consume(func(jm jetstream.Msg) {
+		sendMu.RLock()
+		defer sendMu.RUnlock()
+		if outClosed {
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-done:
+			return
+		}
+		msg := message.NewMessage(jm.Headers().Get("hookbus_uuid"), jm.Data())
+		for k, vs := range jm.Headers() {
+			if len(vs) > 0 && k != "hookbus_uuid" && !strings.HasPrefix(k, "Nats-") {
+				msg.Metadata.Set(k, vs[0])
+			}
+		}
+		if md, err := jm.Metadata(); err == nil {
+			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(md.NumDelivered, 10))
+		}
+		msgCtx, cancel := context.WithCancel(ctx)
+		msg.SetContext(msgCtx)
+		select {
+		case out <- msg:
+		case <-done:
+			cancel()
+			<-sem
+			_ = jm.Nak()
+			return
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-sem }()
+			defer cancel()
+			// Keep long-running handlers from being redelivered.
+			keepAlive := time.NewTicker(ackWait / 3)
+			defer keepAlive.Stop()
+			for {
+				select {
+				case <-msg.Acked():
+					if err := jm.Ack(); err != nil {
+						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
+					}
+					return
+				case <-msg.Nacked():
+					if d := NackDelay(msg); d > 0 {
+						_ = jm.NakWithDelay(d)
+					} else {
+						_ = jm.Nak()
+					}
+					return
+				case <-keepAlive.C:
+					_ = jm.InProgress()
+				case <-done:
+					// Unacked: the server redelivers it after AckWait.
+					return
+				}
+			}
+		}()
+	}, jetstream.PullMaxMessages(min(s.maxInFlight, 500)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			s.q.log.Debug("queue consume", "topic", topic, "error", err)
+		}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
+	}
+	s.mu.Lock()
+	s.consumers = append(s.consumers, cc)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-cc.Closed():
+		}
+		cc.Stop()
+		close(done)
+		sendMu.Lock()
+		outClosed = true
+		sendMu.Unlock()
+		inflight.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+func (s *jsSubscriber) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ccs := s.consumers
+	s.mu.Unlock()
+	for _, cc := range ccs {
+		cc.Stop()
+	}
+	s.wg.Wait()
+	return nil
+}

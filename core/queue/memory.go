@@ -1,0 +1,269 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Memory is an in-process queue for tests and demos. It is NOT durable:
+// everything queued is lost when the process stops. It supports consumer
+// groups, many messages in flight per subscription and delayed nacks, so it
+// behaves like the durable drivers in everything but persistence.
+type Memory struct {
+	mu     sync.Mutex
+	topics map[string]*memTopic
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+type memTopic struct {
+	groups map[string]*memGroup
+	// backlog keeps messages published before any group subscribed.
+	backlog []*memEnvelope
+}
+
+type memEnvelope struct {
+	uuid       string
+	payload    []byte
+	metadata   message.Metadata
+	deliveries int
+}
+
+type memGroup struct {
+	mu      sync.Mutex
+	pending []*memEnvelope
+	notify  chan struct{}
+}
+
+// NewMemory returns an empty in-memory queue.
+func NewMemory() *Memory {
+	return &Memory{topics: map[string]*memTopic{}, done: make(chan struct{})}
+}
+
+var errClosed = errors.New("queue closed")
+
+// Features implements Queue.
+func (m *Memory) Features() Features { return Features{DelayedNack: true} }
+
+// Provision implements Queue; the memory driver needs nothing.
+func (m *Memory) Provision(context.Context, []string) error { return nil }
+
+// Publish implements message.Publisher.
+func (m *Memory) Publish(topic string, msgs ...*message.Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	t := m.topic(topic)
+	for _, msg := range msgs {
+		env := &memEnvelope{uuid: msg.UUID, payload: append([]byte(nil), msg.Payload...), metadata: copyMeta(msg.Metadata)}
+		if len(t.groups) == 0 {
+			t.backlog = append(t.backlog, env)
+			continue
+		}
+		for _, g := range t.groups {
+			c := *env
+			c.metadata = copyMeta(env.metadata)
+			g.push(&c)
+		}
+	}
+	return nil
+}
+
+func (m *Memory) topic(name string) *memTopic {
+	t, ok := m.topics[name]
+	if !ok {
+		t = &memTopic{groups: map[string]*memGroup{}}
+		m.topics[name] = t
+	}
+	return t
+}
+
+func copyMeta(md message.Metadata) message.Metadata {
+	c := make(message.Metadata, len(md))
+	for k, v := range md {
+		c[k] = v
+	}
+	return c
+}
+
+func (g *memGroup) push(env *memEnvelope) {
+	g.mu.Lock()
+	g.pending = append(g.pending, env)
+	g.mu.Unlock()
+	select {
+	case g.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (g *memGroup) pop() *memEnvelope {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) == 0 {
+		return nil
+	}
+	env := g.pending[0]
+	g.pending[0] = nil
+	g.pending = g.pending[1:]
+	if len(g.pending) > 0 {
+		select {
+		case g.notify <- struct{}{}:
+		default:
+		}
+	}
+	return env
+}
+
+// Subscriber implements Queue.
+func (m *Memory) Subscriber(group string, maxInFlight int) (message.Subscriber, error) {
+	if maxInFlight <= 0 {
+		maxInFlight = 64
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &memSubscriber{q: m, group: group, maxInFlight: maxInFlight, ctx: ctx, cancel: cancel}, nil
+}
+
+// Close implements message.Publisher; it stops every subscription.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.done)
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+type memSubscriber struct {
+	q           *Memory
+	group       string
+	maxInFlight int
+	ctx         context.Context // cancelled by Close
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+}
+
+func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan *message.Message, error) {
+	m := s.q
+	ctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(s.ctx, cancel)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, errClosed
+	}
+	t := m.topic(topic)
+	g, ok := t.groups[s.group]
+	if !ok {
+		g = &memGroup{notify: make(chan struct{}, 1)}
+		t.groups[s.group] = g
+		if len(t.groups) == 1 {
+			for _, env := range t.backlog {
+				g.push(env)
+			}
+			t.backlog = nil
+		}
+	}
+	m.wg.Add(1)
+	s.wg.Add(1)
+	m.mu.Unlock()
+
+	out := make(chan *message.Message)
+	go func() {
+		defer m.wg.Done()
+		defer s.wg.Done()
+		defer stop()
+		defer cancel()
+		defer close(out)
+		var inflight sync.WaitGroup
+		defer inflight.Wait()
+		sem := make(chan struct{}, s.maxInFlight)
+		for {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			case <-m.done:
+				return
+			}
+			var env *memEnvelope
+			for env == nil {
+				if env = g.pop(); env != nil {
+					break
+				}
+				select {
+				case <-g.notify:
+				case <-ctx.Done():
+					return
+				case <-m.done:
+					return
+				}
+			}
+			env.deliveries++
+			msg := message.NewMessage(env.uuid, env.payload)
+			msg.Metadata = copyMeta(env.metadata)
+			msg.Metadata.Set(MetaAttempt, strconv.Itoa(env.deliveries))
+			msgCtx, cancel := context.WithCancel(ctx)
+			msg.SetContext(msgCtx)
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				cancel()
+				g.pushFront(env)
+				return
+			case <-m.done:
+				cancel()
+				return
+			}
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer cancel()
+				defer func() { <-sem }()
+				select {
+				case <-msg.Acked():
+				case <-msg.Nacked():
+					if d := NackDelay(msg); d > 0 {
+						t := time.AfterFunc(d, func() { g.push(env) })
+						_ = t
+					} else {
+						g.pushFront(env)
+					}
+				case <-ctx.Done():
+					g.pushFront(env)
+				case <-m.done:
+				}
+			}()
+		}
+	}()
+	return out, nil
+}
+
+func (g *memGroup) pushFront(env *memEnvelope) {
+	g.mu.Lock()
+	g.pending = append([]*memEnvelope{env}, g.pending...)
+	g.mu.Unlock()
+	select {
+	case g.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Close ends every subscription of this subscriber; unacknowledged
+// messages go back to their group.
+func (s *memSubscriber) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}

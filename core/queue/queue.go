@@ -1,0 +1,100 @@
+// Package queue is the seam between hookbus and its message broker. Every
+// driver (embedded NATS JetStream, external NATS, Redis Streams, PostgreSQL,
+// in-memory) is a Watermill Publisher plus consumer-group Subscribers, so the
+// rest of hookbus never knows which broker runs.
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Metadata keys hookbus sets on messages.
+const (
+	// MetaAttempt is set by drivers on every delivered message: how many times
+	// this message has been handed to a consumer of its group (1-based).
+	MetaAttempt = "hookbus_attempt"
+	// MetaNackDelay may be set by a handler before it nacks a message: the
+	// driver redelivers the message no sooner than this Go duration.
+	MetaNackDelay = "hookbus_nack_delay"
+	// MetaDedupID, when set on a published message, is an idempotency key:
+	// drivers that deduplicate drop a second message with the same key
+	// within the dedup window.
+	MetaDedupID = "hookbus_dedup_id"
+)
+
+// Queue is a message broker as hookbus uses it.
+type Queue interface {
+	// Publisher publishes messages; Publish returns only after the broker
+	// has durably stored every message (for durable drivers).
+	message.Publisher
+	// Subscriber returns a Subscriber whose subscriptions belong to the
+	// named consumer group: each group gets every message of a topic, and
+	// within a group each message goes to one consumer (also across
+	// processes for the shared drivers). maxInFlight bounds how many
+	// messages of one subscription are unacknowledged at once.
+	Subscriber(group string, maxInFlight int) (message.Subscriber, error)
+	// Provision creates whatever the broker needs for the topics before
+	// traffic flows. Drivers that need nothing return nil.
+	Provision(ctx context.Context, topics []string) error
+	// Features tells what the driver guarantees.
+	Features() Features
+}
+
+// Features describes a driver.
+type Features struct {
+	// Durable: an acknowledged publish survives a crash of the process.
+	Durable bool
+	// DelayedNack: the driver honours MetaNackDelay natively, so a retry
+	// waits inside the broker and never blocks other messages.
+	DelayedNack bool
+	// Dedup: the driver drops repeated MetaDedupID keys itself.
+	Dedup bool
+}
+
+// Topic names. They use only characters every driver accepts.
+func SourceTopic(source string) string { return "hookbus.in." + topicSafe(source) }
+
+// SinkTopic is the topic a sink consumes.
+func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
+
+// DeadLetterTopic receives every dead-lettered message.
+const DeadLetterTopic = "hookbus.dead.all"
+
+// RetryTopic holds retries for drivers without DelayedNack.
+func RetryTopic(sink string) string { return "hookbus.retry." + topicSafe(sink) }
+
+func topicSafe(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "~%x", r)
+		}
+	}
+	return b.String()
+}
+
+// Attempt reads MetaAttempt of a delivered message (1 when absent).
+func Attempt(msg *message.Message) int {
+	var n int
+	if _, err := fmt.Sscan(msg.Metadata.Get(MetaAttempt), &n); err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// NackDelay reads MetaNackDelay (0 when absent or invalid).
+func NackDelay(msg *message.Message) time.Duration {
+	d, err := time.ParseDuration(msg.Metadata.Get(MetaNackDelay))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}

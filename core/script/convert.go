@@ -1,0 +1,319 @@
+package script
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dop251/goja"
+
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// eventValue builds the event as plain JavaScript objects (not Go wrappers:
+// a JS object stored into a wrapped Go map is copied, which surprises script
+// authors). JSON members keep their order; integers that fit in int64 stay
+// exact; other numbers are float64, as in JavaScript.
+func (slot *vmSlot) eventValue(ev sdk.Event) (goja.Value, error) {
+	vm := slot.vm
+	o := vm.NewObject()
+	set := func(k, v string) {
+		if v != "" {
+			_ = o.Set(k, v)
+		}
+	}
+	set("id", ev.ID)
+	set("type", ev.Type)
+	set("source", ev.Source)
+	set("subject", ev.Subject)
+	if !ev.Time.IsZero() {
+		_ = o.Set("time", ev.Time.Format(time.RFC3339Nano))
+	}
+	set("datacontenttype", ev.DataContentType)
+	slot.lazy = lazyData{}
+	if len(ev.Data) > 0 {
+		slot.defineLazyData(o, ev)
+	}
+	if ev.Metadata != nil {
+		m := vm.NewObject()
+		for _, k := range sortedKeys(ev.Metadata) {
+			setOwn(m, k, vm.ToValue(ev.Metadata[k]))
+		}
+		_ = o.Set("metadata", m)
+	}
+	for _, k := range sortedKeys(ev.Extensions) {
+		if knownMember(k) {
+			continue
+		}
+		v, err := jsonValue(vm, ev.Extensions[k])
+		if err != nil {
+			return nil, slot.s.invalidEvent(ev, k, err)
+		}
+		setOwn(o, k, v)
+	}
+	return o, nil
+}
+
+// lazyData is the input event's data while the script has not touched it.
+type lazyData struct {
+	obj          *goja.Object // the event object handed to the script
+	raw          []byte
+	materialized bool
+}
+
+// defineLazyData makes event.data an accessor that parses the JSON on first
+// use and then turns into a plain data property: a filter that only looks
+// at event.type never pays for decoding the payload, and a transform that
+// returns the event without touching data passes the original bytes on.
+func (slot *vmSlot) defineLazyData(o *goja.Object, ev sdk.Event) {
+	vm := slot.vm
+	slot.lazy = lazyData{obj: o, raw: ev.Data}
+	materialize := func(target *goja.Object, v goja.Value) {
+		slot.lazy.materialized = true
+		_ = target.DefineDataProperty("data", v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+	}
+	get := vm.ToValue(func(goja.FunctionCall) goja.Value {
+		v, err := jsonValue(vm, ev.Data)
+		if err != nil {
+			panic(vm.NewTypeError("event.data is not valid JSON: %v", err))
+		}
+		materialize(o, v)
+		return v
+	})
+	set := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+		target, ok := call.This.(*goja.Object)
+		if !ok {
+			target = o
+		}
+		materialize(target, call.Argument(0))
+		return goja.Undefined()
+	})
+	_ = o.DefineAccessorProperty("data", get, set, goja.FLAG_TRUE, goja.FLAG_TRUE)
+}
+
+func (s *Script) invalidEvent(ev sdk.Event, member string, err error) *Error {
+	return &Error{File: s.name, Err: ErrInvalidEvent,
+		Message: fmt.Sprintf("event %q: member %q is not valid JSON: %v", ev.ID, member, err)}
+}
+
+func knownMember(k string) bool {
+	switch k {
+	case "id", "type", "source", "subject", "time", "datacontenttype", "data", "metadata":
+		return true
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// setOwn sets an own property; "__proto__" from JSON must not reach the
+// prototype setter.
+func setOwn(o *goja.Object, k string, v goja.Value) {
+	if k == "__proto__" {
+		_ = o.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+		return
+	}
+	_ = o.Set(k, v)
+}
+
+// events converts what transform returned into events.
+func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
+	s := slot.s
+	at := s.transformPos
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return []sdk.Event{}, nil
+	}
+	o, ok := v.(*goja.Object)
+	if !ok || isFunction(v) {
+		return nil, s.badReturn(at, "transform must return an event object, an array of events, or null; got %s", typeOf(v))
+	}
+	size := 0
+	var out []sdk.Event
+	add := func(el *goja.Object, id, where string) error {
+		ev, n, err := slot.event(el, id, where)
+		if err != nil {
+			return err
+		}
+		size += n
+		if size > s.opts.MaxPayload {
+			return &Error{File: s.name, Line: at.line, Column: at.column, Err: ErrPayloadTooLarge,
+				Message: fmt.Sprintf("transform result is over the %d-byte payload limit", s.opts.MaxPayload)}
+		}
+		out = append(out, ev)
+		return nil
+	}
+	if o.ClassName() != "Array" {
+		if err := add(o, inputID, "transform result"); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	n := o.Get("length").ToInteger()
+	out = make([]sdk.Event, 0, n)
+	for i := range n {
+		where := "transform result[" + strconv.FormatInt(i, 10) + "]"
+		el := o.Get(strconv.FormatInt(i, 10))
+		eo, ok := el.(*goja.Object)
+		if !ok || eo.ClassName() == "Array" || isFunction(el) {
+			return nil, s.badReturn(at, "%s must be an event object, got %s", where, typeOf(el))
+		}
+		if err := add(eo, inputID+"-"+strconv.FormatInt(i, 10), where); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func isFunction(v goja.Value) bool {
+	_, ok := goja.AssertFunction(v)
+	return ok
+}
+
+// event converts one returned object into an event; defaultID applies when
+// it has no id. It also returns the event's approximate encoded size.
+func (slot *vmSlot) event(o *goja.Object, defaultID, where string) (sdk.Event, int, error) {
+	s := slot.s
+	at := s.transformPos
+	var ev sdk.Event
+	size := 0
+	str := func(k string, v goja.Value) (string, error) {
+		sv, ok := v.Export().(string)
+		if !ok {
+			return "", s.badReturn(at, "%s.%s must be a string, got %s", where, k, typeOf(v))
+		}
+		size += len(k) + len(sv) + 6
+		return sv, nil
+	}
+	for _, k := range o.Keys() {
+		if k == "data" && o == slot.lazy.obj && !slot.lazy.materialized {
+			ev.Data = slot.lazy.raw // untouched: pass the original bytes on
+			size += len(ev.Data) + 8
+			continue
+		}
+		v := o.Get(k)
+		if v == nil || goja.IsUndefined(v) || (goja.IsNull(v) && knownMember(k)) {
+			continue
+		}
+		var err error
+		switch k {
+		case "id":
+			ev.ID, err = str(k, v)
+		case "type":
+			ev.Type, err = str(k, v)
+		case "source":
+			ev.Source, err = str(k, v)
+		case "subject":
+			ev.Subject, err = str(k, v)
+		case "datacontenttype":
+			ev.DataContentType, err = str(k, v)
+		case "time":
+			ev.Time, err = slot.timeValue(v, where)
+			size += 40
+		case "metadata":
+			ev.Metadata, err = slot.metadata(v, where)
+			for mk, mv := range ev.Metadata {
+				size += len(mk) + len(mv) + 6
+			}
+		case "data":
+			ev.Data, err = slot.encode(v, where+".data")
+			size += len(ev.Data) + 8
+		default:
+			var raw json.RawMessage
+			raw, err = slot.encode(v, where+"."+k)
+			if raw != nil {
+				if ev.Extensions == nil {
+					ev.Extensions = map[string]json.RawMessage{}
+				}
+				ev.Extensions[k] = raw
+				size += len(k) + len(raw) + 4
+			}
+		}
+		if err != nil {
+			return sdk.Event{}, 0, err
+		}
+	}
+	if ev.Type == "" {
+		return sdk.Event{}, 0, s.badReturn(at, "%s.type must be a non-empty string", where)
+	}
+	if ev.ID == "" {
+		ev.ID = defaultID
+	}
+	return ev, size, nil
+}
+
+func (slot *vmSlot) timeValue(v goja.Value, where string) (time.Time, error) {
+	at := slot.s.transformPos
+	switch t := v.Export().(type) {
+	case time.Time: // a Date object
+		return t.UTC(), nil
+	case string:
+		if t == "" {
+			return time.Time{}, nil
+		}
+		tm, err := time.Parse(time.RFC3339, t)
+		if err != nil {
+			return time.Time{}, slot.s.badReturn(at, "%s.time must be an RFC 3339 timestamp, got %q", where, t)
+		}
+		return tm, nil
+	}
+	return time.Time{}, slot.s.badReturn(at, "%s.time must be an RFC 3339 string or a Date, got %s", where, typeOf(v))
+}
+
+func (slot *vmSlot) metadata(v goja.Value, where string) (map[string]string, error) {
+	at := slot.s.transformPos
+	o, ok := v.(*goja.Object)
+	if !ok || o.ClassName() == "Array" || isFunction(v) {
+		return nil, slot.s.badReturn(at, "%s.metadata must be an object of strings, got %s", where, typeOf(v))
+	}
+	keys := o.Keys()
+	m := make(map[string]string, len(keys))
+	for _, k := range keys {
+		mv := o.Get(k)
+		sv, ok := mv.Export().(string)
+		if !ok {
+			return nil, slot.s.badReturn(at, "%s.metadata.%s must be a string, got %s", where, k, typeOf(mv))
+		}
+		m[k] = sv
+	}
+	return m, nil
+}
+
+// encode renders v as JSON with the script's own JSON.stringify, so toJSON,
+// Dates and member order behave as in JavaScript. Nil means "leave out"
+// (undefined, a function).
+func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) {
+	out, err := slot.stringify(goja.Undefined(), v)
+	if err != nil {
+		e := slot.s.jsError(err, slot.s.transformPos)
+		if e.Err == ErrException {
+			e.Err = ErrBadReturn
+			e.Message = "encoding " + where + " as JSON: " + e.Message
+		}
+		return nil, e
+	}
+	if goja.IsUndefined(out) {
+		return nil, nil
+	}
+	return json.RawMessage(out.String()), nil
+}
+
+// eventSize approximates the event's encoded JSON size.
+func eventSize(ev sdk.Event) int {
+	n := 100 + len(ev.ID) + len(ev.Type) + len(ev.Source) + len(ev.Subject) + len(ev.DataContentType) + len(ev.Data)
+	for k, v := range ev.Metadata {
+		n += len(k) + len(v) + 6
+	}
+	for k, v := range ev.Extensions {
+		n += len(k) + len(v) + 4
+	}
+	return n
+}

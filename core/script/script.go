@@ -1,0 +1,464 @@
+// Package script runs hookbus' JavaScript filter and transform scripts with goja.
+//
+// A script file defines filter(event, ctx) and/or transform(event, ctx) as
+// plain functions (DESIGN.md "Scripts"). Compile parses and compiles the file
+// once into a *goja.Program; each Script then keeps a bounded pool of
+// *goja.Runtime that have run the program once and are reused call after call.
+//
+// Isolation: runtimes are not shared between scripts and a runtime serves
+// one call at a time. Top-level variables of a script persist per runtime
+// (a cache is fine; counting events is not, since calls are spread over
+// several runtimes that come and go). The global hookbus and console objects
+// are frozen and cannot be replaced. There is no require, no network, no file
+// system: the engine offers only the ECMAScript built-ins and the globals
+// described in globals.go.
+//
+// Limits: every call runs under Options.Timeout (the runtime is interrupted,
+// then discarded), at most Options.MaxStack nested calls, and at most
+// Options.MaxPayload bytes of event JSON going in and coming out. Built-in
+// functions are not interruptible, so a single huge native operation (e.g.
+// "x".repeat(1e9)) can still use memory and time before the deadline hits.
+package script
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja/ast"
+	"github.com/dop251/goja/file"
+	"github.com/dop251/goja/parser"
+
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTimeout    = 100 * time.Millisecond
+	DefaultMaxStack   = 1000
+	DefaultMaxPayload = 1 << 20
+)
+
+// Options tunes a compiled script. Zero fields take the defaults.
+type Options struct {
+	// Timeout is the deadline of one filter or transform call (and of the
+	// script's top-level code). Default 100ms.
+	Timeout time.Duration
+	// PoolSize is the maximum number of runtimes kept for the script, i.e.
+	// how many calls run at once; more calls wait. Default GOMAXPROCS*2.
+	PoolSize int
+	// MaxStack is the maximum JavaScript call depth. Default 1000.
+	MaxStack int
+	// MaxPayload is the maximum size in bytes of the event going in and of
+	// all events coming out of a call. Default 1 MiB.
+	MaxPayload int
+	// Logger receives console.* and hookbus.log output. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.PoolSize <= 0 {
+		o.PoolSize = runtime.GOMAXPROCS(0) * 2
+	}
+	if o.MaxStack <= 0 {
+		o.MaxStack = DefaultMaxStack
+	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Context is what a script sees as its second argument, ctx.
+type Context struct {
+	// Pipeline is the name of the pipeline running the script.
+	Pipeline string
+	// Sink is the sink the event is headed to, when the step runs per sink.
+	Sink string
+	// Attempt is the delivery attempt number (1 for the first).
+	Attempt int
+}
+
+// Script is a compiled script with its pool of runtimes. It is safe for
+// concurrent use.
+type Script struct {
+	name string
+	opts Options
+	prg  *goja.Program
+
+	hasFilter, hasTransform bool
+	filterPos, transformPos position // where the functions are defined
+
+	sem  chan struct{} // one token per runtime in use
+	idle chan *vmSlot  // runtimes ready for reuse
+}
+
+// Compile reads and compiles the script file at path. The path, as given,
+// names the script in errors and logs.
+func Compile(path string, opts Options) (*Script, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("script: %w", err)
+	}
+	return CompileSource(path, string(src), opts)
+}
+
+// CompileSource compiles src, naming it name in errors and logs. It runs the
+// top-level code once to find filter and transform, and fails when the
+// script defines neither, when one is not a function, or when the top-level
+// code throws or times out.
+func CompileSource(name, src string, opts Options) (*Script, error) {
+	opts.setDefaults()
+	s := &Script{
+		name: name,
+		opts: opts,
+		sem:  make(chan struct{}, opts.PoolSize),
+		idle: make(chan *vmSlot, opts.PoolSize),
+	}
+	tree, err := parser.ParseFile(nil, name, src, 0)
+	if err != nil {
+		return nil, s.syntaxError(err)
+	}
+	s.prg, err = goja.CompileAST(tree, false)
+	if err != nil {
+		return nil, s.syntaxError(err)
+	}
+	s.filterPos = declPos(tree, "filter")
+	s.transformPos = declPos(tree, "transform")
+
+	slot, err := s.newSlot()
+	if err != nil {
+		return nil, err
+	}
+	for _, fn := range []struct {
+		name string
+		v    goja.Value
+		at   position
+		has  *bool
+	}{
+		{"filter", slot.vm.Get("filter"), s.filterPos, &s.hasFilter},
+		{"transform", slot.vm.Get("transform"), s.transformPos, &s.hasTransform},
+	} {
+		if fn.v == nil || goja.IsUndefined(fn.v) {
+			continue
+		}
+		if _, ok := goja.AssertFunction(fn.v); !ok {
+			return nil, &Error{File: name, Line: fn.at.line, Column: fn.at.column,
+				Message: fn.name + " must be a function, got " + typeOf(fn.v), Err: ErrNoFunction}
+		}
+		*fn.has = true
+	}
+	if !s.hasFilter && !s.hasTransform {
+		return nil, &Error{File: name, Message: "defines neither filter(event, ctx) nor transform(event, ctx)", Err: ErrNoFunction}
+	}
+	slot.bind()
+	s.idle <- slot
+	return s, nil
+}
+
+// syntaxError locates a parse or compile error.
+func (s *Script) syntaxError(err error) error {
+	e := &Error{File: s.name, Message: err.Error(), Err: ErrSyntax}
+	var (
+		list parser.ErrorList
+		one  *parser.Error
+		ce   *goja.CompilerSyntaxError
+	)
+	switch {
+	case errors.As(err, &list) && len(list) > 0:
+		e.Line, e.Column, e.Message = list[0].Position.Line, list[0].Position.Column, "SyntaxError: "+list[0].Message
+	case errors.As(err, &one):
+		e.Line, e.Column, e.Message = one.Position.Line, one.Position.Column, "SyntaxError: "+one.Message
+	case errors.As(err, &ce):
+		e.Message = "SyntaxError: " + ce.Message
+		if ce.File != nil {
+			p := ce.File.Position(ce.Offset)
+			e.Line, e.Column = p.Line, p.Column
+		}
+	}
+	return e
+}
+
+// declPos finds where a top-level function named name is declared
+// (function declaration, or var/let/const bound to it); line 1, column 1
+// when it is not found.
+func declPos(tree *ast.Program, name string) position {
+	at := func(idx interface{ Idx0() file.Idx }) position {
+		return posOf(tree.File.Position(int(idx.Idx0()) - tree.File.Base()))
+	}
+	for _, st := range tree.Body {
+		var list []*ast.Binding
+		switch st := st.(type) {
+		case *ast.FunctionDeclaration:
+			if st.Function.Name != nil && st.Function.Name.Name.String() == name {
+				return at(st.Function)
+			}
+		case *ast.VariableStatement:
+			list = st.List
+		case *ast.LexicalDeclaration:
+			list = st.List
+		}
+		for _, b := range list {
+			if id, ok := b.Target.(*ast.Identifier); ok && id.Name.String() == name {
+				if b.Initializer != nil {
+					return at(b.Initializer)
+				}
+				return at(id)
+			}
+		}
+	}
+	return position{line: 1, column: 1}
+}
+
+// Name is the script's name (the path given to Compile).
+func (s *Script) Name() string { return s.name }
+
+// HasFilter reports whether the script defines filter.
+func (s *Script) HasFilter() bool { return s.hasFilter }
+
+// HasTransform reports whether the script defines transform.
+func (s *Script) HasTransform() bool { return s.hasTransform }
+
+// Filter calls the script's filter and reports whether to keep the event
+// (a truthy return). Without a filter it keeps every event. Failures are
+// *Error; waiting for a free runtime ends with ctx's error.
+func (s *Script) Filter(ctx context.Context, ev sdk.Event, c Context) (keep bool, err error) {
+	if !s.hasFilter {
+		return true, nil
+	}
+	if err := s.checkInput(ev); err != nil {
+		return false, err
+	}
+	slot, err := s.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	err = s.call(ctx, slot, ev, func() error {
+		evv, err := slot.eventValue(ev)
+		if err != nil {
+			return err
+		}
+		v, err := slot.filter(goja.Undefined(), evv, slot.ctxValue(c))
+		if err != nil {
+			return s.jsError(err, s.filterPos)
+		}
+		keep = v.ToBoolean()
+		return nil
+	}, c)
+	return keep, err
+}
+
+// Transform calls the script's transform and returns the resulting events:
+// one for a returned object, several for an array (a split), none (and a nil
+// error) for null or undefined, meaning the event is dropped. Without a
+// transform it returns the event unchanged.
+//
+// A result without an id keeps the input's id; in a split, element i without
+// an id gets the input's id + "-" + i. Failures are *Error; waiting for a
+// free runtime ends with ctx's error.
+func (s *Script) Transform(ctx context.Context, ev sdk.Event, c Context) ([]sdk.Event, error) {
+	if !s.hasTransform {
+		return []sdk.Event{ev}, nil
+	}
+	if err := s.checkInput(ev); err != nil {
+		return nil, err
+	}
+	slot, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []sdk.Event
+	err = s.call(ctx, slot, ev, func() error {
+		evv, err := slot.eventValue(ev)
+		if err != nil {
+			return err
+		}
+		v, err := slot.transform(goja.Undefined(), evv, slot.ctxValue(c))
+		if err != nil {
+			return s.jsError(err, s.transformPos)
+		}
+		out, err = slot.events(v, ev.ID)
+		return err
+	}, c)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Script) checkInput(ev sdk.Event) error {
+	if n := eventSize(ev); n > s.opts.MaxPayload {
+		return &Error{File: s.name, Err: ErrPayloadTooLarge,
+			Message: fmt.Sprintf("event %q is about %d bytes, over the %d-byte payload limit", ev.ID, n, s.opts.MaxPayload)}
+	}
+	return nil
+}
+
+// acquire takes a runtime from the pool, creating one when none is idle and
+// the pool is not full, or waits for one (or for ctx).
+func (s *Script) acquire(ctx context.Context) (*vmSlot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("script %s: %w", s.name, err)
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("script %s: waiting for a free runtime: %w", s.name, ctx.Err())
+		}
+	}
+	select {
+	case slot := <-s.idle:
+		return slot, nil
+	default:
+	}
+	slot, err := s.newSlot()
+	if err != nil {
+		<-s.sem
+		return nil, err
+	}
+	slot.bind()
+	return slot, nil
+}
+
+// release returns a runtime to the pool, or drops it when it may be in a
+// bad state (interrupted, stack overflow), so that a fresh one replaces it.
+func (s *Script) release(slot *vmSlot, discard bool) {
+	if !discard {
+		select {
+		case s.idle <- slot:
+		default: // cannot happen: idle holds at most PoolSize runtimes
+		}
+	}
+	<-s.sem
+}
+
+// call runs fn on slot under the deadline and ctx, then returns slot to the pool.
+func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, fn func() error, c Context) error {
+	slot.current = callInfo{pipeline: c.Pipeline, sink: c.Sink, eventID: ev.ID}
+	err := s.guard(ctx, slot.vm, fn)
+	slot.current = callInfo{}
+	slot.lazy = lazyData{}
+	// A thrown exception or a bad return leaves the runtime sound; an
+	// interrupt or a stack overflow may not, so that runtime is replaced.
+	var se *Error
+	s.release(slot, errors.As(err, &se) && se.broken)
+	return err
+}
+
+// guard runs fn with vm interrupted after the timeout or when ctx ends, and
+// leaves vm with no pending interrupt.
+func (s *Script) guard(ctx context.Context, vm *goja.Runtime, fn func() error) error {
+	var fired sync.WaitGroup
+	fired.Add(1)
+	timer := time.AfterFunc(s.opts.Timeout, func() {
+		defer fired.Done()
+		vm.Interrupt(ErrTimeout)
+	})
+	stopCtx := func() bool { return true }
+	if ctx.Done() != nil {
+		fired.Add(1)
+		stopCtx = context.AfterFunc(ctx, func() {
+			defer fired.Done()
+			vm.Interrupt(context.Cause(ctx))
+		})
+	}
+	err := fn()
+	if timer.Stop() {
+		fired.Done()
+	}
+	if ctx.Done() != nil && stopCtx() {
+		fired.Done()
+	}
+	// An interrupt that fired after fn returned must not hit the next call.
+	fired.Wait()
+	vm.ClearInterrupt()
+	return err
+}
+
+// newSlot creates a runtime and runs the program's top-level code in it.
+func (s *Script) newSlot() (*vmSlot, error) {
+	slot := &vmSlot{s: s, vm: goja.New()}
+	slot.vm.SetMaxCallStackSize(s.opts.MaxStack)
+	if err := slot.installGlobals(); err != nil {
+		return nil, fmt.Errorf("script %s: setting up globals: %w", s.name, err)
+	}
+	err := s.guard(context.Background(), slot.vm, func() error {
+		if _, err := slot.vm.RunProgram(s.prg); err != nil {
+			return s.jsError(err, position{line: 1, column: 1})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slot, nil
+}
+
+// vmSlot is one pooled runtime with the values it needs per call.
+type vmSlot struct {
+	s         *Script
+	vm        *goja.Runtime
+	filter    goja.Callable
+	transform goja.Callable
+	stringify goja.Callable
+	current   callInfo // the call in progress, for log attributes
+	lazy      lazyData // the call's event data, until the script reads it
+}
+
+// callInfo identifies the call in progress in log lines.
+type callInfo struct{ pipeline, sink, eventID string }
+
+// bind looks up the script's functions in the runtime.
+func (slot *vmSlot) bind() {
+	slot.filter, _ = goja.AssertFunction(slot.vm.Get("filter"))
+	slot.transform, _ = goja.AssertFunction(slot.vm.Get("transform"))
+}
+
+func (slot *vmSlot) ctxValue(c Context) goja.Value {
+	o := slot.vm.NewObject()
+	_ = o.Set("pipeline", c.Pipeline)
+	_ = o.Set("sink", c.Sink)
+	_ = o.Set("attempt", c.Attempt)
+	return o
+}
+
+func typeOf(v goja.Value) string {
+	switch {
+	case v == nil || goja.IsUndefined(v):
+		return "undefined"
+	case goja.IsNull(v):
+		return "null"
+	}
+	if o, ok := v.(*goja.Object); ok {
+		if o.ClassName() == "Array" {
+			return "array"
+		}
+		if _, ok := goja.AssertFunction(v); ok {
+			return "function"
+		}
+		return "object"
+	}
+	switch v.Export().(type) {
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case int64, float64:
+		return "number"
+	}
+	return v.String()
+}

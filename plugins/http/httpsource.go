@@ -1,0 +1,200 @@
+// Package httpsource is hookbus' built-in http source: the ingest endpoint
+// POST /v1/sources/{source}/events.
+//
+// A request body is one of:
+//
+//   - application/json (or no Content-Type): one event envelope
+//     {"id","type","source","subject","time","datacontenttype","data","metadata", ...extensions}
+//     or a JSON array of them;
+//   - application/cloudevents+json: one CloudEvent in structured mode;
+//   - application/cloudevents-batch+json: a JSON array of CloudEvents;
+//   - any content type with ce-* headers (ce-specversion, ce-type, ce-id,
+//     ce-source, ce-subject, ce-time; other ce-* headers become extension
+//     attributes): one CloudEvent in binary mode whose data is the body. A
+//     JSON body (application/json, */*+json) becomes the data as is; any other
+//     body becomes a JSON string: its text when it is valid UTF-8, otherwise
+//     its standard base64 with the extension "dataencoding":"base64".
+//     datacontenttype is set to the Content-Type unless that is application/json.
+//
+// A structured CloudEvent's data_base64 is kept as the base64 text: it
+// becomes data (a JSON string), the event gets "dataencoding":"base64" and,
+// when it has none, datacontenttype application/octet-stream.
+//
+// Every event needs a type; specversion, when present, must be "1.0". The
+// handler answers 202 Accepted with {"ids": [...]} (in request order) only
+// after the Publisher durably queued the whole batch; invalid requests get an
+// RFC 9457 problem (see core/problem) naming each offending field with its
+// index, e.g. "[1].type", and nothing of them is published.
+package httpsource
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Publisher durably queues a batch for a source; it returns only after the
+// queue confirmed every event (or an error, then nothing counts).
+// Publish must be safe to call concurrently.
+type Publisher interface {
+	Publish(ctx context.Context, source string, events []sdk.Event) error
+}
+
+// PublisherFunc adapts a function to the Publisher interface.
+type PublisherFunc func(ctx context.Context, source string, events []sdk.Event) error
+
+// Publish calls f.
+func (f PublisherFunc) Publish(ctx context.Context, source string, events []sdk.Event) error {
+	return f(ctx, source, events)
+}
+
+// DefaultMaxBody is the default largest request body, in bytes (1 MiB).
+const DefaultMaxBody int64 = 1 << 20
+
+// Options configures the ingest handler. The zero value is usable.
+type Options struct {
+	// MaxBody is the largest request body in bytes; larger bodies get 413.
+	// Default 1 MiB.
+	MaxBody int64
+	// MaxBatch is the largest number of events in one request; more get 413.
+	// Default 1000.
+	MaxBatch int
+	// Logger receives publish failures (error) and rejected requests (debug).
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Sources reports whether name is a configured http source; unknown
+	// sources get 404. Nil accepts every source name.
+	Sources func(name string) bool
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Pattern is the http.ServeMux pattern the handler serves.
+const Pattern = "/v1/sources/{source}/events"
+
+// NewHandler returns the ingest handler. Mount it at Pattern (any method:
+// the handler answers 405 itself, as a problem). It reads the source name
+// from r.PathValue("source") and, when the request did not come through such
+// a pattern, from a path ending in /sources/{source}/events.
+func NewHandler(pub Publisher, opts Options) http.Handler {
+	opts.setDefaults()
+	return &handler{pub: pub, opts: opts}
+}
+
+type handler struct {
+	pub  Publisher
+	opts Options
+}
+
+// accepted is the body of a 202 answer.
+type accepted struct {
+	IDs []string `json:"ids"`
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	log := h.opts.Logger
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.reject(w, r, problem.New(http.StatusMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed; send events with POST", r.Method)))
+		return
+	}
+	source, ok := sourceName(r)
+	if !ok || (h.opts.Sources != nil && !h.opts.Sources(source)) {
+		h.reject(w, r, problem.New(http.StatusNotFound, fmt.Sprintf("unknown source %q: no http source of that name is configured", source)))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBody)
+	events, err := Parse(r, h.opts.MaxBatch)
+	if err != nil {
+		h.reject(w, r, problem.From(err))
+		return
+	}
+	ids := Fill(events, source, time.Now())
+	if err := h.pub.Publish(r.Context(), source, events); err != nil {
+		log.ErrorContext(r.Context(), "ingest: publish failed; nothing accepted",
+			slog.String("source", source), slog.Int("events", len(events)), slog.Any("error", err))
+		w.Header().Set("Retry-After", "1")
+		p := problem.New(http.StatusServiceUnavailable, "queue unavailable, nothing accepted; retry")
+		p.Instance = r.URL.Path
+		problem.Write(w, p)
+		return
+	}
+	body, _ := json.Marshal(accepted{IDs: ids})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (h *handler) reject(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	p.Instance = r.URL.Path
+	h.opts.Logger.DebugContext(r.Context(), "ingest: request rejected",
+		slog.String("path", r.URL.Path), slog.Int("status", p.Status), slog.String("problem", p.Error()))
+	if p.Status == http.StatusRequestEntityTooLarge {
+		// The rest of an oversized body is not read: do not reuse the connection.
+		w.Header().Set("Connection", "close")
+	}
+	problem.Write(w, p)
+}
+
+// sourceName returns the {source} path value, or parses it from a path
+// ending in /sources/{source}/events.
+func sourceName(r *http.Request) (string, bool) {
+	if s := r.PathValue("source"); s != "" {
+		return s, true
+	}
+	parts := strings.Split(strings.TrimSuffix(r.URL.Path, "/"), "/")
+	n := len(parts)
+	if n < 3 || parts[n-1] != "events" || parts[n-3] != "sources" || parts[n-2] == "" {
+		return "", false
+	}
+	return parts[n-2], true
+}
+
+// Fill completes parsed events for source: an event without an id gets a
+// new ULID, one without a source gets source, one without a time gets now.
+// Producer-given ids are kept (they are idempotency keys). Fill returns the
+// ids in order. It is safe for concurrent use.
+func Fill(events []sdk.Event, source string, now time.Time) []string {
+	now = now.UTC()
+	ids := make([]string, len(events))
+	for i := range events {
+		ev := &events[i]
+		if ev.ID == "" {
+			// ulid.Make draws from a process-wide monotonic source under a
+			// lock: unique and sortable across concurrent requests.
+			ev.ID = ulid.Make().String()
+		}
+		if ev.Source == "" {
+			ev.Source = source
+		}
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		ids[i] = ev.ID
+	}
+	return ids
+}
+
+var _ http.Handler = (*handler)(nil)

@@ -1,0 +1,390 @@
+// Package webhook is hookbus' built-in webhook sink: it POSTs each event as
+// JSON to one URL, signed the Standard Webhooks way, and tells hookbus
+// whether to count it delivered, retry it or dead-letter it.
+//
+// The sink never retries on its own; hookbus keeps the retry schedule
+// (Config.Schedule) durable. Outbound connections go through the SSRF guard
+// of core/netguard unless allow_private_networks is set.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hookbus/hookbus/core/netguard"
+	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// Name is the sink type in configuration (`type: webhook`).
+const Name = "webhook"
+
+// UserAgent is sent with every request.
+const UserAgent = "hookbus/1"
+
+// ReasonGone is the Reason of the Permanent result for an HTTP 410 answer:
+// the receiver says the endpoint is gone for good (the subscriptions sink
+// disables the subscription).
+const ReasonGone = "HTTP 410 Gone"
+
+const (
+	// maxDrain is how much of a response body is read so the connection
+	// can be reused; a longer body costs a new connection.
+	maxDrain = 64 << 10
+	// keepBody is how much of the response body an Attempt keeps.
+	keepBody = 1 << 10
+	// reasonBody is how much of the response body goes into a Reason.
+	reasonBody = 200
+)
+
+// Header names, as sent (Go canonicalises them; HTTP header names are
+// case-insensitive).
+const (
+	HeaderID        = "Webhook-Id"
+	HeaderTimestamp = "Webhook-Timestamp"
+	HeaderSignature = "Webhook-Signature"
+)
+
+// Webhook is the webhook sink. Use it through Init (as hookbus does) or
+// New; the zero value is not ready until Init succeeds. It is safe for
+// concurrent use.
+type Webhook struct {
+	cfg       Config
+	secrets   []signing.Secret
+	header    http.Header // custom headers plus content-type and user-agent
+	transport *http.Transport
+	client    *http.Client
+	sem       chan struct{}
+}
+
+// Attempt is the detail of one HTTP attempt, for delivery logs and metrics.
+type Attempt struct {
+	// Result is the sink's verdict; Result.StatusCode is the HTTP status
+	// (0 when no response arrived).
+	Result sdk.Result
+	// Latency is the time from sending the request to the end of the
+	// response body, or to the failure.
+	Latency time.Duration
+	// Err is the transport error when no response arrived (connection
+	// refused, timeout, refused by the SSRF guard, ...).
+	Err error
+	// ResponseBody holds the first KiB of the response body.
+	ResponseBody []byte
+}
+
+// New returns a ready sink for cfg. Zero optional fields get their defaults.
+func New(cfg Config) (*Webhook, error) {
+	w := &Webhook{}
+	if err := w.setup(cfg); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Init configures the sink from its `config` block (see Config).
+func (w *Webhook) Init(_ context.Context, raw json.RawMessage) (sdk.SinkInfo, error) {
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return sdk.SinkInfo{}, err
+	}
+	if err := w.setup(cfg); err != nil {
+		return sdk.SinkInfo{}, err
+	}
+	return sdk.SinkInfo{MaxInFlight: cfg.MaxInFlight}, nil
+}
+
+// ValidateConfig checks a `config` block without opening anything.
+func (w *Webhook) ValidateConfig(raw json.RawMessage) error {
+	_, err := ParseConfig(raw)
+	return err
+}
+
+// Describe returns the sink's manifest, with the JSON Schema of Config.
+func (w *Webhook) Describe() sdk.Manifest {
+	return sdk.Manifest{
+		Name:         Name,
+		Kinds:        []string{"sink"},
+		ConfigSchema: json.RawMessage(configSchema),
+		Version:      "1",
+	}
+}
+
+// Config returns the configuration in use, defaults applied.
+func (w *Webhook) Config() Config { return w.cfg }
+
+func (w *Webhook) setup(cfg Config) error {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	secrets, err := cfg.secrets()
+	if err != nil {
+		return err
+	}
+	h := make(http.Header, len(cfg.Headers)+2)
+	for k, v := range cfg.Headers {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", UserAgent)
+	tr := &http.Transport{
+		// No proxy: the SSRF guard must see the real target address.
+		Proxy:                 nil,
+		DialContext:           netguard.Dialer(cfg.AllowPrivateNetworks).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          cfg.MaxInFlight,
+		MaxIdleConnsPerHost:   cfg.MaxInFlight,
+		MaxConnsPerHost:       cfg.MaxInFlight,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	*w = Webhook{
+		cfg:       cfg,
+		secrets:   secrets,
+		header:    h,
+		transport: tr,
+		client: &http.Client{
+			Transport: tr,
+			// A redirect is reported, never followed: following it would
+			// resend a signed event to a URL nobody configured.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+	return nil
+}
+
+// Schedule is the retry schedule hookbus should use for this sink.
+func (w *Webhook) Schedule() retry.Schedule { return w.cfg.Schedule() }
+
+// Deliver POSTs every delivery of the batch, at most max_in_flight at once
+// (shared by all concurrent calls), and returns their results in order.
+// When ctx ends, deliveries not finished are Retry.
+func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
+	results := make([]sdk.Result, len(batch))
+	var wg sync.WaitGroup
+	for i := range batch {
+		if !w.acquire(ctx) {
+			for j := i; j < len(batch); j++ {
+				results[j] = interrupted(ctx)
+			}
+			break
+		}
+		if len(batch) == 1 {
+			results[i] = w.attempt(ctx, batch[i]).Result
+			w.release()
+			break
+		}
+		wg.Go(func() {
+			defer w.release()
+			results[i] = w.attempt(ctx, batch[i]).Result
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// DeliverOne POSTs one delivery (within max_in_flight) and returns its result.
+func (w *Webhook) DeliverOne(ctx context.Context, d sdk.Delivery) sdk.Result {
+	return w.DeliverAttempt(ctx, d).Result
+}
+
+// DeliverAttempt is DeliverOne with the detail of the attempt.
+func (w *Webhook) DeliverAttempt(ctx context.Context, d sdk.Delivery) Attempt {
+	if !w.acquire(ctx) {
+		return Attempt{Result: interrupted(ctx), Err: ctx.Err()}
+	}
+	defer w.release()
+	return w.attempt(ctx, d)
+}
+
+// Close releases idle connections.
+func (w *Webhook) Close(context.Context) error {
+	if w.transport != nil {
+		w.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+func (w *Webhook) acquire(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if true {
+		return true // not initialised; attempt reports it
+	}
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *Webhook) release() {
+	if w.sem != nil {
+		<-w.sem
+	}
+}
+
+func interrupted(ctx context.Context) sdk.Result {
+	return sdk.Result{Outcome: sdk.Retry, Reason: "delivery interrupted: " + context.Cause(ctx).Error()}
+}
+
+func permanent(reason string) Attempt {
+	return Attempt{Result: sdk.Result{Outcome: sdk.Permanent, Reason: reason}}
+}
+
+// attempt sends one request. webhook-id is the event ID, so it is the same
+// on every retry of the event (receivers deduplicate on it).
+func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
+	if w.client == nil {
+		return permanent("webhook sink used before Init")
+	}
+	if d.Event.ID == "" {
+		return permanent("event has no id; webhook-id needs one")
+	}
+	body, err := json.Marshal(d.Event)
+	if err != nil {
+		return permanent("encoding event: " + err.Error())
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return permanent("building request: " + err.Error())
+	}
+	req.Header = w.header.Clone()
+	now := time.Now()
+	req.Header[HeaderID] = []string{d.Event.ID}
+	req.Header[HeaderTimestamp] = []string{strconv.FormatInt(now.Unix(), 10)}
+	req.Header[HeaderSignature] = []string{signing.Sign(w.secrets, d.Event.ID, now, body)}
+
+	start := time.Now()
+	resp, err := w.client.Do(req)
+	if err != nil {
+		a := Attempt{Latency: time.Since(start), Err: err}
+		a.Result = w.transportFailure(ctx, reqCtx, err)
+		return a
+	}
+	kept, _ := drain(resp.Body)
+	resp.Body.Close()
+	a := Attempt{Latency: time.Since(start), ResponseBody: kept}
+	a.Result = w.judge(resp, kept, now)
+	return a
+}
+
+// drain reads up to maxDrain bytes of body and returns the first keepBody.
+func drain(body io.Reader) ([]byte, error) {
+	var kept bytes.Buffer
+	_, err := io.CopyN(&kept, body, keepBody)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return kept.Bytes(), err
+	}
+	_, err = io.CopyN(io.Discard, body, maxDrain-keepBody)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return kept.Bytes(), err
+}
+
+func (w *Webhook) judge(resp *http.Response, body []byte, now time.Time) sdk.Result {
+	code := resp.StatusCode
+	r := sdk.Result{StatusCode: code}
+	withBody := func(prefix string) string {
+		if s := snippet(body, reasonBody); s != "" {
+			return prefix + ": " + s
+		}
+		return prefix
+	}
+	switch {
+	case code >= 200 && code < 300:
+		r.Outcome = sdk.OK
+	case code >= 300 && code < 400:
+		r.Outcome = sdk.Permanent
+		r.Reason = fmt.Sprintf("HTTP %d: redirect not followed", code)
+		if loc := resp.Header.Get("Location"); loc != "" {
+			r.Reason += " (Location: " + snippet([]byte(loc), reasonBody) + ")"
+		}
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 && code < 600:
+		r.Outcome = sdk.Retry
+		r.Reason = withBody("HTTP " + strconv.Itoa(code))
+		if ra, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+			r.RetryAfter = min(ra, w.cfg.MaxRetryAfter)
+		}
+	case code == http.StatusGone:
+		r.Outcome = sdk.Permanent
+		r.Reason = ReasonGone
+	case code >= 400 && code < 500:
+		r.Outcome = sdk.Permanent
+		r.Reason = withBody("HTTP " + strconv.Itoa(code))
+	default:
+		r.Outcome = sdk.Permanent
+		r.Reason = fmt.Sprintf("HTTP %d: unexpected status", code)
+	}
+	return r
+}
+
+func (w *Webhook) transportFailure(parent, reqCtx context.Context, err error) sdk.Result {
+	var blocked *netguard.BlockedError
+	switch {
+	case errors.As(err, &blocked):
+		return sdk.Result{Outcome: sdk.Permanent, Reason: blocked.Error()}
+	case parent.Err() != nil:
+		return interrupted(parent)
+	case errors.Is(reqCtx.Err(), context.DeadlineExceeded):
+		return sdk.Result{Outcome: sdk.Retry, Reason: "timeout after " + w.cfg.Timeout.String()}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // drop the `Post "url":` prefix
+	}
+	return sdk.Result{Outcome: sdk.Retry, Reason: err.Error()}
+}
+
+// snippet makes a short, single-line, valid UTF-8 excerpt of b.
+func snippet(b []byte, limit int) string {
+	if len(b) > limit {
+		b = b[:limit]
+		// Drop a rune cut in half at the end.
+		for i := 0; i < utf8.UTFMax-1 && len(b) > 0; i++ {
+			if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size != 1 {
+				break
+			}
+			b = b[:len(b)-1]
+		}
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+var (
+	_ sdk.Sink            = (*Webhook)(nil)
+	_ sdk.ConfigValidator = (*Webhook)(nil)
+	_ sdk.Describer       = (*Webhook)(nil)
+)

@@ -1,0 +1,209 @@
+// Package remote is the host side of the hookbus plugin protocol: it starts
+// a plugin binary through go-plugin and gives proxies that implement
+// sdk.Sink and sdk.Source over the gRPC connection.
+//
+// It does not supervise: a crashed plugin stays crashed. hookbus' plugin
+// host (core/pluginhost) adds restarts on top; sdk/plugintest uses this
+// package directly to test a built plugin binary.
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/hookbus/hookbus/sdk"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
+)
+
+// ErrUnavailable is wrapped by errors caused by the transport rather than
+// the plugin's own logic: the process crashed, hung or cannot be reached.
+var ErrUnavailable = errors.New("plugin unavailable")
+
+// Options configure Start.
+type Options struct {
+	// Cmd is the plugin command, not yet started. Start adds the handshake
+	// environment to it.
+	Cmd *exec.Cmd
+	// Logger receives the plugin's log lines; nil discards them.
+	Logger hclog.Logger
+	// StartTimeout bounds the handshake; zero means 10s.
+	StartTimeout time.Duration
+	// CallTimeout bounds unary calls (Init, Close, Describe, ...) and the
+	// wait for one Deliver answer; zero means 60s.
+	CallTimeout time.Duration
+}
+
+// Client is one running plugin process.
+type Client struct {
+	pc          *plugin.Client
+	conn        *grpc.ClientConn
+	pid         int
+	callTimeout time.Duration
+}
+
+// Start starts the plugin process and completes the handshake.
+func Start(opts Options) (*Client, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 10 * time.Second
+	}
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = 60 * time.Second
+	}
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          plugin.PluginSet{sdk.PluginName: connPlugin{}},
+		Cmd:              opts.Cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           opts.Logger,
+		StartTimeout:     opts.StartTimeout,
+		SyncStdout:       io.Discard,
+		SyncStderr:       io.Discard,
+	})
+	name := filepath.Base(opts.Cmd.Path)
+	rpc, err := pc.Client()
+	if err != nil {
+		pc.Kill()
+		return nil, startError(name, err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		pc.Kill()
+		return nil, fmt.Errorf("plugin %s: %w", name, err)
+	}
+	c := &Client{pc: pc, conn: raw.(*grpc.ClientConn), callTimeout: opts.CallTimeout}
+	if opts.Cmd.Process != nil {
+		c.pid = opts.Cmd.Process.Pid
+	}
+	return c, nil
+}
+
+func startError(name string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Unrecognized remote plugin message"):
+		line, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
+		if strings.TrimSpace(line) == "" {
+			return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+		}
+		return fmt.Errorf("plugin %s: handshake failed: it wrote %q to stdout; a hookbus plugin must call sdk.Serve and write nothing to stdout before it (log to stderr): %w", name, line, ErrUnavailable)
+	case strings.Contains(msg, "Incompatible API version"):
+		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version: %v: %w", name, err, ErrUnavailable)
+	case strings.Contains(msg, "exited before we could connect"):
+		return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+	}
+	return fmt.Errorf("plugin %s: start: %v: %w", name, err, ErrUnavailable)
+}
+
+// Pid is the plugin's process id.
+func (c *Client) Pid() int { return c.pid }
+
+// Exited reports whether the process has exited.
+func (c *Client) Exited() bool { return c.pc.Exited() }
+
+// Kill stops the process: gracefully first, then by force.
+func (c *Client) Kill() { c.pc.Kill() }
+
+// Ping checks that the plugin answers its health service.
+func (c *Client) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	_, err := grpc_health_v1.NewHealthClient(c.conn).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: plugin.GRPCServiceName})
+	if err != nil {
+		return fmt.Errorf("health check: %v: %w", err, ErrUnavailable)
+	}
+	return nil
+}
+
+// Describe asks the plugin for its manifest.
+func (c *Client) Describe(ctx context.Context) (sdk.Manifest, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	resp, err := pluginv1.NewPluginClient(c.conn).Describe(ctx, &pluginv1.DescribeRequest{})
+	if err != nil {
+		return sdk.Manifest{}, transportError("Describe", err)
+	}
+	return sdk.Manifest{
+		Name:         resp.Name,
+		Kinds:        resp.Kinds,
+		ConfigSchema: json.RawMessage(resp.ConfigSchema),
+		Version:      resp.Version,
+	}, nil
+}
+
+// ValidateConfig asks the plugin to check a configuration of its kind
+// ("source" or "sink"). A rejection is an *Error carrying the plugin's own
+// message.
+func (c *Client) ValidateConfig(ctx context.Context, kind string, config json.RawMessage) error {
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	resp, err := pluginv1.NewPluginClient(c.conn).ValidateConfig(ctx, &pluginv1.ValidateConfigRequest{Kind: kind, Config: config})
+	if err != nil {
+		return transportError("ValidateConfig", err)
+	}
+	return fromWire(resp.Error)
+}
+
+func transportError(call string, err error) error {
+	return fmt.Errorf("%s: %v: %w", call, err, ErrUnavailable)
+}
+
+// Error is an application error a plugin returned, with its stable code.
+type Error struct {
+	// Code is the protocol's error code, e.g. ERROR_CODE_INVALID_CONFIG.
+	Code pluginv1.ErrorCode
+	// Message is the plugin's own message.
+	Message string
+	// Fields lists per-field configuration problems.
+	Fields []*sdk.ConfigError
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap gives the field errors, so errors.As finds *sdk.ConfigError.
+func (e *Error) Unwrap() []error {
+	out := make([]error, len(e.Fields))
+	for i, f := range e.Fields {
+		out[i] = f
+	}
+	return out
+}
+
+func fromWire(w *pluginv1.Error) error {
+	if w == nil {
+		return nil
+	}
+	e := &Error{Code: w.Code, Message: w.Message}
+	for _, f := range w.Fields {
+		e.Fields = append(e.Fields, &sdk.ConfigError{Field: f.Field, Message: f.Message})
+	}
+	return e
+}
+
+// connPlugin hands the raw gRPC connection to Start.
+type connPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (connPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("remote: host side only")
+}
+
+func (connPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return conn, nil
+}

@@ -1,0 +1,177 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
+)
+
+// Handshake is the go-plugin handshake shared by hookbus and its plugins.
+// It is not a security measure: it only makes sure a plugin binary was
+// started by hookbus (a user running it by hand gets a helpful message) and
+// speaks protocol version 1.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "HOOKBUS_PLUGIN",
+	MagicCookieValue: "hookbus-plugin-7c4f1e2a",
+}
+
+// PluginName is the key under which a plugin process serves the hookbus
+// protocol in go-plugin's plugin set.
+const PluginName = "hookbus"
+
+// Kind names what a plugin serves.
+const (
+	KindSource = "source"
+	KindSink   = "sink"
+)
+
+// ServeOptions is what a plugin's main hands to Serve.
+type ServeOptions struct {
+	// Source, when set, is served as the plugin's source.
+	Source Source
+	// Sink, when set, is served as the plugin's sink.
+	Sink Sink
+	// Manifest describes the plugin. Kinds is filled in from Source and Sink
+	// when empty; an empty Name is taken from a Source or Sink implementing
+	// Describer.
+	Manifest Manifest
+}
+
+// Serve serves a source and/or a sink to hookbus over gRPC and returns only
+// when hookbus stops the plugin. Call it from main and do nothing else: the
+// plugin must write nothing to stdout before Serve (hookbus reads its
+// handshake there); log to stderr, e.g. through Logger.
+//
+// Serve exits the process when its parent (hookbus) goes away.
+func Serve(opts ServeOptions) {
+	m := manifestOf(opts)
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       m.Name,
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.Debug,
+	})
+	go watchParent(logger)
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{PluginName: &servedPlugin{opts: opts, manifest: m}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          logger,
+	})
+}
+
+func manifestOf(opts ServeOptions) Manifest {
+	m := opts.Manifest
+	for _, v := range []any{opts.Sink, opts.Source} {
+		if d, ok := v.(Describer); ok && v != nil {
+			dm := d.Describe()
+			if m.Name == "" {
+				m.Name = dm.Name
+			}
+			if len(m.ConfigSchema) == 0 {
+				m.ConfigSchema = dm.ConfigSchema
+			}
+			if m.Version == "" {
+				m.Version = dm.Version
+			}
+		}
+	}
+	if len(m.Kinds) == 0 {
+		if opts.Source != nil {
+			m.Kinds = append(m.Kinds, KindSource)
+		}
+		if opts.Sink != nil {
+			m.Kinds = append(m.Kinds, KindSink)
+		}
+	}
+	if m.Name == "" {
+		m.Name = "plugin"
+	}
+	return m
+}
+
+// watchParent exits the plugin when its parent process changes (hookbus
+// died, even by kill -9, and the plugin was re-parented). hookbus also
+// asks the kernel to kill its plugins on Linux; this covers the rest.
+func watchParent(logger hclog.Logger) {
+	parent := os.Getppid()
+	if parent <= 1 {
+		return
+	}
+	for range time.Tick(time.Second) {
+		if os.Getppid() != parent {
+			logger.Error("hookbus (the parent process) is gone; exiting", "parent_pid", parent)
+			os.Exit(3)
+		}
+	}
+}
+
+// Logger returns a logger for plugin code. It writes JSON lines to stderr
+// in the form hookbus forwards into its own log (with plugin=<name>).
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				a.Key = "@timestamp"
+			case slog.MessageKey:
+				a.Key = "@message"
+			case slog.LevelKey:
+				a.Key = "@level"
+				a.Value = slog.StringValue(hclogLevel(a.Value.Any()))
+			}
+			return a
+		},
+	}))
+}
+
+func hclogLevel(v any) string {
+	l, ok := v.(slog.Level)
+	if !ok {
+		return "info"
+	}
+	switch {
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	}
+	return "error"
+}
+
+// servedPlugin is the go-plugin side of Serve.
+type servedPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	opts     ServeOptions
+	manifest Manifest
+}
+
+func (p *servedPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginv1.RegisterPluginServer(s, &pluginServer{opts: p.opts, manifest: p.manifest})
+	if p.opts.Sink != nil {
+		pluginv1.RegisterSinkServer(s, &sinkServer{sink: p.opts.Sink})
+	}
+	if p.opts.Source != nil {
+		pluginv1.RegisterSourceServer(s, &sourceServer{src: p.opts.Source})
+	}
+	return nil
+}
+
+func (p *servedPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, fmt.Errorf("sdk: the plugin side has no client")
+}
