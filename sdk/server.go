@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 )
@@ -292,6 +291,11 @@ func (e *streamEmitter) Emit(ctx context.Context, events []Event) error {
 	case err := <-ch:
 		return err
 	case <-e.broken:
+		select {
+		case err := <-ch: // answered just before the stream ended
+			return err
+		default:
+		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		return e.err
@@ -335,5 +339,3 @@ func configErrors(err error) []*ConfigError {
 	walk(err)
 	return slices.Clip(out)
 }
-
-var _ = time.Second

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
@@ -70,11 +71,18 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 	case config.QueueMemory:
 		return queue.NewMemory(), nil
 	case config.QueueEmbedded, "":
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
 	case config.QueueNATS:
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
 	}
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
+}
+
+func jsPrefix(cfg *config.Config) string {
+	if cfg.Queue.Namespace == "" {
+		return "HOOKBUS"
+	}
+	return strings.ToUpper(cfg.Queue.Namespace)
 }
 
 // New builds an instance; nothing listens or consumes until Start.

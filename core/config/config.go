@@ -80,6 +80,9 @@ type Queue struct {
 	URL string `koanf:"url"`
 	// DedupWindow is how long a producer-given event id is remembered. Default 24h.
 	DedupWindow time.Duration `koanf:"dedup_window"`
+	// Namespace prefixes every stream, topic and consumer group, so several
+	// hookbus deployments can share one broker. Default "hookbus".
+	Namespace string `koanf:"namespace"`
 }
 
 // Store drivers.
@@ -192,6 +195,7 @@ func defaults() map[string]any {
 		"queue": map[string]any{
 			"driver":       QueueEmbedded,
 			"dedup_window": "24h",
+			"namespace":    "hookbus",
 		},
 		"store": map[string]any{
 			"driver": StoreSQLite,
@@ -220,7 +224,7 @@ func Default() *Config {
 			ShutdownTimeout: 30 * time.Second,
 		},
 		DataDir:   "./data",
-		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour},
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus"},
 		Store:     Store{Driver: StoreSQLite},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},

@@ -142,7 +142,7 @@ func TestLoadYAML(t *testing.T) {
 			ShutdownTimeout: 5 * time.Second,
 		},
 		DataDir: filepath.Join(dir, "state"),
-		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour},
+		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus"},
 		Store:   Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus"},
 		Plugins: map[string]Plugin{"acme": {
 			Path: filepath.Join(dir, "bin/acme-plugin"),

@@ -120,6 +120,9 @@ func (v *validator) queueAndStore() {
 	case q.Driver != QueueEmbedded && q.Driver != QueueMemory && strings.TrimSpace(q.URL) == "":
 		v.add("queue.url", "required for queue driver %q", q.Driver)
 	}
+	if !validNamespace(q.Namespace) {
+		v.add("queue.namespace", "%q: use 1 to 32 letters, digits, - or _", q.Namespace)
+	}
 	if q.DedupWindow < 0 {
 		v.add("queue.dedup_window", "must not be negative")
 	}
@@ -317,4 +320,16 @@ func (v *validator) script(path, file string) string {
 		v.add(path, "%s", err.Error())
 	}
 	return abs
+}
+
+func validNamespace(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

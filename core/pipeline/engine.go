@@ -157,6 +157,9 @@ func New(opts Options) (*Engine, error) {
 			}
 			topic := queue.SourceTopic(src)
 			topics = append(topics, topic)
+			if err := initialize(sub, topic); err != nil {
+				return nil, err
+			}
 			r.AddConsumerHandler("pipeline/"+p.Name+"/"+src, topic, sub, e.pipelineHandler(p, src))
 		}
 	}
@@ -170,6 +173,9 @@ func New(opts Options) (*Engine, error) {
 		}
 		topic := queue.SinkTopic(name)
 		topics = append(topics, topic)
+		if err := initialize(sub, topic); err != nil {
+			return nil, err
+		}
 		r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
 		if !e.q.Features().DelayedNack {
 			rsub, err := e.q.Subscriber("retry-"+name, 1)
@@ -178,6 +184,9 @@ func New(opts Options) (*Engine, error) {
 			}
 			rt := queue.RetryTopic(name)
 			topics = append(topics, rt)
+			if err := initialize(rsub, rt); err != nil {
+				return nil, err
+			}
 			r.AddConsumerHandler("retry/"+name, rt, rsub, e.retryPump(name))
 		}
 	}
@@ -186,6 +195,9 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	topics = append(topics, queue.DeadLetterTopic)
+	if err := initialize(dsub, queue.DeadLetterTopic); err != nil {
+		return nil, err
+	}
 	r.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, dsub, e.deadLetterHandler)
 	if err := e.q.Provision(context.Background(), topics); err != nil {
 		return nil, fmt.Errorf("provision queue: %w", err)
@@ -506,6 +518,17 @@ func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
 	m.Metadata.Set(MetaSink, dl.Sink)
 	m.SetContext(ctx)
 	return q.Publish(queue.SinkTopic(dl.Sink), m)
+}
+
+// initialize creates a group's subscription in the broker before anything
+// is published, so no message published before the router runs is missed.
+func initialize(sub message.Subscriber, topic string) error {
+	if si, ok := sub.(message.SubscribeInitializer); ok {
+		if err := si.SubscribeInitialize(topic); err != nil {
+			return fmt.Errorf("initialize subscription to %s: %w", topic, err)
+		}
+	}
+	return nil
 }
 
 func copyMeta(md message.Metadata) message.Metadata {

@@ -14,8 +14,10 @@ const benchBatch = 64
 // okSink is the in-process twin of crashsink with crashes off.
 type okSink struct{}
 
-func (okSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) { return sdk.SinkInfo{}, nil }
-func (okSink) Close(context.Context) error                                 { return nil }
+func (okSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (okSink) Close(context.Context) error { return nil }
 func (okSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
 	return make([]sdk.Result, len(batch))
 }
@@ -45,8 +47,7 @@ func BenchmarkSinkInProcess(b *testing.B) {
 // BenchmarkSinkPlugin delivers batches of 64 through the supervised proxy
 // to a plugin process (gRPC stream, pipelined).
 func BenchmarkSinkPlugin(b *testing.B) {
-	h, _, _ := newHost(&testing.T{})
-	defer h.Close()
+	h, _, _ := newHost(b)
 	p, err := h.Start(context.Background(), "bench", fastSpec(crashsink))
 	if err != nil {
 		b.Fatal(err)

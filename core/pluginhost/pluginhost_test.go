@@ -26,8 +26,9 @@ import (
 )
 
 var (
-	crashsink string
-	hostBin   string
+	crashsink  string
+	hostBin    string
+	fileSource string
 )
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,12 @@ func TestMain(m *testing.M) {
 	}
 	crashsink = filepath.Join(dir, "crashsink")
 	hostBin = filepath.Join(dir, "host")
-	for out, pkg := range map[string]string{crashsink: "./testdata/crashsink", hostBin: "./testdata/host"} {
+	fileSource = filepath.Join(dir, "file-source")
+	for out, pkg := range map[string]string{
+		crashsink:  "./testdata/crashsink",
+		hostBin:    "./testdata/host",
+		fileSource: "../../plugins/file/cmd/file-source",
+	} {
 		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
 			os.Exit(1)
@@ -66,7 +72,7 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newHost(t *testing.T) (*pluginhost.Host, *prometheus.Registry, *logBuffer) {
+func newHost(t testing.TB) (*pluginhost.Host, *prometheus.Registry, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	reg := prometheus.NewRegistry()
@@ -255,6 +261,14 @@ func TestDescribe(t *testing.T) {
 	if m.Name != "crashsink" || len(m.Kinds) != 1 || m.Kinds[0] != sdk.KindSink || !json.Valid(m.ConfigSchema) {
 		t.Fatalf("manifest = %+v", m)
 	}
+	once, err := h.Describe(ctx(t), "once", fastSpec(crashsink))
+	if err != nil || once.Name != "crashsink" {
+		t.Fatalf("Host.Describe = %+v, %v", once, err)
+	}
+	err = h.Validate(ctx(t), "once", fastSpec(crashsink), sdk.KindSink, json.RawMessage(`{"crash_every": -5}`))
+	if err == nil || !strings.Contains(err.Error(), "crashsink wants crash_every >= 0, got -5") {
+		t.Fatalf("Host.Validate = %v", err)
+	}
 }
 
 func TestStartErrors(t *testing.T) {
@@ -384,4 +398,83 @@ func (l *lazySink) Init(ctx context.Context, config json.RawMessage) (sdk.SinkIn
 	s, info, err := l.p.Sink(ctx, config)
 	l.Sink = s
 	return info, err
+}
+
+// emitted records what a source emitted through the proxy.
+type emitted struct {
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (e *emitted) Emit(_ context.Context, evs []sdk.Event) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range evs {
+		e.ids[ev.ID]++
+	}
+	return nil
+}
+
+func (e *emitted) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.ids)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSourceRunsAgainAfterCrash kills a source plugin mid-stream: the proxy
+// runs the restarted plugin again and no event is lost.
+func TestSourceRunsAgainAfterCrash(t *testing.T) {
+	h, _, _ := newHost(t)
+	p, err := h.Start(ctx(t), "tail", fastSpec(fileSource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	appendLines := func(from, to int) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for i := from; i < to; i++ {
+			fmt.Fprintf(f, `{"id": "e%d", "type": "t"}`+"\n", i)
+		}
+	}
+	src, err := p.Source(ctx(t), json.RawMessage(fmt.Sprintf(`{"path": %q, "batch_size": 3, "poll_interval": "10ms"}`, path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := &emitted{ids: map[string]int{}}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(runCtx, em) }()
+	appendLines(0, 10)
+	waitFor(t, "first events", func() bool { return em.count() == 10 })
+	first := p.Pid()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(10, 20)
+	waitFor(t, "events after the restart", func() bool { return em.count() == 20 })
+	if p.Restarts() < 1 || p.Pid() == first {
+		t.Fatalf("restarts = %d, pid %d -> %d", p.Restarts(), first, p.Pid())
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := src.Close(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 }

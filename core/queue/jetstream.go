@@ -205,7 +205,7 @@ func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscribe
 	if maxInFlight <= 0 {
 		maxInFlight = 64
 	}
-	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight}
+	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight, closing: make(chan struct{})}
 	q.mu.Lock()
 	q.subs = append(q.subs, s)
 	q.mu.Unlock()
@@ -252,7 +252,7 @@ type jsSubscriber struct {
 	group       string
 	maxInFlight int
 	mu          sync.Mutex
-	consumers   []jetstream.ConsumeContext
+	closing     chan struct{}
 	wg          sync.WaitGroup
 	closed      bool
 }
@@ -262,23 +262,39 @@ func consumerName(prefix, group, topic string) string {
 	return r.Replace(prefix + "_" + group + "__" + topic)
 }
 
-func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+// SubscribeInitialize implements message.SubscribeInitializer: it creates
+// the group's durable consumer, so messages published from now on are kept
+// for the group even before it consumes them.
+func (s *jsSubscriber) SubscribeInitialize(topic string) error {
+	_, err := s.consumer(context.Background(), topic)
+	return err
+}
+
+func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
 	stream, err := s.q.streamFor(topic)
 	if err != nil {
 		return nil, err
 	}
-	ackWait := s.q.opts.AckWait
 	cons, err := s.q.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       consumerName(s.q.opts.Prefix, s.group, topic),
 		FilterSubject: s.q.subject(topic),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
+		AckWait:       s.q.opts.AckWait,
 		MaxAckPending: s.maxInFlight,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer for %s/%s: %w", s.group, topic, err)
+	}
+	return cons, nil
+}
+
+func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	ackWait := s.q.opts.AckWait
+	cons, err := s.consumer(ctx, topic)
+	if err != nil {
+		return nil, err
 	}
 	out := make(chan *message.Message)
 	sem := make(chan struct{}, s.maxInFlight)
@@ -341,7 +357,19 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				case <-keepAlive.C:
 					_ = jm.InProgress()
 				case <-done:
-					// Unacked: the server redelivers it after AckWait.
+					// The subscription is closing: give the handler a grace
+					// period to finish, then hand the message back at once
+					// rather than after AckWait.
+					grace := time.NewTimer(min(10*time.Second, ackWait/3))
+					defer grace.Stop()
+					select {
+					case <-msg.Acked():
+						_ = jm.Ack()
+					case <-msg.Nacked():
+						_ = jm.NakWithDelay(NackDelay(msg))
+					case <-grace.C:
+						_ = jm.Nak()
+					}
 					return
 				}
 			}
@@ -354,18 +382,18 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
 	}
-	s.mu.Lock()
-	s.consumers = append(s.consumers, cc)
-	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		select {
 		case <-ctx.Done():
+		case <-s.closing:
 		case <-cc.Closed():
 		}
-		cc.Stop()
+		// Release a callback blocked on a full window before stopping.
 		close(done)
+		cc.Stop()
+		<-cc.Closed()
 		sendMu.Lock()
 		outClosed = true
 		sendMu.Unlock()
@@ -377,16 +405,11 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 
 func (s *jsSubscriber) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
 	}
-	s.closed = true
-	ccs := s.consumers
 	s.mu.Unlock()
-	for _, cc := range ccs {
-		cc.Stop()
-	}
 	s.wg.Wait()
 	return nil
 }

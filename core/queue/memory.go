@@ -154,6 +154,36 @@ type memSubscriber struct {
 	wg          sync.WaitGroup
 }
 
+// SubscribeInitialize implements message.SubscribeInitializer: it creates
+// the group, so it receives every message published from now on.
+func (s *memSubscriber) SubscribeInitialize(topic string) error {
+	m := s.q
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	m.group(m.topic(topic), s.group)
+	return nil
+}
+
+// group returns the named group of t, creating it; the first group of a
+// topic takes over the topic's backlog. Called with m.mu held.
+func (m *Memory) group(t *memTopic, name string) *memGroup {
+	g, ok := t.groups[name]
+	if !ok {
+		g = &memGroup{notify: make(chan struct{}, 1)}
+		t.groups[name] = g
+		if len(t.groups) == 1 {
+			for _, env := range t.backlog {
+				g.push(env)
+			}
+			t.backlog = nil
+		}
+	}
+	return g
+}
+
 func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan *message.Message, error) {
 	m := s.q
 	ctx, cancel := context.WithCancel(parent)
@@ -163,18 +193,7 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 		m.mu.Unlock()
 		return nil, errClosed
 	}
-	t := m.topic(topic)
-	g, ok := t.groups[s.group]
-	if !ok {
-		g = &memGroup{notify: make(chan struct{}, 1)}
-		t.groups[s.group] = g
-		if len(t.groups) == 1 {
-			for _, env := range t.backlog {
-				g.push(env)
-			}
-			t.backlog = nil
-		}
-	}
+	g := m.group(m.topic(topic), s.group)
 	m.wg.Add(1)
 	s.wg.Add(1)
 	m.mu.Unlock()

@@ -262,8 +262,8 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "timeout in loop body",
-			src:  "function transform(e) {\n  let n = 0;\n  while (true) {\n    n++;\n  }\n}",
-			line: 4, cause: ErrTimeout, re: `^test\.js:4:\d+: script timed out after 50ms$`,
+			src:  "function transform(e) {\n  let n = 0;\n  while (true) { n++; }\n}",
+			line: 3, cause: ErrTimeout, re: `^test\.js:3:\d+: script timed out after 50ms$`,
 		},
 		{
 			name: "stack overflow",
@@ -426,19 +426,42 @@ func TestThrowKeepsRuntime(t *testing.T) {
 	}
 }
 
+// signalHandler is a slog handler that closes ch on its first record.
+type signalHandler struct {
+	slog.Handler
+	once *sync.Once
+	ch   chan struct{}
+}
+
+func (signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h signalHandler) Handle(context.Context, slog.Record) error {
+	h.once.Do(func() { close(h.ch) })
+	return nil
+}
+
 func TestContextCanceled(t *testing.T) {
 	t.Parallel()
-	s := compile(t, "function filter(e) {\n  while (true) {}\n}", Options{Timeout: time.Minute, PoolSize: 1})
+	started := make(chan struct{})
+	logger := slog.New(signalHandler{Handler: slog.DiscardHandler, once: new(sync.Once), ch: started})
+	s := compile(t, "function filter(e) {\n  if (e.type !== 'loop') return true; console.log('started');\n  let i = 0; while (true) { i++; }\n}", Options{Timeout: time.Minute, PoolSize: 1, Logger: logger})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		// Cancel once the call is running; polling would need a hook, and an
-		// early cancel is also fine: either way the call must end with ctx's error.
+		<-started // the script is running: cancel interrupts it
 		cancel()
 	}()
-	_, err := s.Filter(ctx, testEvent(), Context{})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	loop := testEvent()
+	loop.Type = "loop"
+	_, err := s.Filter(ctx, loop, Context{})
+	se := wantScriptError(t, err, 3, 0, context.Canceled, `^test\.js:3:\d+: script call canceled: context canceled$`)
+	if errors.Is(se, ErrTimeout) {
+		t.Error("a canceled call is not a timeout")
 	}
+	// The interrupted runtime was replaced; the script still works.
+	if keep, err := s.Filter(context.Background(), sdk.Event{ID: "x", Type: "t"}, Context{}); err != nil || !keep {
+		t.Fatalf("after cancel: %v, %v", keep, err)
+	}
+
 	// Waiting for a runtime also honours ctx.
 	s2 := compile(t, "function filter(e) { return true }", Options{PoolSize: 1})
 	s2.sem <- struct{}{} // occupy the only slot

@@ -98,9 +98,10 @@ func (s *Source) Run(ctx context.Context, emit sdk.Emitter) error {
 			}
 			return nil
 		case *pluginv1.RunResponse_Batch:
-			reply := s.handle(ctx, emit, m.Batch)
+			// Held across Emit and the answer, so a stop cannot slip in
+			// between a durable Emit and its ack.
 			sendMu.Lock()
-			err := st.Send(reply)
+			err := st.Send(s.handle(ctx, emit, m.Batch))
 			sendMu.Unlock()
 			if err != nil && ctx.Err() == nil {
 				return transportError("Run send", err)
