@@ -56,7 +56,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(runCmd(), validateCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd())
+	root.AddCommand(runCmd(), validateCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), benchCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}

@@ -90,6 +90,7 @@ func runCmd() *cobra.Command {
 
 func validateCmd() *cobra.Command {
 	var path string
+	var skipPlugins bool
 	c := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a configuration file and report every problem",
@@ -100,10 +101,18 @@ func validateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if len(cfg.Plugins) > 0 && !skipPlugins {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if err := app.ValidatePlugins(ctx, cfg, log); err != nil {
+					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+				}
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sources, %d sinks, %d pipelines)\n", path, len(cfg.Sources), len(cfg.Sinks), len(cfg.Pipelines))
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&skipPlugins, "skip-plugins", false, "do not start plugins to check their config blocks")
 	addConfigFlag(c, &path)
 	return c
 }

@@ -11,12 +11,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/pluginhost"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/script"
@@ -63,6 +65,9 @@ type App struct {
 	sinks   []sdk.Sink
 	cancel  context.CancelFunc
 	served  chan error
+
+	host      *pluginhost.Host
+	sourcesWG sync.WaitGroup
 }
 
 // OpenQueue opens the configured queue driver.
@@ -96,6 +101,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			a.closeResources()
 		}
 	}()
+	a.host = pluginhost.New(log, a.Metrics.Registry)
 	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -115,7 +121,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		case "webhook":
 			s = &webhook.Webhook{}
 		default:
-			return nil, fmt.Errorf("sinks.%s.type: %q is not supported yet", name, c.Type)
+			ps, err := a.pluginSink(ctx, name, c)
+			if err != nil {
+				return nil, err
+			}
+			sinks[name] = ps
+			continue
 		}
 		info, err := s.Init(ctx, raw)
 		if err != nil {
@@ -190,6 +201,9 @@ func (a *App) Start(ctx context.Context) error {
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	a.ln = ln
+	if err := a.startPluginSources(rctx); err != nil {
+		return err
+	}
 	a.srv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.api.SetReady(true)
@@ -222,6 +236,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	a.sourcesWG.Wait()
 	errs = append(errs, a.closeResources())
 	return errors.Join(errs...)
 }
@@ -234,6 +249,12 @@ func (a *App) closeResources() error {
 		}
 	}
 	a.sinks = nil
+	if a.host != nil {
+		if err := a.host.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("plugins: %w", err))
+		}
+		a.host = nil
+	}
 	if a.Queue != nil {
 		if err := a.Queue.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("queue: %w", err))

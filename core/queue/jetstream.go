@@ -306,11 +306,14 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sendMu.RLock()
 		defer sendMu.RUnlock()
 		if outClosed {
+			_ = jm.Nak()
 			return
 		}
 		select {
 		case sem <- struct{}{}:
 		case <-done:
+			// Hand buffered messages back now instead of after AckWait.
+			_ = jm.Nak()
 			return
 		}
 		msg := message.NewMessage(jm.Headers().Get("hookbus_uuid"), jm.Data())
@@ -392,7 +395,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		}
 		// Release a callback blocked on a full window before stopping.
 		close(done)
-		cc.Stop()
+		cc.Drain()
 		<-cc.Closed()
 		sendMu.Lock()
 		outClosed = true

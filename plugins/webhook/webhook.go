@@ -226,7 +226,7 @@ func (w *Webhook) acquire(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if true {
+	if w.sem == nil {
 		return true // not initialised; attempt reports it
 	}
 	select {
