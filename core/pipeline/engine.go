@@ -259,9 +259,14 @@ func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event)
 // error (queue publish failed) before it is tried again.
 const infraRetryDelay = time.Second
 
-func nackLater(msg *message.Message, d time.Duration, err error) error {
+// nackLater hands the message back to the queue for redelivery after d.
+// It nacks the message itself and returns nil, so the router does not log
+// an expected retry as a handler error (its Ack after a Nack is a no-op).
+// Callers log the reason themselves.
+func nackLater(msg *message.Message, d time.Duration) error {
 	msg.Metadata.Set(queue.MetaNackDelay, d.String())
-	return err
+	msg.Nack()
+	return nil
 }
 
 func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandlerFunc {
@@ -316,7 +321,7 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 			}
 			if err := e.q.Publish(queue.SinkTopic(outSinks[i]), out[i:j]...); err != nil {
 				e.log.Error("queue publish failed; will retry", "pipeline", p.Name, "sink", outSinks[i], "error", err)
-				return nackLater(msg, infraRetryDelay, err)
+				return nackLater(msg, infraRetryDelay)
 			}
 			i = j
 		}
@@ -392,7 +397,7 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			e.m.Retries.WithLabelValues(s.Name).Inc()
 			log.Info("delivery failed; retry scheduled", "reason", r.Reason, "status", r.StatusCode, "retry_in", delay.Round(time.Millisecond))
 			if delayed {
-				return nackLater(msg, delay, fmt.Errorf("retry in %s: %s", delay, r.Reason))
+				return nackLater(msg, delay)
 			}
 			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
 			for k, v := range msg.Metadata {
@@ -402,7 +407,8 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
 			delete(rm.Metadata, queue.MetaDedupID)
 			if err := e.q.Publish(queue.RetryTopic(s.Name), rm); err != nil {
-				return nackLater(msg, infraRetryDelay, err)
+				log.Error("queue publish of retry failed; will try again", "error", err)
+				return nackLater(msg, infraRetryDelay)
 			}
 			return nil
 		}
@@ -429,7 +435,8 @@ func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
 				rm := message.NewMessage(watermill.NewULID(), msg.Payload)
 				rm.Metadata = copyMeta(msg.Metadata)
 				if err := e.q.Publish(queue.RetryTopic(sink), rm); err != nil {
-					return nackLater(msg, infraRetryDelay, err)
+					e.log.Error("queue publish of retry failed; will try again", "sink", sink, "error", err)
+					return nackLater(msg, infraRetryDelay)
 				}
 				return nil
 			}
@@ -437,7 +444,8 @@ func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
 		rm := message.NewMessage(watermill.NewULID(), msg.Payload)
 		rm.Metadata = copyMeta(msg.Metadata)
 		if err := e.q.Publish(queue.SinkTopic(sink), rm); err != nil {
-			return nackLater(msg, infraRetryDelay, err)
+			e.log.Error("queue publish of due retry failed; will try again", "sink", sink, "error", err)
+			return nackLater(msg, infraRetryDelay)
 		}
 		return nil
 	}
@@ -461,7 +469,7 @@ func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink, 
 	dm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("dead/%s/%s/%s", pipeline, sink, msg.UUID))
 	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
 		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
-		return nackLater(msg, infraRetryDelay, err)
+		return nackLater(msg, infraRetryDelay)
 	}
 	e.m.DeadLettered.WithLabelValues(pipeline, sink, kind).Inc()
 	e.log.Warn("event dead-lettered", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "kind", kind, "reason", reason, "attempts", attempts)
@@ -479,7 +487,7 @@ func (e *Engine) deadLetterHandler(msg *message.Message) error {
 	}
 	if err := e.opts.DeadLetters.RecordDeadLetter(msg.Context(), dl); err != nil {
 		e.log.Error("recording dead letter failed; will retry", "id", msg.UUID, "error", err)
-		return nackLater(msg, infraRetryDelay, err)
+		return nackLater(msg, infraRetryDelay)
 	}
 	return nil
 }

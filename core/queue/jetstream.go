@@ -247,6 +247,10 @@ func (q *JetStream) shutdownServer() {
 // Conn exposes the NATS connection (for tests and tools).
 func (q *JetStream) Conn() *nats.Conn { return q.nc }
 
+// maxAckPending bounds the messages of one consumer that are delivered or
+// waiting for a delayed redelivery.
+const maxAckPending = 1_000_000
+
 type jsSubscriber struct {
 	q           *JetStream
 	group       string
@@ -280,7 +284,10 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 		FilterSubject: s.q.subject(topic),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.q.opts.AckWait,
-		MaxAckPending: s.maxInFlight,
+		// Messages waiting out a NakWithDelay count as pending, so the
+		// server-side limit must be far above the in-flight bound (which the
+		// subscriber enforces itself) or a dead endpoint would stall its sink.
+		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
 	})

@@ -2,7 +2,9 @@ package script
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -173,6 +175,15 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 	return out, nil
 }
 
+// asString returns v's string value when v is a primitive string.
+func asString(v goja.Value) (string, bool) {
+	if _, isObj := v.(*goja.Object); isObj || v == nil {
+		return "", false
+	}
+	s, ok := v.Export().(string)
+	return s, ok
+}
+
 func isFunction(v goja.Value) bool {
 	_, ok := goja.AssertFunction(v)
 	return ok
@@ -186,7 +197,7 @@ func (slot *vmSlot) event(o *goja.Object, defaultID, where string) (sdk.Event, i
 	var ev sdk.Event
 	size := 0
 	str := func(k string, v goja.Value) (string, error) {
-		sv, ok := v.Export().(string)
+		sv, ok := asString(v)
 		if !ok {
 			return "", s.badReturn(at, "%s.%s must be a string, got %s", where, k, typeOf(v))
 		}
@@ -252,7 +263,18 @@ func (slot *vmSlot) event(o *goja.Object, defaultID, where string) (sdk.Event, i
 
 func (slot *vmSlot) timeValue(v goja.Value, where string) (time.Time, error) {
 	at := slot.s.transformPos
-	switch t := v.Export().(type) {
+	var x any
+	if o, ok := v.(*goja.Object); ok {
+		if o.ClassName() == "Date" {
+			if math.IsNaN(o.ToFloat()) {
+				return time.Time{}, slot.s.badReturn(at, "%s.time is an invalid Date", where)
+			}
+			x = o.Export() // time.Time
+		}
+	} else {
+		x = v.Export()
+	}
+	switch t := x.(type) {
 	case time.Time: // a Date object
 		return t.UTC(), nil
 	case string:
@@ -278,7 +300,7 @@ func (slot *vmSlot) metadata(v goja.Value, where string) (map[string]string, err
 	m := make(map[string]string, len(keys))
 	for _, k := range keys {
 		mv := o.Get(k)
-		sv, ok := mv.Export().(string)
+		sv, ok := asString(mv)
 		if !ok {
 			return nil, slot.s.badReturn(at, "%s.metadata.%s must be a string, got %s", where, k, typeOf(mv))
 		}
@@ -287,23 +309,32 @@ func (slot *vmSlot) metadata(v goja.Value, where string) (map[string]string, err
 	return m, nil
 }
 
-// encode renders v as JSON with the script's own JSON.stringify, so toJSON,
-// Dates and member order behave as in JavaScript. Nil means "leave out"
-// (undefined, a function).
+// encode renders v as JSON the way JSON.stringify would (see jsonEncoder),
+// within the payload limit. Nil means "leave out" (undefined, a function).
 func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) {
-	out, err := slot.stringify(goja.Undefined(), v)
-	if err != nil {
-		e := slot.s.jsError(err, slot.s.transformPos)
-		if e.Err == ErrException {
-			e.Err = ErrBadReturn
-			e.Message = "encoding " + where + " as JSON: " + e.Message
+	s := slot.s
+	out, ok, err := encodeJSON(slot.vm, v, s.opts.MaxPayload)
+	switch {
+	case errors.Is(err, errEncodeTooLarge):
+		return nil, &Error{File: s.name, Line: s.transformPos.line, Column: s.transformPos.column, Err: ErrPayloadTooLarge,
+			Message: fmt.Sprintf("%s is over the %d-byte payload limit", where, s.opts.MaxPayload)}
+	case err != nil:
+		var jsErr *goja.Exception
+		var ie *goja.InterruptedError
+		var so *goja.StackOverflowError
+		if errors.As(err, &jsErr) || errors.As(err, &ie) || errors.As(err, &so) {
+			e := s.jsError(err, s.transformPos)
+			if e.Err == ErrException {
+				e.Err = ErrBadReturn
+				e.Message = "encoding " + where + " as JSON: " + e.Message
+			}
+			return nil, e
 		}
-		return nil, e
-	}
-	if goja.IsUndefined(out) {
+		return nil, s.badReturn(s.transformPos, "encoding %s as JSON: %v", where, err)
+	case !ok:
 		return nil, nil
 	}
-	return json.RawMessage(out.String()), nil
+	return json.RawMessage(out), nil
 }
 
 // eventSize approximates the event's encoded JSON size.

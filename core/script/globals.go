@@ -16,8 +16,7 @@ import (
 	"github.com/dop251/goja"
 )
 
-// installGlobals defines the frozen hookbus and console objects and keeps
-// the built-in JSON.stringify for encoding results.
+// installGlobals defines the frozen hookbus and console objects.
 //
 //	hookbus.log(msg, fields?)   structured log line at info level
 //	hookbus.uuid()              random UUID v4
@@ -28,12 +27,6 @@ import (
 //	console.log/info/debug/warn/error(...args)  to the slog logger
 func (slot *vmSlot) installGlobals() error {
 	vm := slot.vm
-	jsonObj := vm.Get("JSON").ToObject(vm)
-	stringify, ok := goja.AssertFunction(jsonObj.Get("stringify"))
-	if !ok {
-		return errors.New("JSON.stringify missing")
-	}
-	slot.stringify = stringify
 	freeze, ok := goja.AssertFunction(vm.Get("Object").ToObject(vm).Get("freeze"))
 	if !ok {
 		return errors.New("Object.freeze missing")
@@ -65,7 +58,7 @@ func (slot *vmSlot) installGlobals() error {
 		attrs := slot.logAttrs()
 		if f, ok := call.Argument(1).(*goja.Object); ok {
 			for _, k := range f.Keys() {
-				attrs = append(attrs, slog.Any(k, f.Get(k).Export()))
+				attrs = append(attrs, slog.Any(k, slot.logValue(f.Get(k))))
 			}
 		}
 		slot.s.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
@@ -111,21 +104,48 @@ func (slot *vmSlot) installGlobals() error {
 // logAttrs names the script and the call in progress.
 func (slot *vmSlot) logAttrs() []slog.Attr {
 	attrs := []slog.Attr{slog.String("script", slot.s.name)}
-	if c := slot.current; c.pipeline != "" || c.eventID != "" {
-		attrs = append(attrs, slog.String("pipeline", c.pipeline), slog.String("event_id", c.eventID))
-		if c.sink != "" {
-			attrs = append(attrs, slog.String("sink", c.sink))
+	for _, a := range []struct{ k, v string }{
+		{"pipeline", slot.current.pipeline}, {"sink", slot.current.sink}, {"event_id", slot.current.eventID},
+	} {
+		if a.v != "" {
+			attrs = append(attrs, slog.String(a.k, a.v))
 		}
 	}
 	return attrs
 }
 
-// text renders a console argument: strings as they are, objects as JSON.
+// maxLogValue caps the JSON text of one logged object.
+const maxLogValue = 8 << 10
+
+// text renders a console argument: strings as they are, objects as JSON
+// (cut at maxLogValue).
 func (slot *vmSlot) text(v goja.Value) string {
 	if o, ok := v.(*goja.Object); ok && !isFunction(v) {
-		if s, err := slot.stringify(goja.Undefined(), o); err == nil && !goja.IsUndefined(s) {
-			return s.String()
+		out, ok, err := encodeJSON(slot.vm, o, maxLogValue)
+		switch {
+		case errors.Is(err, errEncodeTooLarge):
+			return "<object over 8 KiB>"
+		case err != nil:
+			return "<" + err.Error() + ">"
+		case ok:
+			return string(out)
 		}
+	}
+	return v.String()
+}
+
+// logValue turns a hookbus.log field into a slog value: primitives as
+// themselves, objects as JSON text.
+func (slot *vmSlot) logValue(v goja.Value) any {
+	if _, ok := v.(*goja.Object); ok {
+		return slot.text(v)
+	}
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return nil
+	}
+	switch x := v.Export().(type) {
+	case string, bool, int64, float64:
+		return x
 	}
 	return v.String()
 }

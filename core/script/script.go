@@ -414,7 +414,6 @@ type vmSlot struct {
 	vm        *goja.Runtime
 	filter    goja.Callable
 	transform goja.Callable
-	stringify goja.Callable
 	current   callInfo // the call in progress, for log attributes
 	lazy      lazyData // the call's event data, until the script reads it
 }

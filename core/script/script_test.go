@@ -311,6 +311,16 @@ func TestErrors(t *testing.T) {
 			line: 1, cause: ErrBadReturn, re: `transform result\.time must be an RFC 3339 timestamp`,
 		},
 		{
+			name: "invalid date",
+			src:  "function transform(e) { e.time = new Date('nope'); return e }",
+			line: 1, cause: ErrBadReturn, re: `transform result\.time is an invalid Date`,
+		},
+		{
+			name: "type is an object",
+			src:  "function transform(e) { return {type: {name: 'x'}} }",
+			line: 1, cause: ErrBadReturn, re: `transform result\.type must be a string, got object`,
+		},
+		{
 			name: "metadata value not a string",
 			src:  "function transform(e) { e.metadata.n = 1; return e }",
 			line: 1, cause: ErrBadReturn, re: `transform result\.metadata\.n must be a string, got number`,

@@ -1,0 +1,215 @@
+package script
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+)
+
+// maxEncodeDepth bounds the nesting of values a script returns or logs; it
+// also catches cycles.
+const maxEncodeDepth = 500
+
+var (
+	errEncodeTooLarge = errors.New("value too large")
+	errEncodeTooDeep  = fmt.Errorf("value nested deeper than %d levels (or cyclic)", maxEncodeDepth)
+)
+
+// jsonEncoder writes goja values as JSON the way JSON.stringify does
+// (toJSON methods, Dates, undefined and functions left out of objects and
+// null in arrays, NaN and Infinity as null, member order kept), but with a
+// depth limit and a size limit, so that a script cannot make hookbus spend
+// unbounded time or Go stack in native code where interrupts do not reach.
+type jsonEncoder struct {
+	vm    *goja.Runtime
+	buf   bytes.Buffer
+	limit int
+}
+
+// encodeJSON renders v; ok is false when v encodes to nothing (undefined, a function).
+func encodeJSON(vm *goja.Runtime, v goja.Value, limit int) (out []byte, ok bool, err error) {
+	e := jsonEncoder{vm: vm, limit: limit}
+	ok, err = e.value(v, "", 0)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	return e.buf.Bytes(), true, nil
+}
+
+func skippable(v goja.Value) bool {
+	if v == nil || goja.IsUndefined(v) {
+		return true
+	}
+	if _, ok := v.(*goja.Symbol); ok {
+		return true
+	}
+	return isFunction(v)
+}
+
+// value writes v (the member key, for toJSON) and reports whether it wrote anything.
+func (e *jsonEncoder) value(v goja.Value, key string, depth int) (bool, error) {
+	if e.buf.Len() > e.limit {
+		return false, errEncodeTooLarge
+	}
+	if depth > maxEncodeDepth {
+		return false, errEncodeTooDeep
+	}
+	if o, ok := v.(*goja.Object); ok {
+		if toJSON, ok := goja.AssertFunction(o.Get("toJSON")); ok {
+			r, err := toJSON(o, e.vm.ToValue(key))
+			if err != nil {
+				return false, err
+			}
+			v = r
+		}
+	}
+	if skippable(v) {
+		return false, nil
+	}
+	if goja.IsNull(v) {
+		e.buf.WriteString("null")
+		return true, nil
+	}
+	o, isObj := v.(*goja.Object)
+	if !isObj {
+		return true, e.primitive(v)
+	}
+	switch o.ClassName() {
+	case "Array":
+		return true, e.array(o, depth)
+	case "String", "Number", "Boolean": // boxed primitives
+		if valueOf, ok := goja.AssertFunction(o.Get("valueOf")); ok {
+			p, err := valueOf(o)
+			if err != nil {
+				return false, err
+			}
+			if _, still := p.(*goja.Object); !still {
+				return true, e.primitive(p)
+			}
+		}
+	}
+	return true, e.object(o, depth)
+}
+
+func (e *jsonEncoder) primitive(v goja.Value) error {
+	switch x := v.Export().(type) {
+	case string:
+		e.quote(x)
+	case bool:
+		e.buf.WriteString(strconv.FormatBool(x))
+	case int64:
+		e.buf.WriteString(strconv.FormatInt(x, 10))
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			e.buf.WriteString("null")
+		} else {
+			e.buf.WriteString(v.String()) // JavaScript's number formatting
+		}
+	default:
+		return fmt.Errorf("cannot encode a %s as JSON", reflect.TypeOf(x))
+	}
+	return nil
+}
+
+func (e *jsonEncoder) array(o *goja.Object, depth int) error {
+	n := o.Get("length").ToInteger()
+	e.buf.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			e.buf.WriteByte(',')
+		}
+		k := strconv.FormatInt(i, 10)
+		wrote, err := e.value(o.Get(k), k, depth+1)
+		if err != nil {
+			return err
+		}
+		if !wrote {
+			e.buf.WriteString("null")
+		}
+	}
+	e.buf.WriteByte(']')
+	return nil
+}
+
+func (e *jsonEncoder) object(o *goja.Object, depth int) error {
+	e.buf.WriteByte('{')
+	first := true
+	for _, k := range o.Keys() {
+		mark := e.buf.Len()
+		if !first {
+			e.buf.WriteByte(',')
+		}
+		e.quote(k)
+		e.buf.WriteByte(':')
+		wrote, err := e.value(o.Get(k), k, depth+1)
+		if err != nil {
+			return err
+		}
+		if !wrote {
+			e.buf.Truncate(mark) // left out, as JSON.stringify does
+			continue
+		}
+		first = false
+	}
+	e.buf.WriteByte('}')
+	return nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// quote writes s as a JSON string, escaping only what JSON requires.
+func (e *jsonEncoder) quote(s string) {
+	b := &e.buf
+	b.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			if c < utf8.RuneSelf {
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b.WriteString(s[start:i])
+				b.WriteString(`\ufffd`)
+				i += size
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		b.WriteString(s[start:i])
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		default:
+			b.WriteString(`\u00`)
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b.WriteString(s[start:])
+	b.WriteByte('"')
+}

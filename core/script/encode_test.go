@@ -1,0 +1,115 @@
+package script
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/dop251/goja"
+)
+
+// TestEncodeMatchesJSONStringify compares the encoder with goja's own JSON.stringify.
+func TestEncodeMatchesJSONStringify(t *testing.T) {
+	t.Parallel()
+	exprs := []string{
+		`({a: 1, b: "x", c: null, d: true, e: [1, "2", null]})`,
+		`({z: 1, a: 2, m: 3})`,
+		`({u: undefined, f: function() {}, s: Symbol("x"), keep: 1})`,
+		`[undefined, function() {}, Symbol("y"), 1]`,
+		`[NaN, Infinity, -Infinity, -0, 0.1 + 0.2, 1e21, 1e-7, 123456789012345, 2 ** 53 + 2, -5]`,
+		`({d: new Date(Date.UTC(2024, 1, 3, 4, 5, 6, 789))})`,
+		`({custom: {toJSON(k) { return "key=" + k }}})`,
+		`[{toJSON() { return undefined }}]`,
+		`({x: {toJSON() { return undefined }}, y: 2})`,
+		`({boxed: [new String("s"), new Number(4.5), new Boolean(false)]})`,
+		"({s: \"quote \\\" back \\\\ nl \\n cr \\r tab \\t bs \\b ff \\f ctl \\u0001 \\u001f del \\u007f é ☃ 😀 </script> \\u2028\"})",
+		`({"": "empty key", "with space": 1, "é": 2})`,
+		`[[[[]]], {}, [{}]]`,
+		`"top-level string"`, `42`, `null`, `true`,
+		`(function() { const a = [1, 2]; a.extra = "ignored"; return a })()`,
+		`(function() { const o = Object.create({inherited: 1}); o.own = 2; return o })()`,
+		`(function() { const o = {}; Object.defineProperty(o, "hidden", {value: 1, enumerable: false}); o.shown = 2; return o })()`,
+	}
+	vm := goja.New()
+	stringify, _ := goja.AssertFunction(vm.Get("JSON").ToObject(vm).Get("stringify"))
+	for _, expr := range exprs {
+		v, err := vm.RunString(expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		want, err := stringify(goja.Undefined(), v)
+		if err != nil {
+			t.Fatalf("%s: stringify: %v", expr, err)
+		}
+		got, ok, err := encodeJSON(vm, v, 1<<20)
+		if err != nil || !ok {
+			t.Errorf("%s: %v, %v", expr, ok, err)
+			continue
+		}
+		if string(got) != want.String() {
+			t.Errorf("%s:\n got  %s\n want %s", expr, got, want.String())
+		}
+	}
+	for _, expr := range []string{`undefined`, `(function() {})`, `Symbol("z")`} {
+		v, _ := vm.RunString(expr)
+		if out, ok, err := encodeJSON(vm, v, 100); ok || err != nil || out != nil {
+			t.Errorf("%s: got %s, %v, %v; want nothing", expr, out, ok, err)
+		}
+	}
+}
+
+func TestEncodeLimits(t *testing.T) {
+	t.Parallel()
+	vm := goja.New()
+	tests := []struct {
+		expr string
+		want error
+	}{
+		{`(function() { let a = {}; for (let i = 0; i < 5000; i++) a = {a}; return a })()`, errEncodeTooDeep},
+		{`(function() { const a = {}; a.self = a; return a })()`, errEncodeTooDeep},
+		{`(function() { const a = []; a.push(a); return a })()`, errEncodeTooDeep},
+		{`"x".repeat(2000)`, errEncodeTooLarge},
+		{`Array.from({length: 1000}, (_, i) => i)`, errEncodeTooLarge},
+	}
+	for _, tc := range tests {
+		v, err := vm.RunString(tc.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Strings are written whole before the check: allow that much slack.
+		limit := 1000
+		if tc.want == errEncodeTooDeep {
+			limit = 1 << 20
+		}
+		_, _, err = encodeJSON(vm, v, limit)
+		if tc.want == errEncodeTooLarge && strings.HasPrefix(tc.expr, `"x"`) {
+			if err != nil {
+				t.Errorf("%s: a single string is checked by the caller's size total, got %v", tc.expr, err)
+			}
+			continue
+		}
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.expr, err, tc.want)
+		}
+	}
+	// BigInt cannot be encoded, like in JSON.stringify.
+	v, _ := vm.RunString(`({n: 10n})`)
+	if _, _, err := encodeJSON(vm, v, 1000); err == nil {
+		t.Error("BigInt encoded without error")
+	}
+}
+
+func TestDeepAndCyclicResultsFailFast(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{
+		`function transform(e) { let a = {}; for (let i = 0; i < 5000; i++) a = {a}; return {type: "x", data: a} }`,
+		`function transform(e) { const a = {}; a.self = a; console.log(a); return {type: "x", data: a} }`,
+		`function transform(e) { let a = []; for (let i = 0; i < 5000; i++) a = [a]; return {type: "x", ext: a} }`,
+	} {
+		s := compile(t, src, Options{Timeout: 10e9, Logger: slog.New(slog.DiscardHandler)})
+		_, err := s.Transform(context.Background(), testEvent(), Context{})
+		wantScriptError(t, err, 1, 1, ErrBadReturn, `nested deeper than 500 levels \(or cyclic\)`)
+	}
+}
