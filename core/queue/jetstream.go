@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +42,7 @@ type JetStreamOptions struct {
 // than checked on every publish.
 type JetStream struct {
 	opts   JetStreamOptions
+	ids    jetstream.KeyValue // producer ids seen within the dedup window
 	ns     *server.Server // embedded only
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -132,7 +135,75 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 			return nil, fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
 		}
 	}
+	// The streams' own dedup forgets ids of deleted (delivered) messages
+	// when the server restarts; this bucket remembers them for the window.
+	q.ids, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  opts.Prefix + "_IDS",
+		TTL:     opts.DedupWindow,
+		Storage: jetstream.FileStorage,
+		History: 1,
+	})
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: create id bucket: %w", err)
+	}
 	return q, nil
+}
+
+// idKey maps a producer id to a KV key (ids may hold any character).
+func idKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:20])
+}
+
+// unseen drops messages whose producer id was already accepted within the
+// dedup window, also before a restart. It returns the messages to publish.
+func (q *JetStream) unseen(msgs []*message.Message) []*message.Message {
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		id := m.Metadata.Get(MetaDedupID)
+		if id == "" {
+			out = append(out, m)
+			continue
+		}
+		if _, err := q.ids.Get(context.Background(), idKey(id)); err == nil {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// remember records the producer ids of published messages.
+func (q *JetStream) remember(msgs []*message.Message) error {
+	var futures []jetstream.PubAckFuture
+	for _, m := range msgs {
+		id := m.Metadata.Get(MetaDedupID)
+		if id == "" {
+			continue
+		}
+		f, err := q.js.PublishAsync("$KV."+q.opts.Prefix+"_IDS."+idKey(id), nil)
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	return waitAcks(futures)
+}
+
+func waitAcks(futures []jetstream.PubAckFuture) error {
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-timeout.C:
+			return errors.New("no acknowledgement within 30s")
+		}
+	}
+	return nil
 }
 
 func (q *JetStream) subject(topic string) string {
@@ -162,8 +233,13 @@ func (q *JetStream) Provision(context.Context, []string) error { return nil }
 
 // Publish implements message.Publisher: all messages are sent
 // asynchronously, then every acknowledgement is awaited, so a batch costs
-// one round trip.
+// one round trip. On ingest topics, messages whose producer id was seen
+// within the dedup window are dropped (they were accepted before).
 func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
+	ingest := strings.HasPrefix(topic, "hookbus.in.")
+	if ingest {
+		msgs = q.unseen(msgs)
+	}
 	subj := q.subject(topic)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, msg := range msgs {
@@ -186,15 +262,14 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 		}
 		futures = append(futures, f)
 	}
-	timeout := time.NewTimer(30 * time.Second)
-	defer timeout.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("queue: publish to %s: %w", topic, err)
-		case <-timeout.C:
-			return fmt.Errorf("queue: publish to %s: no acknowledgement within 30s", topic)
+	if err := waitAcks(futures); err != nil {
+		return fmt.Errorf("queue: publish to %s: %w", topic, err)
+	}
+	if ingest {
+		// Only after the events are durable: a crash in between means the
+		// producer's retry is queued again (at-least-once), never lost.
+		if err := q.remember(msgs); err != nil {
+			return fmt.Errorf("queue: record producer ids: %w", err)
 		}
 	}
 	return nil

@@ -1,23 +1,39 @@
 // Package script runs hookbus' JavaScript filter and transform scripts with goja.
 //
 // A script file defines filter(event, ctx) and/or transform(event, ctx) as
-// plain functions (DESIGN.md "Scripts"). Compile parses and compiles the file
-// once into a *goja.Program; each Script then keeps a bounded pool of
-// *goja.Runtime that have run the program once and are reused call after call.
+// plain functions (DESIGN.md "Scripts"). filter returns truthy to keep the
+// event. transform returns an event object (changed or new), an array of
+// events (a split) or null/undefined (drop). event is the envelope as plain
+// JavaScript objects: id, type, source, subject, time (RFC 3339 string),
+// datacontenttype, data (the parsed JSON payload), metadata, and extension
+// members at the top level; ctx is {pipeline, sink, attempt}.
+//
+// Compile parses and compiles the file once into a *goja.Program; each
+// Script keeps a bounded pool of *goja.Runtime that ran the program once and
+// are reused call after call.
+//
+// Globals: a frozen hookbus object (log, uuid, now, base64.encode/decode,
+// hmacSHA256 returning lower-case hex; see installGlobals) and a frozen
+// console whose log/info/debug/warn/error go to the slog logger with the
+// script name, pipeline, sink and event id. There is no require, no network
+// and no file system: only the ECMAScript built-ins.
 //
 // Isolation: runtimes are not shared between scripts and a runtime serves
 // one call at a time. Top-level variables of a script persist per runtime
 // (a cache is fine; counting events is not, since calls are spread over
-// several runtimes that come and go). The global hookbus and console objects
-// are frozen and cannot be replaced. There is no require, no network, no file
-// system: the engine offers only the ECMAScript built-ins and the globals
-// described in globals.go.
+// several runtimes that come and go).
 //
-// Limits: every call runs under Options.Timeout (the runtime is interrupted,
-// then discarded), at most Options.MaxStack nested calls, and at most
-// Options.MaxPayload bytes of event JSON going in and coming out. Built-in
-// functions are not interruptible, so a single huge native operation (e.g.
-// "x".repeat(1e9)) can still use memory and time before the deadline hits.
+// Limits: every call runs under Options.Timeout, a wall-clock deadline (the
+// runtime is interrupted, then discarded and replaced), at most
+// Options.MaxStack nested calls, and at most Options.MaxPayload bytes of
+// event JSON going in and coming out; returned values nested deeper than 500
+// levels (or cyclic) are rejected. Built-in functions are not interruptible,
+// so a single huge native operation (e.g. "x".repeat(1e9)) can still use
+// memory and time before the deadline hits.
+//
+// Numbers: JSON integers become JavaScript numbers, so integers beyond 2^53
+// lose precision once a script reads event.data; data a script does not
+// touch is passed on byte for byte.
 package script
 
 import (

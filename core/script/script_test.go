@@ -145,17 +145,17 @@ func TestTransform(t *testing.T) {
 		},
 		{
 			name: "mutate in place, keep nested references",
-			src: `function transform(e) { const extra = {}; e.data.extra = extra; extra.added = true; delete e.data.items; delete e.traceparent; e.id = "new"; return e; }`,
+			src:  `function transform(e) { const extra = {}; e.data.extra = extra; extra.added = true; delete e.data.items; delete e.traceparent; e.id = "new"; return e; }`,
 			want: `[{"id":"new","type":"order.paid","source":"shop","subject":"order-42","time":"2025-03-04T05:06:07Z","data":{"order_id":"o-42","amount":12.5,"qty":3,"big":9007199254740991,"nested":{"z":1,"a":2},"extra":{"added":true}},"metadata":{"tenant":"t1"}}]`,
 		},
 		{
 			name: "split assigns ids when missing",
-			src: `function transform(e) { return e.data.items.map((it, i) => i === 1 ? {id: "own", type: "item", data: it} : {type: "item", data: it}); }`,
+			src:  `function transform(e) { return e.data.items.map((it, i) => i === 1 ? {id: "own", type: "item", data: it} : {type: "item", data: it}); }`,
 			want: `[{"id":"ev1-0","type":"item","data":{"sku":"a"}},{"id":"own","type":"item","data":{"sku":"b"}}]`,
 		},
 		{
 			name: "date objects and undefined members",
-			src: `function transform(e) { return {type: "t", time: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)), data: {when: new Date(0), gone: undefined}, subject: undefined}; }`,
+			src:  `function transform(e) { return {type: "t", time: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)), data: {when: new Date(0), gone: undefined}, subject: undefined}; }`,
 			want: `[{"id":"ev1","type":"t","time":"2024-01-02T03:04:05Z","data":{"when":"1970-01-01T00:00:00.000Z"}}]`,
 		},
 		{name: "null drops", src: `function transform(e) { return null }`, want: `[]`},

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func embeddedConfig(t *testing.T, addr, sinkURL string, extra string) string {
+	dir := t.TempDir()
+	return writeConfig(t, dir, `version: 1
+server: {listen: "`+addr+`", shutdown_timeout: 10s}
+data_dir: `+filepath.Join(dir, "data")+`
+log: {level: warn}
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config:
+      url: `+sinkURL+`
+      secret: `+testSecret+`
+      allow_private_networks: true
+      max_in_flight: 16
+      timeout: 5s
+`+extra+`
+pipelines:
+  all:
+    from: [shop]
+    to: [partner]
+`)
+}
+
+// TestCrashLosesNothing streams 20,000 events into the embedded queue
+// while the receiver is slow, kills hookbus with SIGKILL twice and restarts
+// it: every event that got a 202 must reach the receiver.
+func TestCrashLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long crash test")
+	}
+	const total, batch, producers = 20000, 20, 8
+	rcv := newSink(t)
+	rcv.delay = 2 * time.Millisecond
+	addr := freeAddr(t)
+	cfgPath := embeddedConfig(t, addr, rcv.srv.URL, "      retry: {schedule: [100ms, 500ms, 1s, 2s, 5s]}")
+	p := startHookbus(t, cfgPath, addr)
+
+	var accepted sync.Map
+	var acceptedN atomic.Int64
+	var next atomic.Int64
+	client := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for {
+				first := next.Add(batch) - batch
+				if first >= total {
+					return
+				}
+				var b strings.Builder
+				b.WriteByte('[')
+				for i := first; i < first+batch; i++ {
+					if i > first {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, `{"id":"c-%d","type":"crash.test","data":{"n":%d}}`, i, i)
+				}
+				b.WriteByte(']')
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					st := postEvents(client, addr, "shop", b.String())
+					if st == http.StatusAccepted {
+						for i := first; i < first+batch; i++ {
+							accepted.Store(fmt.Sprintf("c-%d", i), true)
+						}
+						acceptedN.Add(batch)
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("batch at %d never accepted (last status %d)", first, st)
+						return
+					}
+					// hookbus is down or restarting: the producer retries the
+					// same batch with the same ids.
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	kills := 0
+	for _, at := range []int64{6000, 13000} {
+		waitUntil(t, 2*time.Minute, fmt.Sprintf("%d accepted", at), func() bool { return acceptedN.Load() >= at })
+		p.kill()
+		kills++
+		t.Logf("killed hookbus with SIGKILL after %d accepted events", acceptedN.Load())
+		p = startHookbus(t, cfgPath, addr)
+	}
+	wg.Wait()
+	var ids []string
+	accepted.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	if len(ids) != total {
+		t.Fatalf("accepted %d of %d events", len(ids), total)
+	}
+	waitUntil(t, 3*time.Minute, "every accepted event delivered", func() bool {
+		missing, _ := rcv.stats(ids)
+		return len(missing) == 0
+	})
+	_, dups := rcv.stats(ids)
+	t.Logf("crash test: %d events accepted, all delivered, %d kills, %d duplicate deliveries (at-least-once)", len(ids), kills, dups)
+	if rcv.bad != 0 {
+		t.Errorf("%d deliveries with bad signatures", rcv.bad)
+	}
+	p.stop()
+}
+
+// TestRetryScheduleSurvivesRestart: an event that failed twice resumes at
+// attempt 3 after a restart, and the schedule's last attempt still counts.
+func TestRetryScheduleSurvivesRestart(t *testing.T) {
+	rcv := newSink(t)
+	rcv.status = func(id string, n int) int { return http.StatusServiceUnavailable }
+	addr := freeAddr(t)
+	// 3 attempts in all: the third is 3s after the second.
+	cfgPath := embeddedConfig(t, addr, rcv.srv.URL, "      retry: {schedule: [100ms, 3s]}")
+	p := startHookbus(t, cfgPath, addr)
+	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"rs-1","type":"a"}`); st != http.StatusAccepted {
+		t.Fatal(st)
+	}
+	waitUntil(t, 20*time.Second, "two failed attempts", func() bool { return rcv.seen("rs-1") == 2 })
+	// A graceful restart; after SIGKILL the queue may repeat the attempt
+	// that was running (at-least-once).
+	p.stop()
+	p = startHookbus(t, cfgPath, addr)
+	waitUntil(t, 30*time.Second, "third attempt after restart", func() bool { return rcv.seen("rs-1") == 3 })
+	// Attempt 3 was the last: the event is dead-lettered, not started over.
+	out := runCLI(t, "dead-letters", "list", "--url", "http://"+addr, "--json")
+	waitUntil(t, 20*time.Second, "dead letter", func() bool {
+		out = runCLI(t, "dead-letters", "list", "--url", "http://"+addr, "--json")
+		return strings.Contains(out, "rs-1")
+	})
+	if !strings.Contains(out, `"attempts": 3`) || !strings.Contains(out, `"kind": "exhausted"`) {
+		t.Errorf("dead letter: %s", out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := rcv.seen("rs-1"); n != 3 {
+		t.Errorf("attempts = %d, want exactly 3 across the restart", n)
+	}
+	p.stop()
+}
+
+// TestDuplicateProducerIDsDeliveredOnce: a repeated producer id is accepted
+// and delivered once, also across a restart.
+func TestDuplicateProducerIDsDeliveredOnce(t *testing.T) {
+	rcv := newSink(t)
+	addr := freeAddr(t)
+	cfgPath := embeddedConfig(t, addr, rcv.srv.URL, "")
+	p := startHookbus(t, cfgPath, addr)
+	for range 3 {
+		if st := postEvents(http.DefaultClient, addr, "shop", `[{"id":"dup-1","type":"a"},{"id":"dup-2","type":"a"}]`); st != http.StatusAccepted {
+			t.Fatal(st)
+		}
+	}
+	waitUntil(t, 20*time.Second, "delivery", func() bool { return rcv.seen("dup-1") == 1 && rcv.seen("dup-2") == 1 })
+	p.stop()
+	p = startHookbus(t, cfgPath, addr)
+	if st := postEvents(http.DefaultClient, addr, "shop", `[{"id":"dup-1","type":"a"},{"id":"dup-3","type":"a"}]`); st != http.StatusAccepted {
+		t.Fatal(st)
+	}
+	waitUntil(t, 20*time.Second, "dup-3", func() bool { return rcv.seen("dup-3") == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if rcv.seen("dup-1") != 1 || rcv.seen("dup-2") != 1 {
+		t.Errorf("dup-1 delivered %d times, dup-2 %d times; want once each", rcv.seen("dup-1"), rcv.seen("dup-2"))
+	}
+	p.stop()
+}
