@@ -1,0 +1,342 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookbus/hookbus/core/config"
+)
+
+// Plugin binaries the tests run, built once on first use (a test run that
+// needs none builds none) into binDir, removed by TestMain.
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// pluginPackages maps binary names to their packages, relative to core/app.
+var pluginPackages = map[string]string{
+	"hookbus-webhook":     "../../plugins/webhook/cmd/hookbus-webhook",
+	"hookbus-http-source": "../../plugins/http/cmd/hookbus-http-source",
+	"file-source":         "../../plugins/file/cmd/file-source",
+	"crashsink":           "../pluginhost/testdata/crashsink",
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// pluginBinary returns the path of a built plugin binary.
+func pluginBinary(tb testing.TB, name string) string {
+	tb.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "hookbus-app-plugins")
+		if binErr != nil {
+			return
+		}
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		for _, pkg := range pluginPackages {
+			args = append(args, pkg)
+		}
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	if _, ok := pluginPackages[name]; !ok {
+		tb.Fatalf("no plugin binary %q", name)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// loadConfig writes y as a config file and loads it as `hookbus run` does.
+// "DIR" in y is replaced with a fresh directory.
+func loadConfig(t *testing.T, y string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	y = strings.ReplaceAll(y, "DIR", dir)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, config.LoadOptions{Env: []string{}, Checkers: Checkers(ScriptOptions(config.Default(), nil))})
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, y)
+	}
+	return cfg
+}
+
+const configHead = `version: 1
+server: {listen: "127.0.0.1:0", shutdown_timeout: 5s}
+data_dir: DIR/data
+queue: {driver: memory}
+`
+
+// TestWebhookPluginSink delivers through the built hookbus-webhook plugin:
+// signed, with hookbus' own retry schedule after a 503.
+func TestWebhookPluginSink(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	a := startApp(t, loadConfig(t, configHead+`plugins:
+  wh: {path: `+pluginBinary(t, "hookbus-webhook")+`}
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: wh
+    config:
+      url: `+rcv.srv.URL+`/hooks
+      secret: `+testSecret+`
+      allow_private_networks: true
+      retry: {schedule: [50ms]}
+pipelines:
+  orders: {from: [shop], to: [partner]}
+`))
+	rcv.answer("e2", response{status: http.StatusServiceUnavailable})
+	rcv.answer("e3", response{status: http.StatusBadRequest})
+	status, body := post(t, a, "shop", "application/json",
+		`[{"id":"e1","type":"order.paid","data":{"n":1}},{"id":"e2","type":"order.paid","data":{"n":2}},{"id":"e3","type":"order.paid"}]`)
+	if status != http.StatusAccepted {
+		t.Fatalf("ingest: %d %v", status, body)
+	}
+	waitFor(t, 10*time.Second, "e1 delivered once and e2 twice (after a 503)", func() bool {
+		return len(rcv.attempts("e1")) == 1 && len(rcv.attempts("e2")) == 2
+	})
+	waitFor(t, 10*time.Second, "e3 dead-lettered", func() bool {
+		return metricValue(t, a, `hookbus_events_dead_lettered_total{kind="permanent",pipeline="orders",sink="partner"}`) == 1 ||
+			metricValue(t, a, `hookbus_events_dead_lettered_total{kind="delivery",pipeline="orders",sink="partner"}`) == 1
+	})
+	if d := rcv.attempts("e1")[0]; d.WebhookID != "e1" || string(d.Event.Data) != `{"n":1}` || d.Event.Source != "shop" {
+		t.Errorf("e1 arrived as %+v", d)
+	}
+	rcv.mu.Lock()
+	bad := rcv.badSig
+	rcv.mu.Unlock()
+	if bad != 0 {
+		t.Errorf("%d deliveries had bad signatures", bad)
+	}
+	if n := len(rcv.attempts("e3")); n != 1 {
+		t.Errorf("e3 (400) was attempted %d times, want 1", n)
+	}
+}
+
+// TestFileSourcePlugin feeds a pipeline from the file source plugin.
+func TestFileSourcePlugin(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	in := filepath.Join(t.TempDir(), "in.jsonl")
+	a := startApp(t, loadConfig(t, configHead+`plugins:
+  tail: {path: `+pluginBinary(t, "file-source")+`}
+sources:
+  files:
+    type: tail
+    config: {path: `+in+`, poll_interval: 10ms, batch_size: 2}
+sinks:
+  partner:
+    type: webhook
+    config: {url: `+rcv.srv.URL+`, secret: `+testSecret+`, allow_private_networks: true}
+pipelines:
+  fromfile: {from: [files], to: [partner]}
+`))
+	f, err := os.OpenFile(in, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := range 5 {
+		fmt.Fprintf(f, `{"id": "line-%d", "type": "file.line", "data": {"n": %d}}`+"\n", i, i)
+	}
+	waitFor(t, 10*time.Second, "5 lines delivered", func() bool { return len(rcv.all()) >= 5 })
+	for i := range 5 {
+		got := rcv.attempts(fmt.Sprintf("line-%d", i))
+		if len(got) != 1 || got[0].Event.Type != "file.line" || got[0].Event.Source != "files" {
+			t.Errorf("line-%d arrived as %+v", i, got)
+		}
+	}
+	if v := metricValue(t, a, `hookbus_events_received_total{source="files"}`); v != 5 {
+		t.Errorf("received_total{source=files} = %v, want 5", v)
+	}
+}
+
+// TestHTTPSourcePluginToWebhookPlugin runs both built-ins out of process:
+// a producer gets 202 from the http source plugin only after hookbus
+// queued the events, and the webhook plugin delivers them.
+func TestHTTPSourcePluginToWebhookPlugin(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	startApp(t, loadConfig(t, configHead+`plugins:
+  ingest: {path: `+pluginBinary(t, "hookbus-http-source")+`}
+  wh: {path: `+pluginBinary(t, "hookbus-webhook")+`}
+sources:
+  shop: {type: ingest, config: {listen: "`+listen+`"}}
+sinks:
+  partner:
+    type: wh
+    config: {url: `+rcv.srv.URL+`, secret: `+testSecret+`, allow_private_networks: true}
+pipelines:
+  orders: {from: [shop], to: [partner]}
+`))
+	// The plugin source is started by Start; its listener is up after Init.
+	resp, err := http.Post("http://"+listen+"/v1/sources/shop/events", "application/json",
+		bytes.NewReader([]byte(`[{"id":"p1","type":"order.paid"},{"id":"p2","type":"order.paid","data":{"x":1}}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc struct{ IDs []string }
+	_ = json.NewDecoder(resp.Body).Decode(&acc)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || len(acc.IDs) != 2 {
+		t.Fatalf("ingest through the plugin: %d %v", resp.StatusCode, acc)
+	}
+	waitFor(t, 10*time.Second, "p1 and p2 delivered", func() bool {
+		return len(rcv.attempts("p1")) == 1 && len(rcv.attempts("p2")) == 1
+	})
+	if d := rcv.attempts("p2")[0]; string(d.Event.Data) != `{"x":1}` || d.Event.Source != "shop" {
+		t.Errorf("p2 arrived as %+v", d.Event)
+	}
+}
+
+// TestCrashingSinkPlugin uses a sink plugin that exits every 5th event:
+// hookbus restarts it and every event is still delivered exactly as often
+// as it was acknowledged, none dead-lettered.
+func TestCrashingSinkPlugin(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	a := startApp(t, loadConfig(t, configHead+`plugins:
+  crash: {path: `+pluginBinary(t, "crashsink")+`}
+sources:
+  shop: {type: http}
+sinks:
+  crashy:
+    type: crash
+    config:
+      crash_every: 5
+      retry: {schedule: [10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms]}
+pipelines:
+  p: {from: [shop], to: [crashy]}
+`))
+	var evs []string
+	for i := range n {
+		evs = append(evs, fmt.Sprintf(`{"id":"c%d","type":"t"}`, i))
+	}
+	if status, body := post(t, a, "shop", "application/json", "["+strings.Join(evs, ",")+"]"); status != http.StatusAccepted {
+		t.Fatalf("ingest: %d %v", status, body)
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d events delivered", n), func() bool {
+		return metricValue(t, a, `hookbus_events_delivered_total{pipeline="p",sink="crashy"}`) == n
+	})
+	if v := metricValue(t, a, `hookbus_plugin_restarts_total{plugin="crash/crashy"}`); v < 1 {
+		t.Errorf("hookbus_plugin_restarts_total = %v, want > 0", v)
+	}
+	if v := metricValue(t, a, `hookbus_delivery_retries_total{sink="crashy"}`); v < 1 {
+		t.Errorf("hookbus_delivery_retries_total = %v, want > 0 (deliveries cut off by a crash are retried)", v)
+	}
+	for _, kind := range []string{"permanent", "exhausted", "delivery"} {
+		if v := metricValue(t, a, `hookbus_events_dead_lettered_total{kind="`+kind+`",pipeline="p",sink="crashy"}`); v != 0 {
+			t.Errorf("dead-lettered (%s) = %v, want 0", kind, v)
+		}
+	}
+}
+
+// TestValidatePlugins checks plugin config blocks the way `hookbus
+// validate` does: each problem comes back with its key path and the
+// plugin's (or its schema's) own message.
+func TestValidatePlugins(t *testing.T) {
+	t.Parallel()
+	crash := pluginBinary(t, "crashsink")
+	wh := pluginBinary(t, "hookbus-webhook")
+	tests := []struct {
+		name  string
+		sinks string
+		want  []string // substrings of the error; none means valid
+	}{
+		{
+			name:  "valid",
+			sinks: `  x: {type: crash, config: {crash_every: 3, retry: {schedule: [1s]}}}`,
+		},
+		{
+			name:  "plugin's own validation",
+			sinks: `  x: {type: crash, config: {crash_every: -1}}`,
+			want:  []string{"sinks.x.config.crash_every: crashsink wants crash_every >= 0, got -1"},
+		},
+		{
+			name:  "schema",
+			sinks: `  x: {type: crash, config: {colour: red}}`,
+			want:  []string{"sinks.x.config", "colour"},
+		},
+		{
+			name:  "bad retry block",
+			sinks: `  x: {type: crash, config: {retry: {schedule: [soon]}}}`,
+			want:  []string{"sinks.x.config.retry.schedule[0]", `"soon"`},
+		},
+		{
+			name: "webhook plugin, several problems",
+			sinks: `  partner: {type: wh, config: {url: "https://example.com", secret: ` + testSecret + `, max_in_flight: 0, timeout: -1s}}
+  other: {type: crash, config: {crash_every: -2}}`,
+			want: []string{"sinks.partner.config", "sinks.other.config.crash_every: crashsink wants crash_every >= 0, got -2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := loadConfig(t, configHead+`plugins:
+  crash: {path: `+crash+`}
+  wh: {path: `+wh+`}
+sources:
+  shop: {type: http}
+sinks:
+`+tt.sinks+`
+pipelines:
+  p: {from: [shop], to: [`+firstSink(tt.sinks)+`]}
+`)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := ValidatePlugins(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("ValidatePlugins: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ValidatePlugins accepted %s", tt.sinks)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// firstSink is the name of the first sink in a sinks block.
+func firstSink(block string) string {
+	name, _, _ := strings.Cut(strings.TrimSpace(block), ":")
+	return name
+}

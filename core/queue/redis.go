@@ -1,0 +1,592 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configure the Redis Streams driver.
+type RedisOptions struct {
+	// URL of the Redis server, e.g. redis://127.0.0.1:6379/0 (rediss:// for
+	// TLS; go-redis URL parameters such as pool_size are honoured).
+	URL string
+	// Namespace prefixes every stream key and consumer group (default
+	// "hookbus"), so several deployments or tests can share one server.
+	Namespace string
+	Logger    *slog.Logger
+	// ClaimIdle is how long a message may stay pending with a consumer that
+	// stopped refreshing it (a killed process) before another consumer of
+	// the group takes it over (default 30s). Live consumers refresh their
+	// in-flight messages, so slow handlers are not affected.
+	ClaimIdle time.Duration
+	// ClaimInterval is how often each subscription looks for such messages
+	// (default 5s).
+	ClaimInterval time.Duration
+	// TrimInterval is how often streams are trimmed of entries every group
+	// has acknowledged (default 1m, negative disables trimming).
+	TrimInterval time.Duration
+}
+
+// Redis is the Redis Streams driver (watermill-redisstream). A topic is the
+// stream "<namespace>:<topic>" and a hookbus consumer group the Redis
+// consumer group "<namespace>.<group>"; every subscription is a Redis
+// consumer of its own, named host-pid-random.
+//
+// Guarantees and limits:
+//   - Durable only as far as the server persists: with appendonly=no a Redis
+//     restart loses queued messages. Run Redis with appendonly yes and
+//     appendfsync always (or everysec, accepting up to a second of loss).
+//   - A nack redelivers at once to the same subscription (after MetaNackDelay
+//     when set, holding one in-flight slot meanwhile): no broker-side delay.
+//   - maxInFlight messages of a subscription are processed at once (capped at
+//     redisMaxWorkers), so order is kept only with maxInFlight 1.
+//   - MetaAttempt counts redeliveries after nacks within a subscription;
+//     a message taken over from another consumer starts again at 1.
+//   - No deduplication.
+type Redis struct {
+	opts   RedisOptions
+	client *redis.Client
+	pub    *redisstream.Publisher
+	log    *slog.Logger
+	wlog   watermill.LoggerAdapter
+	host   string // consumer name prefix
+
+	mu     sync.Mutex
+	topics map[string]struct{} // stream keys seen, for trimming
+	subs   map[*redisSubscriber]struct{}
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+const (
+	// redisMaxWorkers caps the readers of one subscription: each holds a
+	// connection in a blocking XREADGROUP while idle.
+	redisMaxWorkers = 32
+	// redisBlock is how long an idle reader blocks on the server.
+	redisBlock = time.Second
+)
+
+var namespaceRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func checkNamespace(ns string) (string, error) {
+	if ns == "" {
+		return "hookbus", nil
+	}
+	if !namespaceRe.MatchString(ns) || len(ns) > 32 {
+		return "", fmt.Errorf("queue.namespace %q: use at most 32 letters, digits, '-' or '_'", ns)
+	}
+	return ns, nil
+}
+
+// NewRedis connects to Redis and checks the server answers.
+func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
+	ns, err := checkNamespace(o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	o.Namespace = ns
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ClaimIdle <= 0 {
+		o.ClaimIdle = 30 * time.Second
+	}
+	if o.ClaimInterval <= 0 {
+		o.ClaimInterval = 5 * time.Second
+	}
+	if o.TrimInterval == 0 {
+		o.TrimInterval = time.Minute
+	}
+	if o.URL == "" {
+		return nil, errors.New("queue.url: required for the redis driver (redis://host:6379/0)")
+	}
+	ropts, err := redis.ParseURL(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("queue.url: %w", err)
+	}
+	if ropts.PoolSize == 0 {
+		// Idle readers hold a connection each (see redisMaxWorkers).
+		ropts.PoolSize = 256
+	}
+	client := redis.NewClient(ropts)
+	if err := client.Ping(ctx).Err(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("queue: connect to redis %s: %w", ropts.Addr, err)
+	}
+	q := &Redis{
+		opts:   o,
+		client: client,
+		log:    o.Logger.With("queue", "redis"),
+		topics: map[string]struct{}{},
+		subs:   map[*redisSubscriber]struct{}{},
+		done:   make(chan struct{}),
+	}
+	q.wlog = watermill.NewSlogLoggerWithLevelMapping(q.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "hookbus"
+	}
+	q.host = host + "-" + strconv.Itoa(os.Getpid())
+	q.pub, err = redisstream.NewPublisher(redisstream.PublisherConfig{Client: noCloseRedis{client}}, q.wlog)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	// CONFIG may be disabled on managed servers; then we cannot tell.
+	if v, err := client.ConfigGet(ctx, "appendonly").Result(); err == nil && v["appendonly"] == "no" {
+		q.log.Warn("redis runs without appendonly: queued messages are lost if the Redis server restarts", "addr", ropts.Addr)
+	}
+	if o.TrimInterval > 0 {
+		q.wg.Add(1)
+		go q.trimLoop()
+	}
+	return q, nil
+}
+
+// noCloseRedis shares the queue's client with redisstream, whose Close
+// would close it.
+type noCloseRedis struct{ redis.UniversalClient }
+
+func (noCloseRedis) Close() error { return nil }
+
+func (q *Redis) key(topic string) string { return q.opts.Namespace + ":" + topic }
+
+func (q *Redis) group(group string) string { return q.opts.Namespace + "." + group }
+
+func (q *Redis) remember(key string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return errClosed
+	}
+	q.topics[key] = struct{}{}
+	return nil
+}
+
+// Features implements Queue.
+func (q *Redis) Features() Features { return Features{Durable: true} }
+
+// Provision implements Queue: it creates the streams, so trimming and
+// XINFO see them before the first message.
+func (q *Redis) Provision(ctx context.Context, topics []string) error {
+	for _, t := range topics {
+		key := q.key(t)
+		if err := q.remember(key); err != nil {
+			return err
+		}
+		// XADD+XDEL would leave a tombstone ID; creating and dropping a
+		// throwaway group makes the stream without any entry.
+		if err := createGroup(ctx, q.client, key, q.group("~provision")); err != nil {
+			return fmt.Errorf("queue: provision %s: %w", t, err)
+		}
+		if err := q.client.XGroupDestroy(ctx, key, q.group("~provision")).Err(); err != nil {
+			return fmt.Errorf("queue: provision %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+func createGroup(ctx context.Context, c redis.UniversalClient, key, group string) error {
+	err := c.XGroupCreateMkStream(ctx, key, group, "0").Err()
+	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return nil
+	}
+	return err
+}
+
+// Publish implements message.Publisher: XADD per message; it returns once
+// Redis has the messages (durable as the server's persistence settings).
+func (q *Redis) Publish(topic string, msgs ...*message.Message) error {
+	key := q.key(topic)
+	if err := q.remember(key); err != nil {
+		return err
+	}
+	if err := q.pub.Publish(key, msgs...); err != nil {
+		return fmt.Errorf("queue: publish to %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscriber implements Queue. Each subscription reads with up to
+// maxInFlight (at most 32) concurrent readers of the group.
+func (q *Redis) Subscriber(group string, maxInFlight int) (message.Subscriber, error) {
+	if group == "" {
+		return nil, errors.New("queue: consumer group name is empty")
+	}
+	if maxInFlight <= 0 {
+		maxInFlight = 1
+	}
+	if maxInFlight > redisMaxWorkers {
+		maxInFlight = redisMaxWorkers
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &redisSubscriber{q: q, group: q.group(group), workers: maxInFlight, ctx: ctx, cancel: cancel}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		cancel()
+		return nil, errClosed
+	}
+	q.subs[s] = struct{}{}
+	return s, nil
+}
+
+// Close stops every subscription, releases their pending messages to the
+// other consumers of their groups and closes the connection pool.
+func (q *Redis) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	close(q.done)
+	subs := make([]*redisSubscriber, 0, len(q.subs))
+	for s := range q.subs {
+		subs = append(subs, s)
+	}
+	q.mu.Unlock()
+	for _, s := range subs {
+		s.Close()
+	}
+	q.wg.Wait()
+	q.pub.Close()
+	return q.client.Close()
+}
+
+type redisSubscriber struct {
+	q       *Redis
+	group   string
+	workers int
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// SubscribeInitialize implements message.SubscribeInitializer: it creates
+// the consumer group (and the stream), so the group keeps every message
+// published from now on. A new group starts at the oldest entry the stream
+// still holds.
+func (s *redisSubscriber) SubscribeInitialize(topic string) error {
+	key := s.q.key(topic)
+	if err := s.q.remember(key); err != nil {
+		return err
+	}
+	if err := createGroup(s.ctx, s.q.client, key, s.group); err != nil {
+		return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
+	}
+	return nil
+}
+
+// Subscribe implements message.Subscriber. The channel is closed when ctx
+// is cancelled or the subscriber is closed; unacknowledged messages then
+// go back to the group.
+func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	q := s.q
+	key := q.key(topic)
+	if err := q.remember(key); err != nil {
+		return nil, err
+	}
+	if s.ctx.Err() != nil {
+		return nil, errClosed
+	}
+	consumer := q.host + "-" + randomHex(4)
+	inner, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		Client:                        noCloseRedis{q.client},
+		Consumer:                      consumer,
+		ConsumerGroup:                 s.group,
+		NackResendSleep:               redisstream.NoSleep,
+		BlockTime:                     redisBlock,
+		ClaimInterval:                 q.opts.ClaimInterval,
+		MaxIdleTime:                   q.opts.ClaimIdle,
+		OldestId:                      "0",
+		DisableIndefiniteInitialBlock: true,
+		ShouldStopOnReadErrors:        func(err error) bool { return errors.Is(err, redis.ErrClosed) },
+	}, q.wlog.With(watermill.LogFields{"group": s.group}))
+	if err != nil {
+		return nil, err
+	}
+	subCtx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	ins := make([]<-chan *message.Message, 0, s.workers)
+	for range s.workers {
+		ch, err := inner.Subscribe(subCtx, key)
+		if err != nil {
+			stop()
+			cancel()
+			inner.Close()
+			return nil, fmt.Errorf("queue: subscribe %s to %s: %w", s.group, topic, err)
+		}
+		ins = append(ins, ch)
+	}
+	out := make(chan *message.Message)
+	var relays sync.WaitGroup
+	for _, ch := range ins {
+		relays.Add(1)
+		go func() {
+			defer relays.Done()
+			relay(subCtx, ch, out)
+		}()
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		stop()
+		cancel()
+		inner.Close()
+		return nil, errClosed
+	}
+	q.wg.Add(1)
+	s.wg.Add(1)
+	q.mu.Unlock()
+	go func() {
+		defer q.wg.Done()
+		hb := time.NewTicker(q.opts.ClaimIdle / 4)
+	loop:
+		for {
+			select {
+			case <-subCtx.Done():
+				break loop
+			case <-hb.C:
+				s.refresh(subCtx, key, consumer)
+			}
+		}
+		hb.Stop()
+		stop()
+		inner.Close()
+		relays.Wait()
+		close(out)
+		s.release(key, consumer)
+		s.wg.Done()
+		// A reader blocked in XREADGROUP during Close may still take one
+		// message for this consumer: release again once it returned. The
+		// queue's Close waits for this, so the pool outlives the readers.
+		time.Sleep(redisBlock + 500*time.Millisecond)
+		s.release(key, consumer)
+	}()
+	return out, nil
+}
+
+// pending lists the entries the consumer holds.
+func (s *redisSubscriber) pending(ctx context.Context, key, consumer string) ([]string, error) {
+	ps, err := s.q.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: key, Group: s.group, Start: "-", End: "+", Count: 10000, Consumer: consumer,
+	}).Result()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids, nil
+}
+
+// refresh resets the idle time of the messages this live consumer holds,
+// so other consumers claim them only after this process stops. MinIdle
+// skips messages another consumer claimed in between.
+func (s *redisSubscriber) refresh(ctx context.Context, key, consumer string) {
+	ids, err := s.pending(ctx, key, consumer)
+	if err != nil || len(ids) == 0 {
+		if err != nil && ctx.Err() == nil {
+			s.q.log.Warn("list pending messages", "stream", key, "group", s.group, "err", err)
+		}
+		return
+	}
+	err = s.q.client.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: key, Group: s.group, Consumer: consumer, MinIdle: s.q.opts.ClaimIdle / 8, Messages: ids,
+	}).Err()
+	if err != nil && ctx.Err() == nil {
+		s.q.log.Warn("refresh pending messages", "stream", key, "group", s.group, "err", err)
+	}
+}
+
+// release marks the messages a stopped consumer still holds as idle long
+// enough for the group's other consumers to claim them at once.
+func (s *redisSubscriber) release(key, consumer string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ids, err := s.pending(ctx, key, consumer)
+	if err != nil || len(ids) == 0 {
+		return
+	}
+	args := []any{"XCLAIM", key, s.group, consumer, 0}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	args = append(args, "IDLE", (s.q.opts.ClaimIdle + time.Hour).Milliseconds(), "JUSTID")
+	if err := s.q.client.Do(ctx, args...).Err(); err != nil {
+		s.q.log.Warn("release pending messages", "stream", key, "group", s.group, "err", err)
+	}
+}
+
+// Close ends every subscription of this subscriber.
+func (s *redisSubscriber) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	s.q.mu.Lock()
+	delete(s.q.subs, s)
+	s.q.mu.Unlock()
+	return nil
+}
+
+func (q *Redis) trimLoop() {
+	defer q.wg.Done()
+	t := time.NewTicker(q.opts.TrimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), q.opts.TrimInterval)
+			q.trim(ctx)
+			cancel()
+		}
+	}
+}
+
+// trim deletes, from every stream this process used, the entries each
+// consumer group has acknowledged. Streams without groups keep everything
+// for the groups to come.
+func (q *Redis) trim(ctx context.Context) {
+	q.mu.Lock()
+	keys := make([]string, 0, len(q.topics))
+	for k := range q.topics {
+		keys = append(keys, k)
+	}
+	q.mu.Unlock()
+	for _, key := range keys {
+		if err := q.trimStream(ctx, key); err != nil && ctx.Err() == nil {
+			q.log.Warn("trim stream", "stream", key, "err", err)
+		}
+	}
+}
+
+func (q *Redis) trimStream(ctx context.Context, key string) error {
+	groups, err := q.client.XInfoGroups(ctx, key).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return nil
+		}
+		return err
+	}
+	var min streamID
+	for i, g := range groups {
+		bound, err := parseStreamID(g.LastDeliveredID)
+		if err != nil {
+			return err
+		}
+		bound.seq++ // everything delivered and not pending is acknowledged
+		if g.Pending > 0 {
+			p, err := q.client.XPending(ctx, key, g.Name).Result()
+			if err != nil {
+				return err
+			}
+			if p.Count > 0 {
+				if bound, err = parseStreamID(p.Lower); err != nil {
+					return err
+				}
+			}
+		}
+		if i == 0 || bound.less(min) {
+			min = bound
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	return q.client.XTrimMinID(ctx, key, min.String()).Err()
+}
+
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) (streamID, error) {
+	ms, seq, _ := strings.Cut(s, "-")
+	var id streamID
+	var err error
+	if id.ms, err = strconv.ParseUint(ms, 10, 64); err != nil {
+		return id, fmt.Errorf("stream id %q: %w", s, err)
+	}
+	if seq != "" {
+		if id.seq, err = strconv.ParseUint(seq, 10, 64); err != nil {
+			return id, fmt.Errorf("stream id %q: %w", s, err)
+		}
+	}
+	return id, nil
+}
+
+func (a streamID) less(b streamID) bool { return a.ms < b.ms || a.ms == b.ms && a.seq < b.seq }
+
+func (a streamID) String() string { return fmt.Sprintf("%d-%d", a.ms, a.seq) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// relay hands the messages of a Watermill driver subscription (which
+// delivers one message at a time and redelivers a nacked one at once) to
+// out. It sets MetaAttempt (counting redeliveries after nacks), honours
+// MetaNackDelay before passing a nack on, and gives each delivery a context
+// that is cancelled once it is acked, nacked or abandoned. Shared by the
+// Redis and PostgreSQL drivers.
+func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
+	var nacked string // UUID of the last nacked message
+	attempt := 0
+	for msg := range in {
+		if msg.UUID == nacked && nacked != "" {
+			attempt++
+		} else {
+			attempt = 1
+		}
+		nacked = ""
+		d := msg.Copy()
+		d.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+		dctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(msg.Context(), cancel)
+		d.SetContext(dctx)
+		select {
+		case out <- d:
+		case <-dctx.Done():
+			stop()
+			cancel()
+			continue // the driver redelivers it
+		}
+		select {
+		case <-d.Acked():
+			msg.Ack()
+		case <-d.Nacked():
+			nacked = msg.UUID
+			if delay := NackDelay(d); delay > 0 {
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-dctx.Done():
+				}
+				t.Stop()
+			}
+			msg.Nack()
+		case <-dctx.Done():
+		}
+		stop()
+		cancel()
+	}
+}
