@@ -1,0 +1,395 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+	"github.com/redis/go-redis/v9"
+)
+
+const testRedisURL = "redis://127.0.0.1:6379/0"
+
+// needService skips the test when nothing listens on addr, except in CI
+// (CI=true), where a missing service is a failure.
+func needService(t *testing.T, addr, name string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not reachable on %s (required in CI): %v", name, addr, err)
+	}
+	t.Skipf("%s is not reachable on %s, skipping (start it to run this test): %v", name, addr, err)
+}
+
+// testNamespace is unique per test run, so parallel runs share a server.
+func testNamespace() string { return "t" + randomHex(6) }
+
+// newTestRedis opens a Redis queue with fast claims in namespace ns and
+// deletes the namespace's keys when the test ends.
+func newTestRedis(t *testing.T, ns string) *Redis {
+	t.Helper()
+	needService(t, "127.0.0.1:6379", "Redis")
+	q, err := NewRedis(context.Background(), RedisOptions{
+		URL: testRedisURL, Namespace: ns,
+		ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// cleanRedis deletes the stream keys of namespace ns.
+func cleanRedis(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		defer c.Close()
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, ns+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+}
+
+func TestRedisUniversal(t *testing.T) {
+	needService(t, "127.0.0.1:6379", "Redis")
+	ns := testNamespace()
+	cleanRedis(t, ns)
+	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		q, err := NewRedis(context.Background(), RedisOptions{
+			URL: testRedisURL, Namespace: ns,
+			ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One reader per subscription keeps the order the suite checks.
+		s, err := q.Subscriber(group, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, s
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:  true,
+		Persistent:      true,
+		GuaranteedOrder: true,
+		ForceShort:      true,
+		GenerateTopicFunc: func(tctx tests.TestContext) string {
+			return SinkTopic(string(tctx.TestID))
+		},
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return newPair(t, "default")
+	}, newPair)
+}
+
+func TestRedisTwoGroups(t *testing.T) {
+	ns := testNamespace()
+	q := newTestRedis(t, ns)
+	cleanRedis(t, ns)
+	testTwoGroups(t, q)
+}
+
+func TestRedisRedeliverAfterClose(t *testing.T) {
+	ns := testNamespace()
+	q := newTestRedis(t, ns)
+	cleanRedis(t, ns)
+	testRedeliverAfterClose(t, q)
+}
+
+func TestRedisNackAttempt(t *testing.T) {
+	ns := testNamespace()
+	q := newTestRedis(t, ns)
+	cleanRedis(t, ns)
+	testNackAttempt(t, q)
+}
+
+// A message taken by a consumer that dies (no refresh, no release) goes to
+// a live consumer of the group once it has been idle for ClaimIdle.
+func TestRedisClaimFromDeadConsumer(t *testing.T) {
+	ns := testNamespace()
+	q := newTestRedis(t, ns)
+	cleanRedis(t, ns)
+	topic := SourceTopic("claim")
+	s, _ := q.Subscriber("g", 4)
+	if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), []byte("x"))
+	if err := q.Publish(topic, msg); err != nil {
+		t.Fatal(err)
+	}
+	// The "dead" consumer reads the message and never acknowledges it.
+	ctx := context.Background()
+	xs, err := q.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: q.group("g"), Consumer: "dead", Streams: []string{q.key(topic), ">"}, Count: 1,
+	}).Result()
+	if err != nil || len(xs) != 1 || len(xs[0].Messages) != 1 {
+		t.Fatalf("dead consumer read: %v %v", xs, err)
+	}
+	ch, err := s.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	select {
+	case got := <-ch:
+		if got.UUID != msg.UUID {
+			t.Fatalf("got %s, want %s", got.UUID, msg.UUID)
+		}
+		got.Ack()
+	case <-time.After(15 * time.Second):
+		t.Fatal("message of the dead consumer was not claimed")
+	}
+}
+
+// Entries every group acknowledged are trimmed; a group that is behind
+// keeps them.
+func TestRedisTrim(t *testing.T) {
+	ns := testNamespace()
+	q := newTestRedis(t, ns)
+	cleanRedis(t, ns)
+	topic := SinkTopic("trim")
+	ctx := context.Background()
+	if err := q.Provision(ctx, []string{topic}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := q.Subscriber("a", 4)
+	b, _ := q.Subscriber("b", 4)
+	for _, s := range []message.Subscriber{a, b} {
+		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishN(t, q, topic, 10)
+	xlen := func() int64 { return q.client.XLen(ctx, q.key(topic)).Val() }
+	consumeAll(t, a, topic, 10)
+	q.trim(ctx)
+	if n := xlen(); n != 10 {
+		t.Fatalf("group b has not consumed yet, stream has %d entries, want 10", n)
+	}
+	consumeAll(t, b, topic, 10)
+	waitFor(t, 10*time.Second, "stream trimmed to 0 entries", func() bool {
+		q.trim(ctx)
+		return xlen() == 0
+	})
+}
+
+func TestRedisOptionsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    RedisOptions
+		want string
+	}{
+		{"no url", RedisOptions{}, "queue.url"},
+		{"bad url", RedisOptions{URL: "http://x"}, "queue.url"},
+		{"bad namespace", RedisOptions{URL: testRedisURL, Namespace: "a b"}, "queue.namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewRedis(context.Background(), tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Tests shared by the Redis and PostgreSQL drivers.
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func publishN(t *testing.T, q Queue, topic string, n int) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(watermill.NewUUID(), []byte(fmt.Sprintf(`{"n":%d}`, i)))
+		ids[msgs[i].UUID] = true
+	}
+	if err := q.Publish(topic, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// consumeAll subscribes s to topic, acks n distinct messages and returns
+// their ids.
+func consumeAll(t *testing.T, s message.Subscriber, topic string, n int) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := s.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				t.Fatalf("channel closed after %d of %d messages", len(got), n)
+			}
+			if m.Metadata.Get(MetaAttempt) == "" {
+				t.Fatalf("message %s has no %s metadata", m.UUID, MetaAttempt)
+			}
+			got[m.UUID] = true
+			m.Ack()
+		case <-timeout:
+			t.Fatalf("got %d of %d messages", len(got), n)
+		}
+	}
+	return got
+}
+
+func testTwoGroups(t *testing.T, q Queue) {
+	topic := SourceTopic("two-groups")
+	if err := q.Provision(context.Background(), []string{topic}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := q.Subscriber("a", 8)
+	b, _ := q.Subscriber("b", 8)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	for _, s := range []message.Subscriber{a, b} {
+		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := publishN(t, q, topic, 200)
+	type result struct {
+		group string
+		ids   map[string]bool
+	}
+	res := make(chan result, 2)
+	for name, s := range map[string]message.Subscriber{"a": a, "b": b} {
+		go func() {
+			// consumeAll fails the test from this goroutine only via the
+			// result check below; collect and compare here.
+			res <- result{name, collect(s, topic, len(want), 30*time.Second)}
+		}()
+	}
+	for range 2 {
+		r := <-res
+		if len(r.ids) != len(want) {
+			t.Fatalf("group %s got %d distinct messages, want %d", r.group, len(r.ids), len(want))
+		}
+		for id := range want {
+			if !r.ids[id] {
+				t.Fatalf("group %s misses message %s", r.group, id)
+			}
+		}
+	}
+}
+
+// collect acks up to n distinct messages from s within d.
+func collect(s message.Subscriber, topic string, n int, d time.Duration) map[string]bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := map[string]bool{}
+	ch, err := s.Subscribe(ctx, topic)
+	if err != nil {
+		return got
+	}
+	timeout := time.After(d)
+	for len(got) < n {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return got
+			}
+			got[m.UUID] = true
+			m.Ack()
+		case <-timeout:
+			return got
+		}
+	}
+	return got
+}
+
+func testRedeliverAfterClose(t *testing.T, q Queue) {
+	topic := SinkTopic("redeliver")
+	s1, _ := q.Subscriber("g", 4)
+	if err := s1.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	ids := publishN(t, q, topic, 1)
+	ch, err := s1.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		if !ids[m.UUID] {
+			t.Fatalf("unexpected message %s", m.UUID)
+		}
+		// Not acked.
+	case <-time.After(15 * time.Second):
+		t.Fatal("no first delivery")
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := q.Subscriber("g", 4)
+	defer s2.Close()
+	got := collect(s2, topic, 1, 20*time.Second)
+	for id := range ids {
+		if !got[id] {
+			t.Fatal("message not acked by a closed subscriber was not redelivered to the group")
+		}
+	}
+}
+
+func testNackAttempt(t *testing.T, q Queue) {
+	topic := SinkTopic("nack")
+	s, _ := q.Subscriber("g", 2)
+	defer s.Close()
+	if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	ids := publishN(t, q, topic, 1)
+	ch, err := s.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 3; want++ {
+		select {
+		case m := <-ch:
+			if !ids[m.UUID] {
+				t.Fatalf("unexpected message %s", m.UUID)
+			}
+			if got := Attempt(m); got != want {
+				t.Fatalf("delivery %d: attempt = %d", want, got)
+			}
+			if want < 3 {
+				m.Metadata.Set(MetaNackDelay, "20ms")
+				m.Nack()
+			} else {
+				m.Ack()
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no delivery %d", want)
+		}
+	}
+}
