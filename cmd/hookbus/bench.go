@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ func benchCmd() *cobra.Command {
 	var drivers, url string
 	var o bench.Options
 	var runs int
+	var cpuprofile string
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure events/s and ingest-to-delivery latency on this machine",
@@ -26,6 +28,17 @@ func benchCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			out := cmd.OutOrStdout()
+			if cpuprofile != "" {
+				f, err := os.Create(cpuprofile)
+				if err != nil {
+					return usage("--cpuprofile: %v", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			for r := 1; r <= runs; r++ {
 				for _, d := range strings.Split(drivers, ",") {
 					o.Driver = strings.TrimSpace(d)
@@ -49,5 +62,6 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&o.Concurrency, "concurrency", 32, "concurrent producers")
 	c.Flags().IntVar(&o.Batch, "batch", 1, "events per ingest request")
 	c.Flags().IntVar(&runs, "runs", 3, "runs per driver (alternating drivers)")
+	c.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	return c
 }

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs the built binary and returns its stdout; it fails the test on a non-zero exit.
@@ -17,4 +21,142 @@ func runCLI(t *testing.T, args ...string) string {
 		t.Fatalf("hookbus %v: %v\n%s%s", args, err, out, stderr)
 	}
 	return string(out)
+}
+
+// runExit runs the binary and returns stdout, stderr and the exit code.
+func runExit(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestValidateReportsEveryProblemWithKeyPathAndLine(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, `version: 1
+server:
+  listn: 127.0.0.1:8080
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config:
+      url: not-a-url
+      secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+      timeout: soon
+pipelines:
+  p:
+    from: [shop]
+    steps:
+      - filter: missing.js
+    to: [partnr]
+`)
+	_, stderr, code := runExit(t, "", "validate", "--config", path)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"config.yaml:3: server.listn: unknown key",
+		"sinks.partner.config.url",
+		"sinks.partner.config.timeout",
+		"pipelines.p.steps[0].filter",
+		`pipelines.p.to[0]: unknown sink "partnr"`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestValidateAcceptsTheExampleConfig(t *testing.T) {
+	out, stderr, code := runExit(t, "", "validate", "--config", "../../config.yaml")
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{[]string{"version"}, 0},
+		{[]string{"run", "--help"}, 0},
+		{[]string{"nosuchcommand"}, 2},
+		{[]string{"run", "--no-such-flag"}, 2},
+		{[]string{"run", "--config", "/nonexistent/config.yaml"}, 2},
+		{[]string{"script", "run"}, 2},
+		{[]string{"send", "shop", "--url", "http://127.0.0.1:1"}, 2},
+		{[]string{"send", "shop", "--type", "a", "--url", "http://127.0.0.1:1"}, 1},
+	}
+	for _, c := range cases {
+		_, stderr, code := runExit(t, "", c.args...)
+		if code != c.code {
+			t.Errorf("hookbus %v: exit %d, want %d (%s)", c.args, code, c.code, stderr)
+		}
+	}
+}
+
+func TestScriptRun(t *testing.T) {
+	ev := `{"id":"e1","type":"order.paid","data":{"id":"1001","amount":42.5,"currency":"eur","items":[{"quantity":2}]}}`
+	out, stderr, code := runExit(t, ev, "script", "run", "../../scripts/to_partner_format.js", "--event", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, `"amount_cents": 4250`) || !strings.Contains(out, `"kept": true`) {
+		t.Errorf("output:\n%s", out)
+	}
+	out, _, code = runExit(t, `{"type":"order.created"}`, "script", "run", "../../scripts/only_paid.js", "--event", "-")
+	if code != 0 || !strings.Contains(out, `"kept": false`) {
+		t.Errorf("filter: exit %d\n%s", code, out)
+	}
+	_, stderr, code = runExit(t, `{"type":"order.paid","data":{"amount":"x"}}`, "script", "run", "../../scripts/to_partner_format.js", "--event", "-")
+	if code != 1 || !strings.Contains(stderr, "to_partner_format.js:10:") {
+		t.Errorf("throw: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func TestSendAndDeadLettersAgainstRunningAndStoppedInstance(t *testing.T) {
+	rcv := newSink(t)
+	rcv.status = func(id string, n int) int {
+		if id == "reject-me" && n == 1 {
+			return http.StatusBadRequest
+		}
+		return 0
+	}
+	addr := freeAddr(t)
+	cfgPath := embeddedConfig(t, addr, rcv.srv.URL, "")
+	p := startHookbus(t, cfgPath, addr)
+	url := "http://" + addr
+	out := runCLI(t, "send", "shop", "--url", url, "--type", "order.paid", "--id", "reject-me", "--data", `{"n":1}`)
+	if !strings.Contains(out, "reject-me") {
+		t.Errorf("send output: %s", out)
+	}
+	waitUntil(t, 20*time.Second, "dead letter listed", func() bool {
+		return strings.Contains(runCLI(t, "dead-letters", "list", "--url", url), "reject-me")
+	})
+	// Stop hookbus and replay from its data dir; the next start delivers it.
+	p.stop()
+	if out := runCLI(t, "dead-letters", "list", "--config", cfgPath); !strings.Contains(out, "HTTP 400") {
+		t.Errorf("local list: %s", out)
+	}
+	if out := runCLI(t, "dead-letters", "replay", "--config", cfgPath, "--all"); !strings.Contains(out, "replayed 1") {
+		t.Errorf("local replay: %s", out)
+	}
+	p = startHookbus(t, cfgPath, addr)
+	waitUntil(t, 20*time.Second, "replayed delivery", func() bool { return rcv.seen("reject-me") == 2 })
+	if out := runCLI(t, "dead-letters", "list", "--url", url, "--json"); strings.Contains(out, "reject-me") {
+		t.Errorf("replayed dead letter still listed: %s", out)
+	}
+	p.stop()
 }

@@ -342,10 +342,12 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
-	in, err := s.inner.Subscribe(subCtx, st)
+	innerCtx, innerCancel := context.WithCancel(context.WithoutCancel(ctx))
+	in, err := s.inner.Subscribe(innerCtx, st)
 	if err != nil {
 		stop()
 		cancel()
+		innerCancel()
 		if errors.Is(err, wsql.ErrSubscriberClosed) {
 			return nil, errClosed
 		}
@@ -355,10 +357,14 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer close(out)
-		defer cancel()
-		defer stop()
 		relay(subCtx, in, out)
+		stop()
+		cancel()
+		close(out)
+		time.Sleep(ackGrace)
+		innerCancel()
+		for range in { // the driver takes back what it had not handed over
+		}
 	}()
 	return out, nil
 }
@@ -367,8 +373,8 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 func (s *pgSubscriber) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		s.inner.Close()
 		s.wg.Wait()
+		s.inner.Close()
 		s.q.mu.Lock()
 		delete(s.q.subs, s)
 		s.q.mu.Unlock()

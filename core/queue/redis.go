@@ -324,12 +324,14 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
+	innerCtx, innerCancel := context.WithCancel(context.WithoutCancel(ctx))
 	ins := make([]<-chan *message.Message, 0, s.workers)
 	for range s.workers {
-		ch, err := inner.Subscribe(subCtx, key)
+		ch, err := inner.Subscribe(innerCtx, key)
 		if err != nil {
 			stop()
 			cancel()
+			innerCancel()
 			inner.Close()
 			return nil, fmt.Errorf("queue: subscribe %s to %s: %w", s.group, topic, err)
 		}
@@ -349,6 +351,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		q.mu.Unlock()
 		stop()
 		cancel()
+		innerCancel()
 		inner.Close()
 		return nil, errClosed
 	}
@@ -369,9 +372,11 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		}
 		hb.Stop()
 		stop()
-		inner.Close()
 		relays.Wait()
 		close(out)
+		time.Sleep(ackGrace)
+		innerCancel()
+		inner.Close()
 		s.release(key, consumer)
 		s.wg.Done()
 		// A reader blocked in XREADGROUP during Close may still take one
@@ -544,14 +549,26 @@ func randomHex(n int) string {
 
 // relay hands the messages of a Watermill driver subscription (which
 // delivers one message at a time and redelivers a nacked one at once) to
-// out. It sets MetaAttempt (counting redeliveries after nacks), honours
+// out until ctx is done. It sets MetaAttempt (counting redeliveries after nacks), honours
 // MetaNackDelay before passing a nack on, and gives each delivery a context
 // that is cancelled once it is acked, nacked or abandoned. Shared by the
-// Redis and PostgreSQL drivers.
+// Redis and PostgreSQL drivers, which run the driver's subscription under
+// a context of their own, cancelled only ackGrace after ctx, so that the
+// driver still records acks given just before the subscription ended.
 func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
-	for msg := range in {
+	for {
+		var msg *message.Message
+		select {
+		case m, ok := <-in:
+			if !ok {
+				return
+			}
+			msg = m
+		case <-ctx.Done():
+			return
+		}
 		if msg.UUID == nacked && nacked != "" {
 			attempt++
 		} else {
@@ -590,3 +607,7 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		cancel()
 	}
 }
+
+// ackGrace is how long a driver subscription outlives its hookbus
+// subscription, to write the last acks.
+const ackGrace = 100 * time.Millisecond

@@ -35,11 +35,13 @@ func needService(t *testing.T, addr, name string) {
 // testNamespace is unique per test run, so parallel runs share a server.
 func testNamespace() string { return "t" + randomHex(6) }
 
-// newTestRedis opens a Redis queue with fast claims in namespace ns and
+// newTestRedis opens a Redis queue with fast claims in a new namespace and
 // deletes the namespace's keys when the test ends.
-func newTestRedis(t *testing.T, ns string) *Redis {
+func newTestRedis(t *testing.T) *Redis {
 	t.Helper()
 	needService(t, "127.0.0.1:6379", "Redis")
+	ns := testNamespace()
+	cleanRedis(t, ns) // registered first: runs after q.Close
 	q, err := NewRedis(context.Background(), RedisOptions{
 		URL: testRedisURL, Namespace: ns,
 		ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond,
@@ -76,18 +78,22 @@ func TestRedisUniversal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The suite closes publishers before it is done with subscribers.
+		t.Cleanup(func() { q.Close() })
 		// One reader per subscription keeps the order the suite checks.
 		s, err := q.Subscriber(group, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return q, s
+		return noClosePub{q}, s
 	}
 	tests.TestPubSub(t, tests.Features{
 		ConsumerGroups:  true,
 		Persistent:      true,
-		GuaranteedOrder: true,
-		ForceShort:      true,
+		// In order only with one consumer and maxInFlight 1.
+		GuaranteedOrder:                     true,
+		GuaranteedOrderWithSingleSubscriber: true,
+		ForceShort:                          true,
 		GenerateTopicFunc: func(tctx tests.TestContext) string {
 			return SinkTopic(string(tctx.TestID))
 		},
@@ -97,32 +103,24 @@ func TestRedisUniversal(t *testing.T) {
 }
 
 func TestRedisTwoGroups(t *testing.T) {
-	ns := testNamespace()
-	q := newTestRedis(t, ns)
-	cleanRedis(t, ns)
+	q := newTestRedis(t)
 	testTwoGroups(t, q)
 }
 
 func TestRedisRedeliverAfterClose(t *testing.T) {
-	ns := testNamespace()
-	q := newTestRedis(t, ns)
-	cleanRedis(t, ns)
+	q := newTestRedis(t)
 	testRedeliverAfterClose(t, q)
 }
 
 func TestRedisNackAttempt(t *testing.T) {
-	ns := testNamespace()
-	q := newTestRedis(t, ns)
-	cleanRedis(t, ns)
+	q := newTestRedis(t)
 	testNackAttempt(t, q)
 }
 
 // A message taken by a consumer that dies (no refresh, no release) goes to
 // a live consumer of the group once it has been idle for ClaimIdle.
 func TestRedisClaimFromDeadConsumer(t *testing.T) {
-	ns := testNamespace()
-	q := newTestRedis(t, ns)
-	cleanRedis(t, ns)
+	q := newTestRedis(t)
 	topic := SourceTopic("claim")
 	s, _ := q.Subscriber("g", 4)
 	if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
@@ -159,9 +157,7 @@ func TestRedisClaimFromDeadConsumer(t *testing.T) {
 // Entries every group acknowledged are trimmed; a group that is behind
 // keeps them.
 func TestRedisTrim(t *testing.T) {
-	ns := testNamespace()
-	q := newTestRedis(t, ns)
-	cleanRedis(t, ns)
+	q := newTestRedis(t)
 	topic := SinkTopic("trim")
 	ctx := context.Background()
 	if err := q.Provision(ctx, []string{topic}); err != nil {
@@ -285,8 +281,6 @@ func testTwoGroups(t *testing.T, q Queue) {
 	res := make(chan result, 2)
 	for name, s := range map[string]message.Subscriber{"a": a, "b": b} {
 		go func() {
-			// consumeAll fails the test from this goroutine only via the
-			// result check below; collect and compare here.
 			res <- result{name, collect(s, topic, len(want), 30*time.Second)}
 		}()
 	}
