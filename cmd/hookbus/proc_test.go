@@ -250,3 +250,5 @@ func postEvents(client *http.Client, addr, source, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func httpClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// children returns the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 {
+			if pp, _ := strconv.Atoi(fields[1]); pp == pid {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// alive tells whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "State:"); ok {
+			return !strings.Contains(v, "Z")
+		}
+	}
+	return false
+}
+
+// TestKill9LeavesNoPluginBehind runs hookbus with an out-of-process sink
+// plugin, kills hookbus with SIGKILL and checks the plugin process is gone.
+func TestKill9LeavesNoPluginBehind(t *testing.T) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "file-sink")
+	build := exec.Command("go", "build", "-o", plugin, "../../plugins/file/cmd/file-sink")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build plugin: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, `version: 1
+server: {listen: "`+addr+`"}
+data_dir: `+filepath.Join(dir, "data")+`
+log: {level: warn}
+plugins:
+  files: {path: `+plugin+`}
+sources:
+  shop: {type: http}
+sinks:
+  archive:
+    type: files
+    config: {path: `+filepath.Join(dir, "out.jsonl")+`}
+pipelines:
+  all: {from: [shop], to: [archive]}
+`)
+	if out, stderr, code := runExit(t, "", "validate", "--config", cfg); code != 0 {
+		t.Fatalf("validate: %d %s %s", code, out, stderr)
+	}
+	p := startHookbus(t, cfg, addr)
+	if st := postEvents(httpClient(), addr, "shop", `{"id":"k1","type":"a"}`); st != 202 {
+		t.Fatal(st)
+	}
+	waitUntil(t, 20*time.Second, "event written by the plugin", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+		return strings.Contains(string(b), `"k1"`)
+	})
+	kids := children(p.cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("no plugin process found under hookbus")
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	waitUntil(t, 10*time.Second, "plugin processes gone", func() bool {
+		for _, k := range kids {
+			if alive(k) {
+				return false
+			}
+		}
+		return true
+	})
+}
