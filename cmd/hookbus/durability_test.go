@@ -177,3 +177,38 @@ func TestDuplicateProducerIDsDeliveredOnce(t *testing.T) {
 	}
 	p.stop()
 }
+
+// TestGracefulShutdownDrainsInFlight: SIGTERM during a slow delivery lets
+// it finish and records it, so a restart does not deliver it again.
+func TestGracefulShutdownDrainsInFlight(t *testing.T) {
+	rcv := newSink(t)
+	rcv.delay = 1500 * time.Millisecond
+	addr := freeAddr(t)
+	cfgPath := embeddedConfig(t, addr, rcv.srv.URL, "")
+	p := startHookbus(t, cfgPath, addr)
+	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"slow-1","type":"a"}`); st != http.StatusAccepted {
+		t.Fatal(st)
+	}
+	// The receiver counts a request when its delay is over; wait until the
+	// delivery is surely in flight, then ask hookbus to stop.
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	p.stop()
+	if p.cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("exit code %d after SIGTERM", p.cmd.ProcessState.ExitCode())
+	}
+	if rcv.seen("slow-1") != 1 {
+		t.Fatalf("in-flight delivery was not finished before exit (seen %d)", rcv.seen("slow-1"))
+	}
+	t.Logf("drained and stopped in %s", time.Since(start).Round(time.Millisecond))
+	rcv.delay = 0
+	p = startHookbus(t, cfgPath, addr)
+	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"after","type":"a"}`); st != http.StatusAccepted {
+		t.Fatal(st)
+	}
+	waitUntil(t, 20*time.Second, "next event", func() bool { return rcv.seen("after") == 1 })
+	if n := rcv.seen("slow-1"); n != 1 {
+		t.Errorf("drained event delivered %d times", n)
+	}
+	p.stop()
+}

@@ -354,7 +354,10 @@ func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc Step
 func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 	delayed := e.q.Features().DelayedNack
 	return func(msg *message.Message) error {
-		ctx := msg.Context()
+		// A delivery in flight at shutdown is finished, not cut off: the
+		// router waits for it (up to CloseTimeout) and the sink's own
+		// timeout bounds it.
+		ctx := context.WithoutCancel(msg.Context())
 		pipeline := msg.Metadata.Get(MetaPipeline)
 		var ev sdk.Event
 		if err := json.Unmarshal(msg.Payload, &ev); err != nil {

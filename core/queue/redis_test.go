@@ -88,8 +88,8 @@ func TestRedisUniversal(t *testing.T) {
 		return noClosePub{q}, s
 	}
 	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups:  true,
-		Persistent:      true,
+		ConsumerGroups: true,
+		Persistent:     true,
 		// In order only with one consumer and maxInFlight 1.
 		GuaranteedOrder:                     true,
 		GuaranteedOrderWithSingleSubscriber: true,

@@ -1,0 +1,193 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+)
+
+const testPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// newTestPostgres opens a PostgreSQL queue in a new namespace and drops
+// the namespace's tables when the test ends.
+func newTestPostgres(t *testing.T) *Postgres {
+	t.Helper()
+	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	ns := testNamespace()
+	cleanPostgres(t, ns) // registered first: runs after q.Close
+	q, err := NewPostgres(context.Background(), PostgresOptions{
+		URL: testPostgresURL, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// cleanPostgres drops the tables of namespace ns.
+func cleanPostgres(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", testPostgresURL)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer db.Close()
+		rows, err := db.Query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)`, ns+"_")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var names []string
+		for rows.Next() {
+			var n string
+			if rows.Scan(&n) == nil {
+				names = append(names, n)
+			}
+		}
+		rows.Close()
+		for _, n := range names {
+			if _, err := db.Exec(`DROP TABLE IF EXISTS "` + n + `"`); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+func TestPostgresUniversal(t *testing.T) {
+	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	ns := testNamespace()
+	cleanPostgres(t, ns)
+	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		q, err := NewPostgres(context.Background(), PostgresOptions{
+			URL: testPostgresURL, Namespace: ns, PollInterval: 50 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The suite closes publishers before it is done with subscribers.
+		t.Cleanup(func() { q.Close() })
+		s, err := q.Subscriber(group, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return noClosePub{q}, s
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups: true,
+		Persistent:     true,
+		// A group's position is locked while a message is in flight, so
+		// messages are in order even with many consumers.
+		GuaranteedOrder: true,
+		ForceShort:      true,
+		GenerateTopicFunc: func(tctx tests.TestContext) string {
+			return SinkTopic(string(tctx.TestID))
+		},
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		return newPair(t, "default")
+	}, newPair)
+}
+
+func TestPostgresTwoGroups(t *testing.T) {
+	t.Parallel()
+	testTwoGroups(t, newTestPostgres(t))
+}
+
+func TestPostgresRedeliverAfterClose(t *testing.T) {
+	t.Parallel()
+	testRedeliverAfterClose(t, newTestPostgres(t))
+}
+
+func TestPostgresNackAttempt(t *testing.T) {
+	t.Parallel()
+	testNackAttempt(t, newTestPostgres(t))
+}
+
+// Rows every group acknowledged are deleted; a group that is behind keeps
+// them.
+func TestPostgresPrune(t *testing.T) {
+	t.Parallel()
+	q := newTestPostgres(t)
+	topic := SinkTopic("prune")
+	ctx := context.Background()
+	if err := q.Provision(ctx, []string{topic}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := q.Subscriber("a", 1)
+	b, _ := q.Subscriber("b", 1)
+	for _, s := range []message.Subscriber{a, b} {
+		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishN(t, q, topic, 10)
+	rows := func() int {
+		var n int
+		if err := q.db.QueryRow(`SELECT count(*) FROM ` + q.schema.MessagesTable(topic)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	consumeAll(t, a, topic, 10)
+	q.prune(ctx)
+	if n := rows(); n != 10 {
+		t.Fatalf("group b has not consumed yet, table has %d rows, want 10", n)
+	}
+	consumeAll(t, b, topic, 10)
+	waitFor(t, 10*time.Second, "table pruned to 0 rows", func() bool {
+		q.prune(ctx)
+		return rows() == 0
+	})
+}
+
+// Topic names escaped by topicSafe and names beyond PostgreSQL's 63-byte
+// identifier limit map to distinct tables.
+func TestPostgresTopicNames(t *testing.T) {
+	t.Parallel()
+	q := newTestPostgres(t)
+	long := strings.Repeat("x", 80)
+	topics := []string{SinkTopic("a b/ü"), SinkTopic(long + "1"), SinkTopic(long + "2")}
+	s, _ := q.Subscriber("g", 1)
+	defer s.Close()
+	for _, topic := range topics {
+		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+	}
+	for _, topic := range topics {
+		want := publishN(t, q, topic, 1)
+		got := consumeAll(t, s, topic, 1)
+		for id := range want {
+			if !got[id] {
+				t.Fatalf("%s: got %v, want %v", topic, got, want)
+			}
+		}
+	}
+	if _, err := sqlTopic(`x"; DROP TABLE y`); err == nil {
+		t.Fatal("a topic with quotes was accepted")
+	}
+}
+
+func TestPostgresOptionsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    PostgresOptions
+		want string
+	}{
+		{"no url", PostgresOptions{}, "queue.url"},
+		{"bad namespace", PostgresOptions{URL: testPostgresURL, Namespace: "a.b"}, "queue.namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewPostgres(context.Background(), tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
