@@ -79,6 +79,10 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
 	case config.QueueNATS:
 		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
+	case config.QueueRedis:
+		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
+	case config.QueuePostgres:
+		return queue.NewPostgres(ctx, queue.PostgresOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
 	}
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
 }
@@ -96,9 +100,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		log = slog.Default()
 	}
 	a = &App{cfg: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
+	built := a
 	defer func() {
 		if err != nil {
-			a.closeResources()
+			built.closeResources()
 		}
 	}()
 	a.host = pluginhost.New(log, a.Metrics.Registry)

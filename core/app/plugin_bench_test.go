@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,12 +37,20 @@ var webhookShapes = []struct {
 	{"batch64", 64, 4},
 }
 
+var newConns atomic.Int64
+
 func benchReceiver(b *testing.B) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	b.Cleanup(srv.Close)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			newConns.Add(1)
+		}
+	}
+	srv.Start()
+	b.Cleanup(func() { srv.Close(); b.Logf("ZZ new conns %d", newConns.Load()) })
 	return srv.URL
 }
 
@@ -116,7 +126,10 @@ func BenchmarkWebhookInProcess(b *testing.B) {
 // binary, started and supervised by core/pluginhost as hookbus does.
 func BenchmarkWebhookPlugin(b *testing.B) {
 	url := benchReceiver(b)
-	bin := pluginBinary(b, "hookbus-webhook")
+	bin := os.Getenv("ZZ_BIN")
+	if bin == "" {
+		bin = pluginBinary(b, "hookbus-webhook")
+	}
 	for _, sh := range webhookShapes {
 		b.Run(sh.name, func(b *testing.B) {
 			h := pluginhost.New(nil, nil)

@@ -441,10 +441,17 @@ log:
 		},
 		{
 			name: "missing version and queue url",
-			yaml: "queue:\n  driver: kafka\n",
+			yaml: "queue:\n  driver: redis\n",
 			want: []wantErr{
 				{"version", 0, "missing: add `version: 1`"},
-				{"queue", 1, `url: required for queue driver "kafka"`},
+				{"queue", 1, `url: required for queue driver "redis"`},
+			},
+		},
+		{
+			name: "kafka is not offered",
+			yaml: "version: 1\nqueue:\n  driver: kafka\n  url: kafka:9092\n",
+			want: []wantErr{
+				{"queue.driver", 3, "kafka is not supported yet"},
 			},
 		},
 		{

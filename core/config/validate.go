@@ -115,6 +115,8 @@ func (v *validator) server() {
 func (v *validator) queueAndStore() {
 	q := v.c.Queue
 	switch {
+	case q.Driver == QueueKafka:
+		v.add("queue.driver", "kafka is not supported yet; use embedded, nats, redis or postgres")
 	case !slices.Contains(queueDrivers, q.Driver):
 		v.add("queue.driver", "unknown driver %q (one of %s)", q.Driver, strings.Join(queueDrivers, ", "))
 	case q.Driver != QueueEmbedded && q.Driver != QueueMemory && strings.TrimSpace(q.URL) == "":

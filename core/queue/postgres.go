@@ -116,7 +116,7 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		subs:   map[*pgSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
-	q.wlog = watermill.NewSlogLoggerWithLevelMapping(q.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	q.wlog = driverLogger(q.log)
 	q.schema = pgSchema{wsql.DefaultPostgreSQLSchema{
 		GenerateMessagesTableName: func(topic string) string { return pgIdent(ns + "_msg_" + topic) },
 		GeneratePayloadType:       func(string) string { return "BYTEA" },
@@ -198,7 +198,7 @@ func (q *Postgres) ensure(ctx context.Context, topic string) error {
 	}
 	defer tx.Rollback()
 	queries := append(q.schema.SchemaInitializingQueries(topic), q.offsets.SchemaInitializingQueries(topic)...)
-	queries = append([]wsql.Query{{Query: `SELECT pg_advisory_xact_lock(7461626c65)`}}, queries...)
+	queries = append([]wsql.Query{{Query: `SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`}}, queries...)
 	for _, qq := range queries {
 		if _, err := tx.ExecContext(ctx, qq.Query, qq.Args...); err != nil {
 			return fmt.Errorf("queue: create tables for %s: %w", topic, err)

@@ -137,7 +137,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		subs:   map[*redisSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
-	q.wlog = watermill.NewSlogLoggerWithLevelMapping(q.log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	q.wlog = driverLogger(q.log)
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "hookbus"
@@ -380,10 +380,15 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		s.release(key, consumer)
 		s.wg.Done()
 		// A reader blocked in XREADGROUP during Close may still take one
-		// message for this consumer: release again once it returned. The
-		// queue's Close waits for this, so the pool outlives the readers.
-		time.Sleep(redisBlock + 500*time.Millisecond)
-		s.release(key, consumer)
+		// message for this consumer: release again once it returned. When
+		// the whole queue closes, such a message is claimed after ClaimIdle.
+		t := time.NewTimer(redisBlock + 500*time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.release(key, consumer)
+		case <-q.done:
+		}
 	}()
 	return out, nil
 }
@@ -606,6 +611,28 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		stop()
 		cancel()
 	}
+}
+
+// driverLogger adapts slog for a Watermill driver: its routine Info lines
+// become Debug, and errors caused by a subscription ending (a cancelled
+// context, a closed client) become Debug too, so a clean shutdown logs no errors.
+func driverLogger(l *slog.Logger) watermill.LoggerAdapter {
+	return quietCancel{watermill.NewSlogLoggerWithLevelMapping(l, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})}
+}
+
+type quietCancel struct{ watermill.LoggerAdapter }
+
+func (l quietCancel) Error(msg string, err error, fields watermill.LogFields) {
+	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) ||
+		strings.Contains(err.Error(), context.Canceled.Error())) {
+		l.Debug(msg, fields.Add(watermill.LogFields{"err": err.Error()}))
+		return
+	}
+	l.LoggerAdapter.Error(msg, err, fields)
+}
+
+func (l quietCancel) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return quietCancel{l.LoggerAdapter.With(fields)}
 }
 
 // ackGrace is how long a driver subscription outlives its hookbus

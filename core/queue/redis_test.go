@@ -103,16 +103,19 @@ func TestRedisUniversal(t *testing.T) {
 }
 
 func TestRedisTwoGroups(t *testing.T) {
+	t.Parallel()
 	q := newTestRedis(t)
 	testTwoGroups(t, q)
 }
 
 func TestRedisRedeliverAfterClose(t *testing.T) {
+	t.Parallel()
 	q := newTestRedis(t)
 	testRedeliverAfterClose(t, q)
 }
 
 func TestRedisNackAttempt(t *testing.T) {
+	t.Parallel()
 	q := newTestRedis(t)
 	testNackAttempt(t, q)
 }
@@ -120,6 +123,7 @@ func TestRedisNackAttempt(t *testing.T) {
 // A message taken by a consumer that dies (no refresh, no release) goes to
 // a live consumer of the group once it has been idle for ClaimIdle.
 func TestRedisClaimFromDeadConsumer(t *testing.T) {
+	t.Parallel()
 	q := newTestRedis(t)
 	topic := SourceTopic("claim")
 	s, _ := q.Subscriber("g", 4)
@@ -157,6 +161,7 @@ func TestRedisClaimFromDeadConsumer(t *testing.T) {
 // Entries every group acknowledged are trimmed; a group that is behind
 // keeps them.
 func TestRedisTrim(t *testing.T) {
+	t.Parallel()
 	q := newTestRedis(t)
 	topic := SinkTopic("trim")
 	ctx := context.Background()
