@@ -75,6 +75,10 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the envelope, keeping unknown members as extensions.
 func (e *Event) UnmarshalJSON(b []byte) error {
+	return e.unmarshalMembers(b)
+}
+
+func (e *Event) unmarshalMembers(b []byte) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return err
