@@ -68,4 +68,3 @@ func BenchmarkEventUnmarshal(b *testing.B) {
 		}
 	}
 }
-
