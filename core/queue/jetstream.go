@@ -41,7 +41,10 @@ type JetStreamOptions struct {
 // external `nats` driver. Streams and consumers are created up front rather
 // than checked on every publish.
 type JetStream struct {
-	opts   JetStreamOptions
+	opts      JetStreamOptions
+	consConns []*nats.Conn          // connections consumers pull and ack on
+	consJS    []jetstream.JetStream // one per consConns
+	nextCons  int
 	ids    jetstream.KeyValue // producer ids seen within the dedup window
 	ns     *server.Server // embedded only
 	nc     *nats.Conn
@@ -51,6 +54,9 @@ type JetStream struct {
 	subs   []*jsSubscriber
 	closed bool
 }
+
+// consumerConns is how many connections consumers spread over.
+const consumerConns = 2
 
 // Stream layout: ingest has the long dedup window for producer ids; the
 // internal topics only need a short one to absorb republishing after a crash.
@@ -102,11 +108,16 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 			q.ns.Shutdown()
 			return nil, errors.New("embedded queue: server did not start within 30s")
 		}
-		q.nc, err = nats.Connect(q.ns.ClientURL(), nats.InProcessServer(q.ns), nats.Name("hookbus"))
-	} else {
-		q.nc, err = nats.Connect(opts.URL, nats.Name("hookbus"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
 	}
-	if err != nil {
+	// Publishing and each consumer group get connections of their own: one
+	// connection serialises everything through one read loop per side.
+	connect := func(name string) (*nats.Conn, error) {
+		if q.ns != nil {
+			return nats.Connect(q.ns.ClientURL(), nats.InProcessServer(q.ns), nats.Name(name))
+		}
+		return nats.Connect(opts.URL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	}
+	if q.nc, err = connect("hookbus"); err != nil {
 		q.shutdownServer()
 		return nil, fmt.Errorf("queue: connect to NATS: %w", err)
 	}
@@ -114,6 +125,21 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	if err != nil {
 		q.Close()
 		return nil, err
+	}
+	for i := range consumerConns {
+		nc, err := connect(fmt.Sprintf("hookbus-consume-%d", i))
+		if err != nil {
+			q.Close()
+			return nil, fmt.Errorf("queue: connect to NATS: %w", err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			q.Close()
+			return nil, err
+		}
+		q.consConns = append(q.consConns, nc)
+		q.consJS = append(q.consJS, js)
 	}
 	for _, s := range jsStreams {
 		dup := 2 * time.Minute
@@ -282,6 +308,8 @@ func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscribe
 	}
 	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight, closing: make(chan struct{})}
 	q.mu.Lock()
+	s.js = q.consJS[q.nextCons%len(q.consJS)]
+	q.nextCons++
 	q.subs = append(q.subs, s)
 	q.mu.Unlock()
 	return s, nil
@@ -299,6 +327,11 @@ func (q *JetStream) Close() error {
 	q.mu.Unlock()
 	for _, s := range subs {
 		_ = s.Close()
+	}
+	for _, nc := range q.consConns {
+		// Acks are fire-and-forget writes: flush them before closing.
+		_ = nc.FlushTimeout(2 * time.Second)
+		nc.Close()
 	}
 	if q.nc != nil {
 		_ = q.nc.Drain()
@@ -328,6 +361,7 @@ const maxAckPending = 1_000_000
 
 type jsSubscriber struct {
 	q           *JetStream
+	js          jetstream.JetStream // on one of q's consumer connections
 	group       string
 	maxInFlight int
 	mu          sync.Mutex
@@ -354,7 +388,7 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 	if err != nil {
 		return nil, err
 	}
-	cons, err := s.q.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       consumerName(s.q.opts.Prefix, s.group, topic),
 		FilterSubject: s.q.subject(topic),
 		AckPolicy:     jetstream.AckExplicitPolicy,
