@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,20 +35,12 @@ var webhookShapes = []struct {
 	{"batch64", 64, 4},
 }
 
-var newConns atomic.Int64
-
 func benchReceiver(b *testing.B) string {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			newConns.Add(1)
-		}
-	}
-	srv.Start()
-	b.Cleanup(func() { srv.Close(); b.Logf("ZZ new conns %d", newConns.Load()) })
+	b.Cleanup(srv.Close)
 	return srv.URL
 }
 
@@ -126,10 +116,7 @@ func BenchmarkWebhookInProcess(b *testing.B) {
 // binary, started and supervised by core/pluginhost as hookbus does.
 func BenchmarkWebhookPlugin(b *testing.B) {
 	url := benchReceiver(b)
-	bin := os.Getenv("ZZ_BIN")
-	if bin == "" {
-		bin = pluginBinary(b, "hookbus-webhook")
-	}
+	bin := pluginBinary(b, "hookbus-webhook")
 	for _, sh := range webhookShapes {
 		b.Run(sh.name, func(b *testing.B) {
 			h := pluginhost.New(nil, nil)

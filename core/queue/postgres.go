@@ -57,6 +57,9 @@ type PostgresOptions struct {
 //   - A nack redelivers to the same consumer after MetaNackDelay (or at
 //     once), blocking the group meanwhile; a crash or AckDeadline redelivers.
 //   - MetaAttempt counts redeliveries after nacks within a subscription.
+//   - Rows are deleted once every group of the topic acknowledged them; a
+//     group that never consumes again keeps the table growing: delete its
+//     row from the _off_ table.
 //   - No deduplication.
 type Postgres struct {
 	opts    PostgresOptions

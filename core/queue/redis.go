@@ -53,8 +53,17 @@ type RedisOptions struct {
 //     appendfsync always (or everysec, accepting up to a second of loss).
 //   - A nack redelivers at once to the same subscription (after MetaNackDelay
 //     when set, holding one in-flight slot meanwhile): no broker-side delay.
-//   - maxInFlight messages of a subscription are processed at once (capped at
-//     redisMaxWorkers), so order is kept only with maxInFlight 1.
+//   - redisstream hands out one message at a time, so a subscription runs
+//     maxInFlight readers (at most 16), each a connection that blocks in
+//     XREADGROUP for up to a second while idle. Order is kept only with
+//     maxInFlight 1. The pool allows 512 connections unless the URL sets
+//     pool_size.
+//   - A killed process's in-flight messages go to the group's other
+//     consumers after ClaimIdle; a cleanly closed subscription hands them
+//     back at once.
+//   - Acknowledged entries are trimmed (XTRIM MINID) once every group of
+//     the stream has acknowledged them; a group that never consumes again
+//     keeps the stream growing: delete it (XGROUP DESTROY).
 //   - MetaAttempt counts redeliveries after nacks within a subscription;
 //     a message taken over from another consumer starts again at 1.
 //   - No deduplication.
@@ -77,7 +86,7 @@ type Redis struct {
 const (
 	// redisMaxWorkers caps the readers of one subscription: each holds a
 	// connection in a blocking XREADGROUP while idle.
-	redisMaxWorkers = 32
+	redisMaxWorkers = 16
 	// redisBlock is how long an idle reader blocks on the server.
 	redisBlock = time.Second
 )
@@ -121,8 +130,9 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("queue.url: %w", err)
 	}
 	if ropts.PoolSize == 0 {
-		// Idle readers hold a connection each (see redisMaxWorkers).
-		ropts.PoolSize = 256
+		// Every reader holds a connection while it waits for messages
+		// (see redisMaxWorkers).
+		ropts.PoolSize = 512
 	}
 	client := redis.NewClient(ropts)
 	if err := client.Ping(ctx).Err(); err != nil {
@@ -224,7 +234,7 @@ func (q *Redis) Publish(topic string, msgs ...*message.Message) error {
 }
 
 // Subscriber implements Queue. Each subscription reads with up to
-// maxInFlight (at most 32) concurrent readers of the group.
+// maxInFlight (at most 16) concurrent readers of the group.
 func (q *Redis) Subscriber(group string, maxInFlight int) (message.Subscriber, error) {
 	if group == "" {
 		return nil, errors.New("queue: consumer group name is empty")

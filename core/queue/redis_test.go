@@ -392,3 +392,58 @@ func testNackAttempt(t *testing.T, q Queue) {
 		}
 	}
 }
+
+// A live consumer keeps a message it is still handling, past ClaimIdle:
+// another consumer of the group does not take it over.
+func TestRedisSlowHandlerKeepsMessage(t *testing.T) {
+	t.Parallel()
+	q1 := newTestRedis(t)
+	q2, err := NewRedis(context.Background(), RedisOptions{
+		URL: testRedisURL, Namespace: q1.opts.Namespace,
+		ClaimIdle: q1.opts.ClaimIdle, ClaimInterval: q1.opts.ClaimInterval,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	topic := SinkTopic("slow")
+	s1, _ := q1.Subscriber("g", 1)
+	s2, _ := q2.Subscriber("g", 1)
+	defer s1.Close()
+	defer s2.Close()
+	if err := s1.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ch1, err := s1.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, q1, topic, 1)
+	var held *message.Message
+	select {
+	case held = <-ch1:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no delivery")
+	}
+	ch2, err := s2.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the message for twice ClaimIdle while both consumers poll for
+	// idle messages every ClaimInterval: no one may claim it, not even the
+	// holder itself (which would deliver it a second time).
+	select {
+	case m := <-ch2:
+		t.Fatalf("message %s taken over from a live consumer", m.UUID)
+	case <-time.After(2 * q1.opts.ClaimIdle):
+	}
+	held.Ack()
+	select {
+	case m := <-ch1:
+		t.Fatalf("message %s delivered again to its holder", m.UUID)
+	case m := <-ch2:
+		t.Fatalf("message %s delivered again", m.UUID)
+	case <-time.After(3 * q1.opts.ClaimInterval):
+	}
+}

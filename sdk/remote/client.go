@@ -31,6 +31,12 @@ import (
 // the plugin's own logic: the process crashed, hung or cannot be reached.
 var ErrUnavailable = errors.New("plugin unavailable")
 
+// flowWindow is the HTTP/2 flow-control window of the plugin connection,
+// the same as the plugin side's (sdk.Serve). A fixed window turns off
+// gRPC's bandwidth-delay probing, a PING round trip per burst of small
+// messages: on a loopback Deliver stream about a tenth of the CPU per delivery.
+const flowWindow = 1 << 20
+
 // Options configure Start.
 type Options struct {
 	// Cmd is the plugin command, not yet started. Start adds the handshake
@@ -74,6 +80,7 @@ func Start(opts Options) (*Client, error) {
 		StartTimeout:     opts.StartTimeout,
 		SyncStdout:       io.Discard,
 		SyncStderr:       io.Discard,
+		GRPCDialOptions:  []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
 	})
 	name := filepath.Base(opts.Cmd.Path)
 	rpc, err := pc.Client()
