@@ -108,7 +108,9 @@ func TestPermanentFailureDeadLettersAndReplay(t *testing.T) {
 	if st, b := post(t, a, "shop", "application/json", `{"id":"p1","type":"order.paid","data":{"order_id":1,"amount":1}}`); st != 202 {
 		t.Fatal(st, b)
 	}
-	var list struct{ DeadLetters []api.DeadLetterJSON `json:"dead_letters"` }
+	var list struct {
+		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
+	}
 	waitFor(t, 10*time.Second, "dead letter recorded", func() bool {
 		getJSON(t, a, "/v1/dead-letters", &list)
 		return len(list.DeadLetters) == 1
@@ -142,7 +144,9 @@ func TestExhaustedRetriesDeadLetter(t *testing.T) {
 	rcv.answer("x1", response{status: 500}, response{status: 500}, response{status: 500}, response{status: 500}, response{status: 500})
 	a := startApp(t, testConfig(t, "memory", rcv.srv.URL, pipelineSteps, ""))
 	post(t, a, "shop", "application/json", `{"id":"x1","type":"order.paid","data":{"order_id":1,"amount":1}}`)
-	var list struct{ DeadLetters []api.DeadLetterJSON `json:"dead_letters"` }
+	var list struct {
+		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
+	}
 	waitFor(t, 10*time.Second, "dead letter", func() bool {
 		getJSON(t, a, "/v1/dead-letters?sink=partner", &list)
 		return len(list.DeadLetters) == 1
@@ -164,7 +168,9 @@ func TestScriptErrorsDeadLetterWithLineAndOthersFlow(t *testing.T) {
 		{"id":"l1","type":"a","data":{"mode":"loop"}},
 		{"id":"ok1","type":"a","data":{"mode":"fine"}}]`)
 	waitFor(t, 10*time.Second, "ok1 delivered", func() bool { return len(rcv.attempts("ok1")) == 1 })
-	var list struct{ DeadLetters []api.DeadLetterJSON `json:"dead_letters"` }
+	var list struct {
+		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
+	}
 	waitFor(t, 10*time.Second, "two dead letters", func() bool {
 		getJSON(t, a, "/v1/dead-letters", &list)
 		return len(list.DeadLetters) == 2
@@ -208,7 +214,9 @@ func TestSSRFGuardRefusesLoopbackWithoutFlag(t *testing.T) {
 	cfg.Pipelines["orders"] = p
 	a := startApp(t, cfg)
 	post(t, a, "shop", "application/json", `{"id":"s1","type":"a"}`)
-	var list struct{ DeadLetters []api.DeadLetterJSON `json:"dead_letters"` }
+	var list struct {
+		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
+	}
 	waitFor(t, 10*time.Second, "guarded dead letter", func() bool {
 		getJSON(t, a, "/v1/dead-letters?sink=guarded", &list)
 		return len(list.DeadLetters) == 1

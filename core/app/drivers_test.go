@@ -82,7 +82,9 @@ func TestDriverSuite(t *testing.T) {
 					}
 					return n == 50 && len(rcv.attempts("retry-me")) == 3
 				})
-				var list struct{ DeadLetters []api.DeadLetterJSON `json:"dead_letters"` }
+				var list struct {
+					DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
+				}
 				waitFor(t, 30*time.Second, "dead letter", func() bool {
 					getJSON(t, a, "/v1/dead-letters", &list)
 					return len(list.DeadLetters) == 1
