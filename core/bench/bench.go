@@ -36,15 +36,15 @@ type Options struct {
 
 // Result of one run.
 type Result struct {
-	Driver      string
-	Events      int
-	Delivered   int
-	Duplicates  int
-	Elapsed     time.Duration
-	EventsPerS  float64
-	P50, P99    time.Duration
-	IngestP50   time.Duration // time for the 202
-	IngestP99   time.Duration
+	Driver     string
+	Events     int
+	Delivered  int
+	Duplicates int
+	Elapsed    time.Duration
+	EventsPerS float64
+	P50, P99   time.Duration
+	IngestP50  time.Duration // time for the 202
+	IngestP99  time.Duration
 }
 
 func (r Result) String() string {

@@ -45,14 +45,14 @@ type JetStream struct {
 	consConns []*nats.Conn          // connections consumers pull and ack on
 	consJS    []jetstream.JetStream // one per consConns
 	nextCons  int
-	ids    jetstream.KeyValue // producer ids seen within the dedup window
-	ns     *server.Server // embedded only
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	log    *slog.Logger
-	mu     sync.Mutex
-	subs   []*jsSubscriber
-	closed bool
+	ids       jetstream.KeyValue // producer ids seen within the dedup window
+	ns        *server.Server     // embedded only
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	log       *slog.Logger
+	mu        sync.Mutex
+	subs      []*jsSubscriber
+	closed    bool
 }
 
 // consumerConns is how many connections consumers spread over.
