@@ -17,7 +17,7 @@ func benchCmd() *cobra.Command {
 	var drivers, url string
 	var o bench.Options
 	var runs int
-	var cpuprofile string
+	var cpuprofile, plugin string
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure events/s and ingest-to-delivery latency on this machine",
@@ -39,18 +39,25 @@ func benchCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			sinks := []string{""}
+			if plugin != "" {
+				sinks = append(sinks, plugin)
+			}
 			for r := 1; r <= runs; r++ {
 				for _, d := range strings.Split(drivers, ",") {
-					o.Driver = strings.TrimSpace(d)
-					o.QueueURL = ""
-					if o.Driver == "nats" {
-						o.QueueURL = url
+					for _, p := range sinks {
+						o.Driver = strings.TrimSpace(d)
+						o.WebhookPlugin = p
+						o.QueueURL = ""
+						if o.Driver == "nats" {
+							o.QueueURL = url
+						}
+						res, err := bench.Run(ctx, o)
+						if err != nil {
+							return fmt.Errorf("%s: %w", o.Driver, err)
+						}
+						fmt.Fprintf(out, "run %d  %s\n", r, res)
 					}
-					res, err := bench.Run(ctx, o)
-					if err != nil {
-						return fmt.Errorf("%s: %w", o.Driver, err)
-					}
-					fmt.Fprintf(out, "run %d  %s\n", r, res)
 				}
 			}
 			return nil
@@ -62,6 +69,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&o.Concurrency, "concurrency", 32, "concurrent producers")
 	c.Flags().IntVar(&o.Batch, "batch", 1, "events per ingest request")
 	c.Flags().IntVar(&runs, "runs", 3, "runs per driver (alternating drivers)")
+	c.Flags().StringVar(&plugin, "webhook-plugin", "", "also measure each driver with the sink out of process: path of the hookbus-webhook plugin binary")
 	c.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	return c
 }

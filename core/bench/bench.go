@@ -31,12 +31,16 @@ type Options struct {
 	Events      int // events to send
 	Concurrency int // concurrent producers
 	Batch       int // events per ingest request
-	Logger      *slog.Logger
+	// WebhookPlugin, when set, is the path of the hookbus-webhook plugin
+	// binary: the sink then runs out of process instead of in process.
+	WebhookPlugin string
+	Logger        *slog.Logger
 }
 
 // Result of one run.
 type Result struct {
 	Driver     string
+	Sink       string // "webhook" (in process) or "webhook-plugin"
 	Events     int
 	Delivered  int
 	Duplicates int
@@ -48,8 +52,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%-9s %7d events  %8.0f events/s  delivery p50 %7.2fms  p99 %7.2fms  ingest p50 %6.2fms p99 %6.2fms  dup %d",
-		r.Driver, r.Delivered, r.EventsPerS, ms(r.P50), ms(r.P99), ms(r.IngestP50), ms(r.IngestP99), r.Duplicates)
+	return fmt.Sprintf("%-9s %-14s %7d events  %8.0f events/s  delivery p50 %7.2fms  p99 %7.2fms  ingest p50 %6.2fms p99 %6.2fms  dup %d",
+		r.Driver, r.Sink, r.Delivered, r.EventsPerS, ms(r.P50), ms(r.P99), ms(r.IngestP50), ms(r.IngestP99), r.Duplicates)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -125,7 +129,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	cfg.Queue.Namespace = "bench" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	cfg.Log.Level = "error"
 	cfg.Sources["load"] = config.Component{Type: "http"}
-	cfg.Sinks["receiver"] = config.Component{Type: "webhook", Config: map[string]any{
+	sinkType := "webhook"
+	if o.WebhookPlugin != "" {
+		sinkType = "webhook-plugin"
+		cfg.Plugins[sinkType] = config.Plugin{Path: o.WebhookPlugin}
+	}
+	cfg.Sinks["receiver"] = config.Component{Type: sinkType, Config: map[string]any{
 		"url": "http://" + ln.Addr().String() + "/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"allow_private_networks": true, "max_in_flight": 64,
 	}}
@@ -208,7 +217,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	slices.Sort(lat)
 	slices.Sort(ingest)
 	return Result{
-		Driver: o.Driver, Events: o.Events, Delivered: int(delivered.Load()), Duplicates: dups, Elapsed: elapsed,
+		Driver: o.Driver, Sink: sinkType, Events: o.Events, Delivered: int(delivered.Load()), Duplicates: dups, Elapsed: elapsed,
 		EventsPerS: float64(delivered.Load()) / elapsed.Seconds(),
 		P50:        pct(lat, 0.50), P99: pct(lat, 0.99), IngestP50: pct(ingest, 0.5), IngestP99: pct(ingest, 0.99),
 	}, nil
