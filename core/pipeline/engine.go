@@ -71,6 +71,10 @@ type Sink struct {
 	Sink        sdk.Sink
 	MaxInFlight int
 	Schedule    retry.Schedule
+	// Batch, when above 1, merges concurrent deliveries into Deliver calls
+	// of up to this many events (worth it when a call has a fixed cost,
+	// as with out-of-process plugins).
+	Batch int
 }
 
 // DeadLetterRecorder keeps dead letters where they can be listed and replayed.
@@ -112,9 +116,10 @@ type Engine struct {
 	log     *slog.Logger
 	m       *metrics.Metrics
 	sources map[string]bool
-	running chan struct{}
-	runErr  chan error
-	once    sync.Once
+	running  chan struct{}
+	runErr   chan error
+	once     sync.Once
+	batchers []*batcher
 }
 
 // New builds the router. Nothing runs until Start.
@@ -167,7 +172,13 @@ func New(opts Options) (*Engine, error) {
 		if s.MaxInFlight <= 0 {
 			s.MaxInFlight = 64
 		}
-		sub, err := e.q.Subscriber("sink-"+name, s.MaxInFlight)
+		window := s.MaxInFlight
+		if s.Batch > 1 {
+			// Keep the batches full while the sink works: it enforces its
+			// own max_in_flight on what it sends out.
+			window *= maxBatches
+		}
+		sub, err := e.q.Subscriber("sink-"+name, window)
 		if err != nil {
 			return nil, err
 		}
@@ -224,7 +235,12 @@ func (e *Engine) Start(ctx context.Context) error {
 // Close stops consuming and waits (up to CloseTimeout) for in-flight work.
 func (e *Engine) Close() error {
 	var err error
-	e.once.Do(func() { err = e.router.Close() })
+	e.once.Do(func() {
+		err = e.router.Close()
+		for _, b := range e.batchers {
+			b.close()
+		}
+	})
 	return err
 }
 
@@ -353,6 +369,18 @@ func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc Step
 
 func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 	delayed := e.q.Features().DelayedNack
+	deliver := func(ctx context.Context, d sdk.Delivery) sdk.Result {
+		res := s.Sink.Deliver(ctx, []sdk.Delivery{d})
+		if len(res) != 1 {
+			return sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for 1 delivery", len(res))}
+		}
+		return res[0]
+	}
+	if s.Batch > 1 {
+		b := newBatcher(s.Sink, s.Batch)
+		e.batchers = append(e.batchers, b)
+		deliver = b.deliver
+	}
 	return func(msg *message.Message) error {
 		// A delivery in flight at shutdown is finished, not cut off: the
 		// router waits for it (up to CloseTimeout) and the sink's own
@@ -369,15 +397,9 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		}
 		e.m.InFlight.WithLabelValues(s.Name).Inc()
 		start := time.Now()
-		res := s.Sink.Deliver(ctx, []sdk.Delivery{{Event: ev, Attempt: attempt, Pipeline: pipeline}})
+		r := deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline})
 		e.m.InFlight.WithLabelValues(s.Name).Dec()
 		e.m.AttemptTime.WithLabelValues(s.Name).Observe(time.Since(start).Seconds())
-		var r sdk.Result
-		if len(res) != 1 {
-			r = sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for 1 delivery", len(res))}
-		} else {
-			r = res[0]
-		}
 		e.m.Attempts.WithLabelValues(s.Name, r.Outcome.String(), metrics.StatusClass(r.StatusCode)).Inc()
 		log := e.log.With("sink", s.Name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt)
 		switch r.Outcome {
