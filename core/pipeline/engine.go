@@ -110,12 +110,12 @@ type Options struct {
 
 // Engine is the running router.
 type Engine struct {
-	opts    Options
-	q       queue.Queue
-	router  *message.Router
-	log     *slog.Logger
-	m       *metrics.Metrics
-	sources map[string]bool
+	opts     Options
+	q        queue.Queue
+	router   *message.Router
+	log      *slog.Logger
+	m        *metrics.Metrics
+	sources  map[string]bool
 	running  chan struct{}
 	runErr   chan error
 	once     sync.Once
