@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -156,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			}
 			sc, ok := compiled[path]
 			if !ok {
-				if sc, err = script.Compile(path, sopts); err != nil {
+				if sc, err = compileScript(cfg, path, sopts); err != nil {
 					return nil, fmt.Errorf("pipelines.%s.steps[%d]: %w", name, i, err)
 				}
 				compiled[path] = sc
@@ -273,4 +275,20 @@ func (a *App) closeResources() error {
 		a.Store = nil
 	}
 	return errors.Join(errs...)
+}
+
+// compileScript compiles a step's script, naming it by its path relative to
+// the configuration file, as the user wrote it, in logs and dead letters.
+func compileScript(cfg *config.Config, path string, opts script.Options) (*script.Script, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	name := path
+	if cfg.File != "" {
+		if rel, err := filepath.Rel(filepath.Dir(cfg.File), path); err == nil && !strings.HasPrefix(rel, "..") {
+			name = rel
+		}
+	}
+	return script.CompileSource(name, string(src), opts)
 }
