@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hookbus/hookbus/core/app"
@@ -49,11 +50,14 @@ type Result struct {
 	P50, P99   time.Duration
 	IngestP50  time.Duration // time for the 202
 	IngestP99  time.Duration
+	// CPUPerEvent is the CPU time of this process and its plugin
+	// processes, generator and receiver included, divided by the events.
+	CPUPerEvent time.Duration
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%-9s %-14s %7d events  %8.0f events/s  delivery p50 %7.2fms  p99 %7.2fms  ingest p50 %6.2fms p99 %6.2fms  dup %d",
-		r.Driver, r.Sink, r.Delivered, r.EventsPerS, ms(r.P50), ms(r.P99), ms(r.IngestP50), ms(r.IngestP99), r.Duplicates)
+	return fmt.Sprintf("%-9s %-14s %7d events  %8.0f events/s  delivery p50 %7.2fms  p99 %7.2fms  ingest p50 %6.2fms p99 %6.2fms  cpu/event %4dµs  dup %d",
+		r.Driver, r.Sink, r.Delivered, r.EventsPerS, ms(r.P50), ms(r.P99), ms(r.IngestP50), ms(r.IngestP99), r.CPUPerEvent.Microseconds(), r.Duplicates)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -139,6 +143,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		"allow_private_networks": true, "max_in_flight": 64,
 	}}
 	cfg.Pipelines["load"] = config.Pipeline{From: []string{"load"}, Steps: []config.Step{{Transform: script}}, To: []string{"receiver"}}
+	cpu0 := cpuTime()
 	a, err := app.New(ctx, cfg, o.Logger)
 	if err != nil {
 		return Result{}, err
@@ -212,14 +217,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, ctx.Err()
 	}
 	elapsed := time.Unix(0, last.Load()).Sub(start)
+	// Stop now so the plugin processes are reaped and their CPU counted.
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	_ = a.Shutdown(sctx)
+	cancel()
+	cpu := cpuTime() - cpu0
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(lat)
 	slices.Sort(ingest)
 	return Result{
 		Driver: o.Driver, Sink: sinkType, Events: o.Events, Delivered: int(delivered.Load()), Duplicates: dups, Elapsed: elapsed,
-		EventsPerS: float64(delivered.Load()) / elapsed.Seconds(),
-		P50:        pct(lat, 0.50), P99: pct(lat, 0.99), IngestP50: pct(ingest, 0.5), IngestP99: pct(ingest, 0.99),
+		EventsPerS:  float64(delivered.Load()) / elapsed.Seconds(),
+		CPUPerEvent: cpu / time.Duration(max(1, o.Events)),
+		P50:         pct(lat, 0.50), P99: pct(lat, 0.99), IngestP50: pct(ingest, 0.5), IngestP99: pct(ingest, 0.99),
 	}, nil
 }
 
@@ -228,4 +239,13 @@ func pct(s []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// cpuTime is the user+system CPU time of this process and its reaped children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }

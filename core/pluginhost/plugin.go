@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -114,7 +116,7 @@ func (p *Plugin) launch(ctx context.Context) (*instance, error) {
 		// Never unlocked: when this goroutine returns the thread exits, and
 		// the kernel kills a plugin still running.
 		cmd := exec.Command(p.spec.Path, p.spec.Args...)
-		cmd.Env = append(cmd.Env, p.spec.Env...)
+		cmd.Env = pluginEnv(p.spec.Env)
 		setDeathSignal(cmd)
 		c, err := remote.Start(remote.Options{
 			Cmd:          cmd,
@@ -331,4 +333,16 @@ func (p *Plugin) Close() error {
 	<-p.done
 	p.host.forget(p)
 	return nil
+}
+
+// pluginEnv is a plugin process's environment: Go runtime defaults, then
+// hookbus' own environment, then the plugin's configured env (later wins).
+// A plugin shares the machine with hookbus, which does the heavy lifting:
+// letting both Go runtimes use every core makes them spin against each
+// other, and a plugin's small heap makes the default GOGC collect after
+// every few hundred events. Both cost more CPU than they gain.
+func pluginEnv(spec []string) []string {
+	env := []string{"GOMAXPROCS=" + strconv.Itoa(max(1, runtime.NumCPU()/2)), "GOGC=400"}
+	env = append(env, os.Environ()...)
+	return append(env, spec...)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,6 +269,27 @@ func TestDescribe(t *testing.T) {
 	err = h.Validate(ctx(t), "once", fastSpec(crashsink), sdk.KindSink, json.RawMessage(`{"crash_every": -5}`))
 	if err == nil || !strings.Contains(err.Error(), "crashsink wants crash_every >= 0, got -5") {
 		t.Fatalf("Host.Validate = %v", err)
+	}
+}
+
+func TestPluginEnvironment(t *testing.T) {
+	t.Setenv("CRASHSINK_VERSION", "from-hookbus")
+	h, _, _ := newHost(t)
+	m, err := h.Describe(ctx(t), "env", fastSpec(crashsink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("from-hookbus/gomaxprocs=%d", max(1, runtime.NumCPU()/2))
+	if m.Version != want {
+		t.Errorf("inherited environment: version %q, want %q", m.Version, want)
+	}
+	spec := fastSpec(crashsink)
+	spec.Env = []string{"CRASHSINK_VERSION=from-config", "GOMAXPROCS=3"}
+	if m, err = h.Describe(ctx(t), "env", spec); err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != "from-config/gomaxprocs=3" {
+		t.Errorf("configured env must win over hookbus' own: version %q", m.Version)
 	}
 }
 

@@ -40,7 +40,8 @@ const flowWindow = 1 << 20
 // Options configure Start.
 type Options struct {
 	// Cmd is the plugin command, not yet started. Start adds the handshake
-	// environment to it.
+	// environment to it. When Cmd.Env is nil the plugin inherits this
+	// process's environment; otherwise Cmd.Env is its whole environment.
 	Cmd *exec.Cmd
 	// Logger receives the plugin's log lines; nil discards them.
 	Logger hclog.Logger
@@ -71,9 +72,13 @@ func Start(opts Options) (*Client, error) {
 		opts.CallTimeout = 60 * time.Second
 	}
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          plugin.PluginSet{sdk.PluginName: connPlugin{}},
-		Cmd:              opts.Cmd,
+		HandshakeConfig: sdk.Handshake,
+		Plugins:         plugin.PluginSet{sdk.PluginName: connPlugin{}},
+		Cmd:             opts.Cmd,
+		// A Cmd with its own Env carries the whole environment already;
+		// go-plugin would otherwise append hookbus' environment after it
+		// and override the plugin's configured values.
+		SkipHostEnv:      opts.Cmd.Env != nil,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           opts.Logger,

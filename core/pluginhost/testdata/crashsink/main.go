@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
 	"sync"
 
 	"github.com/hookbus/hookbus/sdk"
@@ -73,7 +75,10 @@ func main() {
 	sdk.Serve(sdk.ServeOptions{
 		Sink: &sink{},
 		Manifest: sdk.Manifest{
-			Name:         "crashsink",
+			Name: "crashsink",
+			// The version reports what the process was started with, for
+			// the host's environment tests.
+			Version:      os.Getenv("CRASHSINK_VERSION") + "/gomaxprocs=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
 			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}}, "additionalProperties": false}`),
 		},
 	})
