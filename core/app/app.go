@@ -112,6 +112,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
 		return nil, err
 	}
+	a.Metrics.RegisterBacklog(a.Queue)
 	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
 		return nil, err
 	}

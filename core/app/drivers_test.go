@@ -132,3 +132,22 @@ func TestDriverSuite(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueBacklogMetric: with a dead endpoint, events waiting for their
+// retry show as unacked on the sink's consumer group.
+func TestQueueBacklogMetric(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/"
+	ln.Close()
+	cfg := driverConfig(t, "embedded", "", dead, "", "")
+	cfg.Sinks["partner"].Config["retry"] = map[string]any{"schedule": []any{"1h"}}
+	a := startApp(t, cfg)
+	for i := range 5 {
+		post(t, a, "shop", "application/json", fmt.Sprintf(`{"id":"b%d","type":"a"}`, i))
+	}
+	series := `hookbus_queue_unacked{group="sink-partner",topic="hookbus.out.partner"}`
+	waitFor(t, 20*time.Second, "5 unacked retries on the sink", func() bool { return metricValue(t, a, series) == 5 })
+}

@@ -53,6 +53,8 @@ type JetStream struct {
 	mu        sync.Mutex
 	subs      []*jsSubscriber
 	closed    bool
+	// groups maps durable consumer names to what they consume, for Backlog.
+	groups map[string]Backlog
 }
 
 // consumerConns is how many connections consumers spread over.
@@ -352,6 +354,31 @@ func (q *JetStream) shutdownServer() {
 	}
 }
 
+// Backlog implements BacklogReporter for the consumer groups of this process.
+func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
+	q.mu.Lock()
+	groups := make(map[string]Backlog, len(q.groups))
+	for k, v := range q.groups {
+		groups[k] = v
+	}
+	q.mu.Unlock()
+	var out []Backlog
+	for name, b := range groups {
+		stream, err := q.streamFor(b.Topic)
+		if err != nil {
+			continue
+		}
+		info, err := q.js.Consumer(ctx, stream, name)
+		if err != nil {
+			return out, err
+		}
+		ci := info.CachedInfo()
+		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // Conn exposes the NATS connection (for tests and tools).
 func (q *JetStream) Conn() *nats.Conn { return q.nc }
 
@@ -403,6 +430,12 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer for %s/%s: %w", s.group, topic, err)
 	}
+	s.q.mu.Lock()
+	if s.q.groups == nil {
+		s.q.groups = map[string]Backlog{}
+	}
+	s.q.groups[consumerName(s.q.opts.Prefix, s.group, topic)] = Backlog{Group: s.group, Topic: topic}
+	s.q.mu.Unlock()
 	return cons, nil
 }
 

@@ -98,3 +98,18 @@ func NackDelay(msg *message.Message) time.Duration {
 	}
 	return d
 }
+
+// Backlog is one consumer group's position on one topic.
+type Backlog struct {
+	Group, Topic string
+	// Pending counts messages not yet handed to the group.
+	Pending uint64
+	// Unacked counts messages handed out and not yet acknowledged,
+	// including those waiting for a delayed retry.
+	Unacked uint64
+}
+
+// BacklogReporter is implemented by drivers that can tell their backlog.
+type BacklogReporter interface {
+	Backlog(ctx context.Context) ([]Backlog, error)
+}
