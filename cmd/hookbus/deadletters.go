@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -140,9 +141,16 @@ func dlReplayCmd() *cobra.Command {
 				if status != http.StatusAccepted {
 					return fmt.Errorf("HTTP %d: %s", status, strings.TrimSpace(string(resp)))
 				}
-				var r struct{ Replayed int }
+				var r struct {
+					Replayed int
+					Skipped  string
+				}
 				_ = json.Unmarshal(resp, &r)
 				n = r.Replayed
+				if r.Skipped != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "replayed %d dead letters\n", n)
+					return errors.New(r.Skipped)
+				}
 			} else {
 				log := slog.New(slog.NewTextHandler(io.Discard, nil))
 				cfg, err := loadConfig(t.config, log)
@@ -160,8 +168,9 @@ func dlReplayCmd() *cobra.Command {
 					return err
 				}
 				defer st.Close()
-				n, err = api.ReplayDeadLetters(ctx, st, q, req)
+				n, err = api.ReplayDeadLetters(ctx, st, q, req, func(name string) bool { _, ok := cfg.Sinks[name]; return ok })
 				if err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "replayed %d dead letters\n", n)
 					return err
 				}
 			}

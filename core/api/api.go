@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -32,6 +33,8 @@ type Options struct {
 	Queue    queue.Queue
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// SinkKnown reports whether a sink is configured (for replay).
+	SinkKnown func(name string) bool
 }
 
 // Server is the HTTP handler of a hookbus instance.
@@ -111,6 +114,7 @@ type DeadLetterJSON struct {
 	ID       string `json:"id"`
 	Sink     string `json:"sink"`
 	Pipeline string `json:"pipeline"`
+	Source   string `json:"source,omitempty"`
 	Kind     string `json:"kind"`
 	Reason   string `json:"reason"`
 	Attempts int    `json:"attempts"`
@@ -120,7 +124,7 @@ type DeadLetterJSON struct {
 
 // ToJSON converts a dead letter to its API form.
 func ToJSON(dl pipeline.DeadLetter) DeadLetterJSON {
-	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Kind: dl.Kind, Reason: dl.Reason,
+	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Source: dl.Source, Kind: dl.Kind, Reason: dl.Reason,
 		Attempts: dl.Attempts, DeadAt: dl.DeadAt.Format("2006-01-02T15:04:05.000Z07:00"), Event: dl.Event}
 }
 
@@ -160,7 +164,11 @@ func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) replayOne(w http.ResponseWriter, r *http.Request) {
-	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, ReplayRequest{IDs: []string{r.PathValue("id")}})
+	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, ReplayRequest{IDs: []string{r.PathValue("id")}}, s.opts.SinkKnown)
+	if errors.Is(err, ErrSkipped) {
+		problem.Write(w, problem.New(http.StatusConflict, err.Error()))
+		return
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(r.PathValue("id"))))
 		return
@@ -191,7 +199,11 @@ func (s *Server) replayMany(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusBadRequest, `say what to replay: "ids", "sink" or "all": true`))
 		return
 	}
-	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, req)
+	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, req, s.opts.SinkKnown)
+	if errors.Is(err, ErrSkipped) {
+		writeJSON(w, http.StatusAccepted, map[string]any{"replayed": n, "skipped": err.Error()})
+		return
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		problem.Write(w, problem.New(http.StatusNotFound, err.Error()))
 		return
@@ -208,37 +220,68 @@ func (s *Server) internal(w http.ResponseWriter, err error) {
 	problem.Write(w, problem.New(http.StatusInternalServerError, err.Error()))
 }
 
-// ReplayDeadLetters queues the selected dead letters for their sinks again
-// (attempt count restarts at 1) and removes them from the store once queued.
-func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req ReplayRequest) (int, error) {
-	var dls []pipeline.DeadLetter
+// ReplayDeadLetters queues the selected dead letters again (attempt count
+// restarts at 1) and removes each from the store once queued. Dead letters
+// whose sink is not configured (known returns false) or that cannot be
+// replayed are skipped and reported in the error; the others are replayed.
+func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req ReplayRequest, known func(sink string) bool) (int, error) {
+	n := 0
+	var skipped []error
+	replay := func(dl pipeline.DeadLetter) error {
+		if known != nil && !known(dl.Sink) {
+			skipped = append(skipped, fmt.Errorf("%s: sink %q is not configured", dl.ID, dl.Sink))
+			return nil
+		}
+		if err := pipeline.Replay(ctx, q, dl); err != nil {
+			if errors.Is(err, pipeline.ErrNotReplayable) {
+				skipped = append(skipped, err)
+				return nil
+			}
+			return err
+		}
+		if err := st.DeleteDeadLetter(ctx, dl.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		n++
+		return nil
+	}
 	if len(req.IDs) > 0 {
 		for _, id := range req.IDs {
 			dl, err := st.GetDeadLetter(ctx, id)
 			if err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return 0, errors.Join(store.ErrNotFound, errors.New("no dead letter with id "+strconv.Quote(id)))
+					return n, errors.Join(store.ErrNotFound, errors.New("no dead letter with id "+strconv.Quote(id)))
 				}
-				return 0, err
+				return n, err
 			}
-			dls = append(dls, dl)
+			if err := replay(dl); err != nil {
+				return n, err
+			}
 		}
 	} else {
-		var err error
-		dls, err = st.ListDeadLetters(ctx, store.DeadLetterFilter{Sink: req.Sink, Limit: 1_000_000})
-		if err != nil {
-			return 0, err
+		// Page through, so a large backlog is never loaded at once.
+		after := ""
+		for {
+			page, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Sink: req.Sink, Limit: 500, After: after})
+			if err != nil {
+				return n, err
+			}
+			for _, dl := range page {
+				if err := replay(dl); err != nil {
+					return n, err
+				}
+			}
+			if len(page) < 500 {
+				break
+			}
+			after = page[len(page)-1].ID
 		}
 	}
-	n := 0
-	for _, dl := range dls {
-		if err := pipeline.Replay(ctx, q, dl); err != nil {
-			return n, err
-		}
-		if err := st.DeleteDeadLetter(ctx, dl.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return n, err
-		}
-		n++
+	if len(skipped) > 0 {
+		return n, fmt.Errorf("%w: %w", ErrSkipped, errors.Join(skipped...))
 	}
 	return n, nil
 }
+
+// ErrSkipped wraps the reasons some dead letters were not replayed.
+var ErrSkipped = errors.New("some dead letters were not replayed")

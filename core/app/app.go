@@ -193,7 +193,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			return ok && c.Type == "http" && a.Engine.HasSource(name)
 		},
 	})
-	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log})
+	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
+		SinkKnown: func(name string) bool { _, ok := cfg.Sinks[name]; return ok }})
 	return a, nil
 }
 

@@ -196,6 +196,35 @@ func TestScriptErrorsDeadLetterWithLineAndOthersFlow(t *testing.T) {
 	// The engine keeps working after the interrupted runtime.
 	post(t, a, "shop", "application/json", `{"id":"ok2","type":"a","data":{"mode":"fine"}}`)
 	waitFor(t, 10*time.Second, "ok2 delivered", func() bool { return len(rcv.attempts("ok2")) == 1 })
+
+	// Replaying a script dead letter runs the steps again (here the script
+	// still throws), rather than sending the untransformed event.
+	var throwID string
+	for _, dl := range list.DeadLetters {
+		if strings.Contains(dl.Reason, "boom") {
+			throwID = dl.ID
+			if dl.Source != "shop" {
+				t.Errorf("dead letter source = %q", dl.Source)
+			}
+		}
+	}
+	resp, err := http.Post("http://"+a.Addr()+"/v1/dead-letters/"+throwID+"/replay", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, 10*time.Second, "the replay dead-lettered again", func() bool {
+		getJSON(t, a, "/v1/dead-letters", &list)
+		for _, dl := range list.DeadLetters {
+			if dl.ID != throwID && strings.Contains(dl.Reason, "boom for t1") {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(rcv.attempts("t1")); n != 0 {
+		t.Errorf("replayed script dead letter reached the sink unscripted %d times", n)
+	}
 }
 
 func TestSSRFGuardRefusesLoopbackWithoutFlag(t *testing.T) {

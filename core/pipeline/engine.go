@@ -11,13 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
@@ -39,6 +39,13 @@ const (
 	// for drivers without delayed nacks.
 	MetaRetryAttempt = "hookbus_retry_attempt"
 	MetaDueAt        = "hookbus_due_at"
+	// MetaCycledAt is when the retry pump last sent a not-yet-due retry
+	// round its topic.
+	MetaCycledAt = "hookbus_cycled_at"
+	// MetaReplayPipeline and MetaReplaySink mark a dead letter replayed
+	// through its pipeline's steps for one sink.
+	MetaReplayPipeline = "hookbus_replay_pipeline"
+	MetaReplaySink     = "hookbus_replay_sink"
 )
 
 // StepContext is what a step learns about where the event is going.
@@ -88,6 +95,8 @@ type DeadLetter struct {
 	Event    sdk.Event
 	Sink     string
 	Pipeline string
+	// Source is the source the event came in from (empty when unknown).
+	Source   string
 	Reason   string
 	Kind     string
 	Attempts int
@@ -144,9 +153,9 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.AddMiddleware(middleware.Recoverer)
 	e := &Engine{opts: opts, q: opts.Queue, router: r, log: opts.Logger, m: opts.Metrics, sources: map[string]bool{}, running: make(chan struct{}), runErr: make(chan error, 1)}
 
+	r.AddMiddleware(e.recoverToDeadLetter)
 	var topics []string
 	for _, p := range opts.Pipelines {
 		for _, to := range p.To {
@@ -275,6 +284,26 @@ func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event)
 // error (queue publish failed) before it is tried again.
 const infraRetryDelay = time.Second
 
+// recoverToDeadLetter turns a panic in a handler (a bug, in hookbus or in
+// a sink) into a dead letter with the panic as reason, instead of a message
+// that is redelivered and panics forever.
+func (e *Engine) recoverToDeadLetter(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) (out []*message.Message, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				e.log.Error("handler panicked; dead-lettering the message", "panic", p, "stack", string(debug.Stack()))
+				var ev sdk.Event
+				if json.Unmarshal(msg.Payload, &ev) != nil {
+					ev = sdk.Event{ID: msg.UUID}
+				}
+				out, err = nil, e.deadLetter(msg, ev, msg.Metadata.Get(MetaPipeline), msg.Metadata.Get(MetaSink), "panic",
+					fmt.Sprintf("internal error: panic: %v", p), queue.Attempt(msg))
+			}
+		}()
+		return h(msg)
+	}
+}
+
 // nackLater hands the message back to the queue for redelivery after d.
 // It nacks the message itself and returns nil, so the router does not log
 // an expected retry as a handler error (its Ack after a Nack is a no-op).
@@ -287,7 +316,17 @@ func nackLater(msg *message.Message, d time.Duration) error {
 
 func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		ctx := msg.Context()
+		// Steps in flight at shutdown finish (scripts have their own
+		// deadline) rather than fail as script errors.
+		ctx := context.WithoutCancel(msg.Context())
+		// A dead letter replayed into the pipeline runs for its sink only.
+		onlySink := ""
+		if rp := msg.Metadata.Get(MetaReplayPipeline); rp != "" {
+			if rp != p.Name {
+				return nil
+			}
+			onlySink = msg.Metadata.Get(MetaReplaySink)
+		}
 		var ev sdk.Event
 		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
 			// Cannot happen for events from our own ingest; dead-letter rather than loop.
@@ -296,8 +335,15 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 		var out []*message.Message
 		var outSinks []string
 		for _, sinkName := range p.To {
+			if onlySink != "" && sinkName != onlySink {
+				continue
+			}
 			sc := StepContext{Pipeline: p.Name, Sink: sinkName, Attempt: 1}
 			events, err := e.runSteps(ctx, p, ev, sc)
+			if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				e.log.Warn("steps interrupted; the event will run again", "pipeline", p.Name, "event_id", ev.ID, "error", err)
+				return nackLater(msg, infraRetryDelay)
+			}
 			if err != nil {
 				if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", err.Error(), 0); derr != nil {
 					return derr
@@ -446,19 +492,24 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		due, _ := strconv.ParseInt(msg.Metadata.Get(MetaDueAt), 10, 64)
-		wait := time.Until(time.Unix(0, due))
-		if wait > 0 {
-			// Pace the cycle so an idle retry topic does not spin.
-			t := time.NewTimer(min(wait, 250*time.Millisecond))
-			select {
-			case <-t.C:
-			case <-msg.Context().Done():
-				t.Stop()
-				return msg.Context().Err()
+		if time.Now().UnixNano() < due {
+			// Not due: send it round again. A message seen less than a
+			// second ago waits out the rest of that second, which paces
+			// whole cycles of an idle topic, not each message.
+			cycled, _ := strconv.ParseInt(msg.Metadata.Get(MetaCycledAt), 10, 64)
+			if wait := time.Until(time.Unix(0, cycled).Add(time.Second)); wait > 0 {
+				t := time.NewTimer(min(wait, time.Second, time.Until(time.Unix(0, due))))
+				select {
+				case <-t.C:
+				case <-msg.Context().Done():
+					t.Stop()
+					return nackLater(msg, 0)
+				}
 			}
 			if time.Now().UnixNano() < due {
 				rm := message.NewMessage(watermill.NewULID(), msg.Payload)
 				rm.Metadata = copyMeta(msg.Metadata)
+				rm.Metadata.Set(MetaCycledAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 				if err := e.q.Publish(queue.RetryTopic(sink), rm); err != nil {
 					e.log.Error("queue publish of retry failed; will try again", "sink", sink, "error", err)
 					return nackLater(msg, infraRetryDelay)
@@ -487,6 +538,7 @@ func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink, 
 	dm.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
 	dm.Metadata.Set(MetaPipeline, pipeline)
 	dm.Metadata.Set(MetaSink, sink)
+	dm.Metadata.Set(MetaSource, msg.Metadata.Get(MetaSource))
 	dm.Metadata.Set(MetaReason, reason)
 	dm.Metadata.Set(MetaReasonKind, kind)
 	dm.Metadata.Set(MetaAttempts, strconv.Itoa(attempts))
@@ -529,7 +581,7 @@ func DecodeDeadLetter(msg *message.Message) (DeadLetter, error) {
 		at = time.Now().UTC()
 	}
 	return DeadLetter{
-		ID: msg.UUID, Event: ev, Sink: msg.Metadata.Get(MetaSink), Pipeline: msg.Metadata.Get(MetaPipeline),
+		ID: msg.UUID, Event: ev, Sink: msg.Metadata.Get(MetaSink), Pipeline: msg.Metadata.Get(MetaPipeline), Source: msg.Metadata.Get(MetaSource),
 		Reason: msg.Metadata.Get(MetaReason), Kind: msg.Metadata.Get(MetaReasonKind), Attempts: attempts, DeadAt: at,
 	}, nil
 }
@@ -539,7 +591,14 @@ func (e *Engine) Replay(ctx context.Context, dl DeadLetter) error {
 	return Replay(ctx, e.q, dl)
 }
 
-// Replay queues a dead letter's event on its sink's topic with a fresh attempt count.
+// ErrNotReplayable is returned for dead letters Replay cannot queue.
+var ErrNotReplayable = errors.New("dead letter cannot be replayed")
+
+// Replay queues a dead letter again with a fresh attempt count. A script
+// error goes back through its pipeline's steps (for its sink only), since
+// the scripts may have been fixed; any other goes straight to its sink.
+// The dead letter's id is the dedup key, so two replays of the same dead
+// letter queue it once (on drivers that deduplicate).
 func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
 	b, err := json.Marshal(dl.Event)
 	if err != nil {
@@ -549,8 +608,22 @@ func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
 	m.Metadata.Set(MetaReceivedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 	m.Metadata.Set(MetaPipeline, dl.Pipeline)
 	m.Metadata.Set(MetaSink, dl.Sink)
+	m.Metadata.Set(MetaSource, dl.Source)
+	m.Metadata.Set(queue.MetaDedupID, "replay/"+dl.ID)
 	m.SetContext(ctx)
-	return q.Publish(queue.SinkTopic(dl.Sink), m)
+	switch {
+	case dl.Sink == "":
+		return fmt.Errorf("%w: %s has no sink (kind %s)", ErrNotReplayable, dl.ID, dl.Kind)
+	case dl.Kind == "script":
+		if dl.Source == "" {
+			return fmt.Errorf("%w: %s does not record its source", ErrNotReplayable, dl.ID)
+		}
+		m.Metadata.Set(MetaReplayPipeline, dl.Pipeline)
+		m.Metadata.Set(MetaReplaySink, dl.Sink)
+		return q.Publish(queue.SourceTopic(dl.Source), m)
+	default:
+		return q.Publish(queue.SinkTopic(dl.Sink), m)
+	}
 }
 
 // initialize creates a group's subscription in the broker before anything

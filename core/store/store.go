@@ -69,6 +69,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		event_id TEXT NOT NULL,
 		sink TEXT NOT NULL,
 		pipeline TEXT NOT NULL,
+		source TEXT NOT NULL DEFAULT '',
 		kind TEXT NOT NULL,
 		reason TEXT NOT NULL,
 		attempts INTEGER NOT NULL,
@@ -77,6 +78,14 @@ func (s *Store) migrate(ctx context.Context) error {
 	)`)
 	if err == nil {
 		_, err = s.db.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS dead_letters_sink ON dead_letters (sink, dead_at)`)
+	}
+	if err == nil {
+		// Added after the first release of the table.
+		if s.postgres {
+			_, err = s.db.ExecContext(ctx, `ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT ''`)
+		} else if _, aerr := s.db.ExecContext(ctx, `ALTER TABLE dead_letters ADD COLUMN source TEXT NOT NULL DEFAULT ''`); aerr != nil && !strings.Contains(aerr.Error(), "duplicate column") {
+			err = aerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
@@ -111,9 +120,9 @@ func (s *Store) RecordDeadLetter(ctx context.Context, dl pipeline.DeadLetter) er
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO dead_letters (id, event_id, sink, pipeline, kind, reason, attempts, event, dead_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
-		dl.ID, dl.Event.ID, dl.Sink, dl.Pipeline, dl.Kind, dl.Reason, dl.Attempts, string(ev), dl.DeadAt.UnixNano())
+	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO dead_letters (id, event_id, sink, pipeline, source, kind, reason, attempts, event, dead_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+		dl.ID, dl.Event.ID, dl.Sink, dl.Pipeline, dl.Source, dl.Kind, dl.Reason, dl.Attempts, string(ev), dl.DeadAt.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: record dead letter: %w", err)
 	}
@@ -124,6 +133,8 @@ func (s *Store) RecordDeadLetter(ctx context.Context, dl pipeline.DeadLetter) er
 type DeadLetterFilter struct {
 	Sink  string // empty = all sinks
 	Limit int    // default 100
+	// After continues a listing after the dead letter with this id.
+	After string
 }
 
 // ListDeadLetters returns dead letters, oldest first.
@@ -131,11 +142,19 @@ func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]pipe
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	query := `SELECT id, sink, pipeline, kind, reason, attempts, event, dead_at FROM dead_letters`
+	query := `SELECT id, sink, pipeline, source, kind, reason, attempts, event, dead_at FROM dead_letters`
 	var args []any
+	var where []string
 	if f.Sink != "" {
-		query += ` WHERE sink = ?`
+		where = append(where, `sink = ?`)
 		args = append(args, f.Sink)
+	}
+	if f.After != "" {
+		where = append(where, `(dead_at, id) > (SELECT dead_at, id FROM dead_letters WHERE id = ?)`)
+		args = append(args, f.After)
+	}
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	query += ` ORDER BY dead_at, id LIMIT ?`
 	args = append(args, f.Limit)
@@ -161,7 +180,7 @@ func scanDeadLetter(r scanner) (pipeline.DeadLetter, error) {
 	var dl pipeline.DeadLetter
 	var ev string
 	var at int64
-	if err := r.Scan(&dl.ID, &dl.Sink, &dl.Pipeline, &dl.Kind, &dl.Reason, &dl.Attempts, &ev, &at); err != nil {
+	if err := r.Scan(&dl.ID, &dl.Sink, &dl.Pipeline, &dl.Source, &dl.Kind, &dl.Reason, &dl.Attempts, &ev, &at); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return dl, ErrNotFound
 		}
@@ -178,7 +197,7 @@ func scanDeadLetter(r scanner) (pipeline.DeadLetter, error) {
 
 // GetDeadLetter returns one dead letter by id.
 func (s *Store) GetDeadLetter(ctx context.Context, id string) (pipeline.DeadLetter, error) {
-	row := s.db.QueryRowContext(ctx, s.q(`SELECT id, sink, pipeline, kind, reason, attempts, event, dead_at FROM dead_letters WHERE id = ?`), id)
+	row := s.db.QueryRowContext(ctx, s.q(`SELECT id, sink, pipeline, source, kind, reason, attempts, event, dead_at FROM dead_letters WHERE id = ?`), id)
 	return scanDeadLetter(row)
 }
 

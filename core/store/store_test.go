@@ -81,8 +81,13 @@ func TestDeadLetters(t *testing.T) {
 			if err := s.DeleteDeadLetter(ctx, prefix+"1"); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("second delete: %v", err)
 			}
-			if list, _ := s.ListDeadLetters(ctx, DeadLetterFilter{Sink: sink, Limit: 1}); len(list) != 1 {
-				t.Fatalf("limit: %d", len(list))
+			first, _ := s.ListDeadLetters(ctx, DeadLetterFilter{Sink: sink, Limit: 1})
+			if len(first) != 1 || first[0].ID != prefix+"0" {
+				t.Fatalf("limit: %+v", first)
+			}
+			rest, _ := s.ListDeadLetters(ctx, DeadLetterFilter{Sink: sink, After: first[0].ID})
+			if len(rest) != 1 || rest[0].ID != prefix+"2" {
+				t.Fatalf("after %s: %+v", first[0].ID, rest)
 			}
 		})
 	}
