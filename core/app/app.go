@@ -78,9 +78,9 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 	case config.QueueMemory:
 		return queue.NewMemory(), nil
 	case config.QueueEmbedded, "":
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueNATS:
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueRedis:
 		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
 	case config.QueuePostgres:

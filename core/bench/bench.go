@@ -149,6 +149,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	if err := a.Start(ctx); err != nil {
+		_ = a.Shutdown(context.Background())
 		return Result{}, err
 	}
 	defer func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hookbus/hookbus/sdk"
 )
@@ -15,14 +16,20 @@ import (
 // busy are sent together when one finishes. Low load gives batches of one;
 // high load, bigger batches.
 type batcher struct {
-	sink       sdk.Sink
-	maxSize    int
-	reqs       chan *batchReq
-	sem        chan struct{}
-	wg         sync.WaitGroup
+	sink    sdk.Sink
+	maxSize int
+	reqs    chan *batchReq
+	sem     chan struct{}
+	wg      sync.WaitGroup
+
+	// ctx is handed to Deliver; close cancels it if calls outlast the grace.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closing    chan struct{} // closed by close: stop taking deliveries
 	closeOnce  sync.Once
 	loopExited chan struct{}
-	mu         sync.RWMutex // held shared while handing in, exclusively to close
+	mu         sync.RWMutex // held shared while handing in, exclusively to shut
 	closed     bool
 }
 
@@ -31,12 +38,24 @@ type batchReq struct {
 	done chan sdk.Result
 }
 
+// maxBatches bounds the Deliver calls one sink has running at once.
 const maxBatches = 4
 
+// closeGrace bounds how long close waits for running calls.
+const closeGrace = 10 * time.Second
+
 func newBatcher(s sdk.Sink, maxSize int) *batcher {
-	b := &batcher{sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches), sem: make(chan struct{}, maxBatches), loopExited: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &batcher{
+		sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches), sem: make(chan struct{}, maxBatches),
+		ctx: ctx, cancel: cancel, closing: make(chan struct{}), loopExited: make(chan struct{}),
+	}
 	go b.loop()
 	return b
+}
+
+func interruptedResult(why string) sdk.Result {
+	return sdk.Result{Outcome: sdk.Retry, Reason: "delivery interrupted: " + why}
 }
 
 // deliver hands one delivery to the next batch and waits for its result.
@@ -45,30 +64,43 @@ func (b *batcher) deliver(ctx context.Context, d sdk.Delivery) sdk.Result {
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return sdk.Result{Outcome: sdk.Retry, Reason: "delivery interrupted: shutting down"}
+		return interruptedResult("shutting down")
 	}
 	select {
 	case b.reqs <- r:
+		b.mu.RUnlock()
+	case <-b.closing:
+		b.mu.RUnlock()
+		return interruptedResult("shutting down")
 	case <-ctx.Done():
 		b.mu.RUnlock()
-		return sdk.Result{Outcome: sdk.Retry, Reason: "delivery interrupted: " + ctx.Err().Error()}
+		return interruptedResult(ctx.Err().Error())
 	}
-	b.mu.RUnlock()
 	return <-r.done
 }
 
 func (b *batcher) loop() {
 	defer close(b.loopExited)
-	for first := range b.reqs {
-		b.sem <- struct{}{}
+	for {
+		var first *batchReq
+		select {
+		case first = <-b.reqs:
+		case <-b.closing:
+			b.shut()
+			return
+		}
+		select {
+		case b.sem <- struct{}{}:
+		case <-b.closing:
+			first.done <- interruptedResult("shutting down")
+			b.shut()
+			return
+		}
 		batch := []*batchReq{first}
 	fill:
 		for len(batch) < b.maxSize {
 			select {
-			case r, ok := <-b.reqs:
-				if !ok {
-					break fill
-				}
+			case r := <-b.reqs:
 				batch = append(batch, r)
 			default:
 				break fill
@@ -82,7 +114,7 @@ func (b *batcher) loop() {
 			for i, r := range batch {
 				ds[i] = r.d
 			}
-			res := b.sink.Deliver(context.Background(), ds)
+			res := b.sink.Deliver(b.ctx, ds)
 			for i, r := range batch {
 				if len(res) != len(batch) {
 					r.done <- sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for %d deliveries", len(res), len(batch))}
@@ -94,14 +126,37 @@ func (b *batcher) loop() {
 	}
 }
 
-// close stops the batcher after the last delivery was handed in.
+// shut stops taking deliveries and answers the queued ones with Retry.
+// Senders hold the read lock only until b.closing is closed, so the write
+// lock is had at once.
+func (b *batcher) shut() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	for {
+		select {
+		case r := <-b.reqs:
+			r.done <- interruptedResult("shutting down")
+		default:
+			return
+		}
+	}
+}
+
+// close stops the batcher: queued deliveries are answered Retry, running
+// calls get closeGrace to finish and are then cancelled.
 func (b *batcher) close() {
 	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		close(b.reqs)
-		b.mu.Unlock()
+		close(b.closing)
 		<-b.loopExited
-		b.wg.Wait()
+		done := make(chan struct{})
+		go func() { b.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+			b.cancel()
+			<-done
+		}
+		b.cancel()
 	})
 }

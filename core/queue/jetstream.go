@@ -31,6 +31,9 @@ type JetStreamOptions struct {
 	// before the server redelivers it (default 30s). Handlers that run
 	// longer are kept alive with in-progress signals.
 	AckWait time.Duration
+	// CloseGrace is how long a closing subscription lets handlers finish
+	// messages already handed out (default 30s).
+	CloseGrace time.Duration
 	// Prefix namespaces stream and consumer names (default "HOOKBUS"), so
 	// several hookbus deployments (or tests) can share one NATS server.
 	Prefix string
@@ -79,6 +82,9 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	}
 	if opts.AckWait <= 0 {
 		opts.AckWait = 30 * time.Second
+	}
+	if opts.CloseGrace <= 0 {
+		opts.CloseGrace = 30 * time.Second
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "HOOKBUS"
@@ -382,6 +388,12 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 // Conn exposes the NATS connection (for tests and tools).
 func (q *JetStream) Conn() *nats.Conn { return q.nc }
 
+// prefetch is how many messages a subscription buffers beyond those in
+// flight. Buffered messages get no in-progress signal, so the buffer is kept
+// to a quarter of the window: a buffered message waits for about a quarter
+// of a handler's time, well within AckWait.
+func prefetch(window int) int { return max(1, min(window/4, 500)) }
+
 // maxAckPending bounds the messages of one consumer that are delivered or
 // waiting for a delayed redelivery.
 const maxAckPending = 1_000_000
@@ -492,6 +504,8 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 			// Keep long-running handlers from being redelivered.
 			keepAlive := time.NewTicker(ackWait / 3)
 			defer keepAlive.Stop()
+			done := done
+			var grace <-chan time.Time
 			for {
 				select {
 				case <-msg.Acked():
@@ -509,24 +523,18 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				case <-keepAlive.C:
 					_ = jm.InProgress()
 				case <-done:
-					// The subscription is closing: give the handler a grace
-					// period to finish, then hand the message back at once
-					// rather than after AckWait.
-					grace := time.NewTimer(min(10*time.Second, ackWait/3))
-					defer grace.Stop()
-					select {
-					case <-msg.Acked():
-						_ = jm.Ack()
-					case <-msg.Nacked():
-						_ = jm.NakWithDelay(NackDelay(msg))
-					case <-grace.C:
-						_ = jm.Nak()
-					}
+					// The subscription is closing: the handler gets
+					// CloseGrace to finish (kept alive meanwhile), then the
+					// message goes back at once rather than after AckWait.
+					done = nil
+					grace = time.After(s.q.opts.CloseGrace)
+				case <-grace:
+					_ = jm.Nak()
 					return
 				}
 			}
 		}()
-	}, jetstream.PullMaxMessages(min(s.maxInFlight, 500)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}

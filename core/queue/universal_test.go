@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
@@ -31,7 +32,7 @@ func TestMemoryUniversal(t *testing.T) {
 }
 
 func TestJetStreamUniversal(t *testing.T) {
-	q, err := NewJetStream(context.Background(), JetStreamOptions{DataDir: t.TempDir()})
+	q, err := NewJetStream(context.Background(), JetStreamOptions{DataDir: t.TempDir(), CloseGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
