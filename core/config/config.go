@@ -155,7 +155,7 @@ type Step struct {
 type Scripts struct {
 	// Timeout is the deadline of one script call. Default 100ms.
 	Timeout time.Duration `koanf:"timeout"`
-	// PoolSize bounds the runtimes per script; 0 (default) means GOMAXPROCS.
+	// PoolSize bounds the runtimes per script; 0 (default) means two per CPU.
 	PoolSize int `koanf:"pool_size"`
 	// MaxPayload caps the JSON size of an event handed to or returned by a
 	// script. Default 1MiB.

@@ -143,7 +143,7 @@ func (v *validator) scriptsAndLog() {
 		v.add("scripts.timeout", "must be a positive duration, like 100ms")
 	}
 	if s.PoolSize < 0 {
-		v.add("scripts.pool_size", "must not be negative (0 means one runtime per CPU)")
+		v.add("scripts.pool_size", "must not be negative (0 means two runtimes per CPU)")
 	}
 	if s.MaxPayload <= 0 {
 		v.add("scripts.max_payload", "must be a positive size, like 1MiB")

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// DefaultDelays is the default schedule: 8 attempts over about 33 hours.
+// DefaultDelays is the default schedule: 8 attempts over about 27½ hours.
 var DefaultDelays = []time.Duration{
 	5 * time.Second, 5 * time.Minute, 30 * time.Minute,
 	2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour,

@@ -121,7 +121,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	source, ok := sourceName(r)
 	if !ok || (h.opts.Sources != nil && !h.opts.Sources(source)) {
-		h.reject(w, r, problem.New(http.StatusNotFound, fmt.Sprintf("unknown source %q: no http source of that name is configured", source)))
+		h.reject(w, r, problem.New(http.StatusNotFound, fmt.Sprintf("unknown source %q: no http source of that name is configured and used by a pipeline", source)))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBody)
