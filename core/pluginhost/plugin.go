@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookbus/hookbus/sdk"
@@ -41,8 +42,11 @@ type Plugin struct {
 
 // instance is one run of the plugin process.
 type instance struct {
-	client     *remote.Client
-	started    time.Time
+	client  *remote.Client
+	started time.Time
+	// progress is set once the instance delivered something, so a plugin
+	// that crashes now and then, but works in between, restarts quickly.
+	progress   atomic.Bool
 	brokenOnce sync.Once
 	broken     chan struct{}
 	reason     error
@@ -174,7 +178,7 @@ func (p *Plugin) supervise(inst *instance) {
 		p.restarts++
 		p.mu.Unlock()
 		p.host.restarts.WithLabelValues(p.name).Inc()
-		if time.Since(inst.started) > time.Minute {
+		if time.Since(inst.started) > time.Minute || inst.progress.Load() {
 			backoff = p.spec.MinBackoff
 		}
 		p.logger.Warn("plugin failed; restarting", "reason", reason.Error(), "backoff", backoff)

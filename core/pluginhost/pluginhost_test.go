@@ -135,6 +135,28 @@ func deliverAll(t *testing.T, s sdk.Sink, all []sdk.Delivery, batchSize int) (re
 	return retries
 }
 
+// TestRestartBackoffResetsAfterProgress: a plugin that crashes every few
+// events but delivers in between is restarted at the minimum backoff each
+// time; without the reset, the doubling backoff (max 1h here) would stall
+// it within a dozen crashes.
+func TestRestartBackoffResetsAfterProgress(t *testing.T) {
+	h, _, _ := newHost(t)
+	spec := fastSpec(crashsink)
+	spec.MinBackoff, spec.MaxBackoff = 50*time.Millisecond, time.Hour
+	p, err := h.Start(ctx(t), "crashy", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := p.Sink(ctx(t), json.RawMessage(`{"crash_every": 3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliverAll(t, s, events("progress", 45), 1)
+	if p.Restarts() < 12 {
+		t.Errorf("Restarts() = %d, want at least 12 (one per 3 events)", p.Restarts())
+	}
+}
+
 func TestCrashingSinkLosesNothing(t *testing.T) {
 	h, reg, logs := newHost(t)
 	p, err := h.Start(ctx(t), "crashy", fastSpec(crashsink))

@@ -105,9 +105,11 @@ func (s *sinkProxy) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Res
 	}
 	s.mu.Lock()
 	var sess *remote.Sink
+	var inst *instance
 	err := errors.New("sink is not initialised")
 	if s.inited {
 		sess, _, err = s.session(ctx)
+		inst = s.inst
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -117,7 +119,16 @@ func (s *sinkProxy) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Res
 		}
 		return out
 	}
-	return sess.Deliver(ctx, batch)
+	res := sess.Deliver(ctx, batch)
+	for _, r := range res {
+		if r.Outcome == sdk.OK {
+			if inst != nil {
+				inst.progress.Store(true)
+			}
+			break
+		}
+	}
+	return res
 }
 
 func (s *sinkProxy) Close(ctx context.Context) error {
