@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -55,7 +56,14 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Write(b[:len(b)-1])
-	for k, v := range e.Extensions {
+	// Sorted, so an event always encodes to the same bytes.
+	keys := make([]string, 0, len(e.Extensions))
+	for k := range e.Extensions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := e.Extensions[k]
 		if knownMembers[k] {
 			continue
 		}

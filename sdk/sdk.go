@@ -39,6 +39,10 @@ type Delivery struct {
 	Attempt int
 	// Pipeline is the pipeline that routed the event to this sink.
 	Pipeline string
+	// Raw, when set, is Event encoded as JSON, exactly as hookbus holds it.
+	// A sink that sends the event as JSON may send Raw instead of encoding
+	// Event again; a sink that changes Event must ignore Raw. Read only.
+	Raw []byte
 }
 
 // Result is a sink's answer for one Delivery.

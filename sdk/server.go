@@ -126,11 +126,12 @@ func (s *sinkServer) deliver(ctx context.Context, req *pluginv1.DeliverRequest) 
 	index := make([]int, 0, len(req.Deliveries))
 	for i, d := range req.Deliveries {
 		var ev Event
-		if err := json.Unmarshal(d.GetEvent().GetJson(), &ev); err != nil {
+		raw := d.GetEvent().GetJson()
+		if err := json.Unmarshal(raw, &ev); err != nil {
 			results[i] = &pluginv1.Result{Outcome: pluginv1.Outcome_OUTCOME_PERMANENT, Reason: "event envelope: " + err.Error()}
 			continue
 		}
-		batch = append(batch, Delivery{Event: ev, Attempt: int(d.Attempt), Pipeline: d.Pipeline})
+		batch = append(batch, Delivery{Event: ev, Attempt: int(d.Attempt), Pipeline: d.Pipeline, Raw: raw})
 		index = append(index, i)
 	}
 	if len(batch) > 0 {

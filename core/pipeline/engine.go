@@ -443,7 +443,7 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		}
 		e.m.InFlight.WithLabelValues(s.Name).Inc()
 		start := time.Now()
-		r := deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline})
+		r := deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline, Raw: msg.Payload})
 		e.m.InFlight.WithLabelValues(s.Name).Dec()
 		e.m.AttemptTime.WithLabelValues(s.Name).Observe(time.Since(start).Seconds())
 		e.m.Attempts.WithLabelValues(s.Name, r.Outcome.String(), metrics.StatusClass(r.StatusCode)).Inc()

@@ -260,9 +260,14 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 	if d.Event.ID == "" {
 		return permanent("event has no id; webhook-id needs one")
 	}
-	body, err := json.Marshal(d.Event)
-	if err != nil {
-		return permanent("encoding event: " + err.Error())
+	// Raw is the event as hookbus holds it: the same bytes json.Marshal
+	// would produce, without encoding again.
+	body := d.Raw
+	if len(body) == 0 {
+		var err error
+		if body, err = json.Marshal(d.Event); err != nil {
+			return permanent("encoding event: " + err.Error())
+		}
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()

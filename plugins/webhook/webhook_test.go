@@ -582,3 +582,20 @@ func BenchmarkDeliver(b *testing.B) {
 		}
 	})
 }
+
+// TestDeliverSendsRawWhenGiven: with Delivery.Raw set the body is those
+// bytes, signed, not a fresh encoding of Event.
+func TestDeliverSendsRawWhenGiven(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, nil).start(t)
+	w := localSink(t, rc.srv.URL+"/hooks", nil)
+	d := event("evt_raw")
+	d.Raw = []byte(`{"id":"evt_raw", "type":"t",   "data":{"kept":"as is"}}`)
+	if res := w.Deliver(context.Background(), []sdk.Delivery{d}); len(res) != 1 || res[0].Outcome != sdk.OK {
+		t.Fatalf("results = %+v", res)
+	}
+	reqs := rc.requests()
+	if len(reqs) != 1 || string(reqs[0].body) != string(d.Raw) || reqs[0].sigErr != nil {
+		t.Fatalf("receiver got %q (signature error %v), want the raw bytes", reqs[0].body, reqs[0].sigErr)
+	}
+}

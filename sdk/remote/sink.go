@@ -77,9 +77,12 @@ func (s *Sink) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
 	}
 	req := &pluginv1.DeliverRequest{Id: s.nextID.Add(1), Deliveries: make([]*pluginv1.Delivery, len(batch))}
 	for i, d := range batch {
-		b, err := json.Marshal(d.Event)
-		if err != nil {
-			return allResults(len(batch), sdk.Result{Outcome: sdk.Permanent, Reason: "encode event: " + err.Error()})
+		b := d.Raw
+		if len(b) == 0 {
+			var err error
+			if b, err = json.Marshal(d.Event); err != nil {
+				return allResults(len(batch), sdk.Result{Outcome: sdk.Permanent, Reason: "encode event: " + err.Error()})
+			}
 		}
 		req.Deliveries[i] = &pluginv1.Delivery{Event: &pluginv1.Event{Json: b}, Attempt: int32(d.Attempt), Pipeline: d.Pipeline}
 	}
