@@ -463,7 +463,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	var inflight sync.WaitGroup
 	var sendMu sync.RWMutex
 	outClosed := false
-	cc, err := cons.Consume(func(jm jetstream.Msg) {
+	handle := func(jm jetstream.Msg) {
 		sendMu.RLock()
 		defer sendMu.RUnlock()
 		if outClosed {
@@ -534,21 +534,50 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				}
 			}
 		}()
-	}, jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}
+	opts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
-	}))
+	})}
+	cc, err := cons.Consume(handle, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-s.closing:
-		case <-cc.Closed():
+	run:
+		for {
+			select {
+			case <-ctx.Done():
+				break run
+			case <-s.closing:
+				break run
+			case <-cc.Closed():
+			}
+			// The consume loop ended by itself (the consumer was deleted,
+			// or the server lost its state): recreate it and go on, rather
+			// than leave this group silently stopped.
+			s.q.log.Warn("queue consumer stopped; recreating it", "group", s.group, "topic", topic)
+			for {
+				select {
+				case <-ctx.Done():
+					break run
+				case <-s.closing:
+					break run
+				case <-time.After(time.Second):
+				}
+				c, err := s.consumer(ctx, topic)
+				if err == nil {
+					var next jetstream.ConsumeContext
+					if next, err = c.Consume(handle, opts...); err == nil {
+						cc = next
+						break
+					}
+				}
+				s.q.log.Error("queue consumer cannot be recreated yet", "group", s.group, "topic", topic, "error", err)
+			}
 		}
 		// Release a callback blocked on a full window before stopping.
 		close(done)
