@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/core/queue"
 )
 
 // scrape reads one series from an instance's /metrics (0 when absent).
@@ -52,6 +55,11 @@ func TestTwoInstancesShareWorkOnNATS(t *testing.T) {
 	const total, batch = 10000, 20
 	rcv := newSink(t)
 	ns := fmt.Sprintf("two%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() {
+		if err := queue.DeleteNamespace(context.Background(), "nats://127.0.0.1:4222", strings.ToUpper(ns)); err != nil {
+			t.Logf("cleanup of NATS namespace %s: %v", ns, err)
+		}
+	})
 	conf := func(addr string) string {
 		dir := t.TempDir()
 		return writeConfig(t, dir, `version: 1

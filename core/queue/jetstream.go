@@ -602,3 +602,27 @@ func (s *jsSubscriber) Close() error {
 	s.wg.Wait()
 	return nil
 }
+
+// DeleteNamespace removes the streams, consumers and id bucket of one
+// namespace prefix from a NATS server (for tests and decommissioning).
+func DeleteNamespace(ctx context.Context, url, prefix string) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, st := range jsStreams {
+		if err := js.DeleteStream(ctx, prefix+st.suffix); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if err := js.DeleteKeyValue(ctx, prefix+"_IDS"); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
