@@ -8,7 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -57,12 +58,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Write(b[:len(b)-1])
 	// Sorted, so an event always encodes to the same bytes.
-	keys := make([]string, 0, len(e.Extensions))
-	for k := range e.Extensions {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(e.Extensions)) {
 		v := e.Extensions[k]
 		if knownMembers[k] {
 			continue

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/core/signing"
 )
 
 // runCLI runs the built binary and returns its stdout; it fails the test on a non-zero exit.
@@ -159,4 +162,47 @@ func TestSendAndDeadLettersAgainstRunningAndStoppedInstance(t *testing.T) {
 		t.Errorf("replayed dead letter still listed: %s", out)
 	}
 	p.stop()
+}
+
+// TestReceiveVerifiesSignatures runs `hookbus receive` and posts one signed
+// and one forged webhook to it.
+func TestReceiveVerifiesSignatures(t *testing.T) {
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "receive", "--secret", testSecret, "--listen", addr)
+	var out lockedWriter
+	out.w = new(bytes.Buffer)
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sec, _ := signing.ParseSecret(testSecret)
+	body := []byte(`{"id":"r1","type":"a"}`)
+	send := func(sig string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", bytes.NewReader(body))
+		req.Header.Set("webhook-id", "r1")
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(time.Now().Unix(), 10))
+		req.Header.Set("webhook-signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var status int
+	waitUntil(t, 10*time.Second, "receiver up", func() bool {
+		status = send(signing.Sign([]signing.Secret{sec}, "r1", time.Now(), body))
+		return status != 0
+	})
+	if status != http.StatusNoContent {
+		t.Errorf("signed request: HTTP %d", status)
+	}
+	if st := send("v1,Zm9yZ2Vk"); st != http.StatusUnauthorized {
+		t.Errorf("forged request: HTTP %d", st)
+	}
+	waitUntil(t, 5*time.Second, "both printed", func() bool {
+		s := out.String()
+		return strings.Contains(s, `verified r1: {"id":"r1","type":"a"}`) && strings.Contains(s, "REJECTED r1")
+	})
 }

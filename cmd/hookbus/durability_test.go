@@ -62,18 +62,10 @@ func TestCrashLosesNothing(t *testing.T) {
 				if first >= total {
 					return
 				}
-				var b strings.Builder
-				b.WriteByte('[')
-				for i := first; i < first+batch; i++ {
-					if i > first {
-						b.WriteByte(',')
-					}
-					fmt.Fprintf(&b, `{"id":"c-%d","type":"crash.test","data":{"n":%d}}`, i, i)
-				}
-				b.WriteByte(']')
+				body := eventBatch("c", first, batch)
 				deadline := time.Now().Add(2 * time.Minute)
 				for {
-					st := postEvents(client, addr, "shop", b.String())
+					st := postEvents(client, addr, "shop", body)
 					if st == http.StatusAccepted {
 						for i := first; i < first+batch; i++ {
 							accepted.Store(fmt.Sprintf("c-%d", i), true)

@@ -81,6 +81,9 @@ pipelines:
 	if out, stderr, code := runExit(t, "", "validate", "--config", cfg); code != 0 {
 		t.Fatalf("validate: %d %s %s", code, out, stderr)
 	}
+	if out := runCLI(t, "plugins", "describe", plugin); !strings.Contains(out, `"name": "file"`) || !strings.Contains(out, `"sink"`) || !strings.Contains(out, `"config_schema"`) {
+		t.Errorf("plugins describe: %s", out)
+	}
 	p := startHookbus(t, cfg, addr)
 	if st := postEvents(httpClient(), addr, "shop", `{"id":"k1","type":"a"}`); st != 202 {
 		t.Fatal(st)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -252,3 +253,17 @@ func postEvents(client *http.Client, addr, source, body string) int {
 }
 
 func httpClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+// eventBatch is a JSON array of n events with ids prefix-first … prefix-(first+n-1).
+func eventBatch(prefix string, first, n int64) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := first; i < first+n; i++ {
+		if i > first {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"%s-%d","type":"test.event","data":{"n":%d}}`, prefix, i, i)
+	}
+	b.WriteByte(']')
+	return b.String()
+}

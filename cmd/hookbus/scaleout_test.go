@@ -56,7 +56,7 @@ func TestTwoInstancesShareWorkOnNATS(t *testing.T) {
 	rcv := newSink(t)
 	ns := fmt.Sprintf("two%d", time.Now().UnixNano()%1e9)
 	t.Cleanup(func() {
-		if err := queue.DeleteNamespace(context.Background(), "nats://127.0.0.1:4222", strings.ToUpper(ns)); err != nil {
+		if err := queue.DropNamespace(context.Background(), "nats", "nats://127.0.0.1:4222", ns); err != nil {
 			t.Logf("cleanup of NATS namespace %s: %v", ns, err)
 		}
 	})
@@ -100,21 +100,13 @@ pipelines:
 				if first >= total {
 					return
 				}
-				var sb strings.Builder
-				sb.WriteByte('[')
-				for i := first; i < first+batch; i++ {
-					if i > first {
-						sb.WriteByte(',')
-					}
-					fmt.Fprintf(&sb, `{"id":"two-%d","type":"a"}`, i)
-				}
-				sb.WriteByte(']')
+				body := eventBatch("two", first, batch)
 				for try := 0; ; try++ {
 					addr := addrB
 					if (w+try)%2 == 0 && !aDown.Load() {
 						addr = addrA
 					}
-					if postEvents(client, addr, "shop", sb.String()) == http.StatusAccepted {
+					if postEvents(client, addr, "shop", body) == http.StatusAccepted {
 						for i := first; i < first+batch; i++ {
 							ids.Store(fmt.Sprintf("two-%d", i), true)
 						}

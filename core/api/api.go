@@ -153,7 +153,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	dl, err := s.opts.Store.GetDeadLetter(r.Context(), r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
-		problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(r.PathValue("id"))))
+		deadLetterNotFound(w, r.PathValue("id"))
 		return
 	}
 	if err != nil {
@@ -163,6 +163,10 @@ func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ToJSON(dl))
 }
 
+func deadLetterNotFound(w http.ResponseWriter, id string) {
+	problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(id)))
+}
+
 func (s *Server) replayOne(w http.ResponseWriter, r *http.Request) {
 	n, err := ReplayDeadLetters(r.Context(), s.opts.Store, s.opts.Queue, ReplayRequest{IDs: []string{r.PathValue("id")}}, s.opts.SinkKnown)
 	if errors.Is(err, ErrSkipped) {
@@ -170,7 +174,7 @@ func (s *Server) replayOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		problem.Write(w, problem.New(http.StatusNotFound, "no dead letter with id "+strconv.Quote(r.PathValue("id"))))
+		deadLetterNotFound(w, r.PathValue("id"))
 		return
 	}
 	if err != nil {

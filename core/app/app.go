@@ -78,22 +78,15 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 	case config.QueueMemory:
 		return queue.NewMemory(), nil
 	case config.QueueEmbedded, "":
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueNATS:
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: jsPrefix(cfg), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
+		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueRedis:
 		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
 	case config.QueuePostgres:
 		return queue.NewPostgres(ctx, queue.PostgresOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
 	}
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
-}
-
-func jsPrefix(cfg *config.Config) string {
-	if cfg.Queue.Namespace == "" {
-		return "HOOKBUS"
-	}
-	return strings.ToUpper(cfg.Queue.Namespace)
 }
 
 // New builds an instance; nothing listens or consumes until Start.

@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hookbus/hookbus/core/config"
@@ -19,12 +20,7 @@ import (
 // PluginSpec turns a plugins.<name> entry into a host spec.
 func PluginSpec(p config.Plugin) pluginhost.Spec {
 	var env []string
-	keys := make([]string, 0, len(p.Env))
-	for k := range p.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		env = append(env, k+"="+p.Env[k])
 	}
 	return pluginhost.Spec{Path: p.Path, SHA256: p.SHA256, Args: p.Args, Env: env}

@@ -11,7 +11,8 @@ package config
 import (
 	"encoding/json"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -236,22 +237,13 @@ func Default() *Config {
 }
 
 // SourceNames returns the source names, sorted.
-func (c *Config) SourceNames() []string { return sortedKeys(c.Sources) }
+func (c *Config) SourceNames() []string { return slices.Sorted(maps.Keys(c.Sources)) }
 
 // SinkNames returns the sink names, sorted.
-func (c *Config) SinkNames() []string { return sortedKeys(c.Sinks) }
+func (c *Config) SinkNames() []string { return slices.Sorted(maps.Keys(c.Sinks)) }
 
 // PipelineNames returns the pipeline names, sorted.
-func (c *Config) PipelineNames() []string { return sortedKeys(c.Pipelines) }
+func (c *Config) PipelineNames() []string { return slices.Sorted(maps.Keys(c.Pipelines)) }
 
 // PluginNames returns the plugin names, sorted.
-func (c *Config) PluginNames() []string { return sortedKeys(c.Plugins) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func (c *Config) PluginNames() []string { return slices.Sorted(maps.Keys(c.Plugins)) }

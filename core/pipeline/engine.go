@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -356,7 +357,11 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 				continue
 			}
 			for i, oev := range events {
-				b, err := json.Marshal(oev)
+				// Without steps the event is the payload as queued.
+				b, err := msg.Payload, error(nil)
+				if len(p.Steps) > 0 {
+					b, err = json.Marshal(oev)
+				}
 				if err != nil {
 					if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", "transform result: "+err.Error(), 0); derr != nil {
 						return derr
@@ -401,7 +406,7 @@ func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc Step
 			e.m.ScriptTime.WithLabelValues(st.Name()).Observe(time.Since(start).Seconds())
 			if err != nil {
 				e.m.ScriptErrors.WithLabelValues(st.Name()).Inc()
-				return nil, fmt.Errorf("%w", err)
+				return nil, err
 			}
 			next = append(next, res...)
 		}
@@ -427,6 +432,11 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		e.batchers = append(e.batchers, b)
 		deliver = b.deliver
 	}
+	// The per-sink series, looked up once rather than per delivery.
+	inFlight := e.m.InFlight.WithLabelValues(s.Name)
+	attemptTime := e.m.AttemptTime.WithLabelValues(s.Name)
+	endToEnd := e.m.EndToEnd.WithLabelValues(s.Name)
+	retries := e.m.Retries.WithLabelValues(s.Name)
 	return func(msg *message.Message) error {
 		// A delivery in flight at shutdown is finished, not cut off: the
 		// router waits for it (up to CloseTimeout) and the sink's own
@@ -441,44 +451,48 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		if a, err := strconv.Atoi(msg.Metadata.Get(MetaRetryAttempt)); err == nil && a > 0 {
 			attempt = a + queue.Attempt(msg) - 1
 		}
-		e.m.InFlight.WithLabelValues(s.Name).Inc()
+		inFlight.Inc()
 		start := time.Now()
 		r := deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline, Raw: msg.Payload})
-		e.m.InFlight.WithLabelValues(s.Name).Dec()
-		e.m.AttemptTime.WithLabelValues(s.Name).Observe(time.Since(start).Seconds())
+		inFlight.Dec()
+		attemptTime.Observe(time.Since(start).Seconds())
 		e.m.Attempts.WithLabelValues(s.Name, r.Outcome.String(), metrics.StatusClass(r.StatusCode)).Inc()
-		log := e.log.With("sink", s.Name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt)
+		// Logger fields are built only for what is logged: a successful
+		// delivery logs nothing at the default level.
+		logArgs := func(more ...any) []any {
+			return append([]any{"sink", s.Name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt}, more...)
+		}
 		switch r.Outcome {
 		case sdk.OK:
 			e.m.Delivered.WithLabelValues(pipeline, s.Name).Inc()
 			if ns, err := strconv.ParseInt(msg.Metadata.Get(MetaReceivedAt), 10, 64); err == nil {
-				e.m.EndToEnd.WithLabelValues(s.Name).Observe(time.Since(time.Unix(0, ns)).Seconds())
+				endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
 			}
-			log.Debug("delivered", "status", r.StatusCode)
+			if e.log.Enabled(ctx, slog.LevelDebug) {
+				e.log.Debug("delivered", logArgs("status", r.StatusCode)...)
+			}
 			return nil
 		case sdk.Permanent:
-			log.Warn("permanent delivery failure", "reason", r.Reason, "status", r.StatusCode)
+			e.log.Warn("permanent delivery failure", logArgs("reason", r.Reason, "status", r.StatusCode)...)
 			return e.deadLetter(msg, ev, pipeline, s.Name, "permanent", r.Reason, attempt)
 		default:
 			delay, ok := s.Schedule.Next(attempt, r.RetryAfter)
 			if !ok {
-				log.Warn("giving up after last attempt", "reason", r.Reason)
+				e.log.Warn("giving up after last attempt", logArgs("reason", r.Reason)...)
 				return e.deadLetter(msg, ev, pipeline, s.Name, "exhausted", fmt.Sprintf("gave up after %d attempts: %s", attempt, r.Reason), attempt)
 			}
-			e.m.Retries.WithLabelValues(s.Name).Inc()
-			log.Info("delivery failed; retry scheduled", "reason", r.Reason, "status", r.StatusCode, "retry_in", delay.Round(time.Millisecond))
+			retries.Inc()
+			e.log.Info("delivery failed; retry scheduled", logArgs("reason", r.Reason, "status", r.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
 			if delayed {
 				return nackLater(msg, delay)
 			}
 			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-			for k, v := range msg.Metadata {
-				rm.Metadata.Set(k, v)
-			}
+			rm.Metadata = maps.Clone(msg.Metadata)
 			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
 			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
 			delete(rm.Metadata, queue.MetaDedupID)
 			if err := e.q.Publish(queue.RetryTopic(s.Name), rm); err != nil {
-				log.Error("queue publish of retry failed; will try again", "error", err)
+				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
 				return nackLater(msg, infraRetryDelay)
 			}
 			return nil
@@ -508,7 +522,7 @@ func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
 			}
 			if time.Now().UnixNano() < due {
 				rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-				rm.Metadata = copyMeta(msg.Metadata)
+				rm.Metadata = maps.Clone(msg.Metadata)
 				rm.Metadata.Set(MetaCycledAt, strconv.FormatInt(time.Now().UnixNano(), 10))
 				if err := e.q.Publish(queue.RetryTopic(sink), rm); err != nil {
 					e.log.Error("queue publish of retry failed; will try again", "sink", sink, "error", err)
@@ -518,7 +532,7 @@ func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
 			}
 		}
 		rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-		rm.Metadata = copyMeta(msg.Metadata)
+		rm.Metadata = maps.Clone(msg.Metadata)
 		if err := e.q.Publish(queue.SinkTopic(sink), rm); err != nil {
 			e.log.Error("queue publish of due retry failed; will try again", "sink", sink, "error", err)
 			return nackLater(msg, infraRetryDelay)
@@ -635,12 +649,4 @@ func initialize(sub message.Subscriber, topic string) error {
 		}
 	}
 	return nil
-}
-
-func copyMeta(md message.Metadata) message.Metadata {
-	c := make(message.Metadata, len(md))
-	for k, v := range md {
-		c[k] = v
-	}
-	return c
 }

@@ -547,6 +547,10 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		// When the consume loop ends by itself (the consumer was deleted,
+		// or the server lost its state), recreate it once a second rather
+		// than leave this group silently stopped.
+		closed, retry := cc.Closed(), (<-chan time.Time)(nil)
 	run:
 		for {
 			select {
@@ -554,29 +558,21 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				break run
 			case <-s.closing:
 				break run
-			case <-cc.Closed():
-			}
-			// The consume loop ended by itself (the consumer was deleted,
-			// or the server lost its state): recreate it and go on, rather
-			// than leave this group silently stopped.
-			s.q.log.Warn("queue consumer stopped; recreating it", "group", s.group, "topic", topic)
-			for {
-				select {
-				case <-ctx.Done():
-					break run
-				case <-s.closing:
-					break run
-				case <-time.After(time.Second):
-				}
+			case <-closed:
+				s.q.log.Warn("queue consumer stopped; recreating it", "group", s.group, "topic", topic)
+				closed, retry = nil, time.After(time.Second)
+			case <-retry:
 				c, err := s.consumer(ctx, topic)
+				var next jetstream.ConsumeContext
 				if err == nil {
-					var next jetstream.ConsumeContext
-					if next, err = c.Consume(handle, opts...); err == nil {
-						cc = next
-						break
-					}
+					next, err = c.Consume(handle, opts...)
 				}
-				s.q.log.Error("queue consumer cannot be recreated yet", "group", s.group, "topic", topic, "error", err)
+				if err != nil {
+					s.q.log.Error("queue consumer cannot be recreated yet", "group", s.group, "topic", topic, "error", err)
+					retry = time.After(time.Second)
+					continue
+				}
+				cc, closed, retry = next, next.Closed(), nil
 			}
 		}
 		// Release a callback blocked on a full window before stopping.
@@ -603,9 +599,18 @@ func (s *jsSubscriber) Close() error {
 	return nil
 }
 
-// DeleteNamespace removes the streams, consumers and id bucket of one
-// namespace prefix from a NATS server (for tests and decommissioning).
-func DeleteNamespace(ctx context.Context, url, prefix string) error {
+// JetStreamPrefix is the stream and consumer name prefix of a namespace.
+func JetStreamPrefix(namespace string) string {
+	if namespace == "" {
+		return "HOOKBUS"
+	}
+	return strings.ToUpper(namespace)
+}
+
+// dropJetStream removes the streams, consumers and id bucket of one
+// namespace from a NATS server.
+func dropJetStream(ctx context.Context, url, namespace string) error {
+	prefix := JetStreamPrefix(namespace)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return err

@@ -137,7 +137,7 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	}
 	if o.PruneInterval > 0 {
 		q.wg.Add(1)
-		go q.pruneLoop()
+		go every(&q.wg, q.done, o.PruneInterval, q.prune)
 	}
 	return q, nil
 }
@@ -383,22 +383,6 @@ func (s *pgSubscriber) Close() error {
 		s.q.mu.Unlock()
 	})
 	return nil
-}
-
-func (q *Postgres) pruneLoop() {
-	defer q.wg.Done()
-	t := time.NewTicker(q.opts.PruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.done:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), q.opts.PruneInterval)
-			q.prune(ctx)
-			cancel()
-		}
-	}
 }
 
 // prune deletes, from every topic this process used, the rows that every

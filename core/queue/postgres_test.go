@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -30,32 +29,11 @@ func newTestPostgres(t *testing.T) *Postgres {
 	return q
 }
 
-// cleanPostgres drops the tables of namespace ns.
+// cleanPostgres drops what namespace ns left on the server, after the test.
 func cleanPostgres(t *testing.T, ns string) {
 	t.Cleanup(func() {
-		db, err := sql.Open("pgx", testPostgresURL)
-		if err != nil {
+		if err := DropNamespace(context.Background(), "postgres", testPostgresURL, ns); err != nil {
 			t.Error(err)
-			return
-		}
-		defer db.Close()
-		rows, err := db.Query(`SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)`, ns+"_")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		var names []string
-		for rows.Next() {
-			var n string
-			if rows.Scan(&n) == nil {
-				names = append(names, n)
-			}
-		}
-		rows.Close()
-		for _, n := range names {
-			if _, err := db.Exec(`DROP TABLE IF EXISTS "` + n + `"`); err != nil {
-				t.Error(err)
-			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -112,4 +113,23 @@ type Backlog struct {
 // BacklogReporter is implemented by drivers that can tell their backlog.
 type BacklogReporter interface {
 	Backlog(ctx context.Context) ([]Backlog, error)
+}
+
+// every runs fn each interval, with that interval as its deadline, until
+// done is closed; it marks wg done when it returns. Drivers use it for
+// housekeeping such as trimming acknowledged messages.
+func every(wg *sync.WaitGroup, done <-chan struct{}, interval time.Duration, fn func(context.Context)) {
+	defer wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), interval)
+			fn(ctx)
+			cancel()
+		}
+	}
 }

@@ -164,7 +164,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	if o.TrimInterval > 0 {
 		q.wg.Add(1)
-		go q.trimLoop()
+		go every(&q.wg, q.done, o.TrimInterval, q.trim)
 	}
 	return q, nil
 }
@@ -464,22 +464,6 @@ func (s *redisSubscriber) Close() error {
 	delete(s.q.subs, s)
 	s.q.mu.Unlock()
 	return nil
-}
-
-func (q *Redis) trimLoop() {
-	defer q.wg.Done()
-	t := time.NewTicker(q.opts.TrimInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.done:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), q.opts.TrimInterval)
-			q.trim(ctx)
-			cancel()
-		}
-	}
 }
 
 // trim deletes, from every stream this process used, the entries each

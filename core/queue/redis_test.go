@@ -53,15 +53,11 @@ func newTestRedis(t *testing.T) *Redis {
 	return q
 }
 
-// cleanRedis deletes the stream keys of namespace ns.
+// cleanRedis drops what namespace ns left on the server, after the test.
 func cleanRedis(t *testing.T, ns string) {
 	t.Cleanup(func() {
-		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-		defer c.Close()
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, ns+":*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
+		if err := DropNamespace(context.Background(), "redis", testRedisURL, ns); err != nil {
+			t.Error(err)
 		}
 	})
 }

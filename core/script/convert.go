@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -40,12 +41,12 @@ func (slot *vmSlot) eventValue(ev sdk.Event) (goja.Value, error) {
 	}
 	if ev.Metadata != nil {
 		m := vm.NewObject()
-		for _, k := range sortedKeys(ev.Metadata) {
+		for _, k := range slices.Sorted(maps.Keys(ev.Metadata)) {
 			setOwn(m, k, vm.ToValue(ev.Metadata[k]))
 		}
 		_ = o.Set("metadata", m)
 	}
-	for _, k := range sortedKeys(ev.Extensions) {
+	for _, k := range slices.Sorted(maps.Keys(ev.Extensions)) {
 		if knownMember(k) {
 			continue
 		}
@@ -106,15 +107,6 @@ func knownMember(k string) bool {
 		return true
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // setOwn sets an own property; "__proto__" from JSON must not reach the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -106,7 +107,7 @@ func ParseConfig(raw json.RawMessage) (Config, error) {
 			return c, &sdk.ConfigError{Message: "config must be an object: " + err.Error()}
 		}
 	}
-	for _, k := range sortedKeys(fields) {
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		v := fields[k]
 		var err error
 		switch k {
@@ -233,7 +234,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	for _, name := range sortedKeys(c.Headers) {
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		field := "headers." + name
 		if !validHeaderName(name) {
 			fail(field, "invalid header name")
@@ -290,7 +291,7 @@ func decodeRetry(v json.RawMessage, rc *RetryConfig) []error {
 		return []error{&sdk.ConfigError{Field: "retry", Message: "must be an object like {schedule: [5s, 5m]}"}}
 	}
 	var errs []error
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if k != "schedule" {
 			errs = append(errs, &sdk.ConfigError{Field: "retry." + k, Message: "unknown key (known keys: schedule)"})
 			continue
@@ -360,15 +361,6 @@ func decodeBool(v json.RawMessage) (bool, error) {
 		}
 	}
 	return false, fmt.Errorf("must be true or false, got %s", v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func reservedHeader(name string) bool {
