@@ -93,17 +93,8 @@ func TestCrashLosesNothing(t *testing.T) {
 		p = startHookbus(t, cfgPath, addr)
 	}
 	wg.Wait()
-	var ids []string
-	accepted.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
-	if len(ids) != total {
-		t.Fatalf("accepted %d of %d events", len(ids), total)
-	}
-	waitUntil(t, 3*time.Minute, "every accepted event delivered", func() bool {
-		missing, _ := rcv.stats(ids)
-		return len(missing) == 0
-	})
-	_, dups := rcv.stats(ids)
-	t.Logf("crash test: %d events accepted, all delivered, %d kills, %d duplicate deliveries (at-least-once)", len(ids), kills, dups)
+	dups := rcv.awaitAll(t, &accepted, total, 3*time.Minute)
+	t.Logf("crash test: %d events accepted, all delivered, %d kills, %d duplicate deliveries (at-least-once)", total, kills, dups)
 	if rcv.bad != 0 {
 		t.Errorf("%d deliveries with bad signatures", rcv.bad)
 	}

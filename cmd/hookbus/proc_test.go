@@ -220,6 +220,23 @@ func (s *sink) stats(ids []string) (missing []string, dups int) {
 	return missing, dups
 }
 
+// awaitAll checks that total ids were accepted (keys of accepted), waits
+// until every one was delivered and returns the number of extra copies.
+func (s *sink) awaitAll(t *testing.T, accepted *sync.Map, total int, timeout time.Duration) (dups int) {
+	t.Helper()
+	var ids []string
+	accepted.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	if len(ids) != total {
+		t.Fatalf("accepted %d of %d events", len(ids), total)
+	}
+	waitUntil(t, timeout, "every accepted event delivered", func() bool {
+		missing, _ := s.stats(ids)
+		return len(missing) == 0
+	})
+	_, dups = s.stats(ids)
+	return dups
+}
+
 func writeConfig(t *testing.T, dir, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, "config.yaml")

@@ -132,16 +132,7 @@ pipelines:
 	a.kill()
 	t.Logf("killed instance A after %d accepted events", accepted.Load())
 	wg.Wait()
-	var all []string
-	ids.Range(func(k, _ any) bool { all = append(all, k.(string)); return true })
-	if len(all) != total {
-		t.Fatalf("accepted %d of %d", len(all), total)
-	}
-	waitUntil(t, 2*time.Minute, "all delivered by the surviving instance", func() bool {
-		missing, _ := rcv.stats(all)
-		return len(missing) == 0
-	})
-	_, dups := rcv.stats(all)
+	dups := rcv.awaitAll(t, &ids, total, 2*time.Minute)
 	t.Logf("two instances: %d events delivered, %d duplicates after killing one instance", total, dups)
 	b.stop()
 }
