@@ -118,10 +118,7 @@ func TestPostgresPrune(t *testing.T) {
 		t.Fatalf("group b has not consumed yet, table has %d rows, want 10", n)
 	}
 	consumeAll(t, b, topic, 10)
-	// Acks commit asynchronously, and open transactions of other tests on
-	// the same server can hold them back for a while (see the driver's
-	// doc): allow for that.
-	waitFor(t, 45*time.Second, "table pruned to 0 rows", func() bool {
+	waitFor(t, 10*time.Second, "table pruned to 0 rows", func() bool {
 		q.prune(ctx)
 		return rows() == 0
 	})

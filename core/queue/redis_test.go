@@ -235,8 +235,12 @@ func publishN(t *testing.T, q Queue, topic string, n int) map[string]bool {
 // their ids.
 func consumeAll(t *testing.T, s message.Subscriber, topic string, n int) map[string]bool {
 	t.Helper()
+	// The subscription stays open until the test ends: the drivers write
+	// an ack asynchronously, and ending the subscription right after the
+	// last Ack could race that write (the message is then redelivered,
+	// which at-least-once allows but the tests that count acks do not).
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	ch, err := s.Subscribe(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
