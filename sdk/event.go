@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Event is the CloudEvents-compatible envelope that flows through hookbus.
@@ -79,6 +80,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the envelope, keeping unknown members as extensions.
 func (e *Event) UnmarshalJSON(b []byte) error {
+	if e.decodeKnown(b) {
+		return nil
+	}
 	return e.unmarshalMembers(b)
 }
 
@@ -134,3 +138,186 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return fmt.Sprintf("field %q: %v", e.Field, e.Err) }
 func (e *FieldError) Unwrap() error { return e.Err }
+
+// decodeKnown decodes b in one pass when it is an object whose members are
+// all named ones spelled exactly (the usual case). It reports false, leaving
+// e untouched, for anything else: extensions, escaped keys, values of an
+// unexpected shape or malformed input. The full decoder then handles b and
+// produces the errors.
+func (e *Event) decodeKnown(b []byte) bool {
+	var f eventFields
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		i = skipSpace(b, i+1)
+		if i != len(b) {
+			return false
+		}
+		*e = Event(f)
+		return true
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		end, plain := scanString(b, i)
+		if end < 0 || !plain {
+			return false
+		}
+		key := b[i+1 : end-1]
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		vend := skipValue(b, i)
+		if vend < 0 || !f.setKnown(key, b[i:vend]) {
+			return false
+		}
+		i = skipSpace(b, vend)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			if skipSpace(b, i+1) != len(b) {
+				return false
+			}
+			*e = Event(f)
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// setKnown stores the value v of member key, or reports false.
+func (f *eventFields) setKnown(key, v []byte) bool {
+	str := func(dst *string) bool {
+		if len(v) < 2 || v[0] != '"' {
+			return false
+		}
+		if end, plain := scanString(v, 0); end == len(v) && plain {
+			*dst = string(v[1 : len(v)-1])
+			return true
+		}
+		return json.Unmarshal(v, dst) == nil
+	}
+	switch string(key) {
+	case "id":
+		return str(&f.ID)
+	case "type":
+		return str(&f.Type)
+	case "source":
+		return str(&f.Source)
+	case "subject":
+		return str(&f.Subject)
+	case "datacontenttype":
+		return str(&f.DataContentType)
+	case "time":
+		if string(v) == "null" {
+			f.Time = time.Time{}
+			return true
+		}
+		return f.Time.UnmarshalJSON(v) == nil
+	case "metadata":
+		f.Metadata = nil
+		return json.Unmarshal(v, &f.Metadata) == nil
+	case "data":
+		if !json.Valid(v) {
+			return false
+		}
+		f.Data = bytes.Clone(v)
+		return true
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the JSON string starting at b[i] (a
+// quote), or -1 when it is not terminated or holds a control character.
+// plain reports a string without escapes and of valid ASCII-or-UTF-8
+// bytes: its JSON text between the quotes is its value.
+func scanString(b []byte, i int) (end int, plain bool) {
+	plain = true
+	ascii := true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			if !ascii && !utf8.Valid(b[i+1:j]) {
+				plain = false
+			}
+			return j + 1, plain
+		case c == '\\':
+			plain = false
+			j++
+		case c < 0x20:
+			return -1, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return -1, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i], or -1.
+// It checks strings and bracket nesting only; callers validate what they
+// keep.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		end, _ := scanString(b, i)
+		return end
+	case '{', '[':
+		var stack [64]byte
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch c := b[j]; c {
+			case '"':
+				end, _ := scanString(b, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				if depth == len(stack) {
+					return -1
+				}
+				stack[depth] = c
+				depth++
+			case '}', ']':
+				if depth == 0 || stack[depth-1] != c-2 {
+					return -1
+				}
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default:
+		j := i
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+}

@@ -68,3 +68,51 @@ func BenchmarkEventUnmarshal(b *testing.B) {
 		}
 	}
 }
+
+// FuzzEventDecode checks that the one-pass decoder of the usual envelope
+// agrees with the full decoder whenever it takes an input.
+func FuzzEventDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"01M814HSG310ZH119K2HHQQDNB","type":"order.paid","source":"shop","time":"2024-05-01T12:00:00Z","data":{"id":"1001","amount":42.5,"items":[{"sku":"a"}]}}`,
+		`{"id":"a","type":"t","subject":"x","metadata":{"m":"v"},"data":"s\"}"}`,
+		` { "type" : "t" , "data" : [1, {"a": [true, null]}] , "time": null } `,
+		`{"id":"caf\u00e9","type":"t\n"}`, `{"id":"é","type":"\xff"}`, `{}`, `{"data":1e5}`, `{"data":tru}`,
+		`{"data":{]}`, `{"data":{"a":1}`, `{"type":"t"}x`, `{"id":5}`, `{"traceparent":"x"}`, `{"ID":"a"}`,
+		`{"id":"a","id":"b","metadata":{"a":"1"},"metadata":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast Event
+		if !fast.decodeKnown(b) {
+			return
+		}
+		var full Event
+		if err := full.unmarshalMembers(b); err != nil {
+			t.Fatalf("%q: one-pass decoder took an input the full one rejects: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, full) {
+			t.Fatalf("%q: one-pass %+v, full %+v", b, fast, full)
+		}
+	})
+}
+
+func TestEventDecodeTakesTheUsualEnvelope(t *testing.T) {
+	// The one-pass decoder must really take the common shapes, or every
+	// event pays for the full decoder.
+	for _, s := range []string{
+		`{"id":"01M814HSG310ZH119K2HHQQDNB","type":"order.paid","source":"shop","time":"2024-05-01T12:00:00Z","data":{"id":"1001"}}`,
+		`{"id":"a","type":"t","metadata":{"m":"v"},"data":[1,"x"]}`,
+	} {
+		var e Event
+		if !e.decodeKnown([]byte(s)) {
+			t.Errorf("%s: not decoded in one pass", s)
+		}
+	}
+	for _, s := range []string{`{"id":"a","traceparent":"x"}`, `{"id":"a","type":5}`, `{"data":{]}`} {
+		var e Event
+		if e.decodeKnown([]byte(s)) {
+			t.Errorf("%s: taken by the one-pass decoder", s)
+		}
+	}
+}

@@ -127,7 +127,7 @@ func (s *sinkServer) deliver(ctx context.Context, req *pluginv1.DeliverRequest) 
 	for i, d := range req.Deliveries {
 		var ev Event
 		raw := d.GetEvent().GetJson()
-		if err := json.Unmarshal(raw, &ev); err != nil {
+		if err := ev.UnmarshalJSON(raw); err != nil {
 			results[i] = &pluginv1.Result{Outcome: pluginv1.Outcome_OUTCOME_PERMANENT, Reason: "event envelope: " + err.Error()}
 			continue
 		}

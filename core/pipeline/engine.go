@@ -294,7 +294,7 @@ func (e *Engine) recoverToDeadLetter(h message.HandlerFunc) message.HandlerFunc 
 			if p := recover(); p != nil {
 				e.log.Error("handler panicked; dead-lettering the message", "panic", p, "stack", string(debug.Stack()))
 				var ev sdk.Event
-				if json.Unmarshal(msg.Payload, &ev) != nil {
+				if ev.UnmarshalJSON(msg.Payload) != nil {
 					ev = sdk.Event{ID: msg.UUID}
 				}
 				out, err = nil, e.deadLetter(msg, ev, msg.Metadata.Get(MetaPipeline), msg.Metadata.Get(MetaSink), "panic",
@@ -329,7 +329,7 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 			onlySink = msg.Metadata.Get(MetaReplaySink)
 		}
 		var ev sdk.Event
-		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 			// Cannot happen for events from our own ingest; dead-letter rather than loop.
 			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
 		}
@@ -444,7 +444,7 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		ctx := context.WithoutCancel(msg.Context())
 		pipeline := msg.Metadata.Get(MetaPipeline)
 		var ev sdk.Event
-		if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, s.Name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
 		}
 		attempt := queue.Attempt(msg)
@@ -586,7 +586,7 @@ func (e *Engine) deadLetterHandler(msg *message.Message) error {
 // DecodeDeadLetter reads a message of the dead-letter topic.
 func DecodeDeadLetter(msg *message.Message) (DeadLetter, error) {
 	var ev sdk.Event
-	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+	if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 		return DeadLetter{}, err
 	}
 	attempts, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempts))

@@ -69,6 +69,7 @@ type Webhook struct {
 	transport *http.Transport
 	client    *http.Client
 	sem       chan struct{}
+	workers   *workers
 }
 
 // Attempt is the detail of one HTTP attempt, for delivery logs and metrics.
@@ -165,7 +166,8 @@ func (w *Webhook) setup(cfg Config) error {
 			// resend a signed event to a URL nobody configured.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		sem: make(chan struct{}, cfg.MaxInFlight),
+		sem:     make(chan struct{}, cfg.MaxInFlight),
+		workers: newWorkers(),
 	}
 	return nil
 }
@@ -191,7 +193,9 @@ func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Resul
 			w.release()
 			break
 		}
-		wg.Go(func() {
+		wg.Add(1)
+		w.workers.run(func() {
+			defer wg.Done()
 			defer w.release()
 			results[i] = w.attempt(ctx, batch[i]).Result
 		})
