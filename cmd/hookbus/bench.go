@@ -43,7 +43,9 @@ func benchCmd() *cobra.Command {
 			if plugin != "" {
 				sinks = append(sinks, plugin)
 			}
+			var all [][]bench.Result
 			for r := 1; r <= runs; r++ {
+				var results []bench.Result
 				for _, d := range strings.Split(drivers, ",") {
 					for _, p := range sinks {
 						o.Driver = strings.TrimSpace(d)
@@ -57,8 +59,13 @@ func benchCmd() *cobra.Command {
 							return fmt.Errorf("%s: %w", o.Driver, err)
 						}
 						fmt.Fprintf(out, "run %d  %s\n", r, res)
+						results = append(results, res)
 					}
 				}
+				all = append(all, results)
+			}
+			for _, s := range bench.Summarize(all) {
+				fmt.Fprintf(out, "%s\n", s)
 			}
 			return nil
 		},

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,4 +207,24 @@ func TestReceiveVerifiesSignatures(t *testing.T) {
 		s := out.String()
 		return strings.Contains(s, `verified r1: {"id":"r1","type":"a"}`) && strings.Contains(s, "REJECTED r1")
 	})
+}
+
+func TestBenchComparesTheWebhookPluginWithInProcess(t *testing.T) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "hookbus-webhook")
+	build := exec.Command("go", "build", "-o", plugin, "../../plugins/webhook/cmd/hookbus-webhook")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build plugin: %v\n%s", err, out)
+	}
+	out := runCLI(t, "bench", "--drivers", "memory", "--events", "200", "--concurrency", "4", "--runs", "2", "--webhook-plugin", plugin)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^run 1  memory +webhook +200 events`),
+		regexp.MustCompile(`(?m)^run 2  memory +webhook-plugin +200 events`),
+		regexp.MustCompile(`(?m)^memory +webhook +median of 2: +\d+ events/s  delivery`),
+		regexp.MustCompile(`(?m)^memory +webhook-plugin median of 2: +\d+ events/s \(\d+\.\d\d× in process\)`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
 }

@@ -250,3 +250,85 @@ func cpuTime() time.Duration {
 	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
 	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
+
+// Summary is the median of several runs of one driver and sink.
+type Summary struct {
+	Driver, Sink string
+	Runs         int
+	EventsPerS   float64
+	P50, P99     time.Duration
+	CPUPerEvent  time.Duration
+	// Ratio is the median over runs of this sink's events/s divided by the
+	// in-process webhook's on the same driver in the same run; 0 for the
+	// in-process webhook itself or without one to compare.
+	Ratio float64
+}
+
+func (s Summary) String() string {
+	ratio := ""
+	if s.Ratio > 0 {
+		ratio = fmt.Sprintf(" (%.2f× in process)", s.Ratio)
+	}
+	return fmt.Sprintf("%-9s %-14s median of %d: %8.0f events/s%s  delivery p50 %7.2fms  p99 %7.2fms  cpu/event %4dµs",
+		s.Driver, s.Sink, s.Runs, s.EventsPerS, ratio, ms(s.P50), ms(s.P99), s.CPUPerEvent.Microseconds())
+}
+
+// Summarize takes the results of each run (runs[i] holds run i's results)
+// and returns one Summary per driver and sink, in first-seen order.
+func Summarize(runs [][]Result) []Summary {
+	type key struct{ driver, sink string }
+	var order []key
+	by := map[key][]Result{}
+	ratios := map[key][]float64{}
+	for _, run := range runs {
+		base := map[string]float64{}
+		for _, r := range run {
+			if r.Sink == "webhook" {
+				base[r.Driver] = r.EventsPerS
+			}
+		}
+		for _, r := range run {
+			k := key{r.Driver, r.Sink}
+			if _, ok := by[k]; !ok {
+				order = append(order, k)
+			}
+			by[k] = append(by[k], r)
+			if b := base[r.Driver]; r.Sink != "webhook" && b > 0 {
+				ratios[k] = append(ratios[k], r.EventsPerS/b)
+			}
+		}
+	}
+	out := make([]Summary, 0, len(order))
+	for _, k := range order {
+		rs := by[k]
+		med := func(f func(Result) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			return median(v)
+		}
+		out = append(out, Summary{
+			Driver: k.driver, Sink: k.sink, Runs: len(rs),
+			EventsPerS:  med(func(r Result) float64 { return r.EventsPerS }),
+			P50:         time.Duration(med(func(r Result) float64 { return float64(r.P50) })),
+			P99:         time.Duration(med(func(r Result) float64 { return float64(r.P99) })),
+			CPUPerEvent: time.Duration(med(func(r Result) float64 { return float64(r.CPUPerEvent) })),
+			Ratio:       median(ratios[k]),
+		})
+	}
+	return out
+}
+
+// median of v (the mean of the middle two for an even count); 0 when empty.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
