@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hookbus/hookbus/internal/workers"
 	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 )
 
@@ -89,6 +90,7 @@ func (s *sinkServer) Deliver(stream pluginv1.Sink_DeliverServer) error {
 	)
 	defer wg.Wait()
 	sem := make(chan struct{}, deliverWindow)
+	pool := workers.New()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -103,7 +105,7 @@ func (s *sinkServer) Deliver(stream pluginv1.Sink_DeliverServer) error {
 			return ctx.Err()
 		}
 		wg.Add(1)
-		go func() {
+		pool.Go(func() {
 			defer func() { <-sem; wg.Done() }()
 			resp := s.deliver(ctx, req)
 			sendMu.Lock()
@@ -111,7 +113,7 @@ func (s *sinkServer) Deliver(stream pluginv1.Sink_DeliverServer) error {
 			if sendErr == nil {
 				sendErr = stream.Send(resp)
 			}
-		}()
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -21,6 +22,7 @@ type batcher struct {
 	reqs    chan *batchReq
 	sem     chan struct{}
 	wg      sync.WaitGroup
+	calls   *workers.Pool
 
 	// ctx is handed to Deliver; close cancels it if calls outlast the grace.
 	ctx    context.Context
@@ -48,7 +50,7 @@ func newBatcher(s sdk.Sink, maxSize int) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &batcher{
 		sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches), sem: make(chan struct{}, maxBatches),
-		ctx: ctx, cancel: cancel, closing: make(chan struct{}), loopExited: make(chan struct{}),
+		ctx: ctx, cancel: cancel, calls: workers.New(), closing: make(chan struct{}), loopExited: make(chan struct{}),
 	}
 	go b.loop()
 	return b
@@ -107,7 +109,7 @@ func (b *batcher) loop() {
 			}
 		}
 		b.wg.Add(1)
-		go func() {
+		b.calls.Go(func() {
 			defer b.wg.Done()
 			defer func() { <-b.sem }()
 			ds := make([]sdk.Delivery, len(batch))
@@ -122,7 +124,7 @@ func (b *batcher) loop() {
 				}
 				r.done <- res[i]
 			}
-		}()
+		})
 	}
 }
 

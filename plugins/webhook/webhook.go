@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/core/netguard"
+	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/sdk"
@@ -69,7 +70,7 @@ type Webhook struct {
 	transport *http.Transport
 	client    *http.Client
 	sem       chan struct{}
-	workers   *workers
+	workers   *workers.Pool
 }
 
 // Attempt is the detail of one HTTP attempt, for delivery logs and metrics.
@@ -167,7 +168,7 @@ func (w *Webhook) setup(cfg Config) error {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		sem:     make(chan struct{}, cfg.MaxInFlight),
-		workers: newWorkers(),
+		workers: workers.New(),
 	}
 	return nil
 }
@@ -194,7 +195,7 @@ func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Resul
 			break
 		}
 		wg.Add(1)
-		w.workers.run(func() {
+		w.workers.Go(func() {
 			defer wg.Done()
 			defer w.release()
 			results[i] = w.attempt(ctx, batch[i]).Result

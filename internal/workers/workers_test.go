@@ -1,4 +1,4 @@
-package webhook
+package workers
 
 import (
 	"sync"
@@ -6,11 +6,11 @@ import (
 )
 
 func TestWorkersAreReused(t *testing.T) {
-	p := newWorkers()
+	p := New()
 	// One at a time: the first worker takes every function.
 	for range 100 {
 		done := make(chan struct{})
-		p.run(func() { close(done) })
+		p.Go(func() { close(done) })
 		<-done
 	}
 	// Handing over needs the worker to be back in its select; allow a
@@ -23,7 +23,7 @@ func TestWorkersAreReused(t *testing.T) {
 	release := make(chan struct{})
 	for range 8 {
 		wg.Add(1)
-		p.run(func() { defer wg.Done(); <-release })
+		p.Go(func() { defer wg.Done(); <-release })
 	}
 	close(release)
 	wg.Wait()
