@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,13 +221,23 @@ pipelines:
 	}
 }
 
-// TestCrashingSinkPlugin uses a sink plugin that exits at its 20th event:
-// hookbus restarts it, retries the deliveries the crash cut off, and every
-// event is delivered, none dead-lettered. crash_every stays above the
-// plugin's max_in_flight (16): a process that crashed within every burst
-// of 16 concurrent deliveries would never answer any of them.
+// TestCrashingSinkPlugin uses sink plugins that exit at every 20th and at
+// every 3rd event: hookbus restarts them, retries the deliveries a crash
+// cut off, and every event is delivered, none dead-lettered. Every 3rd is
+// far below the batch size (64) and the plugin's max_in_flight (16): only
+// the batcher's shrinking window, down to one delivery at a time, lets
+// such a plugin answer anything.
 func TestCrashingSinkPlugin(t *testing.T) {
 	t.Parallel()
+	for _, every := range []int{20, 3} {
+		t.Run(fmt.Sprintf("every %d events", every), func(t *testing.T) {
+			t.Parallel()
+			testCrashingSinkPlugin(t, every)
+		})
+	}
+}
+
+func testCrashingSinkPlugin(t *testing.T, every int) {
 	const n = 40
 	a := startApp(t, loadConfig(t, configHead+`plugins:
   crash: {path: `+pluginBinary(t, "crashsink")+`}
@@ -236,7 +247,7 @@ sinks:
   crashy:
     type: crash
     config:
-      crash_every: 20
+      crash_every: `+strconv.Itoa(every)+`
       retry: {schedule: [10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms, 10ms]}
 pipelines:
   p: {from: [shop], to: [crashy]}

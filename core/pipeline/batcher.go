@@ -13,14 +13,13 @@ import (
 // batcher merges concurrent single deliveries to one sink into batches, for
 // sinks where a call has a fixed cost (out-of-process plugins). It adds no
 // wait of its own: a delivery goes out at once while fewer than
-// maxBatches calls are running, and deliveries that arrive while all are
-// busy are sent together when one finishes. Low load gives batches of one;
-// high load, bigger batches.
+// maxBatches calls are running (and the window below has room), and
+// deliveries that arrive while all are busy are sent together when one
+// finishes. Low load gives batches of one; high load, bigger batches.
 type batcher struct {
 	sink    sdk.Sink
 	maxSize int
 	reqs    chan *batchReq
-	sem     chan struct{}
 	wg      sync.WaitGroup
 	calls   *workers.Pool
 
@@ -49,7 +48,7 @@ const closeGrace = 10 * time.Second
 func newBatcher(s sdk.Sink, maxSize int) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &batcher{
-		sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches), sem: make(chan struct{}, maxBatches),
+		sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches),
 		ctx: ctx, cancel: cancel, calls: workers.New(), closing: make(chan struct{}), loopExited: make(chan struct{}),
 	}
 	go b.loop()
@@ -81,26 +80,57 @@ func (b *batcher) deliver(ctx context.Context, d sdk.Delivery) sdk.Result {
 	return <-r.done
 }
 
+// callDone reports a finished Deliver call to the loop.
+type callDone struct {
+	n        int  // deliveries in the call
+	answered bool // at least one delivery came back other than Retry
+}
+
+// The loop keeps at most window deliveries in calls at once. A call whose
+// deliveries all come back Retry (the plugin crashed or hung, or the
+// receiver refuses everything) halves the window, down to one delivery; a
+// call with an answer doubles it back. So a plugin that crashes every few
+// events still makes progress one delivery at a time instead of losing
+// every batch it is sent, and a healthy sink keeps full batches.
 func (b *batcher) loop() {
 	defer close(b.loopExited)
+	maxWindow := b.maxSize * maxBatches
+	window, inFlight, running := maxWindow, 0, 0
+	finished := make(chan callDone, maxBatches)
+	account := func(d callDone) {
+		running--
+		inFlight -= d.n
+		if d.answered {
+			window = min(maxWindow, window*2)
+		} else {
+			window = max(1, window/2)
+		}
+	}
 	for {
 		var first *batchReq
 		select {
 		case first = <-b.reqs:
+		case d := <-finished:
+			account(d)
+			continue
 		case <-b.closing:
 			b.shut()
 			return
 		}
-		select {
-		case b.sem <- struct{}{}:
-		case <-b.closing:
-			first.done <- interruptedResult("shutting down")
-			b.shut()
-			return
+		for running == maxBatches || inFlight >= window {
+			select {
+			case d := <-finished:
+				account(d)
+			case <-b.closing:
+				first.done <- interruptedResult("shutting down")
+				b.shut()
+				return
+			}
 		}
+		running++
 		batch := []*batchReq{first}
 	fill:
-		for len(batch) < b.maxSize {
+		for len(batch) < min(b.maxSize, window-inFlight) {
 			select {
 			case r := <-b.reqs:
 				batch = append(batch, r)
@@ -108,22 +138,25 @@ func (b *batcher) loop() {
 				break fill
 			}
 		}
+		inFlight += len(batch)
 		b.wg.Add(1)
 		b.calls.Go(func() {
 			defer b.wg.Done()
-			defer func() { <-b.sem }()
 			ds := make([]sdk.Delivery, len(batch))
 			for i, r := range batch {
 				ds[i] = r.d
 			}
 			res := b.sink.Deliver(b.ctx, ds)
+			answered := false
 			for i, r := range batch {
 				if len(res) != len(batch) {
 					r.done <- sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for %d deliveries", len(res), len(batch))}
 					continue
 				}
+				answered = answered || res[i].Outcome != sdk.Retry
 				r.done <- res[i]
 			}
+			finished <- callDone{n: len(batch), answered: answered}
 		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,5 +95,81 @@ func TestBatcherMergesWhileBusyAndRoutesResults(t *testing.T) {
 	// After close, deliveries are refused as retries instead of hanging.
 	if r := b.deliver(context.Background(), sdk.Delivery{}); r.Outcome != sdk.Retry {
 		t.Errorf("after close: %+v", r)
+	}
+}
+
+// flakySink answers Retry to everything while fail is set, OK otherwise,
+// and records each call's size and how many calls were running at its start.
+type flakySink struct {
+	fail    atomic.Bool
+	running atomic.Int32
+	mu      sync.Mutex
+	sizes   []int
+	overlap []int32
+}
+
+func (s *flakySink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (s *flakySink) Close(context.Context) error { return nil }
+func (s *flakySink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+	n := s.running.Add(1)
+	defer s.running.Add(-1)
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(batch))
+	s.overlap = append(s.overlap, n)
+	s.mu.Unlock()
+	time.Sleep(time.Millisecond)
+	out := make([]sdk.Result, len(batch))
+	for i := range out {
+		out[i] = sdk.Result{Outcome: sdk.OK}
+		if s.fail.Load() {
+			out[i] = sdk.Result{Outcome: sdk.Retry, Reason: "plugin crashed"}
+		}
+	}
+	return out
+}
+
+func (s *flakySink) calls() ([]int, []int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sizes, overlap := slices.Clone(s.sizes), slices.Clone(s.overlap)
+	s.sizes, s.overlap = nil, nil
+	return sizes, overlap
+}
+
+func TestBatcherShrinksToOneDeliveryWhileCallsFailAndGrowsBack(t *testing.T) {
+	sink := &flakySink{}
+	b := newBatcher(sink, 8)
+	defer b.close()
+	burst := func(want sdk.Outcome) {
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() {
+				if r := b.deliver(context.Background(), sdk.Delivery{Event: sdk.Event{ID: fmt.Sprint(i)}}); r.Outcome != want {
+					t.Errorf("delivery %d: %+v, want outcome %v", i, r, want)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	sink.fail.Store(true)
+	burst(sdk.Retry)
+	sizes, overlap := sink.calls()
+	// The window starts at 4 calls of 8 and halves with each failed call:
+	// from the 8th call on, one delivery at a time.
+	if len(sizes) < 16 {
+		t.Fatalf("%d calls for 64 failing deliveries (sizes %v): the window did not shrink", len(sizes), sizes)
+	}
+	for i := 8; i < len(sizes); i++ {
+		if sizes[i] != 1 || overlap[i] != 1 {
+			t.Fatalf("call %d had %d deliveries with %d calls running (sizes %v, overlap %v), want 1 and 1", i, sizes[i], overlap[i], sizes, overlap)
+		}
+	}
+	sink.fail.Store(false)
+	burst(sdk.OK)
+	sizes, _ = sink.calls()
+	if len(sizes) >= 64 || slices.Max(sizes) <= 1 {
+		t.Errorf("after recovery, call sizes %v: the window did not grow back", sizes)
 	}
 }
