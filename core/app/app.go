@@ -198,6 +198,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.Engine.Start(rctx); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
+	a.handleStaleGroups(rctx)
 	ln, err := net.Listen("tcp", a.cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)

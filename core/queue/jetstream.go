@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -630,4 +631,51 @@ func dropJetStream(ctx context.Context, url, namespace string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// StaleGroup is a durable consumer in this namespace's streams that no
+// subscription of this process uses: left behind by a pipeline or sink
+// removed from the configuration (or used by another instance running a
+// different configuration). With interest retention it keeps every message
+// it has not acknowledged, and on a source topic every new one too.
+type StaleGroup struct {
+	Stream, Name string
+	// Pending and Unacked are its undelivered messages (see Backlog).
+	Pending, Unacked uint64
+}
+
+// StaleGroups lists the durable consumers of this namespace's streams that
+// this process has not subscribed with. Call it once every subscription is
+// open.
+func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
+	q.mu.Lock()
+	used := maps.Clone(q.groups)
+	q.mu.Unlock()
+	var out []StaleGroup
+	for _, s := range jsStreams {
+		stream, err := q.js.Stream(ctx, q.opts.Prefix+s.suffix)
+		if err != nil {
+			return out, fmt.Errorf("queue: stream %s%s: %w", q.opts.Prefix, s.suffix, err)
+		}
+		list := stream.ListConsumers(ctx)
+		for ci := range list.Info() {
+			if _, ok := used[ci.Name]; ok || ci.Config.Durable == "" {
+				continue
+			}
+			out = append(out, StaleGroup{Stream: ci.Stream, Name: ci.Name, Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending)})
+		}
+		if err := list.Err(); err != nil {
+			return out, fmt.Errorf("queue: list consumers of %s: %w", stream.CachedInfo().Config.Name, err)
+		}
+	}
+	return out, nil
+}
+
+// DropGroup deletes a stale durable consumer; the messages only it held are
+// discarded by the stream's interest retention.
+func (q *JetStream) DropGroup(ctx context.Context, g StaleGroup) error {
+	if err := q.js.DeleteConsumer(ctx, g.Stream, g.Name); err != nil {
+		return fmt.Errorf("queue: delete consumer %s of %s: %w", g.Name, g.Stream, err)
+	}
+	return nil
 }

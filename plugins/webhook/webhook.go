@@ -25,9 +25,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/core/netguard"
-	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/sdk"
 )
 
