@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -226,5 +227,69 @@ func TestBenchComparesTheWebhookPluginWithInProcess(t *testing.T) {
 		if !want.MatchString(out) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+func TestTestRunsScriptCases(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cents.js", "function transform(event, ctx) {\n  event.data.cents = Math.round(event.data.amount * 100);\n  return event;\n}\n")
+	write("cents.cases.json", `[
+  {"name": "converts", "event": {"id": "a", "type": "t", "data": {"amount": 1.5}},
+   "expect": [{"id": "a", "type": "t", "data": {"amount": 1.5, "cents": 150}}]},
+  {"name": "wrong expectation", "event": {"id": "b", "type": "t", "data": {"amount": 2}},
+   "expect": [{"id": "b", "type": "t", "data": {"amount": 2, "cents": 201}}]},
+  {"name": "not recorded yet", "event": {"id": "c", "type": "t", "data": {"amount": 0.1}}},
+  {"name": "no data throws", "event": {"id": "d", "type": "t"}, "expect_error": "cents.js:2:"}
+]`)
+	write("untested.js", "function filter(event) { return true; }\n")
+	write("broken.js", "function transform(event) {\n  return event +;\n}\n")
+	write("broken.cases.json", `[{"name": "any", "event": {"type": "t"}, "expect_filtered": true}]`)
+
+	out, _, code := runExit(t, "", "test", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (cases fail):\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok   " + filepath.Join(dir, "cents.js") + ": converts",
+		"FAIL " + filepath.Join(dir, "cents.js") + ": wrong expectation: output differs from expect",
+		`got  [{"id":"b","type":"t","data":{"amount":2,"cents":200}}]`,
+		"FAIL " + filepath.Join(dir, "cents.js") + ": not recorded yet: no expectation",
+		"ok   " + filepath.Join(dir, "cents.js") + ": no data throws",
+		"?    " + filepath.Join(dir, "untested.js") + " (no test cases",
+		"FAIL " + filepath.Join(dir, "broken.js") + ": ",
+		"broken.js:2:",
+		"3 scripts, 5 cases: 2 passed, 3 failed; 1 script without cases",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// --update records what the script returns now; the broken script
+	// still fails.
+	if err := os.Remove(filepath.Join(dir, "broken.js")); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := runExit(t, "", "test", "--update", filepath.Join(dir, "cents.js")); code != 0 || !strings.Contains(out, "2 expectations recorded") {
+		t.Fatalf("--update: exit %d:\n%s", code, out)
+	}
+	if out, _, code := runExit(t, "", "test", filepath.Join(dir, "cents.js")); code != 0 || !strings.Contains(out, "1 script, 4 cases: 4 passed, 0 failed") {
+		t.Fatalf("after --update: exit %d:\n%s", code, out)
+	}
+	if _, _, code := runExit(t, "", "test", filepath.Join(dir, "missing.js")); code != 2 {
+		t.Errorf("missing script: exit %d, want 2", code)
+	}
+}
+
+func TestTestDefaultsToTheConfiguredScripts(t *testing.T) {
+	out, _, code := runExit(t, "", "test", "--config", "../../config.yaml")
+	if code != 0 || !strings.Contains(out, "only_paid.js: paid order is kept unchanged") || !strings.Contains(out, "0 failed") {
+		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }

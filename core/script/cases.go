@@ -1,0 +1,145 @@
+package script
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+)
+
+// Case is one test case of a script. A script's cases live in
+// <name>.cases.json beside <name>.js, as a JSON array of cases.
+type Case struct {
+	Name  string          `json:"name"`
+	Event json.RawMessage `json:"event"`
+	// Ctx is optional: {"pipeline": "...", "sink": "...", "attempt": 1}.
+	// Without it the script sees pipeline "test", sink "test", attempt 1.
+	Ctx *Context `json:"ctx,omitempty"`
+	// Exactly one of the following is the expectation.
+	Expect         json.RawMessage `json:"expect,omitempty"`          // the events that come out, as an array
+	ExpectFiltered bool            `json:"expect_filtered,omitempty"` // filtered or dropped
+	ExpectError    string          `json:"expect_error,omitempty"`    // a regexp the error must match
+}
+
+// CaseResult is the outcome of one Case.
+type CaseResult struct {
+	Pass bool
+	// Problem says why the case failed.
+	Problem string
+	// Got is what came out: the events as a JSON array ([] when filtered),
+	// or nil when the script failed.
+	Got json.RawMessage
+	// Err is the script's error, if it failed.
+	Err error
+}
+
+// CasesPath is where the cases of the script at path are kept.
+func CasesPath(path string) string { return strings.TrimSuffix(path, ".js") + ".cases.json" }
+
+// LoadCases reads a cases file. Unknown members, a case without a name or
+// event, and a case with no or several expectations are errors that name
+// the case.
+func LoadCases(path string) ([]Case, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cases []Case
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cases); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, c := range cases {
+		where := fmt.Sprintf("%s: case %d (%q)", path, i, c.Name)
+		n := 0
+		if len(c.Expect) > 0 {
+			n++
+		}
+		if c.ExpectFiltered {
+			n++
+		}
+		if c.ExpectError != "" {
+			n++
+			if _, err := regexp.Compile(c.ExpectError); err != nil {
+				return nil, fmt.Errorf("%s: expect_error: %w", where, err)
+			}
+		}
+		switch {
+		case c.Name == "":
+			return nil, fmt.Errorf("%s: \"name\" is required", where)
+		case len(c.Event) == 0:
+			return nil, fmt.Errorf("%s: \"event\" is required", where)
+		case n > 1:
+			return nil, fmt.Errorf("%s: give one of expect, expect_filtered and expect_error", where)
+		}
+	}
+	return cases, nil
+}
+
+// Check runs one case. A case without an expectation fails with the output
+// it got, so `hookbus test --update` can record it.
+func (s *Script) Check(ctx context.Context, c Case) CaseResult {
+	cc := Context{Pipeline: "test", Sink: "test", Attempt: 1}
+	if c.Ctx != nil {
+		cc = *c.Ctx
+	}
+	r, err := s.RunJSON(ctx, c.Event, cc)
+	if c.ExpectError != "" {
+		if err == nil {
+			return CaseResult{Problem: fmt.Sprintf("no error, want one matching %q", c.ExpectError), Got: output(r)}
+		}
+		if !regexp.MustCompile(c.ExpectError).MatchString(err.Error()) {
+			return CaseResult{Problem: fmt.Sprintf("error %q does not match %q", err, c.ExpectError), Err: err}
+		}
+		return CaseResult{Pass: true, Err: err}
+	}
+	if err != nil {
+		return CaseResult{Problem: err.Error(), Err: err}
+	}
+	got := output(r)
+	switch {
+	case c.ExpectFiltered:
+		if r.Kept {
+			return CaseResult{Problem: "kept, want filtered", Got: got}
+		}
+		return CaseResult{Pass: true, Got: got}
+	case len(c.Expect) == 0:
+		return CaseResult{Problem: "no expectation (expect, expect_filtered or expect_error)", Got: got}
+	}
+	same, err := sameJSON(got, c.Expect)
+	if err != nil {
+		return CaseResult{Problem: "expect: " + err.Error(), Got: got}
+	}
+	if !same {
+		return CaseResult{Problem: "output differs from expect", Got: got}
+	}
+	return CaseResult{Pass: true, Got: got}
+}
+
+// output is what a run produced, as a JSON array of events.
+func output(r Result) json.RawMessage {
+	if !r.Kept {
+		return json.RawMessage("[]")
+	}
+	b, err := json.Marshal(r.Events)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func sameJSON(a, b []byte) (bool, error) {
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		return false, err
+	}
+	return reflect.DeepEqual(x, y), nil
+}
