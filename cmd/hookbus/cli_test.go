@@ -293,3 +293,65 @@ func TestTestDefaultsToTheConfiguredScripts(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+func TestVerifyChecksSignatures(t *testing.T) {
+	dir := t.TempDir()
+	sec, err := signing.ParseSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := signing.GenerateSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"id":"evt_1","type":"order.paid","data":{"amount":5}}`
+	save := func(name string, at time.Time, b string) string {
+		t.Helper()
+		sig := signing.Sign([]signing.Secret{sec}, "evt_1", at, []byte(b))
+		req := "POST /hooks HTTP/1.1\r\nHost: partner.example\r\nContent-Type: application/json\r\nwebhook-id: evt_1\r\n" +
+			"webhook-timestamp: " + strconv.FormatInt(at.Unix(), 10) + "\r\nwebhook-signature: " + sig + "\r\n\r\n" + b
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(req), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	fresh := save("fresh.http", time.Now(), body)
+	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", fresh); code != 0 || !strings.HasPrefix(out, "valid: webhook-id evt_1") {
+		t.Errorf("valid request: exit %d: %s", code, out)
+	}
+	// During a rotation any of the secrets may have signed it.
+	if out, _, code := runExit(t, "", "verify", "--secret", other, "--secret", testSecret, "--request", fresh); code != 0 {
+		t.Errorf("second secret: exit %d: %s", code, out)
+	}
+	if out, _, code := runExit(t, "", "verify", "--secret", other, "--request", fresh); code != 1 || !strings.Contains(out, "invalid: ") {
+		t.Errorf("wrong secret: exit %d: %s", code, out)
+	}
+	// A changed body, here one trailing newline, is not the signed one.
+	tampered := save("tampered.http", time.Now(), body)
+	raw, _ := os.ReadFile(tampered)
+	os.WriteFile(tampered, append(raw, '\n'), 0o644)
+	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", tampered); code != 1 {
+		t.Errorf("tampered body: exit %d: %s", code, out)
+	}
+	// An old request fails the timestamp check unless it is skipped.
+	old := save("old.http", time.Now().Add(-time.Hour), body)
+	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", old); code != 1 || !strings.Contains(out, "too old") {
+		t.Errorf("old request: exit %d: %s", code, out)
+	}
+	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", old, "--tolerance", "0"); code != 0 {
+		t.Errorf("old request, --tolerance 0: exit %d: %s", code, out)
+	}
+	// Headers as flags and the body on stdin.
+	now := time.Now()
+	sig := signing.Sign([]signing.Secret{sec}, "evt_1", now, []byte(body))
+	if out, _, code := runExit(t, body, "verify", "--secret", testSecret, "--id", "evt_1", "--timestamp", strconv.FormatInt(now.Unix(), 10), "--signature", sig, "--body", "-"); code != 0 {
+		t.Errorf("flags and stdin: exit %d: %s", code, out)
+	}
+	if _, errOut, code := runExit(t, body, "verify", "--secret", testSecret, "--body", "-"); code != 2 || !strings.Contains(errOut, "webhook-id (--id) is missing") {
+		t.Errorf("missing id: exit %d: %s", code, errOut)
+	}
+	if _, _, code := runExit(t, "", "verify", "--request", fresh); code != 2 {
+		t.Errorf("no secret: exit %d, want 2", code)
+	}
+}

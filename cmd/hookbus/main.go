@@ -57,7 +57,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), benchCmd())
+	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}
