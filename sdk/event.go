@@ -139,11 +139,10 @@ type FieldError struct {
 func (e *FieldError) Error() string { return fmt.Sprintf("field %q: %v", e.Field, e.Err) }
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// decodeKnown decodes b in one pass when it is an object whose members are
-// all named ones spelled exactly (the usual case). It reports false, leaving
-// e untouched, for anything else: extensions, escaped keys, values of an
-// unexpected shape or malformed input. The full decoder then handles b and
-// produces the errors.
+// decodeKnown decodes b in one pass when it is an object with keys free of
+// escapes (the usual case). It reports false, leaving e untouched, for
+// anything else: escaped keys, values of an unexpected shape or malformed
+// input. The full decoder then handles b and produces the errors.
 func (e *Event) decodeKnown(b []byte) bool {
 	var f eventFields
 	i := skipSpace(b, 0)
@@ -196,7 +195,8 @@ func (e *Event) decodeKnown(b []byte) bool {
 	}
 }
 
-// setKnown stores the value v of member key, or reports false.
+// setKnown stores the value v of member key, named or extension, or
+// reports false.
 func (f *eventFields) setKnown(key, v []byte) bool {
 	str := func(dst *string) bool {
 		if len(v) < 2 || v[0] != '"' {
@@ -235,7 +235,15 @@ func (f *eventFields) setKnown(key, v []byte) bool {
 		f.Data = bytes.Clone(v)
 		return true
 	}
-	return false
+	// An extension member (CloudEvents' specversion, say).
+	if !json.Valid(v) {
+		return false
+	}
+	if f.Extensions == nil {
+		f.Extensions = map[string]json.RawMessage{}
+	}
+	f.Extensions[string(key)] = bytes.Clone(v)
+	return true
 }
 
 func skipSpace(b []byte, i int) int {

@@ -79,6 +79,7 @@ func FuzzEventDecode(f *testing.F) {
 		`{"id":"caf\u00e9","type":"t\n"}`, `{"id":"é","type":"\xff"}`, `{}`, `{"data":1e5}`, `{"data":tru}`,
 		`{"data":{]}`, `{"data":{"a":1}`, `{"type":"t"}x`, `{"id":5}`, `{"traceparent":"x"}`, `{"ID":"a"}`,
 		`{"id":"a","id":"b","metadata":{"a":"1"},"metadata":null}`,
+		`{"specversion":"1.0","type":"t","x":1,"x":[2],"ID":"y","Type":null}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -103,13 +104,14 @@ func TestEventDecodeTakesTheUsualEnvelope(t *testing.T) {
 	for _, s := range []string{
 		`{"id":"01M814HSG310ZH119K2HHQQDNB","type":"order.paid","source":"shop","time":"2024-05-01T12:00:00Z","data":{"id":"1001"}}`,
 		`{"id":"a","type":"t","metadata":{"m":"v"},"data":[1,"x"]}`,
+		`{"specversion":"1.0","id":"a","type":"t","traceparent":"00-ab","data":{}}`,
 	} {
 		var e Event
 		if !e.decodeKnown([]byte(s)) {
 			t.Errorf("%s: not decoded in one pass", s)
 		}
 	}
-	for _, s := range []string{`{"id":"a","traceparent":"x"}`, `{"id":"a","type":5}`, `{"data":{]}`} {
+	for _, s := range []string{`{"id":"a","\u0074ype":"x"}`, `{"id":"a","type":5}`, `{"data":{]}`, `{"specversion":tru}`} {
 		var e Event
 		if e.decodeKnown([]byte(s)) {
 			t.Errorf("%s: taken by the one-pass decoder", s)

@@ -261,7 +261,7 @@ func TestTestRunsScriptCases(t *testing.T) {
 		`got  [{"id":"b","type":"t","data":{"amount":2,"cents":200}}]`,
 		"FAIL " + filepath.Join(dir, "cents.js") + ": not recorded yet: no expectation",
 		"ok   " + filepath.Join(dir, "cents.js") + ": no data throws",
-		"?    " + filepath.Join(dir, "untested.js") + " (no test cases",
+		"?    " + filepath.Join(dir, "untested.js") + " (compiles; no test cases",
 		"FAIL " + filepath.Join(dir, "broken.js") + ": ",
 		"broken.js:2:",
 		"3 scripts, 5 cases: 2 passed, 3 failed; 1 script without cases",
@@ -284,6 +284,40 @@ func TestTestRunsScriptCases(t *testing.T) {
 	}
 	if _, _, code := runExit(t, "", "test", filepath.Join(dir, "missing.js")); code != 2 {
 		t.Errorf("missing script: exit %d, want 2", code)
+	}
+	// A script that does not compile fails even without cases.
+	write("nocases.js", "function filter(event) { return event.type ===; }\n")
+	if out, _, code := runExit(t, "", "test", filepath.Join(dir, "nocases.js")); code != 1 || !strings.Contains(out, "SyntaxError") || !strings.Contains(out, "0 passed, 1 failed") {
+		t.Errorf("uncompilable script without cases: exit %d:\n%s", code, out)
+	}
+}
+
+func TestTestUsesTheConfigurationsScriptSettings(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("slow.js", "function transform(event, ctx) {\n  var t = Date.now();\n  while (Date.now() - t < 50) {}\n  event.data = {sink: ctx.sink, attempt: ctx.attempt};\n  return event;\n}\n")
+	write("slow.cases.json", `[{"name": "ctx defaults per member", "event": {"id": "a", "type": "t"}, "ctx": {"pipeline": "p"},
+  "expect": [{"id": "a", "type": "t", "data": {"sink": "test", "attempt": 1}}]}]`)
+	write("config.yaml", `version: 1
+scripts: {timeout: 10ms}
+sources:
+  shop: {type: http}
+sinks:
+  partner: {type: webhook, config: {url: "https://partner.example/hooks", secret: `+testSecret+`}}
+pipelines:
+  p: {from: [shop], steps: [{transform: slow.js}], to: [partner]}
+`)
+	cfg := filepath.Join(dir, "config.yaml")
+	if out, _, code := runExit(t, "", "test", "--config", cfg); code != 1 || !strings.Contains(out, "10ms") {
+		t.Errorf("scripts.timeout 10ms: exit %d, want a timeout failure:\n%s", code, out)
+	}
+	if out, _, code := runExit(t, "", "test", "--config", cfg, "--timeout", "2s"); code != 0 || !strings.Contains(out, "1 passed, 0 failed") {
+		t.Errorf("--timeout 2s: exit %d:\n%s", code, out)
 	}
 }
 
@@ -341,6 +375,18 @@ func TestVerifyChecksSignatures(t *testing.T) {
 	}
 	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", old, "--tolerance", "0"); code != 0 {
 		t.Errorf("old request, --tolerance 0: exit %d: %s", code, out)
+	}
+	// A request saved with LF line endings whose body holds a CRLF blank line.
+	lfBody := "{\"note\":\"a\r\n\r\nb\"}"
+	at := time.Now()
+	lfReq := "POST /hooks HTTP/1.1\nwebhook-id: evt_1\nwebhook-timestamp: " + strconv.FormatInt(at.Unix(), 10) +
+		"\nwebhook-signature: " + signing.Sign([]signing.Secret{sec}, "evt_1", at, []byte(lfBody)) + "\n\n" + lfBody
+	lfPath := filepath.Join(dir, "lf.http")
+	if err := os.WriteFile(lfPath, []byte(lfReq), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := runExit(t, "", "verify", "--secret", testSecret, "--request", lfPath); code != 0 {
+		t.Errorf("LF request with CRLF in the body: exit %d: %s%s", code, out, errOut)
 	}
 	// Headers as flags and the body on stdin.
 	now := time.Now()

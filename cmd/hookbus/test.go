@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hookbus/hookbus/core/app"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/script"
 )
@@ -34,15 +35,32 @@ func testCmd() *cobra.Command {
 			"\"expect\" from what the script returns now, for cases that expect events or nothing yet.\n" +
 			"Exits 1 when a case fails.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := scriptsToTest(args, cfgPath)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			// The configuration's scripts settings apply when it is used:
+			// without arguments, or with --config given.
+			cfg := config.Default()
+			if len(args) == 0 || cmd.Flags().Changed("config") {
+				loaded, err := config.Load(cfgPath, config.LoadOptions{})
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return usage("configuration file %s not found (pass --config FILE, or name scripts)", cfgPath)
+					}
+					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+				}
+				cfg = loaded
+			}
+			files, err := scriptsToTest(args, cfg, cfgPath)
 			if err != nil {
 				return err
 			}
+			opts := app.ScriptOptions(cfg, log)
+			if cmd.Flags().Changed("timeout") {
+				opts.Timeout = timeout
+			}
 			out := cmd.OutOrStdout()
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			var sum testSummary
 			for _, f := range files {
-				sum.add(testScript(out, f, script.Options{Timeout: timeout, Logger: log}, update))
+				sum.add(testScript(out, f, opts, update))
 			}
 			fmt.Fprintf(out, "%s, %s: %d passed, %d failed", plural(sum.scripts, "script"), plural(sum.cases, "case"), sum.passed, sum.failed)
 			if sum.noCases > 0 {
@@ -53,29 +71,22 @@ func testCmd() *cobra.Command {
 			}
 			fmt.Fprintln(out)
 			if sum.failed > 0 {
-				return fmt.Errorf("%d of %d cases failed", sum.failed, sum.cases)
+				return fmt.Errorf("%s failed", plural(sum.failed, "test"))
 			}
 			return nil
 		},
 	}
 	addConfigFlag(c, &cfgPath)
 	c.Flags().BoolVar(&update, "update", false, "record expect from the current output")
-	c.Flags().DurationVar(&timeout, "timeout", script.DefaultTimeout, "deadline of one call")
+	c.Flags().DurationVar(&timeout, "timeout", script.DefaultTimeout, "deadline of one call (default: scripts.timeout of the configuration when it is used)")
 	return c
 }
 
 // scriptsToTest expands the arguments (scripts and directories of
 // scripts), or without any the scripts of the configuration's pipelines.
-func scriptsToTest(args []string, cfgPath string) ([]string, error) {
+func scriptsToTest(args []string, cfg *config.Config, cfgPath string) ([]string, error) {
 	var files []string
 	if len(args) == 0 {
-		cfg, err := config.Load(cfgPath, config.LoadOptions{})
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, usage("configuration file %s not found (pass --config FILE, or name scripts)", cfgPath)
-			}
-			return nil, usageError{fmt.Errorf("invalid configuration:\n%s", err)}
-		}
 		for _, name := range cfg.PipelineNames() {
 			for _, st := range cfg.Pipelines[name].Steps {
 				for _, f := range []string{st.Filter, st.Transform} {
@@ -142,25 +153,28 @@ func (s *testSummary) add(o testSummary) {
 	s.updated += o.updated
 }
 
-// testScript runs one script's cases and prints a line per case.
+// testScript runs one script's cases and prints a line per case. A script
+// that does not compile, or whose cases file is broken, counts as one
+// failure (or one per case that could not run).
 func testScript(out io.Writer, file string, opts script.Options, update bool) testSummary {
 	sum := testSummary{scripts: 1}
 	casesPath := script.CasesPath(file)
-	cases, err := script.LoadCases(casesPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(out, "?    %s (no test cases: add %s)\n", file, casesPath)
-		sum.noCases = 1
-		return sum
-	}
-	if err != nil {
-		fmt.Fprintf(out, "FAIL %s: %v\n", file, err)
-		sum.failed = 1
-		return sum
-	}
+	cases, casesErr := script.LoadCases(casesPath)
 	s, err := script.Compile(file, opts)
 	if err != nil {
 		fmt.Fprintf(out, "FAIL %s: %v\n", file, err)
-		sum.cases, sum.failed = len(cases), len(cases)
+		sum.cases = len(cases)
+		sum.failed = max(1, len(cases))
+		return sum
+	}
+	if errors.Is(casesErr, fs.ErrNotExist) {
+		fmt.Fprintf(out, "?    %s (compiles; no test cases: add %s)\n", file, casesPath)
+		sum.noCases = 1
+		return sum
+	}
+	if casesErr != nil {
+		fmt.Fprintf(out, "FAIL %s: %v\n", file, casesErr)
+		sum.failed = 1
 		return sum
 	}
 	for i := range cases {
@@ -187,29 +201,12 @@ func testScript(out io.Writer, file string, opts script.Options, update bool) te
 		}
 	}
 	if sum.updated > 0 {
-		if err := writeCases(casesPath, cases); err != nil {
+		if err := script.WriteCases(casesPath, cases); err != nil {
 			fmt.Fprintf(out, "FAIL %s: recording expectations: %v\n", file, err)
 			sum.failed++
 		}
 	}
 	return sum
-}
-
-func writeCases(path string, cases []script.Case) error {
-	for i := range cases {
-		if len(cases[i].Expect) > 0 {
-			var buf bytes.Buffer
-			if err := json.Indent(&buf, cases[i].Expect, "    ", "  "); err != nil {
-				return err
-			}
-			cases[i].Expect = buf.Bytes()
-		}
-	}
-	b, err := json.MarshalIndent(cases, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func compact(b []byte) string {

@@ -104,11 +104,16 @@ func verifyCmd() *cobra.Command {
 // splitRequest parses a saved HTTP request: an optional request line,
 // header lines, a blank line, then the body byte for byte.
 func splitRequest(raw []byte) (textproto.MIMEHeader, []byte, error) {
-	head, body, ok := bytes.Cut(raw, []byte("\r\n\r\n"))
-	if !ok {
-		head, body, ok = bytes.Cut(raw, []byte("\n\n"))
-	}
-	if !ok {
+	// The first blank line ends the headers, whichever line endings the
+	// file uses; the body may hold either.
+	crlf, lf := bytes.Index(raw, []byte("\r\n\r\n")), bytes.Index(raw, []byte("\n\n"))
+	var head, body []byte
+	switch {
+	case crlf >= 0 && (lf < 0 || crlf < lf):
+		head, body = raw[:crlf], raw[crlf+4:]
+	case lf >= 0:
+		head, body = raw[:lf], raw[lf+2:]
+	default:
 		return nil, nil, errors.New("no blank line between the headers and the body")
 	}
 	h := textproto.MIMEHeader{}

@@ -16,13 +16,38 @@ import (
 type Case struct {
 	Name  string          `json:"name"`
 	Event json.RawMessage `json:"event"`
-	// Ctx is optional: {"pipeline": "...", "sink": "...", "attempt": 1}.
-	// Without it the script sees pipeline "test", sink "test", attempt 1.
-	Ctx *Context `json:"ctx,omitempty"`
+	// Ctx is optional; members left out are pipeline "test", sink "test",
+	// attempt 1.
+	Ctx *CaseContext `json:"ctx,omitempty"`
 	// Exactly one of the following is the expectation.
 	Expect         json.RawMessage `json:"expect,omitempty"`          // the events that come out, as an array
 	ExpectFiltered bool            `json:"expect_filtered,omitempty"` // filtered or dropped
 	ExpectError    string          `json:"expect_error,omitempty"`    // a regexp the error must match
+}
+
+// CaseContext is the ctx a Case runs with, as written in a cases file.
+type CaseContext struct {
+	Pipeline string `json:"pipeline,omitempty"`
+	Sink     string `json:"sink,omitempty"`
+	Attempt  int    `json:"attempt,omitempty"`
+}
+
+// context fills in the defaults of members left out.
+func (c *CaseContext) context() Context {
+	out := Context{Pipeline: "test", Sink: "test", Attempt: 1}
+	if c == nil {
+		return out
+	}
+	if c.Pipeline != "" {
+		out.Pipeline = c.Pipeline
+	}
+	if c.Sink != "" {
+		out.Sink = c.Sink
+	}
+	if c.Attempt > 0 {
+		out.Attempt = c.Attempt
+	}
+	return out
 }
 
 // CaseResult is the outcome of one Case.
@@ -35,6 +60,19 @@ type CaseResult struct {
 	Got json.RawMessage
 	// Err is the script's error, if it failed.
 	Err error
+}
+
+// WriteCases writes cases as a cases file, indented, without escaping
+// HTML characters.
+func WriteCases(path string, cases []Case) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(cases); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // CasesPath is where the cases of the script at path are kept.
@@ -84,11 +122,7 @@ func LoadCases(path string) ([]Case, error) {
 // Check runs one case. A case without an expectation fails with the output
 // it got, so `hookbus test --update` can record it.
 func (s *Script) Check(ctx context.Context, c Case) CaseResult {
-	cc := Context{Pipeline: "test", Sink: "test", Attempt: 1}
-	if c.Ctx != nil {
-		cc = *c.Ctx
-	}
-	r, err := s.RunJSON(ctx, c.Event, cc)
+	r, err := s.RunJSON(ctx, c.Event, c.Ctx.context())
 	if c.ExpectError != "" {
 		if err == nil {
 			return CaseResult{Problem: fmt.Sprintf("no error, want one matching %q", c.ExpectError), Got: output(r)}

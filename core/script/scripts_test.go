@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -41,11 +40,7 @@ func TestExampleScripts(t *testing.T) {
 				t.Run(tc.Name, func(t *testing.T) {
 					r := s.Check(context.Background(), *tc)
 					if *update && tc.ExpectError == "" && !tc.ExpectFiltered && r.Err == nil {
-						var buf bytes.Buffer
-						if err := json.Indent(&buf, r.Got, "      ", "  "); err != nil {
-							t.Fatal(err)
-						}
-						tc.Expect = buf.Bytes()
+						tc.Expect = r.Got
 						changed = true
 						return
 					}
@@ -55,11 +50,7 @@ func TestExampleScripts(t *testing.T) {
 				})
 			}
 			if changed {
-				out, err := json.MarshalIndent(cases, "", "  ")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(casesPath, append(out, '\n'), 0o644); err != nil {
+				if err := WriteCases(casesPath, cases); err != nil {
 					t.Fatal(err)
 				}
 			}

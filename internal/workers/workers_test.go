@@ -3,6 +3,7 @@ package workers
 import (
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestWorkersAreReused(t *testing.T) {
@@ -29,5 +30,34 @@ func TestWorkersAreReused(t *testing.T) {
 	wg.Wait()
 	if n := p.started.Load(); n < 8 {
 		t.Errorf("8 concurrent calls ran on %d goroutines", n)
+	}
+}
+
+func TestPoolShrinksUnderLightLoad(t *testing.T) {
+	p := New()
+	p.idleTimeout = 50 * time.Millisecond
+	// A burst of 20 concurrent calls needs 20 workers.
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range 20 {
+		wg.Add(1)
+		p.Go(func() { defer wg.Done(); <-release })
+	}
+	close(release)
+	wg.Wait()
+	if n := p.started.Load(); n != 20 {
+		t.Fatalf("%d workers for 20 concurrent calls", n)
+	}
+	// Then one call at a time, more often than the idle timeout: the most
+	// recently idle worker takes each, and the rest time out.
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Idle() > 2 && time.Now().Before(deadline) {
+		done := make(chan struct{})
+		p.Go(func() { close(done) })
+		<-done
+		time.Sleep(time.Millisecond)
+	}
+	if n := p.Idle(); n > 2 {
+		t.Errorf("%d idle workers after light load, want the pool to shrink", n)
 	}
 }
