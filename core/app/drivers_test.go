@@ -138,6 +138,14 @@ func TestDriverSuite(t *testing.T) {
 				waitFor(t, 30*time.Second, "dead sink attempted all 200 once", func() bool {
 					return metricValue(t, a, `hookbus_delivery_retries_total{sink="dead"}`) == 200
 				})
+				// On Redis the retries wait in its delay set, not cycling
+				// through a retry topic.
+				if rq, ok := a.Queue.(*queue.Redis); ok {
+					waitFor(t, 10*time.Second, "200 retries waiting in the Redis delay set", func() bool {
+						n, err := rq.Delayed(context.Background())
+						return err == nil && n == 200
+					})
+				}
 			})
 		})
 	}

@@ -198,6 +198,8 @@ func New(opts Options) (*Engine, error) {
 			return nil, err
 		}
 		r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
+		// The pump also runs for drivers with PublishAt: it drains retries
+		// queued before they had it, and idles on an empty topic.
 		if !e.q.Features().DelayedNack {
 			rsub, err := e.q.Subscriber("retry-"+name, 1)
 			if err != nil {
@@ -420,6 +422,7 @@ func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc Step
 
 func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 	delayed := e.q.Features().DelayedNack
+	delayer, _ := e.q.(queue.Delayer)
 	deliver := func(ctx context.Context, d sdk.Delivery) sdk.Result {
 		res := s.Sink.Deliver(ctx, []sdk.Delivery{d})
 		if len(res) != 1 {
@@ -489,8 +492,15 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
 			rm.Metadata = maps.Clone(msg.Metadata)
 			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
-			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
 			delete(rm.Metadata, queue.MetaDedupID)
+			if delayer != nil {
+				if err := delayer.PublishAt(queue.SinkTopic(s.Name), time.Now().Add(delay), rm); err != nil {
+					e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
+					return nackLater(msg, infraRetryDelay)
+				}
+				return nil
+			}
+			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
 			if err := e.q.Publish(queue.RetryTopic(s.Name), rm); err != nil {
 				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
 				return nackLater(msg, infraRetryDelay)

@@ -46,6 +46,14 @@ type Queue interface {
 	Features() Features
 }
 
+// Delayer is implemented by drivers that hold messages back until a due
+// time themselves, durably and without cycling them through a topic. The
+// engine publishes retries with PublishAt when the driver has no delayed
+// nacks.
+type Delayer interface {
+	PublishAt(topic string, due time.Time, msgs ...*message.Message) error
+}
+
 // Features describes a driver.
 type Features struct {
 	// Durable: an acknowledged publish survives a crash of the process.

@@ -52,7 +52,9 @@ type RedisOptions struct {
 //     restart loses queued messages. Run Redis with appendonly yes and
 //     appendfsync always (or everysec, accepting up to a second of loss).
 //   - A nack redelivers at once to the same subscription (after MetaNackDelay
-//     when set, holding one in-flight slot meanwhile): no broker-side delay.
+//     when set, holding one in-flight slot meanwhile). For waits that must
+//     not hold a slot, PublishAt keeps messages in a sorted set until due
+//     (see redis_delay.go).
 //   - redisstream hands out one message at a time, so a subscription runs
 //     maxInFlight readers (at most 16), each a connection that blocks in
 //     XREADGROUP for up to a second while idle. Order is kept only with
@@ -166,6 +168,8 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		q.wg.Add(1)
 		go every(&q.wg, q.done, o.TrimInterval, q.trim)
 	}
+	q.wg.Add(1)
+	go every(&q.wg, q.done, delayMoveInterval, q.moveDue)
 	return q, nil
 }
 
