@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -56,6 +57,8 @@ type PostgresOptions struct {
 //     delays new messages of every topic. Keep handlers short.
 //   - A nack redelivers to the same consumer after MetaNackDelay (or at
 //     once), blocking the group meanwhile; a crash or AckDeadline redelivers.
+//     For waits that must not block the group, PublishAt keeps messages in
+//     a table until due (see postgres_delay.go).
 //   - MetaAttempt counts redeliveries after nacks within a subscription.
 //   - Rows are deleted once every group of the topic acknowledged them; a
 //     group that never consumes again keeps the table growing: delete its
@@ -70,6 +73,8 @@ type Postgres struct {
 	log     *slog.Logger
 	wlog    watermill.LoggerAdapter
 	ready   sync.Map // topic -> struct{}: tables exist
+	// delayReady: the delayed table exists.
+	delayReady atomic.Bool
 
 	mu     sync.Mutex
 	topics map[string]struct{}
@@ -139,6 +144,8 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		q.wg.Add(1)
 		go every(&q.wg, q.done, o.PruneInterval, q.prune)
 	}
+	q.wg.Add(1)
+	go every(&q.wg, q.done, pgDelayMoveInterval, q.moveDue)
 	return q, nil
 }
 

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +168,57 @@ func TestPostgresOptionsErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPostgresPublishAt checks delayed messages (testPublishAt), and that
+// two instances moving due messages of one namespace publish each once.
+func TestPostgresPublishAt(t *testing.T) {
+	q := newTestPostgres(t)
+	const topic = "hookbus.out.delayed"
+	ch := testPublishAt(t, q, q, topic)
+
+	other, err := NewPostgres(context.Background(), PostgresOptions{URL: testPostgresURL, Namespace: q.opts.Namespace, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const n = 300
+	var msgs []*message.Message
+	for i := range n {
+		msgs = append(msgs, message.NewMessage(fmt.Sprint("m", i), []byte(`{}`)))
+	}
+	if err := q.PublishAt(topic, time.Now(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	timeout := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-ch:
+			got[m.UUID]++
+			m.Ack()
+		case <-timeout:
+			t.Fatalf("got %d of %d", len(got), n)
+		}
+	}
+	// Anything published twice would arrive within a few move intervals.
+	extra := time.After(time.Second)
+	for done := false; !done; {
+		select {
+		case m := <-ch:
+			got[m.UUID]++
+			m.Ack()
+		case <-extra:
+			done = true
+		}
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("%s arrived %d times", id, c)
+		}
+	}
+	if left, err := q.Delayed(context.Background()); err != nil || left != 0 {
+		t.Errorf("delayed left: %d (%v)", left, err)
 	}
 }

@@ -74,7 +74,8 @@ func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
 // DeadLetterTopic receives every dead-lettered message.
 const DeadLetterTopic = "hookbus.dead.all"
 
-// RetryTopic holds retries for drivers without DelayedNack.
+// RetryTopic holds retries for drivers with neither DelayedNack nor
+// PublishAt (and retries queued by versions before PublishAt).
 func RetryTopic(sink string) string { return "hookbus.retry." + topicSafe(sink) }
 
 func topicSafe(s string) string {

@@ -449,57 +449,14 @@ func TestRedisSlowHandlerKeepsMessage(t *testing.T) {
 	}
 }
 
-// TestRedisPublishAt checks delayed messages: none arrive before they are
-// due, all arrive after with their metadata, and one whose claim was left
-// by a stopped instance is published once its lease ends.
+// TestRedisPublishAt checks delayed messages (testPublishAt), and that one
+// whose claim was left by a stopped instance is published once its lease
+// ends.
 func TestRedisPublishAt(t *testing.T) {
 	q := newTestRedis(t)
 	const topic = "hookbus.out.delayed"
-	sub, err := q.Subscriber("g", 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	if err := sub.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch, err := sub.Subscribe(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	due := time.Now().Add(700 * time.Millisecond)
-	var sent []*message.Message
-	for i := range 3 {
-		m := message.NewMessage(fmt.Sprint("d", i), []byte(fmt.Sprint(`{"n":`, i, `}`)))
-		m.Metadata.Set("k", fmt.Sprint("v", i))
-		sent = append(sent, m)
-	}
-	if err := q.PublishAt(topic, due, sent...); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	timeout := time.After(10 * time.Second)
-	for len(got) < 3 {
-		select {
-		case m := <-ch:
-			if time.Now().Before(due) {
-				t.Errorf("%s arrived %s before it was due", m.UUID, time.Until(due))
-			}
-			got[m.UUID] = string(m.Payload) + " " + m.Metadata.Get("k")
-			m.Ack()
-		case <-timeout:
-			t.Fatalf("got %v of 3 delayed messages", got)
-		}
-	}
-	for i := range 3 {
-		if want := fmt.Sprint(`{"n":`, i, `} v`, i); got[fmt.Sprint("d", i)] != want {
-			t.Errorf("d%d arrived as %q, want %q", i, got[fmt.Sprint("d", i)], want)
-		}
-	}
-
-	// A claim whose instance stopped before publishing: its lease ended.
+	ch := testPublishAt(t, q, q, topic)
+	ctx := context.Background()
 	_, claimed, bodies := q.delayKeys()
 	b, _ := json.Marshal(delayedMessage{Topic: topic, UUID: "orphan", Payload: []byte(`{}`)})
 	if err := q.client.HSet(ctx, bodies, "orphan", b).Err(); err != nil {
@@ -521,4 +478,55 @@ func TestRedisPublishAt(t *testing.T) {
 		n, _ := q.client.Exists(ctx, claimed, bodies).Result()
 		return n == 0
 	})
+}
+
+// testPublishAt publishes three messages due in 700 ms: none may arrive
+// before, all must arrive after, with payload and metadata. It returns the
+// subscription for more checks.
+func testPublishAt(t *testing.T, q Queue, d Delayer, topic string) <-chan *message.Message {
+	t.Helper()
+	sub, err := q.Subscriber("g", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	if err := sub.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(700 * time.Millisecond)
+	var sent []*message.Message
+	for i := range 3 {
+		m := message.NewMessage(fmt.Sprint("d", i), []byte(fmt.Sprint(`{"n":`, i, `}`)))
+		m.Metadata.Set("k", fmt.Sprint("v", i))
+		sent = append(sent, m)
+	}
+	if err := d.PublishAt(topic, due, sent...); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 3 {
+		select {
+		case m := <-ch:
+			if time.Now().Before(due) {
+				t.Errorf("%s arrived %s before it was due", m.UUID, time.Until(due))
+			}
+			got[m.UUID] = string(m.Payload) + " " + m.Metadata.Get("k")
+			m.Ack()
+		case <-timeout:
+			t.Fatalf("got %v of 3 delayed messages", got)
+		}
+	}
+	for i := range 3 {
+		if want := fmt.Sprint(`{"n":`, i, `} v`, i); got[fmt.Sprint("d", i)] != want {
+			t.Errorf("d%d arrived as %q, want %q", i, got[fmt.Sprint("d", i)], want)
+		}
+	}
+	return ch
 }
