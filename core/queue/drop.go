@@ -46,7 +46,11 @@ func dropPostgres(ctx context.Context, url, namespace string) error {
 		return err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1)`, namespace+"_")
+	// The driver's tables only: another namespace may start with this one
+	// ("ns" and "ns_eu").
+	rows, err := db.QueryContext(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema()
+		AND (starts_with(tablename, $1) OR starts_with(tablename, $2) OR tablename = $3)`,
+		namespace+"_msg_", namespace+"_off_", namespace+"_delayed")
 	if err != nil {
 		return err
 	}

@@ -18,34 +18,42 @@ const pgDelayMoveInterval = 250 * time.Millisecond
 
 func (q *Postgres) delayTable() string { return pgIdent(q.opts.Namespace + "_delayed") }
 
-// ensureDelayed creates the delayed table once per process.
+// ensureDelayed creates the delayed table and its index unless they exist.
+// Checking first matters: CREATE INDEX IF NOT EXISTS waits for writers of
+// the table even when the index is there.
 func (q *Postgres) ensureDelayed(ctx context.Context) error {
 	if q.delayReady.Load() {
 		return nil
 	}
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("queue: create delayed table: %w", err)
+	t, idx := q.delayTable(), pgIdent(q.opts.Namespace+"_delayed_due")
+	var exists bool
+	if err := q.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`, t, idx).Scan(&exists); err != nil {
+		return fmt.Errorf("queue: check delayed table: %w", err)
 	}
-	defer tx.Rollback()
-	t := q.delayTable()
-	for _, stmt := range []string{
-		`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`,
-		`CREATE TABLE IF NOT EXISTS ` + t + ` (
-			id TEXT PRIMARY KEY,
-			topic TEXT NOT NULL,
-			due_at TIMESTAMPTZ NOT NULL,
-			payload BYTEA NOT NULL,
-			metadata JSONB NOT NULL
-		)`,
-		`CREATE INDEX IF NOT EXISTS ` + pgIdent(q.opts.Namespace+"_delayed_due") + ` ON ` + t + ` (due_at)`,
-	} {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+	if !exists {
+		tx, err := q.db.BeginTx(ctx, nil)
+		if err != nil {
 			return fmt.Errorf("queue: create delayed table: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("queue: create delayed table: %w", err)
+		defer tx.Rollback()
+		for _, stmt := range []string{
+			`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`,
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+				id TEXT PRIMARY KEY,
+				topic TEXT NOT NULL,
+				due_at TIMESTAMPTZ NOT NULL,
+				payload BYTEA NOT NULL,
+				metadata JSONB NOT NULL
+			)`,
+			`CREATE INDEX IF NOT EXISTS ` + idx + ` ON ` + t + ` (due_at)`,
+		} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("queue: create delayed table: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("queue: create delayed table: %w", err)
+		}
 	}
 	q.delayReady.Store(true)
 	return nil
@@ -97,6 +105,11 @@ func (q *Postgres) moveDue(context.Context) {
 		return
 	}
 	for range 16 {
+		select {
+		case <-q.done:
+			return
+		default:
+		}
 		n, err := q.moveBatch(ctx, 256)
 		if err != nil {
 			q.log.Warn("delayed messages: moving due ones failed; they stay until the next try", "error", err)
@@ -108,6 +121,11 @@ func (q *Postgres) moveDue(context.Context) {
 	}
 }
 
+// moveBatch moves up to limit due messages in one transaction. The topics'
+// tables must exist before it takes row locks (creating them waits for a
+// lock other instances may hold while they wait for this table), so a
+// batch with a topic not yet set up here is rolled back, the topic set up,
+// and the batch left for the next run.
 func (q *Postgres) moveBatch(ctx context.Context, limit int) (int, error) {
 	tx, err := q.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -148,10 +166,24 @@ func (q *Postgres) moveBatch(ctx context.Context, limit int) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	var missing []string
 	for _, topic := range order {
-		if err := q.ensure(ctx, topic); err != nil {
+		if _, ok := q.ready.Load(topic); !ok {
+			missing = append(missing, topic)
+		}
+	}
+	if len(missing) > 0 {
+		if err := tx.Rollback(); err != nil {
 			return 0, err
 		}
+		for _, topic := range missing {
+			if err := q.ensure(ctx, topic); err != nil {
+				return 0, err
+			}
+		}
+		return limit, nil // run again: the batch is still due
+	}
+	for _, topic := range order {
 		ins, err := q.schema.InsertQuery(topic, byTopic[topic])
 		if err != nil {
 			return 0, err

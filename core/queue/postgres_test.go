@@ -222,3 +222,69 @@ func TestPostgresPublishAt(t *testing.T) {
 		t.Errorf("delayed left: %d (%v)", left, err)
 	}
 }
+
+// TestPostgresMoverSetsUpTopicsBeforeLocking: a due message for a topic
+// this process has not set up, while another instance holds the schema
+// lock and waits for the delayed table. The mover must not hold the
+// table's rows while it waits for that lock, or every PublishAt stalls.
+func TestPostgresMoverSetsUpTopicsBeforeLocking(t *testing.T) {
+	q := newTestPostgres(t)
+	ctx := context.Background()
+	if err := q.Provision(ctx, []string{"hookbus.out.known"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "delayed table", q.delayReady.Load)
+	// Another instance starting: it holds the schema lock.
+	conn, err := q.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.db.ExecContext(ctx, `INSERT INTO `+q.delayTable()+` (id, topic, due_at, payload, metadata) VALUES ('x', 'hookbus.out.fresh', now(), '\x7b7d', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * pgDelayMoveInterval) // the mover meets the new topic
+	// Meanwhile the other instance touches the delayed table, as its
+	// CREATE INDEX IF NOT EXISTS would, then lets go of the lock.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := tx.ExecContext(lctx, `LOCK TABLE `+q.delayTable()+` IN SHARE MODE`); err != nil {
+		t.Fatalf("the mover holds the delayed table's rows while waiting for the schema lock: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the message for the new topic moved", func() bool {
+		n, err := q.Delayed(ctx)
+		return err == nil && n == 0
+	})
+}
+
+// TestPostgresDropNamespaceKeepsLongerOnes: dropping "ns" leaves "ns_eu".
+func TestPostgresDropNamespaceKeepsLongerOnes(t *testing.T) {
+	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	ns := testNamespace()
+	cleanPostgres(t, ns+"_eu")
+	other, err := NewPostgres(context.Background(), PostgresOptions{URL: testPostgresURL, Namespace: ns + "_eu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.PublishAt("hookbus.out.s", time.Now().Add(time.Hour), message.NewMessage("r1", []byte(`{}`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := DropNamespace(context.Background(), "postgres", testPostgresURL, ns); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Delayed(context.Background()); err != nil || n != 1 {
+		t.Errorf("dropping namespace %q touched %q: delayed %d, %v", ns, ns+"_eu", n, err)
+	}
+}

@@ -13,36 +13,70 @@ import (
 // Delayed messages on Redis wait in a sorted set scored by their due time,
 // with their bodies in a hash. Every instance moves due ones to their
 // topics a few times a second: a Lua script claims a batch atomically (so
-// two instances never both take one), the instance publishes it and then
-// forgets it. A claim lasts delayLease; one whose instance died before
-// forgetting it becomes due again (published twice at worst, never lost).
+// two instances never both take one) with a lease, the instance publishes
+// it within the lease and then forgets it, but only while the claim is
+// still its own. What it could not publish goes back at once; a claim left
+// by an instance that died is due again when its lease ends (so a message
+// may be published twice, never lost). Leases use the Redis server's clock.
 const (
 	delayMoveInterval = 200 * time.Millisecond
 	delayBatch        = 256
 	delayLease        = 30 * time.Second
 	delayRounds       = 16
+	// delayMargin is the part of a lease kept free: publishing stops when
+	// less is left.
+	delayMargin = 5 * time.Second
 )
 
-// claimDue moves up to ARGV[3] ids due by ARGV[1] from KEYS[1] (due) to
-// KEYS[2] (claimed, scored by the lease end ARGV[2]) and returns them.
+// claimDue moves up to ARGV[2] ids due by the server's clock from KEYS[1]
+// (due) to KEYS[2] (claimed, scored by the lease end: now + ARGV[1] ms) and
+// returns the lease end followed by the ids.
 var claimDue = redis.NewScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = now + tonumber(ARGV[1])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[2], ARGV[2], id)
+  redis.call('ZADD', KEYS[2], lease, id)
   redis.call('ZREM', KEYS[1], id)
 end
+table.insert(ids, 1, tostring(lease))
 return ids
 `)
 
-// expireClaims moves up to ARGV[2] claims whose lease ended by ARGV[1] back
-// to KEYS[1] (due now) and returns how many.
+// expireClaims moves up to ARGV[1] claims whose lease ended by the
+// server's clock from KEYS[2] back to KEYS[1] (due now), returning how many.
 var expireClaims = redis.NewScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[1], ARGV[1], id)
+  redis.call('ZADD', KEYS[1], now, id)
   redis.call('ZREM', KEYS[2], id)
 end
 return #ids
+`)
+
+// settleClaims ends this instance's claims (lease end ARGV[1]) on the ids
+// ARGV[3..]: ARGV[2] "done" forgets them and their bodies (KEYS[3]),
+// "back" makes them due again now. A claim that is no longer ours (its
+// lease ended and another instance took it) is left alone.
+var settleClaims = redis.NewScript(`
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', KEYS[2], id) == ARGV[1] then
+    redis.call('ZREM', KEYS[2], id)
+    if ARGV[2] == 'done' then
+      redis.call('HDEL', KEYS[3], id)
+    else
+      local t = redis.call('TIME')
+      redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000, id)
+    end
+    n = n + 1
+  end
+end
+return n
 `)
 
 type delayedMessage struct {
@@ -83,75 +117,99 @@ func (q *Redis) PublishAt(topic string, due time.Time, msgs ...*message.Message)
 	return nil
 }
 
-// moveDue publishes the delayed messages that are due. It takes up to
-// delayRounds batches a run, with its own deadline: a claimed batch must be
-// published and forgotten in one go, or it is published again after its
-// lease.
+// moveDue publishes the delayed messages that are due, up to delayRounds
+// batches a run, and stops early when the queue closes.
 func (q *Redis) moveDue(context.Context) {
-	ctx, cancel := context.WithTimeout(context.Background(), delayLease/3)
+	ctx, cancel := context.WithTimeout(context.Background(), delayLease)
 	defer cancel()
 	dueKey, claimedKey, bodies := q.delayKeys()
-	keys := []string{dueKey, claimedKey}
-	now := time.Now()
-	if n, err := expireClaims.Run(ctx, q.client, keys, now.UnixMilli(), delayBatch).Int(); err != nil {
+	keys := []string{dueKey, claimedKey, bodies}
+	if n, err := expireClaims.Run(ctx, q.client, keys[:2], delayBatch).Int(); err != nil {
 		q.log.Warn("delayed messages: checking claims failed", "error", err)
 	} else if n > 0 {
 		q.log.Warn("delayed messages claimed by an instance that stopped are due again", "count", n)
 	}
 	for range delayRounds {
-		ids, err := claimDue.Run(ctx, q.client, keys, now.UnixMilli(), now.Add(delayLease).UnixMilli(), delayBatch).StringSlice()
-		if err != nil {
+		select {
+		case <-q.done:
+			return
+		default:
+		}
+		res, err := claimDue.Run(ctx, q.client, keys[:2], delayLease.Milliseconds(), delayBatch).StringSlice()
+		if err != nil || len(res) == 0 {
 			q.log.Warn("delayed messages: claiming due ones failed", "error", err)
 			return
 		}
+		lease, ids := res[0], res[1:]
 		if len(ids) == 0 {
 			return
 		}
-		vals, err := q.client.HMGet(ctx, bodies, ids...).Result()
-		if err != nil {
-			// Claimed: they come back when the lease ends.
-			q.log.Warn("delayed messages: reading due ones failed", "error", err)
-			return
-		}
-		var done []string
-		for i, v := range vals {
-			s, ok := v.(string)
-			var dm delayedMessage
-			if !ok || json.Unmarshal([]byte(s), &dm) != nil {
-				q.log.Error("delayed message has no readable body; dropping its id", "id", ids[i])
-				done = append(done, ids[i])
-				continue
-			}
-			m := message.NewMessage(dm.UUID, dm.Payload)
-			if dm.Metadata != nil {
-				m.Metadata = dm.Metadata
-			}
-			if err := q.Publish(dm.Topic, m); err != nil {
-				q.log.Warn("delayed message: publish failed; it is due again when its claim ends", "id", ids[i], "error", err)
-				continue
-			}
-			done = append(done, ids[i])
-		}
-		if len(done) > 0 {
-			args := make([]any, len(done))
-			for i, id := range done {
-				args[i] = id
-			}
-			if _, err := q.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.ZRem(ctx, claimedKey, args...)
-				p.HDel(ctx, bodies, done...)
-				return nil
-			}); err != nil {
-				q.log.Warn("delayed messages: forgetting published ones failed; they may be published again", "error", err)
-			}
-		}
-		if len(ids) < delayBatch {
+		n := q.publishClaimed(ctx, keys, lease, ids)
+		if n < len(ids) || len(ids) < delayBatch {
 			return
 		}
 	}
 }
 
-var _ Delayer = (*Redis)(nil)
+// publishClaimed publishes one claimed batch within its lease and settles
+// the claims; it returns how many were published.
+func (q *Redis) publishClaimed(ctx context.Context, keys []string, lease string, ids []string) int {
+	// Publishing must end well within the lease, which the server's clock
+	// started just now.
+	pctx, cancel := context.WithTimeout(ctx, delayLease-delayMargin)
+	defer cancel()
+	vals, err := q.client.HMGet(pctx, keys[2], ids...).Result()
+	if err != nil {
+		q.log.Warn("delayed messages: reading due ones failed", "error", err)
+		q.settle(ctx, keys, lease, "back", ids)
+		return 0
+	}
+	var done, back []string
+	for i, v := range vals {
+		if pctx.Err() != nil {
+			back = append(back, ids[i])
+			continue
+		}
+		s, ok := v.(string)
+		var dm delayedMessage
+		if !ok || json.Unmarshal([]byte(s), &dm) != nil {
+			q.log.Error("delayed message has no readable body; dropping its id", "id", ids[i])
+			done = append(done, ids[i])
+			continue
+		}
+		m := message.NewMessage(dm.UUID, dm.Payload)
+		if dm.Metadata != nil {
+			m.Metadata = dm.Metadata
+		}
+		m.SetContext(pctx)
+		// Through the publisher itself: the queue may be closing, and what
+		// is claimed must still go out.
+		if err := q.pub.Publish(q.key(dm.Topic), m); err != nil {
+			q.log.Warn("delayed message: publish failed; it is due again at once", "id", ids[i], "error", err)
+			back = append(back, ids[i])
+			continue
+		}
+		_ = q.remember(q.key(dm.Topic))
+		done = append(done, ids[i])
+	}
+	q.settle(ctx, keys, lease, "done", done)
+	q.settle(ctx, keys, lease, "back", back)
+	return len(done)
+}
+
+func (q *Redis) settle(ctx context.Context, keys []string, lease, how string, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	args := make([]any, 0, len(ids)+2)
+	args = append(args, lease, how)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	if err := settleClaims.Run(ctx, q.client, keys, args...).Err(); err != nil {
+		q.log.Warn("delayed messages: settling claims failed; they are due again when the lease ends", "error", err)
+	}
+}
 
 // Delayed counts the messages waiting to be due (claimed ones included).
 func (q *Redis) Delayed(ctx context.Context) (int64, error) {

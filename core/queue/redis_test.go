@@ -530,3 +530,51 @@ func testPublishAt(t *testing.T, q Queue, d Delayer, topic string) <-chan *messa
 	}
 	return ch
 }
+
+// TestRedisCloseLeavesNoClaims closes the queue while its mover works
+// through thousands of due messages: every claim is published or handed
+// back, none waits out its lease.
+func TestRedisCloseLeavesNoClaims(t *testing.T) {
+	q := newTestRedis(t)
+	ctx := context.Background()
+	const topic, n = "hookbus.out.closing", 3000
+	var msgs []*message.Message
+	for i := range n {
+		msgs = append(msgs, message.NewMessage(fmt.Sprint("m", i), []byte(`{}`)))
+	}
+	if err := q.PublishAt(topic, time.Now().Add(-time.Second), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	due, claimed, _ := q.delayKeys()
+	waitFor(t, 10*time.Second, "the mover claims a batch", func() bool { return q.client.ZCard(ctx, claimed).Val() > 0 })
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer c.Close()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := c.ZCard(ctx, claimed).Val(); left != 0 {
+		t.Errorf("%d claims left after Close", left)
+	}
+	if published, waiting := c.XLen(ctx, q.key(topic)).Val(), c.ZCard(ctx, due).Val(); published+waiting != n {
+		t.Errorf("published %d + waiting %d, want %d", published, waiting, n)
+	}
+}
+
+// TestRedisSettleOnlyOwnClaims: a mover whose lease ended and whose
+// messages another instance claimed again must not forget them.
+func TestRedisSettleOnlyOwnClaims(t *testing.T) {
+	q := newTestRedis(t)
+	ctx := context.Background()
+	due, claimed, bodies := q.delayKeys()
+	keys := []string{due, claimed, bodies}
+	q.client.HSet(ctx, bodies, "x", "{}")
+	q.client.ZAdd(ctx, claimed, redis.Z{Score: 2000000000000, Member: "x"}) // another instance's lease
+	q.settle(ctx, keys, "1000000000000", "done", []string{"x"})
+	if q.client.ZScore(ctx, claimed, "x").Val() != 2000000000000 || q.client.HExists(ctx, bodies, "x").Val() != true {
+		t.Fatal("settled another instance's claim")
+	}
+	q.settle(ctx, keys, "2000000000000", "done", []string{"x"})
+	if q.client.Exists(ctx, claimed, bodies).Val() != 0 {
+		t.Fatal("own claim not settled")
+	}
+}
