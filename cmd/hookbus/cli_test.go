@@ -232,14 +232,8 @@ func TestBenchComparesTheWebhookPluginWithInProcess(t *testing.T) {
 
 func TestTestRunsScriptCases(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("cents.js", "function transform(event, ctx) {\n  event.data.cents = Math.round(event.data.amount * 100);\n  return event;\n}\n")
-	write("cents.cases.json", `[
+	writeFile(t, dir, "cents.js", "function transform(event, ctx) {\n  event.data.cents = Math.round(event.data.amount * 100);\n  return event;\n}\n")
+	writeFile(t, dir, "cents.cases.json", `[
   {"name": "converts", "event": {"id": "a", "type": "t", "data": {"amount": 1.5}},
    "expect": [{"id": "a", "type": "t", "data": {"amount": 1.5, "cents": 150}}]},
   {"name": "wrong expectation", "event": {"id": "b", "type": "t", "data": {"amount": 2}},
@@ -247,9 +241,9 @@ func TestTestRunsScriptCases(t *testing.T) {
   {"name": "not recorded yet", "event": {"id": "c", "type": "t", "data": {"amount": 0.1}}},
   {"name": "no data throws", "event": {"id": "d", "type": "t"}, "expect_error": "cents.js:2:"}
 ]`)
-	write("untested.js", "function filter(event) { return true; }\n")
-	write("broken.js", "function transform(event) {\n  return event +;\n}\n")
-	write("broken.cases.json", `[{"name": "any", "event": {"type": "t"}, "expect_filtered": true}]`)
+	writeFile(t, dir, "untested.js", "function filter(event) { return true; }\n")
+	writeFile(t, dir, "broken.js", "function transform(event) {\n  return event +;\n}\n")
+	writeFile(t, dir, "broken.cases.json", `[{"name": "any", "event": {"type": "t"}, "expect_filtered": true}]`)
 
 	out, _, code := runExit(t, "", "test", dir)
 	if code != 1 {
@@ -286,7 +280,7 @@ func TestTestRunsScriptCases(t *testing.T) {
 		t.Errorf("missing script: exit %d, want 2", code)
 	}
 	// A script that does not compile fails even without cases.
-	write("nocases.js", "function filter(event) { return event.type ===; }\n")
+	writeFile(t, dir, "nocases.js", "function filter(event) { return event.type ===; }\n")
 	if out, _, code := runExit(t, "", "test", filepath.Join(dir, "nocases.js")); code != 1 || !strings.Contains(out, "SyntaxError") || !strings.Contains(out, "0 passed, 1 failed") {
 		t.Errorf("uncompilable script without cases: exit %d:\n%s", code, out)
 	}
@@ -294,16 +288,10 @@ func TestTestRunsScriptCases(t *testing.T) {
 
 func TestTestUsesTheConfigurationsScriptSettings(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, body string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("slow.js", "function transform(event, ctx) {\n  var t = Date.now();\n  while (Date.now() - t < 50) {}\n  event.data = {sink: ctx.sink, attempt: ctx.attempt};\n  return event;\n}\n")
-	write("slow.cases.json", `[{"name": "ctx defaults per member", "event": {"id": "a", "type": "t"}, "ctx": {"pipeline": "p"},
+	writeFile(t, dir, "slow.js", "function transform(event, ctx) {\n  var t = Date.now();\n  while (Date.now() - t < 50) {}\n  event.data = {sink: ctx.sink, attempt: ctx.attempt};\n  return event;\n}\n")
+	writeFile(t, dir, "slow.cases.json", `[{"name": "ctx defaults per member", "event": {"id": "a", "type": "t"}, "ctx": {"pipeline": "p"},
   "expect": [{"id": "a", "type": "t", "data": {"sink": "test", "attempt": 1}}]}]`)
-	write("config.yaml", `version: 1
+	cfg := writeConfig(t, dir, `version: 1
 scripts: {timeout: 10ms}
 sources:
   shop: {type: http}
@@ -312,7 +300,6 @@ sinks:
 pipelines:
   p: {from: [shop], steps: [{transform: slow.js}], to: [partner]}
 `)
-	cfg := filepath.Join(dir, "config.yaml")
 	if out, _, code := runExit(t, "", "test", "--config", cfg); code != 1 || !strings.Contains(out, "10ms") {
 		t.Errorf("scripts.timeout 10ms: exit %d, want a timeout failure:\n%s", code, out)
 	}
@@ -344,11 +331,7 @@ func TestVerifyChecksSignatures(t *testing.T) {
 		sig := signing.Sign([]signing.Secret{sec}, "evt_1", at, []byte(b))
 		req := "POST /hooks HTTP/1.1\r\nHost: partner.example\r\nContent-Type: application/json\r\nwebhook-id: evt_1\r\n" +
 			"webhook-timestamp: " + strconv.FormatInt(at.Unix(), 10) + "\r\nwebhook-signature: " + sig + "\r\n\r\n" + b
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(req), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return writeFile(t, dir, name, req)
 	}
 	fresh := save("fresh.http", time.Now(), body)
 	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", fresh); code != 0 || !strings.HasPrefix(out, "valid: webhook-id evt_1") {
@@ -362,9 +345,11 @@ func TestVerifyChecksSignatures(t *testing.T) {
 		t.Errorf("wrong secret: exit %d: %s", code, out)
 	}
 	// A changed body, here one trailing newline, is not the signed one.
-	tampered := save("tampered.http", time.Now(), body)
-	raw, _ := os.ReadFile(tampered)
-	os.WriteFile(tampered, append(raw, '\n'), 0o644)
+	raw, err := os.ReadFile(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := writeFile(t, dir, "tampered.http", string(raw)+"\n")
 	if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", tampered); code != 1 {
 		t.Errorf("tampered body: exit %d: %s", code, out)
 	}
@@ -381,10 +366,7 @@ func TestVerifyChecksSignatures(t *testing.T) {
 	at := time.Now()
 	lfReq := "POST /hooks HTTP/1.1\nwebhook-id: evt_1\nwebhook-timestamp: " + strconv.FormatInt(at.Unix(), 10) +
 		"\nwebhook-signature: " + signing.Sign([]signing.Secret{sec}, "evt_1", at, []byte(lfBody)) + "\n\n" + lfBody
-	lfPath := filepath.Join(dir, "lf.http")
-	if err := os.WriteFile(lfPath, []byte(lfReq), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	lfPath := writeFile(t, dir, "lf.http", lfReq)
 	if out, errOut, code := runExit(t, "", "verify", "--secret", testSecret, "--request", lfPath); code != 0 {
 		t.Errorf("LF request with CRLF in the body: exit %d: %s%s", code, out, errOut)
 	}

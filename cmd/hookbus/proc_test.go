@@ -62,11 +62,6 @@ type proc struct {
 	done chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
 func startHookbus(t *testing.T, configPath, addr string, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, "run", "--config", configPath)
@@ -239,7 +234,13 @@ func (s *sink) awaitAll(t *testing.T, accepted *sync.Map, total int, timeout tim
 
 func writeConfig(t *testing.T, dir, body string) string {
 	t.Helper()
-	p := filepath.Join(dir, "config.yaml")
+	return writeFile(t, dir, "config.yaml", body)
+}
+
+// writeFile writes body to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -53,7 +54,7 @@ func verifyCmd() *cobra.Command {
 				if err != nil {
 					return usage("--request %s: %v", requestPath, err)
 				}
-				id, timestamp, signature, body = first(id, h.Get("webhook-id")), first(timestamp, h.Get("webhook-timestamp")), first(signature, h.Get("webhook-signature")), b
+				id, timestamp, signature, body = cmp.Or(id, h.Get("webhook-id")), cmp.Or(timestamp, h.Get("webhook-timestamp")), cmp.Or(signature, h.Get("webhook-signature")), b
 			case bodyPath == "-":
 				b, err := readAll(cmd.InOrStdin())
 				if err != nil {
@@ -128,13 +129,6 @@ func splitRequest(raw []byte) (textproto.MIMEHeader, []byte, error) {
 		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	return h, body, nil
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func timestampText(ts string) string {

@@ -180,7 +180,16 @@ pipelines:
 
 func startApp(t *testing.T, cfg *config.Config) *App {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a := runApp(t, cfg, testWriter{t})
+	t.Cleanup(func() { stopApp(t, a) })
+	return a
+}
+
+// runApp starts an instance that logs warnings and errors to w; the caller
+// stops it with stopApp.
+func runApp(t *testing.T, cfg *config.Config, w io.Writer) *App {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := New(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -188,14 +197,16 @@ func startApp(t *testing.T, cfg *config.Config) *App {
 	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
 	return a
+}
+
+func stopApp(t *testing.T, a *App) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
 }
 
 type testWriter struct{ t *testing.T }

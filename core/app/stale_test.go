@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"maps"
 	"net/http"
 	"strings"
@@ -57,32 +56,15 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			p.To = []string{"partner", "archive"}
 			cfg.Pipelines["orders"] = p
 
-			run := func(log *syncBuffer) *App {
-				a, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := a.Start(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				return a
-			}
-			stop := func(a *App) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := a.Shutdown(ctx); err != nil {
-					t.Errorf("shutdown: %v", err)
-				}
-			}
 			var first syncBuffer
-			a := run(&first)
+			a := runApp(t, cfg, &first)
 			if status, body := post(t, a, "shop", "application/json", `{"id":"e1","type":"order.paid"}`); status != http.StatusAccepted {
 				t.Fatalf("ingest: %d %v", status, body)
 			}
 			waitFor(t, 10*time.Second, "delivery to partner and a failed one to archive", func() bool {
 				return len(rcv.attempts("e1")) == 1 && len(archive.attempts("e1")) == 1
 			})
-			stop(a)
+			stopApp(t, a)
 			if strings.Contains(first.String(), "durable consumer") {
 				t.Fatalf("first start reported stale consumers:\n%s", first.String())
 			}
@@ -92,8 +74,8 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			p.To = []string{"partner"}
 			cfg.Pipelines["orders"] = p
 			var second syncBuffer
-			b := run(&second)
-			defer stop(b)
+			b := runApp(t, cfg, &second)
+			defer stopApp(t, b)
 			js := b.Queue.(*queue.JetStream)
 			stale, err := js.StaleGroups(context.Background())
 			if err != nil {

@@ -493,15 +493,14 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			rm.Metadata = maps.Clone(msg.Metadata)
 			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
 			delete(rm.Metadata, queue.MetaDedupID)
+			var err error
 			if delayer != nil {
-				if err := delayer.PublishAt(queue.SinkTopic(s.Name), time.Now().Add(delay), rm); err != nil {
-					e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
-					return nackLater(msg, infraRetryDelay)
-				}
-				return nil
+				err = delayer.PublishAt(queue.SinkTopic(s.Name), time.Now().Add(delay), rm)
+			} else {
+				rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
+				err = e.q.Publish(queue.RetryTopic(s.Name), rm)
 			}
-			rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
-			if err := e.q.Publish(queue.RetryTopic(s.Name), rm); err != nil {
+			if err != nil {
 				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
 				return nackLater(msg, infraRetryDelay)
 			}

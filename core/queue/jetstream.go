@@ -364,10 +364,7 @@ func (q *JetStream) shutdownServer() {
 // Backlog implements BacklogReporter for the consumer groups of this process.
 func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 	q.mu.Lock()
-	groups := make(map[string]Backlog, len(q.groups))
-	for k, v := range q.groups {
-		groups[k] = v
-	}
+	groups := maps.Clone(q.groups)
 	q.mu.Unlock()
 	var out []Backlog
 	for name, b := range groups {

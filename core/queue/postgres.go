@@ -142,10 +142,10 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	}
 	if o.PruneInterval > 0 {
 		q.wg.Add(1)
-		go every(&q.wg, q.done, o.PruneInterval, q.prune)
+		go every(&q.wg, q.done, o.PruneInterval, o.PruneInterval, q.prune)
 	}
 	q.wg.Add(1)
-	go every(&q.wg, q.done, pgDelayMoveInterval, q.moveDue)
+	go every(&q.wg, q.done, pgDelayMoveInterval, pgDelayMoveTimeout, q.moveDue)
 	return q, nil
 }
 

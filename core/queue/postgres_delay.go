@@ -14,7 +14,12 @@ import (
 // one transaction deletes a batch (FOR UPDATE SKIP LOCKED, so instances
 // never take the same rows) and inserts it into the topics' tables, so a
 // message is moved exactly once or not at all.
-const pgDelayMoveInterval = 250 * time.Millisecond
+const (
+	pgDelayMoveInterval = 250 * time.Millisecond
+	// pgDelayMoveTimeout bounds one run, longer than an interval so a
+	// batch's transaction is not cut short.
+	pgDelayMoveTimeout = 10 * time.Second
+)
 
 func (q *Postgres) delayTable() string { return pgIdent(q.opts.Namespace + "_delayed") }
 
@@ -97,9 +102,7 @@ func (q *Postgres) PublishAt(topic string, due time.Time, msgs ...*message.Messa
 
 // moveDue publishes the delayed messages that are due, a batch per
 // transaction.
-func (q *Postgres) moveDue(context.Context) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+func (q *Postgres) moveDue(ctx context.Context) {
 	if err := q.ensureDelayed(ctx); err != nil {
 		q.log.Warn("delayed messages", "error", err)
 		return

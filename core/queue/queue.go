@@ -124,10 +124,10 @@ type BacklogReporter interface {
 	Backlog(ctx context.Context) ([]Backlog, error)
 }
 
-// every runs fn each interval, with that interval as its deadline, until
-// done is closed; it marks wg done when it returns. Drivers use it for
-// housekeeping such as trimming acknowledged messages.
-func every(wg *sync.WaitGroup, done <-chan struct{}, interval time.Duration, fn func(context.Context)) {
+// every runs fn each interval, with timeout as its deadline, until done is
+// closed; it marks wg done when it returns. Drivers use it for
+// housekeeping such as trimming acknowledged messages and moving due ones.
+func every(wg *sync.WaitGroup, done <-chan struct{}, interval, timeout time.Duration, fn func(context.Context)) {
 	defer wg.Done()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -136,7 +136,7 @@ func every(wg *sync.WaitGroup, done <-chan struct{}, interval time.Duration, fn 
 		case <-done:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), interval)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			fn(ctx)
 			cancel()
 		}

@@ -166,10 +166,10 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	if o.TrimInterval > 0 {
 		q.wg.Add(1)
-		go every(&q.wg, q.done, o.TrimInterval, q.trim)
+		go every(&q.wg, q.done, o.TrimInterval, o.TrimInterval, q.trim)
 	}
 	q.wg.Add(1)
-	go every(&q.wg, q.done, delayMoveInterval, q.moveDue)
+	go every(&q.wg, q.done, delayMoveInterval, delayLease, q.moveDue)
 	return q, nil
 }
 

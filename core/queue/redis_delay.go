@@ -118,10 +118,10 @@ func (q *Redis) PublishAt(topic string, due time.Time, msgs ...*message.Message)
 }
 
 // moveDue publishes the delayed messages that are due, up to delayRounds
-// batches a run, and stops early when the queue closes.
-func (q *Redis) moveDue(context.Context) {
-	ctx, cancel := context.WithTimeout(context.Background(), delayLease)
-	defer cancel()
+// batches a run, and stops early when the queue closes. ctx runs for a
+// lease, not for one move interval: a claimed batch must be published and
+// settled in one go.
+func (q *Redis) moveDue(ctx context.Context) {
 	dueKey, claimedKey, bodies := q.delayKeys()
 	keys := []string{dueKey, claimedKey, bodies}
 	if n, err := expireClaims.Run(ctx, q.client, keys[:2], delayBatch).Int(); err != nil {

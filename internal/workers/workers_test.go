@@ -20,14 +20,7 @@ func TestWorkersAreReused(t *testing.T) {
 		t.Errorf("%d goroutines started for 100 sequential calls", n)
 	}
 	// Concurrent callers get as many workers as they need.
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	for range 8 {
-		wg.Add(1)
-		p.Go(func() { defer wg.Done(); <-release })
-	}
-	close(release)
-	wg.Wait()
+	burst(p, 8)
 	if n := p.started.Load(); n < 8 {
 		t.Errorf("8 concurrent calls ran on %d goroutines", n)
 	}
@@ -37,14 +30,7 @@ func TestPoolShrinksUnderLightLoad(t *testing.T) {
 	p := New()
 	p.idleTimeout = 50 * time.Millisecond
 	// A burst of 20 concurrent calls needs 20 workers.
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	for range 20 {
-		wg.Add(1)
-		p.Go(func() { defer wg.Done(); <-release })
-	}
-	close(release)
-	wg.Wait()
+	burst(p, 20)
 	if n := p.started.Load(); n != 20 {
 		t.Fatalf("%d workers for 20 concurrent calls", n)
 	}
@@ -60,4 +46,16 @@ func TestPoolShrinksUnderLightLoad(t *testing.T) {
 	if n := p.Idle(); n > 2 {
 		t.Errorf("%d idle workers after light load, want the pool to shrink", n)
 	}
+}
+
+// burst runs n calls that all wait until every one has started.
+func burst(p *Pool, n int) {
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		p.Go(func() { defer wg.Done(); <-release })
+	}
+	close(release)
+	wg.Wait()
 }
