@@ -128,7 +128,8 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 	if !strings.Contains(out, `"attempts": 3`) || !strings.Contains(out, `"kind": "exhausted"`) {
 		t.Errorf("dead letter: %s", out)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// The dead letter is recorded after the last attempt was answered and
+	// before the message is acknowledged, so no attempt can follow it.
 	if n := rcv.seen("rs-1"); n != 3 {
 		t.Errorf("attempts = %d, want exactly 3 across the restart", n)
 	}
@@ -153,8 +154,9 @@ func TestDuplicateProducerIDsDeliveredOnce(t *testing.T) {
 	if st := postEvents(http.DefaultClient, addr, "shop", `[{"id":"dup-1","type":"a"},{"id":"dup-3","type":"a"}]`); st != http.StatusAccepted {
 		t.Fatal(st)
 	}
+	// dup-3 came in the same request as the repeated dup-1, after it: once
+	// dup-3 arrived, the repeat has been through the pipeline too.
 	waitUntil(t, 20*time.Second, "dup-3", func() bool { return rcv.seen("dup-3") == 1 })
-	time.Sleep(300 * time.Millisecond)
 	if rcv.seen("dup-1") != 1 || rcv.seen("dup-2") != 1 {
 		t.Errorf("dup-1 delivered %d times, dup-2 %d times; want once each", rcv.seen("dup-1"), rcv.seen("dup-2"))
 	}
@@ -172,9 +174,8 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"slow-1","type":"a"}`); st != http.StatusAccepted {
 		t.Fatal(st)
 	}
-	// The receiver counts a request when its delay is over; wait until the
-	// delivery is surely in flight, then ask hookbus to stop.
-	time.Sleep(500 * time.Millisecond)
+	// Ask hookbus to stop while the receiver holds the delivery.
+	waitUntil(t, 20*time.Second, "delivery in flight", func() bool { return rcv.inFlight("slow-1") == 1 })
 	start := time.Now()
 	p.stop()
 	if p.cmd.ProcessState.ExitCode() != 0 {

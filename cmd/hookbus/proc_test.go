@@ -138,9 +138,12 @@ type sink struct {
 	secret signing.Secret
 	mu     sync.Mutex
 	count  map[string]int
-	bad    int
-	delay  time.Duration
-	status func(id string, n int) int
+	// arrived counts requests by event id as soon as they are read, before
+	// the delay: a test waits on it to know a delivery is in flight.
+	arrived map[string]int
+	bad     int
+	delay   time.Duration
+	status  func(id string, n int) int
 }
 
 type httptest struct {
@@ -155,7 +158,7 @@ func newSink(t *testing.T) *sink {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sink{t: t, secret: sec, count: map[string]int{}}
+	s := &sink{t: t, secret: sec, count: map[string]int{}, arrived: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +181,9 @@ func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var ev struct{ ID string }
 	_ = json.Unmarshal(body, &ev)
+	s.mu.Lock()
+	s.arrived[ev.ID]++
+	s.mu.Unlock()
 	if s.delay > 0 {
 		time.Sleep(s.delay)
 	}
@@ -192,6 +198,13 @@ func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// inFlight reports how many requests for id arrived, finished or not.
+func (s *sink) inFlight(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrived[id]
 }
 
 func (s *sink) seen(id string) int {
