@@ -286,6 +286,10 @@ func TestValidatePlugins(t *testing.T) {
 	t.Parallel()
 	crash := pluginBinary(t, "crashsink")
 	wh := pluginBinary(t, "hookbus-webhook")
+	hang := filepath.Join(t.TempDir(), "hang")
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		sinks string
@@ -316,6 +320,11 @@ func TestValidatePlugins(t *testing.T) {
   other: {type: crash, config: {crash_every: -2}}`,
 			want: []string{"sinks.partner.config.timeout: ", "sinks.partner.config.headers", "sinks.other.config.crash_every: crashsink wants crash_every >= 0, got -2"},
 		},
+		{
+			name:  "plugin hangs in its config check",
+			sinks: `  slow: {type: stuck, config: {hang_init_while: ` + hang + `}}`,
+			want:  []string{"sinks.slow.config: plugin stuck did not answer its config check within 2s (plugins.stuck.init_timeout)"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,6 +332,7 @@ func TestValidatePlugins(t *testing.T) {
 			cfg := loadConfig(t, configHead+`plugins:
   crash: {path: `+crash+`}
   wh: {path: `+wh+`}
+  stuck: {path: `+crash+`, init_timeout: 2s}
 sources:
   shop: {type: http}
 sinks:
