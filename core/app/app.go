@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +36,7 @@ import (
 func Checkers(opts script.Options) config.Checkers {
 	return config.Checkers{
 		Components: map[string]func(json.RawMessage) error{
-			"source:http": func(raw json.RawMessage) error { return nil },
+			"source:http": checkHTTPSourceConfig,
 			"sink:webhook": func(raw json.RawMessage) error {
 				_, err := webhook.ParseConfig(raw)
 				return err
@@ -45,6 +47,21 @@ func Checkers(opts script.Options) config.Checkers {
 			return err
 		},
 	}
+}
+
+// checkHTTPSourceConfig rejects every key of a built-in http source's config
+// block: the source has no settings of its own (its limits are server.*),
+// and a key that does nothing must not pass for a setting.
+func checkHTTPSourceConfig(raw json.RawMessage) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return &sdk.ConfigError{Message: "must be a mapping"}
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		errs = append(errs, &sdk.ConfigError{Field: k, Message: "unknown key: the built-in http source takes no config (its limits are server.max_body and the server.* keys)"})
+	}
+	return errors.Join(errs...)
 }
 
 // ScriptOptions derives script options from the configuration.
