@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/hookbus/hookbus/internal/testenv"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -36,6 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testenv.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
