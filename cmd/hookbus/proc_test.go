@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/hookbus/hookbus/internal/testenv"
-
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // binary is the hookbus binary built once for the tests of this package.
