@@ -75,6 +75,10 @@ func runCmd() *cobra.Command {
 			}
 			if err := a.Start(ctx); err != nil {
 				_ = a.Shutdown(context.Background())
+				var errs *config.Errors
+				if errors.As(err, &errs) {
+					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+				}
 				return err
 			}
 			<-ctx.Done()

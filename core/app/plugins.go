@@ -73,13 +73,98 @@ var (
 	pluginInitMaxBackoff = time.Minute
 )
 
+// pluginInit starts one source's or sink's plugin and initialises it,
+// each attempt within the plugin's init_timeout, counting failures and
+// keeping the component's readiness.
+type pluginInit struct {
+	a          *App
+	kind       string // sdk.KindSink or sdk.KindSource
+	name       string
+	pluginType string
+	spec       pluginhost.Spec
+	timeout    time.Duration
+	// init initialises the component on the started plugin.
+	init func(ctx context.Context, pl *pluginhost.Plugin) error
+
+	plugin *pluginhost.Plugin // the started process, nil until one started
+}
+
+func newPluginInit(a *App, kind, name string, c config.Component, p config.Plugin, init func(context.Context, *pluginhost.Plugin) error) *pluginInit {
+	return &pluginInit{a: a, kind: kind, name: name, pluginType: c.Type, spec: PluginSpec(p), timeout: p.InitTimeoutOrDefault(), init: init}
+}
+
+// component names the component in /readyz and metrics: "sink partner".
+func (pi *pluginInit) component() string { return pi.kind + " " + pi.name }
+
+// attempt starts the plugin (unless running) and initialises the
+// component, both within the init timeout.
+func (pi *pluginInit) attempt(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pi.timeout)
+	defer cancel()
+	if pi.plugin == nil {
+		pl, err := pi.a.host.Start(ctx, pi.pluginType+"/"+pi.name, pi.spec)
+		if err != nil {
+			return pi.wrap(ctx, "start", err)
+		}
+		pi.plugin = pl
+	}
+	// A plugin that did not answer Init in time is marked broken and
+	// restarted by its supervisor; the next attempt waits for that process.
+	if err := pi.init(ctx, pi.plugin); err != nil {
+		return pi.wrap(ctx, "init", err)
+	}
+	pi.a.readiness.set(pi.component(), "")
+	return nil
+}
+
+func (pi *pluginInit) wrap(ctx context.Context, step string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("plugin %s: %s: timed out after %s: %w", pi.pluginType, step, pi.timeout, err)
+	}
+	return fmt.Errorf("plugin %s: %s: %w", pi.pluginType, step, err)
+}
+
+// failed records a failed attempt: counted, logged, and shown by /readyz.
+func (pi *pluginInit) failed(err error) {
+	pi.a.Metrics.PluginInitFailures.WithLabelValues(pi.pluginType, pi.component()).Inc()
+	pi.a.readiness.set(pi.component(), firstLine(err.Error()))
+	pi.a.log.Error("plugin cannot initialise; retrying in the background",
+		pi.kind, pi.name, "plugin", pi.pluginType, "error", err)
+}
+
+// retry attempts again with backoff until an attempt succeeds (true) or
+// ctx is done (false).
+func (pi *pluginInit) retry(ctx context.Context) bool {
+	backoff := pluginInitMinBackoff
+	for {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, pluginInitMaxBackoff)
+		err := pi.attempt(ctx)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			pi.a.log.Info("plugin initialised", pi.kind, pi.name, "plugin", pi.pluginType)
+			return true
+		}
+		pi.failed(err)
+	}
+}
+
 // pluginSink starts the plugin process for one sink and initialises it.
-// A config the plugin rejects is returned as an error: it will not get
-// better by trying again. A plugin that does not answer in time, crashes
-// or fails otherwise does not hold up the instance: the returned sink is
-// not ready yet, its events wait in the queue (the pipeline consumes them
-// once Ready is closed), /readyz names it, and initialisation is retried
-// in the background until it succeeds or the instance shuts down.
+// A config the plugin rejects is returned as *config.Errors: it will not
+// get better by trying again. A plugin that does not answer in time,
+// crashes or fails otherwise does not hold up the instance: the returned
+// sink is not ready yet, its events wait in the queue (the pipeline
+// consumes them once Ready is closed), /readyz names it, and
+// initialisation is retried in the background until it succeeds or the
+// instance shuts down.
 func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Component) (pipeline.Sink, error) {
 	p, ok := a.cfg.Plugins[c.Type]
 	if !ok {
@@ -93,15 +178,26 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 	if err != nil {
 		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
 	}
-	ps := &pendingSink{a: a, name: sinkName, pluginType: c.Type, spec: PluginSpec(p), raw: raw, timeout: p.InitTimeoutOrDefault()}
+	ps := &pendingSink{ready: make(chan struct{})}
+	var info sdk.SinkInfo
+	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
+		s, in, err := pl.Sink(ctx, raw)
+		if err != nil {
+			return err
+		}
+		info = in
+		ps.mu.Lock()
+		ps.sink = s
+		ps.mu.Unlock()
+		a.addSink(s)
+		return nil
+	})
 	// A call to a plugin has a fixed cost (a gRPC message, a process
 	// switch): merge concurrent deliveries into batches.
 	out := pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
-	s, info, err := ps.attempt(ctx)
+	err = ps.attempt(ctx)
 	if err == nil {
-		a.addSink(s)
-		a.readiness.set(ps.component(), "")
-		out.Sink, out.MaxInFlight = s, info.MaxInFlight
+		out.Sink, out.MaxInFlight = ps.sink, info.MaxInFlight
 		return out, nil
 	}
 	if isConfigRejection(err) {
@@ -110,10 +206,14 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 	ps.failed(err)
 	// Until the plugin answers, the sink's window is the pipeline default:
 	// the plugin's own max_in_flight is only known after Init.
-	ps.ready = make(chan struct{})
 	out.Sink, out.Ready = ps, ps.ready
 	a.bgWG.Add(1)
-	go ps.retry()
+	go func() {
+		defer a.bgWG.Done()
+		if ps.retry(a.bgCtx) {
+			close(ps.ready)
+		}
+	}()
 	return out, nil
 }
 
@@ -143,94 +243,13 @@ func configErrors(base string, err error) *config.Errors {
 	return &out
 }
 
-// pendingSink is a plugin sink whose plugin has not initialised yet. The
-// pipeline delivers to it only after ready is closed, when sink is set.
+// pendingSink is a plugin sink whose plugin may not have initialised yet.
+// The pipeline delivers to it only after ready is closed, when sink is set.
 type pendingSink struct {
-	a          *App
-	name       string
-	pluginType string
-	spec       pluginhost.Spec
-	raw        json.RawMessage
-	timeout    time.Duration
-
-	plugin *pluginhost.Plugin // the started process, nil until one started
-	ready  chan struct{}
-	mu     sync.Mutex
-	sink   sdk.Sink
-}
-
-func (ps *pendingSink) component() string { return "sink " + ps.name }
-
-// attempt starts the plugin (unless running) and initialises its sink,
-// both within the init timeout.
-func (ps *pendingSink) attempt(ctx context.Context) (sdk.Sink, sdk.SinkInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, ps.timeout)
-	defer cancel()
-	if ps.plugin == nil {
-		pl, err := ps.a.host.Start(ctx, ps.pluginType+"/"+ps.name, ps.spec)
-		if err != nil {
-			return nil, sdk.SinkInfo{}, ps.wrap(ctx, "start", err)
-		}
-		ps.plugin = pl
-	}
-	// A plugin that did not answer Init in time is marked broken and
-	// restarted by its supervisor; the next attempt waits for that process.
-	s, info, err := ps.plugin.Sink(ctx, ps.raw)
-	if err != nil {
-		return nil, sdk.SinkInfo{}, ps.wrap(ctx, "init", err)
-	}
-	return s, info, nil
-}
-
-func (ps *pendingSink) wrap(ctx context.Context, step string, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("plugin %s: %s: timed out after %s: %w", ps.pluginType, step, ps.timeout, err)
-	}
-	return fmt.Errorf("plugin %s: %s: %w", ps.pluginType, step, err)
-}
-
-func (ps *pendingSink) failed(err error) {
-	ps.a.Metrics.PluginInitFailures.WithLabelValues(ps.pluginType, ps.name).Inc()
-	ps.a.readiness.set(ps.component(), firstLine(err.Error()))
-	ps.a.log.Error("plugin sink cannot initialise; its events wait in the queue, retrying in the background",
-		"sink", ps.name, "plugin", ps.pluginType, "error", err)
-}
-
-// retry initialises the plugin sink again with backoff until it works or
-// the instance shuts down.
-func (ps *pendingSink) retry() {
-	defer ps.a.bgWG.Done()
-	ctx := ps.a.bgCtx
-	backoff := pluginInitMinBackoff
-	for {
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(backoff*2, pluginInitMaxBackoff)
-		s, _, err := ps.attempt(ctx)
-		if ctx.Err() != nil {
-			if s != nil {
-				_ = s.Close(context.Background())
-			}
-			return
-		}
-		if err != nil {
-			ps.failed(err)
-			continue
-		}
-		ps.mu.Lock()
-		ps.sink = s
-		ps.mu.Unlock()
-		ps.a.addSink(s)
-		ps.a.readiness.set(ps.component(), "")
-		ps.a.log.Info("plugin sink initialised; delivering its queued events", "sink", ps.name, "plugin", ps.pluginType)
-		close(ps.ready)
-		return
-	}
+	*pluginInit
+	ready chan struct{}
+	mu    sync.Mutex
+	sink  sdk.Sink
 }
 
 func (ps *pendingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
@@ -321,7 +340,11 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 }
 
 // startPluginSources starts every plugin source and runs it until Shutdown.
+// As with sinks, every config a plugin rejects is returned at once, and a
+// plugin that cannot initialise (hangs past init_timeout, crashes) is
+// retried in the background while everything else runs.
 func (a *App) startPluginSources(ctx context.Context) error {
+	var problems config.Errors
 	for _, name := range a.cfg.SourceNames() {
 		c := a.cfg.Sources[name]
 		if c.Type == "http" {
@@ -329,22 +352,40 @@ func (a *App) startPluginSources(ctx context.Context) error {
 		}
 		p, ok := a.cfg.Plugins[c.Type]
 		if !ok {
-			return fmt.Errorf("sources.%s.type: %q is neither a built-in type nor a declared plugin", name, c.Type)
+			problems = append(problems, config.Error{Path: "sources." + name + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)})
+			continue
 		}
 		raw, err := c.RawConfig()
 		if err != nil {
+			problems = append(problems, config.Error{Path: "sources." + name + ".config", Message: err.Error()})
+			continue
+		}
+		var src sdk.Source
+		pi := newPluginInit(a, sdk.KindSource, name, c, p, func(ctx context.Context, pl *pluginhost.Plugin) (err error) {
+			src, err = pl.Source(ctx, raw)
 			return err
-		}
-		pl, err := a.host.Start(ctx, c.Type+"/"+name, PluginSpec(p))
-		if err != nil {
-			return fmt.Errorf("sources.%s: %w", name, err)
-		}
-		src, err := pl.Source(ctx, raw)
-		if err != nil {
-			return fmt.Errorf("sources.%s.config: %w", name, err)
+		})
+		err = pi.attempt(ctx)
+		if isConfigRejection(err) {
+			problems = append(problems, *configErrors("sources."+name+".config", err)...)
+			continue
 		}
 		a.sourcesWG.Add(1)
-		go a.runSource(ctx, name, src)
+		if err == nil {
+			go a.runSource(ctx, name, src)
+			continue
+		}
+		pi.failed(err)
+		go func() {
+			if pi.retry(ctx) {
+				a.runSource(ctx, name, src)
+				return
+			}
+			a.sourcesWG.Done()
+		}()
+	}
+	if len(problems) > 0 {
+		return &problems
 	}
 	return nil
 }

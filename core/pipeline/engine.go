@@ -271,7 +271,8 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // startWhenReady adds a late sink's consumer to the running router once
-// the sink is ready.
+// the sink is ready. A failed subscription (a broker slow to create the
+// consumer) is tried again: RunHandlers starts only handlers not running.
 func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 	select {
 	case <-l.sink.Ready:
@@ -281,16 +282,35 @@ func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 		return
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return
 	}
 	e.router.AddConsumerHandler("sink/"+l.name, l.topic, l.sub, e.sinkHandler(l.sink))
-	if err := e.router.RunHandlers(ctx); err != nil {
-		e.log.Error("start sink consumer", "sink", l.name, "error", err)
-		return
+	e.mu.Unlock()
+	backoff := 100 * time.Millisecond
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		err := e.router.RunHandlers(ctx)
+		e.mu.Unlock()
+		if err == nil {
+			e.log.Info("sink ready; consuming its queue", "sink", l.name)
+			return
+		}
+		e.log.Error("start sink consumer; trying again", "sink", l.name, "error", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		case <-e.closing:
+			return
+		}
+		backoff = min(backoff*2, 10*time.Second)
 	}
-	e.log.Info("sink ready; consuming its queue", "sink", l.name)
 }
 
 // Close stops consuming and waits (up to CloseTimeout) for in-flight work.
