@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // children returns the pids whose parent is pid.
@@ -106,4 +108,34 @@ pipelines:
 		}
 		return true
 	})
+}
+
+// TestRunReportsEveryRejectedPluginConfig: `hookbus run` with two sink
+// configs their plugin rejects exits 2 naming both, as validate does.
+func TestRunReportsEveryRejectedPluginConfig(t *testing.T) {
+	dir := t.TempDir()
+	plugin := testenv.BuildBinary(t, "../../core/pluginhost/testdata/crashsink")
+	cfg := writeConfig(t, dir, `version: 1
+server: {listen: "`+freeAddr(t)+`"}
+data_dir: `+filepath.Join(dir, "data")+`
+queue: {driver: memory}
+plugins:
+  crash: {path: `+plugin+`}
+sources:
+  shop: {type: http}
+sinks:
+  a: {type: crash, config: {crash_every: -1}}
+  b: {type: crash, config: {crash_every: -2}}
+pipelines:
+  all: {from: [shop], to: [a, b]}
+`)
+	_, stderr, code := runExit(t, "", "run", "--config", cfg)
+	if code != 2 {
+		t.Fatalf("run: exit %d, want 2\n%s", code, stderr)
+	}
+	for _, w := range []string{"sinks.a.config.crash_every: crashsink wants crash_every >= 0, got -1", "sinks.b.config.crash_every: crashsink wants crash_every >= 0, got -2"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("run's output does not name %q:\n%s", w, stderr)
+		}
+	}
 }

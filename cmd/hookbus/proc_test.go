@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // binary is the hookbus binary built once for the tests of this package.
@@ -36,6 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testenv.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -66,10 +66,19 @@ func runCmd() *cobra.Command {
 			defer stop()
 			a, err := app.New(ctx, cfg, log)
 			if err != nil {
+				// Config blocks the plugins rejected, all of them, exit 2 like validate.
+				var errs *config.Errors
+				if errors.As(err, &errs) {
+					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+				}
 				return err
 			}
 			if err := a.Start(ctx); err != nil {
 				_ = a.Shutdown(context.Background())
+				var errs *config.Errors
+				if errors.As(err, &errs) {
+					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+				}
 				return err
 			}
 			<-ctx.Done()

@@ -35,6 +35,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// SinkKnown reports whether a sink is configured (for replay).
 	SinkKnown func(name string) bool
+	// NotReady, when set, lists the components that cannot work yet, each
+	// as "component: reason" (a plugin sink still initialising). While it
+	// lists any, /readyz answers 503 naming them.
+	NotReady func() []string
 }
 
 // Server is the HTTP handler of a hookbus instance.
@@ -65,7 +69,13 @@ func New(opts Options) *Server {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		if s.opts.NotReady != nil {
+			if nr := s.opts.NotReady(); len(nr) > 0 {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "ready": false, "not_ready": nr})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "ready": true})
 	})
 	if opts.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +24,6 @@ import (
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
 	"github.com/hookbus/hookbus/core/queue"
-	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/store"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
@@ -35,7 +36,7 @@ import (
 func Checkers(opts script.Options) config.Checkers {
 	return config.Checkers{
 		Components: map[string]func(json.RawMessage) error{
-			"source:http": func(raw json.RawMessage) error { return nil },
+			"source:http": checkHTTPSourceConfig,
 			"sink:webhook": func(raw json.RawMessage) error {
 				_, err := webhook.ParseConfig(raw)
 				return err
@@ -46,6 +47,21 @@ func Checkers(opts script.Options) config.Checkers {
 			return err
 		},
 	}
+}
+
+// checkHTTPSourceConfig rejects every key of a built-in http source's config
+// block: the source has no settings of its own (its limits are server.*),
+// and a key that does nothing must not pass for a setting.
+func checkHTTPSourceConfig(raw json.RawMessage) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return &sdk.ConfigError{Message: "must be a mapping"}
+	}
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		errs = append(errs, &sdk.ConfigError{Field: k, Message: "unknown key: the built-in http source takes no config (its limits are server.max_body and the server.* keys)"})
+	}
+	return errors.Join(errs...)
 }
 
 // ScriptOptions derives script options from the configuration.
@@ -70,6 +86,22 @@ type App struct {
 
 	host      *pluginhost.Host
 	sourcesWG sync.WaitGroup
+
+	// readiness lists the components that cannot work yet (/readyz).
+	readiness *readiness
+	// bgCtx ends background work started by New (plugin sinks retrying
+	// their initialisation); bgWG waits for it.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
+	sinksMu  sync.Mutex
+}
+
+// addSink records an initialised sink, to be closed with the app.
+func (a *App) addSink(s sdk.Sink) {
+	a.sinksMu.Lock()
+	a.sinks = append(a.sinks, s)
+	a.sinksMu.Unlock()
 }
 
 // OpenQueue opens the configured queue driver.
@@ -95,6 +127,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		log = slog.Default()
 	}
 	a = &App{cfg: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
+	a.readiness = &readiness{gauge: a.Metrics.ComponentReady, notReady: map[string]string{}}
+	a.bgCtx, a.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	built := a
 	defer func() {
 		if err != nil {
@@ -110,34 +144,40 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	sinks := map[string]pipeline.Sink{}
+	// Every sink's config problems are reported together (*config.Errors),
+	// as `hookbus validate` does, rather than the first one only.
+	var problems config.Errors
 	for _, name := range cfg.SinkNames() {
 		c := cfg.Sinks[name]
-		raw, err := c.RawConfig()
-		if err != nil {
-			return nil, fmt.Errorf("sinks.%s.config: %w", name, err)
-		}
-		var s sdk.Sink
-		var sched retry.Schedule
-		switch c.Type {
-		case "webhook":
-			s = &webhook.Webhook{}
-		default:
+		if c.Type != "webhook" {
 			ps, err := a.pluginSink(ctx, name, c)
+			var ce *config.Errors
+			if errors.As(err, &ce) {
+				problems = append(problems, *ce...)
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
 			sinks[name] = ps
 			continue
 		}
-		info, err := s.Init(ctx, raw)
+		raw, err := c.RawConfig()
 		if err != nil {
-			return nil, fmt.Errorf("sinks.%s.config: %w", name, err)
+			problems = append(problems, config.Error{Path: "sinks." + name + ".config", Message: err.Error()})
+			continue
 		}
-		if w, ok := s.(*webhook.Webhook); ok {
-			sched = w.Schedule()
+		w := &webhook.Webhook{}
+		info, err := w.Init(ctx, raw)
+		if err != nil {
+			problems = append(problems, *configErrors("sinks."+name+".config", err)...)
+			continue
 		}
-		a.sinks = append(a.sinks, s)
-		sinks[name] = pipeline.Sink{Name: name, Sink: s, MaxInFlight: info.MaxInFlight, Schedule: sched}
+		a.addSink(w)
+		sinks[name] = pipeline.Sink{Name: name, Sink: w, MaxInFlight: info.MaxInFlight, Schedule: w.Schedule()}
+	}
+	if len(problems) > 0 {
+		return nil, &problems
 	}
 	sopts := ScriptOptions(cfg, log)
 	compiled := map[string]*script.Script{}
@@ -187,7 +227,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		},
 	})
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
-		SinkKnown: func(name string) bool { _, ok := cfg.Sinks[name]; return ok }})
+		SinkKnown: func(name string) bool { _, ok := cfg.Sinks[name]; return ok },
+		NotReady:  a.readiness.list})
 	return a, nil
 }
 
@@ -246,6 +287,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 
 func (a *App) closeResources() error {
 	var errs []error
+	if a.bgCancel != nil {
+		a.bgCancel()
+		a.bgWG.Wait()
+	}
+	a.sinksMu.Lock()
+	defer a.sinksMu.Unlock()
 	for _, s := range a.sinks {
 		if err := s.Close(context.Background()); err != nil {
 			errs = append(errs, err)

@@ -8,13 +8,19 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/sdk"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 // PluginSpec turns a plugins.<name> entry into a host spec.
@@ -59,32 +65,253 @@ func splitRetry(raw json.RawMessage) (json.RawMessage, retry.Schedule, error) {
 	return out, sched, err
 }
 
-// pluginSink starts the plugin process for one sink.
+// Plugin sinks that cannot initialise (the plugin hangs past its
+// init_timeout, crashes or fails) are retried in the background with a
+// backoff between these bounds, while the rest of the instance runs.
+var (
+	pluginInitMinBackoff = time.Second
+	pluginInitMaxBackoff = time.Minute
+)
+
+// pluginInit starts one source's or sink's plugin and initialises it,
+// each attempt within the plugin's init_timeout, counting failures and
+// keeping the component's readiness.
+type pluginInit struct {
+	a          *App
+	kind       string // sdk.KindSink or sdk.KindSource
+	name       string
+	pluginType string
+	spec       pluginhost.Spec
+	timeout    time.Duration
+	// init initialises the component on the started plugin.
+	init func(ctx context.Context, pl *pluginhost.Plugin) error
+
+	plugin *pluginhost.Plugin // the started process, nil until one started
+}
+
+func newPluginInit(a *App, kind, name string, c config.Component, p config.Plugin, init func(context.Context, *pluginhost.Plugin) error) *pluginInit {
+	return &pluginInit{a: a, kind: kind, name: name, pluginType: c.Type, spec: PluginSpec(p), timeout: p.InitTimeoutOrDefault(), init: init}
+}
+
+// component names the component in /readyz and metrics: "sink partner".
+func (pi *pluginInit) component() string { return pi.kind + " " + pi.name }
+
+// attempt starts the plugin (unless running) and initialises the
+// component, both within the init timeout.
+func (pi *pluginInit) attempt(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pi.timeout)
+	defer cancel()
+	if pi.plugin == nil {
+		pl, err := pi.a.host.Start(ctx, pi.pluginType+"/"+pi.name, pi.spec)
+		if err != nil {
+			return pi.wrap(ctx, "start", err)
+		}
+		pi.plugin = pl
+	}
+	// A plugin that did not answer Init in time is marked broken and
+	// restarted by its supervisor; the next attempt waits for that process.
+	if err := pi.init(ctx, pi.plugin); err != nil {
+		return pi.wrap(ctx, "init", err)
+	}
+	pi.a.readiness.set(pi.component(), "")
+	return nil
+}
+
+func (pi *pluginInit) wrap(ctx context.Context, step string, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("plugin %s: %s: timed out after %s: %w", pi.pluginType, step, pi.timeout, err)
+	}
+	return fmt.Errorf("plugin %s: %s: %w", pi.pluginType, step, err)
+}
+
+// failed records a failed attempt: counted, logged, and shown by /readyz.
+func (pi *pluginInit) failed(err error) {
+	pi.a.Metrics.PluginInitFailures.WithLabelValues(pi.pluginType, pi.component()).Inc()
+	pi.a.readiness.set(pi.component(), firstLine(err.Error()))
+	pi.a.log.Error("plugin cannot initialise; retrying in the background",
+		pi.kind, pi.name, "plugin", pi.pluginType, "error", err)
+}
+
+// retry attempts again with backoff until an attempt succeeds (true) or
+// ctx is done (false).
+func (pi *pluginInit) retry(ctx context.Context) bool {
+	backoff := pluginInitMinBackoff
+	for {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, pluginInitMaxBackoff)
+		err := pi.attempt(ctx)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			pi.a.log.Info("plugin initialised", pi.kind, pi.name, "plugin", pi.pluginType)
+			return true
+		}
+		pi.failed(err)
+	}
+}
+
+// pluginSink starts the plugin process for one sink and initialises it.
+// A config the plugin rejects is returned as *config.Errors: it will not
+// get better by trying again. A plugin that does not answer in time,
+// crashes or fails otherwise does not hold up the instance: the returned
+// sink is not ready yet, its events wait in the queue (the pipeline
+// consumes them once Ready is closed), /readyz names it, and
+// initialisation is retried in the background until it succeeds or the
+// instance shuts down.
 func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Component) (pipeline.Sink, error) {
 	p, ok := a.cfg.Plugins[c.Type]
 	if !ok {
-		return pipeline.Sink{}, fmt.Errorf("sinks.%s.type: %q is neither a built-in type nor a declared plugin", sinkName, c.Type)
+		return pipeline.Sink{}, &config.Errors{{Path: "sinks." + sinkName + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)}}
 	}
 	raw, err := c.RawConfig()
 	if err != nil {
-		return pipeline.Sink{}, err
+		return pipeline.Sink{}, &config.Errors{{Path: "sinks." + sinkName + ".config", Message: err.Error()}}
 	}
 	raw, sched, err := splitRetry(raw)
 	if err != nil {
-		return pipeline.Sink{}, fmt.Errorf("sinks.%s.config.%w", sinkName, err)
+		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
 	}
-	pl, err := a.host.Start(ctx, c.Type+"/"+sinkName, PluginSpec(p))
-	if err != nil {
-		return pipeline.Sink{}, fmt.Errorf("sinks.%s: %w", sinkName, err)
-	}
-	s, info, err := pl.Sink(ctx, raw)
-	if err != nil {
-		return pipeline.Sink{}, fmt.Errorf("sinks.%s.config: %w", sinkName, err)
-	}
-	a.sinks = append(a.sinks, s)
+	ps := &pendingSink{ready: make(chan struct{})}
+	var info sdk.SinkInfo
+	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
+		s, in, err := pl.Sink(ctx, raw)
+		if err != nil {
+			return err
+		}
+		info = in
+		ps.mu.Lock()
+		ps.sink = s
+		ps.mu.Unlock()
+		a.addSink(s)
+		return nil
+	})
 	// A call to a plugin has a fixed cost (a gRPC message, a process
 	// switch): merge concurrent deliveries into batches.
-	return pipeline.Sink{Name: sinkName, Sink: s, MaxInFlight: info.MaxInFlight, Schedule: sched, Batch: 64}, nil
+	out := pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
+	err = ps.attempt(ctx)
+	if err == nil {
+		out.Sink, out.MaxInFlight = ps.sink, info.MaxInFlight
+		return out, nil
+	}
+	if isConfigRejection(err) {
+		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
+	}
+	ps.failed(err)
+	// Until the plugin answers, the sink's window is the pipeline default:
+	// the plugin's own max_in_flight is only known after Init.
+	out.Sink, out.Ready = ps, ps.ready
+	a.bgWG.Add(1)
+	go func() {
+		defer a.bgWG.Done()
+		if ps.retry(a.bgCtx) {
+			close(ps.ready)
+		}
+	}()
+	return out, nil
+}
+
+// isConfigRejection tells a config the plugin answered is wrong (permanent)
+// from a plugin that did not answer, crashed or broke its connection.
+func isConfigRejection(err error) bool {
+	var re *remote.Error
+	return errors.As(err, &re) && re.Code == pluginv1.ErrorCode_ERROR_CODE_INVALID_CONFIG && !errors.Is(err, remote.ErrUnavailable)
+}
+
+// configErrors turns a plugin's config rejection into *config.Errors under
+// base (sinks.<name>.config), one per field the plugin named.
+func configErrors(base string, err error) *config.Errors {
+	var ces []*sdk.ConfigError
+	collectConfigErrors(err, &ces)
+	if len(ces) == 0 {
+		return &config.Errors{{Path: base, Message: err.Error()}}
+	}
+	out := config.Errors{}
+	for _, ce := range ces {
+		path := base
+		if ce.Field != "" {
+			path += "." + ce.Field
+		}
+		out = append(out, config.Error{Path: path, Message: ce.Message})
+	}
+	return &out
+}
+
+// pendingSink is a plugin sink whose plugin may not have initialised yet.
+// The pipeline delivers to it only after ready is closed, when sink is set.
+type pendingSink struct {
+	*pluginInit
+	ready chan struct{}
+	mu    sync.Mutex
+	sink  sdk.Sink
+}
+
+func (ps *pendingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, errors.New("pendingSink is initialised by its retry loop")
+}
+
+// Deliver hands the batch to the plugin once initialised. The pipeline
+// waits for ready before it delivers; a Retry here is only a safety net.
+func (ps *pendingSink) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
+	ps.mu.Lock()
+	s := ps.sink
+	ps.mu.Unlock()
+	if s == nil {
+		out := make([]sdk.Result, len(batch))
+		for i := range out {
+			out[i] = sdk.Result{Outcome: sdk.Retry, Reason: "plugin sink " + ps.name + " is not initialised yet"}
+		}
+		return out
+	}
+	return s.Deliver(ctx, batch)
+}
+
+// Close does nothing: the initialised sink is closed with the app's sinks.
+func (ps *pendingSink) Close(context.Context) error { return nil }
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// readiness tracks the components that cannot work yet, for /readyz and
+// the hookbus_component_ready gauge.
+type readiness struct {
+	gauge    *prometheus.GaugeVec
+	mu       sync.Mutex
+	notReady map[string]string
+}
+
+// set records component as ready (reason "") or not ready with reason.
+func (r *readiness) set(component, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reason == "" {
+		delete(r.notReady, component)
+		r.gauge.WithLabelValues(component).Set(1)
+		return
+	}
+	r.notReady[component] = reason
+	r.gauge.WithLabelValues(component).Set(0)
+}
+
+// list returns "component: reason" for each component not ready, sorted.
+func (r *readiness) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.notReady))
+	for _, c := range slices.Sorted(maps.Keys(r.notReady)) {
+		out = append(out, c+": "+r.notReady[c])
+	}
+	return out
 }
 
 // sourceEmitter queues a plugin source's batches; Emit returns once durable.
@@ -113,7 +340,11 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 }
 
 // startPluginSources starts every plugin source and runs it until Shutdown.
+// As with sinks, every config a plugin rejects is returned at once, and a
+// plugin that cannot initialise (hangs past init_timeout, crashes) is
+// retried in the background while everything else runs.
 func (a *App) startPluginSources(ctx context.Context) error {
+	var problems config.Errors
 	for _, name := range a.cfg.SourceNames() {
 		c := a.cfg.Sources[name]
 		if c.Type == "http" {
@@ -121,22 +352,40 @@ func (a *App) startPluginSources(ctx context.Context) error {
 		}
 		p, ok := a.cfg.Plugins[c.Type]
 		if !ok {
-			return fmt.Errorf("sources.%s.type: %q is neither a built-in type nor a declared plugin", name, c.Type)
+			problems = append(problems, config.Error{Path: "sources." + name + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)})
+			continue
 		}
 		raw, err := c.RawConfig()
 		if err != nil {
+			problems = append(problems, config.Error{Path: "sources." + name + ".config", Message: err.Error()})
+			continue
+		}
+		var src sdk.Source
+		pi := newPluginInit(a, sdk.KindSource, name, c, p, func(ctx context.Context, pl *pluginhost.Plugin) (err error) {
+			src, err = pl.Source(ctx, raw)
 			return err
-		}
-		pl, err := a.host.Start(ctx, c.Type+"/"+name, PluginSpec(p))
-		if err != nil {
-			return fmt.Errorf("sources.%s: %w", name, err)
-		}
-		src, err := pl.Source(ctx, raw)
-		if err != nil {
-			return fmt.Errorf("sources.%s.config: %w", name, err)
+		})
+		err = pi.attempt(ctx)
+		if isConfigRejection(err) {
+			problems = append(problems, *configErrors("sources."+name+".config", err)...)
+			continue
 		}
 		a.sourcesWG.Add(1)
-		go a.runSource(ctx, name, src)
+		if err == nil {
+			go a.runSource(ctx, name, src)
+			continue
+		}
+		pi.failed(err)
+		go func() {
+			if pi.retry(ctx) {
+				a.runSource(ctx, name, src)
+				return
+			}
+			a.sourcesWG.Done()
+		}()
+	}
+	if len(problems) > 0 {
+		return &problems
 	}
 	return nil
 }
@@ -167,48 +416,76 @@ func (a *App) runSource(ctx context.Context, name string, src sdk.Source) {
 
 // ValidatePlugins starts each plugin used by a source or sink briefly and
 // checks its config block against the plugin's schema and its own
-// validation. Problems carry the block's key path.
+// validation. Problems carry the block's key path. Plugins are checked in
+// parallel, each within its init_timeout: a plugin that does not answer in
+// time is reported as such, naming the component.
 func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	host := pluginhost.New(log, nil)
 	defer host.Close()
-	var errs []error
-	check := func(kind, section, name string, c config.Component) {
-		p, ok := cfg.Plugins[c.Type]
-		if !ok {
-			return
-		}
-		raw, err := c.RawConfig()
-		if err == nil && kind == "sink" {
-			raw, _, err = splitRetry(raw)
-		}
-		if err == nil {
-			err = host.Validate(ctx, c.Type, PluginSpec(p), kind, raw)
-		}
-		if err == nil {
-			return
-		}
-		base := section + "." + name + ".config"
-		var ces []*sdk.ConfigError
-		collectConfigErrors(err, &ces)
-		if len(ces) == 0 {
-			errs = append(errs, fmt.Errorf("%s: %w", base, err))
-			return
-		}
-		for _, ce := range ces {
-			path := base
-			if ce.Field != "" {
-				path += "." + ce.Field
-			}
-			errs = append(errs, fmt.Errorf("%s: %s", path, ce.Message))
-		}
+	type job struct {
+		kind, section, name string
+		c                   config.Component
+		errs                []error
 	}
+	var jobs []*job
 	for _, n := range cfg.SourceNames() {
-		check("source", "sources", n, cfg.Sources[n])
+		jobs = append(jobs, &job{kind: "source", section: "sources", name: n, c: cfg.Sources[n]})
 	}
 	for _, n := range cfg.SinkNames() {
-		check("sink", "sinks", n, cfg.Sinks[n])
+		jobs = append(jobs, &job{kind: "sink", section: "sinks", name: n, c: cfg.Sinks[n]})
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		p, ok := cfg.Plugins[j.c.Type]
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j.errs = validatePlugin(ctx, host, j.kind, j.section+"."+j.name+".config", j.c, p)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, j := range jobs {
+		errs = append(errs, j.errs...)
 	}
 	return errors.Join(errs...)
+}
+
+// validatePlugin checks one component's config block with its plugin.
+func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base string, c config.Component, p config.Plugin) []error {
+	raw, err := c.RawConfig()
+	if err == nil && kind == "sink" {
+		raw, _, err = splitRetry(raw)
+	}
+	if err == nil {
+		timeout := p.InitTimeoutOrDefault()
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = host.Validate(cctx, c.Type, PluginSpec(p), kind, raw)
+		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("plugin %s did not answer its config check within %s (plugins.%s.init_timeout): %w", c.Type, timeout, c.Type, err)
+		}
+		cancel()
+	}
+	if err == nil {
+		return nil
+	}
+	var ces []*sdk.ConfigError
+	collectConfigErrors(err, &ces)
+	if len(ces) == 0 {
+		return []error{fmt.Errorf("%s: %w", base, err)}
+	}
+	var out []error
+	for _, ce := range ces {
+		path := base
+		if ce.Field != "" {
+			path += "." + ce.Field
+		}
+		out = append(out, fmt.Errorf("%s: %s", path, ce.Message))
+	}
+	return out
 }
 
 func collectConfigErrors(err error, out *[]*sdk.ConfigError) {

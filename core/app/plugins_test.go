@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // Plugin binaries the tests run, built once on first use (a test run that
@@ -34,6 +35,7 @@ var pluginPackages = map[string]string{
 	"hookbus-http-source": "../../plugins/http/cmd/hookbus-http-source",
 	"file-source":         "../../plugins/file/cmd/file-source",
 	"crashsink":           "../pluginhost/testdata/crashsink",
+	"stucksource":         "./testdata/stucksource",
 }
 
 func TestMain(m *testing.M) {
@@ -286,6 +288,11 @@ func TestValidatePlugins(t *testing.T) {
 	t.Parallel()
 	crash := pluginBinary(t, "crashsink")
 	wh := pluginBinary(t, "hookbus-webhook")
+	hang := filepath.Join(t.TempDir(), "hang")
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	initTimeout := testenv.Timeout(5 * time.Second).String()
 	tests := []struct {
 		name  string
 		sinks string
@@ -316,6 +323,11 @@ func TestValidatePlugins(t *testing.T) {
   other: {type: crash, config: {crash_every: -2}}`,
 			want: []string{"sinks.partner.config.timeout: ", "sinks.partner.config.headers", "sinks.other.config.crash_every: crashsink wants crash_every >= 0, got -2"},
 		},
+		{
+			name:  "plugin hangs in its config check",
+			sinks: `  slow: {type: stuck, config: {hang_init_while: ` + hang + `}}`,
+			want:  []string{"sinks.slow.config: plugin stuck did not answer its config check within " + initTimeout + " (plugins.stuck.init_timeout)"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,6 +335,7 @@ func TestValidatePlugins(t *testing.T) {
 			cfg := loadConfig(t, configHead+`plugins:
   crash: {path: `+crash+`}
   wh: {path: `+wh+`}
+  stuck: {path: `+crash+`, init_timeout: `+initTimeout+`}
 sources:
   shop: {type: http}
 sinks:
@@ -330,7 +343,7 @@ sinks:
 pipelines:
   p: {from: [shop], to: [`+firstSink(tt.sinks)+`]}
 `)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(30*time.Second))
 			defer cancel()
 			err := ValidatePlugins(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 			if len(tt.want) == 0 {

@@ -112,6 +112,22 @@ type Plugin struct {
 	Args []string `koanf:"args"`
 	// Env is added to the plugin process's environment.
 	Env map[string]string `koanf:"env"`
+	// InitTimeout bounds starting the plugin and its answer to Init (for a
+	// sink) or to the config check of `hookbus validate`. A plugin sink
+	// that does not answer in time is retried in the background. Zero
+	// means DefaultPluginInitTimeout.
+	InitTimeout time.Duration `koanf:"init_timeout"`
+}
+
+// DefaultPluginInitTimeout is plugins.<name>.init_timeout when unset.
+const DefaultPluginInitTimeout = 10 * time.Second
+
+// InitTimeoutOrDefault is InitTimeout, or DefaultPluginInitTimeout when unset.
+func (p Plugin) InitTimeoutOrDefault() time.Duration {
+	if p.InitTimeout > 0 {
+		return p.InitTimeout
+	}
+	return DefaultPluginInitTimeout
 }
 
 // Component is a source or a sink.

@@ -502,7 +502,7 @@ pipelines:
 			name: "wrong types",
 			yaml: "version: one\nsources: [a, b]\nserver:\n  api_keys: {a: b}\n",
 			want: []wantErr{
-				{"version", 1, `expected an integer, got "one"`},
+				{"version", 1, `expected an integer, got the string "one"`},
 				{"sources", 2, "expected a mapping, got a list"},
 				{"server.api_keys", 4, "expected a list, got a mapping"},
 			},
@@ -861,7 +861,7 @@ func TestDecodeHook(t *testing.T) {
 		want    target
 		wantErr string
 	}{
-		{"strings from env", map[string]any{"d": "1m30s", "b": "2KiB", "i": "-3", "u": "8", "f": "0.5", "ok": "true", "list": "a, b", "s": "x"},
+		{"strings from env", map[string]any{"d": envString("1m30s"), "b": envString("2KiB"), "i": envString("-3"), "u": envString("8"), "f": envString("0.5"), "ok": envString("true"), "list": envString("a, b"), "s": envString("x")},
 			target{D: 90 * time.Second, B: 2048, I: -3, U: 8, F: 0.5, OK: true, List: []string{"a", "b"}, S: "x"}, ""},
 		{"native YAML types", map[string]any{"d": 0, "b": 4096, "i": 7, "f": 2, "ok": false, "list": []any{"a"}, "s": 8080},
 			target{B: 4096, I: 7, F: 2, List: []string{"a"}, S: "8080"}, ""},
@@ -869,10 +869,14 @@ func TestDecodeHook(t *testing.T) {
 		{"zero duration string", map[string]any{"d": "0"}, target{}, ""},
 		{"duration without unit", map[string]any{"d": 5}, target{}, "a duration needs a unit"},
 		{"fractional size", map[string]any{"b": 1.5}, target{}, "not a whole number of bytes"},
-		{"bad int", map[string]any{"i": "many"}, target{}, `expected an integer, got "many"`},
-		{"negative uint", map[string]any{"u": "-1"}, target{}, "expected a non-negative integer"},
-		{"bad float", map[string]any{"f": "x"}, target{}, "expected a number"},
-		{"bad bool", map[string]any{"ok": "yes please"}, target{}, "expected true or false"},
+		{"bad int", map[string]any{"i": envString("many")}, target{}, `expected an integer, got "many"`},
+		{"negative uint", map[string]any{"u": envString("-1")}, target{}, "expected a non-negative integer"},
+		{"bad float", map[string]any{"f": envString("x")}, target{}, "expected a number"},
+		{"bad bool", map[string]any{"ok": envString("yes please")}, target{}, "expected true or false"},
+		// Strings written in YAML are not numbers: weak typing is off.
+		{"YAML string into int", map[string]any{"i": "32"}, target{}, `expected an integer, got the string "32"`},
+		{"YAML string into float", map[string]any{"f": "0.5"}, target{}, `expected a number, got the string "0.5"`},
+		{"YAML string into bool", map[string]any{"ok": "true"}, target{}, `expected true or false, got the string "true"`},
 		{"bad flow list", map[string]any{"list": "[a, {b"}, target{}, "expected a list of strings"},
 		{"bool into int", map[string]any{"i": true}, target{}, "expected an integer, got the boolean true"},
 	}

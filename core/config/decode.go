@@ -13,8 +13,9 @@ import (
 )
 
 var (
-	durationType = reflect.TypeFor[time.Duration]()
-	byteSizeType = reflect.TypeFor[ByteSize]()
+	durationType  = reflect.TypeFor[time.Duration]()
+	byteSizeType  = reflect.TypeFor[ByteSize]()
+	envStringType = reflect.TypeFor[envString]()
 )
 
 // DecodeHook converts configuration values to Config's field types without
@@ -22,7 +23,10 @@ var (
 //   - time.Duration from "10s", "5m" (and 0); other bare numbers are errors
 //     because they have no unit;
 //   - ByteSize from "1MiB", "512KB" or an integer;
-//   - integers, floats and booleans from strings (environment values are strings);
+//   - integers, floats and booleans from strings that came from the
+//     environment (HOOKBUS_ variables, ${VAR} references), which are
+//     always strings; a string written in YAML ("32") for a number field is
+//     a type error, as mapstructure's weak typing is off;
 //   - a list of strings from a YAML flow list "[a, b]" or a comma-separated
 //     string "a,b" (empty entries dropped), so `from: shop` means [shop];
 //   - strings from numbers and booleans (`port: 8080` into a string field).
@@ -32,6 +36,7 @@ func DecodeHook() mapstructure.DecodeHookFunc {
 		byteSizeHook,
 		fromStringHook,
 		toStringHook,
+		plainStringHook,
 	)
 }
 
@@ -94,6 +99,15 @@ func fromStringHook(f, t reflect.Type, data any) (any, error) {
 	}
 	s := reflect.ValueOf(data).String()
 	trimmed := strings.TrimSpace(s)
+	fromEnv := f == envStringType
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Bool:
+		if !fromEnv {
+			return data, nil // mapstructure reports the type error
+		}
+	}
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(trimmed, 10, t.Bits())
@@ -137,6 +151,14 @@ func fromStringHook(f, t reflect.Type, data any) (any, error) {
 			}
 		}
 		return list, nil
+	}
+	return data, nil
+}
+
+// plainStringHook hands an envString to an untyped (any) field as a plain string.
+func plainStringHook(f, t reflect.Type, data any) (any, error) {
+	if f == envStringType && t.Kind() == reflect.Interface {
+		return string(data.(envString)), nil
 	}
 	return data, nil
 }
@@ -268,6 +290,8 @@ func valueWord(v any) string {
 		return "nothing"
 	case string:
 		return fmt.Sprintf("the string %q", x)
+	case envString:
+		return fmt.Sprintf("the string %q", string(x))
 	case bool:
 		return fmt.Sprintf("the boolean %v", x)
 	case int, int64, uint64, float64:

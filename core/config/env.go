@@ -12,6 +12,12 @@ import (
 // EnvPrefix starts every environment variable that overrides a key.
 const EnvPrefix = "HOOKBUS_"
 
+// envString is a value that came from the environment: a HOOKBUS_
+// override or a string holding a ${VAR} reference. Environment values are
+// always strings, so the decode hooks convert an envString to a number or
+// a boolean field; a plain string written in YAML ("32") is a type error.
+type envString string
+
 // envProvider is a koanf.Provider over an explicit environment (koanf's env
 // provider reads only os.Environ, and tests pass their own). It keeps the
 // flat keys it produced and the variable behind each, so errors can name it.
@@ -69,10 +75,11 @@ func newEnvProvider(environ []string) *envProvider {
 // envValue types an environment value. Values inside a source's or sink's
 // free-form config block are read as YAML values, so 64 is a number, true
 // a boolean, [a, b] a list and "64" (quoted) a string; elsewhere the value
-// stays a string and the decode hooks convert it to the field's type.
+// stays a string (an envString) and the decode hooks convert it to the
+// field's type.
 func envValue(path []string, value string) any {
-	if len(path) < 3 || (path[0] != "sources" && path[0] != "sinks") || path[2] != "config" {
-		return value
+	if !inConfigBlock(path) {
+		return envString(value)
 	}
 	var v any
 	if err := yaml.Unmarshal([]byte(value), &v); err != nil {
@@ -93,6 +100,12 @@ func envValue(path []string, value string) any {
 		}
 	}
 	return value
+}
+
+// inConfigBlock tells whether path lies inside a source's or sink's
+// free-form config block (sources.<name>.config...).
+func inConfigBlock(path []string) bool {
+	return len(path) >= 3 && (path[0] == "sources" || path[0] == "sinks") && path[2] == "config"
 }
 
 // ReadBytes is not supported.
@@ -174,19 +187,32 @@ func expand(s string, lookup func(string) (string, bool)) string {
 }
 
 // expandAll expands every string in a merged configuration tree, in place
-// for maps and slices. Keys are not expanded.
+// for maps and slices. Keys are not expanded. Outside the free-form config
+// blocks, a string that held a ${VAR} reference becomes an envString, so
+// `pool_size: ${POOL}` still decodes into an integer; inside them it stays
+// a string, since the block's schema is the component's.
 func expandAll(v any, lookup func(string) (string, bool)) any {
+	return expandAt(v, nil, lookup)
+}
+
+func expandAt(v any, path []string, lookup func(string) (string, bool)) any {
 	switch t := v.(type) {
 	case string:
-		return expand(t, lookup)
+		e := expand(t, lookup)
+		if strings.Contains(t, "${") && !inConfigBlock(path) {
+			return envString(e)
+		}
+		return e
+	case envString:
+		return envString(expand(string(t), lookup))
 	case map[string]any:
 		for k, e := range t {
-			t[k] = expandAll(e, lookup)
+			t[k] = expandAt(e, append(path[:len(path):len(path)], k), lookup)
 		}
 		return t
 	case []any:
 		for i, e := range t {
-			t[i] = expandAll(e, lookup)
+			t[i] = expandAt(e, path, lookup)
 		}
 		return t
 	case []string:

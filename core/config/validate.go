@@ -186,6 +186,9 @@ func (v *validator) plugin(name string) {
 			p.SHA256 = sum
 		}
 	}
+	if p.InitTimeout < 0 {
+		v.add(path+".init_timeout", "must not be negative, got %s", p.InitTimeout)
+	}
 	v.c.Plugins[name] = p
 }
 

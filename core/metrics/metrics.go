@@ -21,6 +21,12 @@ type Metrics struct {
 	ScriptTime   *prometheus.HistogramVec // script
 	ScriptErrors *prometheus.CounterVec   // script
 	InFlight     *prometheus.GaugeVec     // sink
+	// PluginInitFailures counts failed initialisations of a plugin source
+	// or sink (timed out, crashed, failed): plugin, component ("sink partner").
+	PluginInitFailures *prometheus.CounterVec
+	// ComponentReady is 1 for a component that works, 0 while it cannot
+	// (a plugin source or sink still initialising): component ("sink partner").
+	ComponentReady *prometheus.GaugeVec
 }
 
 // New creates the collectors on a fresh registry (with Go and process collectors).
@@ -39,6 +45,9 @@ func New() *Metrics {
 	m.ScriptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_script_duration_seconds", Help: "Duration of one script call.", Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"script"})
 	m.ScriptErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_script_errors_total", Help: "Script calls that threw, timed out or returned a bad value."}, []string{"script"})
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_deliveries_in_flight", Help: "Deliveries currently running per sink."}, []string{"sink"})
+	m.PluginInitFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_plugin_init_failures_total", Help: "Plugin source or sink initialisations that timed out, crashed or failed; each is retried with backoff."}, []string{"plugin", "component"})
+	m.ComponentReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_component_ready", Help: "1 when a component can work, 0 while it cannot (a plugin source or sink still initialising)."}, []string{"component"})
+	r.MustRegister(m.PluginInitFailures, m.ComponentReady)
 	r.MustRegister(m.Received, m.Filtered, m.Delivered, m.DeadLettered, m.Attempts, m.Retries, m.EndToEnd, m.AttemptTime, m.ScriptTime, m.ScriptErrors, m.InFlight)
 	return m
 }

@@ -83,6 +83,11 @@ type Sink struct {
 	// of up to this many events (worth it when a call has a fixed cost,
 	// as with out-of-process plugins).
 	Batch int
+	// Ready, when not nil, holds the sink's consumer back until it is
+	// closed: a sink that cannot take deliveries yet (a plugin still
+	// initialising) leaves its events in the queue, with no delivery
+	// attempt counted and no CPU spent, instead of failing them as retries.
+	Ready <-chan struct{}
 }
 
 // DeadLetterRecorder keeps dead letters where they can be listed and replayed.
@@ -130,6 +135,20 @@ type Engine struct {
 	runErr   chan error
 	once     sync.Once
 	batchers []*batcher
+
+	// late are the sink consumers waiting for their sink's Ready.
+	late []lateSink
+	// mu guards adding handlers to the running router against Close.
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+}
+
+// lateSink is a sink consumer added to the router once its sink is ready.
+type lateSink struct {
+	name, topic string
+	sub         message.Subscriber
+	sink        Sink
 }
 
 // New builds the router. Nothing runs until Start.
@@ -154,7 +173,7 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, q: opts.Queue, router: r, log: opts.Logger, m: opts.Metrics, sources: map[string]bool{}, running: make(chan struct{}), runErr: make(chan error, 1)}
+	e := &Engine{opts: opts, q: opts.Queue, router: r, log: opts.Logger, m: opts.Metrics, sources: map[string]bool{}, running: make(chan struct{}), runErr: make(chan error, 1), closing: make(chan struct{})}
 
 	r.AddMiddleware(e.recoverToDeadLetter)
 	var topics []string
@@ -197,7 +216,11 @@ func New(opts Options) (*Engine, error) {
 		if err := initialize(sub, topic); err != nil {
 			return nil, err
 		}
-		r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
+		if s.Ready != nil {
+			e.late = append(e.late, lateSink{name: name, topic: topic, sub: sub, sink: s})
+		} else {
+			r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
+		}
 		// The pump also runs for drivers with PublishAt: it drains retries
 		// queued before they had it, and idles on an empty topic.
 		if !e.q.Features().DelayedNack {
@@ -233,6 +256,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	go func() { e.runErr <- e.router.Run(ctx) }()
 	select {
 	case <-e.router.Running():
+		for _, l := range e.late {
+			go e.startWhenReady(ctx, l)
+		}
 		return nil
 	case err := <-e.runErr:
 		if err == nil {
@@ -244,12 +270,62 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 }
 
+// startWhenReady adds a late sink's consumer to the running router once
+// the sink is ready. A failed subscription (a broker slow to create the
+// consumer) is tried again: RunHandlers starts only handlers not running.
+func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
+	select {
+	case <-l.sink.Ready:
+	case <-ctx.Done():
+		return
+	case <-e.closing:
+		return
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.router.AddConsumerHandler("sink/"+l.name, l.topic, l.sub, e.sinkHandler(l.sink))
+	e.mu.Unlock()
+	backoff := 100 * time.Millisecond
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		err := e.router.RunHandlers(ctx)
+		e.mu.Unlock()
+		if err == nil {
+			e.log.Info("sink ready; consuming its queue", "sink", l.name)
+			return
+		}
+		e.log.Error("start sink consumer; trying again", "sink", l.name, "error", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		case <-e.closing:
+			return
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
 // Close stops consuming and waits (up to CloseTimeout) for in-flight work.
 func (e *Engine) Close() error {
 	var err error
 	e.once.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		close(e.closing)
+		e.mu.Unlock()
 		err = e.router.Close()
-		for _, b := range e.batchers {
+		e.mu.Lock()
+		bs := e.batchers
+		e.mu.Unlock()
+		for _, b := range bs {
 			b.close()
 		}
 	})

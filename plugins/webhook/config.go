@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -332,35 +331,23 @@ func decodeDuration(v json.RawMessage) (time.Duration, error) {
 	return d, nil
 }
 
-// decodeInt accepts a JSON number or a numeric string (environment
-// variables arrive as strings).
+// decodeInt accepts a JSON integer only: a string such as "32" is a type
+// error (hookbus types environment values before they get here).
 func decodeInt(v json.RawMessage) (int, error) {
 	var n int
-	if err := json.Unmarshal(v, &n); err == nil {
-		return n, nil
+	if err := json.Unmarshal(v, &n); err != nil {
+		return 0, fmt.Errorf("must be an integer, got %s", v)
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("must be an integer, got %s", v)
+	return n, nil
 }
 
-// decodeBool accepts a JSON boolean or "true"/"false" as a string.
+// decodeBool accepts a JSON boolean only.
 func decodeBool(v json.RawMessage) (bool, error) {
 	var b bool
-	if err := json.Unmarshal(v, &b); err == nil {
-		return b, nil
+	if err := json.Unmarshal(v, &b); err != nil {
+		return false, fmt.Errorf("must be true or false, got %s", v)
 	}
-	var s string
-	if err := json.Unmarshal(v, &s); err == nil {
-		if b, err := strconv.ParseBool(strings.TrimSpace(s)); err == nil {
-			return b, nil
-		}
-	}
-	return false, fmt.Errorf("must be true or false, got %s", v)
+	return b, nil
 }
 
 func reservedHeader(name string) bool {

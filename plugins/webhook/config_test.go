@@ -61,9 +61,9 @@ func TestParseConfigFull(t *testing.T) {
 		"secrets": ["` + testSecret + `", "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"],
 		"headers": {"Authorization": "Bearer t"},
 		"timeout": "3s",
-		"max_in_flight": "16",
+		"max_in_flight": 16,
 		"retry": {"schedule": ["1s", "1m"]},
-		"allow_private_networks": "true",
+		"allow_private_networks": true,
 		"max_retry_after": "10m"
 	}`
 	c, err := ParseConfig(json.RawMessage(raw))
@@ -103,6 +103,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown retry key", `{` + ok + `, "retry": {"schedule": ["1s"], "max": 3}}`, map[string]string{"retry.max": "unknown key"}},
 		{"bad url scheme", `{"url": "ftp://x.example", "secret": "` + testSecret + `"}`, map[string]string{"url": `scheme "ftp"`}},
 		{"url not a string", `{"url": 5, "secret": "` + testSecret + `"}`, map[string]string{"url": "must be a string"}},
+		{"max_in_flight a string", `{` + ok + `, "max_in_flight": "32"}`, map[string]string{"max_in_flight": `must be an integer, got "32"`}},
+		{"allow_private_networks a string", `{` + ok + `, "allow_private_networks": "true"}`, map[string]string{"allow_private_networks": `must be true or false, got "true"`}},
 		{"url loopback literal", `{"url": "http://127.0.0.1:9000/", "secret": "` + testSecret + `"}`,
 			map[string]string{"url": "127.0.0.1 is a loopback address; deliveries to it are refused unless allow_private_networks is true"}},
 		{"url metadata literal", `{"url": "http://169.254.169.254/latest", "secret": "` + testSecret + `"}`, map[string]string{"url": "metadata"}},

@@ -1,6 +1,8 @@
 // Command crashsink is a misbehaving sink plugin for pluginhost's tests: it
 // exits every crash_every events, hangs on events of type hang_type and
-// can write noise to stdout before the handshake.
+// can write noise to stdout before the handshake. While the file named by
+// hang_init_while exists, it hangs in ValidateConfig and Init (a stuck
+// plugin); once the file is gone, a restarted process initialises.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 type config struct {
 	CrashEvery int    `json:"crash_every"`
 	HangOnType string `json:"hang_on_type"`
+	HangInit   string `json:"hang_init_while"`
 }
 
 type sink struct {
@@ -33,6 +36,11 @@ func (s *sink) ValidateConfig(raw json.RawMessage) error {
 	}
 	if c.CrashEvery < 0 {
 		return &sdk.ConfigError{Field: "crash_every", Message: fmt.Sprintf("crashsink wants crash_every >= 0, got %d", c.CrashEvery)}
+	}
+	if c.HangInit != "" {
+		if _, err := os.Stat(c.HangInit); err == nil {
+			select {} // stuck for good, ignoring the caller's deadline
+		}
 	}
 	return nil
 }
@@ -79,7 +87,7 @@ func main() {
 			// The version reports what the process was started with, for
 			// the host's environment tests.
 			Version:      os.Getenv("CRASHSINK_VERSION") + "/gomaxprocs=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
-			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}}, "additionalProperties": false}`),
+			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}, "hang_init_while": {"type": "string"}}, "additionalProperties": false}`),
 		},
 	})
 }
