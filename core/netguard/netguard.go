@@ -34,7 +34,9 @@ func (e *BlockedError) Error() string {
 
 // Dialer returns a net.Dialer that refuses loopback, private, link-local,
 // multicast, unspecified, CGNAT, reserved, documentation and cloud metadata
-// addresses (and their IPv4-mapped, NAT64 and 6to4 IPv6 forms) with a
+// addresses, every other block of the IANA special-purpose registries, and
+// IPv6 forms that embed a refused IPv4 address (IPv4-mapped,
+// IPv4-translated, NAT64, 6to4), with a
 // *BlockedError, unless allowPrivate is true. Only TCP is allowed either way.
 func Dialer(allowPrivate bool) *net.Dialer {
 	return &net.Dialer{
@@ -79,6 +81,13 @@ func mustRules(pairs ...string) []rule {
 	return rs
 }
 
+// The tables follow the IANA IPv4 and IPv6 Special-Purpose Address
+// Registries. Every registered block is refused, the globally reachable
+// anycast and identifier ones too (PCP, TURN, DNS-SD SRP, AMT, AS112, ORCHIDv2,
+// DRIP): no webhook receiver lives there, and the anycast services answer
+// from the network's own gateway or relay. Only the translation prefixes are
+// judged by the IPv4 address they carry (see Classify).
+//
 // Order matters: the first matching rule names the reason, so the specific
 // metadata addresses come before the ranges that contain them.
 var v4Rules = mustRules(
@@ -92,11 +101,14 @@ var v4Rules = mustRules(
 	"192.168.0.0/16", "private address",
 	"100.64.0.0/10", "carrier-grade NAT (shared) address",
 	"169.254.0.0/16", "link-local address",
-	"192.0.0.0/24", "IETF protocol assignment address",
+	"192.0.0.0/24", "IETF protocol assignment address", // includes PCP and TURN anycast
 	"192.0.2.0/24", "documentation address",
 	"198.51.100.0/24", "documentation address",
 	"203.0.113.0/24", "documentation address",
 	"198.18.0.0/15", "benchmarking address",
+	"192.31.196.0/24", "AS112 DNS sink address",
+	"192.175.48.0/24", "AS112 DNS sink address",
+	"192.52.193.0/24", "AMT relay anycast address",
 	"192.88.99.0/24", "6to4 relay anycast address",
 	"224.0.0.0/4", "multicast address",
 	"255.255.255.255/32", "broadcast address",
@@ -110,53 +122,76 @@ var v6Rules = mustRules(
 	"::/96", "IPv4-compatible address (deprecated)",
 	"64:ff9b:1::/48", "local-use NAT64 address",
 	"100::/64", "discard-only address",
+	"100:0:0:1::/64", "dummy address",
+	"2001::/32", "Teredo address",
+	"2001:1::1/128", "PCP anycast address",
+	"2001:1::2/128", "TURN anycast address",
+	"2001:1::3/128", "DNS-SD SRP anycast address",
+	"2001:2::/48", "benchmarking address",
+	"2001:3::/32", "AMT address",
+	"2001:4:112::/48", "AS112 DNS sink address",
+	"2001:10::/28", "ORCHID identifier (not an address)",
+	"2001:20::/28", "ORCHID identifier (not an address)",
+	"2001:30::/28", "DRIP entity tag (not an address)",
 	"2001:db8::/32", "documentation address",
 	"3fff::/20", "documentation address",
-	"2001::/23", "IETF protocol assignment address", // includes Teredo 2001::/32
+	"2001::/23", "IETF protocol assignment address",
+	"2620:4f:8000::/48", "AS112 DNS sink address",
+	"5f00::/16", "SRv6 segment identifier address",
 	"fc00::/7", "private (unique local) address",
 	"fe80::/10", "link-local address",
 	"fec0::/10", "site-local address (deprecated)",
 	"ff00::/8", "multicast address",
 )
 
-var (
-	nat64  = netip.MustParsePrefix("64:ff9b::/96")
-	sixTo4 = netip.MustParsePrefix("2002::/16")
-)
+// Translation prefixes carry an IPv4 address: a NAT64 gateway, a 6to4 relay
+// or a SIIT translator forwards to it, so that IPv4 address decides.
+var translations = []struct {
+	prefix netip.Prefix
+	offset int // of the embedded IPv4 address in the 16 bytes
+	via    string
+}{
+	{netip.MustParsePrefix("64:ff9b::/96"), 12, "NAT64"},
+	{netip.MustParsePrefix("::ffff:0:0:0/96"), 12, "IPv4-translated"}, // RFC 2765 SIIT
+	{netip.MustParsePrefix("2002::/16"), 2, "6to4"},
+}
+
+// Everything outside 2000::/3 that the tables do not name is unallocated
+// (IETF reserved) space: nothing legitimate is reachable there.
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
 
 // Classify reports whether a connection to addr is refused by the guard and
 // why ("loopback address", "private address", ...). IPv6 forms that embed
-// an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, NAT64 64:ff9b::/96, 6to4
-// 2002::/16) are judged by that IPv4 address. A zoned address is judged
-// without its zone.
+// an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, IPv4-translated
+// ::ffff:0:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by that
+// IPv4 address. A zoned address is judged without its zone.
 func Classify(addr netip.Addr) (reason string, blocked bool) {
 	addr = addr.WithZone("")
 	if !addr.IsValid() {
 		return "invalid address", true
 	}
 	addr = addr.Unmap()
-	if addr.Is6() {
-		b := addr.As16()
-		switch {
-		case nat64.Contains(addr):
-			if r, bl := classify4(netip.AddrFrom4([4]byte(b[12:16]))); bl {
-				return r + " (via NAT64)", true
-			}
-			return "", false
-		case sixTo4.Contains(addr):
-			if r, bl := classify4(netip.AddrFrom4([4]byte(b[2:6]))); bl {
-				return r + " (via 6to4)", true
-			}
-			return "", false
-		}
-		for _, r := range v6Rules {
-			if r.prefix.Contains(addr) {
-				return r.reason, true
-			}
-		}
-		return "", false
+	if addr.Is4() {
+		return classify4(addr)
 	}
-	return classify4(addr)
+	b := addr.As16()
+	for _, t := range translations {
+		if t.prefix.Contains(addr) {
+			if r, bl := classify4(netip.AddrFrom4([4]byte(b[t.offset : t.offset+4]))); bl {
+				return r + " (via " + t.via + ")", true
+			}
+			return "", false
+		}
+	}
+	for _, r := range v6Rules {
+		if r.prefix.Contains(addr) {
+			return r.reason, true
+		}
+	}
+	if !globalUnicast6.Contains(addr) {
+		return "reserved address (outside 2000::/3)", true
+	}
+	return "", false
 }
 
 func classify4(addr netip.Addr) (string, bool) {

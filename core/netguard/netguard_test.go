@@ -75,7 +75,67 @@ func TestClassify(t *testing.T) {
 		{"198.18.0.1", "benchmarking"},
 		{"::127.0.0.1", "IPv4-compatible"},
 		{"fec0::1", "site-local"},
-		{"2001::1", "IETF"}, // Teredo
+		{"2001::1", "Teredo"},
+
+		// One representative of every block of the IANA IPv4 Special-Purpose
+		// Address Registry (those not already above).
+		{"192.0.0.9", "IETF"}, // PCP anycast, globally reachable but refused
+		{"192.0.0.170", "IETF"},
+		{"192.31.196.1", "AS112"},
+		{"192.52.193.1", "AMT"},
+		{"192.88.99.1", "6to4 relay"},
+		{"192.175.48.6", "AS112"},
+		{"198.19.255.1", "benchmarking"},
+		{"198.51.100.7", "documentation"},
+		{"203.0.113.9", "documentation"},
+		{"255.255.255.254", "reserved"},
+		{"192.0.1.1", ""},    // between 192.0.0/24 and 192.0.2/24
+		{"192.31.197.1", ""}, // just outside AS112
+		{"198.20.0.1", ""},   // just outside 198.18/15
+
+		// One representative of every block of the IANA IPv6 Special-Purpose
+		// Address Registry, plus the deprecated ones.
+		{"::ffff:0:7f00:1", "loopback address (via IPv4-translated)"}, // issue 8 item 14
+		{"::ffff:0:a00:1", "private address (via IPv4-translated)"},
+		{"::ffff:0:a9fe:a9fe", "metadata address (via IPv4-translated)"},
+		{"::ffff:0:808:808", ""},
+		{"64:ff9b::7f00:1", "loopback address (via NAT64)"},
+		{"64:ff9b::c0a8:1", "private address (via NAT64)"},
+		{"64:ff9b:1::808:808", "local-use NAT64"},
+		{"100::1", "discard-only"},
+		{"100:0:0:1::1", "dummy"},
+		{"2001:5::1", "IETF protocol assignment"},
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"},
+		{"2001:1::1", "PCP anycast"},
+		{"2001:1::2", "TURN anycast"},
+		{"2001:1::3", "DNS-SD SRP anycast"},
+		{"2001:1::4", "IETF protocol assignment"},
+		{"2001:2::1", "benchmarking"},
+		{"2001:3::1", "AMT"},
+		{"2001:4:112::1", "AS112"},
+		{"2001:10::1", "ORCHID"},
+		{"2001:20::1", "ORCHID"},
+		{"2001:30::1", "DRIP"},
+		{"2001:1ff:ffff::1", "IETF protocol assignment"},
+		{"2001:200::1", ""}, // first address after 2001::/23
+		{"2002:c000:201::1", "documentation address (via 6to4)"},
+		{"2002:ac10:1::", "private address (via 6to4)"},
+		{"2620:4f:8000::1", "AS112"},
+		{"2620:4f:8001::1", ""},
+		{"3fff:fff::1", "documentation"},
+		{"3fff:1000::1", ""}, // just outside 3fff::/20
+		{"5f00::1", "SRv6"},
+		{"fdff:ffff::1", "private"},
+		{"febf::1", "link-local"},
+		{"feff::1", "site-local"},
+		{"ff05::2", "multicast"},
+		{"::8.8.8.8", "IPv4-compatible"},
+		{"::1:2", "IPv4-compatible"},
+		{"1::1", "reserved"},
+		{"4000::1", "reserved"},
+		{"e000::1", "reserved"},
+		{"2000::1", ""},
+		{"3ffe:ffff::1", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {

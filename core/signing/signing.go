@@ -30,7 +30,8 @@ const generatedSecretBytes = 32
 var (
 	// ErrMissingHeader means the id, timestamp or signature header is empty.
 	ErrMissingHeader = errors.New("missing webhook-id, webhook-timestamp or webhook-signature")
-	// ErrInvalidTimestamp means webhook-timestamp is not integer Unix seconds.
+	// ErrInvalidTimestamp means webhook-timestamp is not integer Unix
+	// seconds in canonical decimal form (no sign, no leading zeros).
 	ErrInvalidTimestamp = errors.New("invalid webhook-timestamp")
 	// ErrTimestampTooOld means the message is older than the tolerance.
 	ErrTimestampTooOld = errors.New("webhook-timestamp too old")
@@ -87,6 +88,11 @@ func ParseSecret(s string) (Secret, error) {
 	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
 		return Secret{}, fmt.Errorf("secret after %q is not valid base64: %w", Prefix, err)
+	}
+	if len(raw) == 0 {
+		// The decoder skips line breaks, so "whsec_\n" decodes to nothing:
+		// an empty HMAC key anyone could sign with.
+		return Secret{}, fmt.Errorf("secret has no key bytes after %q", Prefix)
 	}
 	return NewSecret(raw), nil
 }
@@ -173,7 +179,10 @@ func Verify(secret Secret, id, timestamp, signatureHeader string, body []byte, t
 		return ErrMissingHeader
 	}
 	unix, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
+	// The HMAC covers the timestamp as written; only the canonical decimal
+	// form ("+17…" or "017…" are not) makes that text and the parsed value
+	// one and the same.
+	if err != nil || strconv.FormatInt(unix, 10) != timestamp {
 		return fmt.Errorf("%w: %q", ErrInvalidTimestamp, timestamp)
 	}
 	ts := time.Unix(unix, 0)

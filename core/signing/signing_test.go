@@ -207,3 +207,32 @@ func BenchmarkSignTwoSecrets(b *testing.B) {
 		Sign(secrets, vecID, ts, body)
 	}
 }
+
+// The HMAC covers the timestamp text; "+1700000000" or "01700000000" parse
+// to the same number, so a signature over "1700000000" must not vouch for
+// them (found by FuzzVerify).
+func TestVerifyRejectsNonCanonicalTimestamp(t *testing.T) {
+	t.Parallel()
+	sec := NewSecret([]byte("MfKQ9r8GKYqrTwjUPD8ILPZI"))
+	ts := time.Unix(1_700_000_000, 0)
+	sig := Sign([]Secret{sec}, "msg_1", ts, []byte("{}"))
+	if err := Verify(sec, "msg_1", "1700000000", sig, []byte("{}"), time.Minute, ts); err != nil {
+		t.Fatalf("canonical timestamp: %v", err)
+	}
+	for _, text := range []string{"+1700000000", "01700000000", "-0", "1700000000 "} {
+		if err := Verify(sec, "msg_1", text, sig, []byte("{}"), time.Minute, ts); !errors.Is(err, ErrInvalidTimestamp) {
+			t.Errorf("timestamp %q: err = %v, want ErrInvalidTimestamp", text, err)
+		}
+	}
+}
+
+// base64 decoding skips line breaks, so "whsec_" followed by only line
+// breaks used to give an empty HMAC key (found by FuzzParseSecret).
+func TestParseSecretRejectsEmptyKey(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"whsec_\n", "whsec_\r\n\r\n"} {
+		if _, err := ParseSecret(s); err == nil || !strings.Contains(err.Error(), "no key bytes") {
+			t.Errorf("ParseSecret(%q) = %v, want a no-key-bytes error", s, err)
+		}
+	}
+}
