@@ -97,7 +97,7 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, ok := bearerToken(r.Header.Get("Authorization"))
 		if ok {
 			for _, k := range s.opts.APIKeys {
 				if subtle.ConstantTimeCompare([]byte(token), []byte(k)) == 1 {
@@ -109,6 +109,18 @@ func (s *Server) auth(h http.Handler) http.Handler {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hookbus"`)
 		problem.Write(w, problem.New(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>"))
 	})
+}
+
+// bearerToken returns the credentials of a Bearer Authorization header. The
+// scheme name is case-insensitive (RFC 7235 section 2.1), so "bearer" and
+// "BEARER" work as well as "Bearer"; spaces around the token are ignored.
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

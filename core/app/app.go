@@ -248,11 +248,46 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startPluginSources(rctx); err != nil {
 		return err
 	}
-	a.srv = &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	sc := a.cfg.Server
+	a.srv = &http.Server{
+		Handler: a.api,
+		// ReadTimeout covers the body too: a client trickling its body is cut
+		// off instead of holding a connection (and a slot) for minutes.
+		ReadHeaderTimeout: min(10*time.Second, orDefault(sc.ReadTimeout, 30*time.Second)),
+		ReadTimeout:       orDefault(sc.ReadTimeout, 30*time.Second),
+		WriteTimeout:      orDefault(sc.WriteTimeout, 60*time.Second),
+		IdleTimeout:       orDefault(sc.IdleTimeout, 120*time.Second),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if sc.MaxConnections > 0 {
+		ln = newLimitListener(ln, sc.MaxConnections, a.log)
+	}
+	a.warnExposed(ln.Addr())
 	go func() { a.served <- a.srv.Serve(ln) }()
 	a.api.SetReady(true)
 	a.log.Info("hookbus running", "listen", ln.Addr().String(), "queue", a.cfg.Queue.Driver, "data_dir", a.cfg.DataDir)
 	return nil
+}
+
+// warnExposed warns when the API is reachable from other hosts without API
+// keys: /v1/dead-letters hands out event bodies and replays them.
+func (a *App) warnExposed(addr net.Addr) {
+	if len(a.cfg.Server.APIKeys) > 0 {
+		return
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+		return
+	}
+	a.log.Warn("server.listen is not a loopback address and server.api_keys is empty: anyone who can reach "+
+		addr.String()+" can send events, read dead letters (event bodies) and replay them; set server.api_keys",
+		"listen", addr.String())
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Addr is the address the HTTP server listens on.

@@ -326,6 +326,10 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 		if events[i].Type == "" {
 			return fmt.Errorf("event %d: field \"type\" is required", i)
 		}
+		// The same refusal as the http source's: scripts could not read it.
+		if err := events[i].CheckNumbers(); err != nil {
+			return fmt.Errorf("event %d: %w; nothing of the batch was queued", i, err)
+		}
 		if events[i].ID == "" {
 			events[i].ID = newID()
 		}

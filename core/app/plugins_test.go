@@ -19,6 +19,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/internal/testenv"
+	"github.com/hookbus/hookbus/sdk"
 )
 
 // Plugin binaries the tests run, built once on first use (a test run that
@@ -369,4 +370,55 @@ pipelines:
 func firstSink(block string) string {
 	name, _, _ := strings.Cut(strings.TrimSpace(block), ":")
 	return name
+}
+
+// TestPluginSourceNumberOutOfRange: the host refuses a plugin source's batch
+// holding a number no float64 can hold, naming the event and field, and
+// queues nothing of it; the file source skips such a line (logging why) and
+// goes on with the next ones.
+func TestPluginSourceNumberOutOfRange(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	in := filepath.Join(t.TempDir(), "in.jsonl")
+	a := startApp(t, loadConfig(t, configHead+`plugins:
+  tail: {path: `+pluginBinary(t, "file-source")+`}
+sources:
+  files:
+    type: tail
+    config: {path: `+in+`, poll_interval: 10ms, batch_size: 10}
+sinks:
+  partner:
+    type: webhook
+    config: {url: `+rcv.srv.URL+`, secret: `+testSecret+`, allow_private_networks: true}
+pipelines:
+  fromfile: {from: [files], to: [partner]}
+`))
+	// The host side, as any source plugin reaches it.
+	var bad sdk.Event
+	if err := json.Unmarshal([]byte(`{"id":"direct-bad","type":"t","data":{"items":[{"price":1e700}]}}`), &bad); err != nil {
+		t.Fatal(err)
+	}
+	err := sourceEmitter{e: a.Engine, source: "files"}.Emit(context.Background(), []sdk.Event{{ID: "direct-ok", Type: "t"}, bad})
+	if err == nil || !strings.Contains(err.Error(), "event 1") || !strings.Contains(err.Error(), "data.items[0].price") {
+		t.Fatalf("Emit = %v, want an error naming event 1 and data.items[0].price", err)
+	}
+
+	// The file source plugin skips the bad line and delivers the others.
+	lines := `{"id":"line-0","type":"file.line"}` + "\n" +
+		`{"id":"line-1","type":"file.line","data":{"n":-1e400}}` + "\n" +
+		`{"id":"line-2","type":"file.line"}` + "\n"
+	if err := os.WriteFile(in, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "lines 0 and 2 delivered", func() bool {
+		return len(rcv.attempts("line-0")) == 1 && len(rcv.attempts("line-2")) == 1
+	})
+	for _, id := range []string{"direct-ok", "line-1"} {
+		if n := len(rcv.attempts(id)); n != 0 {
+			t.Errorf("%s delivered %d times, want 0", id, n)
+		}
+	}
+	if v := metricValue(t, a, `hookbus_events_received_total{source="files"}`); v != 2 {
+		t.Errorf("received_total{source=files} = %v, want 2", v)
+	}
 }

@@ -60,6 +60,32 @@ type Server struct {
 	MaxBody ByteSize `koanf:"max_body"`
 	// ShutdownTimeout bounds a graceful shutdown. Default 30s.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// ReadTimeout bounds reading one whole request, headers and body, so a
+	// client trickling its body cannot hold a connection. Default 30s.
+	ReadTimeout time.Duration `koanf:"read_timeout"`
+	// WriteTimeout bounds handling a request and writing its response.
+	// Default 60s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle that long. Default 120s.
+	IdleTimeout time.Duration `koanf:"idle_timeout"`
+	// MaxConnections caps concurrent client connections; one over the cap
+	// is answered 503 with Retry-After and closed. Default 4096.
+	MaxConnections int `koanf:"max_connections"`
+}
+
+// checkLimits reports server timeouts and caps that would disable a bound.
+func (s Server) checkLimits(add func(key, msg string)) {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"server.read_timeout", s.ReadTimeout}, {"server.write_timeout", s.WriteTimeout}, {"server.idle_timeout", s.IdleTimeout}} {
+		if d.v <= 0 {
+			add(d.key, "must be a positive duration, like 30s")
+		}
+	}
+	if s.MaxConnections <= 0 {
+		add("server.max_connections", "must be a positive number of connections, like 4096")
+	}
 }
 
 // Queue drivers.
@@ -207,6 +233,10 @@ func defaults() map[string]any {
 			"listen":           "127.0.0.1:8080",
 			"max_body":         "1MiB",
 			"shutdown_timeout": "30s",
+			"read_timeout":     "30s",
+			"write_timeout":    "60s",
+			"idle_timeout":     "120s",
+			"max_connections":  4096,
 		},
 		"data_dir": "./data",
 		"queue": map[string]any{
@@ -239,6 +269,10 @@ func Default() *Config {
 			Listen:          "127.0.0.1:8080",
 			MaxBody:         MiB,
 			ShutdownTimeout: 30 * time.Second,
+			ReadTimeout:     30 * time.Second,
+			WriteTimeout:    60 * time.Second,
+			IdleTimeout:     120 * time.Second,
+			MaxConnections:  4096,
 		},
 		DataDir:   "./data",
 		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus"},

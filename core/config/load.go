@@ -14,7 +14,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	yamlparser "github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -71,7 +70,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		absFile string
 	)
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
@@ -81,7 +80,8 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		if lines, err = parseLines(data); err != nil {
 			return nil, &Errors{yamlError(path, err)}
 		}
-		if err := ko.Load(file.Provider(path), yamlparser.Parser()); err != nil {
+		// Parse the bytes read once, under the size cap, not the file again.
+		if err := ko.Load(bytesProvider(data), yamlparser.Parser()); err != nil {
 			return nil, &Errors{yamlError(path, err)}
 		}
 	}

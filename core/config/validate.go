@@ -110,6 +110,7 @@ func (v *validator) server() {
 	if s.ShutdownTimeout < 0 {
 		v.add("server.shutdown_timeout", "must not be negative")
 	}
+	s.checkLimits(func(key, msg string) { v.add(key, "%s", msg) })
 }
 
 func (v *validator) queueAndStore() {

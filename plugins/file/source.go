@@ -198,6 +198,12 @@ func (s *Source) readBatch(offset int64) ([]sdk.Event, int64, error) {
 			s.logger.Error("skipping a line that is not an event", "path", s.cfg.Path, "offset", start, "error", err)
 			continue
 		}
+		// hookbus refuses the whole batch for such a number; skip the line
+		// here, saying why, so it does not hold back the lines after it.
+		if err := ev.CheckNumbers(); err != nil {
+			s.logger.Error("skipping an event hookbus would refuse", "path", s.cfg.Path, "offset", start, "error", err)
+			continue
+		}
 		if ev.ID == "" {
 			ev.ID = "file-" + strconv.FormatInt(start, 10)
 		}

@@ -569,3 +569,45 @@ func TestPathFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestNumbersOutOfFloat64RangeRejected: a number no float64 can hold
+// (1e700) is refused with 400 naming its path, in every ingest format, and
+// nothing of the request is published: scripts could never read it.
+func TestNumbersOutOfFloat64RangeRejected(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	base := server(t, rec, httpsource.Options{}) + "/v1/sources/shop/events"
+	ce := map[string]string{"Ce-Specversion": "1.0", "Ce-Type": "t", "Ce-Id": "1", "Ce-Source": "s"}
+	for _, tt := range []struct {
+		name, contentType string
+		headers           map[string]string
+		body, field       string
+	}{
+		{"envelope", "application/json", nil, `{"type":"t","data":{"items":[{},{},{"price":1e700}]}}`, "data.items[2].price"},
+		{"negative", "application/json", nil, `{"type":"t","data":-1e400}`, "data"},
+		{"array", "application/json", nil, `[{"type":"ok","data":1},{"type":"t","data":{"n":[0,1E999]}}]`, "[1].data.n[1]"},
+		{"extension member", "application/json", nil, `{"type":"t","total":{"sum":2e308}}`, "total.sum"},
+		{"structured", "application/cloudevents+json", nil, `{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"price":1e700}}`, "data.price"},
+		{"batch", "application/cloudevents-batch+json", nil, `[{"specversion":"1.0","id":"1","source":"s","type":"t"},{"specversion":"1.0","id":"2","source":"s","type":"t","data":[1e700]}]`, "[1].data[0]"},
+		{"binary JSON body", "application/json", ce, `{"order":{"price":1e700}}`, "data.order.price"},
+		{"binary +json body", "application/vnd.shop+json", ce, `[1e700]`, "data[0]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := do(t, http.MethodPost, base, tt.contentType, tt.headers, []byte(tt.body))
+			if resp.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400; body %s", resp.status, resp.raw)
+			}
+			if len(resp.problem.Errors) != 1 || resp.problem.Errors[0].Field != tt.field ||
+				!strings.Contains(resp.problem.Errors[0].Message, "out of the float64 range") {
+				t.Errorf("errors %+v, want one for %s saying the number is out of range", resp.problem.Errors, tt.field)
+			}
+		})
+	}
+	if got := rec.all(); len(got) != 0 {
+		t.Errorf("a rejected request published %+v", got)
+	}
+	// The largest float64 and an underflow (read as 0) are fine.
+	if resp := do(t, http.MethodPost, base, "application/json", nil, []byte(`{"type":"t","data":[1.7976931348623157e308,1e-400]}`)); resp.status != http.StatusAccepted {
+		t.Errorf("in-range numbers: status %d, body %s", resp.status, resp.raw)
+	}
+}

@@ -304,6 +304,9 @@ func validate(ev *sdk.Event, prefix string) []problem.FieldError {
 			add("specversion", `must be "1.0"`)
 		}
 	}
+	if err := ev.CheckNumbers(); err != nil {
+		errs = append(errs, numberProblem(prefix, err))
+	}
 	if raw, ok := ev.Extensions["data_base64"]; ok {
 		var s string
 		switch {
@@ -326,6 +329,16 @@ func validate(ev *sdk.Event, prefix string) []problem.FieldError {
 		}
 	}
 	return errs
+}
+
+// numberProblem turns an sdk.Event.CheckNumbers error into a field error:
+// a number scripts could not read is refused here rather than dead-lettered
+// by every pipeline later.
+func numberProblem(prefix string, err error) problem.FieldError {
+	if fe, ok := errors.AsType[*sdk.FieldError](err); ok {
+		return problem.FieldError{Field: join(prefix, fe.Field), Message: fe.Err.Error()}
+	}
+	return problem.FieldError{Field: join(prefix, "data"), Message: err.Error()}
 }
 
 func hasControl(s string) bool {
@@ -396,6 +409,9 @@ func parseBinary(h http.Header, ctHeader, mediaType string, body []byte) (sdk.Ev
 			return sdk.Event{}, p.WithErrors(problem.FieldError{Field: "data", Message: "must be valid JSON for content type " + strconv.Quote(ctHeader)})
 		}
 		ev.Data = bytes.Clone(body)
+		if err := ev.CheckNumbers(); err != nil {
+			return sdk.Event{}, invalid([]problem.FieldError{numberProblem("", err)})
+		}
 		if mediaType != "" && mediaType != MediaJSON {
 			ev.DataContentType = ctHeader
 		}
