@@ -18,6 +18,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
@@ -70,6 +71,15 @@ type App struct {
 
 	host      *pluginhost.Host
 	sourcesWG sync.WaitGroup
+	lock      *datadir.Lock
+}
+
+// UsesDataDir reports whether the configuration keeps state in data_dir
+// (the embedded queue or the SQLite store), which one process at a time may
+// use.
+func UsesDataDir(cfg *config.Config) bool {
+	return cfg.Queue.Driver == config.QueueEmbedded || cfg.Queue.Driver == "" ||
+		cfg.Store.Driver == config.StoreSQLite || cfg.Store.Driver == ""
 }
 
 // OpenQueue opens the configured queue driver.
@@ -101,6 +111,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			built.closeResources()
 		}
 	}()
+	if UsesDataDir(cfg) {
+		// Before opening anything: a second process on the same files would
+		// corrupt them or silently miss what the other writes.
+		if a.lock, err = datadir.Acquire(cfg.DataDir, "hookbus run"); err != nil {
+			return nil, err
+		}
+	}
 	a.host = pluginhost.New(log, a.Metrics.Registry)
 	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
 		return nil, err
@@ -305,6 +322,11 @@ func (a *App) closeResources() error {
 		}
 		a.Store = nil
 	}
+	// Last: the queue and store files are closed.
+	if err := a.lock.Release(); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir lock: %w", err))
+	}
+	a.lock = nil
 	return errors.Join(errs...)
 }
 
