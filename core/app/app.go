@@ -236,7 +236,11 @@ func (a *App) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	if sc.MaxConnections > 0 {
-		ln = newLimitListener(ln, sc.MaxConnections, a.log)
+		ll := newLimitListener(ln, sc.MaxConnections, a.log)
+		if err := ll.register(a.Metrics.Registry); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		ln = ll
 	}
 	a.warnExposed(ln.Addr())
 	go func() { a.served <- a.srv.Serve(ln) }()
