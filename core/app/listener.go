@@ -43,7 +43,7 @@ type limitListener struct {
 	log       *slog.Logger
 	rejected  atomic.Int64
 	counter   prometheus.Counter // connections answered 503; nil for none
-	lastWarn  atomic.Int64 // unix nanoseconds of the last warning
+	lastWarn  atomic.Int64       // unix nanoseconds of the last warning
 }
 
 func newLimitListener(ln net.Listener, limit int, log *slog.Logger) *limitListener {
