@@ -17,6 +17,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/app"
+	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/store"
 )
 
@@ -156,6 +157,19 @@ func dlReplayCmd() *cobra.Command {
 				cfg, err := loadConfig(t.config, log)
 				if err != nil {
 					return err
+				}
+				if app.UsesDataDir(cfg) {
+					// A running instance would not see events queued into its
+					// data dir behind its back (nor their removal from the
+					// store) until a restart: the lock tells one is running.
+					lock, err := datadir.Acquire(cfg.DataDir, "hookbus dead-letters replay")
+					if errors.Is(err, datadir.ErrLocked) {
+						return fmt.Errorf("%w\nreplay through the running instance instead: hookbus dead-letters replay --url http://%s ...", err, cfg.Server.Listen)
+					}
+					if err != nil {
+						return err
+					}
+					defer lock.Release()
 				}
 				ctx := context.Background()
 				q, err := app.OpenQueue(ctx, cfg, log)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
@@ -95,6 +96,7 @@ type App struct {
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
 	sinksMu  sync.Mutex
+	lock     *datadir.Lock
 }
 
 // addSink records an initialised sink, to be closed with the app.
@@ -102,6 +104,14 @@ func (a *App) addSink(s sdk.Sink) {
 	a.sinksMu.Lock()
 	a.sinks = append(a.sinks, s)
 	a.sinksMu.Unlock()
+}
+
+// UsesDataDir reports whether the configuration keeps state in data_dir
+// (the embedded queue or the SQLite store), which one process at a time may
+// use.
+func UsesDataDir(cfg *config.Config) bool {
+	return cfg.Queue.Driver == config.QueueEmbedded || cfg.Queue.Driver == "" ||
+		cfg.Store.Driver == config.StoreSQLite || cfg.Store.Driver == ""
 }
 
 // OpenQueue opens the configured queue driver.
@@ -135,6 +145,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			built.closeResources()
 		}
 	}()
+	if UsesDataDir(cfg) {
+		// Before opening anything: a second process on the same files would
+		// corrupt them or silently miss what the other writes.
+		if a.lock, err = datadir.Acquire(cfg.DataDir, "hookbus run"); err != nil {
+			return nil, err
+		}
+	}
 	a.host = pluginhost.New(log, a.Metrics.Registry)
 	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
 		return nil, err
@@ -260,7 +277,11 @@ func (a *App) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	if sc.MaxConnections > 0 {
-		ln = newLimitListener(ln, sc.MaxConnections, a.log)
+		ll := newLimitListener(ln, sc.MaxConnections, a.log)
+		if err := ll.register(a.Metrics.Registry); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		ln = ll
 	}
 	a.warnExposed(ln.Addr())
 	go func() { a.served <- a.srv.Serve(ln) }()
@@ -352,6 +373,11 @@ func (a *App) closeResources() error {
 		}
 		a.Store = nil
 	}
+	// Last: the queue and store files are closed.
+	if err := a.lock.Release(); err != nil {
+		errs = append(errs, fmt.Errorf("data_dir lock: %w", err))
+	}
+	a.lock = nil
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // overloadBody is the RFC 9457 problem a connection over the cap receives.
@@ -40,11 +42,26 @@ type limitListener struct {
 	rejecting chan struct{}
 	log       *slog.Logger
 	rejected  atomic.Int64
-	lastWarn  atomic.Int64 // unix nanoseconds of the last warning
+	counter   prometheus.Counter // connections answered 503; nil for none
+	lastWarn  atomic.Int64       // unix nanoseconds of the last warning
 }
 
 func newLimitListener(ln net.Listener, limit int, log *slog.Logger) *limitListener {
 	return &limitListener{Listener: ln, slots: make(chan struct{}, limit), rejecting: make(chan struct{}, maxRejecting), log: log}
+}
+
+// register exports the open connections and the rejections on reg.
+func (l *limitListener) register(reg prometheus.Registerer) error {
+	l.counter = prometheus.NewCounter(prometheus.CounterOpts{Name: "hookbus_http_connections_rejected_total",
+		Help: "Client connections over server.max_connections, answered 503 and closed."})
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hookbus_http_connections_open",
+		Help: "Client connections open now, counted against server.max_connections."}, func() float64 { return float64(len(l.slots)) })
+	for _, c := range []prometheus.Collector{l.counter, open} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Accept returns the next connection within the cap, answering those over it.
@@ -65,6 +82,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 
 func (l *limitListener) reject(c net.Conn) {
 	n := l.rejected.Add(1)
+	if l.counter != nil {
+		l.counter.Inc()
+	}
 	// One warning per 10s at most: a flood must not flood the log too.
 	now := time.Now().UnixNano()
 	if last := l.lastWarn.Load(); now-last > int64(10*time.Second) && l.lastWarn.CompareAndSwap(last, now) {

@@ -24,12 +24,12 @@ func TestSlowBodyIsCutOffAfterReadTimeout(t *testing.T) {
 	cfg.Server.ReadTimeout = readTimeout
 	a := startApp(t, cfg)
 
+	start := time.Now() // before the server can see the connection
 	c, err := net.Dial("tcp", a.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	if _, err := io.WriteString(c, "POST /v1/sources/shop/events HTTP/1.1\r\nHost: hookbus\r\nContent-Type: application/json\r\n"+
 		"Content-Length: 100000\r\n\r\n{\"type\":\"slow\",\"data\":\""); err != nil {
 		t.Fatal(err)
@@ -117,10 +117,13 @@ func TestConnectionLimitAnswers503(t *testing.T) {
 		c.Close()
 	}
 	// The slots come back as the server notices the closes.
-	var status int
 	testenv.Eventually(t, testenv.Timeout(10*time.Second), "a request to succeed after the held connections closed", func() bool {
-		status, _ = post(t, a, "shop", "application/json", `{"id":"after","type":"a"}`)
-		return status == http.StatusAccepted
+		resp, err := http.Post("http://"+a.Addr()+"/v1/sources/shop/events", "application/json", strings.NewReader(`{"id":"after","type":"a"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusAccepted
 	})
 	testenv.Eventually(t, testenv.Timeout(10*time.Second), "the accepted event delivered", func() bool { return len(rcv.attempts("after")) == 1 })
 	if n := len(rcv.attempts("over-limit")); n != 0 {
@@ -128,6 +131,10 @@ func TestConnectionLimitAnswers503(t *testing.T) {
 	}
 	if n := metricValue(t, a, `hookbus_events_received_total{source="shop"}`); n != 1 {
 		t.Errorf("received = %v, want 1", n)
+	}
+	// At least the one above; the waits for the slots may have met the cap too.
+	if n := metricValue(t, a, `hookbus_http_connections_rejected_total`); n < 1 {
+		t.Errorf("hookbus_http_connections_rejected_total = %v, want at least 1", n)
 	}
 }
 

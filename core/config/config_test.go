@@ -503,6 +503,16 @@ pipelines:
 			},
 		},
 		{
+			name: "server limits must stay on",
+			yaml: "version: 1\nserver:\n  read_timeout: 0s\n  write_timeout: -1s\n  idle_timeout: 0s\n  max_connections: 0\n",
+			want: []wantErr{
+				{"server.read_timeout", 3, "must be a positive duration, like 30s"},
+				{"server.write_timeout", 4, "must be a positive duration, like 30s"},
+				{"server.idle_timeout", 5, "must be a positive duration, like 30s"},
+				{"server.max_connections", 6, "must be a positive number of connections, like 4096"},
+			},
+		},
+		{
 			name: "wrong types",
 			yaml: "version: one\nsources: [a, b]\nserver:\n  api_keys: {a: b}\n",
 			want: []wantErr{
