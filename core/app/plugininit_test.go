@@ -40,6 +40,17 @@ func readyz(t *testing.T, a *App) (int, map[string]any) {
 // plugin initialises they are all delivered.
 func TestPluginSinkStuckInInitDoesNotStopTheInstance(t *testing.T) {
 	t.Parallel()
+	testPluginSinkFailingInit(t, "hang_init_while", "timed out after ")
+}
+
+// TestPluginSinkCrashingInInitDoesNotStopTheInstance: the same with a
+// plugin that exits in Init.
+func TestPluginSinkCrashingInInitDoesNotStopTheInstance(t *testing.T) {
+	t.Parallel()
+	testPluginSinkFailingInit(t, "crash_init_while", "plugin unavailable")
+}
+
+func testPluginSinkFailingInit(t *testing.T, option, reason string) {
 	hang := filepath.Join(t.TempDir(), "hang")
 	if err := os.WriteFile(hang, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -56,7 +67,7 @@ plugins:
 sources:
   shop: {type: http}
 sinks:
-  partner: {type: stuck, config: {hang_init_while: `+hang+`}}
+  partner: {type: stuck, config: {`+option+`: `+hang+`}}
 pipelines:
   orders: {from: [shop], to: [partner]}
 `)
@@ -78,7 +89,10 @@ pipelines:
 	nr, _ := rz["not_ready"].([]any)
 	// On a loaded machine the first attempt may run out of time while the
 	// plugin is still starting ("start: timed out"), so the step is not checked.
-	if len(nr) != 1 || !strings.HasPrefix(nr[0].(string), "sink partner: plugin stuck: ") || !strings.Contains(nr[0].(string), "timed out after "+initTimeout) {
+	if option == "hang_init_while" {
+		reason += initTimeout
+	}
+	if len(nr) != 1 || !strings.HasPrefix(nr[0].(string), "sink partner: plugin stuck: ") || !strings.Contains(nr[0].(string), reason) {
 		t.Errorf("/readyz not_ready = %v, want the sink and the timeout", rz["not_ready"])
 	}
 	if v := metricValue(t, a, `hookbus_plugin_init_failures_total{component="sink partner",plugin="stuck"}`); v < 1 {

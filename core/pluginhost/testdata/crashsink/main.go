@@ -21,6 +21,7 @@ type config struct {
 	CrashEvery int    `json:"crash_every"`
 	HangOnType string `json:"hang_on_type"`
 	HangInit   string `json:"hang_init_while"`
+	CrashInit  string `json:"crash_init_while"`
 }
 
 type sink struct {
@@ -48,6 +49,13 @@ func (s *sink) ValidateConfig(raw json.RawMessage) error {
 func (s *sink) Init(_ context.Context, raw json.RawMessage) (sdk.SinkInfo, error) {
 	if err := s.ValidateConfig(raw); err != nil {
 		return sdk.SinkInfo{}, err
+	}
+	var c config
+	_ = json.Unmarshal(raw, &c)
+	if c.CrashInit != "" {
+		if _, err := os.Stat(c.CrashInit); err == nil {
+			os.Exit(3)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -87,7 +95,7 @@ func main() {
 			// The version reports what the process was started with, for
 			// the host's environment tests.
 			Version:      os.Getenv("CRASHSINK_VERSION") + "/gomaxprocs=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
-			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}, "hang_init_while": {"type": "string"}}, "additionalProperties": false}`),
+			ConfigSchema: json.RawMessage(`{"type": "object", "properties": {"crash_every": {"type": "integer"}, "hang_on_type": {"type": "string"}, "hang_init_while": {"type": "string"}, "crash_init_while": {"type": "string"}}, "additionalProperties": false}`),
 		},
 	})
 }
