@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/textproto"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/hookbus/hookbus/core/signing"
 )
@@ -102,6 +104,11 @@ func verifyCmd() *cobra.Command {
 	return c
 }
 
+// requestLine matches "POST /hooks HTTP/1.1": a method token (no colon,
+// unlike a header name) before the target. A mere " HTTP/" would also skip
+// a first header whose value holds that text.
+var requestLine = regexp.MustCompile(`^[!#$%&'*+.^_|~0-9A-Za-z-]+ \S+ HTTP/[0-9.]+$`)
+
 // splitRequest parses a saved HTTP request: an optional request line,
 // header lines, a blank line, then the body byte for byte.
 func splitRequest(raw []byte) (textproto.MIMEHeader, []byte, error) {
@@ -119,14 +126,17 @@ func splitRequest(raw []byte) (textproto.MIMEHeader, []byte, error) {
 	}
 	h := textproto.MIMEHeader{}
 	for i, line := range strings.Split(strings.ReplaceAll(string(head), "\r\n", "\n"), "\n") {
-		if i == 0 && strings.Contains(line, " HTTP/") {
-			continue // request line
+		if i == 0 && requestLine.MatchString(line) {
+			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok {
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		// A stray carriage return or a space in the name would otherwise
+		// end up inside a header, unlike anything a server would accept.
+		if !ok || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
 			return nil, nil, fmt.Errorf("line %d: %q is not a header", i+1, line)
 		}
-		h.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		h.Add(name, value)
 	}
 	return h, body, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/signing"
@@ -243,8 +245,10 @@ func (c Config) Validate() error {
 			fail(field, "hookbus sets this header itself; it cannot be overridden")
 			continue
 		}
-		if strings.ContainsAny(c.Headers[name], "\r\n\x00") {
-			fail(field, "header value must not contain line breaks or NUL")
+		// The same rule net/http applies when sending: a value it refuses
+		// would fail every delivery instead of the configuration.
+		if !httpguts.ValidHeaderFieldValue(c.Headers[name]) {
+			fail(field, "header value must not contain line breaks or other control characters")
 		}
 	}
 	if c.Timeout <= 0 {

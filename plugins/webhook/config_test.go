@@ -118,6 +118,8 @@ func TestParseConfigErrors(t *testing.T) {
 			map[string]string{"headers.Webhook-Signature": "cannot be overridden", "headers.content-type": "cannot be overridden", "headers.Host": "cannot be overridden"}},
 		{"bad header", `{` + ok + `, "headers": {"Bad Name": "x", "X-Inject": "a\r\nB: c"}}`,
 			map[string]string{"headers.Bad Name": "invalid header name", "headers.X-Inject": "line breaks"}},
+		{"control character in header value", `{` + ok + `, "headers": {"X-Token": "a\u007fb", "X-Tab": "a\tb"}}`, // found by FuzzParseConfig
+			map[string]string{"headers.X-Token": "control characters"}},
 		{"headers not strings", `{` + ok + `, "headers": {"X-N": 1}}`, map[string]string{"headers": "string values"}},
 		{"bad durations", `{` + ok + `, "timeout": 10, "max_retry_after": "1 hour"}`,
 			map[string]string{"timeout": `duration string like "10s"`, "max_retry_after": `invalid duration "1 hour"`}},
