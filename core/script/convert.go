@@ -167,6 +167,17 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 	return out, nil
 }
 
+// resultError reports an engine failure (a getter or proxy trap that threw,
+// an interrupt) met while reading transform's result.
+func (s *Script) resultError(vm *goja.Runtime, err error) *Error {
+	e := s.jsError(vm, err, s.transformPos)
+	if e.Err == ErrException {
+		e.Err = ErrBadReturn
+		e.Message = "reading the transform result: " + e.Message
+	}
+	return e
+}
+
 // asString returns v's string value when v is a primitive string.
 func asString(v goja.Value) (string, bool) {
 	if _, isObj := v.(*goja.Object); isObj || v == nil {
@@ -315,7 +326,7 @@ func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) 
 		var ie *goja.InterruptedError
 		var so *goja.StackOverflowError
 		if errors.As(err, &jsErr) || errors.As(err, &ie) || errors.As(err, &so) {
-			e := s.jsError(err, s.transformPos)
+			e := s.jsError(slot.vm, err, s.transformPos)
 			if e.Err == ErrException {
 				e.Err = ErrBadReturn
 				e.Message = "encoding " + where + " as JSON: " + e.Message
