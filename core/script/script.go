@@ -59,6 +59,7 @@ const (
 	DefaultTimeout    = 100 * time.Millisecond
 	DefaultMaxStack   = 1000
 	DefaultMaxPayload = 1 << 20
+	DefaultMaxMemory  = 64 << 20
 )
 
 // Options tunes a compiled script. Zero fields take the defaults.
@@ -74,6 +75,12 @@ type Options struct {
 	// MaxPayload is the maximum size in bytes of the event going in and of
 	// all events coming out of a call. Default 1 MiB.
 	MaxPayload int
+	// MaxMemory bounds what one call may allocate, in bytes: the built-ins
+	// that build large values (String.prototype.repeat, Array(n), new
+	// ArrayBuffer(n), JSON.stringify...) throw a RangeError above it, and a
+	// call whose process heap growth passes it is interrupted (ErrMemory).
+	// Default 64 MiB.
+	MaxMemory int64
 	// Logger receives console.* and hookbus.log output. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +97,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = DefaultMaxMemory
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -409,7 +419,9 @@ func (s *Script) guard(ctx context.Context, vm *goja.Runtime, at position, fn fu
 			vm.Interrupt(context.Cause(ctx))
 		})
 	}
+	stopWatch := watch.start(vm, s.opts.MaxMemory)
 	defer func() {
+		stopWatch()
 		if timer.Stop() {
 			fired.Done()
 		}
@@ -471,6 +483,9 @@ func (s *Script) newSlot() (*vmSlot, error) {
 	if err := slot.installGlobals(); err != nil {
 		return nil, fmt.Errorf("script %s: setting up globals: %w", s.name, err)
 	}
+	if err := slot.harden(); err != nil {
+		return nil, fmt.Errorf("script %s: freezing the built-ins: %w", s.name, err)
+	}
 	err := s.guard(context.Background(), slot.vm, position{line: 1, column: 1}, func() error {
 		if _, err := slot.vm.RunProgram(s.prg); err != nil {
 			return s.jsError(slot.vm, err, position{line: 1, column: 1})
@@ -495,8 +510,9 @@ type vmSlot struct {
 	transform goja.Callable
 	// filterV and transformV are the globals as the top-level code left them.
 	filterV, transformV goja.Value
-	current             callInfo // the call in progress, for log attributes
-	lazy                lazyData // the call's event data, until the script reads it
+	rangeErrorC         *goja.Object // the built-in RangeError
+	current             callInfo     // the call in progress, for log attributes
+	lazy                lazyData     // the call's event data, until the script reads it
 }
 
 // callInfo identifies the call in progress in log lines.
