@@ -116,6 +116,7 @@ scripts:
   timeout: 250ms
   pool_size: 4
   max_payload: 2MiB
+  max_memory: 32MiB
 log:
   level: debug
   format: json
@@ -168,7 +169,7 @@ func TestLoadYAML(t *testing.T) {
 			},
 			To: []string{"partner", "everyone"},
 		}},
-		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB},
+		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB, MaxMemory: 32 * MiB},
 		Log:     Log{Level: "debug", Format: "json"},
 		File:    path,
 	}
@@ -496,6 +497,13 @@ pipelines:
 				{"server.shutdown_timeout", 5, "a duration needs a unit"},
 				{"server.max_body", 6, `invalid size "1 megabyte"`},
 				{"scripts.timeout", 8, "expected a duration like 10s, got a list"},
+			},
+		},
+		{
+			name: "script memory bound",
+			yaml: "version: 1\nscripts:\n  max_memory: 0\n",
+			want: []wantErr{
+				{"scripts.max_memory", 3, "must be a positive size, like 64MiB"},
 			},
 		},
 		{
