@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dop251/goja"
@@ -80,6 +81,9 @@ func (slot *vmSlot) defineLazyData(o *goja.Object, ev sdk.Event) {
 	get := vm.ToValue(func(goja.FunctionCall) goja.Value {
 		v, err := jsonValue(vm, ev.Data)
 		if err != nil {
+			if je, ok := err.(*jsonError); ok && je.Path != "" {
+				panic(vm.NewTypeError("event.data%s: %s", strings.TrimPrefix(je.Path, "(the value itself)"), je.Msg))
+			}
 			panic(vm.NewTypeError("event.data is not valid JSON: %v", err))
 		}
 		materialize(o, v)

@@ -27,9 +27,20 @@
 // runtime is interrupted, then discarded and replaced), at most
 // Options.MaxStack nested calls, and at most Options.MaxPayload bytes of
 // event JSON going in and coming out; returned values nested deeper than 500
-// levels (or cyclic) are rejected. Built-in functions are not interruptible,
-// so a single huge native operation (e.g. "x".repeat(1e9)) can still use
-// memory and time before the deadline hits.
+// levels (or cyclic) are rejected. Built-in functions are not
+// interruptible, so the ones that build large values from a number or by
+// repetition (repeat, padStart, padEnd, concat, split, Array(n),
+// Array.from, fill, join, ArrayBuffer, typed arrays, JSON.stringify) are
+// wrapped to throw a RangeError when their result would pass
+// Options.MaxMemory, and a heap watch interrupts a call whose process heap
+// growth passes it (ErrMemory; see heapWatch). Whatever a call throws or
+// returns, including values whose getters or toString throw or loop, ends
+// as an *Error and the runtime goes back to the pool (or is replaced).
+//
+// Frozen built-ins: before the script's top-level code runs, every
+// built-in object reachable from the global object is frozen (see
+// hardenSource), so a call cannot change what later calls in the same
+// runtime see; scripts cannot install polyfills.
 //
 // Numbers: JSON integers become JavaScript numbers, so integers beyond 2^53
 // lose precision once a script reads event.data; data a script does not
