@@ -2,7 +2,6 @@ package script
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -322,14 +321,11 @@ func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) 
 	s := slot.s
 	out, ok, err := encodeJSON(slot.vm, v, s.opts.MaxPayload)
 	switch {
-	case errors.Is(err, errEncodeTooLarge):
+	case err == errEncodeTooLarge:
 		return nil, &Error{File: s.name, Line: s.transformPos.line, Column: s.transformPos.column, Err: ErrPayloadTooLarge,
 			Message: fmt.Sprintf("%s is over the %d-byte payload limit", where, s.opts.MaxPayload)}
 	case err != nil:
-		var jsErr *goja.Exception
-		var ie *goja.InterruptedError
-		var so *goja.StackOverflowError
-		if errors.As(err, &jsErr) || errors.As(err, &ie) || errors.As(err, &so) {
+		if isEngineError(err) {
 			e := s.jsError(slot.vm, err, s.transformPos)
 			if e.Err == ErrException {
 				e.Err = ErrBadReturn

@@ -65,12 +65,12 @@ type position struct{ line, column int }
 
 func posOf(p file.Position) position { return position{line: p.Line, column: p.Column} }
 
-// frameOf returns the innermost stack frame that lies in script code (not a
-// built-in), or fallback.
-func frameOf(stack []goja.StackFrame, fallback position) position {
+// frameOf returns the innermost stack frame that lies in the script's own
+// code (not a built-in, nor hookbus' wrappers of built-ins), or fallback.
+func frameOf(stack []goja.StackFrame, name string, fallback position) position {
 	for i := range stack {
 		p := stack[i].Position()
-		if p.Line > 0 {
+		if p.Line > 0 && stack[i].SrcName() == name {
 			return posOf(p)
 		}
 	}
@@ -84,14 +84,11 @@ func frameOf(stack []goja.StackFrame, fallback position) position {
 func (s *Script) jsError(vm *goja.Runtime, err error, fallback position) *Error {
 	e := &Error{File: s.name, Line: fallback.line, Column: fallback.column}
 	defer func() { e.broken = e.Err != ErrException }()
-	var (
-		ie *goja.InterruptedError
-		so *goja.StackOverflowError
-		ex *goja.Exception
-	)
-	switch {
-	case errors.As(err, &ie):
-		p := frameOf(ie.Stack(), fallback)
+	// Type switches, not errors.As: unwrapping a *goja.Exception asks the
+	// thrown value for its prototype, which runs a Proxy's trap.
+	switch ie, so, ex := asEngineError(err); {
+	case ie != nil:
+		p := frameOf(ie.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
 		cause, _ := ie.Value().(error)
 		switch {
@@ -105,16 +102,16 @@ func (s *Script) jsError(vm *goja.Runtime, err error, fallback position) *Error 
 			e.Err = cause
 			e.Message = "script call canceled: " + cause.Error()
 		}
-	case errors.As(err, &so):
-		p := frameOf(so.Stack(), fallback)
+	case so != nil:
+		p := frameOf(so.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
 		e.Err = ErrStackOverflow
 		e.Message = fmt.Sprintf("maximum call stack size exceeded (%d)", s.opts.MaxStack)
-	case errors.As(err, &ex):
-		p := frameOf(ex.Stack(), fallback)
+	case ex != nil:
+		p := frameOf(ex.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
 		msg, merr := exceptionMessage(vm, ex)
-		if merr != nil && !errors.As(merr, new(*goja.Exception)) {
+		if _, _, isEx := asEngineError(merr); merr != nil && isEx == nil {
 			// Showing the value was interrupted (a toString that loops
 			// until the deadline) or overflowed the stack: report that.
 			return s.jsError(vm, merr, p)
@@ -148,7 +145,12 @@ func exceptionMessage(vm *goja.Runtime, ex *goja.Exception) (msg string, err err
 	if err == nil {
 		return msg, nil
 	}
-	return "uncaught exception: a thrown " + o.ClassName() + " object that cannot be converted to a string", err
+	class := "value"
+	_ = catch(vm, func() error { // a revoked proxy has no class either
+		class = o.ClassName() + " object"
+		return nil
+	})
+	return "uncaught exception: a thrown " + class + " that cannot be converted to a string", err
 }
 
 // badReturn reports a return value that breaks the contract, located at the function.

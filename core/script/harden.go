@@ -276,9 +276,9 @@ func (slot *vmSlot) boundedStringify(call goja.FunctionCall) goja.Value {
 	max := slot.s.opts.MaxMemory
 	out, ok, err := encodeJSON(vm, call.Argument(0), int(max/2))
 	switch {
-	case errors.Is(err, errEncodeTooLarge):
+	case err == errEncodeTooLarge:
 		panic(slot.rangeError(fmt.Sprintf("JSON.stringify would need more than %d bytes, over the script memory bound of %d bytes (scripts.max_memory)", max, max)))
-	case errors.Is(err, errEncodeTooDeep):
+	case err == errEncodeTooDeep:
 		panic(vm.NewTypeError("JSON.stringify: %v", err))
 	case err != nil:
 		if isEngineError(err) {

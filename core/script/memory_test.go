@@ -90,7 +90,7 @@ function transform(event) {
   const bad = Object.keys(checks).filter(k => !checks[k]);
   if (bad.length) throw new Error("failed checks " + bad.join(","));
   return {type: "ok"};
-}`, Options{})
+}`, Options{Timeout: testenv.Timeout(10 * time.Second)})
 	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +121,13 @@ func TestHeapWatchInterruptsRunawayCalls(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGuardErrorsPointAtTheScript: an uncaught RangeError from a guarded
+// built-in is located at the script's line, not inside hookbus' wrapper.
+func TestGuardErrorsPointAtTheScript(t *testing.T) {
+	t.Parallel()
+	s := compile(t, "function transform(event) {\n  return {type: 't', data: 'x'.repeat(1e9)};\n}\n", Options{})
+	_, err := s.Transform(context.Background(), testEvent(), Context{})
+	wantScriptError(t, err, 2, 0, ErrException, `^test\.js:2:\d+: RangeError: String\.prototype\.repeat would need about 2000000000 bytes, over the script memory bound of 67108864 bytes \(scripts\.max_memory\)$`)
 }

@@ -404,8 +404,8 @@ func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, at positi
 	err = s.guard(ctx, slot.vm, at, fn)
 	// A thrown exception or a bad return leaves the runtime sound; an
 	// interrupt or a stack overflow may not, so that runtime is replaced.
-	var se *Error
-	discard = errors.As(err, &se) && se.broken
+	se, _ := err.(*Error)
+	discard = se != nil && se.broken
 	return err
 }
 
@@ -472,17 +472,31 @@ func catch(vm *goja.Runtime, fn func() error) (err error) {
 
 // isEngineError reports whether err is one of goja's own failures.
 func isEngineError(err error) bool {
-	var (
-		ie *goja.InterruptedError
-		so *goja.StackOverflowError
-		ex *goja.Exception
-	)
-	return errors.As(err, &ie) || errors.As(err, &so) || errors.As(err, &ex)
+	ie, so, ex := asEngineError(err)
+	return ie != nil || so != nil || ex != nil
 }
 
+// asEngineError picks goja's failure types out of err by type, not with
+// errors.As: (*goja.Exception).Unwrap reads the thrown value's prototype,
+// which runs script code when the value is a Proxy. goja returns these
+// errors unwrapped.
+func asEngineError(err error) (*goja.InterruptedError, *goja.StackOverflowError, *goja.Exception) {
+	switch e := err.(type) {
+	case *goja.InterruptedError:
+		return e, nil, nil
+	case *goja.StackOverflowError:
+		return nil, e, nil
+	case *goja.Exception:
+		return nil, nil, e
+	}
+	return nil, nil, nil
+}
+
+// isScriptError reports whether err is already a located *Error (calls
+// return them unwrapped).
 func isScriptError(err error) bool {
-	var se *Error
-	return errors.As(err, &se)
+	_, ok := err.(*Error)
+	return ok
 }
 
 // newSlot creates a runtime and runs the program's top-level code in it,
