@@ -100,6 +100,10 @@ func (slot *vmSlot) defineLazyData(o *goja.Object, ev sdk.Event) {
 }
 
 func (s *Script) invalidEvent(ev sdk.Event, member string, err error) *Error {
+	if je, ok := err.(*jsonError); ok && je.Path != "" {
+		return &Error{File: s.name, Err: ErrInvalidEvent,
+			Message: fmt.Sprintf("event %q: member %s%s: %s", ev.ID, member, strings.TrimPrefix(je.Path, "(the value itself)"), je.Msg)}
+	}
 	return &Error{File: s.name, Err: ErrInvalidEvent,
 		Message: fmt.Sprintf("event %q: member %q is not valid JSON: %v", ev.ID, member, err)}
 }

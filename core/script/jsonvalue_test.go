@@ -124,6 +124,11 @@ func TestJSONNumberOutOfRange(t *testing.T) {
 	ev.Data = json.RawMessage(`{"items":[{"amount":1e700}]}`)
 	_, err := s.Transform(context.Background(), ev, Context{})
 	wantScriptError(t, err, 2, 0, ErrException, `^test\.js:2:\d+: TypeError: event\.data\.items\[0\]\.amount: number 1e700 is outside the range of a JavaScript number \(float64\)$`)
+	// An extension member is decoded before the call: the event is invalid.
+	ev2 := testEvent()
+	ev2.Extensions = map[string]json.RawMessage{"limits": json.RawMessage(`{"max":[1e999]}`)}
+	_, err = s.Transform(context.Background(), ev2, Context{})
+	wantScriptError(t, err, 0, 0, ErrInvalidEvent, `^test\.js: event "ev1": member limits\.max\[0\]: number 1e999 is outside the range`)
 	// Data the script does not read passes on untouched.
 	s = compile(t, "function transform(event) { event.type = 'seen'; return event; }", Options{})
 	out, err := s.Transform(context.Background(), ev, Context{})
