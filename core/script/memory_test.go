@@ -101,7 +101,10 @@ function transform(event) {
 // watch with ErrMemory, well before the loops' own ends.
 func TestHeapWatchInterruptsRunawayCalls(t *testing.T) {
 	for _, tc := range []struct{ name, body string }{
-		{"doubling a string", `let s = "x"; while (s.length < 1 << 28) { s = s + s; } return {type: "done", data: s.length};`},
+		// The busy loop gives the watch time to sample between doublings,
+		// as a real script's work would; without the watch the string ends
+		// at 256 MiB.
+		{"doubling a string", `let s = "x"; while (s.length < 1 << 28) { s = s + s; for (let i = 0; i < 2e5; i++) {} } return {type: "done", data: s.length};`},
 		{"growing an array", `const a = []; while (a.length < 2e6) { a.push({n: a.length, s: "v" + a.length}); } return {type: "done", data: a.length};`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
