@@ -67,7 +67,8 @@ func checkHTTPSourceConfig(raw json.RawMessage) error {
 
 // ScriptOptions derives script options from the configuration.
 func ScriptOptions(cfg *config.Config, log *slog.Logger) script.Options {
-	return script.Options{Timeout: cfg.Scripts.Timeout, PoolSize: cfg.Scripts.PoolSize, MaxPayload: int(cfg.Scripts.MaxPayload), Logger: log}
+	return script.Options{Timeout: cfg.Scripts.Timeout, PoolSize: cfg.Scripts.PoolSize, MaxPayload: int(cfg.Scripts.MaxPayload),
+		MaxMemory: int64(cfg.Scripts.MaxMemory), Logger: log}
 }
 
 // App is a running hookbus instance.

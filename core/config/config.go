@@ -203,6 +203,10 @@ type Scripts struct {
 	// MaxPayload caps the JSON size of an event handed to or returned by a
 	// script. Default 1MiB.
 	MaxPayload ByteSize `koanf:"max_payload"`
+	// MaxMemory bounds what one script call may allocate: built-ins that
+	// would build a larger value throw a RangeError, and a call whose heap
+	// growth passes it is interrupted. Default 64MiB.
+	MaxMemory ByteSize `koanf:"max_memory"`
 }
 
 // Log configures logging.
@@ -251,6 +255,7 @@ func defaults() map[string]any {
 			"timeout":     "100ms",
 			"pool_size":   0,
 			"max_payload": "1MiB",
+			"max_memory":  "64MiB",
 		},
 		"log": map[string]any{
 			"level":  "info",
@@ -281,7 +286,7 @@ func Default() *Config {
 		Sources:   map[string]Component{},
 		Sinks:     map[string]Component{},
 		Pipelines: map[string]Pipeline{},
-		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB},
+		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB, MaxMemory: 64 * MiB},
 		Log:       Log{Level: "info", Format: "text"},
 	}
 }

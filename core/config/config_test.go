@@ -116,6 +116,7 @@ scripts:
   timeout: 250ms
   pool_size: 4
   max_payload: 2MiB
+  max_memory: 32MiB
 log:
   level: debug
   format: json
@@ -172,7 +173,7 @@ func TestLoadYAML(t *testing.T) {
 			},
 			To: []string{"partner", "everyone"},
 		}},
-		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB},
+		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB, MaxMemory: 32 * MiB},
 		Log:     Log{Level: "debug", Format: "json"},
 		File:    path,
 	}
@@ -510,6 +511,13 @@ pipelines:
 				{"server.write_timeout", 4, "must be a positive duration, like 30s"},
 				{"server.idle_timeout", 5, "must be a positive duration, like 30s"},
 				{"server.max_connections", 6, "must be a positive number of connections, like 4096"},
+			},
+		},
+		{
+			name: "script memory bound",
+			yaml: "version: 1\nscripts:\n  max_memory: 0\n",
+			want: []wantErr{
+				{"scripts.max_memory", 3, "must be a positive size, like 64MiB"},
 			},
 		},
 		{

@@ -149,6 +149,9 @@ func (v *validator) scriptsAndLog() {
 	if s.MaxPayload <= 0 {
 		v.add("scripts.max_payload", "must be a positive size, like 1MiB")
 	}
+	if s.MaxMemory <= 0 {
+		v.add("scripts.max_memory", "must be a positive size, like 64MiB")
+	}
 	l := v.c.Log
 	if !slices.Contains(logLevels, l.Level) {
 		v.add("log.level", "unknown level %q (one of %s)", l.Level, strings.Join(logLevels, ", "))

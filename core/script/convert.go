@@ -2,12 +2,12 @@ package script
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dop251/goja"
@@ -80,6 +80,9 @@ func (slot *vmSlot) defineLazyData(o *goja.Object, ev sdk.Event) {
 	get := vm.ToValue(func(goja.FunctionCall) goja.Value {
 		v, err := jsonValue(vm, ev.Data)
 		if err != nil {
+			if je, ok := err.(*jsonError); ok && je.Path != "" {
+				panic(vm.NewTypeError("event.data%s: %s", strings.TrimPrefix(je.Path, "(the value itself)"), je.Msg))
+			}
 			panic(vm.NewTypeError("event.data is not valid JSON: %v", err))
 		}
 		materialize(o, v)
@@ -97,6 +100,10 @@ func (slot *vmSlot) defineLazyData(o *goja.Object, ev sdk.Event) {
 }
 
 func (s *Script) invalidEvent(ev sdk.Event, member string, err error) *Error {
+	if je, ok := err.(*jsonError); ok && je.Path != "" {
+		return &Error{File: s.name, Err: ErrInvalidEvent,
+			Message: fmt.Sprintf("event %q: member %s%s: %s", ev.ID, member, strings.TrimPrefix(je.Path, "(the value itself)"), je.Msg)}
+	}
 	return &Error{File: s.name, Err: ErrInvalidEvent,
 		Message: fmt.Sprintf("event %q: member %q is not valid JSON: %v", ev.ID, member, err)}
 }
@@ -165,6 +172,17 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 		}
 	}
 	return out, nil
+}
+
+// resultError reports an engine failure (a getter or proxy trap that threw,
+// an interrupt) met while reading transform's result.
+func (s *Script) resultError(vm *goja.Runtime, err error) *Error {
+	e := s.jsError(vm, err, s.transformPos)
+	if e.Err == ErrException {
+		e.Err = ErrBadReturn
+		e.Message = "reading the transform result: " + e.Message
+	}
+	return e
 }
 
 // asString returns v's string value when v is a primitive string.
@@ -307,15 +325,12 @@ func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) 
 	s := slot.s
 	out, ok, err := encodeJSON(slot.vm, v, s.opts.MaxPayload)
 	switch {
-	case errors.Is(err, errEncodeTooLarge):
+	case err == errEncodeTooLarge:
 		return nil, &Error{File: s.name, Line: s.transformPos.line, Column: s.transformPos.column, Err: ErrPayloadTooLarge,
 			Message: fmt.Sprintf("%s is over the %d-byte payload limit", where, s.opts.MaxPayload)}
 	case err != nil:
-		var jsErr *goja.Exception
-		var ie *goja.InterruptedError
-		var so *goja.StackOverflowError
-		if errors.As(err, &jsErr) || errors.As(err, &ie) || errors.As(err, &so) {
-			e := s.jsError(err, s.transformPos)
+		if isEngineError(err) {
+			e := s.jsError(slot.vm, err, s.transformPos)
 			if e.Err == ErrException {
 				e.Err = ErrBadReturn
 				e.Message = "encoding " + where + " as JSON: " + e.Message

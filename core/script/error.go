@@ -27,6 +27,8 @@ var (
 	ErrInvalidEvent = errors.New("invalid event")
 	// ErrSyntax: the script does not compile.
 	ErrSyntax = errors.New("script syntax error")
+	// ErrMemory: the call allocated more than Options.MaxMemory and was interrupted.
+	ErrMemory = errors.New("script exceeded its memory bound")
 )
 
 // Error is a script failure located in the script's source. A pipeline
@@ -63,49 +65,59 @@ type position struct{ line, column int }
 
 func posOf(p file.Position) position { return position{line: p.Line, column: p.Column} }
 
-// frameOf returns the innermost stack frame that lies in script code (not a
-// built-in), or fallback.
-func frameOf(stack []goja.StackFrame, fallback position) position {
+// frameOf returns the innermost stack frame that lies in the script's own
+// code (not a built-in, nor hookbus' wrappers of built-ins), or fallback.
+func frameOf(stack []goja.StackFrame, name string, fallback position) position {
 	for i := range stack {
 		p := stack[i].Position()
-		if p.Line > 0 {
+		if p.Line > 0 && stack[i].SrcName() == name {
 			return posOf(p)
 		}
 	}
 	return fallback
 }
 
-// jsError turns an error from the engine into an *Error located where it happened.
-func (s *Script) jsError(err error, fallback position) *Error {
+// jsError turns an error from the engine into an *Error located where it
+// happened. vm is the runtime that raised it: showing a thrown value runs
+// its toString, which may throw or loop in turn, so it runs under vm.Try
+// and must be called while the call's deadline still runs.
+func (s *Script) jsError(vm *goja.Runtime, err error, fallback position) *Error {
 	e := &Error{File: s.name, Line: fallback.line, Column: fallback.column}
 	defer func() { e.broken = e.Err != ErrException }()
-	var (
-		ie *goja.InterruptedError
-		so *goja.StackOverflowError
-		ex *goja.Exception
-	)
-	switch {
-	case errors.As(err, &ie):
-		p := frameOf(ie.Stack(), fallback)
+	// Type switches, not errors.As: unwrapping a *goja.Exception asks the
+	// thrown value for its prototype, which runs a Proxy's trap.
+	switch ie, so, ex := asEngineError(err); {
+	case ie != nil:
+		p := frameOf(ie.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
 		cause, _ := ie.Value().(error)
-		if cause == nil || errors.Is(cause, ErrTimeout) {
+		switch {
+		case cause == nil || errors.Is(cause, ErrTimeout):
 			e.Err = ErrTimeout
 			e.Message = "script timed out after " + s.opts.Timeout.String()
-		} else {
+		case errors.Is(cause, ErrMemory):
+			e.Err = ErrMemory
+			e.Message = cause.Error()
+		default:
 			e.Err = cause
 			e.Message = "script call canceled: " + cause.Error()
 		}
-	case errors.As(err, &so):
-		p := frameOf(so.Stack(), fallback)
+	case so != nil:
+		p := frameOf(so.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
 		e.Err = ErrStackOverflow
 		e.Message = fmt.Sprintf("maximum call stack size exceeded (%d)", s.opts.MaxStack)
-	case errors.As(err, &ex):
-		p := frameOf(ex.Stack(), fallback)
+	case ex != nil:
+		p := frameOf(ex.Stack(), s.name, fallback)
 		e.Line, e.Column = p.line, p.column
+		msg, merr := exceptionMessage(vm, ex)
+		if _, _, isEx := asEngineError(merr); merr != nil && isEx == nil {
+			// Showing the value was interrupted (a toString that loops
+			// until the deadline) or overflowed the stack: report that.
+			return s.jsError(vm, merr, p)
+		}
 		e.Err = ErrException
-		e.Message = exceptionMessage(ex)
+		e.Message = msg
 	default:
 		e.Err = ErrException
 		e.Message = err.Error()
@@ -114,13 +126,31 @@ func (s *Script) jsError(err error, fallback position) *Error {
 }
 
 // exceptionMessage is the thrown value as text: "Error: boom", "TypeError: ...",
-// or the value itself when a non-Error was thrown.
-func exceptionMessage(ex *goja.Exception) string {
+// or the value itself when a non-Error was thrown. A value that cannot be
+// shown (Object.create(null), a toString or message getter that throws) is
+// described instead; err is set when showing it was interrupted.
+func exceptionMessage(vm *goja.Runtime, ex *goja.Exception) (msg string, err error) {
 	v := ex.Value()
 	if v == nil || goja.IsUndefined(v) {
-		return "undefined thrown"
+		return "undefined thrown", nil
 	}
-	return v.String()
+	o, isObj := v.(*goja.Object)
+	if !isObj {
+		return v.String(), nil // a primitive: no script code runs
+	}
+	err = catch(vm, func() error {
+		msg = o.String()
+		return nil
+	})
+	if err == nil {
+		return msg, nil
+	}
+	class := "value"
+	_ = catch(vm, func() error { // a revoked proxy has no class either
+		class = o.ClassName() + " object"
+		return nil
+	})
+	return "uncaught exception: a thrown " + class + " that cannot be converted to a string", err
 }
 
 // badReturn reports a return value that breaks the contract, located at the function.

@@ -123,7 +123,7 @@ func (slot *vmSlot) text(v goja.Value) string {
 	if o, ok := v.(*goja.Object); ok && !isFunction(v) {
 		out, ok, err := encodeJSON(slot.vm, o, maxLogValue)
 		switch {
-		case errors.Is(err, errEncodeTooLarge):
+		case err == errEncodeTooLarge:
 			return "<object over 8 KiB>"
 		case err != nil:
 			return "<" + err.Error() + ">"

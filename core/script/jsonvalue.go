@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dop251/goja"
@@ -32,13 +34,71 @@ func jsonValue(vm *goja.Runtime, raw []byte) (goja.Value, error) {
 const maxJSONDepth = 10000
 
 type jsonParser struct {
-	vm *goja.Runtime
-	b  []byte
-	i  int
+	vm   *goja.Runtime
+	b    []byte
+	i    int
+	path []pathSegment // where the parser is, for errors about a value
+}
+
+// pathSegment is a member name or, when key is empty and index is not
+// negative, an array index.
+type pathSegment struct {
+	key   string
+	index int
+}
+
+// jsonError is a JSON document hookbus cannot hand to a script. Path is
+// set when a value is at fault (a number out of the float64 range), as a
+// member path such as .items[2].amount; otherwise Offset locates a syntax
+// error.
+type jsonError struct {
+	Path   string
+	Offset int
+	Msg    string
+}
+
+func (e *jsonError) Error() string {
+	if e.Path != "" {
+		return e.Path + ": " + e.Msg
+	}
+	return fmt.Sprintf("offset %d: %s", e.Offset, e.Msg)
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
-	return fmt.Errorf("offset %d: %s", p.i, fmt.Sprintf(format, args...))
+	return &jsonError{Offset: p.i, Msg: fmt.Sprintf(format, args...)}
+}
+
+// valueErrorf reports a problem with the value at the current path.
+func (p *jsonParser) valueErrorf(format string, args ...any) error {
+	var b strings.Builder
+	for _, seg := range p.path {
+		if seg.index >= 0 {
+			b.WriteString("[" + strconv.Itoa(seg.index) + "]")
+		} else {
+			b.WriteString(memberRef(seg.key))
+		}
+	}
+	path := b.String()
+	if path == "" {
+		path = "(the value itself)"
+	}
+	return &jsonError{Path: path, Offset: p.i, Msg: fmt.Sprintf(format, args...)}
+}
+
+// memberRef writes a member access: .name for identifiers, ["..."] otherwise.
+func memberRef(k string) string {
+	ident := k != ""
+	for i, r := range k {
+		if !(r == '_' || r == '$' || unicode.IsLetter(r) || (i > 0 && unicode.IsDigit(r))) {
+			ident = false
+			break
+		}
+	}
+	if ident {
+		return "." + k
+	}
+	q, _ := json.Marshal(k)
+	return "[" + string(q) + "]"
 }
 
 func (p *jsonParser) space() {
@@ -114,10 +174,12 @@ func (p *jsonParser) object(depth int) (goja.Value, error) {
 		}
 		p.i++
 		p.space()
+		p.path = append(p.path, pathSegment{key: k, index: -1})
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
+		p.path = p.path[:len(p.path)-1]
 		setOwn(o, k, v)
 		p.space()
 		if p.i >= len(p.b) {
@@ -145,10 +207,12 @@ func (p *jsonParser) array(depth int) (goja.Value, error) {
 	}
 	for {
 		p.space()
+		p.path = append(p.path, pathSegment{index: len(items)})
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
+		p.path = p.path[:len(p.path)-1]
 		items = append(items, v)
 		p.space()
 		if p.i >= len(p.b) {
@@ -227,7 +291,9 @@ func (p *jsonParser) number() (goja.Value, error) {
 	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil {
-		return nil, p.errorf("number %s: %v", num, err)
+		// Valid JSON, but no JavaScript number can hold it (1e700):
+		// name the member rather than turn it into Infinity silently.
+		return nil, p.valueErrorf("number %s is outside the range of a JavaScript number (float64)", num)
 	}
 	return p.vm.ToValue(f), nil
 }

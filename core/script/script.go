@@ -27,9 +27,20 @@
 // runtime is interrupted, then discarded and replaced), at most
 // Options.MaxStack nested calls, and at most Options.MaxPayload bytes of
 // event JSON going in and coming out; returned values nested deeper than 500
-// levels (or cyclic) are rejected. Built-in functions are not interruptible,
-// so a single huge native operation (e.g. "x".repeat(1e9)) can still use
-// memory and time before the deadline hits.
+// levels (or cyclic) are rejected. Built-in functions are not
+// interruptible, so the ones that build large values from a number or by
+// repetition (repeat, padStart, padEnd, concat, split, Array(n),
+// Array.from, fill, join, ArrayBuffer, typed arrays, JSON.stringify) are
+// wrapped to throw a RangeError when their result would pass
+// Options.MaxMemory, and a heap watch interrupts a call whose process heap
+// growth passes it (ErrMemory; see heapWatch). Whatever a call throws or
+// returns, including values whose getters or toString throw or loop, ends
+// as an *Error and the runtime goes back to the pool (or is replaced).
+//
+// Frozen built-ins: before the script's top-level code runs, every
+// built-in object reachable from the global object is frozen (see
+// hardenSource), so a call cannot change what later calls in the same
+// runtime see; scripts cannot install polyfills.
 //
 // Numbers: JSON integers become JavaScript numbers, so integers beyond 2^53
 // lose precision once a script reads event.data; data a script does not
@@ -59,6 +70,7 @@ const (
 	DefaultTimeout    = 100 * time.Millisecond
 	DefaultMaxStack   = 1000
 	DefaultMaxPayload = 1 << 20
+	DefaultMaxMemory  = 64 << 20
 )
 
 // Options tunes a compiled script. Zero fields take the defaults.
@@ -74,6 +86,12 @@ type Options struct {
 	// MaxPayload is the maximum size in bytes of the event going in and of
 	// all events coming out of a call. Default 1 MiB.
 	MaxPayload int
+	// MaxMemory bounds what one call may allocate, in bytes: the built-ins
+	// that build large values (String.prototype.repeat, Array(n), new
+	// ArrayBuffer(n), JSON.stringify...) throw a RangeError above it, and a
+	// call whose process heap growth passes it is interrupted (ErrMemory).
+	// Default 64 MiB.
+	MaxMemory int64
 	// Logger receives console.* and hookbus.log output. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +108,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = DefaultMaxMemory
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -163,8 +184,8 @@ func CompileSource(name, src string, opts Options) (*Script, error) {
 		at   position
 		has  *bool
 	}{
-		{"filter", slot.vm.Get("filter"), s.filterPos, &s.hasFilter},
-		{"transform", slot.vm.Get("transform"), s.transformPos, &s.hasTransform},
+		{"filter", slot.filterV, s.filterPos, &s.hasFilter},
+		{"transform", slot.transformV, s.transformPos, &s.hasTransform},
 	} {
 		if fn.v == nil || goja.IsUndefined(fn.v) {
 			continue
@@ -178,7 +199,6 @@ func CompileSource(name, src string, opts Options) (*Script, error) {
 	if !s.hasFilter && !s.hasTransform {
 		return nil, &Error{File: name, Message: "defines neither filter(event, ctx) nor transform(event, ctx)", Err: ErrNoFunction}
 	}
-	slot.bind()
 	s.idle <- slot
 	return s, nil
 }
@@ -260,16 +280,16 @@ func (s *Script) Filter(ctx context.Context, ev sdk.Event, c Context) (keep bool
 	if err != nil {
 		return false, err
 	}
-	err = s.call(ctx, slot, ev, func() error {
+	err = s.call(ctx, slot, ev, s.filterPos, func() error {
 		evv, err := slot.eventValue(ev)
 		if err != nil {
 			return err
 		}
 		v, err := slot.filter(goja.Undefined(), evv, slot.ctxValue(c))
 		if err != nil {
-			return s.jsError(err, s.filterPos)
+			return s.jsError(slot.vm, err, s.filterPos)
 		}
-		keep = v.ToBoolean()
+		keep = v.ToBoolean() // a primitive test: runs no script code
 		return nil
 	}, c)
 	return keep, err
@@ -295,16 +315,25 @@ func (s *Script) Transform(ctx context.Context, ev sdk.Event, c Context) ([]sdk.
 		return nil, err
 	}
 	var out []sdk.Event
-	err = s.call(ctx, slot, ev, func() error {
+	err = s.call(ctx, slot, ev, s.transformPos, func() error {
 		evv, err := slot.eventValue(ev)
 		if err != nil {
 			return err
 		}
 		v, err := slot.transform(goja.Undefined(), evv, slot.ctxValue(c))
 		if err != nil {
-			return s.jsError(err, s.transformPos)
+			return s.jsError(slot.vm, err, s.transformPos)
 		}
-		out, err = slot.events(v, ev.ID)
+		// Reading the result runs script code (getters, proxies, toJSON):
+		// it stays under the deadline, and what it throws is located
+		// where it was thrown.
+		err = catch(slot.vm, func() (err error) {
+			out, err = slot.events(v, ev.ID)
+			return err
+		})
+		if err != nil && !isScriptError(err) {
+			return s.resultError(slot.vm, err)
+		}
 		return err
 	}, c)
 	if err != nil {
@@ -346,7 +375,6 @@ func (s *Script) acquire(ctx context.Context) (*vmSlot, error) {
 		<-s.sem
 		return nil, err
 	}
-	slot.bind()
 	return slot, nil
 }
 
@@ -362,22 +390,32 @@ func (s *Script) release(slot *vmSlot, discard bool) {
 	<-s.sem
 }
 
-// call runs fn on slot under the deadline and ctx, then returns slot to the pool.
-func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, fn func() error, c Context) error {
+// call runs fn on slot under the deadline and ctx, then returns slot to the
+// pool, whatever way fn ends (a panic included: the slot and the timers are
+// never lost). at locates failures that carry no position of their own.
+func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, at position, fn func() error, c Context) (err error) {
+	discard := true // until fn is known to have ended cleanly
+	defer func() {
+		slot.current = callInfo{}
+		slot.lazy = lazyData{}
+		s.release(slot, discard)
+	}()
 	slot.current = callInfo{pipeline: c.Pipeline, sink: c.Sink, eventID: ev.ID}
-	err := s.guard(ctx, slot.vm, fn)
-	slot.current = callInfo{}
-	slot.lazy = lazyData{}
+	err = s.guard(ctx, slot.vm, at, fn)
 	// A thrown exception or a bad return leaves the runtime sound; an
 	// interrupt or a stack overflow may not, so that runtime is replaced.
-	var se *Error
-	s.release(slot, errors.As(err, &se) && se.broken)
+	se, _ := err.(*Error)
+	discard = se != nil && se.broken
 	return err
 }
 
 // guard runs fn with vm interrupted after the timeout or when ctx ends, and
-// leaves vm with no pending interrupt.
-func (s *Script) guard(ctx context.Context, vm *goja.Runtime, fn func() error) error {
+// leaves vm with no pending interrupt. Whatever fn throws or panics with
+// from the engine (an exception, an interrupt, a stack overflow) comes back
+// as an *Error located at the frame that threw, or at at; the error is
+// built while the deadline still runs, since turning a thrown value into
+// text can itself run script code.
+func (s *Script) guard(ctx context.Context, vm *goja.Runtime, at position, fn func() error) error {
 	var fired sync.WaitGroup
 	fired.Add(1)
 	timer := time.AfterFunc(s.opts.Timeout, func() {
@@ -392,35 +430,100 @@ func (s *Script) guard(ctx context.Context, vm *goja.Runtime, fn func() error) e
 			vm.Interrupt(context.Cause(ctx))
 		})
 	}
-	err := fn()
-	if timer.Stop() {
-		fired.Done()
+	stopWatch := watch.start(vm, s.opts.MaxMemory)
+	defer func() {
+		stopWatch()
+		if timer.Stop() {
+			fired.Done()
+		}
+		if ctx.Done() != nil && stopCtx() {
+			fired.Done()
+		}
+		// An interrupt that fired after fn returned must not hit the next call.
+		fired.Wait()
+		vm.ClearInterrupt()
+	}()
+	err := catch(vm, fn)
+	if err != nil && !isScriptError(err) {
+		err = s.jsError(vm, err, at)
 	}
-	if ctx.Done() != nil && stopCtx() {
-		fired.Done()
-	}
-	// An interrupt that fired after fn returned must not hit the next call.
-	fired.Wait()
-	vm.ClearInterrupt()
 	return err
 }
 
-// newSlot creates a runtime and runs the program's top-level code in it.
+// catch runs fn and turns what the engine panics with into an error: a
+// JavaScript exception (thrown by a getter, a proxy trap, toString...)
+// becomes its *goja.Exception, and the uncatchable interrupts and stack
+// overflows their own error types. Other panics are bugs and go on up.
+func catch(vm *goja.Runtime, fn func() error) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			if e, ok := x.(error); ok && isEngineError(e) {
+				err = e
+				return
+			}
+			panic(x)
+		}
+	}()
+	if ex := vm.Try(func() { err = fn() }); ex != nil {
+		return ex
+	}
+	return err
+}
+
+// isEngineError reports whether err is one of goja's own failures.
+func isEngineError(err error) bool {
+	ie, so, ex := asEngineError(err)
+	return ie != nil || so != nil || ex != nil
+}
+
+// asEngineError picks goja's failure types out of err by type, not with
+// errors.As: (*goja.Exception).Unwrap reads the thrown value's prototype,
+// which runs script code when the value is a Proxy. goja returns these
+// errors unwrapped.
+func asEngineError(err error) (*goja.InterruptedError, *goja.StackOverflowError, *goja.Exception) {
+	switch e := err.(type) {
+	case *goja.InterruptedError:
+		return e, nil, nil
+	case *goja.StackOverflowError:
+		return nil, e, nil
+	case *goja.Exception:
+		return nil, nil, e
+	}
+	return nil, nil, nil
+}
+
+// isScriptError reports whether err is already a located *Error (calls
+// return them unwrapped).
+func isScriptError(err error) bool {
+	_, ok := err.(*Error)
+	return ok
+}
+
+// newSlot creates a runtime and runs the program's top-level code in it,
+// then looks up filter and transform (a global getter is script code too,
+// so the lookups run under the deadline).
 func (s *Script) newSlot() (*vmSlot, error) {
 	slot := &vmSlot{s: s, vm: goja.New()}
 	slot.vm.SetMaxCallStackSize(s.opts.MaxStack)
 	if err := slot.installGlobals(); err != nil {
 		return nil, fmt.Errorf("script %s: setting up globals: %w", s.name, err)
 	}
-	err := s.guard(context.Background(), slot.vm, func() error {
+	if err := slot.harden(); err != nil {
+		return nil, fmt.Errorf("script %s: freezing the built-ins: %w", s.name, err)
+	}
+	err := s.guard(context.Background(), slot.vm, position{line: 1, column: 1}, func() error {
 		if _, err := slot.vm.RunProgram(s.prg); err != nil {
-			return s.jsError(err, position{line: 1, column: 1})
+			return s.jsError(slot.vm, err, position{line: 1, column: 1})
 		}
+		slot.filterV = slot.vm.Get("filter")
+		slot.transformV = slot.vm.Get("transform")
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	slot.filter, _ = goja.AssertFunction(slot.filterV)
+	slot.transform, _ = goja.AssertFunction(slot.transformV)
 	return slot, nil
 }
 
@@ -430,18 +533,15 @@ type vmSlot struct {
 	vm        *goja.Runtime
 	filter    goja.Callable
 	transform goja.Callable
-	current   callInfo // the call in progress, for log attributes
-	lazy      lazyData // the call's event data, until the script reads it
+	// filterV and transformV are the globals as the top-level code left them.
+	filterV, transformV goja.Value
+	rangeErrorC         *goja.Object // the built-in RangeError
+	current             callInfo     // the call in progress, for log attributes
+	lazy                lazyData     // the call's event data, until the script reads it
 }
 
 // callInfo identifies the call in progress in log lines.
 type callInfo struct{ pipeline, sink, eventID string }
-
-// bind looks up the script's functions in the runtime.
-func (slot *vmSlot) bind() {
-	slot.filter, _ = goja.AssertFunction(slot.vm.Get("filter"))
-	slot.transform, _ = goja.AssertFunction(slot.vm.Get("transform"))
-}
 
 func (slot *vmSlot) ctxValue(c Context) goja.Value {
 	o := slot.vm.NewObject()

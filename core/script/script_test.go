@@ -399,18 +399,20 @@ func TestCompileFile(t *testing.T) {
 
 func TestTimeoutThenPoolKeepsWorking(t *testing.T) {
 	t.Parallel()
+	// 300ms: long enough for the calls that must not time out (a fresh
+	// runtime runs the top-level code) on a busy machine under -race.
 	s := compile(t, `
 var calls = 0;
 function transform(e) {
   calls++;
   if (e.type === "loop") { while (true) {} }
   return {type: "ok", data: {calls: calls}};
-}`, Options{Timeout: 30 * time.Millisecond, PoolSize: 1})
+}`, Options{Timeout: 300 * time.Millisecond, PoolSize: 1})
 	for i := range 3 {
 		ev := testEvent()
 		ev.Type = "loop"
 		_, err := s.Transform(context.Background(), ev, Context{})
-		wantScriptError(t, err, 5, 0, ErrTimeout, `timed out after 30ms`)
+		wantScriptError(t, err, 5, 0, ErrTimeout, `timed out after 300ms`)
 		out, err := s.Transform(context.Background(), testEvent(), Context{})
 		if err != nil {
 			t.Fatalf("round %d: call after timeout: %v", i, err)

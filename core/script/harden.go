@@ -1,0 +1,302 @@
+package script
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dop251/goja"
+)
+
+// hardenSource is run in every new runtime after the hookbus globals and
+// before the script's own code. It is a function of the memory bound and
+// of a size-bounded JSON.stringify written in Go, and it
+//
+//  1. wraps the built-ins that build a large value from a number or by
+//     repetition, so that they throw a RangeError, computed from their
+//     arguments before any allocation, when the result would be over the
+//     bound (goja's built-ins are native loops that an interrupt cannot
+//     stop, so a deadline alone does not bound them);
+//  2. turns the data properties of the built-in prototypes that scripts
+//     commonly shadow (toString, constructor, name, message...) into
+//     accessors whose setter defines an own property on the receiver, so
+//     that `err.name = "X"` keeps working once the prototypes are frozen
+//     (the "override mistake" of frozen prototypes);
+//  3. freezes every built-in object reachable from the global object
+//     (constructors, prototypes, JSON, Math, Reflect, the iterator and
+//     generator prototypes...), so that a call cannot pollute what later
+//     calls in the same runtime see. The global object itself stays
+//     writable: top-level declarations live there.
+//
+// Sizes are estimates: a string counts two bytes per UTF-16 code unit, an
+// array element sixteen bytes.
+const hardenSource = `(function (max, boundedStringify) {
+"use strict";
+const G = globalThis;
+const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
+const { ownKeys, apply, construct } = Reflect;
+const trunc = Math.trunc, isArray = Array.isArray, StringC = String, NumberC = Number;
+const ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError, SetC = Set;
+const call = (f, self, ...args) => apply(f, self, args);
+
+function toInt(v) {
+	const n = NumberC(v);
+	return n !== n ? 0 : trunc(n);
+}
+function check(what, bytes) {
+	if (bytes > max) {
+		throw new RangeErrorC(what + " would need about " + bytes + " bytes, over the script memory bound of " + max + " bytes (scripts.max_memory)");
+	}
+}
+function thisString(self, what) {
+	if (self === null || self === undefined) throw new TypeErrorC(what + " called on null or undefined");
+	return StringC(self);
+}
+function replace(obj, name, impl) {
+	const d = getOwnPropertyDescriptor(obj, name);
+	defineProperty(impl, "name", { value: name });
+	defineProperty(obj, name, { value: impl, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable });
+}
+
+// 1. Size guards.
+const SP = String.prototype;
+const repeat = SP.repeat, padStart = SP.padStart, padEnd = SP.padEnd, sconcat = SP.concat, split = SP.split;
+replace(SP, "repeat", function (count) {
+	const s = thisString(this, "String.prototype.repeat");
+	const n = toInt(count);
+	if (n > 0 && s.length > 0) check("String.prototype.repeat", 2 * s.length * n);
+	return call(repeat, s, n);
+});
+for (const [name, orig] of [["padStart", padStart], ["padEnd", padEnd]]) {
+	replace(SP, name, function (maxLength, fill) {
+		const s = thisString(this, "String.prototype." + name);
+		const n = toInt(maxLength);
+		if (n > s.length) check("String.prototype." + name, 2 * n);
+		return call(orig, s, n, fill);
+	});
+}
+replace(SP, "concat", function (...parts) {
+	const s = thisString(this, "String.prototype.concat");
+	let n = s.length;
+	for (let i = 0; i < parts.length; i++) {
+		parts[i] = StringC(parts[i]);
+		n += parts[i].length;
+	}
+	check("String.prototype.concat", 2 * n);
+	return apply(sconcat, s, parts);
+});
+replace(SP, "split", function (sep, limit) {
+	const s = thisString(this, "String.prototype.split");
+	let parts = s.length + 1;
+	if (sep !== null && sep !== undefined && typeof sep !== "object" && typeof sep !== "function") {
+		sep = StringC(sep);
+		if (sep.length > 0) parts = trunc(s.length / sep.length) + 1;
+	}
+	if (limit !== undefined) parts = Math.min(parts, NumberC(limit) >>> 0);
+	check("String.prototype.split", 48 * parts);
+	return call(split, s, sep, limit);
+});
+
+const AP = Array.prototype;
+const fill = AP.fill, join = AP.join, aconcat = AP.concat;
+const lengthOf = o => {
+	const n = toInt(o.length);
+	return n > 0 ? n : 0;
+};
+const relIdx = (rel, len) => rel < 0 ? Math.max(len + rel, 0) : Math.min(rel, len);
+replace(AP, "fill", function (value, start, end) {
+	const len = lengthOf(this);
+	const k = relIdx(toInt(start), len);
+	const final = end === undefined ? len : relIdx(toInt(end), len);
+	if (final > k) check("Array.prototype.fill", 16 * (final - k));
+	return call(fill, this, value, k, final);
+});
+replace(AP, "join", function (sep) {
+	const len = lengthOf(this);
+	sep = sep === undefined ? "," : StringC(sep);
+	let bytes = len * 16 + 2 * (len > 0 ? len - 1 : 0) * sep.length;
+	if (bytes <= max && len <= 100000) {
+		for (let i = 0; i < len; i++) {
+			const v = this[i];
+			if (typeof v === "string") bytes += 2 * v.length;
+		}
+	}
+	check("Array.prototype.join", bytes);
+	return call(join, this, sep);
+});
+replace(AP, "concat", function (...items) {
+	let n = isArray(this) ? lengthOf(this) : 1;
+	for (const it of items) n += isArray(it) ? lengthOf(it) : 1;
+	check("Array.prototype.concat", 16 * n);
+	return apply(aconcat, this, items);
+});
+
+// guardConstructor replaces the global constructor name by a function
+// that checks the arguments first, then calls or constructs the original
+// (with the caller's new.target, so subclasses keep working). The wrapper
+// shares the original's prototype and static members, and
+// C.prototype.constructor points to it, so that instanceof and
+// x.constructor === C still hold. (A Proxy would be simpler, but goja's
+// instanceof does not accept one.)
+function guardConstructor(name, size, needsNew) {
+	const C = G[name];
+	if (typeof C !== "function") return;
+	const W = function (...args) {
+		if (new.target === undefined) {
+			if (needsNew) throw new TypeErrorC("Constructor " + name + " requires 'new'");
+			check(name, size(args));
+			return apply(C, undefined, args);
+		}
+		check(name, size(args));
+		return construct(C, args, new.target === W ? C : new.target);
+	};
+	defineProperty(W, "prototype", { value: C.prototype, writable: false });
+	defineProperty(W, "name", { value: name, configurable: true });
+	defineProperty(W, "length", { value: C.length, configurable: true });
+	for (const k of ownKeys(C)) {
+		if (k === "length" || k === "name" || k === "prototype") continue;
+		const d = getOwnPropertyDescriptor(C, k);
+		if (k === Symbol.species) {
+			// Species lookups (map, filter, slice...) go straight to the
+			// original for plain arrays: no check needed, the size comes
+			// from an array that exists.
+			d.get = function () { return this === W ? C : this; };
+		}
+		defineProperty(W, k, d);
+	}
+	Object.setPrototypeOf(W, getPrototypeOf(C));
+	defineProperty(C.prototype, "constructor", { value: W, writable: true, enumerable: false, configurable: true });
+	const d = getOwnPropertyDescriptor(G, name);
+	defineProperty(G, name, { value: W, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable });
+}
+const arrayFrom = Array.from;
+defineProperty(Array, "from", { value: function from(items, mapFn, thisArg) {
+	if (items !== null && items !== undefined) {
+		const n = items.length !== undefined ? toInt(items.length) : toInt(items.size);
+		check("Array.from", 16 * n);
+	}
+	return apply(arrayFrom, this, [items, mapFn, thisArg]);
+}, writable: true, enumerable: false, configurable: true });
+guardConstructor("Array", args => args.length === 1 && typeof args[0] === "number" ? 16 * args[0] : 16 * args.length, false);
+const ArrayBufferC = ArrayBuffer;
+guardConstructor("ArrayBuffer", args => toInt(args[0]), true);
+for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array", "Uint32Array",
+	"Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"]) {
+	const per = G[name] ? G[name].BYTES_PER_ELEMENT : 1;
+	guardConstructor(name, args => {
+		const a = args[0];
+		if (a === null || a === undefined) return 0;
+		if (typeof a !== "object") return per * toInt(a);
+		if (a instanceof ArrayBufferC) return 0; // a view: no new memory
+		const n = a.length !== undefined ? toInt(a.length) : toInt(a.size);
+		return per * n;
+	}, true);
+}
+const stringify = JSON.stringify;
+defineProperty(JSON, "stringify", { value: function stringify_(value, replacer, space) {
+	const out = boundedStringify(value); // throws RangeError over the bound
+	if ((replacer === null || replacer === undefined) && space === undefined) return out;
+	return call(stringify, JSON, value, replacer, space);
+}, writable: true, enumerable: false, configurable: true });
+defineProperty(JSON.stringify, "name", { value: "stringify" });
+
+// 2. Shadowable prototype members become accessors.
+function tame(proto, names) {
+	for (const k of names) {
+		const d = getOwnPropertyDescriptor(proto, k);
+		if (!d || !("value" in d) || !d.writable) continue;
+		const v = d.value;
+		defineProperty(proto, k, {
+			get() { return v; },
+			set(nv) {
+				if (this === proto) throw new TypeErrorC("Cannot assign to read only property '" + StringC(k) + "' of a built-in prototype");
+				defineProperty(this, k, { value: nv, writable: true, enumerable: true, configurable: true });
+			},
+			enumerable: d.enumerable, configurable: false,
+		});
+	}
+}
+tame(Object.prototype, ownKeys(Object.prototype));
+for (const name of ["Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError", "EvalError", "URIError", "AggregateError"]) {
+	if (typeof G[name] === "function") tame(G[name].prototype, ["constructor", "name", "message", "toString"]);
+}
+
+// 3. Freeze every built-in reachable from the global object.
+const seen = new SetC(); // the prelude runs first: nothing is tampered with yet
+function deepFreeze(o) {
+	if ((typeof o !== "object" && typeof o !== "function") || o === null) return;
+	if (seen.has(o) || o === G) return;
+	seen.add(o);
+	for (const k of ownKeys(o)) {
+		const d = getOwnPropertyDescriptor(o, k);
+		if ("value" in d) deepFreeze(d.value);
+		else { deepFreeze(d.get); deepFreeze(d.set); }
+	}
+	deepFreeze(getPrototypeOf(o));
+	if (!isFrozen(o)) freeze(o);
+}
+const roots = [
+	getPrototypeOf(function* () {}), getPrototypeOf(async function () {}),
+	getPrototypeOf([][Symbol.iterator]()), getPrototypeOf(new Map().entries()), getPrototypeOf(new Set().values()),
+	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)), getPrototypeOf((function* () {})()),
+	getPrototypeOf(Int8Array),
+];
+for (const k of ownKeys(G)) {
+	const d = getOwnPropertyDescriptor(G, k);
+	if ("value" in d) deepFreeze(d.value);
+}
+for (const r of roots) deepFreeze(r);
+})`
+
+// hardenProgram is hardenSource compiled once for all runtimes.
+var hardenProgram = goja.MustCompile("hookbus-harden.js", hardenSource, true)
+
+// harden runs hardenProgram in slot's runtime, before the script's code.
+func (slot *vmSlot) harden() error {
+	vm := slot.vm
+	v, err := vm.RunProgram(hardenProgram)
+	if err != nil {
+		return err
+	}
+	fn, ok := goja.AssertFunction(v)
+	if !ok {
+		return errors.New("harden: not a function")
+	}
+	slot.rangeErrorC = vm.Get("RangeError").ToObject(vm)
+	max := slot.s.opts.MaxMemory
+	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify))
+	return err
+}
+
+// boundedStringify is JSON.stringify(value) without replacer or space,
+// through jsonEncoder: it stops at the memory bound instead of building a
+// huge string (a sparse array, or an object referenced many times, can
+// stringify to gigabytes) and throws a RangeError there.
+func (slot *vmSlot) boundedStringify(call goja.FunctionCall) goja.Value {
+	vm := slot.vm
+	max := slot.s.opts.MaxMemory
+	out, ok, err := encodeJSON(vm, call.Argument(0), int(max/2))
+	switch {
+	case err == errEncodeTooLarge:
+		panic(slot.rangeError(fmt.Sprintf("JSON.stringify would need more than %d bytes, over the script memory bound of %d bytes (scripts.max_memory)", max, max)))
+	case err == errEncodeTooDeep:
+		panic(vm.NewTypeError("JSON.stringify: %v", err))
+	case err != nil:
+		if isEngineError(err) {
+			panic(err)
+		}
+		panic(vm.NewTypeError("JSON.stringify: %v", err))
+	case !ok:
+		return goja.Undefined()
+	}
+	return vm.ToValue(string(out))
+}
+
+// rangeError builds a RangeError with the runtime's own constructor (as it
+// was before the script's code ran: a script may shadow the global).
+func (slot *vmSlot) rangeError(msg string) *goja.Object {
+	o, err := slot.vm.New(slot.rangeErrorC, slot.vm.ToValue(msg))
+	if err != nil {
+		panic(err)
+	}
+	return o
+}

@@ -1,0 +1,136 @@
+package script
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookbus/hookbus/internal/testenv"
+)
+
+// TestBuiltinsThatAllocateAreBounded: each built-in that builds a large
+// value from a number or by repetition throws a catchable RangeError
+// naming the bound, computed before it allocates (so this test stays
+// small: without the guards each case takes gigabytes). It does not run in
+// parallel with other tests: the heap watch sees the whole process.
+func TestBuiltinsThatAllocateAreBounded(t *testing.T) {
+	exprs := []string{
+		`"x".repeat(1e9)`,
+		`"ab".repeat(event.data.n)`,
+		`"x".padStart(1e9)`,
+		`"x".padEnd(1e9, "yz")`,
+		`"x".concat(big(), big())`,
+		`big().split("")`,
+		`Array(1e9)`,
+		`new Array(1e9)`,
+		`Array.from({length: 1e9})`,
+		`sparse().fill(0)`,
+		`sparse().join(",")`,
+		`[].concat(sparse())`,
+		`new ArrayBuffer(1e9)`,
+		`new Uint8Array(1e9)`,
+		`new Float64Array(1e8)`,
+		`new Int32Array(sparse())`,
+		`JSON.stringify(sparse())`,
+		`JSON.stringify(sparse(), null, 2)`,
+		`JSON.stringify(dag(40))`,
+	}
+	s := compile(t, `
+function big() { return "x".repeat(3e6); }
+function sparse() { const a = []; a.length = 1e9; return a; }
+function dag(n) { let x = [1]; for (let i = 0; i < n; i++) x = [x, x]; return x; }
+const cases = [`+"(event) => "+strings.Join(exprs, ", (event) => ")+`];
+function transform(event) {
+  try { cases[event.data.i](event); } catch (e) { return {type: "caught", data: {name: e.name, message: e.message}}; }
+  return {type: "no error"};
+}`, Options{MaxMemory: 8 << 20, Timeout: testenv.Timeout(30 * time.Second), PoolSize: 1})
+	for i, expr := range exprs {
+		ev := testEvent()
+		ev.Data = json.RawMessage(fmt.Sprintf(`{"n": 1000000000, "i": %d}`, i))
+		out, err := s.Transform(context.Background(), ev, Context{})
+		if err != nil {
+			t.Errorf("%s: %v", expr, err)
+			continue
+		}
+		var got struct{ Name, Message string }
+		_ = json.Unmarshal(out[0].Data, &got)
+		if out[0].Type != "caught" || got.Name != "RangeError" || !strings.Contains(got.Message, "scripts.max_memory") {
+			t.Errorf("%s: got %s %s, want a RangeError naming scripts.max_memory", expr, out[0].Type, out[0].Data)
+		}
+	}
+}
+
+// TestGuardedBuiltinsStillWork: below the bound the guarded built-ins
+// behave as before.
+func TestGuardedBuiltinsStillWork(t *testing.T) {
+	t.Parallel()
+	s := compile(t, `
+class Stack extends Array {}
+function transform(event) {
+  const checks = {
+    repeat: "ab".repeat(3) === "ababab",
+    pad: "7".padStart(3, "0") + "7".padEnd(2) === "007" + "7 ",
+    concat: "a".concat(1, null) === "a1null",
+    split: "a,b,,c".split(",").length === 4 && "abc".split("").join("-") === "a-b-c" && "a1b2".split(/\d/).length === 3,
+    array: Array(3).length === 3 && new Array(1, 2).length === 2 && Array.of(1).length === 1,
+    ctor: [].constructor === Array && [] instanceof Array && Array.isArray(Array(2)) && [1, 2].map(x => x).constructor === Array,
+    subclass: new Stack().push(1) === 1 && new Stack() instanceof Stack && new Stack() instanceof Array,
+    fill: Array(3).fill(7).join("") === "777" && [1, 2, 3].fill(0, 1).join() === "1,0,0",
+    from: Array.from("abc").length === 3 && Array.from(new Set([1, 2])).length === 2 && Array.from({length: 2}, (_, i) => i)[1] === 1,
+    buffer: new ArrayBuffer(8).byteLength === 8 && new Uint8Array(new ArrayBuffer(4)).length === 4 && new Uint8Array([1, 2, 3])[2] === 3,
+    typed: new Float64Array(2).length === 2 && new Uint8Array(2) instanceof Uint8Array,
+    json: JSON.stringify({a: [1, "x", null, undefined, new Date(0)], b: undefined}) === '{"a":[1,"x",null,null,"1970-01-01T00:00:00.000Z"]}',
+    jsonSpace: JSON.stringify({a: 1}, null, 2) === '{\n  "a": 1\n}' && JSON.stringify({a: 1, b: 2}, ["a"]) === '{"a":1}',
+    jsonUndefined: JSON.stringify(undefined) === undefined && JSON.stringify(() => 1) === undefined,
+  };
+  const bad = Object.keys(checks).filter(k => !checks[k]);
+  if (bad.length) throw new Error("failed checks " + bad.join(","));
+  return {type: "ok"};
+}`, Options{Timeout: testenv.Timeout(10 * time.Second)})
+	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHeapWatchInterruptsRunawayCalls: allocation by many small steps in
+// a loop (no single built-in call is large) is interrupted by the heap
+// watch with ErrMemory, well before the loops' own ends.
+func TestHeapWatchInterruptsRunawayCalls(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		// The busy loop gives the watch time to sample between doublings,
+		// as a real script's work would; without the watch the string ends
+		// at 256 MiB.
+		{"doubling a string", `let s = "x"; while (s.length < 1 << 28) { s = s + s; for (let i = 0; i < 2e5; i++) {} } return {type: "done", data: s.length};`},
+		{"growing an array", `const a = []; while (a.length < 2e6) { a.push({n: a.length, s: "v" + a.length}); } return {type: "done", data: a.length};`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := compile(t, "function transform(event) {\n  "+tc.body+"\n}\n", Options{MaxMemory: 16 << 20, Timeout: testenv.Timeout(60 * time.Second), PoolSize: 1})
+			_, err := s.Transform(context.Background(), testEvent(), Context{})
+			se := wantScriptError(t, err, 2, 0, ErrMemory, `^test\.js:2:\d+: script exceeded its memory bound: the process heap grew by \d+ bytes during the call, over the 16777216-byte bound \(scripts\.max_memory\)$`)
+			if se != nil && !se.broken {
+				t.Error("the runtime that ran out of memory is kept")
+			}
+			// The pool serves the next call.
+			s2 := compile(t, "function transform(event) { return {type: 'small', data: 'x'.repeat(10)}; }", Options{MaxMemory: 16 << 20})
+			if _, err := s2.Transform(context.Background(), testEvent(), Context{}); err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(err, ErrMemory) {
+				t.Fatalf("%v", err)
+			}
+		})
+	}
+}
+
+// TestGuardErrorsPointAtTheScript: an uncaught RangeError from a guarded
+// built-in is located at the script's line, not inside hookbus' wrapper.
+func TestGuardErrorsPointAtTheScript(t *testing.T) {
+	t.Parallel()
+	s := compile(t, "function transform(event) {\n  return {type: 't', data: 'x'.repeat(1e9)};\n}\n", Options{})
+	_, err := s.Transform(context.Background(), testEvent(), Context{})
+	wantScriptError(t, err, 2, 0, ErrException, `^test\.js:2:\d+: RangeError: String\.prototype\.repeat would need about 2000000000 bytes, over the script memory bound of 67108864 bytes \(scripts\.max_memory\)$`)
+}
