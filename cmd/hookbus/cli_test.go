@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // runCLI runs the built binary and returns its stdout; it fails the test on a non-zero exit.
@@ -211,12 +212,7 @@ func TestReceiveVerifiesSignatures(t *testing.T) {
 }
 
 func TestBenchComparesTheWebhookPluginWithInProcess(t *testing.T) {
-	dir := t.TempDir()
-	plugin := filepath.Join(dir, "hookbus-webhook")
-	build := exec.Command("go", "build", "-o", plugin, "../../plugins/webhook/cmd/hookbus-webhook")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build plugin: %v\n%s", err, out)
-	}
+	plugin := testenv.BuildBinary(t, "../../plugins/webhook/cmd/hookbus-webhook")
 	out := runCLI(t, "bench", "--drivers", "memory", "--events", "200", "--concurrency", "4", "--runs", "2", "--webhook-plugin", plugin)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^run 1  memory +webhook +200 events`),

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -59,11 +58,7 @@ func alive(pid int) bool {
 // plugin, kills hookbus with SIGKILL and checks the plugin process is gone.
 func TestKill9LeavesNoPluginBehind(t *testing.T) {
 	dir := t.TempDir()
-	plugin := filepath.Join(dir, "file-sink")
-	build := exec.Command("go", "build", "-o", plugin, "../../plugins/file/cmd/file-sink")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build plugin: %v\n%s", err, out)
-	}
+	plugin := testenv.BuildBinary(t, "../../plugins/file/cmd/file-sink")
 	addr := freeAddr(t)
 	cfg := writeConfig(t, dir, `version: 1
 server: {listen: "`+addr+`"}

@@ -24,22 +24,8 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hookbus-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "hookbus")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build hookbus:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testenv.Cleanup()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	binary = testenv.MustBuild(".")
+	testenv.Main(m)
 }
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,13 +20,8 @@ import (
 	"github.com/hookbus/hookbus/sdk"
 )
 
-// Plugin binaries the tests run, built once on first use (a test run that
-// needs none builds none) into binDir, removed by TestMain.
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
+// Plugin binaries the tests run are built on first use (a test run that
+// needs none builds none), once per test binary.
 
 // pluginPackages maps binary names to their packages, relative to core/app.
 var pluginPackages = map[string]string{
@@ -39,37 +32,16 @@ var pluginPackages = map[string]string{
 	"stucksource":         "./testdata/stucksource",
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // pluginBinary returns the path of a built plugin binary.
 func pluginBinary(tb testing.TB, name string) string {
 	tb.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "hookbus-app-plugins")
-		if binErr != nil {
-			return
-		}
-		args := []string{"build", "-o", binDir + string(filepath.Separator)}
-		for _, pkg := range pluginPackages {
-			args = append(args, pkg)
-		}
-		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	})
-	if binErr != nil {
-		tb.Fatal(binErr)
-	}
-	if _, ok := pluginPackages[name]; !ok {
+	pkg, ok := pluginPackages[name]
+	if !ok {
 		tb.Fatalf("no plugin binary %q", name)
 	}
-	return filepath.Join(binDir, name)
+	return testenv.BuildBinary(tb, pkg)
 }
 
 // loadConfig writes y as a config file and loads it as `hookbus run` does.

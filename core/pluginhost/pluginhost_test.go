@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookbus/hookbus/core/pluginhost"
+	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
 )
@@ -33,26 +34,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "pluginhost-test")
-	if err != nil {
-		panic(err)
-	}
-	crashsink = filepath.Join(dir, "crashsink")
-	hostBin = filepath.Join(dir, "host")
-	fileSource = filepath.Join(dir, "file-source")
-	for out, pkg := range map[string]string{
-		crashsink:  "./testdata/crashsink",
-		hostBin:    "./testdata/host",
-		fileSource: "../../plugins/file/cmd/file-source",
-	} {
-		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	crashsink = testenv.MustBuild("./testdata/crashsink")
+	hostBin = testenv.MustBuild("./testdata/host")
+	fileSource = testenv.MustBuild("../../plugins/file/cmd/file-source")
+	testenv.Main(m)
 }
 
 // logBuffer collects the host's log for assertions.

@@ -91,15 +91,24 @@ var (
 // returns the path of the executable. Later calls with the same pkg reuse it.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
+	p, err := Build(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Build is BuildBinary for TestMain, where there is no testing.TB yet.
+func Build(pkg string) (string, error) {
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := built[pkg]; ok {
-		return p
+		return p, nil
 	}
 	if buildDir == "" {
 		d, err := os.MkdirTemp("", "hookbus-testbin-")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		buildDir = d
 	}
@@ -111,12 +120,35 @@ func BuildBinary(t testing.TB, pkg string) string {
 	if runtime.GOOS == "windows" {
 		out += ".exe"
 	}
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	built[pkg] = out
-	return out
+	return out, nil
+}
+
+// Main runs a package's tests after building the binaries of pkgs (paths
+// relative to the package), exiting with the tests' code; every binary
+// built is removed afterwards. Call it at the end of TestMain.
+func Main(m *testing.M, pkgs ...string) {
+	for _, pkg := range pkgs {
+		MustBuild(pkg)
+	}
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// MustBuild is Build for TestMain: on failure it prints the error, removes
+// what was built and exits 1.
+func MustBuild(pkg string) string {
+	p, err := Build(pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		Cleanup()
+		os.Exit(1)
+	}
+	return p
 }
 
 // Cleanup removes the binaries BuildBinary made; call it from TestMain

@@ -5,35 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/plugins/file"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
 )
 
-var binDir string
+var fileSink, fileSource string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hookbus-file-plugins")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	for _, name := range []string{"file-sink", "file-source"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", name, err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	fileSink = testenv.MustBuild("./cmd/file-sink")
+	fileSource = testenv.MustBuild("./cmd/file-source")
+	testenv.Main(m)
 }
 
 func sinkOptions(t *testing.T) (plugintest.SinkOptions, string) {
@@ -91,7 +79,7 @@ func TestSinkConformance(t *testing.T) {
 
 func TestSinkBinaryConformance(t *testing.T) {
 	opts, _ := sinkOptions(t)
-	plugintest.RunSinkBinary(t, filepath.Join(binDir, "file-sink"), opts)
+	plugintest.RunSinkBinary(t, fileSink, opts)
 }
 
 func sourceOptions(t *testing.T) plugintest.SourceOptions {
@@ -124,11 +112,11 @@ func TestSourceConformance(t *testing.T) {
 }
 
 func TestSourceBinaryConformance(t *testing.T) {
-	plugintest.RunSourceBinary(t, filepath.Join(binDir, "file-source"), sourceOptions(t))
+	plugintest.RunSourceBinary(t, fileSource, sourceOptions(t))
 }
 
 func TestDescribeBinary(t *testing.T) {
-	m := plugintest.Describe(t, filepath.Join(binDir, "file-sink"))
+	m := plugintest.Describe(t, fileSink)
 	if m.Name != "file" || len(m.Kinds) != 1 || m.Kinds[0] != "sink" || !json.Valid(m.ConfigSchema) || len(m.ConfigSchema) == 0 {
 		t.Fatalf("manifest = %+v", m)
 	}

@@ -10,15 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/testenv"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
@@ -28,20 +26,8 @@ import (
 var sourceBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hookbus-http-source")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sourceBin = filepath.Join(dir, "hookbus-http-source")
-	if out, err := exec.Command("go", "build", "-o", sourceBin, "./cmd/hookbus-http-source").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hookbus-http-source: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	sourceBin = testenv.MustBuild("./cmd/hookbus-http-source")
+	testenv.Main(m)
 }
 
 // freeAddr returns a loopback address with a port nobody listens on. The

@@ -8,15 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
@@ -29,20 +28,8 @@ const conformanceSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 var pluginBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hookbus-webhook-plugin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin = filepath.Join(dir, "hookbus-webhook")
-	if out, err := exec.Command("go", "build", "-o", pluginBin, "./cmd/hookbus-webhook").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build hookbus-webhook: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	pluginBin = testenv.MustBuild("./cmd/hookbus-webhook")
+	testenv.Main(m)
 }
 
 // conformanceReceiver answers by event id prefix: "retry-" gets 503,
