@@ -1,7 +1,9 @@
-# hookbus: `make run` starts the example configuration, `make test` runs every test.
+# hookbus: `make run` starts the example configuration, `make test` runs every test,
+# `make fuzz` runs every fuzz target for FUZZTIME each (`FUZZTIME=5m make fuzz`).
 GO ?= go
+FUZZTIME ?= 10s
 
-.PHONY: build run test bench vet
+.PHONY: build run test fuzz bench vet
 
 build:
 	$(GO) build -o bin/hookbus ./cmd/hookbus
@@ -13,6 +15,9 @@ test:
 	@unformatted=$$("$$($(GO) env GOROOT)/bin/gofmt" -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) tools/fuzz.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -126,8 +126,8 @@ func splitRequest(raw []byte) (textproto.MIMEHeader, []byte, error) {
 	}
 	h := textproto.MIMEHeader{}
 	for i, line := range strings.Split(strings.ReplaceAll(string(head), "\r\n", "\n"), "\n") {
-		if i == 0 && requestLine.MatchString(line) {
-			continue
+		if i == 0 && requestLine.MatchString(line) || strings.HasPrefix(line, ":") {
+			continue // the request line, or an HTTP/2 pseudo-header (":method: POST") from a dump
 		}
 		name, value, ok := strings.Cut(line, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)

@@ -18,6 +18,7 @@ func FuzzSplitRequest(f *testing.F) {
 	f.Add([]byte("a: b\n\r\n\r\nbody\n\nmore"))
 	f.Add([]byte("no headers here"))
 	f.Add([]byte("webhook-id: a\rb\n\n"))
+	f.Add([]byte(":method: POST\n:authority: p.example\nwebhook-id: m\n\n{}"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		h, body, err := splitRequest(raw)
 		if err != nil {
@@ -67,4 +68,14 @@ func FuzzSplitRequestRoundTrip(f *testing.F) {
 			t.Fatalf("splitRequest(%q) = %v, %q; want id %q, timestamp %q, signature %q, body %q", b.String(), h, got, id, ts, sig, body)
 		}
 	})
+}
+
+// A dump of an HTTP/2 request starts with pseudo-headers; they are skipped,
+// not taken for headers or refused.
+func TestSplitRequestHTTP2Dump(t *testing.T) {
+	t.Parallel()
+	h, body, err := splitRequest([]byte(":method: POST\r\n:path: /hooks\r\nwebhook-id: msg_1\r\n\r\n{}"))
+	if err != nil || h.Get("webhook-id") != "msg_1" || len(h) != 1 || string(body) != "{}" {
+		t.Fatalf("splitRequest = %v, %q, %v", h, body, err)
+	}
 }
