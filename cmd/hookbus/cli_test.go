@@ -149,7 +149,7 @@ func TestSendAndDeadLettersAgainstRunningAndStoppedInstance(t *testing.T) {
 	if !strings.Contains(out, "reject-me") {
 		t.Errorf("send output: %s", out)
 	}
-	waitUntil(t, 20*time.Second, "dead letter listed", func() bool {
+	testenv.Eventually(t, 20*time.Second, "dead letter listed", func() bool {
 		return strings.Contains(runCLI(t, "dead-letters", "list", "--url", url), "reject-me")
 	})
 	// Stop hookbus and replay from its data dir; the next start delivers it.
@@ -161,7 +161,7 @@ func TestSendAndDeadLettersAgainstRunningAndStoppedInstance(t *testing.T) {
 		t.Errorf("local replay: %s", out)
 	}
 	p = startHookbus(t, cfgPath, addr)
-	waitUntil(t, 20*time.Second, "replayed delivery", func() bool { return rcv.seen("reject-me") == 2 })
+	testenv.Eventually(t, 20*time.Second, "replayed delivery", func() bool { return rcv.seen("reject-me") == 2 })
 	if out := runCLI(t, "dead-letters", "list", "--url", url, "--json"); strings.Contains(out, "reject-me") {
 		t.Errorf("replayed dead letter still listed: %s", out)
 	}
@@ -195,7 +195,7 @@ func TestReceiveVerifiesSignatures(t *testing.T) {
 		return resp.StatusCode
 	}
 	var status int
-	waitUntil(t, 10*time.Second, "receiver up", func() bool {
+	testenv.Eventually(t, 10*time.Second, "receiver up", func() bool {
 		status = send(signing.Sign([]signing.Secret{sec}, "r1", time.Now(), body))
 		return status != 0
 	})
@@ -205,7 +205,7 @@ func TestReceiveVerifiesSignatures(t *testing.T) {
 	if st := send("v1,Zm9yZ2Vk"); st != http.StatusUnauthorized {
 		t.Errorf("forged request: HTTP %d", st)
 	}
-	waitUntil(t, 5*time.Second, "both printed", func() bool {
+	testenv.Eventually(t, 5*time.Second, "both printed", func() bool {
 		s := out.String()
 		return strings.Contains(s, `verified r1: {"id":"r1","type":"a"}`) && strings.Contains(s, "REJECTED r1")
 	})

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 func embeddedConfig(t *testing.T, addr, sinkURL string, extra string) string {
@@ -86,7 +88,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 	kills := 0
 	for _, at := range []int64{6000, 13000} {
-		waitUntil(t, 2*time.Minute, fmt.Sprintf("%d accepted", at), func() bool { return acceptedN.Load() >= at })
+		testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%d accepted", at), func() bool { return acceptedN.Load() >= at })
 		p.kill()
 		kills++
 		t.Logf("killed hookbus with SIGKILL after %d accepted events", acceptedN.Load())
@@ -113,15 +115,15 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"rs-1","type":"a"}`); st != http.StatusAccepted {
 		t.Fatal(st)
 	}
-	waitUntil(t, 20*time.Second, "two failed attempts", func() bool { return rcv.seen("rs-1") == 2 })
+	testenv.Eventually(t, 20*time.Second, "two failed attempts", func() bool { return rcv.seen("rs-1") == 2 })
 	// A graceful restart; after SIGKILL the queue may repeat the attempt
 	// that was running (at-least-once).
 	p.stop()
 	p = startHookbus(t, cfgPath, addr)
-	waitUntil(t, 30*time.Second, "third attempt after restart", func() bool { return rcv.seen("rs-1") == 3 })
+	testenv.Eventually(t, 30*time.Second, "third attempt after restart", func() bool { return rcv.seen("rs-1") == 3 })
 	// Attempt 3 was the last: the event is dead-lettered, not started over.
 	out := runCLI(t, "dead-letters", "list", "--url", "http://"+addr, "--json")
-	waitUntil(t, 20*time.Second, "dead letter", func() bool {
+	testenv.Eventually(t, 20*time.Second, "dead letter", func() bool {
 		out = runCLI(t, "dead-letters", "list", "--url", "http://"+addr, "--json")
 		return strings.Contains(out, "rs-1")
 	})
@@ -148,7 +150,7 @@ func TestDuplicateProducerIDsDeliveredOnce(t *testing.T) {
 			t.Fatal(st)
 		}
 	}
-	waitUntil(t, 20*time.Second, "delivery", func() bool { return rcv.seen("dup-1") == 1 && rcv.seen("dup-2") == 1 })
+	testenv.Eventually(t, 20*time.Second, "delivery", func() bool { return rcv.seen("dup-1") == 1 && rcv.seen("dup-2") == 1 })
 	p.stop()
 	p = startHookbus(t, cfgPath, addr)
 	if st := postEvents(http.DefaultClient, addr, "shop", `[{"id":"dup-1","type":"a"},{"id":"dup-3","type":"a"}]`); st != http.StatusAccepted {
@@ -156,7 +158,7 @@ func TestDuplicateProducerIDsDeliveredOnce(t *testing.T) {
 	}
 	// dup-3 came in the same request as the repeated dup-1, after it: once
 	// dup-3 arrived, the repeat has been through the pipeline too.
-	waitUntil(t, 20*time.Second, "dup-3", func() bool { return rcv.seen("dup-3") == 1 })
+	testenv.Eventually(t, 20*time.Second, "dup-3", func() bool { return rcv.seen("dup-3") == 1 })
 	if rcv.seen("dup-1") != 1 || rcv.seen("dup-2") != 1 {
 		t.Errorf("dup-1 delivered %d times, dup-2 %d times; want once each", rcv.seen("dup-1"), rcv.seen("dup-2"))
 	}
@@ -175,7 +177,7 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 		t.Fatal(st)
 	}
 	// Ask hookbus to stop while the receiver holds the delivery.
-	waitUntil(t, 20*time.Second, "delivery in flight", func() bool { return rcv.inFlight("slow-1") == 1 })
+	testenv.Eventually(t, 20*time.Second, "delivery in flight", func() bool { return rcv.inFlight("slow-1") == 1 })
 	start := time.Now()
 	p.stop()
 	if p.cmd.ProcessState.ExitCode() != 0 {
@@ -190,7 +192,7 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	if st := postEvents(http.DefaultClient, addr, "shop", `{"id":"after","type":"a"}`); st != http.StatusAccepted {
 		t.Fatal(st)
 	}
-	waitUntil(t, 20*time.Second, "next event", func() bool { return rcv.seen("after") == 1 })
+	testenv.Eventually(t, 20*time.Second, "next event", func() bool { return rcv.seen("after") == 1 })
 	if n := rcv.seen("slow-1"); n != 1 {
 		t.Errorf("drained event delivered %d times", n)
 	}

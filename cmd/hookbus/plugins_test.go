@@ -85,7 +85,7 @@ pipelines:
 	if st := postEvents(httpClient(), addr, "shop", `{"id":"k1","type":"a"}`); st != 202 {
 		t.Fatal(st)
 	}
-	waitUntil(t, 20*time.Second, "event written by the plugin", func() bool {
+	testenv.Eventually(t, 20*time.Second, "event written by the plugin", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
 		return strings.Contains(string(b), `"k1"`)
 	})
@@ -95,7 +95,7 @@ pipelines:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
-	waitUntil(t, 10*time.Second, "plugin processes gone", func() bool {
+	testenv.Eventually(t, 10*time.Second, "plugin processes gone", func() bool {
 		for _, k := range kids {
 			if alive(k) {
 				return false

@@ -63,7 +63,7 @@ func startHookbus(t *testing.T, configPath, addr string, env ...string) *proc {
 	p := &proc{t: t, cmd: cmd, addr: addr, log: &logBuf, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(30 * time.Second))
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.done:
@@ -79,7 +79,7 @@ func startHookbus(t *testing.T, configPath, addr string, env ...string) *proc {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("hookbus not ready within 30s: %s", lw.String())
+	t.Fatalf("hookbus not ready within %s: %s", testenv.Timeout(30*time.Second), lw.String())
 	return nil
 }
 
@@ -225,7 +225,7 @@ func (s *sink) awaitAll(t *testing.T, accepted *sync.Map, total int, timeout tim
 	if len(ids) != total {
 		t.Fatalf("accepted %d of %d events", len(ids), total)
 	}
-	waitUntil(t, timeout, "every accepted event delivered", func() bool {
+	testenv.Eventually(t, timeout, "every accepted event delivered", func() bool {
 		missing, _ := s.stats(ids)
 		return len(missing) == 0
 	})
@@ -246,18 +246,6 @@ func writeFile(t *testing.T, dir, name, body string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
 
 // postEvents posts a JSON body; it returns the HTTP status or 0 on a connection error.

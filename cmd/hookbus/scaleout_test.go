@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // scrape reads one series from an instance's /metrics (0 when absent).
@@ -122,9 +123,9 @@ pipelines:
 			}
 		})
 	}
-	waitUntil(t, time.Minute, "half accepted", func() bool { return accepted.Load() >= total/2 })
+	testenv.Eventually(t, time.Minute, "half accepted", func() bool { return accepted.Load() >= total/2 })
 	// Both instances consume from the shared durable consumer.
-	waitUntil(t, 30*time.Second, "both instances delivering", func() bool {
+	testenv.Eventually(t, 30*time.Second, "both instances delivering", func() bool {
 		return scrape(addrA, `hookbus_events_delivered_total{pipeline="all",sink="partner"}`) > 0 &&
 			scrape(addrB, `hookbus_events_delivered_total{pipeline="all",sink="partner"}`) > 0
 	})

@@ -379,13 +379,7 @@ func TestNoOrphanAfterHostKill9(t *testing.T) {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin process %d still alive", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("plugin process %d to exit", pid), func() bool { return !alive(pid) })
 }
 
 // alive reports whether pid is a running (not zombie) process.
@@ -450,17 +444,6 @@ func (e *emitted) count() int {
 	return len(e.ids)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestSourceRunsAgainAfterCrash kills a source plugin mid-stream: the proxy
 // runs the restarted plugin again and no event is lost.
 func TestSourceRunsAgainAfterCrash(t *testing.T) {
@@ -489,13 +472,13 @@ func TestSourceRunsAgainAfterCrash(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(runCtx, em) }()
 	appendLines(0, 10)
-	waitFor(t, "first events", func() bool { return em.count() == 10 })
+	testenv.Eventually(t, 15*time.Second, "first events", func() bool { return em.count() == 10 })
 	first := p.Pid()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	appendLines(10, 20)
-	waitFor(t, "events after the restart", func() bool { return em.count() == 20 })
+	testenv.Eventually(t, 15*time.Second, "events after the restart", func() bool { return em.count() == 20 })
 	if p.Restarts() < 1 || p.Pid() == first {
 		t.Fatalf("restarts = %d, pid %d -> %d", p.Restarts(), first, p.Pid())
 	}
