@@ -50,6 +50,7 @@ type JetStream struct {
 	consJS    []jetstream.JetStream // one per consConns
 	nextCons  int
 	ids       jetstream.KeyValue // producer ids seen within the dedup window
+	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -182,7 +183,32 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 		q.Close()
 		return nil, fmt.Errorf("queue: create id bucket: %w", err)
 	}
+	// NumDelivered counts every delivery, nacked or not. To tell the
+	// deliveries that reached no outcome (a crash, a kill, an expired ack
+	// deadline) from retries the handler asked for, an explicit nack of a
+	// message records NumDelivered here; the next delivery subtracts it.
+	// Only nacks write and only redeliveries read, so the common path
+	// (delivered once, acked) costs nothing.
+	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  opts.Prefix + "_NACKS",
+		TTL:     nackRecordTTL,
+		Storage: jetstream.FileStorage,
+		History: 1,
+	})
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: create nack bucket: %w", err)
+	}
 	return q, nil
+}
+
+// nackRecordTTL bounds how long a nack record outlives its message when
+// the ack that deletes it is lost; well beyond any retry schedule.
+const nackRecordTTL = 30 * 24 * time.Hour
+
+// nackKey is the key of a message's nack record in one consumer.
+func nackKey(consumer string, streamSeq uint64) string {
+	return idKey(consumer) + "." + strconv.FormatUint(streamSeq, 10)
 }
 
 // idKey maps a producer id to a KV key (ids may hold any character).
@@ -259,7 +285,7 @@ func (q *JetStream) streamFor(topic string) (string, error) {
 
 // Features implements Queue.
 func (q *JetStream) Features() Features {
-	return Features{Durable: true, DelayedNack: true, Dedup: true}
+	return Features{Durable: true, DelayedNack: true, Dedup: true, CountsDeliveries: true}
 }
 
 // Provision implements Queue: streams exist already; consumers are created
@@ -451,6 +477,7 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	ackWait := s.q.opts.AckWait
+	consName := consumerName(s.q.opts.Prefix, s.group, topic)
 	cons, err := s.consumer(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -481,8 +508,22 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				msg.Metadata.Set(k, vs[0])
 			}
 		}
+		// nackRec is the key of this message's nack record, when it has one.
+		nackRec, numDelivered, streamSeq := "", uint64(0), uint64(0)
 		if md, err := jm.Metadata(); err == nil {
+			numDelivered, streamSeq = md.NumDelivered, md.Sequence.Stream
 			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(md.NumDelivered, 10))
+			deliveries := md.NumDelivered
+			if md.NumDelivered > 1 {
+				key := nackKey(consName, md.Sequence.Stream)
+				if e, err := s.q.nacks.Get(context.Background(), key); err == nil {
+					nackRec = key
+					if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < deliveries {
+						deliveries -= at
+					}
+				}
+			}
+			msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(deliveries, 10))
 		}
 		msgCtx, cancel := context.WithCancel(ctx)
 		msg.SetContext(msgCtx)
@@ -510,8 +551,18 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					if err := jm.Ack(); err != nil {
 						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
 					}
+					if nackRec != "" {
+						_ = s.q.nacks.Purge(context.Background(), nackRec)
+					}
 					return
 				case <-msg.Nacked():
+					// Recorded before the nak, so the redelivery sees it.
+					if numDelivered > 0 {
+						key := nackKey(consName, streamSeq)
+						if _, err := s.q.nacks.Put(context.Background(), key, []byte(strconv.FormatUint(numDelivered, 10))); err != nil {
+							s.q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", topic, "error", err)
+						}
+					}
 					if d := NackDelay(msg); d > 0 {
 						_ = jm.NakWithDelay(d)
 					} else {
@@ -624,8 +675,10 @@ func dropJetStream(ctx context.Context, url, namespace string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := js.DeleteKeyValue(ctx, prefix+"_IDS"); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		errs = append(errs, err)
+	for _, b := range []string{prefix + "_IDS", prefix + "_NACKS"} {
+		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

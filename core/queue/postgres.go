@@ -367,7 +367,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		relay(subCtx, in, out)
+		relay(subCtx, in, out, nil)
 		stop()
 		cancel()
 		close(out)

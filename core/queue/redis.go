@@ -194,7 +194,37 @@ func (q *Redis) remember(key string) error {
 }
 
 // Features implements Queue.
-func (q *Redis) Features() Features { return Features{Durable: true} }
+func (q *Redis) Features() Features { return Features{Durable: true, CountsDeliveries: true} }
+
+// claimCounts remembers the delivery counts of messages a subscription is
+// about to take over from a stopped consumer. Redis counts a delivery on
+// XREADGROUP and on each XCLAIM (refresh and release claim with JUSTID,
+// which does not count), and a nack is redelivered in-process without
+// either: so the count of a claimed message is its deliveries without an
+// outcome.
+type claimCounts struct{ m sync.Map } // message UUID -> deliveries including the claim
+
+// note is called just before the driver claims xp. Its UUID is read from
+// the entry: the claim hands the message over without its stream id.
+func (c *claimCounts) note(client *redis.Client, key string, xp redis.XPendingExt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	entries, err := client.XRange(ctx, key, xp.ID, xp.ID).Result()
+	if err != nil || len(entries) == 0 {
+		return
+	}
+	if uuid, ok := entries[0].Values[redisstream.UUIDHeaderKey].(string); ok {
+		c.m.Store(uuid, int(xp.RetryCount)+1)
+	}
+}
+
+// take returns the deliveries of a message received (1 unless claimed).
+func (c *claimCounts) take(uuid string) int {
+	if v, ok := c.m.LoadAndDelete(uuid); ok {
+		return v.(int)
+	}
+	return 1
+}
 
 // Provision implements Queue: it creates the streams, so trimming and
 // XINFO see them before the first message.
@@ -321,7 +351,9 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		return nil, errClosed
 	}
 	consumer := q.host + "-" + randomHex(4)
+	claimed := &claimCounts{}
 	inner, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
 		Client:                        noCloseRedis{q.client},
 		Consumer:                      consumer,
 		ConsumerGroup:                 s.group,
@@ -357,7 +389,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		relays.Add(1)
 		go func() {
 			defer relays.Done()
-			relay(subCtx, ch, out)
+			relay(subCtx, ch, out, claimed.take)
 		}()
 	}
 	q.mu.Lock()
@@ -558,7 +590,11 @@ func randomHex(n int) string {
 // Redis and PostgreSQL drivers, which run the driver's subscription under
 // a context of their own, cancelled only ackGrace after ctx, so that the
 // driver still records acks given just before the subscription ended.
-func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
+//
+// deliveries, when not nil, tells for a message just received from the
+// driver how many deliveries without an outcome it has had, this one
+// included; relay sets it as MetaDeliveries, and 1 after an explicit nack.
+func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, deliveries func(uuid string) int) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
 	for {
@@ -572,14 +608,21 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		case <-ctx.Done():
 			return
 		}
+		n := 1
 		if msg.UUID == nacked && nacked != "" {
 			attempt++
 		} else {
 			attempt = 1
+			if deliveries != nil {
+				n = deliveries(msg.UUID)
+			}
 		}
 		nacked = ""
 		d := msg.Copy()
 		d.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+		if deliveries != nil {
+			d.Metadata.Set(MetaDeliveries, strconv.Itoa(n))
+		}
 		dctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(msg.Context(), cancel)
 		d.SetContext(dctx)
