@@ -269,3 +269,106 @@ func TestTransformUnderCPULoadDeadLettersNothing(t *testing.T) {
 		t.Fatalf("%d of %d events dead-lettered under load, first: %+v", len(dls), n, dls[0])
 	}
 }
+
+// testDrivers are the queue drivers the poison and shutdown tests run on,
+// each opened fresh by open (nil when its service is missing).
+var testDrivers = []struct {
+	name string
+	open func(t *testing.T) queue.Queue
+}{
+	{"memory", func(t *testing.T) queue.Queue { return queue.NewMemory() }},
+	{"embedded", func(t *testing.T) queue.Queue {
+		q, err := queue.NewJetStream(context.Background(), queue.JetStreamOptions{DataDir: t.TempDir(), CloseGrace: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}},
+	// Not "nats": the local NATS server (2.9) sometimes reports a
+	// redelivered message with NumDelivered 1 after a nak from a closing
+	// subscriber, so the count is only as good as the server's.
+	{"redis", func(t *testing.T) queue.Queue {
+		testenv.NeedService(t, "127.0.0.1:6379")
+		ns := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
+		t.Cleanup(func() { _ = queue.DropNamespace(context.Background(), "redis", "redis://127.0.0.1:6379/0", ns) })
+		q, err := queue.NewRedis(context.Background(), queue.RedisOptions{URL: "redis://127.0.0.1:6379/0", Namespace: ns, ClaimIdle: time.Minute, ClaimInterval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}},
+}
+
+// newEngineOn builds (without starting) an engine for pipeline "p" from
+// "src" to "out" on q, sharing sink and dead letters across restarts.
+func newEngineOn(t *testing.T, q queue.Queue, sink *collectSink, dls *deadLetters, opts Options, steps ...Step) *Engine {
+	t.Helper()
+	opts.Queue = q
+	opts.Pipelines = []Pipeline{{Name: "p", From: []string{"src"}, Steps: steps, To: []string{"out"}}}
+	opts.Sinks = map[string]Sink{"out": {Name: "out", Sink: sink}}
+	opts.DeadLetters = dls
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// A message whose processing never reaches an outcome (here a step that
+// hangs, and the process stops each time) is dead-lettered as poison after
+// max_deliveries deliveries, before its step runs again.
+func TestPoisonMessageDeadLettered(t *testing.T) {
+	for _, d := range testDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			q := d.open(t)
+			t.Cleanup(func() {
+				if c, ok := q.(interface{ Close() error }); ok {
+					_ = c.Close()
+				}
+			})
+			release := make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			var entered atomic.Int32
+			hang := stepFunc{name: "hang.js", run: func(_ context.Context, ev sdk.Event, _ StepContext) ([]sdk.Event, error) {
+				entered.Add(1)
+				<-release
+				return []sdk.Event{ev}, nil
+			}}
+			sink, dls := &collectSink{}, &deadLetters{}
+			const maxDeliveries = 3
+			opts := Options{MaxDeliveries: maxDeliveries, CloseTimeout: 50 * time.Millisecond}
+			for run := 1; run <= maxDeliveries+1; run++ {
+				e := newEngineOn(t, q, sink, dls, opts, hang)
+				ctx, cancel := context.WithCancel(context.Background())
+				if err := e.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if run == 1 {
+					publishEvents(t, e, "poison")
+				}
+				if run <= maxDeliveries {
+					testenv.Eventually(t, 30*time.Second, fmt.Sprintf("delivery %d reaches the step", run), func() bool {
+						return entered.Load() == int32(run)
+					})
+				} else {
+					testenv.Eventually(t, 30*time.Second, "the poison message dead-lettered", func() bool {
+						if entered.Load() > maxDeliveries {
+							t.Fatalf("the step ran a %dth time", entered.Load())
+						}
+						return len(dls.all()) == 1
+					})
+				}
+				// The process stops with the step still hanging.
+				_ = e.Close()
+				cancel()
+			}
+			dl := dls.all()[0]
+			if dl.Kind != "poison" || dl.Attempts != maxDeliveries || dl.Pipeline != "p" || dl.Sink != "out" || dl.Source != "src" {
+				t.Fatalf("dead letter = %+v, want kind poison with %d attempts for p/out from src", dl, maxDeliveries)
+			}
+			if n := entered.Load(); n != maxDeliveries {
+				t.Fatalf("step entered %d times, want %d", n, maxDeliveries)
+			}
+		})
+	}
+}
