@@ -344,6 +344,7 @@ func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscribe
 	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight, closing: make(chan struct{})}
 	q.mu.Lock()
 	s.js = q.consJS[q.nextCons%len(q.consJS)]
+	s.nc = q.consConns[q.nextCons%len(q.consConns)]
 	q.nextCons++
 	q.subs = append(q.subs, s)
 	q.mu.Unlock()
@@ -425,6 +426,7 @@ const maxAckPending = 1_000_000
 type jsSubscriber struct {
 	q           *JetStream
 	js          jetstream.JetStream // on one of q's consumer connections
+	nc          *nats.Conn          // the connection of js
 	group       string
 	maxInFlight int
 	mu          sync.Mutex
@@ -488,32 +490,30 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	var inflight sync.WaitGroup
 	var sendMu sync.RWMutex
 	outClosed := false
+	// Messages fetched but not handed to the handler at shutdown are handed
+	// back once the consume loop has stopped, so it cannot fetch the copies.
+	type fetched struct {
+		jm         jetstream.Msg
+		deliveries uint64
+	}
+	var backMu sync.Mutex
+	var back []fetched
+	later := func(jm jetstream.Msg, deliveries uint64) {
+		backMu.Lock()
+		back = append(back, fetched{jm, deliveries})
+		backMu.Unlock()
+	}
 	handle := func(jm jetstream.Msg) {
-		sendMu.RLock()
-		defer sendMu.RUnlock()
-		if outClosed {
-			_ = jm.Nak()
+		hdr := jm.Headers()
+		// A message handed back at shutdown is a copy for one group.
+		if g := hdr.Get(hdrForGroup); g != "" && g != s.group {
+			_ = jm.Ack()
 			return
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-done:
-			// Hand buffered messages back now instead of after AckWait.
-			_ = jm.Nak()
-			return
-		}
-		msg := message.NewMessage(jm.Headers().Get("hookbus_uuid"), jm.Data())
-		for k, vs := range jm.Headers() {
-			if len(vs) > 0 && k != "hookbus_uuid" && !strings.HasPrefix(k, "Nats-") {
-				msg.Metadata.Set(k, vs[0])
-			}
 		}
 		// nackRec is the key of this message's nack record, when it has one.
-		nackRec, numDelivered, streamSeq := "", uint64(0), uint64(0)
+		nackRec, numDelivered, streamSeq, deliveries := "", uint64(0), uint64(0), uint64(1)
 		if md, err := jm.Metadata(); err == nil {
-			numDelivered, streamSeq = md.NumDelivered, md.Sequence.Stream
-			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(md.NumDelivered, 10))
-			deliveries := md.NumDelivered
+			numDelivered, streamSeq, deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
 			if md.NumDelivered > 1 {
 				key := nackKey(consName, md.Sequence.Stream)
 				if e, err := s.q.nacks.Get(context.Background(), key); err == nil {
@@ -523,8 +523,35 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					}
 				}
 			}
-			msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(deliveries, 10))
 		}
+		// A copy handed back at shutdown carries the count of the original,
+		// until an explicit nack of the copy starts it again.
+		if prior, err := strconv.ParseUint(hdr.Get(hdrPriorDeliveries), 10, 64); err == nil && nackRec == "" {
+			deliveries += prior
+		}
+		sendMu.RLock()
+		defer sendMu.RUnlock()
+		if outClosed {
+			later(jm, deliveries)
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-done:
+			// Hand buffered messages back now instead of after AckWait.
+			later(jm, deliveries)
+			return
+		}
+		msg := message.NewMessage(hdr.Get("hookbus_uuid"), jm.Data())
+		for k, vs := range hdr {
+			if len(vs) > 0 && k != "hookbus_uuid" && k != hdrForGroup && k != hdrPriorDeliveries && !strings.HasPrefix(k, "Nats-") {
+				msg.Metadata.Set(k, vs[0])
+			}
+		}
+		if numDelivered > 0 {
+			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(numDelivered, 10))
+		}
+		msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(deliveries, 10))
 		msgCtx, cancel := context.WithCancel(ctx)
 		msg.SetContext(msgCtx)
 		select {
@@ -532,7 +559,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		case <-done:
 			cancel()
 			<-sem
-			_ = jm.Nak()
+			later(jm, deliveries)
 			return
 		}
 		inflight.Add(1)
@@ -578,7 +605,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					done = nil
 					grace = time.After(s.q.opts.CloseGrace)
 				case <-grace:
-					_ = jm.Nak()
+					s.handBack(jm, deliveries)
 					return
 				}
 			}
@@ -631,10 +658,51 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sendMu.Lock()
 		outClosed = true
 		sendMu.Unlock()
+		backMu.Lock()
+		for _, f := range back {
+			s.handBack(f.jm, f.deliveries)
+		}
+		back = nil
+		backMu.Unlock()
 		inflight.Wait()
 		close(out)
 	}()
 	return out, nil
+}
+
+// Headers of a message handed back at shutdown.
+const (
+	hdrForGroup        = "hookbus_for_group"        // the only group that handles the copy
+	hdrPriorDeliveries = "hookbus_prior_deliveries" // deliveries without outcome before the copy
+)
+
+// handBack returns a message that will not be finished, for delivery at
+// once after the next start. A nak would not do: the server keeps naks in
+// memory only, so after a restart the message would wait out AckWait. The
+// message is queued again instead, as a copy only this group handles (the
+// others ack it unread), carrying its deliveries without an outcome so
+// far; then the original is acknowledged. A crash in between delivers it
+// twice, which at-least-once allows.
+func (s *jsSubscriber) handBack(jm jetstream.Msg, deliveries uint64) {
+	m := nats.NewMsg(jm.Subject())
+	m.Data = jm.Data()
+	for k, vs := range jm.Headers() {
+		if !strings.HasPrefix(k, "Nats-") {
+			m.Header[k] = vs
+		}
+	}
+	m.Header.Set(hdrForGroup, s.group)
+	m.Header.Set(hdrPriorDeliveries, strconv.FormatUint(deliveries, 10))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		s.q.log.Warn("queue: handing a message back failed; it is redelivered after the ack deadline", "group", s.group, "error", err)
+		_ = jm.Nak()
+		return
+	}
+	if err := jm.DoubleAck(ctx); err != nil {
+		s.q.log.Warn("queue: ack of a handed-back message failed; it may be delivered twice", "group", s.group, "error", err)
+	}
 }
 
 func (s *jsSubscriber) Close() error {

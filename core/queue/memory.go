@@ -242,7 +242,10 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 			select {
 			case out <- msg:
 			case <-ctx.Done():
+				// Never handed out: not a delivery.
 				cancel()
+				env.deliveries--
+				env.unsettled--
 				g.pushFront(env)
 				return
 			case <-m.done:
