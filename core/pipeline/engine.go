@@ -764,8 +764,9 @@ func (e *Engine) Replay(ctx context.Context, dl DeadLetter) error {
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 
 // Replay queues a dead letter again with a fresh attempt count. A script
-// error goes back through its pipeline's steps (for its sink only), since
-// the scripts may have been fixed; any other goes straight to its sink.
+// error (or a poison message caught before its pipeline's steps) goes back
+// through its pipeline's steps (for its sink only), since the scripts may
+// have been fixed; any other goes straight to its sink.
 // The dead letter's id is the dedup key, so two replays of the same dead
 // letter queue it once (on drivers that deduplicate).
 func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
