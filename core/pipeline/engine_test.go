@@ -304,6 +304,17 @@ var testDrivers = []struct {
 		}
 		return q
 	}},
+	{"postgres", func(t *testing.T) queue.Queue {
+		const url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+		testenv.NeedService(t, "127.0.0.1:5432")
+		ns := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
+		t.Cleanup(func() { _ = queue.DropNamespace(context.Background(), "postgres", url, ns) })
+		q, err := queue.NewPostgres(context.Background(), queue.PostgresOptions{URL: url, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}},
 }
 
 // newEngineOn builds (without starting) an engine for pipeline "p" from

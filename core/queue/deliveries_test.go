@@ -110,3 +110,7 @@ func TestNATSDeliveriesCount(t *testing.T) {
 func TestRedisDeliveriesCount(t *testing.T) {
 	testDeliveriesCount(t, newTestRedis(t))
 }
+
+func TestPostgresDeliveriesCount(t *testing.T) {
+	testDeliveriesCount(t, newTestPostgres(t))
+}

@@ -498,8 +498,14 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}
 	var backMu sync.Mutex
 	var back []fetched
+	backDone := false // the consume loop has stopped: hand back at once
 	later := func(jm jetstream.Msg, deliveries uint64) {
 		backMu.Lock()
+		if backDone {
+			backMu.Unlock()
+			s.handBack(jm, deliveries)
+			return
+		}
 		back = append(back, fetched{jm, deliveries})
 		backMu.Unlock()
 	}
@@ -659,11 +665,12 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		outClosed = true
 		sendMu.Unlock()
 		backMu.Lock()
-		for _, f := range back {
+		pending := back
+		back, backDone = nil, true
+		backMu.Unlock()
+		for _, f := range pending {
 			s.handBack(f.jm, f.deliveries)
 		}
-		back = nil
-		backMu.Unlock()
 		inflight.Wait()
 		close(out)
 	}()

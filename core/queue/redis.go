@@ -218,12 +218,25 @@ func (c *claimCounts) note(client *redis.Client, key string, xp redis.XPendingEx
 	}
 }
 
-// take returns the deliveries of a message received (1 unless claimed).
-func (c *claimCounts) take(uuid string) int {
+// deliver implements deliveryCounter: 1 unless the message was just claimed.
+func (c *claimCounts) deliver(uuid string) int {
 	if v, ok := c.m.LoadAndDelete(uuid); ok {
 		return v.(int)
 	}
 	return 1
+}
+
+// settled implements deliveryCounter: Redis keeps the count itself.
+func (c *claimCounts) settled(string, bool) {}
+
+// deliveryCounter counts, for relay, the deliveries of a message that
+// reached no outcome.
+type deliveryCounter interface {
+	// deliver is called on each delivery and returns the count, this
+	// delivery included.
+	deliver(uuid string) int
+	// settled is called on an explicit ack or nack.
+	settled(uuid string, acked bool)
 }
 
 // Provision implements Queue: it creates the streams, so trimming and
@@ -389,7 +402,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		relays.Add(1)
 		go func() {
 			defer relays.Done()
-			relay(subCtx, ch, out, claimed.take)
+			relay(subCtx, ch, out, claimed)
 		}()
 	}
 	q.mu.Lock()
@@ -426,15 +439,11 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		s.release(key, consumer)
 		s.wg.Done()
 		// A reader blocked in XREADGROUP during Close may still take one
-		// message for this consumer: release again once it returned. When
-		// the whole queue closes, such a message is claimed after ClaimIdle.
-		t := time.NewTimer(redisBlock + 500*time.Millisecond)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			s.release(key, consumer)
-		case <-q.done:
-		}
+		// message for this consumer: release again once it returned, also
+		// when the whole queue closes (its Close waits for this), so the
+		// next start claims the message at once rather than after ClaimIdle.
+		time.Sleep(redisBlock + 500*time.Millisecond)
+		s.release(key, consumer)
 	}()
 	return out, nil
 }
@@ -591,10 +600,9 @@ func randomHex(n int) string {
 // a context of their own, cancelled only ackGrace after ctx, so that the
 // driver still records acks given just before the subscription ended.
 //
-// deliveries, when not nil, tells for a message just received from the
-// driver how many deliveries without an outcome it has had, this one
-// included; relay sets it as MetaDeliveries, and 1 after an explicit nack.
-func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, deliveries func(uuid string) int) {
+// counter, when not nil, counts deliveries without an outcome; relay sets
+// its count as MetaDeliveries.
+func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, counter deliveryCounter) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
 	for {
@@ -608,20 +616,16 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		case <-ctx.Done():
 			return
 		}
-		n := 1
 		if msg.UUID == nacked && nacked != "" {
 			attempt++
 		} else {
 			attempt = 1
-			if deliveries != nil {
-				n = deliveries(msg.UUID)
-			}
 		}
 		nacked = ""
 		d := msg.Copy()
 		d.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
-		if deliveries != nil {
-			d.Metadata.Set(MetaDeliveries, strconv.Itoa(n))
+		if counter != nil {
+			d.Metadata.Set(MetaDeliveries, strconv.Itoa(counter.deliver(msg.UUID)))
 		}
 		dctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(msg.Context(), cancel)
@@ -636,8 +640,14 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		select {
 		case <-d.Acked():
 			msg.Ack()
+			if counter != nil {
+				counter.settled(msg.UUID, true)
+			}
 		case <-d.Nacked():
 			nacked = msg.UUID
+			if counter != nil {
+				counter.settled(msg.UUID, false)
+			}
 			if delay := NackDelay(d); delay > 0 {
 				t := time.NewTimer(delay)
 				select {
