@@ -522,7 +522,10 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 			numDelivered, streamSeq, deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
 			if md.NumDelivered > 1 {
 				key := nackKey(consName, md.Sequence.Stream)
-				if e, err := s.q.nacks.Get(context.Background(), key); err == nil {
+				kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				e, err := s.q.nacks.Get(kctx, key)
+				kcancel()
+				if err == nil {
 					nackRec = key
 					if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < deliveries {
 						deliveries -= at
@@ -585,14 +588,18 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
 					}
 					if nackRec != "" {
-						_ = s.q.nacks.Purge(context.Background(), nackRec)
+						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+						_ = s.q.nacks.Purge(kctx, nackRec)
+						kcancel()
 					}
 					return
 				case <-msg.Nacked():
 					// Recorded before the nak, so the redelivery sees it.
 					if numDelivered > 0 {
-						key := nackKey(consName, streamSeq)
-						if _, err := s.q.nacks.Put(context.Background(), key, []byte(strconv.FormatUint(numDelivered, 10))); err != nil {
+						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+						_, err := s.q.nacks.Put(kctx, nackKey(consName, streamSeq), []byte(strconv.FormatUint(numDelivered, 10)))
+						kcancel()
+						if err != nil {
 							s.q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", topic, "error", err)
 						}
 					}
