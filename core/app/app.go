@@ -231,7 +231,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	a.Engine, err = pipeline.New(pipeline.Options{
 		Queue: a.Queue, Pipelines: pipes, Sinks: sinks, DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
-		CloseTimeout: cfg.Server.ShutdownTimeout,
+		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
 	})
 	if err != nil {
 		return nil, err

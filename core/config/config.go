@@ -110,6 +110,11 @@ type Queue struct {
 	// Namespace prefixes every stream, topic and consumer group, so several
 	// hookbus deployments can share one broker. Default "hookbus".
 	Namespace string `koanf:"namespace"`
+	// MaxDeliveries is how many times in a row a message may be delivered
+	// without reaching an outcome (its processing crashed or hung) before
+	// it is dead-lettered as poison, on drivers that count deliveries.
+	// Default 10.
+	MaxDeliveries int `koanf:"max_deliveries"`
 }
 
 // Store drivers.
@@ -207,6 +212,10 @@ type Scripts struct {
 	// would build a larger value throw a RangeError, and a call whose heap
 	// growth passes it is interrupted. Default 64MiB.
 	MaxMemory ByteSize `koanf:"max_memory"`
+	// MaxTimeouts is how many times the scripts of an event may time out
+	// before it is dead-lettered; the event is tried again after 1s, 2s,
+	// 4s... in between. Default 3.
+	MaxTimeouts int `koanf:"max_timeouts"`
 }
 
 // Log configures logging.
@@ -244,18 +253,20 @@ func defaults() map[string]any {
 		},
 		"data_dir": "./data",
 		"queue": map[string]any{
-			"driver":       QueueEmbedded,
-			"dedup_window": "24h",
-			"namespace":    "hookbus",
+			"driver":         QueueEmbedded,
+			"dedup_window":   "24h",
+			"namespace":      "hookbus",
+			"max_deliveries": 10,
 		},
 		"store": map[string]any{
 			"driver": StoreSQLite,
 		},
 		"scripts": map[string]any{
-			"timeout":     "100ms",
-			"pool_size":   0,
-			"max_payload": "1MiB",
-			"max_memory":  "64MiB",
+			"timeout":      "100ms",
+			"pool_size":    0,
+			"max_payload":  "1MiB",
+			"max_memory":   "64MiB",
+			"max_timeouts": 3,
 		},
 		"log": map[string]any{
 			"level":  "info",
@@ -280,13 +291,13 @@ func Default() *Config {
 			MaxConnections:  4096,
 		},
 		DataDir:   "./data",
-		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus"},
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
 		Store:     Store{Driver: StoreSQLite},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},
 		Sinks:     map[string]Component{},
 		Pipelines: map[string]Pipeline{},
-		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB, MaxMemory: 64 * MiB},
+		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB, MaxMemory: 64 * MiB, MaxTimeouts: 3},
 		Log:       Log{Level: "info", Format: "text"},
 	}
 }

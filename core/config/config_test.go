@@ -147,7 +147,7 @@ func TestLoadYAML(t *testing.T) {
 			MaxConnections:  4096,
 		},
 		DataDir: filepath.Join(dir, "state"),
-		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus"},
+		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
 		Store:   Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus"},
 		Plugins: map[string]Plugin{"acme": {
 			Path: filepath.Join(dir, "bin/acme-plugin"),
@@ -173,7 +173,7 @@ func TestLoadYAML(t *testing.T) {
 			},
 			To: []string{"partner", "everyone"},
 		}},
-		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB, MaxMemory: 32 * MiB},
+		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB, MaxMemory: 32 * MiB, MaxTimeouts: 3},
 		Log:     Log{Level: "debug", Format: "json"},
 		File:    path,
 	}
@@ -267,6 +267,14 @@ pipelines:
 		{"typed scalars from strings", []string{"HOOKBUS_VERSION=1", "HOOKBUS_SCRIPTS__POOL_SIZE=3"}, func(t *testing.T, c *Config) {
 			if c.Version != 1 || c.Scripts.PoolSize != 3 {
 				t.Errorf("version %d pool_size %d", c.Version, c.Scripts.PoolSize)
+			}
+			if c.Queue.MaxDeliveries != 10 || c.Scripts.MaxTimeouts != 3 {
+				t.Errorf("defaults: max_deliveries %d max_timeouts %d, want 10 and 3", c.Queue.MaxDeliveries, c.Scripts.MaxTimeouts)
+			}
+		}},
+		{"delivery and timeout limits", []string{"HOOKBUS_QUEUE__MAX_DELIVERIES=4", "HOOKBUS_SCRIPTS__MAX_TIMEOUTS=5"}, func(t *testing.T, c *Config) {
+			if c.Queue.MaxDeliveries != 4 || c.Scripts.MaxTimeouts != 5 {
+				t.Errorf("max_deliveries %d max_timeouts %d", c.Queue.MaxDeliveries, c.Scripts.MaxTimeouts)
 			}
 		}},
 		{"api keys comma list", []string{"HOOKBUS_SERVER__API_KEYS=k1, k2,,"}, func(t *testing.T, c *Config) {
@@ -450,6 +458,14 @@ log:
 			want: []wantErr{
 				{"version", 0, "missing: add `version: 1`"},
 				{"queue", 1, `url: required for queue driver "redis"`},
+			},
+		},
+		{
+			name: "delivery and timeout limits must be positive",
+			yaml: "version: 1\nqueue:\n  max_deliveries: -1\nscripts:\n  max_timeouts: -2\n",
+			want: []wantErr{
+				{"queue.max_deliveries", 3, "must be at least 1"},
+				{"scripts.max_timeouts", 5, "must be at least 1"},
 			},
 		},
 		{

@@ -129,6 +129,9 @@ func (v *validator) queueAndStore() {
 	if q.DedupWindow < 0 {
 		v.add("queue.dedup_window", "must not be negative")
 	}
+	if q.MaxDeliveries < 0 {
+		v.add("queue.max_deliveries", "must be at least 1 (0 means the default, 10), got %d", q.MaxDeliveries)
+	}
 	s := v.c.Store
 	switch {
 	case !slices.Contains(storeDrivers, s.Driver):
@@ -151,6 +154,9 @@ func (v *validator) scriptsAndLog() {
 	}
 	if s.MaxMemory <= 0 {
 		v.add("scripts.max_memory", "must be a positive size, like 64MiB")
+	}
+	if s.MaxTimeouts < 0 {
+		v.add("scripts.max_timeouts", "must be at least 1 (0 means the default, 3), got %d", s.MaxTimeouts)
 	}
 	l := v.c.Log
 	if !slices.Contains(logLevels, l.Level) {

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -33,7 +35,7 @@ const (
 	MetaSink       = "hookbus_sink"
 	MetaSource     = "hookbus_source"
 	MetaReason     = "hookbus_reason"
-	MetaReasonKind = "hookbus_reason_kind" // script | permanent | exhausted | invalid
+	MetaReasonKind = "hookbus_reason_kind" // script | permanent | exhausted | invalid | panic | poison
 	MetaAttempts   = "hookbus_attempts"
 	MetaDeadAt     = "hookbus_dead_at"
 	// MetaRetryAttempt and MetaDueAt carry a retry through the retry topic
@@ -47,6 +49,9 @@ const (
 	// through its pipeline's steps for one sink.
 	MetaReplayPipeline = "hookbus_replay_pipeline"
 	MetaReplaySink     = "hookbus_replay_sink"
+	// MetaScriptTimeouts counts the times a pipeline's steps timed out for
+	// an event (and sink), carried on the copy queued to try them again.
+	MetaScriptTimeouts = "hookbus_script_timeouts"
 )
 
 // StepContext is what a step learns about where the event is going.
@@ -121,6 +126,17 @@ type Options struct {
 	CloseTimeout time.Duration
 	// SourceConcurrency bounds unacked source messages per pipeline (default 256).
 	SourceConcurrency int
+	// MaxScriptTimeouts is how many times the steps of an event may time
+	// out (script.ErrTimeout) before it is dead-lettered (default 3): a
+	// timeout on a machine starved of CPU is not a verdict on the script.
+	MaxScriptTimeouts int
+	// ScriptTimeoutBackoff is the wait before the first retry after a
+	// timeout, doubling for each further one (default 1s).
+	ScriptTimeoutBackoff time.Duration
+	// MaxDeliveries is how many deliveries in a row without an outcome a
+	// message may have (queue.MetaDeliveries, on drivers that count them)
+	// before it is dead-lettered as poison (default 10).
+	MaxDeliveries int
 }
 
 // Engine is the running router.
@@ -167,6 +183,15 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.SourceConcurrency == 0 {
 		opts.SourceConcurrency = 256
+	}
+	if opts.MaxScriptTimeouts <= 0 {
+		opts.MaxScriptTimeouts = 3
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 10
+	}
+	if opts.ScriptTimeoutBackoff <= 0 {
+		opts.ScriptTimeoutBackoff = time.Second
 	}
 	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger.With("component", "router"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: opts.CloseTimeout}, wlog)
@@ -394,6 +419,7 @@ func nackLater(msg *message.Message, d time.Duration) error {
 }
 
 func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandlerFunc {
+	delayer, _ := e.q.(queue.Delayer)
 	return func(msg *message.Message) error {
 		// Steps in flight at shutdown finish (scripts have their own
 		// deadline) rather than fail as script errors.
@@ -406,11 +432,33 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 			}
 			onlySink = msg.Metadata.Get(MetaReplaySink)
 		}
+		// A copy queued to try timed-out steps again waits for its due
+		// time; on drivers with delayed nacks it waits inside the broker.
+		if due, err := strconv.ParseInt(msg.Metadata.Get(MetaDueAt), 10, 64); err == nil {
+			if wait := time.Until(time.Unix(0, due)); wait > 0 {
+				return nackLater(msg, wait)
+			}
+		}
 		var ev sdk.Event
 		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 			// Cannot happen for events from our own ingest; dead-letter rather than loop.
 			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
 		}
+		// Checked before any work: a message that kills the process each
+		// time it runs ends here instead of looping forever.
+		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
+			for _, sinkName := range p.To {
+				if onlySink != "" && sinkName != onlySink {
+					continue
+				}
+				reason := fmt.Sprintf("%s: delivered %d times without an outcome", poisonInPipeline, n-1)
+				if err := e.deadLetter(msg, ev, p.Name, sinkName, "poison", reason, n-1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		timeouts, _ := strconv.Atoi(msg.Metadata.Get(MetaScriptTimeouts))
 		var out []*message.Message
 		var outSinks []string
 		for _, sinkName := range p.To {
@@ -418,42 +466,37 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 				continue
 			}
 			sc := StepContext{Pipeline: p.Name, Sink: sinkName, Attempt: 1}
-			events, err := e.runSteps(ctx, p, ev, sc)
+			msgs, err := e.runForSink(ctx, p, src, msg, ev, sc)
 			if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 				e.log.Warn("steps interrupted; the event will run again", "pipeline", p.Name, "event_id", ev.ID, "error", err)
 				return nackLater(msg, infraRetryDelay)
 			}
+			if err != nil && errors.Is(err, script.ErrTimeout) {
+				if timeouts+1 < e.opts.MaxScriptTimeouts {
+					if rerr := e.retryTimedOut(delayer, msg, ev, p.Name, src, sinkName, timeouts+1); rerr != nil {
+						return rerr
+					}
+					continue
+				}
+				err = fmt.Errorf("%w (timed out %d times)", err, timeouts+1)
+			}
 			if err != nil {
-				if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", err.Error(), 0); derr != nil {
+				kind := "script"
+				var pe *panicError
+				if errors.As(err, &pe) && !pe.inStep {
+					kind = "panic"
+				}
+				if derr := e.deadLetter(msg, ev, p.Name, sinkName, kind, err.Error(), 0); derr != nil {
 					return derr
 				}
 				continue
 			}
-			if len(events) == 0 {
+			if len(msgs) == 0 {
 				e.m.Filtered.WithLabelValues(p.Name, sinkName).Inc()
 				e.log.Debug("event filtered", "pipeline", p.Name, "sink", sinkName, "event_id", ev.ID)
 				continue
 			}
-			for i, oev := range events {
-				// Without steps the event is the payload as queued.
-				b, err := msg.Payload, error(nil)
-				if len(p.Steps) > 0 {
-					b, err = json.Marshal(oev)
-				}
-				if err != nil {
-					if derr := e.deadLetter(msg, ev, p.Name, sinkName, "script", "transform result: "+err.Error(), 0); derr != nil {
-						return derr
-					}
-					continue
-				}
-				om := message.NewMessage(watermill.NewULID(), b)
-				om.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
-				om.Metadata.Set(MetaSource, src)
-				om.Metadata.Set(MetaPipeline, p.Name)
-				om.Metadata.Set(MetaSink, sinkName)
-				// A redelivered source message republishes the same keys, so
-				// deduplicating drivers do not queue it twice.
-				om.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("%s/%s/%s/%d", p.Name, sinkName, msg.UUID, i))
+			for _, om := range msgs {
 				out = append(out, om)
 				outSinks = append(outSinks, sinkName)
 			}
@@ -474,13 +517,102 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 	}
 }
 
+// poisonInPipeline starts the reason of a message found poison before its
+// pipeline's steps ran: Replay sends it through the steps again, where a
+// poison message of a sink topic (already transformed) goes to its sink.
+const poisonInPipeline = "poison before the pipeline's steps"
+
+// panicError is a panic recovered while an event ran through a pipeline
+// for one sink. inStep tells whether a step (a script) panicked, rather
+// than hookbus' own code around it.
+type panicError struct {
+	step   string
+	value  any
+	inStep bool
+}
+
+func (p *panicError) Error() string {
+	if p.inStep {
+		return fmt.Sprintf("step %s panicked: %v", p.step, p.value)
+	}
+	return fmt.Sprintf("internal error: panic: %v", p.value)
+}
+
+// runForSink runs the steps of p for one sink and returns the messages to
+// queue on the sink's topic (none: filtered). A panic is returned as a
+// *panicError, so the event is dead-lettered with its pipeline and sink
+// (and can be replayed) instead of reaching the router's last-resort
+// recovery, which knows neither.
+func (e *Engine) runForSink(ctx context.Context, p Pipeline, src string, msg *message.Message, ev sdk.Event, sc StepContext) (out []*message.Message, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.log.Error("pipeline panicked; dead-lettering the event", "pipeline", p.Name, "sink", sc.Sink, "event_id", ev.ID, "panic", v, "stack", string(debug.Stack()))
+			out, err = nil, &panicError{value: v}
+		}
+	}()
+	events, err := e.runSteps(ctx, p, ev, sc)
+	if err != nil {
+		return nil, err
+	}
+	for i, oev := range events {
+		// Without steps the event is the payload as queued.
+		b := msg.Payload
+		if len(p.Steps) > 0 {
+			if b, err = json.Marshal(oev); err != nil {
+				return nil, fmt.Errorf("transform result: %w", err)
+			}
+		}
+		om := message.NewMessage(watermill.NewULID(), b)
+		om.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
+		om.Metadata.Set(MetaSource, src)
+		om.Metadata.Set(MetaPipeline, p.Name)
+		om.Metadata.Set(MetaSink, sc.Sink)
+		// A redelivered source message republishes the same keys, so
+		// deduplicating drivers do not queue it twice.
+		om.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("%s/%s/%s/%d", p.Name, sc.Sink, msg.UUID, i))
+		out = append(out, om)
+	}
+	return out, nil
+}
+
+// retryTimedOut queues the event again for one sink of the pipeline, due
+// after a backoff that doubles with each timeout, carrying the count. The
+// copy goes to the source topic, marked for this pipeline and sink only,
+// so the other sinks' results are not repeated.
+func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev sdk.Event, pipeline, src, sink string, timeouts int) error {
+	delay := e.opts.ScriptTimeoutBackoff << (timeouts - 1)
+	rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+	rm.Metadata = maps.Clone(msg.Metadata)
+	for _, k := range []string{queue.MetaAttempt, queue.MetaNackDelay, queue.MetaDeliveries, MetaDueAt} {
+		delete(rm.Metadata, k)
+	}
+	rm.Metadata.Set(MetaReplayPipeline, pipeline)
+	rm.Metadata.Set(MetaReplaySink, sink)
+	rm.Metadata.Set(MetaScriptTimeouts, strconv.Itoa(timeouts))
+	rm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("timeout/%s/%s/%s/%d", pipeline, sink, msg.UUID, timeouts))
+	due := time.Now().Add(delay)
+	var err error
+	if delayer != nil {
+		err = delayer.PublishAt(queue.SourceTopic(src), due, rm)
+	} else {
+		rm.Metadata.Set(MetaDueAt, strconv.FormatInt(due.UnixNano(), 10))
+		err = e.q.Publish(queue.SourceTopic(src), rm)
+	}
+	if err != nil {
+		e.log.Error("queue publish of a timed-out event failed; will retry", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "error", err)
+		return nackLater(msg, infraRetryDelay)
+	}
+	e.log.Warn("script timed out; the event will run again", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "timeouts", timeouts, "retry_in", delay)
+	return nil
+}
+
 func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc StepContext) ([]sdk.Event, error) {
 	cur := []sdk.Event{ev}
 	for _, st := range p.Steps {
 		var next []sdk.Event
 		for _, in := range cur {
 			start := time.Now()
-			res, err := st.Run(ctx, in, sc)
+			res, err := e.runStep(ctx, st, in, sc)
 			e.m.ScriptTime.WithLabelValues(st.Name()).Observe(time.Since(start).Seconds())
 			if err != nil {
 				e.m.ScriptErrors.WithLabelValues(st.Name()).Inc()
@@ -494,6 +626,17 @@ func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc Step
 		}
 	}
 	return cur, nil
+}
+
+// runStep runs one step, turning its panic into a *panicError.
+func (e *Engine) runStep(ctx context.Context, st Step, ev sdk.Event, sc StepContext) (res []sdk.Event, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			e.log.Error("step panicked", "step", st.Name(), "pipeline", sc.Pipeline, "sink", sc.Sink, "event_id", ev.ID, "panic", v, "stack", string(debug.Stack()))
+			res, err = nil, &panicError{step: st.Name(), value: v, inStep: true}
+		}
+	}()
+	return st.Run(ctx, ev, sc)
 }
 
 func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
@@ -525,6 +668,9 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		var ev sdk.Event
 		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, s.Name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+		}
+		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
+			return e.deadLetter(msg, ev, pipeline, s.Name, "poison", fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
 		}
 		attempt := queue.Attempt(msg)
 		if a, err := strconv.Atoi(msg.Metadata.Get(MetaRetryAttempt)); err == nil && a > 0 {
@@ -694,8 +840,9 @@ func (e *Engine) Replay(ctx context.Context, dl DeadLetter) error {
 var ErrNotReplayable = errors.New("dead letter cannot be replayed")
 
 // Replay queues a dead letter again with a fresh attempt count. A script
-// error goes back through its pipeline's steps (for its sink only), since
-// the scripts may have been fixed; any other goes straight to its sink.
+// error (or a poison message caught before its pipeline's steps) goes back
+// through its pipeline's steps (for its sink only), since the scripts may
+// have been fixed; any other goes straight to its sink.
 // The dead letter's id is the dedup key, so two replays of the same dead
 // letter queue it once (on drivers that deduplicate).
 func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
@@ -713,7 +860,7 @@ func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
 	switch {
 	case dl.Sink == "":
 		return fmt.Errorf("%w: %s has no sink (kind %s)", ErrNotReplayable, dl.ID, dl.Kind)
-	case dl.Kind == "script":
+	case dl.Kind == "script", dl.Kind == "poison" && strings.HasPrefix(dl.Reason, poisonInPipeline):
 		if dl.Source == "" {
 			return fmt.Errorf("%w: %s does not record its source", ErrNotReplayable, dl.ID)
 		}

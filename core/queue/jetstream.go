@@ -50,6 +50,7 @@ type JetStream struct {
 	consJS    []jetstream.JetStream // one per consConns
 	nextCons  int
 	ids       jetstream.KeyValue // producer ids seen within the dedup window
+	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -182,7 +183,32 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 		q.Close()
 		return nil, fmt.Errorf("queue: create id bucket: %w", err)
 	}
+	// NumDelivered counts every delivery, nacked or not. To tell the
+	// deliveries that reached no outcome (a crash, a kill, an expired ack
+	// deadline) from retries the handler asked for, an explicit nack of a
+	// message records NumDelivered here; the next delivery subtracts it.
+	// Only nacks write and only redeliveries read, so the common path
+	// (delivered once, acked) costs nothing.
+	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  opts.Prefix + "_NACKS",
+		TTL:     nackRecordTTL,
+		Storage: jetstream.FileStorage,
+		History: 1,
+	})
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: create nack bucket: %w", err)
+	}
 	return q, nil
+}
+
+// nackRecordTTL bounds how long a nack record outlives its message when
+// the ack that deletes it is lost; well beyond any retry schedule.
+const nackRecordTTL = 30 * 24 * time.Hour
+
+// nackKey is the key of a message's nack record in one consumer.
+func nackKey(consumer string, streamSeq uint64) string {
+	return idKey(consumer) + "." + strconv.FormatUint(streamSeq, 10)
 }
 
 // idKey maps a producer id to a KV key (ids may hold any character).
@@ -259,7 +285,7 @@ func (q *JetStream) streamFor(topic string) (string, error) {
 
 // Features implements Queue.
 func (q *JetStream) Features() Features {
-	return Features{Durable: true, DelayedNack: true, Dedup: true}
+	return Features{Durable: true, DelayedNack: true, Dedup: true, CountsDeliveries: true}
 }
 
 // Provision implements Queue: streams exist already; consumers are created
@@ -318,6 +344,7 @@ func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscribe
 	s := &jsSubscriber{q: q, group: group, maxInFlight: maxInFlight, closing: make(chan struct{})}
 	q.mu.Lock()
 	s.js = q.consJS[q.nextCons%len(q.consJS)]
+	s.nc = q.consConns[q.nextCons%len(q.consConns)]
 	q.nextCons++
 	q.subs = append(q.subs, s)
 	q.mu.Unlock()
@@ -399,6 +426,7 @@ const maxAckPending = 1_000_000
 type jsSubscriber struct {
 	q           *JetStream
 	js          jetstream.JetStream // on one of q's consumer connections
+	nc          *nats.Conn          // the connection of js
 	group       string
 	maxInFlight int
 	mu          sync.Mutex
@@ -451,6 +479,7 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	ackWait := s.q.opts.AckWait
+	consName := consumerName(s.q.opts.Prefix, s.group, topic)
 	cons, err := s.consumer(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -461,29 +490,77 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	var inflight sync.WaitGroup
 	var sendMu sync.RWMutex
 	outClosed := false
+	// Messages fetched but not handed to the handler at shutdown are handed
+	// back once the consume loop has stopped, so it cannot fetch the copies.
+	type fetched struct {
+		jm         jetstream.Msg
+		deliveries uint64
+	}
+	var backMu sync.Mutex
+	var back []fetched
+	backDone := false // the consume loop has stopped: hand back at once
+	later := func(jm jetstream.Msg, deliveries uint64) {
+		backMu.Lock()
+		if backDone {
+			backMu.Unlock()
+			s.handBack(jm, deliveries)
+			return
+		}
+		back = append(back, fetched{jm, deliveries})
+		backMu.Unlock()
+	}
 	handle := func(jm jetstream.Msg) {
+		hdr := jm.Headers()
+		// A message handed back at shutdown is a copy for one group.
+		if g := hdr.Get(hdrForGroup); g != "" && g != s.group {
+			_ = jm.Ack()
+			return
+		}
+		// nackRec is the key of this message's nack record, when it has one.
+		nackRec, numDelivered, streamSeq, deliveries := "", uint64(0), uint64(0), uint64(1)
+		if md, err := jm.Metadata(); err == nil {
+			numDelivered, streamSeq, deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
+			if md.NumDelivered > 1 {
+				key := nackKey(consName, md.Sequence.Stream)
+				kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				e, err := s.q.nacks.Get(kctx, key)
+				kcancel()
+				if err == nil {
+					nackRec = key
+					if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < deliveries {
+						deliveries -= at
+					}
+				}
+			}
+		}
+		// A copy handed back at shutdown carries the count of the original,
+		// until an explicit nack of the copy starts it again.
+		if prior, err := strconv.ParseUint(hdr.Get(hdrPriorDeliveries), 10, 64); err == nil && nackRec == "" {
+			deliveries += prior
+		}
 		sendMu.RLock()
 		defer sendMu.RUnlock()
 		if outClosed {
-			_ = jm.Nak()
+			later(jm, deliveries)
 			return
 		}
 		select {
 		case sem <- struct{}{}:
 		case <-done:
 			// Hand buffered messages back now instead of after AckWait.
-			_ = jm.Nak()
+			later(jm, deliveries)
 			return
 		}
-		msg := message.NewMessage(jm.Headers().Get("hookbus_uuid"), jm.Data())
-		for k, vs := range jm.Headers() {
-			if len(vs) > 0 && k != "hookbus_uuid" && !strings.HasPrefix(k, "Nats-") {
+		msg := message.NewMessage(hdr.Get("hookbus_uuid"), jm.Data())
+		for k, vs := range hdr {
+			if len(vs) > 0 && k != "hookbus_uuid" && k != hdrForGroup && k != hdrPriorDeliveries && !strings.HasPrefix(k, "Nats-") {
 				msg.Metadata.Set(k, vs[0])
 			}
 		}
-		if md, err := jm.Metadata(); err == nil {
-			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(md.NumDelivered, 10))
+		if numDelivered > 0 {
+			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(numDelivered, 10))
 		}
+		msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(deliveries, 10))
 		msgCtx, cancel := context.WithCancel(ctx)
 		msg.SetContext(msgCtx)
 		select {
@@ -491,7 +568,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		case <-done:
 			cancel()
 			<-sem
-			_ = jm.Nak()
+			later(jm, deliveries)
 			return
 		}
 		inflight.Add(1)
@@ -510,8 +587,22 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					if err := jm.Ack(); err != nil {
 						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
 					}
+					if nackRec != "" {
+						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+						_ = s.q.nacks.Purge(kctx, nackRec)
+						kcancel()
+					}
 					return
 				case <-msg.Nacked():
+					// Recorded before the nak, so the redelivery sees it.
+					if numDelivered > 0 {
+						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+						_, err := s.q.nacks.Put(kctx, nackKey(consName, streamSeq), []byte(strconv.FormatUint(numDelivered, 10)))
+						kcancel()
+						if err != nil {
+							s.q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", topic, "error", err)
+						}
+					}
 					if d := NackDelay(msg); d > 0 {
 						_ = jm.NakWithDelay(d)
 					} else {
@@ -527,7 +618,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					done = nil
 					grace = time.After(s.q.opts.CloseGrace)
 				case <-grace:
-					_ = jm.Nak()
+					s.handBack(jm, deliveries)
 					return
 				}
 			}
@@ -580,10 +671,52 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sendMu.Lock()
 		outClosed = true
 		sendMu.Unlock()
+		backMu.Lock()
+		pending := back
+		back, backDone = nil, true
+		backMu.Unlock()
+		for _, f := range pending {
+			s.handBack(f.jm, f.deliveries)
+		}
 		inflight.Wait()
 		close(out)
 	}()
 	return out, nil
+}
+
+// Headers of a message handed back at shutdown.
+const (
+	hdrForGroup        = "hookbus_for_group"        // the only group that handles the copy
+	hdrPriorDeliveries = "hookbus_prior_deliveries" // deliveries without outcome before the copy
+)
+
+// handBack returns a message that will not be finished, for delivery at
+// once after the next start. A nak would not do: the server keeps naks in
+// memory only, so after a restart the message would wait out AckWait. The
+// message is queued again instead, as a copy only this group handles (the
+// others ack it unread), carrying its deliveries without an outcome so
+// far; then the original is acknowledged. A crash in between delivers it
+// twice, which at-least-once allows.
+func (s *jsSubscriber) handBack(jm jetstream.Msg, deliveries uint64) {
+	m := nats.NewMsg(jm.Subject())
+	m.Data = jm.Data()
+	for k, vs := range jm.Headers() {
+		if !strings.HasPrefix(k, "Nats-") {
+			m.Header[k] = vs
+		}
+	}
+	m.Header.Set(hdrForGroup, s.group)
+	m.Header.Set(hdrPriorDeliveries, strconv.FormatUint(deliveries, 10))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		s.q.log.Warn("queue: handing a message back failed; it is redelivered after the ack deadline", "group", s.group, "error", err)
+		_ = jm.Nak()
+		return
+	}
+	if err := jm.DoubleAck(ctx); err != nil {
+		s.q.log.Warn("queue: ack of a handed-back message failed; it may be delivered twice", "group", s.group, "error", err)
+	}
 }
 
 func (s *jsSubscriber) Close() error {
@@ -624,8 +757,10 @@ func dropJetStream(ctx context.Context, url, namespace string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := js.DeleteKeyValue(ctx, prefix+"_IDS"); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		errs = append(errs, err)
+	for _, b := range []string{prefix + "_IDS", prefix + "_NACKS"} {
+		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

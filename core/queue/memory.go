@@ -33,6 +33,8 @@ type memEnvelope struct {
 	payload    []byte
 	metadata   message.Metadata
 	deliveries int
+	// unsettled counts deliveries since the last explicit ack or nack.
+	unsettled int
 }
 
 type memGroup struct {
@@ -49,7 +51,7 @@ func NewMemory() *Memory {
 var errClosed = errors.New("queue closed")
 
 // Features implements Queue.
-func (m *Memory) Features() Features { return Features{DelayedNack: true} }
+func (m *Memory) Features() Features { return Features{DelayedNack: true, CountsDeliveries: true} }
 
 // Provision implements Queue; the memory driver needs nothing.
 func (m *Memory) Provision(context.Context, []string) error { return nil }
@@ -230,15 +232,20 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 				}
 			}
 			env.deliveries++
+			env.unsettled++
 			msg := message.NewMessage(env.uuid, env.payload)
 			msg.Metadata = copyMeta(env.metadata)
 			msg.Metadata.Set(MetaAttempt, strconv.Itoa(env.deliveries))
+			msg.Metadata.Set(MetaDeliveries, strconv.Itoa(env.unsettled))
 			msgCtx, cancel := context.WithCancel(ctx)
 			msg.SetContext(msgCtx)
 			select {
 			case out <- msg:
 			case <-ctx.Done():
+				// Never handed out: not a delivery.
 				cancel()
+				env.deliveries--
+				env.unsettled--
 				g.pushFront(env)
 				return
 			case <-m.done:
@@ -253,6 +260,7 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 				select {
 				case <-msg.Acked():
 				case <-msg.Nacked():
+					env.unsettled = 0
 					if d := NackDelay(msg); d > 0 {
 						t := time.AfterFunc(d, func() { g.push(env) })
 						_ = t

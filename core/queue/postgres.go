@@ -140,6 +140,10 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := q.ensureDeliveries(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if o.PruneInterval > 0 {
 		q.wg.Add(1)
 		go every(&q.wg, q.done, o.PruneInterval, o.PruneInterval, q.prune)
@@ -222,7 +226,83 @@ func (q *Postgres) ensure(ctx context.Context, topic string) error {
 }
 
 // Features implements Queue.
-func (q *Postgres) Features() Features { return Features{Durable: true} }
+func (q *Postgres) Features() Features { return Features{Durable: true, CountsDeliveries: true} }
+
+// The table <namespace>_deliveries counts, per group and message, the
+// deliveries since the last explicit ack or nack: the driver redelivers a
+// message after a crash or AckDeadline without saying so. A row is written
+// on each delivery and deleted on its ack.
+func (q *Postgres) deliveriesTable() string { return pgIdent(q.opts.Namespace + "_deliveries") }
+
+func (q *Postgres) ensureDeliveries(ctx context.Context) error {
+	t := q.deliveriesTable()
+	var exists bool
+	if err := q.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&exists); err != nil {
+		return fmt.Errorf("queue: check deliveries table: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("queue: create deliveries table: %w", err)
+	}
+	defer tx.Rollback()
+	for _, stmt := range []string{
+		`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`,
+		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+			grp TEXT NOT NULL,
+			topic TEXT NOT NULL,
+			uuid TEXT NOT NULL,
+			n INTEGER NOT NULL,
+			at TIMESTAMPTZ NOT NULL DEFAULT now(),
+			PRIMARY KEY (grp, topic, uuid)
+		)`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("queue: create deliveries table: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("queue: create deliveries table: %w", err)
+	}
+	return nil
+}
+
+// pgCounter counts deliveries of one subscription in the deliveries table.
+type pgCounter struct {
+	q            *Postgres
+	group, topic string
+}
+
+func (c pgCounter) deliver(uuid string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t := c.q.deliveriesTable()
+	var n int
+	err := c.q.db.QueryRowContext(ctx, `INSERT INTO `+t+` (grp, topic, uuid, n) VALUES ($1, $2, $3, 1)
+		ON CONFLICT (grp, topic, uuid) DO UPDATE SET n = `+t+`.n + 1, at = now() RETURNING n`, c.group, c.topic, uuid).Scan(&n)
+	if err != nil {
+		c.q.log.Warn("queue: counting a delivery failed", "topic", c.topic, "group", c.group, "err", err)
+		return 1
+	}
+	return n
+}
+
+func (c pgCounter) settled(uuid string, acked bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t := c.q.deliveriesTable()
+	var err error
+	if acked {
+		_, err = c.q.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE grp = $1 AND topic = $2 AND uuid = $3`, c.group, c.topic, uuid)
+	} else {
+		_, err = c.q.db.ExecContext(ctx, `UPDATE `+t+` SET n = 0 WHERE grp = $1 AND topic = $2 AND uuid = $3`, c.group, c.topic, uuid)
+	}
+	if err != nil {
+		c.q.log.Warn("queue: settling a delivery count failed", "topic", c.topic, "group", c.group, "err", err)
+	}
+}
 
 // Provision implements Queue: it creates the topics' tables.
 func (q *Postgres) Provision(ctx context.Context, topics []string) error {
@@ -367,7 +447,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		relay(subCtx, in, out)
+		relay(subCtx, in, out, pgCounter{q: s.q, group: s.group, topic: st})
 		stop()
 		cancel()
 		close(out)
@@ -401,6 +481,10 @@ func (q *Postgres) prune(ctx context.Context) {
 		topics = append(topics, t)
 	}
 	q.mu.Unlock()
+	// Counts whose ack was lost (a crash between the ack and the delete).
+	if _, err := q.db.ExecContext(ctx, `DELETE FROM `+q.deliveriesTable()+` WHERE at < now() - interval '7 days'`); err != nil && ctx.Err() == nil {
+		q.log.Warn("prune delivery counts", "err", err)
+	}
 	for _, t := range topics {
 		if _, ok := q.ready.Load(t); !ok {
 			continue

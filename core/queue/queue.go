@@ -7,6 +7,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,13 @@ const (
 	// MetaAttempt is set by drivers on every delivered message: how many times
 	// this message has been handed to a consumer of its group (1-based).
 	MetaAttempt = "hookbus_attempt"
+	// MetaDeliveries is set by drivers that can count them (Features.
+	// CountsDeliveries): how many times in a row this message has been
+	// handed to its group without reaching an outcome, this delivery
+	// included (1-based). An explicit ack or nack is an outcome; a
+	// delivery cut short by a crash, a kill or an expired ack deadline is
+	// not. Handlers dead-letter a message above their limit as poison.
+	MetaDeliveries = "hookbus_deliveries"
 	// MetaNackDelay may be set by a handler before it nacks a message: the
 	// driver redelivers the message no sooner than this Go duration.
 	MetaNackDelay = "hookbus_nack_delay"
@@ -63,6 +71,10 @@ type Features struct {
 	DelayedNack bool
 	// Dedup: the driver drops repeated MetaDedupID keys itself.
 	Dedup bool
+	// CountsDeliveries: the driver sets MetaDeliveries, so a message that
+	// never reaches an outcome (it crashes its process every time) can be
+	// told apart and dead-lettered as poison.
+	CountsDeliveries bool
 }
 
 // Topic names. They use only characters every driver accepts.
@@ -96,6 +108,16 @@ func Attempt(msg *message.Message) int {
 	var n int
 	if _, err := fmt.Sscan(msg.Metadata.Get(MetaAttempt), &n); err != nil || n < 1 {
 		return 1
+	}
+	return n
+}
+
+// Deliveries reads MetaDeliveries of a delivered message (0 when the
+// driver does not count).
+func Deliveries(msg *message.Message) int {
+	n, err := strconv.Atoi(msg.Metadata.Get(MetaDeliveries))
+	if err != nil || n < 0 {
+		return 0
 	}
 	return n
 }

@@ -194,7 +194,50 @@ func (q *Redis) remember(key string) error {
 }
 
 // Features implements Queue.
-func (q *Redis) Features() Features { return Features{Durable: true} }
+func (q *Redis) Features() Features { return Features{Durable: true, CountsDeliveries: true} }
+
+// claimCounts remembers the delivery counts of messages a subscription is
+// about to take over from a stopped consumer. Redis counts a delivery on
+// XREADGROUP and on each XCLAIM (refresh and release claim with JUSTID,
+// which does not count), and a nack is redelivered in-process without
+// either: so the count of a claimed message is its deliveries without an
+// outcome.
+type claimCounts struct{ m sync.Map } // message UUID -> deliveries including the claim
+
+// note is called just before the driver claims xp. Its UUID is read from
+// the entry: the claim hands the message over without its stream id.
+func (c *claimCounts) note(client *redis.Client, key string, xp redis.XPendingExt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	entries, err := client.XRange(ctx, key, xp.ID, xp.ID).Result()
+	if err != nil || len(entries) == 0 {
+		return
+	}
+	if uuid, ok := entries[0].Values[redisstream.UUIDHeaderKey].(string); ok {
+		c.m.Store(uuid, int(xp.RetryCount)+1)
+	}
+}
+
+// deliver implements deliveryCounter: 1 unless the message was just claimed.
+func (c *claimCounts) deliver(uuid string) int {
+	if v, ok := c.m.LoadAndDelete(uuid); ok {
+		return v.(int)
+	}
+	return 1
+}
+
+// settled implements deliveryCounter: Redis keeps the count itself.
+func (c *claimCounts) settled(string, bool) {}
+
+// deliveryCounter counts, for relay, the deliveries of a message that
+// reached no outcome.
+type deliveryCounter interface {
+	// deliver is called on each delivery and returns the count, this
+	// delivery included.
+	deliver(uuid string) int
+	// settled is called on an explicit ack or nack.
+	settled(uuid string, acked bool)
+}
 
 // Provision implements Queue: it creates the streams, so trimming and
 // XINFO see them before the first message.
@@ -321,7 +364,9 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		return nil, errClosed
 	}
 	consumer := q.host + "-" + randomHex(4)
+	claimed := &claimCounts{}
 	inner, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
 		Client:                        noCloseRedis{q.client},
 		Consumer:                      consumer,
 		ConsumerGroup:                 s.group,
@@ -357,7 +402,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		relays.Add(1)
 		go func() {
 			defer relays.Done()
-			relay(subCtx, ch, out)
+			relay(subCtx, ch, out, claimed)
 		}()
 	}
 	q.mu.Lock()
@@ -394,15 +439,11 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		s.release(key, consumer)
 		s.wg.Done()
 		// A reader blocked in XREADGROUP during Close may still take one
-		// message for this consumer: release again once it returned. When
-		// the whole queue closes, such a message is claimed after ClaimIdle.
-		t := time.NewTimer(redisBlock + 500*time.Millisecond)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			s.release(key, consumer)
-		case <-q.done:
-		}
+		// message for this consumer: release again once it returned, also
+		// when the whole queue closes (its Close waits for this), so the
+		// next start claims the message at once rather than after ClaimIdle.
+		time.Sleep(redisBlock + 500*time.Millisecond)
+		s.release(key, consumer)
 	}()
 	return out, nil
 }
@@ -558,7 +599,10 @@ func randomHex(n int) string {
 // Redis and PostgreSQL drivers, which run the driver's subscription under
 // a context of their own, cancelled only ackGrace after ctx, so that the
 // driver still records acks given just before the subscription ended.
-func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
+//
+// counter, when not nil, counts deliveries without an outcome; relay sets
+// its count as MetaDeliveries.
+func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, counter deliveryCounter) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
 	for {
@@ -580,6 +624,9 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		nacked = ""
 		d := msg.Copy()
 		d.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+		if counter != nil {
+			d.Metadata.Set(MetaDeliveries, strconv.Itoa(counter.deliver(msg.UUID)))
+		}
 		dctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(msg.Context(), cancel)
 		d.SetContext(dctx)
@@ -593,8 +640,14 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		select {
 		case <-d.Acked():
 			msg.Ack()
+			if counter != nil {
+				counter.settled(msg.UUID, true)
+			}
 		case <-d.Nacked():
 			nacked = msg.UUID
+			if counter != nil {
+				counter.settled(msg.UUID, false)
+			}
 			if delay := NackDelay(d); delay > 0 {
 				t := time.NewTimer(delay)
 				select {
