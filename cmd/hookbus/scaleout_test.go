@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,23 +34,11 @@ func scrape(addr, series string) float64 {
 	return 0
 }
 
-func requireNATS(t *testing.T) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:4222", 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("NATS is not running on 127.0.0.1:4222 (required in CI): %v", err)
-		}
-		t.Skipf("NATS is not running on 127.0.0.1:4222: %v", err)
-	}
-	c.Close()
-}
-
 // TestTwoInstancesShareWorkOnNATS runs two hookbus processes on the same
 // NATS JetStream server: they share the work, and when one is killed the
 // other finishes it.
 func TestTwoInstancesShareWorkOnNATS(t *testing.T) {
-	requireNATS(t)
+	testenv.NeedService(t, "127.0.0.1:4222")
 	const total, batch = 10000, 20
 	rcv := newSink(t)
 	ns := fmt.Sprintf("two%d", time.Now().UnixNano()%1e9)

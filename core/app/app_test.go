@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 const pipelineSteps = `      - filter: only_paid.js
@@ -28,7 +29,7 @@ func TestEndToEndDeliveryFilterTransformSplit(t *testing.T) {
 	if ids, _ := body["ids"].([]any); len(ids) != 3 || ids[0] != "paid-1" {
 		t.Fatalf("ids = %v", body["ids"])
 	}
-	waitFor(t, 10*time.Second, "paid-1 delivered", func() bool { return len(rcv.attempts("paid-1")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "paid-1 delivered", func() bool { return len(rcv.attempts("paid-1")) == 1 })
 	d := rcv.attempts("paid-1")[0]
 	if d.WebhookID != "paid-1" {
 		t.Errorf("webhook-id = %q, want the event id", d.WebhookID)
@@ -37,7 +38,7 @@ func TestEndToEndDeliveryFilterTransformSplit(t *testing.T) {
 		t.Errorf("transformed data = %s", got)
 	}
 	// Filtered (created-1) and dropped by transform (drop-1) never arrive.
-	waitFor(t, 5*time.Second, "filtered metric", func() bool {
+	testenv.Eventually(t, 5*time.Second, "filtered metric", func() bool {
 		return metricValue(t, a, `hookbus_events_filtered_total{pipeline="orders",sink="partner"}`) == 2
 	})
 	if n := len(rcv.attempts("created-1")) + len(rcv.attempts("drop-1")); n != 0 {
@@ -56,7 +57,7 @@ func TestSplitTransform(t *testing.T) {
 	if status != http.StatusAccepted {
 		t.Fatal(status)
 	}
-	waitFor(t, 10*time.Second, "3 split events", func() bool { return len(rcv.all()) == 3 })
+	testenv.Eventually(t, 10*time.Second, "3 split events", func() bool { return len(rcv.all()) == 3 })
 	for i, sku := range []string{"a", "b", "c"} {
 		got := rcv.attempts(fmt.Sprintf("b1-%d", i))
 		if len(got) != 1 || !strings.Contains(string(got[0].Event.Data), `"sku":"`+sku+`"`) || !strings.Contains(string(got[0].Event.Data), `"sink":"partner"`) {
@@ -71,14 +72,14 @@ func TestRetryAfterServerErrorsThenSuccess(t *testing.T) {
 	rcv.answer("r1", response{status: 500}, response{status: 503})
 	a := startApp(t, testConfig(t, "memory", rcv.srv.URL, pipelineSteps, ""))
 	post(t, a, "shop", "application/json", `{"id":"r1","type":"order.paid","data":{"order_id":1,"amount":1}}`)
-	waitFor(t, 10*time.Second, "third attempt", func() bool { return len(rcv.attempts("r1")) == 3 })
+	testenv.Eventually(t, 10*time.Second, "third attempt", func() bool { return len(rcv.attempts("r1")) == 3 })
 	got := rcv.attempts("r1")
 	for _, d := range got {
 		if d.WebhookID != "r1" {
 			t.Errorf("webhook-id changed across retries: %q", d.WebhookID)
 		}
 	}
-	waitFor(t, 5*time.Second, "delivered metric", func() bool {
+	testenv.Eventually(t, 5*time.Second, "delivered metric", func() bool {
 		return metricValue(t, a, `hookbus_events_delivered_total{pipeline="orders",sink="partner"}`) == 1
 	})
 	if n := metricValue(t, a, `hookbus_delivery_retries_total{sink="partner"}`); n != 2 {
@@ -92,7 +93,7 @@ func TestRetryAfterHeaderHonoured(t *testing.T) {
 	rcv.answer("ra", response{status: 429, retryAfter: "1"})
 	a := startApp(t, testConfig(t, "memory", rcv.srv.URL, pipelineSteps, ""))
 	post(t, a, "shop", "application/json", `{"id":"ra","type":"order.paid","data":{"order_id":1,"amount":1}}`)
-	waitFor(t, 10*time.Second, "second attempt", func() bool { return len(rcv.attempts("ra")) == 2 })
+	testenv.Eventually(t, 10*time.Second, "second attempt", func() bool { return len(rcv.attempts("ra")) == 2 })
 	got := rcv.attempts("ra")
 	// The schedule says 50ms; Retry-After says 1s (jitter may shorten it by 20%).
 	if gap := got[1].At.Sub(got[0].At); gap < 750*time.Millisecond {
@@ -111,7 +112,7 @@ func TestPermanentFailureDeadLettersAndReplay(t *testing.T) {
 	var list struct {
 		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
 	}
-	waitFor(t, 10*time.Second, "dead letter recorded", func() bool {
+	testenv.Eventually(t, 10*time.Second, "dead letter recorded", func() bool {
 		getJSON(t, a, "/v1/dead-letters", &list)
 		return len(list.DeadLetters) == 1
 	})
@@ -131,7 +132,7 @@ func TestPermanentFailureDeadLettersAndReplay(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("replay: %d", resp.StatusCode)
 	}
-	waitFor(t, 10*time.Second, "replayed delivery", func() bool { return len(rcv.attempts("p1")) == 2 })
+	testenv.Eventually(t, 10*time.Second, "replayed delivery", func() bool { return len(rcv.attempts("p1")) == 2 })
 	getJSON(t, a, "/v1/dead-letters", &list)
 	if len(list.DeadLetters) != 0 {
 		t.Errorf("replayed dead letter still listed: %+v", list.DeadLetters)
@@ -147,7 +148,7 @@ func TestExhaustedRetriesDeadLetter(t *testing.T) {
 	var list struct {
 		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
 	}
-	waitFor(t, 10*time.Second, "dead letter", func() bool {
+	testenv.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		getJSON(t, a, "/v1/dead-letters?sink=partner", &list)
 		return len(list.DeadLetters) == 1
 	})
@@ -167,11 +168,11 @@ func TestScriptErrorsDeadLetterWithLineAndOthersFlow(t *testing.T) {
 	post(t, a, "shop", "application/json", `[{"id":"t1","type":"a","data":{"mode":"throw"}},
 		{"id":"l1","type":"a","data":{"mode":"loop"}},
 		{"id":"ok1","type":"a","data":{"mode":"fine"}}]`)
-	waitFor(t, 10*time.Second, "ok1 delivered", func() bool { return len(rcv.attempts("ok1")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "ok1 delivered", func() bool { return len(rcv.attempts("ok1")) == 1 })
 	var list struct {
 		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
 	}
-	waitFor(t, 10*time.Second, "two dead letters", func() bool {
+	testenv.Eventually(t, 10*time.Second, "two dead letters", func() bool {
 		getJSON(t, a, "/v1/dead-letters", &list)
 		return len(list.DeadLetters) == 2
 	})
@@ -195,7 +196,7 @@ func TestScriptErrorsDeadLetterWithLineAndOthersFlow(t *testing.T) {
 	}
 	// The engine keeps working after the interrupted runtime.
 	post(t, a, "shop", "application/json", `{"id":"ok2","type":"a","data":{"mode":"fine"}}`)
-	waitFor(t, 10*time.Second, "ok2 delivered", func() bool { return len(rcv.attempts("ok2")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "ok2 delivered", func() bool { return len(rcv.attempts("ok2")) == 1 })
 
 	// Replaying a script dead letter runs the steps again (here the script
 	// still throws), rather than sending the untransformed event.
@@ -213,7 +214,7 @@ func TestScriptErrorsDeadLetterWithLineAndOthersFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, 10*time.Second, "the replay dead-lettered again", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the replay dead-lettered again", func() bool {
 		getJSON(t, a, "/v1/dead-letters", &list)
 		for _, dl := range list.DeadLetters {
 			if dl.ID != throwID && strings.Contains(dl.Reason, "boom for t1") {
@@ -246,7 +247,7 @@ func TestSSRFGuardRefusesLoopbackWithoutFlag(t *testing.T) {
 	var list struct {
 		DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
 	}
-	waitFor(t, 10*time.Second, "guarded dead letter", func() bool {
+	testenv.Eventually(t, 10*time.Second, "guarded dead letter", func() bool {
 		getJSON(t, a, "/v1/dead-letters?sink=guarded", &list)
 		return len(list.DeadLetters) == 1
 	})
@@ -254,7 +255,7 @@ func TestSSRFGuardRefusesLoopbackWithoutFlag(t *testing.T) {
 		t.Errorf("reason = %q", r)
 	}
 	// The same receiver, through the sink that allows private networks, got it once.
-	waitFor(t, 10*time.Second, "allowed delivery", func() bool { return len(rcv.attempts("s1")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "allowed delivery", func() bool { return len(rcv.attempts("s1")) == 1 })
 }
 
 func TestBadIngestQueuesNothing(t *testing.T) {
@@ -279,7 +280,7 @@ func TestBadIngestQueuesNothing(t *testing.T) {
 	}
 	// A good event after the bad ones is the only one delivered.
 	post(t, a, "shop", "application/json", `{"id":"good","type":"a"}`)
-	waitFor(t, 10*time.Second, "good delivered", func() bool { return len(rcv.attempts("good")) == 1 })
+	testenv.Eventually(t, 10*time.Second, "good delivered", func() bool { return len(rcv.attempts("good")) == 1 })
 	if n := metricValue(t, a, `hookbus_events_received_total{source="shop"}`); n != 1 {
 		t.Errorf("received = %v, want 1 (rejected requests must queue nothing)", n)
 	}

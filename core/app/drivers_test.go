@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // queueDrivers lists the drivers of the driver suite with what each needs.
@@ -26,21 +26,6 @@ var queueDrivers = []struct {
 	{"nats", "nats://127.0.0.1:4222", "127.0.0.1:4222"},
 	{"redis", "redis://127.0.0.1:6379/0", "127.0.0.1:6379"},
 	{"postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "127.0.0.1:5432"},
-}
-
-func needService(t *testing.T, addr string) {
-	t.Helper()
-	if addr == "" {
-		return
-	}
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("service at %s is not running (required in CI): %v", addr, err)
-		}
-		t.Skipf("service at %s is not running: %v", addr, err)
-	}
-	c.Close()
 }
 
 // driverConfig is testConfig on the given driver, in a namespace of its own.
@@ -66,7 +51,7 @@ func driverConfig(t *testing.T, d string, url string, rcvURL, steps, extraSink s
 func TestDriverSuite(t *testing.T) {
 	for _, d := range queueDrivers {
 		t.Run(d.name, func(t *testing.T) {
-			needService(t, d.port)
+			testenv.NeedService(t, d.port)
 			t.Run("deliver-retry-deadletter", func(t *testing.T) {
 				rcv := newReceiver(t)
 				rcv.answer("retry-me", response{status: 503}, response{status: 500})
@@ -83,7 +68,7 @@ func TestDriverSuite(t *testing.T) {
 				if st, b := post(t, a, "shop", "application/json", body.String()); st != http.StatusAccepted {
 					t.Fatal(st, b)
 				}
-				waitFor(t, 30*time.Second, "50 events + retried one delivered", func() bool {
+				testenv.Eventually(t, 30*time.Second, "50 events + retried one delivered", func() bool {
 					n := 0
 					for i := range 50 {
 						if len(rcv.attempts(fmt.Sprintf("e%d", i))) > 0 {
@@ -95,7 +80,7 @@ func TestDriverSuite(t *testing.T) {
 				var list struct {
 					DeadLetters []api.DeadLetterJSON `json:"dead_letters"`
 				}
-				waitFor(t, 30*time.Second, "dead letter", func() bool {
+				testenv.Eventually(t, 30*time.Second, "dead letter", func() bool {
 					getJSON(t, a, "/v1/dead-letters", &list)
 					return len(list.DeadLetters) == 1
 				})
@@ -134,8 +119,8 @@ func TestDriverSuite(t *testing.T) {
 						t.Fatal(st, b)
 					}
 				}
-				waitFor(t, 30*time.Second, "healthy sink got all 200", func() bool { return len(rcv.all()) == 200 })
-				waitFor(t, 30*time.Second, "dead sink attempted all 200 once", func() bool {
+				testenv.Eventually(t, 30*time.Second, "healthy sink got all 200", func() bool { return len(rcv.all()) == 200 })
+				testenv.Eventually(t, 30*time.Second, "dead sink attempted all 200 once", func() bool {
 					return metricValue(t, a, `hookbus_delivery_retries_total{sink="dead"}`) == 200
 				})
 				// On Redis and PostgreSQL the retries wait in the driver's
@@ -143,7 +128,7 @@ func TestDriverSuite(t *testing.T) {
 				if dq, ok := a.Queue.(interface {
 					Delayed(context.Context) (int64, error)
 				}); ok {
-					waitFor(t, 10*time.Second, "200 retries waiting in the delay store", func() bool {
+					testenv.Eventually(t, 10*time.Second, "200 retries waiting in the delay store", func() bool {
 						n, err := dq.Delayed(context.Background())
 						return err == nil && n == 200
 					})
@@ -171,5 +156,5 @@ func TestQueueBacklogMetric(t *testing.T) {
 		post(t, a, "shop", "application/json", fmt.Sprintf(`{"id":"b%d","type":"a"}`, i))
 	}
 	series := `hookbus_queue_unacked{group="sink-partner",topic="hookbus.out.partner"}`
-	waitFor(t, 20*time.Second, "5 unacked retries on the sink", func() bool { return metricValue(t, a, series) == 5 })
+	testenv.Eventually(t, 20*time.Second, "5 unacked retries on the sink", func() bool { return metricValue(t, a, series) == 5 })
 }

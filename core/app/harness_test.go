@@ -117,19 +117,6 @@ func (r *receiver) all() []delivery {
 	return append([]delivery(nil), r.got...)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
-}
-
 // testConfig writes a config file for a memory-queue instance delivering
 // to url, with the given pipeline steps, and loads it the way `hookbus run` does.
 func testConfig(t *testing.T, driver, url string, steps string, extraSink string) *config.Config {

@@ -94,10 +94,10 @@ pipelines:
 	if status != http.StatusAccepted {
 		t.Fatalf("ingest: %d %v", status, body)
 	}
-	waitFor(t, 10*time.Second, "e1 delivered once and e2 twice (after a 503)", func() bool {
+	testenv.Eventually(t, 10*time.Second, "e1 delivered once and e2 twice (after a 503)", func() bool {
 		return len(rcv.attempts("e1")) == 1 && len(rcv.attempts("e2")) == 2
 	})
-	waitFor(t, 10*time.Second, "e3 dead-lettered", func() bool {
+	testenv.Eventually(t, 10*time.Second, "e3 dead-lettered", func() bool {
 		return metricValue(t, a, `hookbus_events_dead_lettered_total{kind="permanent",pipeline="orders",sink="partner"}`) == 1
 	})
 	if d := rcv.attempts("e1")[0]; d.WebhookID != "e1" || string(d.Event.Data) != `{"n":1}` || d.Event.Source != "shop" {
@@ -140,7 +140,7 @@ pipelines:
 	for i := range 5 {
 		fmt.Fprintf(f, `{"id": "line-%d", "type": "file.line", "data": {"n": %d}}`+"\n", i, i)
 	}
-	waitFor(t, 10*time.Second, "5 lines delivered", func() bool { return len(rcv.all()) >= 5 })
+	testenv.Eventually(t, 10*time.Second, "5 lines delivered", func() bool { return len(rcv.all()) >= 5 })
 	for i := range 5 {
 		got := rcv.attempts(fmt.Sprintf("line-%d", i))
 		if len(got) != 1 || got[0].Event.Type != "file.line" || got[0].Event.Source != "files" {
@@ -188,7 +188,7 @@ pipelines:
 	if resp.StatusCode != http.StatusAccepted || len(acc.IDs) != 2 {
 		t.Fatalf("ingest through the plugin: %d %v", resp.StatusCode, acc)
 	}
-	waitFor(t, 10*time.Second, "p1 and p2 delivered", func() bool {
+	testenv.Eventually(t, 10*time.Second, "p1 and p2 delivered", func() bool {
 		return len(rcv.attempts("p1")) == 1 && len(rcv.attempts("p2")) == 1
 	})
 	if d := rcv.attempts("p2")[0]; string(d.Event.Data) != `{"x":1}` || d.Event.Source != "shop" {
@@ -235,7 +235,7 @@ pipelines:
 		t.Fatalf("ingest: %d %v", status, body)
 	}
 	delivered := `hookbus_events_delivered_total{pipeline="p",sink="crashy"}`
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d events delivered", n), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d events delivered", n), func() bool {
 		return metricValue(t, a, delivered) >= n
 	})
 	if v := metricValue(t, a, delivered); v != n {
@@ -382,7 +382,7 @@ pipelines:
 	if err := os.WriteFile(in, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "lines 0 and 2 delivered", func() bool {
+	testenv.Eventually(t, 20*time.Second, "lines 0 and 2 delivered", func() bool {
 		return len(rcv.attempts("line-0")) == 1 && len(rcv.attempts("line-2")) == 1
 	})
 	for _, id := range []string{"direct-ok", "line-1"} {

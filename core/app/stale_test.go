@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // syncBuffer is a log destination tests can read while the app writes.
@@ -41,7 +42,7 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			continue
 		}
 		t.Run(d.name, func(t *testing.T) {
-			needService(t, d.port)
+			testenv.NeedService(t, d.port)
 			rcv := newReceiver(t)
 			// The archive endpoint fails, so its event waits an hour for
 			// the retry.
@@ -61,7 +62,7 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			if status, body := post(t, a, "shop", "application/json", `{"id":"e1","type":"order.paid"}`); status != http.StatusAccepted {
 				t.Fatalf("ingest: %d %v", status, body)
 			}
-			waitFor(t, 10*time.Second, "delivery to partner and a failed one to archive", func() bool {
+			testenv.Eventually(t, 10*time.Second, "delivery to partner and a failed one to archive", func() bool {
 				return len(rcv.attempts("e1")) == 1 && len(archive.attempts("e1")) == 1
 			})
 			stopApp(t, a)
@@ -102,7 +103,7 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			if status, body := post(t, b, "shop", "application/json", `{"id":"e2","type":"order.paid"}`); status != http.StatusAccepted {
 				t.Fatalf("ingest: %d %v", status, body)
 			}
-			waitFor(t, 10*time.Second, "e2 delivered after the restart", func() bool { return len(rcv.attempts("e2")) == 1 })
+			testenv.Eventually(t, 10*time.Second, "e2 delivered after the restart", func() bool { return len(rcv.attempts("e2")) == 1 })
 		})
 	}
 }

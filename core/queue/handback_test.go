@@ -95,7 +95,7 @@ func TestNATSHandBackOnShutdown(t *testing.T) {
 }
 
 func TestRedisHandBackOnShutdown(t *testing.T) {
-	needService(t, "127.0.0.1:6379", "Redis")
+	testenv.NeedService(t, "127.0.0.1:6379")
 	ns := testNamespace()
 	cleanRedis(t, ns)
 	testHandBackOnShutdown(t, 20, func() closer {
@@ -108,7 +108,7 @@ func TestRedisHandBackOnShutdown(t *testing.T) {
 }
 
 func TestPostgresHandBackOnShutdown(t *testing.T) {
-	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	testenv.NeedService(t, "127.0.0.1:5432")
 	ns := testNamespace()
 	cleanPostgres(t, ns)
 	testHandBackOnShutdown(t, 20, func() closer {

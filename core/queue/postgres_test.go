@@ -9,6 +9,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 const testPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -17,7 +19,7 @@ const testPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 // the namespace's tables when the test ends.
 func newTestPostgres(t *testing.T) *Postgres {
 	t.Helper()
-	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	testenv.NeedService(t, "127.0.0.1:5432")
 	ns := testNamespace()
 	cleanPostgres(t, ns) // registered first: runs after q.Close
 	q, err := NewPostgres(context.Background(), PostgresOptions{
@@ -40,7 +42,7 @@ func cleanPostgres(t *testing.T, ns string) {
 }
 
 func TestPostgresUniversal(t *testing.T) {
-	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	testenv.NeedService(t, "127.0.0.1:5432")
 	ns := testNamespace()
 	cleanPostgres(t, ns)
 	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
@@ -119,7 +121,7 @@ func TestPostgresPrune(t *testing.T) {
 		t.Fatalf("group b has not consumed yet, table has %d rows, want 10", n)
 	}
 	consumeAll(t, b, topic, 10)
-	waitFor(t, 10*time.Second, "table pruned to 0 rows", func() bool {
+	testenv.Eventually(t, 10*time.Second, "table pruned to 0 rows", func() bool {
 		q.prune(ctx)
 		return rows() == 0
 	})
@@ -233,7 +235,7 @@ func TestPostgresMoverSetsUpTopicsBeforeLocking(t *testing.T) {
 	if err := q.Provision(ctx, []string{"hookbus.out.known"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "delayed table", q.delayReady.Load)
+	testenv.Eventually(t, 5*time.Second, "delayed table", q.delayReady.Load)
 	// Another instance starting: it holds the schema lock.
 	conn, err := q.db.Conn(ctx)
 	if err != nil {
@@ -262,7 +264,7 @@ func TestPostgresMoverSetsUpTopicsBeforeLocking(t *testing.T) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the message for the new topic moved", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the message for the new topic moved", func() bool {
 		n, err := q.Delayed(ctx)
 		return err == nil && n == 0
 	})
@@ -270,7 +272,7 @@ func TestPostgresMoverSetsUpTopicsBeforeLocking(t *testing.T) {
 
 // TestPostgresDropNamespaceKeepsLongerOnes: dropping "ns" leaves "ns_eu".
 func TestPostgresDropNamespaceKeepsLongerOnes(t *testing.T) {
-	needService(t, "127.0.0.1:5432", "PostgreSQL")
+	testenv.NeedService(t, "127.0.0.1:5432")
 	ns := testNamespace()
 	cleanPostgres(t, ns+"_eu")
 	other, err := NewPostgres(context.Background(), PostgresOptions{URL: testPostgresURL, Namespace: ns + "_eu"})

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +12,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 const testRedisURL = "redis://127.0.0.1:6379/0"
-
-// needService skips the test when nothing listens on addr, except in CI
-// (CI=true), where a missing service is a failure.
-func needService(t *testing.T, addr, name string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		c.Close()
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not reachable on %s (required in CI): %v", name, addr, err)
-	}
-	t.Skipf("%s is not reachable on %s, skipping (start it to run this test): %v", name, addr, err)
-}
 
 // testNamespace is unique per test run, so parallel runs share a server.
 func testNamespace() string { return "t" + randomHex(6) }
@@ -40,7 +25,7 @@ func testNamespace() string { return "t" + randomHex(6) }
 // deletes the namespace's keys when the test ends.
 func newTestRedis(t *testing.T) *Redis {
 	t.Helper()
-	needService(t, "127.0.0.1:6379", "Redis")
+	testenv.NeedService(t, "127.0.0.1:6379")
 	ns := testNamespace()
 	cleanRedis(t, ns) // registered first: runs after q.Close
 	q, err := NewRedis(context.Background(), RedisOptions{
@@ -64,7 +49,7 @@ func cleanRedis(t *testing.T, ns string) {
 }
 
 func TestRedisUniversal(t *testing.T) {
-	needService(t, "127.0.0.1:6379", "Redis")
+	testenv.NeedService(t, "127.0.0.1:6379")
 	ns := testNamespace()
 	cleanRedis(t, ns)
 	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
@@ -180,7 +165,7 @@ func TestRedisTrim(t *testing.T) {
 		t.Fatalf("group b has not consumed yet, stream has %d entries, want 10", n)
 	}
 	consumeAll(t, b, topic, 10)
-	waitFor(t, 10*time.Second, "stream trimmed to 0 entries", func() bool {
+	testenv.Eventually(t, 10*time.Second, "stream trimmed to 0 entries", func() bool {
 		q.trim(ctx)
 		return xlen() == 0
 	})
@@ -206,17 +191,6 @@ func TestRedisOptionsErrors(t *testing.T) {
 }
 
 // Tests shared by the Redis and PostgreSQL drivers.
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func publishN(t *testing.T, q Queue, topic string, n int) map[string]bool {
 	t.Helper()
@@ -474,7 +448,7 @@ func TestRedisPublishAt(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("an expired claim was not published")
 	}
-	waitFor(t, 5*time.Second, "delay keys emptied", func() bool {
+	testenv.Eventually(t, 5*time.Second, "delay keys emptied", func() bool {
 		n, _ := q.client.Exists(ctx, claimed, bodies).Result()
 		return n == 0
 	})
@@ -546,7 +520,7 @@ func TestRedisCloseLeavesNoClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	due, claimed, _ := q.delayKeys()
-	waitFor(t, 10*time.Second, "the mover claims a batch", func() bool { return q.client.ZCard(ctx, claimed).Val() > 0 })
+	testenv.Eventually(t, 10*time.Second, "the mover claims a batch", func() bool { return q.client.ZCard(ctx, claimed).Val() > 0 })
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer c.Close()
 	if err := q.Close(); err != nil {
