@@ -135,6 +135,9 @@ func testConfig(t *testing.T, driver, url string, steps string, extraSink string
 server: {listen: "127.0.0.1:0", shutdown_timeout: 5s}
 data_dir: ` + filepath.Join(dir, "data") + `
 queue: {driver: ` + driver + `}
+# Generous: the script deadline is not what these tests test, and a loaded
+# machine under -race can stall a short call past 100ms.
+scripts: {timeout: 1s}
 sources:
   shop: {type: http}
 sinks:
