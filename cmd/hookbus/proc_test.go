@@ -113,7 +113,7 @@ func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(testenv.Timeout(30 * time.Second)):
 		p.t.Errorf("hookbus did not stop within 30s of SIGTERM")
 		p.kill()
 	}

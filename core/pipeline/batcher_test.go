@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -55,7 +56,7 @@ func TestBatcherMergesWhileBusyAndRoutesResults(t *testing.T) {
 		})
 	}
 	// While at most maxBatches calls are blocked, the rest queue up.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(10 * time.Second))
 	handedIn := func() int {
 		n := len(b.reqs)
 		for _, s := range sink.calls() {

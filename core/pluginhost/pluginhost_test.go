@@ -72,7 +72,7 @@ func fastSpec(path string) pluginhost.Spec {
 }
 
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), testenv.Timeout(60*time.Second))
 	t.Cleanup(cancel)
 	return c
 }
@@ -90,7 +90,7 @@ func events(prefix string, n int) []sdk.Delivery {
 func deliverAll(t *testing.T, s sdk.Sink, all []sdk.Delivery, batchSize int) (retries int) {
 	t.Helper()
 	pending := all
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(60 * time.Second))
 	for len(pending) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d events still not delivered", len(pending))

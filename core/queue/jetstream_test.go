@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // TestJetStreamConsumerRecreated: when the durable consumer disappears
@@ -31,7 +33,7 @@ func TestJetStreamConsumerRecreated(t *testing.T) {
 				t.Fatalf("got %s, want %s", m.UUID, want)
 			}
 			m.Ack()
-		case <-time.After(10 * time.Second):
+		case <-time.After(testenv.Timeout(10 * time.Second)):
 			t.Fatalf("%s not received", want)
 		}
 	}
@@ -46,7 +48,7 @@ func TestJetStreamConsumerRecreated(t *testing.T) {
 	if err := q.js.DeleteConsumer(ctx, stream, name); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(10 * time.Second))
 	for {
 		if _, err := q.js.Consumer(ctx, stream, name); err == nil {
 			break

@@ -194,7 +194,7 @@ func TestPostgresPublishAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]int{}
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(testenv.Timeout(30 * time.Second))
 	for len(got) < n {
 		select {
 		case m := <-ch:

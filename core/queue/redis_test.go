@@ -135,7 +135,7 @@ func TestRedisClaimFromDeadConsumer(t *testing.T) {
 			t.Fatalf("got %s, want %s", got.UUID, msg.UUID)
 		}
 		got.Ack()
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Timeout(15 * time.Second)):
 		t.Fatal("message of the dead consumer was not claimed")
 	}
 }
@@ -221,7 +221,7 @@ func consumeAll(t *testing.T, s message.Subscriber, topic string, n int) map[str
 		t.Fatal(err)
 	}
 	got := map[string]bool{}
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(testenv.Timeout(30 * time.Second))
 	for len(got) < n {
 		select {
 		case m, ok := <-ch:
@@ -319,7 +319,7 @@ func testRedeliverAfterClose(t *testing.T, q Queue) {
 			t.Fatalf("unexpected message %s", m.UUID)
 		}
 		// Not acked.
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Timeout(15 * time.Second)):
 		t.Fatal("no first delivery")
 	}
 	if err := s1.Close(); err != nil {
@@ -362,7 +362,7 @@ func testNackAttempt(t *testing.T, q Queue) {
 			} else {
 				m.Ack()
 			}
-		case <-time.After(15 * time.Second):
+		case <-time.After(testenv.Timeout(15 * time.Second)):
 			t.Fatalf("no delivery %d", want)
 		}
 	}
@@ -398,7 +398,7 @@ func TestRedisSlowHandlerKeepsMessage(t *testing.T) {
 	var held *message.Message
 	select {
 	case held = <-ch1:
-	case <-time.After(15 * time.Second):
+	case <-time.After(testenv.Timeout(15 * time.Second)):
 		t.Fatal("no delivery")
 	}
 	ch2, err := s2.Subscribe(ctx, topic)
@@ -445,7 +445,7 @@ func TestRedisPublishAt(t *testing.T) {
 			t.Errorf("got %s, want the orphaned claim", m.UUID)
 		}
 		m.Ack()
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Timeout(10 * time.Second)):
 		t.Fatal("an expired claim was not published")
 	}
 	testenv.Eventually(t, 5*time.Second, "delay keys emptied", func() bool {
@@ -484,7 +484,7 @@ func testPublishAt(t *testing.T, q Queue, d Delayer, topic string) <-chan *messa
 		t.Fatal(err)
 	}
 	got := map[string]string{}
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(testenv.Timeout(10 * time.Second))
 	for len(got) < 3 {
 		select {
 		case m := <-ch:

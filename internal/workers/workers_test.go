@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 func TestWorkersAreReused(t *testing.T) {
@@ -36,7 +38,7 @@ func TestPoolShrinksUnderLightLoad(t *testing.T) {
 	}
 	// Then one call at a time, more often than the idle timeout: the most
 	// recently idle worker takes each, and the rest time out.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(10 * time.Second))
 	for p.Idle() > 2 && time.Now().Before(deadline) {
 		done := make(chan struct{})
 		p.Go(func() { close(done) })

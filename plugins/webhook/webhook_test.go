@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -418,7 +419,7 @@ func TestConnectionReuse(t *testing.T) {
 func TestDeliverBatchConcurrentBoundedInOrder(t *testing.T) {
 	t.Parallel()
 	var cur, peak atomic.Int64
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testenv.Timeout(10 * time.Second))
 	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) {
 		n := cur.Add(1)
 		defer cur.Add(-1)
