@@ -61,7 +61,8 @@ type Result struct {
 
 // SinkInfo is what a sink tells hookbus after Init.
 type SinkInfo struct {
-	// MaxInFlight bounds how many deliveries hookbus hands the sink at once.
+	// MaxInFlight bounds how many deliveries hookbus hands the sink at once,
+	// across the deliveries of a batch and concurrent Deliver calls.
 	// Zero means hookbus picks a default.
 	MaxInFlight int
 }

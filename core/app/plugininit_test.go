@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -197,5 +198,72 @@ pipelines:
 	testenv.Eventually(t, 120*time.Second, "the source's event delivered once it initialised", func() bool { return len(rcv.attempts("s1")) == 1 })
 	if code, rz := readyz(t, a); code != http.StatusOK {
 		t.Errorf("/readyz after the source initialised: %d %v", code, rz)
+	}
+}
+
+// TestPluginSinkInitialisedLateKeepsItsMaxInFlight: a plugin sink that
+// declares max_in_flight 1 in Init (a serial sink) gets its deliveries one
+// at a time, also when its Init failed at startup and succeeded on a
+// background retry: the pipeline's default window does not stay in place.
+func TestPluginSinkInitialisedLateKeepsItsMaxInFlight(t *testing.T) {
+	t.Parallel()
+	testPluginSinkMaxInFlight(t, true)
+}
+
+// TestPluginSinkKeepsItsMaxInFlight: the same for a plugin that
+// initialises at startup.
+func TestPluginSinkKeepsItsMaxInFlight(t *testing.T) {
+	t.Parallel()
+	testPluginSinkMaxInFlight(t, false)
+}
+
+func testPluginSinkMaxInFlight(t *testing.T, late bool) {
+	dir := t.TempDir()
+	crash, peakFile := filepath.Join(dir, "crash"), filepath.Join(dir, "peak")
+	if late {
+		if err := os.WriteFile(crash, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// hold_ms: each delivery waits that long for a second one to overlap it.
+	a := startApp(t, loadConfig(t, `version: 1
+server: {listen: "127.0.0.1:0", shutdown_timeout: 5s}
+data_dir: DIR/data
+queue: {driver: embedded}
+plugins:
+  serial: {path: `+pluginBinary(t, "crashsink")+`, init_timeout: `+testenv.Timeout(5*time.Second).String()+`}
+sources:
+  shop: {type: http}
+sinks:
+  partner: {type: serial, config: {max_in_flight: 1, crash_init_while: `+crash+`, concurrency_file: `+peakFile+`, hold_ms: 50}}
+pipelines:
+  orders: {from: [shop], to: [partner]}
+`))
+	const n = 20
+	evs := make([]string, n)
+	for i := range evs {
+		evs[i] = fmt.Sprintf(`{"id":"e%d","type":"order.paid"}`, i)
+	}
+	// Queued before the plugin initialised (late), so all wait at once.
+	if status, body := post(t, a, "shop", "application/json", "["+strings.Join(evs, ",")+"]"); status != http.StatusAccepted {
+		t.Fatalf("ingest: %d %v", status, body)
+	}
+	if late {
+		if code, rz := readyz(t, a); code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz before the plugin initialised: %d %v", code, rz)
+		}
+		if err := os.Remove(crash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 120*time.Second, "all events delivered", func() bool {
+		return metricValue(t, a, `hookbus_events_delivered_total{pipeline="orders",sink="partner"}`) == n
+	})
+	b, err := os.ReadFile(peakFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "1" {
+		t.Errorf("the plugin had %s deliveries at once, want 1 (its max_in_flight)", b)
 	}
 }

@@ -179,15 +179,13 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
 	}
 	ps := &pendingSink{ready: make(chan struct{})}
-	var info sdk.SinkInfo
 	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
-		s, in, err := pl.Sink(ctx, raw)
+		s, info, err := pl.Sink(ctx, raw)
 		if err != nil {
 			return err
 		}
-		info = in
 		ps.mu.Lock()
-		ps.sink = s
+		ps.sink, ps.maxInFlight = s, info.MaxInFlight
 		ps.mu.Unlock()
 		a.addSink(s)
 		return nil
@@ -197,15 +195,16 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 	out := pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
 	err = ps.attempt(ctx)
 	if err == nil {
-		out.Sink, out.MaxInFlight = ps.sink, info.MaxInFlight
+		out.Sink, out.MaxInFlight = ps.sink, ps.MaxInFlight()
 		return out, nil
 	}
 	if isConfigRejection(err) {
 		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
 	}
 	ps.failed(err)
-	// Until the plugin answers, the sink's window is the pipeline default:
-	// the plugin's own max_in_flight is only known after Init.
+	// The plugin's own max_in_flight is only known after Init: the
+	// pipeline reads it from ps (pipeline.InFlightLimiter) once ready is
+	// closed, before it consumes the sink's queue.
 	out.Sink, out.Ready = ps, ps.ready
 	a.bgWG.Add(1)
 	go func() {
@@ -244,13 +243,26 @@ func configErrors(base string, err error) *config.Errors {
 }
 
 // pendingSink is a plugin sink whose plugin may not have initialised yet.
-// The pipeline delivers to it only after ready is closed, when sink is set.
+// The pipeline delivers to it only after ready is closed, when sink and
+// maxInFlight are set.
 type pendingSink struct {
 	*pluginInit
-	ready chan struct{}
-	mu    sync.Mutex
-	sink  sdk.Sink
+	ready       chan struct{}
+	mu          sync.Mutex
+	sink        sdk.Sink
+	maxInFlight int // what the plugin answered Init (0: the default)
 }
+
+// MaxInFlight is the window the plugin declared in its Init answer. It
+// implements pipeline.InFlightLimiter: the pipeline reads it after ready
+// is closed, so a plugin that initialised late keeps its own window.
+func (ps *pendingSink) MaxInFlight() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.maxInFlight
+}
+
+var _ pipeline.InFlightLimiter = (*pendingSink)(nil)
 
 func (ps *pendingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
 	return sdk.SinkInfo{}, errors.New("pendingSink is initialised by its retry loop")

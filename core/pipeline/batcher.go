@@ -16,9 +16,12 @@ import (
 // maxBatches calls are running (and the window below has room), and
 // deliveries that arrive while all are busy are sent together when one
 // finishes. Low load gives batches of one; high load, bigger batches.
+// At most limit deliveries are in calls at once (the sink's max_in_flight:
+// a sink that declares 1 gets one delivery at a time, never two calls).
 type batcher struct {
 	sink    sdk.Sink
 	maxSize int
+	limit   int
 	reqs    chan *batchReq
 	wg      sync.WaitGroup
 	calls   *workers.Pool
@@ -45,10 +48,16 @@ const maxBatches = 4
 // closeGrace bounds how long close waits for running calls.
 const closeGrace = 10 * time.Second
 
-func newBatcher(s sdk.Sink, maxSize int) *batcher {
+// newBatcher batches deliveries to s in calls of up to maxSize, with at
+// most limit deliveries in calls at once (no bound of its own when limit
+// is 0).
+func newBatcher(s sdk.Sink, maxSize, limit int) *batcher {
 	ctx, cancel := context.WithCancel(context.Background())
+	if limit <= 0 || limit > maxSize*maxBatches {
+		limit = maxSize * maxBatches
+	}
 	b := &batcher{
-		sink: s, maxSize: maxSize, reqs: make(chan *batchReq, maxSize*maxBatches),
+		sink: s, maxSize: maxSize, limit: limit, reqs: make(chan *batchReq, maxSize*maxBatches),
 		ctx: ctx, cancel: cancel, calls: workers.New(), closing: make(chan struct{}), loopExited: make(chan struct{}),
 	}
 	go b.loop()
@@ -94,7 +103,7 @@ type callDone struct {
 // every batch it is sent, and a healthy sink keeps full batches.
 func (b *batcher) loop() {
 	defer close(b.loopExited)
-	maxWindow := b.maxSize * maxBatches
+	maxWindow := b.limit
 	window, inFlight, running := maxWindow, 0, 0
 	finished := make(chan callDone, maxBatches)
 	account := func(d callDone) {

@@ -46,7 +46,7 @@ func (s *gateSink) calls() []int {
 
 func TestBatcherMergesWhileBusyAndRoutesResults(t *testing.T) {
 	sink := &gateSink{gate: make(chan struct{})}
-	b := newBatcher(sink, 64)
+	b := newBatcher(sink, 64, 0)
 	const n = 40
 	results := make([]sdk.Result, n)
 	var wg sync.WaitGroup
@@ -141,7 +141,7 @@ func (s *flakySink) calls() ([]int, []int32) {
 
 func TestBatcherShrinksToOneDeliveryWhileCallsFailAndGrowsBack(t *testing.T) {
 	sink := &flakySink{}
-	b := newBatcher(sink, 8)
+	b := newBatcher(sink, 8, 0)
 	defer b.close()
 	burst := func(want sdk.Outcome) {
 		var wg sync.WaitGroup
@@ -172,5 +172,66 @@ func TestBatcherShrinksToOneDeliveryWhileCallsFailAndGrowsBack(t *testing.T) {
 	sizes, _ = sink.calls()
 	if len(sizes) >= 64 || slices.Max(sizes) <= 1 {
 		t.Errorf("after recovery, call sizes %v: the window did not grow back", sizes)
+	}
+}
+
+// peakSink blocks every call until gate opens and records the most
+// deliveries it had in calls at once.
+type peakSink struct {
+	gate    chan struct{}
+	inCalls atomic.Int32
+	peak    atomic.Int32
+	handed  atomic.Int32
+}
+
+func (s *peakSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (s *peakSink) Close(context.Context) error { return nil }
+func (s *peakSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+	n := s.inCalls.Add(int32(len(batch)))
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	s.handed.Add(int32(len(batch)))
+	<-s.gate
+	s.inCalls.Add(-int32(len(batch)))
+	out := make([]sdk.Result, len(batch))
+	for i := range out {
+		out[i] = sdk.Result{Outcome: sdk.OK}
+	}
+	return out
+}
+
+// The batcher keeps at most its limit (the sink's max_in_flight) of
+// deliveries in calls, however many wait.
+func TestBatcherKeepsToTheSinksMaxInFlight(t *testing.T) {
+	const limit, n = 3, 20
+	sink := &peakSink{gate: make(chan struct{})}
+	b := newBatcher(sink, 8, limit)
+	defer b.close()
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			if r := b.deliver(context.Background(), sdk.Delivery{Event: sdk.Event{ID: fmt.Sprint(i)}}); r.Outcome == sdk.OK {
+				ok.Add(1)
+			}
+		})
+	}
+	// Settled: every delivery is in a call or queued, but for the one the
+	// loop holds while it waits for room.
+	testenv.Eventually(t, 10*time.Second, "the deliveries handed in", func() bool {
+		return int(sink.handed.Load())+len(b.reqs) >= n-1
+	})
+	if h := sink.handed.Load(); h != limit {
+		t.Errorf("%d deliveries in calls while the sink is busy, want %d", h, limit)
+	}
+	close(sink.gate)
+	wg.Wait()
+	if ok.Load() != n {
+		t.Errorf("%d of %d deliveries OK", ok.Load(), n)
+	}
+	if p := sink.peak.Load(); p > limit {
+		t.Errorf("the sink had %d deliveries at once, want at most %d", p, limit)
 	}
 }

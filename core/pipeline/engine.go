@@ -92,7 +92,17 @@ type Sink struct {
 	// closed: a sink that cannot take deliveries yet (a plugin still
 	// initialising) leaves its events in the queue, with no delivery
 	// attempt counted and no CPU spent, instead of failing them as retries.
+	// A sink that learns its window only once ready implements
+	// InFlightLimiter.
 	Ready <-chan struct{}
+}
+
+// InFlightLimiter is implemented by a sink with Ready whose MaxInFlight is
+// only known once it is ready (a plugin answers it in Init, which may
+// succeed long after startup). The engine reads it after Ready is closed
+// and before it consumes the sink's queue; zero keeps Sink.MaxInFlight.
+type InFlightLimiter interface {
+	MaxInFlight() int
 }
 
 // DeadLetterRecorder keeps dead letters where they can be listed and replayed.
@@ -163,8 +173,22 @@ type Engine struct {
 // lateSink is a sink consumer added to the router once its sink is ready.
 type lateSink struct {
 	name, topic string
-	sub         message.Subscriber
-	sink        Sink
+	// sub was made with window before the sink was ready: it holds the
+	// consumer group, so events queued meanwhile wait for the sink.
+	sub    message.Subscriber
+	window int
+	sink   Sink
+}
+
+// sinkWindow is how many of s's messages its subscriber hands out at once.
+func sinkWindow(s Sink) int {
+	window := s.MaxInFlight
+	if s.Batch > 1 {
+		// Keep the next batches queued while the sink works; the batcher
+		// holds the deliveries in calls to s.MaxInFlight.
+		window *= maxBatches
+	}
+	return window
 }
 
 // New builds the router. Nothing runs until Start.
@@ -226,12 +250,9 @@ func New(opts Options) (*Engine, error) {
 		if s.MaxInFlight <= 0 {
 			s.MaxInFlight = 64
 		}
-		window := s.MaxInFlight
-		if s.Batch > 1 {
-			// Keep the batches full while the sink works: it enforces its
-			// own max_in_flight on what it sends out.
-			window *= maxBatches
-		}
+		// A late sink's window may change once it is ready; this
+		// subscriber then only creates its group, for the events to wait.
+		window := sinkWindow(s)
 		sub, err := e.q.Subscriber("sink-"+name, window)
 		if err != nil {
 			return nil, err
@@ -242,7 +263,7 @@ func New(opts Options) (*Engine, error) {
 			return nil, err
 		}
 		if s.Ready != nil {
-			e.late = append(e.late, lateSink{name: name, topic: topic, sub: sub, sink: s})
+			e.late = append(e.late, lateSink{name: name, topic: topic, sub: sub, window: window, sink: s})
 		} else {
 			r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
 		}
@@ -296,8 +317,10 @@ func (e *Engine) Start(ctx context.Context) error {
 }
 
 // startWhenReady adds a late sink's consumer to the running router once
-// the sink is ready. A failed subscription (a broker slow to create the
-// consumer) is tried again: RunHandlers starts only handlers not running.
+// the sink is ready, with the window the sink tells then (a plugin that
+// declares max_in_flight: 1 is a serial sink, however late it initialised).
+// A failed subscription (a broker slow to create the consumer) is tried
+// again: RunHandlers starts only handlers not running.
 func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 	select {
 	case <-l.sink.Ready:
@@ -306,6 +329,43 @@ func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 	case <-e.closing:
 		return
 	}
+	backoff := 100 * time.Millisecond
+	// wait waits out backoff; false: the engine is stopping.
+	wait := func() bool {
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		case <-e.closing:
+			return false
+		}
+		backoff = min(backoff*2, 10*time.Second)
+		return true
+	}
+	if li, ok := l.sink.Sink.(InFlightLimiter); ok {
+		if n := li.MaxInFlight(); n > 0 {
+			l.sink.MaxInFlight = n
+		}
+	}
+	for window := sinkWindow(l.sink); window != l.window; {
+		sub, err := e.q.Subscriber("sink-"+l.name, window)
+		if err == nil {
+			err = initialize(sub, l.topic)
+			if err != nil {
+				_ = sub.Close()
+			}
+		}
+		if err == nil {
+			// The first subscriber never subscribed: it has nothing in flight.
+			_ = l.sub.Close()
+			l.sub, l.window = sub, window
+			break
+		}
+		e.log.Error("subscribe sink consumer with its window; trying again", "sink", l.name, "max_in_flight", l.sink.MaxInFlight, "error", err, "in", backoff)
+		if !wait() {
+			return
+		}
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -313,7 +373,6 @@ func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 	}
 	e.router.AddConsumerHandler("sink/"+l.name, l.topic, l.sub, e.sinkHandler(l.sink))
 	e.mu.Unlock()
-	backoff := 100 * time.Millisecond
 	for {
 		e.mu.Lock()
 		if e.closed {
@@ -323,18 +382,13 @@ func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 		err := e.router.RunHandlers(ctx)
 		e.mu.Unlock()
 		if err == nil {
-			e.log.Info("sink ready; consuming its queue", "sink", l.name)
+			e.log.Info("sink ready; consuming its queue", "sink", l.name, "max_in_flight", l.sink.MaxInFlight)
 			return
 		}
 		e.log.Error("start sink consumer; trying again", "sink", l.name, "error", err, "in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return
-		case <-e.closing:
+		if !wait() {
 			return
 		}
-		backoff = min(backoff*2, 10*time.Second)
 	}
 }
 
@@ -650,7 +704,7 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		return res[0]
 	}
 	if s.Batch > 1 {
-		b := newBatcher(s.Sink, s.Batch)
+		b := newBatcher(s.Sink, s.Batch, s.MaxInFlight)
 		e.batchers = append(e.batchers, b)
 		deliver = b.deliver
 	}
