@@ -114,17 +114,17 @@ pipelines:
 	}
 }
 
-// TestFileSourcePlugin feeds a pipeline from the file source plugin.
-func TestFileSourcePlugin(t *testing.T) {
-	t.Parallel()
-	rcv := newReceiver(t)
-	in := filepath.Join(t.TempDir(), "in.jsonl")
-	a := startApp(t, loadConfig(t, configHead+`plugins:
+// startFileSourceApp runs an instance whose pipeline reads the JSON lines
+// file in through the file source plugin, batch lines at a time, and
+// delivers to rcv.
+func startFileSourceApp(t *testing.T, rcv *receiver, in string, batch int) *App {
+	t.Helper()
+	return startApp(t, loadConfig(t, configHead+`plugins:
   tail: {path: `+pluginBinary(t, "file-source")+`}
 sources:
   files:
     type: tail
-    config: {path: `+in+`, poll_interval: 10ms, batch_size: 2}
+    config: {path: `+in+`, poll_interval: 10ms, batch_size: `+strconv.Itoa(batch)+`}
 sinks:
   partner:
     type: webhook
@@ -132,6 +132,14 @@ sinks:
 pipelines:
   fromfile: {from: [files], to: [partner]}
 `))
+}
+
+// TestFileSourcePlugin feeds a pipeline from the file source plugin.
+func TestFileSourcePlugin(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	in := filepath.Join(t.TempDir(), "in.jsonl")
+	a := startFileSourceApp(t, rcv, in, 2)
 	f, err := os.OpenFile(in, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -352,19 +360,7 @@ func TestPluginSourceNumberOutOfRange(t *testing.T) {
 	t.Parallel()
 	rcv := newReceiver(t)
 	in := filepath.Join(t.TempDir(), "in.jsonl")
-	a := startApp(t, loadConfig(t, configHead+`plugins:
-  tail: {path: `+pluginBinary(t, "file-source")+`}
-sources:
-  files:
-    type: tail
-    config: {path: `+in+`, poll_interval: 10ms, batch_size: 10}
-sinks:
-  partner:
-    type: webhook
-    config: {url: `+rcv.srv.URL+`, secret: `+testSecret+`, allow_private_networks: true}
-pipelines:
-  fromfile: {from: [files], to: [partner]}
-`))
+	a := startFileSourceApp(t, rcv, in, 10)
 	// The host side, as any source plugin reaches it.
 	var bad sdk.Event
 	if err := json.Unmarshal([]byte(`{"id":"direct-bad","type":"t","data":{"items":[{"price":1e700}]}}`), &bad); err != nil {
