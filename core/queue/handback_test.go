@@ -61,14 +61,17 @@ func testHandBackOnShutdown(t *testing.T, n int, open func() closer) {
 	_ = s2.Close()
 }
 
-// jsHandBackMessages is one on JetStream: a message the server sends while
-// the pull subscription drains is still lost to its ack deadline (a known
-// gap), so more than the one held by the handler would make the test race.
-const jsHandBackMessages = 1
+// natsHandBackMessages is one on a shared NATS server: there the consumer
+// is not paused before the drain (other instances share it), and a message
+// the server sends while the pull subscription drains is still lost to its
+// ack deadline (a known gap), so more than the one held by the handler
+// could make the test race. The embedded server pauses the consumer first
+// and hands back all twenty.
+const natsHandBackMessages = 1
 
 func TestJetStreamHandBackOnShutdown(t *testing.T) {
 	dir := t.TempDir()
-	testHandBackOnShutdown(t, jsHandBackMessages, func() closer {
+	testHandBackOnShutdown(t, 20, func() closer {
 		q, err := NewJetStream(context.Background(), JetStreamOptions{DataDir: dir, AckWait: time.Minute, CloseGrace: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +88,7 @@ func TestNATSHandBackOnShutdown(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	testHandBackOnShutdown(t, jsHandBackMessages, func() closer {
+	testHandBackOnShutdown(t, natsHandBackMessages, func() closer {
 		q, err := NewJetStream(context.Background(), JetStreamOptions{URL: "nats://127.0.0.1:4222", Prefix: JetStreamPrefix(ns), AckWait: time.Minute, CloseGrace: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)

@@ -468,6 +468,13 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 	if err != nil {
 		return nil, fmt.Errorf("queue: consumer for %s/%s: %w", s.group, topic, err)
 	}
+	// A subscription of the embedded server pauses its consumer while it
+	// stops (see pauseForHandBack); the next one resumes it.
+	if ci := cons.CachedInfo(); ci != nil && ci.Paused {
+		if _, err := s.q.js.ResumeConsumer(ctx, stream, ci.Name); err != nil {
+			return nil, fmt.Errorf("queue: resume consumer for %s/%s: %w", s.group, topic, err)
+		}
+	}
 	s.q.mu.Lock()
 	if s.q.groups == nil {
 		s.q.groups = map[string]Backlog{}
@@ -664,6 +671,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 				cc, closed, retry = next, next.Closed(), nil
 			}
 		}
+		s.pauseForHandBack(topic, consName)
 		// Release a callback blocked on a full window before stopping.
 		close(done)
 		cc.Drain()
@@ -683,6 +691,37 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	}()
 	return out, nil
 }
+
+// pauseForHandBack stops the server sending this subscription more
+// messages before it drains. A pull request outlives the subscription that
+// made it: a message the server sends after the client unsubscribed is lost
+// on the wire and, counted as delivered, waits out AckWait. Paused, the
+// server sends nothing more; the flush on the consumer connection then
+// brings in what it sent before, which the drain hands back.
+//
+// Only on the embedded server: there this process is the consumer's only
+// client (the data_dir lock), while on a shared server a pause would stop
+// the other instances of the group too. The pause lapses by itself after
+// handBackPause should this process die before the next start resumes it.
+func (s *jsSubscriber) pauseForHandBack(topic, consName string) {
+	if s.q.ns == nil {
+		return
+	}
+	stream, err := s.q.streamFor(topic)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.q.js.PauseConsumer(ctx, stream, consName, time.Now().Add(handBackPause)); err != nil {
+		s.q.log.Debug("queue: pausing the consumer before hand-back failed", "group", s.group, "topic", topic, "error", err)
+		return
+	}
+	_ = s.nc.FlushTimeout(2 * time.Second)
+}
+
+// handBackPause is how long a stopping subscription pauses its consumer.
+const handBackPause = time.Minute
 
 // Headers of a message handed back at shutdown.
 const (
