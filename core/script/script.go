@@ -54,6 +54,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -453,7 +454,10 @@ func (s *Script) guard(ctx context.Context, vm *goja.Runtime, at position, fn fu
 // catch runs fn and turns what the engine panics with into an error: a
 // JavaScript exception (thrown by a getter, a proxy trap, toString...)
 // becomes its *goja.Exception, and the uncatchable interrupts and stack
-// overflows their own error types. Other panics are bugs and go on up.
+// overflows their own error types. Any other panic (a bug in goja or in
+// hookbus' native functions that a script or a payload can trigger)
+// becomes an *enginePanic: re-panicking would take the process down, and
+// again on every redelivery of the event.
 func catch(vm *goja.Runtime, fn func() error) (err error) {
 	defer func() {
 		if x := recover(); x != nil {
@@ -461,7 +465,7 @@ func catch(vm *goja.Runtime, fn func() error) (err error) {
 				err = e
 				return
 			}
-			panic(x)
+			err = &enginePanic{value: x, stack: debug.Stack()}
 		}
 	}()
 	if ex := vm.Try(func() { err = fn() }); ex != nil {
@@ -469,6 +473,15 @@ func catch(vm *goja.Runtime, fn func() error) (err error) {
 	}
 	return err
 }
+
+// enginePanic is a panic out of the engine that is not one of its own
+// failures, with the Go stack where it was recovered.
+type enginePanic struct {
+	value any
+	stack []byte
+}
+
+func (p *enginePanic) Error() string { return fmt.Sprintf("%v", p.value) }
 
 // isEngineError reports whether err is one of goja's own failures.
 func isEngineError(err error) bool {
