@@ -29,7 +29,7 @@ import (
 //
 // Sizes are estimates: a string counts two bytes per UTF-16 code unit, an
 // array element sixteen bytes.
-const hardenSource = `(function (max, boundedStringify) {
+const hardenSource = `(function (max, boundedStringify, lengthGuard) {
 "use strict";
 const G = globalThis;
 const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
@@ -123,9 +123,10 @@ replace(AP, "join", function (sep) {
 	check("Array.prototype.join", bytes);
 	return call(join, this, sep);
 });
+const spreadable = o => o !== null && typeof o === "object" && (o[Symbol.isConcatSpreadable] !== undefined ? !!o[Symbol.isConcatSpreadable] : isArray(o));
 replace(AP, "concat", function (...items) {
-	let n = isArray(this) ? lengthOf(this) : 1;
-	for (const it of items) n += isArray(it) ? lengthOf(it) : 1;
+	let n = spreadable(this) ? lengthOf(this) : 1;
+	for (const it of items) n += spreadable(it) ? lengthOf(it) : 1;
 	check("Array.prototype.concat", 16 * n);
 	return apply(aconcat, this, items);
 });
@@ -199,6 +200,39 @@ defineProperty(JSON, "stringify", { value: function stringify_(value, replacer, 
 }, writable: true, enumerable: false, configurable: true });
 defineProperty(JSON.stringify, "name", { value: "stringify" });
 
+// Generic methods loop natively up to ToLength(this.length) (or of an
+// argument list), which an interrupt cannot stop: {length: 2**53-1} would
+// pin the runtime forever. lengthGuard (in Go) wraps each so that it
+// throws a RangeError when that length is over the number of elements the
+// memory bound allows. push and pop do not loop.
+const guarded = new Map();
+function guardLength(obj, k, label, argIdx) {
+	const d = getOwnPropertyDescriptor(obj, k);
+	let w = guarded.get(d.value); // values and [Symbol.iterator] stay one function
+	if (w === undefined) {
+		w = lengthGuard(d.value, label, argIdx);
+		defineProperty(w, "name", { value: d.value.name, configurable: true });
+		defineProperty(w, "length", { value: d.value.length, configurable: true });
+		guarded.set(d.value, w);
+	}
+	defineProperty(obj, k, { value: w, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable });
+}
+for (const k of ownKeys(AP)) {
+	if (k === "constructor" || k === "push" || k === "pop" || typeof AP[k] !== "function") continue;
+	guardLength(AP, k, "Array.prototype." + (typeof k === "symbol" ? "[" + k.description + "]" : k), -1);
+}
+guardLength(Function.prototype, "apply", "Function.prototype.apply", 1);
+guardLength(Reflect, "apply", "Reflect.apply", 2);
+guardLength(Reflect, "construct", "Reflect.construct", 1);
+const raw = String.raw;
+defineProperty(String, "raw", { value: function raw_(template, ...subs) {
+	if (template !== null && template !== undefined && template.raw !== null && typeof template.raw === "object") {
+		check("String.raw", 16 * lengthOf(template.raw));
+	}
+	return apply(raw, this, [template, ...subs]);
+}, writable: true, enumerable: false, configurable: true });
+defineProperty(String.raw, "name", { value: "raw" });
+
 // 2. Shadowable prototype members become accessors.
 function tame(proto, names) {
 	for (const k of names) {
@@ -263,8 +297,75 @@ func (slot *vmSlot) harden() error {
 	}
 	slot.rangeErrorC = vm.Get("RangeError").ToObject(vm)
 	max := slot.s.opts.MaxMemory
-	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify))
+	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify), vm.ToValue(slot.lengthGuard))
 	return err
+}
+
+// lengthGuard(fn, label, argIdx) returns fn wrapped so that it throws a
+// RangeError naming label when the length of its receiver (argIdx < 0) or
+// of its argument argIdx (an argument list) is over MaxMemory/16 elements.
+// A receiver whose length could read differently the next time (a getter,
+// a Proxy) is handed to fn as a Proxy whose length stays the checked
+// value, so that fn's own read agrees with the check.
+func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
+	vm := slot.vm
+	fnObj, _ := call.Argument(0).(*goja.Object)
+	var orig func(goja.FunctionCall) goja.Value
+	if fnObj != nil {
+		orig, _ = fnObj.Export().(func(goja.FunctionCall) goja.Value)
+	}
+	if orig == nil {
+		panic(vm.NewTypeError("lengthGuard: not a function"))
+	}
+	label := call.Argument(1).String()
+	argIdx := int(call.Argument(2).ToInteger())
+	limit := float64(slot.s.opts.MaxMemory / 16)
+	return vm.ToValue(func(c goja.FunctionCall) goja.Value {
+		var v goja.Value
+		if argIdx < 0 {
+			v = c.This
+		} else {
+			v = c.Argument(argIdx)
+		}
+		o, isObj := v.(*goja.Object)
+		if !isObj {
+			return orig(c) // a primitive: a string's length is real, the rest throw or have none
+		}
+		n := o.Get("length")
+		if n == nil {
+			return orig(c)
+		}
+		l := n.ToNumber().ToFloat()
+		if l > limit {
+			panic(slot.rangeError(fmt.Sprintf("%s: a length of %.0f is over the %.0f elements the script memory bound of %d bytes allows (scripts.max_memory)",
+				label, l, limit, slot.s.opts.MaxMemory)))
+		}
+		switch o.ClassName() {
+		case "Array", "Arguments", "String": // length is a data property: no script code runs until fn reads it
+			return orig(c)
+		}
+		fixed := vm.ToValue(l)
+		p := vm.ToValue(vm.NewProxy(o, &goja.ProxyTrapConfig{
+			Get: func(target *goja.Object, prop string, receiver goja.Value) goja.Value {
+				if prop == "length" {
+					return fixed
+				}
+				return target.Get(prop)
+			},
+		})).(*goja.Object)
+		args := c.Arguments
+		if argIdx < 0 {
+			c.This = p
+		} else {
+			args = append([]goja.Value(nil), args...)
+			args[argIdx] = p
+		}
+		r := orig(goja.FunctionCall{This: c.This, Arguments: args})
+		if r == goja.Value(p) {
+			return o // reverse, fill, sort, copyWithin return their receiver
+		}
+		return r
+	})
 }
 
 // boundedStringify is JSON.stringify(value) without replacer or space,
