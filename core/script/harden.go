@@ -35,7 +35,7 @@ const G = globalThis;
 const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
 const { ownKeys, apply, construct } = Reflect;
 const trunc = Math.trunc, isArray = Array.isArray, StringC = String, NumberC = Number;
-const ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError, SetC = Set;
+const ObjectC = Object, ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError, SetC = Set;
 const call = (f, self, ...args) => apply(f, self, args);
 
 function toInt(v) {
@@ -110,18 +110,79 @@ replace(AP, "fill", function (value, start, end) {
 	if (final > k) check("Array.prototype.fill", 16 * (final - k));
 	return call(fill, this, value, k, final);
 });
-replace(AP, "join", function (sep) {
-	const len = lengthOf(this);
-	sep = sep === undefined ? "," : StringC(sep);
+// join and toLocaleString turn every element into a string themselves
+// first, counting the result as they go, so that they stop at the bound
+// (elements may be long strings, or arrays that join in turn); the
+// original join then glues strings that exist already.
+function joined(self, sep, what, str) {
+	const len = lengthOf(self);
 	let bytes = len * 16 + 2 * (len > 0 ? len - 1 : 0) * sep.length;
-	if (bytes <= max && len <= 100000) {
-		for (let i = 0; i < len; i++) {
-			const v = this[i];
-			if (typeof v === "string") bytes += 2 * v.length;
-		}
+	check(what, bytes);
+	const parts = [];
+	for (let i = 0; i < len; i++) {
+		const v = self[i];
+		const p = v === null || v === undefined ? "" : str(v);
+		bytes += 2 * p.length;
+		check(what, bytes);
+		parts[i] = p;
 	}
-	check("Array.prototype.join", bytes);
-	return call(join, this, sep);
+	return call(join, parts, sep);
+}
+replace(AP, "join", function (sep) {
+	return joined(this, sep === undefined ? "," : StringC(sep), "Array.prototype.join", StringC);
+});
+const toLocale = v => StringC(v.toLocaleString());
+replace(AP, "toLocaleString", function () {
+	return joined(this, ",", "Array.prototype.toLocaleString", toLocale);
+});
+// flat and flatMap are written here rather than guarded: the size of
+// their result depends on elements (and mapper results) that a getter can
+// change between a check and the native call. Pushing in JavaScript is
+// interruptible, and the count stops at the bound.
+function flatten(out, src, depth, what) {
+	// A first walk counts, so that a large result is refused before any
+	// of it is built; the second builds it, counting again (a getter may
+	// answer differently the second time).
+	check(what, 16 * (out.length + flatWalk(src, depth, what, null)));
+	flatWalk(src, depth, what, out);
+	return out;
+}
+function flatWalk(src, depth, what, out) {
+	let n = 0;
+	const stack = [[src, 0, lengthOf(src), depth]];
+	while (stack.length > 0) {
+		const top = stack[stack.length - 1];
+		if (top[1] >= top[2]) { stack.length--; continue; }
+		const a = top[0], i = top[1]++;
+		if (!(i in a)) continue;
+		const v = a[i];
+		if (top[3] > 0 && isArray(v)) {
+			n += 1; // visiting costs too: nested empty arrays
+			check(what, 16 * n);
+			stack[stack.length] = [v, 0, lengthOf(v), top[3] - 1];
+			continue;
+		}
+		n++;
+		check(what, 16 * (out === null ? n : out.length + 1));
+		if (out !== null) out[out.length] = v;
+	}
+	return n;
+}
+replace(AP, "flat", function (depth) {
+	if (this === null || this === undefined) throw new TypeErrorC("Array.prototype.flat called on null or undefined");
+	const d = depth === undefined ? 1 : toInt(depth);
+	return flatten([], ObjectC(this), d, "Array.prototype.flat");
+});
+replace(AP, "flatMap", function (fn, thisArg) {
+	if (this === null || this === undefined) throw new TypeErrorC("Array.prototype.flatMap called on null or undefined");
+	if (typeof fn !== "function") throw new TypeErrorC("Array.prototype.flatMap: " + StringC(typeof fn) + " is not a function");
+	// The mapper's results first, then one flattening of depth 1 that
+	// refuses a large result before building it.
+	const o = ObjectC(this), len = lengthOf(o), results = [];
+	for (let i = 0; i < len; i++) {
+		if (i in o) results[results.length] = call(fn, thisArg, o[i], i, o);
+	}
+	return flatten([], results, 1, "Array.prototype.flatMap");
 });
 const spreadable = o => o !== null && typeof o === "object" && (o[Symbol.isConcatSpreadable] !== undefined ? !!o[Symbol.isConcatSpreadable] : isArray(o));
 replace(AP, "concat", function (...items) {
@@ -155,14 +216,9 @@ function guardConstructor(name, size, needsNew) {
 	defineProperty(W, "length", { value: C.length, configurable: true });
 	for (const k of ownKeys(C)) {
 		if (k === "length" || k === "name" || k === "prototype") continue;
-		const d = getOwnPropertyDescriptor(C, k);
-		if (k === Symbol.species) {
-			// Species lookups (map, filter, slice...) go straight to the
-			// original for plain arrays: no check needed, the size comes
-			// from an array that exists.
-			d.get = function () { return this === W ? C : this; };
-		}
-		defineProperty(W, k, d);
+		// The Symbol.species getter returns its receiver, W: the original
+		// constructor must not be reachable from scripts.
+		defineProperty(W, k, getOwnPropertyDescriptor(C, k));
 	}
 	Object.setPrototypeOf(W, getPrototypeOf(C));
 	defineProperty(C.prototype, "constructor", { value: W, writable: true, enumerable: false, configurable: true });
@@ -192,11 +248,8 @@ for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array"
 		return per * n;
 	}, true);
 }
-const stringify = JSON.stringify;
 defineProperty(JSON, "stringify", { value: function stringify_(value, replacer, space) {
-	const out = boundedStringify(value); // throws RangeError over the bound
-	if ((replacer === null || replacer === undefined) && space === undefined) return out;
-	return call(stringify, JSON, value, replacer, space);
+	return boundedStringify(value, replacer, space); // throws RangeError over the bound
 }, writable: true, enumerable: false, configurable: true });
 defineProperty(JSON.stringify, "name", { value: "stringify" });
 
@@ -368,14 +421,21 @@ func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
 	})
 }
 
-// boundedStringify is JSON.stringify(value) without replacer or space,
-// through jsonEncoder: it stops at the memory bound instead of building a
+// boundedStringify is JSON.stringify(value, replacer, space) through
+// jsonEncoder: it stops at the memory bound instead of building a
 // huge string (a sparse array, or an object referenced many times, can
 // stringify to gigabytes) and throws a RangeError there.
 func (slot *vmSlot) boundedStringify(call goja.FunctionCall) goja.Value {
 	vm := slot.vm
 	max := slot.s.opts.MaxMemory
-	out, ok, err := encodeJSON(vm, call.Argument(0), int(max/2))
+	e := jsonEncoder{vm: vm, limit: int(max / 2)}
+	err := e.setReplacer(call.Argument(1), max/16)
+	e.setSpace(call.Argument(2))
+	var out []byte
+	ok := false
+	if err == nil {
+		out, ok, err = e.encode(call.Argument(0))
+	}
 	switch {
 	case err == errEncodeTooLarge:
 		panic(slot.rangeError(fmt.Sprintf("JSON.stringify would need more than %d bytes, over the script memory bound of %d bytes (scripts.max_memory)", max, max)))
