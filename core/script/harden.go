@@ -35,7 +35,7 @@ const G = globalThis;
 const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
 const { ownKeys, apply, construct } = Reflect;
 const trunc = Math.trunc, isArray = Array.isArray, StringC = String, NumberC = Number;
-const ObjectC = Object, ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError, SetC = Set;
+const ObjectC = Object, ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError;
 const call = (f, self, ...args) => apply(f, self, args);
 
 function toInt(v) {
@@ -302,36 +302,42 @@ function tame(proto, names) {
 		});
 	}
 }
-tame(Object.prototype, ownKeys(Object.prototype));
+// Only the members that scripts commonly assign on ordinary objects: an
+// accessor is slower to read than a data property (o.hasOwnProperty...).
+tame(Object.prototype, ["toString", "toLocaleString", "valueOf", "constructor"]);
 for (const name of ["Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError", "EvalError", "URIError", "AggregateError"]) {
 	if (typeof G[name] === "function") tame(G[name].prototype, ["constructor", "name", "message", "toString"]);
 }
 
-// 3. Freeze every built-in reachable from the global object.
-const seen = new SetC(); // the prelude runs first: nothing is tampered with yet
-function deepFreeze(o) {
-	if ((typeof o !== "object" && typeof o !== "function") || o === null) return;
-	if (seen.has(o) || o === G) return;
-	seen.add(o);
-	for (const k of ownKeys(o)) {
-		const d = getOwnPropertyDescriptor(o, k);
-		if ("value" in d) deepFreeze(d.value);
-		else { deepFreeze(d.get); deepFreeze(d.set); }
-	}
-	deepFreeze(getPrototypeOf(o));
-	if (!isFrozen(o)) freeze(o);
+// 3. Freeze the built-ins: every constructor and namespace on the global
+// object, its prototype, and the intrinsics that no global names (the
+// iterator, generator and %TypedArray% objects). A fixed list rather than
+// a walk of everything reachable: walking the built-ins makes goja build
+// every one of their lazily created members, which cost milliseconds per
+// runtime. The methods themselves are not frozen: setting a property on
+// one changes no built-in's behaviour.
+function freezeOne(o) {
+	if (((typeof o === "object" && o !== null) || typeof o === "function") && o !== G && !isFrozen(o)) freeze(o);
 }
-const roots = [
-	getPrototypeOf(function* () {}), getPrototypeOf(async function () {}),
-	getPrototypeOf([][Symbol.iterator]()), getPrototypeOf(new Map().entries()), getPrototypeOf(new Set().values()),
-	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)), getPrototypeOf((function* () {})()),
-	getPrototypeOf(Int8Array),
-];
+function freezeWithProto(o) {
+	freezeOne(o);
+	if (typeof o === "function") {
+		const d = getOwnPropertyDescriptor(o, "prototype");
+		if (d !== undefined && "value" in d) freezeOne(d.value);
+	}
+}
 for (const k of ownKeys(G)) {
 	const d = getOwnPropertyDescriptor(G, k);
-	if ("value" in d) deepFreeze(d.value);
+	if ("value" in d) freezeWithProto(d.value);
 }
-for (const r of roots) deepFreeze(r);
+const arrayIterProto = getPrototypeOf([][Symbol.iterator]());
+const generatorFn = getPrototypeOf(function* () {});
+for (const o of [
+	getPrototypeOf(arrayIterProto), arrayIterProto, getPrototypeOf(new Map().entries()), getPrototypeOf(new Set().values()),
+	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)),
+	generatorFn, generatorFn.prototype, getPrototypeOf(generatorFn.prototype), getPrototypeOf(async function () {}),
+	getPrototypeOf(Int8Array), getPrototypeOf(Int8Array.prototype),
+]) freezeWithProto(o);
 })`
 
 // hardenProgram is hardenSource compiled once for all runtimes.
