@@ -112,6 +112,7 @@ function transform(event) {
     flat: [1, [2, [3, [4]]]].flat().length === 3 && [1, [2, [3, [4]]]].flat(Infinity).join() === "1,2,3,4" && [1, , 3].flat().length === 2 &&
       [1, 2].flatMap(x => [x, [x * 10]]).length === 4 && [[1], 2].flatMap(x => x).join() === "1,2",
     joinNested: [1, [2, [3]], null, undefined, "x"].join("-") === "1-2,3---x" && String([1, [2]]) === "1,2" && [1234.5].toLocaleString() === (1234.5).toLocaleString(),
+    plainMembers: ["hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable"].every(k => "value" in Object.getOwnPropertyDescriptor(Object.prototype, k)),
     jsonUndefined: JSON.stringify(undefined) === undefined && JSON.stringify(() => 1) === undefined,
   };
   const bad = Object.keys(checks).filter(k => !checks[k]);

@@ -30,17 +30,19 @@
 // levels (or cyclic) are rejected. Built-in functions are not
 // interruptible, so the ones that build large values from a number or by
 // repetition (repeat, padStart, padEnd, concat, split, Array(n),
-// Array.from, fill, join, ArrayBuffer, typed arrays, JSON.stringify) are
-// wrapped to throw a RangeError when their result would pass
-// Options.MaxMemory, and a heap watch interrupts a call whose process heap
+// Array.from, fill, join, flat, ArrayBuffer, typed arrays, JSON.stringify)
+// are wrapped to throw a RangeError when their result would pass
+// Options.MaxMemory, the generic methods that loop up to an array-like's
+// length refuse lengths over MaxMemory/16, and a heap watch interrupts a call whose process heap
 // growth passes it (ErrMemory; see heapWatch). Whatever a call throws or
 // returns, including values whose getters or toString throw or loop, ends
 // as an *Error and the runtime goes back to the pool (or is replaced).
 //
-// Frozen built-ins: before the script's top-level code runs, every
-// built-in object reachable from the global object is frozen (see
-// hardenSource), so a call cannot change what later calls in the same
-// runtime see; scripts cannot install polyfills.
+// Frozen built-ins: before the script's top-level code runs, the
+// constructors and namespaces of the global object, their prototypes and
+// the other intrinsic prototypes are frozen (see hardenSource), so a call
+// cannot change what later calls in the same runtime see; scripts cannot
+// install polyfills.
 //
 // Numbers: JSON integers become JavaScript numbers, so integers beyond 2^53
 // lose precision once a script reads event.data; data a script does not
