@@ -157,9 +157,15 @@ function flatWalk(src, depth, what, out) {
 		if (!(i in a)) continue;
 		const v = a[i];
 		if (top[3] > 0 && isArray(v)) {
+			const len = lengthOf(v);
+			if (out === null && top[3] === 1) { // its elements are all leaves: count them at once
+				n += len;
+				check(what, 16 * n);
+				continue;
+			}
 			n += 1; // visiting costs too: nested empty arrays
 			check(what, 16 * n);
-			stack[stack.length] = [v, 0, lengthOf(v), top[3] - 1];
+			stack[stack.length] = [v, 0, len, top[3] - 1];
 			continue;
 		}
 		n++;
