@@ -440,7 +440,10 @@ func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
 func (slot *vmSlot) boundedStringify(call goja.FunctionCall) goja.Value {
 	vm := slot.vm
 	max := slot.s.opts.MaxMemory
-	e := jsonEncoder{vm: vm, limit: int(max / 2)}
+	// A quarter of the bound: the buffer grows by doubling and the result
+	// is copied into a string, so the peak is about three times the
+	// output, which must stay below the heap watch's view of the bound.
+	e := jsonEncoder{vm: vm, limit: int(max / 4)}
 	err := e.setReplacer(call.Argument(1), max/16)
 	e.setSpace(call.Argument(2))
 	var out []byte
