@@ -137,8 +137,10 @@ type Options struct {
 	// SourceConcurrency bounds unacked source messages per pipeline (default 256).
 	SourceConcurrency int
 	// MaxScriptTimeouts is how many times the steps of an event may time
-	// out (script.ErrTimeout) before it is dead-lettered (default 3): a
-	// timeout on a machine starved of CPU is not a verdict on the script.
+	// out (script.ErrTimeout) or be interrupted by the heap watch
+	// (script.ErrMemory) before it is dead-lettered (default 3): a timeout
+	// on a machine starved of CPU, or a memory interrupt caused by another
+	// call's allocations, is not a verdict on the script.
 	MaxScriptTimeouts int
 	// ScriptTimeoutBackoff is the wait before the first retry after a
 	// timeout, doubling for each further one (default 1s).
@@ -525,14 +527,21 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 				e.log.Warn("steps interrupted; the event will run again", "pipeline", p.Name, "event_id", ev.ID, "error", err)
 				return nackLater(msg, infraRetryDelay)
 			}
-			if err != nil && errors.Is(err, script.ErrTimeout) {
+			// A memory interrupt is not a verdict either: the heap watch
+			// sees the whole process, so another call's allocations may
+			// have caused it. Both count against max_timeouts.
+			if err != nil && (errors.Is(err, script.ErrTimeout) || errors.Is(err, script.ErrMemory)) {
 				if timeouts+1 < e.opts.MaxScriptTimeouts {
 					if rerr := e.retryTimedOut(delayer, msg, ev, p.Name, src, sinkName, timeouts+1); rerr != nil {
 						return rerr
 					}
 					continue
 				}
-				err = fmt.Errorf("%w (timed out %d times)", err, timeouts+1)
+				if errors.Is(err, script.ErrMemory) {
+					err = fmt.Errorf("%w (interrupted %d times)", err, timeouts+1)
+				} else {
+					err = fmt.Errorf("%w (timed out %d times)", err, timeouts+1)
+				}
 			}
 			if err != nil {
 				kind := "script"
@@ -656,7 +665,7 @@ func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev s
 		e.log.Error("queue publish of a timed-out event failed; will retry", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "error", err)
 		return nackLater(msg, infraRetryDelay)
 	}
-	e.log.Warn("script timed out; the event will run again", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "timeouts", timeouts, "retry_in", delay)
+	e.log.Warn("script timed out or was interrupted for memory; the event will run again", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "timeouts", timeouts, "retry_in", delay)
 	return nil
 }
 

@@ -195,6 +195,38 @@ func TestScriptTimeoutRetriedThenDelivered(t *testing.T) {
 	}
 }
 
+// A step interrupted by the heap watch once (script.ErrMemory: maybe
+// another call's allocations) is tried again and its event delivered; one
+// that always runs out is dead-lettered after max_timeouts tries.
+func TestScriptMemoryInterruptRetried(t *testing.T) {
+	var calls atomic.Int32
+	step := stepFunc{name: "big.js", run: func(_ context.Context, ev sdk.Event, _ StepContext) ([]sdk.Event, error) {
+		if calls.Add(1) == 1 || ev.ID == "hog" {
+			return nil, fmt.Errorf("big.js:2:3: %w", script.ErrMemory)
+		}
+		return []sdk.Event{ev}, nil
+	}}
+	te := startEngine(t, nil, Options{MaxScriptTimeouts: 3, ScriptTimeoutBackoff: 10 * time.Millisecond}, step)
+	publishEvents(t, te.Engine, "e1")
+	testenv.Eventually(t, 10*time.Second, "the event delivered after its memory interrupt", func() bool {
+		return len(te.sink.delivered()) == 1
+	})
+	if n := len(te.dls.all()); n != 0 {
+		t.Fatalf("%d dead letters, want none: %+v", n, te.dls.all())
+	}
+	publishEvents(t, te.Engine, "hog")
+	testenv.Eventually(t, 20*time.Second, "the hog dead-lettered", func() bool {
+		return len(te.dls.all()) == 1
+	})
+	dl := te.dls.all()[0]
+	if dl.Kind != "script" || dl.Event.ID != "hog" || !strings.Contains(dl.Reason, "interrupted 3 times") {
+		t.Fatalf("dead letter = %+v", dl)
+	}
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("step ran %d times, want 2 + 3", n)
+	}
+}
+
 // A genuine infinite loop is dead-lettered with its position after
 // max_timeouts tries, each waiting out a growing backoff.
 func TestInfiniteLoopDeadLetteredAfterMaxTimeouts(t *testing.T) {

@@ -95,3 +95,16 @@ func BenchmarkFilterParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkNewRuntime measures what a new pooled runtime costs (warm-up,
+// and every replacement after a timeout, a memory interrupt or a stack
+// overflow): globals, the hardening prelude, the script's top-level code.
+func BenchmarkNewRuntime(b *testing.B) {
+	s := benchScript(b, "to_partner_format.js")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.newSlot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -116,14 +116,11 @@ func knownMember(k string) bool {
 	return false
 }
 
-// setOwn sets an own property; "__proto__" from JSON must not reach the
-// prototype setter.
+// setOwn defines an own data property, as JSON.parse does: an assignment
+// would reach the prototype's "__proto__" setter, and would fail for a key
+// named like a frozen member of Object.prototype (hasOwnProperty...).
 func setOwn(o *goja.Object, k string, v goja.Value) {
-	if k == "__proto__" {
-		_ = o.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
-		return
-	}
-	_ = o.Set(k, v)
+	_ = o.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
 }
 
 // events converts what transform returned into events.

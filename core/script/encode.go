@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/dop251/goja"
@@ -23,23 +24,126 @@ var (
 
 // jsonEncoder writes goja values as JSON the way JSON.stringify does
 // (toJSON methods, Dates, undefined and functions left out of objects and
-// null in arrays, NaN and Infinity as null, member order kept), but with a
-// depth limit and a size limit, so that a script cannot make hookbus spend
-// unbounded time or Go stack in native code where interrupts do not reach.
+// null in arrays, NaN and Infinity as null, member order kept, and
+// JSON.stringify's replacer and space), but with a depth limit and a size
+// limit, so that a script cannot make hookbus spend unbounded time or Go
+// stack in native code where interrupts do not reach.
 type jsonEncoder struct {
 	vm    *goja.Runtime
 	buf   bytes.Buffer
 	limit int
+
+	replacer goja.Callable // a replacer function, or nil
+	keys     []string      // a replacer array's property list, when hasKeys
+	hasKeys  bool
+	gap      string // the indentation step; "" writes compact JSON
+	indent   string
 }
 
 // encodeJSON renders v; ok is false when v encodes to nothing (undefined, a function).
 func encodeJSON(vm *goja.Runtime, v goja.Value, limit int) (out []byte, ok bool, err error) {
 	e := jsonEncoder{vm: vm, limit: limit}
-	ok, err = e.value(v, "", 0)
+	return e.encode(v)
+}
+
+func (e *jsonEncoder) encode(v goja.Value) (out []byte, ok bool, err error) {
+	var holder *goja.Object
+	if e.replacer != nil { // the replacer sees the value as member "" of a wrapper
+		holder = e.vm.NewObject()
+		if err := holder.Set("", v); err != nil {
+			return nil, false, err
+		}
+	}
+	ok, err = e.value(holder, v, "", 0)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
 	return e.buf.Bytes(), true, nil
+}
+
+// setReplacer takes JSON.stringify's replacer argument: a function, or an
+// array whose strings and numbers list the members to write. maxKeys
+// bounds the array's length (a sparse array would loop natively).
+func (e *jsonEncoder) setReplacer(r goja.Value, maxKeys int64) error {
+	o, ok := r.(*goja.Object)
+	if !ok {
+		return nil
+	}
+	if fn, ok := goja.AssertFunction(o); ok {
+		e.replacer = fn
+		return nil
+	}
+	if o.ClassName() != "Array" {
+		return nil
+	}
+	n := o.Get("length").ToInteger()
+	if n > maxKeys {
+		return errEncodeTooLarge
+	}
+	e.hasKeys = true
+	seen := map[string]bool{}
+	for i := range n {
+		v := o.Get(strconv.FormatInt(i, 10))
+		var item string
+		switch x := v.(type) {
+		case *goja.Object:
+			if c := x.ClassName(); c != "String" && c != "Number" {
+				continue
+			}
+			item = x.String()
+		default:
+			switch v.Export().(type) {
+			case string, int64, float64:
+				item = v.String()
+			default:
+				continue
+			}
+		}
+		if !seen[item] {
+			seen[item] = true
+			e.keys = append(e.keys, item)
+		}
+	}
+	return nil
+}
+
+// setSpace takes JSON.stringify's space argument: a number of spaces (at
+// most 10) or a string (its first 10 characters).
+func (e *jsonEncoder) setSpace(sp goja.Value) {
+	if o, ok := sp.(*goja.Object); ok {
+		switch o.ClassName() {
+		case "Number":
+			sp = o.ToNumber()
+		case "String":
+			sp = e.vm.ToValue(o.String())
+		default:
+			return
+		}
+	}
+	if sp == nil {
+		return
+	}
+	switch x := sp.Export().(type) {
+	case int64, float64:
+		n := sp.ToFloat()
+		if n >= 1 {
+			e.gap = strings.Repeat(" ", int(math.Min(10, n)))
+		}
+	case string:
+		units := 0
+		for i, r := range x {
+			if r >= 0x10000 {
+				units += 2
+			} else {
+				units++
+			}
+			if units > 10 {
+				x = x[:i]
+				break
+			}
+		}
+		e.gap = x
+	}
 }
 
 func skippable(v goja.Value) bool {
@@ -52,8 +156,9 @@ func skippable(v goja.Value) bool {
 	return isFunction(v)
 }
 
-// value writes v (the member key, for toJSON) and reports whether it wrote anything.
-func (e *jsonEncoder) value(v goja.Value, key string, depth int) (bool, error) {
+// value writes v, member key of holder (for toJSON and the replacer), and
+// reports whether it wrote anything.
+func (e *jsonEncoder) value(holder *goja.Object, v goja.Value, key string, depth int) (bool, error) {
 	if e.buf.Len() > e.limit {
 		return false, errEncodeTooLarge
 	}
@@ -68,6 +173,13 @@ func (e *jsonEncoder) value(v goja.Value, key string, depth int) (bool, error) {
 			}
 			v = r
 		}
+	}
+	if e.replacer != nil {
+		r, err := e.replacer(holder, e.vm.ToValue(key), v)
+		if err != nil {
+			return false, err
+		}
+		v = r
 	}
 	if skippable(v) {
 		return false, nil
@@ -117,15 +229,30 @@ func (e *jsonEncoder) primitive(v goja.Value) error {
 	return nil
 }
 
+// newline starts a member on its own line when there is a gap.
+func (e *jsonEncoder) newline() {
+	if e.gap != "" {
+		e.buf.WriteByte('\n')
+		e.buf.WriteString(e.indent)
+	}
+}
+
 func (e *jsonEncoder) array(o *goja.Object, depth int) error {
 	n := o.Get("length").ToInteger()
 	e.buf.WriteByte('[')
+	if n <= 0 {
+		e.buf.WriteByte(']')
+		return nil
+	}
+	stepback := e.indent
+	e.indent += e.gap
 	for i := range n {
 		if i > 0 {
 			e.buf.WriteByte(',')
 		}
+		e.newline()
 		k := strconv.FormatInt(i, 10)
-		wrote, err := e.value(o.Get(k), k, depth+1)
+		wrote, err := e.value(o, o.Get(k), k, depth+1)
 		if err != nil {
 			return err
 		}
@@ -133,21 +260,33 @@ func (e *jsonEncoder) array(o *goja.Object, depth int) error {
 			e.buf.WriteString("null")
 		}
 	}
+	e.indent = stepback
+	e.newline()
 	e.buf.WriteByte(']')
 	return nil
 }
 
 func (e *jsonEncoder) object(o *goja.Object, depth int) error {
 	e.buf.WriteByte('{')
+	keys := e.keys
+	if !e.hasKeys {
+		keys = o.Keys()
+	}
+	stepback := e.indent
+	e.indent += e.gap
 	first := true
-	for _, k := range o.Keys() {
+	for _, k := range keys {
 		mark := e.buf.Len()
 		if !first {
 			e.buf.WriteByte(',')
 		}
+		e.newline()
 		e.quote(k)
 		e.buf.WriteByte(':')
-		wrote, err := e.value(o.Get(k), k, depth+1)
+		if e.gap != "" {
+			e.buf.WriteByte(' ')
+		}
+		wrote, err := e.value(o, o.Get(k), k, depth+1)
 		if err != nil {
 			return err
 		}
@@ -156,6 +295,10 @@ func (e *jsonEncoder) object(o *goja.Object, depth int) error {
 			continue
 		}
 		first = false
+	}
+	e.indent = stepback
+	if !first {
+		e.newline()
 	}
 	e.buf.WriteByte('}')
 	return nil

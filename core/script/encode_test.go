@@ -2,7 +2,9 @@ package script
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -111,5 +113,58 @@ func TestDeepAndCyclicResultsFailFast(t *testing.T) {
 		s := compile(t, src, Options{Timeout: 10e9, Logger: slog.New(slog.DiscardHandler)})
 		_, err := s.Transform(context.Background(), testEvent(), Context{})
 		wantScriptError(t, err, 1, 1, ErrBadReturn, `nested deeper than 500 levels \(or cyclic\)`)
+	}
+}
+
+// TestStringifyReplacerAndSpace: the bounded JSON.stringify that scripts
+// get writes what goja's own JSON.stringify writes, replacer (function or
+// property list) and space (number or string) included.
+func TestStringifyReplacerAndSpace(t *testing.T) {
+	t.Parallel()
+	exprs := []string{
+		`JSON.stringify({a: [1, {b: 2, c: [], d: {}}], e: "x"}, null, 2)`,
+		`JSON.stringify([1, [2, [3]]], null, 20)`,
+		`JSON.stringify({a: 1, b: [1, 2]}, null, "--")`,
+		`JSON.stringify({a: 1, b: [1]}, null, "0123456789abc")`,
+		`JSON.stringify({a: 1}, null, 0)`,
+		`JSON.stringify({a: 1}, null, "")`,
+		`JSON.stringify({a: 1, b: 2}, null, new Number(3))`,
+		`JSON.stringify({a: 1, b: 2}, null, new String("ab"))`,
+		`JSON.stringify({a: 1, b: 2, c: {a: 3, z: 4}}, ["a", "c", "a", 1])`,
+		`JSON.stringify({1: "one", a: 1}, [1, new String("a"), {}])`,
+		`JSON.stringify([{a: 1, b: 2}], ["b"])`,
+		`JSON.stringify({a: 1, b: "x", c: [1, "y"]}, (k, v) => typeof v === "number" ? v * 10 : v)`,
+		`JSON.stringify({a: 1, b: 2}, function (k, v) { return k === "a" ? undefined : v; })`,
+		`JSON.stringify({a: {b: 1}}, function (k, v) { return k === "" ? [this[""] === v, v] : v; })`,
+		`JSON.stringify([1, 2], function (k, v) { return k === "0" ? Array.isArray(this) : v; })`,
+		`JSON.stringify({d: new Date(0)}, (k, v) => typeof v === "string" ? "s:" + v : v)`,
+		`JSON.stringify(5, (k, v) => k === "" ? {k, v} : v)`,
+		`JSON.stringify({a: [], b: {}}, null, 4)`,
+		`JSON.stringify({a: undefined, b: () => 1, c: 1}, null, 1)`,
+		`JSON.stringify({a: 1}, "not a replacer", 2)`,
+		`JSON.stringify({a: 1}, null, true)`,
+	}
+	src := "const results = [" + strings.Join(exprs, ",\n") + "];"
+	plain := goja.New()
+	want, err := plain.RunString(src + "\nJSON.stringify(results)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := compile(t, src+"\nfunction transform(event) { return {type: 'r', data: results}; }", Options{})
+	out, err := s.Transform(context.Background(), testEvent(), Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, exp []any
+	if err := json.Unmarshal(out[0].Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(want.String()), &exp); err != nil {
+		t.Fatal(err)
+	}
+	for i := range exprs {
+		if fmt.Sprint(got[i]) != fmt.Sprint(exp[i]) {
+			t.Errorf("%s\n = %q\nwant %q", exprs[i], got[i], exp[i])
+		}
 	}
 }

@@ -29,6 +29,9 @@ var (
 	ErrSyntax = errors.New("script syntax error")
 	// ErrMemory: the call allocated more than Options.MaxMemory and was interrupted.
 	ErrMemory = errors.New("script exceeded its memory bound")
+	// ErrEngine: the script engine failed inside (a panic in goja or in a
+	// native function); the runtime is discarded.
+	ErrEngine = errors.New("internal error in the script engine")
 )
 
 // Error is a script failure located in the script's source. A pipeline
@@ -119,6 +122,13 @@ func (s *Script) jsError(vm *goja.Runtime, err error, fallback position) *Error 
 		e.Err = ErrException
 		e.Message = msg
 	default:
+		if p, ok := err.(*enginePanic); ok {
+			e.Err = ErrEngine
+			e.Message = "internal error in the script engine: " + p.Error()
+			s.opts.Logger.Error("internal error in the script engine; the runtime is discarded",
+				"script", s.name, "at", e.Error(), "panic", p.Error(), "stack", string(p.stack))
+			return e
+		}
 		e.Err = ErrException
 		e.Message = err.Error()
 	}

@@ -29,13 +29,13 @@ import (
 //
 // Sizes are estimates: a string counts two bytes per UTF-16 code unit, an
 // array element sixteen bytes.
-const hardenSource = `(function (max, boundedStringify) {
+const hardenSource = `(function (max, boundedStringify, lengthGuard) {
 "use strict";
 const G = globalThis;
 const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
 const { ownKeys, apply, construct } = Reflect;
 const trunc = Math.trunc, isArray = Array.isArray, StringC = String, NumberC = Number;
-const ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError, SetC = Set;
+const ObjectC = Object, ProxyC = Proxy, RangeErrorC = RangeError, TypeErrorC = TypeError;
 const call = (f, self, ...args) => apply(f, self, args);
 
 function toInt(v) {
@@ -110,22 +110,90 @@ replace(AP, "fill", function (value, start, end) {
 	if (final > k) check("Array.prototype.fill", 16 * (final - k));
 	return call(fill, this, value, k, final);
 });
-replace(AP, "join", function (sep) {
-	const len = lengthOf(this);
-	sep = sep === undefined ? "," : StringC(sep);
+// join and toLocaleString turn every element into a string themselves
+// first, counting the result as they go, so that they stop at the bound
+// (elements may be long strings, or arrays that join in turn); the
+// original join then glues strings that exist already.
+function joined(self, sep, what, str) {
+	const len = lengthOf(self);
 	let bytes = len * 16 + 2 * (len > 0 ? len - 1 : 0) * sep.length;
-	if (bytes <= max && len <= 100000) {
-		for (let i = 0; i < len; i++) {
-			const v = this[i];
-			if (typeof v === "string") bytes += 2 * v.length;
-		}
+	check(what, bytes);
+	const parts = [];
+	for (let i = 0; i < len; i++) {
+		const v = self[i];
+		const p = v === null || v === undefined ? "" : str(v);
+		bytes += 2 * p.length;
+		check(what, bytes);
+		parts[i] = p;
 	}
-	check("Array.prototype.join", bytes);
-	return call(join, this, sep);
+	return call(join, parts, sep);
+}
+replace(AP, "join", function (sep) {
+	return joined(this, sep === undefined ? "," : StringC(sep), "Array.prototype.join", StringC);
 });
+const toLocale = v => StringC(v.toLocaleString());
+replace(AP, "toLocaleString", function () {
+	return joined(this, ",", "Array.prototype.toLocaleString", toLocale);
+});
+// flat and flatMap are written here rather than guarded: the size of
+// their result depends on elements (and mapper results) that a getter can
+// change between a check and the native call. Pushing in JavaScript is
+// interruptible, and the count stops at the bound.
+function flatten(out, src, depth, what) {
+	// A first walk counts, so that a large result is refused before any
+	// of it is built; the second builds it, counting again (a getter may
+	// answer differently the second time).
+	check(what, 16 * (out.length + flatWalk(src, depth, what, null)));
+	flatWalk(src, depth, what, out);
+	return out;
+}
+function flatWalk(src, depth, what, out) {
+	let n = 0;
+	const stack = [[src, 0, lengthOf(src), depth]];
+	while (stack.length > 0) {
+		const top = stack[stack.length - 1];
+		if (top[1] >= top[2]) { stack.length--; continue; }
+		const a = top[0], i = top[1]++;
+		if (!(i in a)) continue;
+		const v = a[i];
+		if (top[3] > 0 && isArray(v)) {
+			const len = lengthOf(v);
+			if (out === null && top[3] === 1) { // its elements are all leaves: count them at once
+				n += len;
+				check(what, 16 * n);
+				continue;
+			}
+			n += 1; // visiting costs too: nested empty arrays
+			check(what, 16 * n);
+			stack[stack.length] = [v, 0, len, top[3] - 1];
+			continue;
+		}
+		n++;
+		check(what, 16 * (out === null ? n : out.length + 1));
+		if (out !== null) out[out.length] = v;
+	}
+	return n;
+}
+replace(AP, "flat", function (depth) {
+	if (this === null || this === undefined) throw new TypeErrorC("Array.prototype.flat called on null or undefined");
+	const d = depth === undefined ? 1 : toInt(depth);
+	return flatten([], ObjectC(this), d, "Array.prototype.flat");
+});
+replace(AP, "flatMap", function (fn, thisArg) {
+	if (this === null || this === undefined) throw new TypeErrorC("Array.prototype.flatMap called on null or undefined");
+	if (typeof fn !== "function") throw new TypeErrorC("Array.prototype.flatMap: " + StringC(typeof fn) + " is not a function");
+	// The mapper's results first, then one flattening of depth 1 that
+	// refuses a large result before building it.
+	const o = ObjectC(this), len = lengthOf(o), results = [];
+	for (let i = 0; i < len; i++) {
+		if (i in o) results[results.length] = call(fn, thisArg, o[i], i, o);
+	}
+	return flatten([], results, 1, "Array.prototype.flatMap");
+});
+const spreadable = o => o !== null && typeof o === "object" && (o[Symbol.isConcatSpreadable] !== undefined ? !!o[Symbol.isConcatSpreadable] : isArray(o));
 replace(AP, "concat", function (...items) {
-	let n = isArray(this) ? lengthOf(this) : 1;
-	for (const it of items) n += isArray(it) ? lengthOf(it) : 1;
+	let n = spreadable(this) ? lengthOf(this) : 1;
+	for (const it of items) n += spreadable(it) ? lengthOf(it) : 1;
 	check("Array.prototype.concat", 16 * n);
 	return apply(aconcat, this, items);
 });
@@ -154,14 +222,9 @@ function guardConstructor(name, size, needsNew) {
 	defineProperty(W, "length", { value: C.length, configurable: true });
 	for (const k of ownKeys(C)) {
 		if (k === "length" || k === "name" || k === "prototype") continue;
-		const d = getOwnPropertyDescriptor(C, k);
-		if (k === Symbol.species) {
-			// Species lookups (map, filter, slice...) go straight to the
-			// original for plain arrays: no check needed, the size comes
-			// from an array that exists.
-			d.get = function () { return this === W ? C : this; };
-		}
-		defineProperty(W, k, d);
+		// The Symbol.species getter returns its receiver, W: the original
+		// constructor must not be reachable from scripts.
+		defineProperty(W, k, getOwnPropertyDescriptor(C, k));
 	}
 	Object.setPrototypeOf(W, getPrototypeOf(C));
 	defineProperty(C.prototype, "constructor", { value: W, writable: true, enumerable: false, configurable: true });
@@ -191,13 +254,43 @@ for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array"
 		return per * n;
 	}, true);
 }
-const stringify = JSON.stringify;
 defineProperty(JSON, "stringify", { value: function stringify_(value, replacer, space) {
-	const out = boundedStringify(value); // throws RangeError over the bound
-	if ((replacer === null || replacer === undefined) && space === undefined) return out;
-	return call(stringify, JSON, value, replacer, space);
+	return boundedStringify(value, replacer, space); // throws RangeError over the bound
 }, writable: true, enumerable: false, configurable: true });
 defineProperty(JSON.stringify, "name", { value: "stringify" });
+
+// Generic methods loop natively up to ToLength(this.length) (or of an
+// argument list), which an interrupt cannot stop: {length: 2**53-1} would
+// pin the runtime forever. lengthGuard (in Go) wraps each so that it
+// throws a RangeError when that length is over the number of elements the
+// memory bound allows. push and pop do not loop.
+const guarded = new Map();
+function guardLength(obj, k, label, argIdx) {
+	const d = getOwnPropertyDescriptor(obj, k);
+	let w = guarded.get(d.value); // values and [Symbol.iterator] stay one function
+	if (w === undefined) {
+		w = lengthGuard(d.value, label, argIdx);
+		defineProperty(w, "name", { value: d.value.name, configurable: true });
+		defineProperty(w, "length", { value: d.value.length, configurable: true });
+		guarded.set(d.value, w);
+	}
+	defineProperty(obj, k, { value: w, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable });
+}
+for (const k of ownKeys(AP)) {
+	if (k === "constructor" || k === "push" || k === "pop" || typeof AP[k] !== "function") continue;
+	guardLength(AP, k, "Array.prototype." + (typeof k === "symbol" ? "[" + k.description + "]" : k), -1);
+}
+guardLength(Function.prototype, "apply", "Function.prototype.apply", 1);
+guardLength(Reflect, "apply", "Reflect.apply", 2);
+guardLength(Reflect, "construct", "Reflect.construct", 1);
+const raw = String.raw;
+defineProperty(String, "raw", { value: function raw_(template, ...subs) {
+	if (template !== null && template !== undefined && template.raw !== null && typeof template.raw === "object") {
+		check("String.raw", 16 * lengthOf(template.raw));
+	}
+	return apply(raw, this, [template, ...subs]);
+}, writable: true, enumerable: false, configurable: true });
+defineProperty(String.raw, "name", { value: "raw" });
 
 // 2. Shadowable prototype members become accessors.
 function tame(proto, names) {
@@ -215,36 +308,42 @@ function tame(proto, names) {
 		});
 	}
 }
-tame(Object.prototype, ownKeys(Object.prototype));
+// Only the members that scripts commonly assign on ordinary objects: an
+// accessor is slower to read than a data property (o.hasOwnProperty...).
+tame(Object.prototype, ["toString", "toLocaleString", "valueOf", "constructor"]);
 for (const name of ["Error", "TypeError", "RangeError", "SyntaxError", "ReferenceError", "EvalError", "URIError", "AggregateError"]) {
 	if (typeof G[name] === "function") tame(G[name].prototype, ["constructor", "name", "message", "toString"]);
 }
 
-// 3. Freeze every built-in reachable from the global object.
-const seen = new SetC(); // the prelude runs first: nothing is tampered with yet
-function deepFreeze(o) {
-	if ((typeof o !== "object" && typeof o !== "function") || o === null) return;
-	if (seen.has(o) || o === G) return;
-	seen.add(o);
-	for (const k of ownKeys(o)) {
-		const d = getOwnPropertyDescriptor(o, k);
-		if ("value" in d) deepFreeze(d.value);
-		else { deepFreeze(d.get); deepFreeze(d.set); }
-	}
-	deepFreeze(getPrototypeOf(o));
-	if (!isFrozen(o)) freeze(o);
+// 3. Freeze the built-ins: every constructor and namespace on the global
+// object, its prototype, and the intrinsics that no global names (the
+// iterator, generator and %TypedArray% objects). A fixed list rather than
+// a walk of everything reachable: walking the built-ins makes goja build
+// every one of their lazily created members, which cost milliseconds per
+// runtime. The methods themselves are not frozen: setting a property on
+// one changes no built-in's behaviour.
+function freezeOne(o) {
+	if (((typeof o === "object" && o !== null) || typeof o === "function") && o !== G && !isFrozen(o)) freeze(o);
 }
-const roots = [
-	getPrototypeOf(function* () {}), getPrototypeOf(async function () {}),
-	getPrototypeOf([][Symbol.iterator]()), getPrototypeOf(new Map().entries()), getPrototypeOf(new Set().values()),
-	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)), getPrototypeOf((function* () {})()),
-	getPrototypeOf(Int8Array),
-];
+function freezeWithProto(o) {
+	freezeOne(o);
+	if (typeof o === "function") {
+		const d = getOwnPropertyDescriptor(o, "prototype");
+		if (d !== undefined && "value" in d) freezeOne(d.value);
+	}
+}
 for (const k of ownKeys(G)) {
 	const d = getOwnPropertyDescriptor(G, k);
-	if ("value" in d) deepFreeze(d.value);
+	if ("value" in d) freezeWithProto(d.value);
 }
-for (const r of roots) deepFreeze(r);
+const arrayIterProto = getPrototypeOf([][Symbol.iterator]());
+const generatorFn = getPrototypeOf(function* () {});
+for (const o of [
+	getPrototypeOf(arrayIterProto), arrayIterProto, getPrototypeOf(new Map().entries()), getPrototypeOf(new Set().values()),
+	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)),
+	generatorFn, generatorFn.prototype, getPrototypeOf(generatorFn.prototype), getPrototypeOf(async function () {}),
+	getPrototypeOf(Int8Array), getPrototypeOf(Int8Array.prototype),
+]) freezeWithProto(o);
 })`
 
 // hardenProgram is hardenSource compiled once for all runtimes.
@@ -263,18 +362,95 @@ func (slot *vmSlot) harden() error {
 	}
 	slot.rangeErrorC = vm.Get("RangeError").ToObject(vm)
 	max := slot.s.opts.MaxMemory
-	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify))
+	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify), vm.ToValue(slot.lengthGuard))
 	return err
 }
 
-// boundedStringify is JSON.stringify(value) without replacer or space,
-// through jsonEncoder: it stops at the memory bound instead of building a
+// lengthGuard(fn, label, argIdx) returns fn wrapped so that it throws a
+// RangeError naming label when the length of its receiver (argIdx < 0) or
+// of its argument argIdx (an argument list) is over MaxMemory/16 elements.
+// A receiver whose length could read differently the next time (a getter,
+// a Proxy) is handed to fn as a Proxy whose length stays the checked
+// value, so that fn's own read agrees with the check.
+func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
+	vm := slot.vm
+	fnObj, _ := call.Argument(0).(*goja.Object)
+	var orig func(goja.FunctionCall) goja.Value
+	if fnObj != nil {
+		orig, _ = fnObj.Export().(func(goja.FunctionCall) goja.Value)
+	}
+	if orig == nil {
+		panic(vm.NewTypeError("lengthGuard: not a function"))
+	}
+	label := call.Argument(1).String()
+	argIdx := int(call.Argument(2).ToInteger())
+	limit := float64(slot.s.opts.MaxMemory / 16)
+	return vm.ToValue(func(c goja.FunctionCall) goja.Value {
+		var v goja.Value
+		if argIdx < 0 {
+			v = c.This
+		} else {
+			v = c.Argument(argIdx)
+		}
+		o, isObj := v.(*goja.Object)
+		if !isObj {
+			return orig(c) // a primitive: a string's length is real, the rest throw or have none
+		}
+		n := o.Get("length")
+		if n == nil {
+			return orig(c)
+		}
+		l := n.ToNumber().ToFloat()
+		if l > limit {
+			panic(slot.rangeError(fmt.Sprintf("%s: a length of %.0f is over the %.0f elements the script memory bound of %d bytes allows (scripts.max_memory)",
+				label, l, limit, slot.s.opts.MaxMemory)))
+		}
+		switch o.ClassName() {
+		case "Array", "Arguments", "String": // length is a data property: no script code runs until fn reads it
+			return orig(c)
+		}
+		fixed := vm.ToValue(l)
+		p := vm.ToValue(vm.NewProxy(o, &goja.ProxyTrapConfig{
+			Get: func(target *goja.Object, prop string, receiver goja.Value) goja.Value {
+				if prop == "length" {
+					return fixed
+				}
+				return target.Get(prop)
+			},
+		})).(*goja.Object)
+		args := c.Arguments
+		if argIdx < 0 {
+			c.This = p
+		} else {
+			args = append([]goja.Value(nil), args...)
+			args[argIdx] = p
+		}
+		r := orig(goja.FunctionCall{This: c.This, Arguments: args})
+		if r == goja.Value(p) {
+			return o // reverse, fill, sort, copyWithin return their receiver
+		}
+		return r
+	})
+}
+
+// boundedStringify is JSON.stringify(value, replacer, space) through
+// jsonEncoder: it stops at the memory bound instead of building a
 // huge string (a sparse array, or an object referenced many times, can
 // stringify to gigabytes) and throws a RangeError there.
 func (slot *vmSlot) boundedStringify(call goja.FunctionCall) goja.Value {
 	vm := slot.vm
 	max := slot.s.opts.MaxMemory
-	out, ok, err := encodeJSON(vm, call.Argument(0), int(max/2))
+	// A quarter of the bound: the buffer grows by doubling and the result
+	// is copied into a string, so the peak is about three times the
+	// output, which must stay below the heap watch's view of the bound.
+	e := jsonEncoder{vm: vm, limit: int(max / 4)}
+	err := e.setReplacer(call.Argument(1), max/16)
+	e.setSpace(call.Argument(2))
+	var out []byte
+	ok := false
+	if err == nil {
+		out, ok, err = e.encode(call.Argument(0))
+	}
 	switch {
 	case err == errEncodeTooLarge:
 		panic(slot.rangeError(fmt.Sprintf("JSON.stringify would need more than %d bytes, over the script memory bound of %d bytes (scripts.max_memory)", max, max)))

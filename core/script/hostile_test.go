@@ -3,6 +3,7 @@ package script
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"regexp"
 	"testing"
 	"time"
@@ -170,5 +171,42 @@ func TestHostileRunJSON(t *testing.T) {
 	r := s.Check(context.Background(), Case{Name: "hostile", Event: []byte(`{"type":"t"}`), ExpectError: "test\\.js:3:"})
 	if !r.Pass {
 		t.Errorf("case with expect_error: %s", r.Problem)
+	}
+}
+
+// TestEnginePanicsBecomeErrors: a panic out of the engine that is not one
+// of goja's own failures (here a native function panicking with a plain Go
+// value, as a bug in goja or in hookbus' globals would) ends the call with
+// an *Error of its own kind, located in the script, and discards the
+// runtime; the process keeps running and the pool serves the next call.
+func TestEnginePanicsBecomeErrors(t *testing.T) {
+	t.Parallel()
+	s := compile(t, `function transform(event) {
+  if (event.type === "direct") boom();
+  if (event.type === "getter") return {get type() { boom(); return "t"; }};
+  return {type: "fine"};
+}`, Options{PoolSize: 1, Logger: slog.New(slog.DiscardHandler)})
+	for _, typ := range []string{"direct", "getter"} {
+		// The pool's only runtime gets a native function that panics; a
+		// replacement runtime does not have it.
+		slot := <-s.idle
+		if err := slot.vm.Set("boom", func() { panic(struct{ N int }{42}) }); err != nil {
+			t.Fatal(err)
+		}
+		s.idle <- slot
+		ev := testEvent()
+		ev.Type = typ
+		_, err := s.Transform(context.Background(), ev, Context{})
+		se := wantScriptError(t, err, 1, 0, ErrEngine, `^test\.js:1:\d+: internal error in the script engine: \{42\}$`)
+		if se != nil && !se.broken {
+			t.Errorf("%s: the runtime is kept after an engine panic", typ)
+		}
+		ev.Type = "after"
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(30*time.Second))
+		out, err := s.Transform(ctx, ev, Context{})
+		cancel()
+		if err != nil || len(out) != 1 || out[0].Type != "fine" {
+			t.Fatalf("%s: next call = %v, %v", typ, out, err)
+		}
 	}
 }

@@ -38,10 +38,29 @@ func TestBuiltinsThatAllocateAreBounded(t *testing.T) {
 		`JSON.stringify(sparse())`,
 		`JSON.stringify(sparse(), null, 2)`,
 		`JSON.stringify(dag(40))`,
+		`JSON.stringify(Array(50).fill(0), (k, v) => k === "" ? v : big())`,
+		`JSON.stringify(wide(100), null, 10)`,
+		`JSON.stringify(wide(100), null, "\t\t\t\t")`,
+		`Array(100001).fill("x".repeat(200)).join("")`,
+		`Array(1000).fill(Array(1000).fill("x".repeat(100))).join()`,
+		`String(Array(1000).fill(Array(1000).fill("x".repeat(100))))`,
+		`Array(100001).fill("x".repeat(200)).toLocaleString()`,
+		`Array(2000).fill(Array(10000).fill(0)).flat()`,
+		`[[Array(2000).fill(Array(10000).fill(0))]].flat(3)`,
+		`Array(2000).fill(Array(10000).fill(0)).flatMap(x => x)`,
+		`new (ArrayBuffer[Symbol.species])(3e8)`,
+		`new (Array[Symbol.species])(1e9)`,
+		`new ([].constructor)(1e9)`,
+		`new (new ArrayBuffer(1)).constructor(3e8)`,
+		`new (new Uint8Array(1).buffer.constructor)(3e8)`,
+		`new (Object.getPrototypeOf(new Uint8Array(1)).constructor)(1e9)`,
+		`new (Uint8Array[Symbol.species])(1e9)`,
+		`new Uint8Array(1).constructor.from({length: 1e9})`,
 	}
 	s := compile(t, `
 function big() { return "x".repeat(3e6); }
 function sparse() { const a = []; a.length = 1e9; return a; }
+function wide(n) { let x = 0; for (let i = 0; i < n; i++) x = [x, Array(1000).fill(0)]; return x; }
 function dag(n) { let x = [1]; for (let i = 0; i < n; i++) x = [x, x]; return x; }
 const cases = [`+"(event) => "+strings.Join(exprs, ", (event) => ")+`];
 function transform(event) {
@@ -85,6 +104,15 @@ function transform(event) {
     typed: new Float64Array(2).length === 2 && new Uint8Array(2) instanceof Uint8Array,
     json: JSON.stringify({a: [1, "x", null, undefined, new Date(0)], b: undefined}) === '{"a":[1,"x",null,null,"1970-01-01T00:00:00.000Z"]}',
     jsonSpace: JSON.stringify({a: 1}, null, 2) === '{\n  "a": 1\n}' && JSON.stringify({a: 1, b: 2}, ["a"]) === '{"a":1}',
+    species: Array[Symbol.species] === Array && ArrayBuffer[Symbol.species] === ArrayBuffer && Uint8Array[Symbol.species] === Uint8Array &&
+      [].constructor === Array && new ArrayBuffer(1).constructor === ArrayBuffer && new Uint8Array(1).buffer.constructor === ArrayBuffer &&
+      Object.getPrototypeOf(new Uint8Array(1)).constructor === Uint8Array && new Uint8Array([1, 2]).map(x => x * 2)[1] === 4 &&
+      new ArrayBuffer(4).slice(1).byteLength === 3 && new Stack(1, 2).map(x => x) instanceof Stack,
+    abstractTyped: (() => { try { new (Object.getPrototypeOf(Uint8Array))(4); return false; } catch (e) { return e instanceof TypeError; } })(),
+    flat: [1, [2, [3, [4]]]].flat().length === 3 && [1, [2, [3, [4]]]].flat(Infinity).join() === "1,2,3,4" && [1, , 3].flat().length === 2 &&
+      [1, 2].flatMap(x => [x, [x * 10]]).length === 4 && [[1], 2].flatMap(x => x).join() === "1,2",
+    joinNested: [1, [2, [3]], null, undefined, "x"].join("-") === "1-2,3---x" && String([1, [2]]) === "1,2" && [1234.5].toLocaleString() === (1234.5).toLocaleString(),
+    plainMembers: ["hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable"].every(k => "value" in Object.getOwnPropertyDescriptor(Object.prototype, k)),
     jsonUndefined: JSON.stringify(undefined) === undefined && JSON.stringify(() => 1) === undefined,
   };
   const bad = Object.keys(checks).filter(k => !checks[k]);
@@ -108,19 +136,23 @@ func TestHeapWatchInterruptsRunawayCalls(t *testing.T) {
 		{"growing an array", `const a = []; while (a.length < 2e6) { a.push({n: a.length, s: "v" + a.length}); } return {type: "done", data: a.length};`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := compile(t, "function transform(event) {\n  "+tc.body+"\n}\n", Options{MaxMemory: 16 << 20, Timeout: testenv.Timeout(60 * time.Second), PoolSize: 1})
+			s := compile(t, "function transform(event) {\n  if (event.type === 'small') return {type: 'small'}; "+tc.body+"\n}\n", Options{MaxMemory: 16 << 20, Timeout: testenv.Timeout(60 * time.Second), PoolSize: 1})
 			_, err := s.Transform(context.Background(), testEvent(), Context{})
 			se := wantScriptError(t, err, 2, 0, ErrMemory, `^test\.js:2:\d+: script exceeded its memory bound: the process heap grew by \d+ bytes during the call, over the 16777216-byte bound \(scripts\.max_memory\)$`)
 			if se != nil && !se.broken {
 				t.Error("the runtime that ran out of memory is kept")
 			}
-			// The pool serves the next call.
-			s2 := compile(t, "function transform(event) { return {type: 'small', data: 'x'.repeat(10)}; }", Options{MaxMemory: 16 << 20})
-			if _, err := s2.Transform(context.Background(), testEvent(), Context{}); err != nil {
-				t.Fatal(err)
-			}
 			if !errors.Is(err, ErrMemory) {
 				t.Fatalf("%v", err)
+			}
+			// The pool (of one runtime) serves the next call of the same
+			// script: the interrupted runtime's slot is not lost.
+			ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(30*time.Second))
+			defer cancel()
+			ev := testEvent()
+			ev.Type = "small"
+			if _, err := s.Transform(ctx, ev, Context{}); err != nil {
+				t.Fatalf("next call (the pool lost its runtime?): %v", err)
 			}
 		})
 	}

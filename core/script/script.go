@@ -30,17 +30,19 @@
 // levels (or cyclic) are rejected. Built-in functions are not
 // interruptible, so the ones that build large values from a number or by
 // repetition (repeat, padStart, padEnd, concat, split, Array(n),
-// Array.from, fill, join, ArrayBuffer, typed arrays, JSON.stringify) are
-// wrapped to throw a RangeError when their result would pass
-// Options.MaxMemory, and a heap watch interrupts a call whose process heap
+// Array.from, fill, join, flat, ArrayBuffer, typed arrays, JSON.stringify)
+// are wrapped to throw a RangeError when their result would pass
+// Options.MaxMemory, the generic methods that loop up to an array-like's
+// length refuse lengths over MaxMemory/16, and a heap watch interrupts a call whose process heap
 // growth passes it (ErrMemory; see heapWatch). Whatever a call throws or
 // returns, including values whose getters or toString throw or loop, ends
 // as an *Error and the runtime goes back to the pool (or is replaced).
 //
-// Frozen built-ins: before the script's top-level code runs, every
-// built-in object reachable from the global object is frozen (see
-// hardenSource), so a call cannot change what later calls in the same
-// runtime see; scripts cannot install polyfills.
+// Frozen built-ins: before the script's top-level code runs, the
+// constructors and namespaces of the global object, their prototypes and
+// the other intrinsic prototypes are frozen (see hardenSource), so a call
+// cannot change what later calls in the same runtime see; scripts cannot
+// install polyfills.
 //
 // Numbers: JSON integers become JavaScript numbers, so integers beyond 2^53
 // lose precision once a script reads event.data; data a script does not
@@ -54,6 +56,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -453,7 +456,10 @@ func (s *Script) guard(ctx context.Context, vm *goja.Runtime, at position, fn fu
 // catch runs fn and turns what the engine panics with into an error: a
 // JavaScript exception (thrown by a getter, a proxy trap, toString...)
 // becomes its *goja.Exception, and the uncatchable interrupts and stack
-// overflows their own error types. Other panics are bugs and go on up.
+// overflows their own error types. Any other panic (a bug in goja or in
+// hookbus' native functions that a script or a payload can trigger)
+// becomes an *enginePanic: re-panicking would take the process down, and
+// again on every redelivery of the event.
 func catch(vm *goja.Runtime, fn func() error) (err error) {
 	defer func() {
 		if x := recover(); x != nil {
@@ -461,7 +467,7 @@ func catch(vm *goja.Runtime, fn func() error) (err error) {
 				err = e
 				return
 			}
-			panic(x)
+			err = &enginePanic{value: x, stack: debug.Stack()}
 		}
 	}()
 	if ex := vm.Try(func() { err = fn() }); ex != nil {
@@ -469,6 +475,15 @@ func catch(vm *goja.Runtime, fn func() error) (err error) {
 	}
 	return err
 }
+
+// enginePanic is a panic out of the engine that is not one of its own
+// failures, with the Go stack where it was recovered.
+type enginePanic struct {
+	value any
+	stack []byte
+}
+
+func (p *enginePanic) Error() string { return fmt.Sprintf("%v", p.value) }
 
 // isEngineError reports whether err is one of goja's own failures.
 func isEngineError(err error) bool {
