@@ -418,6 +418,7 @@ for (const o of [
 	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)),
 	generatorFn, generatorFn.prototype, getPrototypeOf(generatorFn.prototype), getPrototypeOf(async function () {}),
 	getPrototypeOf(Int8Array), getPrototypeOf(Int8Array.prototype),
+	AP[Symbol.unscopables], // the only object-valued well-known-symbol member of a prototype
 ]) freezeWithProto(o);
 })`
 
