@@ -201,10 +201,11 @@ replace(AP, "flatMap", function (fn, thisArg) {
 	return flatten([], results, 1, "Array.prototype.flatMap");
 });
 // concat reads each item's flag and length once: a plain array (not a
-// Proxy, Array.prototype its prototype, no own flag) has a data length and
+// Proxy, Array.prototype its prototype, no own flag or iterator) has a data length and
 // an undefined flag; every other object is handed to the native concat as
 // a fixed-length, fixed-flag Proxy (of [o] when o is not spread).
-const plainArray = o => classOf(o) === "Array" && getPrototypeOf(o) === AP && getOwnPropertyDescriptor(o, isConcatSpreadable) === undefined;
+const plainArray = o => classOf(o) === "Array" && getPrototypeOf(o) === AP &&
+	getOwnPropertyDescriptor(o, isConcatSpreadable) === undefined && getOwnPropertyDescriptor(o, Symbol.iterator) === undefined;
 function concatItem(o, count, isThis) {
 	if (o === null || (typeof o !== "object" && typeof o !== "function")) { count.n++; return o; }
 	if (plainArray(o)) { count.n += lengthOf(o); return o; }
@@ -265,7 +266,9 @@ function guardConstructor(name, size, needsNew) {
 const arrayFrom = Array.from;
 const iteratorSym = Symbol.iterator;
 defineProperty(Array, "from", { value: function from(items, mapFn, thisArg) {
-	if (items !== null && (typeof items === "object" || typeof items === "function")) {
+	if (plainArray(items)) {
+		check("Array.from", 16 * lengthOf(items)); // a data length, the built-in iterator
+	} else if (items !== null && (typeof items === "object" || typeof items === "function")) {
 		// The iterator method and the length are read once; the native
 		// code gets an object whose answers cannot change.
 		const it = items[iteratorSym];
@@ -301,6 +304,7 @@ for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array"
 		if (typeof a !== "object") return per * toInt(a);
 		if (genuine(bufferByteLength, a)) return 0; // a view: no new memory
 		if (genuine(typedLength, a)) return per * call(typedLength, a);
+		if (plainArray(a)) return per * lengthOf(a); // a data length, the built-in iterator
 		// An iterable or array-like: copied here into a plain array, its
 		// iterator method and length read once, counting as it goes.
 		const copy = [];

@@ -60,3 +60,40 @@ function transform(event) {
 		})
 	}
 }
+
+// TestGuardedBuiltinsKeepTheirBehaviour: the guards that read an argument
+// once (and pass plain arrays through untouched) keep what the built-ins
+// do: subclasses, holes, iterables, views, template literals.
+func TestGuardedBuiltinsKeepTheirBehaviour(t *testing.T) {
+	t.Parallel()
+	s := compile(t, `
+function transform(event) {
+  class A extends Array {}
+  const a = A.from([1,2]);
+  const checks = {
+    sub: a.concat([3]) instanceof A && a.concat([3]).length === 3,
+    subFrom: a instanceof A && a.length === 2,
+    plain: [1,2].concat(3, [4,[5]], "x").length === 6,
+    obj: Array.prototype.concat.call({a:1}, 2).length === 2,
+    holes: [,1].concat([,2]).length === 4 && !(0 in [,1].concat([,2])),
+    from: Array.from({length: 2, 0: "a"}).join() === "a,",
+    fromSet: Array.from(new Set([1,2,2])).length === 2,
+    fromMap: Array.from([1,2], x => x*2).join() === "2,4",
+    fromStr: Array.from("ab").join() === "a,b",
+    ta: new Uint8Array([1,2,300]).join() === "1,2,44" && new Uint8Array(new Set([1])).length === 1,
+    taLike: new Int16Array({length: 2, 0: 5}).join() === "5,0",
+    taView: new Uint8Array(new ArrayBuffer(8), 2, 3).length === 3,
+    taTA: new Float32Array(new Uint8Array([1,2])).length === 2,
+    taN: new Uint8Array(4).length === 4,
+    ab: new ArrayBuffer(5).byteLength === 5,
+    raw: String.raw` + "`a${1}b`" + ` === "a1b",
+    args: (function () { return Array.prototype.slice.call(arguments).join(); })(1, 2) === "1,2",
+  };
+  const bad = Object.keys(checks).filter(k => !checks[k]);
+  if (bad.length) throw new Error("failed checks " + bad.join(","));
+  return {type: "ok"};
+}`, Options{})
+	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
+		t.Fatal(err)
+	}
+}
