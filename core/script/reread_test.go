@@ -86,7 +86,7 @@ function transform(event) {
     taTA: new Float32Array(new Uint8Array([1,2])).length === 2,
     taN: new Uint8Array(4).length === 4,
     ab: new ArrayBuffer(5).byteLength === 5,
-    raw: String.raw` + "`a${1}b`" + ` === "a1b",
+    raw: String.raw`+"`a${1}b`"+` === "a1b",
     args: (function () { return Array.prototype.slice.call(arguments).join(); })(1, 2) === "1,2",
   };
   const bad = Object.keys(checks).filter(k => !checks[k]);
