@@ -32,6 +32,12 @@ type jsonEncoder struct {
 	vm    *goja.Runtime
 	buf   bytes.Buffer
 	limit int
+	// work counts the values visited, those left out too (a member that
+	// is undefined, or missing from a replacer array's keys, writes
+	// nothing but costs a lookup): the native loop stops at limit/2 visits
+	// even when the output stays small. A written value takes at least
+	// two bytes, so the output would reach the limit first.
+	work int
 
 	replacer goja.Callable // a replacer function, or nil
 	keys     []string      // a replacer array's property list, when hasKeys
@@ -54,6 +60,7 @@ func (e *jsonEncoder) encode(v goja.Value) (out []byte, ok bool, err error) {
 			return nil, false, err
 		}
 	}
+	e.work = 0
 	ok, err = e.value(holder, v, "", 0)
 	if err != nil || !ok {
 		return nil, ok, err
@@ -84,6 +91,9 @@ func (e *jsonEncoder) setReplacer(r goja.Value, maxKeys int64) error {
 	seen := map[string]bool{}
 	for i := range n {
 		v := o.Get(strconv.FormatInt(i, 10))
+		if v == nil || goja.IsUndefined(v) || goja.IsNull(v) { // a hole, or a value that names no key
+			continue
+		}
 		var item string
 		switch x := v.(type) {
 		case *goja.Object:
@@ -159,7 +169,8 @@ func skippable(v goja.Value) bool {
 // value writes v, member key of holder (for toJSON and the replacer), and
 // reports whether it wrote anything.
 func (e *jsonEncoder) value(holder *goja.Object, v goja.Value, key string, depth int) (bool, error) {
-	if e.buf.Len() > e.limit {
+	e.work++
+	if e.buf.Len() > e.limit || e.work > e.limit/2+1 {
 		return false, errEncodeTooLarge
 	}
 	if depth > maxEncodeDepth {

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dop251/goja"
+
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // TestEncodeMatchesJSONStringify compares the encoder with goja's own JSON.stringify.
@@ -166,5 +169,42 @@ func TestStringifyReplacerAndSpace(t *testing.T) {
 		if fmt.Sprint(got[i]) != fmt.Sprint(exp[i]) {
 			t.Errorf("%s\n = %q\nwant %q", exprs[i], got[i], exp[i])
 		}
+	}
+}
+
+// TestStringifyBoundsWorkNotOnlyOutput: JSON.stringify can visit millions
+// of members while writing almost nothing (members left out by a replacer
+// array, or undefined); each visit counts against the bound, so these end
+// in a RangeError at once instead of looping natively for minutes. A hole
+// in a replacer array is skipped (it used to panic in Go).
+func TestStringifyBoundsWorkNotOnlyOutput(t *testing.T) {
+	s := compile(t, `
+const cases = [
+  () => { const keys = []; for (let i = 0; i < 20000; i++) keys.push("k" + i); return JSON.stringify(Array(20000).fill({}), keys); },
+  () => { const o = {}; for (let i = 0; i < 20000; i++) o["k" + i] = undefined; return JSON.stringify(Array(20000).fill(o)); },
+  () => JSON.stringify({a: 1, b: 2}, [, "a", undefined, null]),
+];
+function transform(event) {
+  let r;
+  try { r = cases[event.data.i](); } catch (e) { return {type: "caught", data: {name: e.name, message: e.message}}; }
+  return {type: "returned", data: r};
+}`, Options{MaxMemory: 8 << 20, Timeout: testenv.Timeout(20 * time.Second), PoolSize: 1})
+	for i, want := range []string{"RangeError", "RangeError", `"{\"a\":1}"`} {
+		ev := testEvent()
+		ev.Data = json.RawMessage(fmt.Sprintf(`{"i": %d}`, i))
+		start := time.Now()
+		out, err := s.Transform(context.Background(), ev, Context{})
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		got := string(out[0].Data)
+		if want == "RangeError" {
+			if out[0].Type != "caught" || !strings.Contains(got, `"RangeError"`) || !strings.Contains(got, "scripts.max_memory") {
+				t.Errorf("case %d: got %s %s, want a RangeError naming scripts.max_memory", i, out[0].Type, got)
+			}
+		} else if out[0].Type != "returned" || got != want {
+			t.Errorf("case %d: got %s %s, want %s", i, out[0].Type, got, want)
+		}
+		t.Logf("case %d took %v", i, time.Since(start))
 	}
 }

@@ -109,3 +109,34 @@ function transform(event) {
 		t.Errorf("data = %s\nwant   %s", got, want)
 	}
 }
+
+// TestSymbolKeyedBuiltinMembersAreFrozen: the objects that built-ins hold
+// under a symbol key (Array.prototype[Symbol.unscopables]) are frozen like
+// the rest, so a call cannot change what `with` sees in later calls.
+func TestSymbolKeyedBuiltinMembersAreFrozen(t *testing.T) {
+	t.Parallel()
+	s := compile(t, `
+function transform(event) {
+  const notFrozen = [];
+  for (const name of Object.getOwnPropertyNames(globalThis)) {
+    const d = Object.getOwnPropertyDescriptor(globalThis, name);
+    const holders = [d.value];
+    if (typeof d.value === "function" && d.value.prototype) holders.push(d.value.prototype);
+    for (const h of holders) {
+      if (h === null || (typeof h !== "object" && typeof h !== "function")) continue;
+      for (const k of Object.getOwnPropertySymbols(h)) {
+        const m = Object.getOwnPropertyDescriptor(h, k);
+        if ("value" in m && m.value !== null && typeof m.value === "object" && !Object.isFrozen(m.value)) notFrozen.push(name + "[" + k.description + "]");
+      }
+    }
+  }
+  return {type: "checked", data: notFrozen};
+}`, Options{PoolSize: 1})
+	out, err := s.Transform(context.Background(), testEvent(), Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out[0].Data); got != "[]" {
+		t.Errorf("symbol-keyed members not frozen: %s", got)
+	}
+}

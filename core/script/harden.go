@@ -29,7 +29,7 @@ import (
 //
 // Sizes are estimates: a string counts two bytes per UTF-16 code unit, an
 // array element sixteen bytes.
-const hardenSource = `(function (max, boundedStringify, lengthGuard) {
+const hardenSource = `(function (max, boundedStringify, lengthGuard, classOf) {
 "use strict";
 const G = globalThis;
 const { defineProperty, getOwnPropertyDescriptor, getPrototypeOf, freeze, isFrozen } = Object;
@@ -102,6 +102,16 @@ const lengthOf = o => {
 	const n = toInt(o.length);
 	return n > 0 ? n : 0;
 };
+// fixedLength(o, n, spread) is a Proxy of o whose length reads n and, when
+// spread is a boolean, whose Symbol.isConcatSpreadable reads spread: what
+// a guard checked is what the native built-in then sees (a getter or a
+// valueOf may answer differently the second time).
+const isConcatSpreadable = Symbol.isConcatSpreadable;
+const fixedLength = (o, n, spread) => new ProxyC(o, { get(t, k) {
+	if (k === "length") return n;
+	if (k === isConcatSpreadable && spread !== undefined) return spread;
+	return t[k];
+} });
 const relIdx = (rel, len) => rel < 0 ? Math.max(len + rel, 0) : Math.min(rel, len);
 replace(AP, "fill", function (value, start, end) {
 	const len = lengthOf(this);
@@ -190,12 +200,34 @@ replace(AP, "flatMap", function (fn, thisArg) {
 	}
 	return flatten([], results, 1, "Array.prototype.flatMap");
 });
-const spreadable = o => o !== null && typeof o === "object" && (o[Symbol.isConcatSpreadable] !== undefined ? !!o[Symbol.isConcatSpreadable] : isArray(o));
+// concat reads each item's flag and length once: a plain array (not a
+// Proxy, Array.prototype its prototype, no own flag or iterator) has a data length and
+// an undefined flag; every other object is handed to the native concat as
+// a fixed-length, fixed-flag Proxy (of [o] when o is not spread).
+const plainArray = o => classOf(o) === "Array" && getPrototypeOf(o) === AP &&
+	getOwnPropertyDescriptor(o, isConcatSpreadable) === undefined && getOwnPropertyDescriptor(o, Symbol.iterator) === undefined;
+function concatItem(o, count, isThis) {
+	if (o === null || (typeof o !== "object" && typeof o !== "function")) { count.n++; return o; }
+	if (plainArray(o)) { count.n += lengthOf(o); return o; }
+	const f = o[isConcatSpreadable];
+	if (f !== undefined ? !!f : isArray(o)) {
+		const n = lengthOf(o);
+		count.n += n;
+		return fixedLength(o, n, true);
+	}
+	count.n++;
+	if (isThis && isArray(o)) { // an array not spread: its species still decides the result's kind
+		return new ProxyC([o], { get(t, k) { return k === "length" ? 1 : k === isConcatSpreadable ? true : k === "constructor" ? o.constructor : t[k]; } });
+	}
+	return fixedLength([o], 1, true);
+}
 replace(AP, "concat", function (...items) {
-	let n = spreadable(this) ? lengthOf(this) : 1;
-	for (const it of items) n += spreadable(it) ? lengthOf(it) : 1;
-	check("Array.prototype.concat", 16 * n);
-	return apply(aconcat, this, items);
+	if (this === null || this === undefined) throw new TypeErrorC("Array.prototype.concat called on null or undefined");
+	const count = { n: 0 };
+	const self = concatItem(ObjectC(this), count, true);
+	for (let i = 0; i < items.length; i++) items[i] = concatItem(items[i], count, false);
+	check("Array.prototype.concat", 16 * count.n);
+	return apply(aconcat, self, items);
 });
 
 // guardConstructor replaces the global constructor name by a function
@@ -232,16 +264,37 @@ function guardConstructor(name, size, needsNew) {
 	defineProperty(G, name, { value: W, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable });
 }
 const arrayFrom = Array.from;
+const iteratorSym = Symbol.iterator;
 defineProperty(Array, "from", { value: function from(items, mapFn, thisArg) {
-	if (items !== null && items !== undefined) {
-		const n = items.length !== undefined ? toInt(items.length) : toInt(items.size);
-		check("Array.from", 16 * n);
+	if (plainArray(items)) {
+		check("Array.from", 16 * lengthOf(items)); // a data length, the built-in iterator
+	} else if (items !== null && (typeof items === "object" || typeof items === "function")) {
+		// The iterator method and the length are read once; the native
+		// code gets an object whose answers cannot change.
+		const it = items[iteratorSym];
+		if (it !== undefined && it !== null) {
+			if (items.size !== undefined) check("Array.from", 16 * toInt(items.size));
+			const orig = items;
+			items = { [iteratorSym]() { return call(it, orig); } };
+		} else {
+			const n = lengthOf(items);
+			check("Array.from", 16 * n);
+			items = fixedLength(items, n);
+		}
 	}
 	return apply(arrayFrom, this, [items, mapFn, thisArg]);
 }, writable: true, enumerable: false, configurable: true });
 guardConstructor("Array", args => args.length === 1 && typeof args[0] === "number" ? 16 * args[0] : 16 * args.length, false);
 const ArrayBufferC = ArrayBuffer;
-guardConstructor("ArrayBuffer", args => toInt(args[0]), true);
+guardConstructor("ArrayBuffer", args => {
+	args[0] = toInt(args[0]); // converted once: the native code gets the checked number
+	return args[0];
+}, true);
+// A genuine ArrayBuffer or typed array (not an object that merely
+// inherits from one's prototype): the getters throw on anything else.
+const bufferByteLength = getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
+const typedLength = getOwnPropertyDescriptor(getPrototypeOf(Int8Array.prototype), "length").get;
+const genuine = (getter, o) => { try { call(getter, o); return true; } catch (e) { return false; } };
 for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array", "Uint32Array",
 	"Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"]) {
 	const per = G[name] ? G[name].BYTES_PER_ELEMENT : 1;
@@ -249,9 +302,28 @@ for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array"
 		const a = args[0];
 		if (a === null || a === undefined) return 0;
 		if (typeof a !== "object") return per * toInt(a);
-		if (a instanceof ArrayBufferC) return 0; // a view: no new memory
-		const n = a.length !== undefined ? toInt(a.length) : toInt(a.size);
-		return per * n;
+		if (genuine(bufferByteLength, a)) return 0; // a view: no new memory
+		if (genuine(typedLength, a)) return per * call(typedLength, a);
+		if (plainArray(a)) return per * lengthOf(a); // a data length, the built-in iterator
+		// An iterable or array-like: copied here into a plain array, its
+		// iterator method and length read once, counting as it goes.
+		const copy = [];
+		const it = a[iteratorSym];
+		if (it !== undefined && it !== null) {
+			const iter = call(it, a);
+			for (;;) {
+				const r = iter.next();
+				if (r.done) break;
+				check(name, (16 + per) * (copy.length + 1));
+				copy[copy.length] = r.value;
+			}
+		} else {
+			const n = lengthOf(a);
+			check(name, (16 + per) * n);
+			for (let i = 0; i < n; i++) copy[i] = a[i];
+		}
+		args[0] = copy;
+		return per * copy.length;
 	}, true);
 }
 defineProperty(JSON, "stringify", { value: function stringify_(value, replacer, space) {
@@ -285,8 +357,15 @@ guardLength(Reflect, "apply", "Reflect.apply", 2);
 guardLength(Reflect, "construct", "Reflect.construct", 1);
 const raw = String.raw;
 defineProperty(String, "raw", { value: function raw_(template, ...subs) {
-	if (template !== null && template !== undefined && template.raw !== null && typeof template.raw === "object") {
-		check("String.raw", 16 * lengthOf(template.raw));
+	if (template !== null && template !== undefined) {
+		const r = template.raw; // read once, and its length once
+		if (r !== null && (typeof r === "object" || typeof r === "function")) {
+			const n = lengthOf(r);
+			check("String.raw", 16 * n);
+			template = { raw: fixedLength(r, n) };
+		} else {
+			template = { raw: r };
+		}
 	}
 	return apply(raw, this, [template, ...subs]);
 }, writable: true, enumerable: false, configurable: true });
@@ -343,6 +422,7 @@ for (const o of [
 	getPrototypeOf(""[Symbol.iterator]()), getPrototypeOf("a".matchAll(/a/g)),
 	generatorFn, generatorFn.prototype, getPrototypeOf(generatorFn.prototype), getPrototypeOf(async function () {}),
 	getPrototypeOf(Int8Array), getPrototypeOf(Int8Array.prototype),
+	AP[Symbol.unscopables], // the only object-valued well-known-symbol member of a prototype
 ]) freezeWithProto(o);
 })`
 
@@ -362,7 +442,7 @@ func (slot *vmSlot) harden() error {
 	}
 	slot.rangeErrorC = vm.Get("RangeError").ToObject(vm)
 	max := slot.s.opts.MaxMemory
-	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify), vm.ToValue(slot.lengthGuard))
+	_, err = fn(goja.Undefined(), vm.ToValue(max), vm.ToValue(slot.boundedStringify), vm.ToValue(slot.lengthGuard), vm.ToValue(slot.classOf))
 	return err
 }
 
@@ -406,7 +486,7 @@ func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
 				label, l, limit, slot.s.opts.MaxMemory)))
 		}
 		switch o.ClassName() {
-		case "Array", "Arguments", "String": // length is a data property: no script code runs until fn reads it
+		case "Array", "String": // length is a data property: no script code runs until fn reads it
 			return orig(c)
 		}
 		fixed := vm.ToValue(l)
@@ -431,6 +511,16 @@ func (slot *vmSlot) lengthGuard(call goja.FunctionCall) goja.Value {
 		}
 		return r
 	})
+}
+
+// classOf(v) is v's class name ("Array" for a genuine array, "Object" for a
+// Proxy), or "" for a primitive.
+func (slot *vmSlot) classOf(call goja.FunctionCall) goja.Value {
+	o, ok := call.Argument(0).(*goja.Object)
+	if !ok {
+		return slot.vm.ToValue("")
+	}
+	return slot.vm.ToValue(o.ClassName())
 }
 
 // boundedStringify is JSON.stringify(value, replacer, space) through

@@ -34,7 +34,7 @@ const (
 // growth is the process's: a growth over the budget of every call in
 // progress is confirmed by a garbage collection first (at most one per
 // minGCInterval), so that garbage does not count, and then only the call
-// that has seen the most growth (the one that started at the lowest live
+// that has seen the most growth (the one that started at the lowest
 // heap, so the oldest among equals) is interrupted; if the heap is still
 // over after that, the next one goes at the next collection. An interrupt
 // takes effect at the next JavaScript instruction: it cannot stop a native
@@ -57,7 +57,7 @@ type heapWatch struct {
 
 type watchedCall struct {
 	vm     *goja.Runtime
-	base   uint64 // live heap bytes when the call started
+	base   uint64 // the heap when the call started: see start
 	budget uint64
 	seq    uint64 // start order
 
@@ -80,7 +80,13 @@ func readMetric(name string) uint64 {
 
 // start registers a call; the returned function unregisters it.
 func (w *heapWatch) start(vm *goja.Runtime, budget int64) func() {
-	c := &watchedCall{vm: vm, base: w.live(), budget: uint64(budget)}
+	// The live heap of the last collection is stale: what was allocated
+	// since (and may well be live, another call's or the process's) is not
+	// in it, and a confirming collection would blame this call for it. The
+	// heap objects right now count that, and garbage not yet swept too,
+	// which leaves the bound looser by that garbage at most; the larger of
+	// the two never blames a call for what was there before it started.
+	c := &watchedCall{vm: vm, base: max(w.live(), w.heap()), budget: uint64(budget)}
 	w.mu.Lock()
 	w.seq++
 	c.seq = w.seq

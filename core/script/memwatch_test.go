@@ -38,21 +38,19 @@ func interrupted(vm *goja.Runtime) error {
 
 // TestHeapWatchBlamesOneCallAndCollectsAtMostEvery100ms: after a
 // confirming collection only the call that has seen the most growth (the
-// lowest live heap at its start) is interrupted, not every call running;
-// the base is the live heap, not garbage not yet swept; and a suspicion
-// forces a collection at most once per 100ms.
+// lowest heap at its start) is interrupted, not every call running; and a
+// suspicion forces a collection at most once per 100ms.
 func TestHeapWatchBlamesOneCallAndCollectsAtMostEvery100ms(t *testing.T) {
 	f := &fakeHeap{now: time.Unix(1000, 0)}
 	w := f.watch()
 	const budget = 100
-	// The culprit starts at a live heap of 1000 bytes (with 5000 bytes of
-	// garbage not yet swept: the base must not count it), a second call
-	// later at 1500.
-	f.live, f.heap = 1000, 6000
+	// The culprit starts at a heap of 1000 bytes, a second call later at
+	// 1500.
+	f.live, f.heap = 1000, 1000
 	culprit := goja.New()
 	stop1 := w.start(culprit, budget)
 	defer stop1()
-	f.live = 1500
+	f.live, f.heap = 1500, 1500
 	other := goja.New()
 	stop2 := w.start(other, budget)
 	defer stop2()
@@ -96,5 +94,37 @@ func TestHeapWatchBlamesOneCallAndCollectsAtMostEvery100ms(t *testing.T) {
 	}
 	if err := interrupted(other); err != nil {
 		t.Errorf("the other call is interrupted too: %v", err)
+	}
+}
+
+// TestHeapWatchBaseCountsHeapSinceLastCollection: the live heap of the last
+// collection is stale; what was allocated since, and is still live when
+// the confirming collection runs, was there before the call started and
+// must not be blamed on it. (With the stale live heap as its base, this
+// innocent call was interrupted.)
+func TestHeapWatchBaseCountsHeapSinceLastCollection(t *testing.T) {
+	f := &fakeHeap{now: time.Unix(1000, 0)}
+	w := f.watch()
+	const budget = 100
+	f.live, f.heap = 1000, 50000 // 49000 bytes allocated since the last collection
+	vm := goja.New()
+	stop := w.start(vm, budget)
+	defer stop()
+	var calls []*watchedCall
+	for c := range w.calls {
+		calls = append(calls, c)
+	}
+	// The call grows the heap by 50 bytes; all of it is live.
+	f.heap, f.afterGC = 50050, 50050
+	w.check(calls)
+	if err := interrupted(vm); err != nil {
+		t.Errorf("innocent call interrupted: %v", err)
+	}
+	// Over its budget from where it started: interrupted.
+	f.now = f.now.Add(time.Second)
+	f.heap, f.afterGC = 50200, 50200
+	w.check(calls)
+	if err := interrupted(vm); !errors.Is(err, ErrMemory) {
+		t.Errorf("call over its budget: %v, want ErrMemory", err)
 	}
 }
