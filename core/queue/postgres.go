@@ -236,35 +236,47 @@ func (q *Postgres) deliveriesTable() string { return pgIdent(q.opts.Namespace + 
 
 func (q *Postgres) ensureDeliveries(ctx context.Context) error {
 	t := q.deliveriesTable()
-	var exists bool
-	if err := q.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&exists); err != nil {
-		return fmt.Errorf("queue: check deliveries table: %w", err)
-	}
-	if exists {
-		return nil
-	}
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("queue: create deliveries table: %w", err)
-	}
-	defer tx.Rollback()
-	for _, stmt := range []string{
-		`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`,
-		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	return q.ensureSchema(ctx, "deliveries table", []string{t}, `CREATE TABLE IF NOT EXISTS `+t+` (
 			grp TEXT NOT NULL,
 			topic TEXT NOT NULL,
 			uuid TEXT NOT NULL,
 			n INTEGER NOT NULL,
 			at TIMESTAMPTZ NOT NULL DEFAULT now(),
 			PRIMARY KEY (grp, topic, uuid)
-		)`,
-	} {
+		)`)
+}
+
+// ensureSchema runs the DDL statements unless every relation named in
+// rels exists already. Checking first matters: CREATE INDEX IF NOT EXISTS
+// waits for writers of the table even when the index is there. The DDL
+// runs in one transaction under the queue's schema lock, so instances
+// starting together do not race.
+func (q *Postgres) ensureSchema(ctx context.Context, what string, rels []string, ddl ...string) error {
+	cond := make([]string, len(rels))
+	args := make([]any, len(rels))
+	for i, r := range rels {
+		cond[i] = fmt.Sprintf("to_regclass($%d) IS NOT NULL", i+1)
+		args[i] = r
+	}
+	var exists bool
+	if err := q.db.QueryRowContext(ctx, `SELECT `+strings.Join(cond, " AND "), args...).Scan(&exists); err != nil {
+		return fmt.Errorf("queue: check %s: %w", what, err)
+	}
+	if exists {
+		return nil
+	}
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("queue: create %s: %w", what, err)
+	}
+	defer tx.Rollback()
+	for _, stmt := range append([]string{`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`}, ddl...) {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("queue: create deliveries table: %w", err)
+			return fmt.Errorf("queue: create %s: %w", what, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("queue: create deliveries table: %w", err)
+		return fmt.Errorf("queue: create %s: %w", what, err)
 	}
 	return nil
 }

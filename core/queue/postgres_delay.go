@@ -24,41 +24,22 @@ const (
 func (q *Postgres) delayTable() string { return pgIdent(q.opts.Namespace + "_delayed") }
 
 // ensureDelayed creates the delayed table and its index unless they exist.
-// Checking first matters: CREATE INDEX IF NOT EXISTS waits for writers of
-// the table even when the index is there.
 func (q *Postgres) ensureDelayed(ctx context.Context) error {
 	if q.delayReady.Load() {
 		return nil
 	}
 	t, idx := q.delayTable(), pgIdent(q.opts.Namespace+"_delayed_due")
-	var exists bool
-	if err := q.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`, t, idx).Scan(&exists); err != nil {
-		return fmt.Errorf("queue: check delayed table: %w", err)
-	}
-	if !exists {
-		tx, err := q.db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("queue: create delayed table: %w", err)
-		}
-		defer tx.Rollback()
-		for _, stmt := range []string{
-			`SELECT pg_advisory_xact_lock(hashtext('hookbus queue schema'))`,
-			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	if err := q.ensureSchema(ctx, "delayed table", []string{t, idx},
+		`CREATE TABLE IF NOT EXISTS `+t+` (
 				id TEXT PRIMARY KEY,
 				topic TEXT NOT NULL,
 				due_at TIMESTAMPTZ NOT NULL,
 				payload BYTEA NOT NULL,
 				metadata JSONB NOT NULL
 			)`,
-			`CREATE INDEX IF NOT EXISTS ` + idx + ` ON ` + t + ` (due_at)`,
-		} {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("queue: create delayed table: %w", err)
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("queue: create delayed table: %w", err)
-		}
+		`CREATE INDEX IF NOT EXISTS `+idx+` ON `+t+` (due_at)`,
+	); err != nil {
+		return err
 	}
 	q.delayReady.Store(true)
 	return nil

@@ -87,7 +87,7 @@ function transform(event) {
 // behave as before.
 func TestGuardedBuiltinsStillWork(t *testing.T) {
 	t.Parallel()
-	s := compile(t, `
+	runChecks(t, `
 class Stack extends Array {}
 function transform(event) {
   const checks = {
@@ -115,13 +115,7 @@ function transform(event) {
     plainMembers: ["hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable"].every(k => "value" in Object.getOwnPropertyDescriptor(Object.prototype, k)),
     jsonUndefined: JSON.stringify(undefined) === undefined && JSON.stringify(() => 1) === undefined,
   };
-  const bad = Object.keys(checks).filter(k => !checks[k]);
-  if (bad.length) throw new Error("failed checks " + bad.join(","));
-  return {type: "ok"};
-}`, Options{Timeout: testenv.Timeout(10 * time.Second)})
-	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
-		t.Fatal(err)
-	}
+`, Options{Timeout: testenv.Timeout(10 * time.Second)})
 }
 
 // TestHeapWatchInterruptsRunawayCalls: allocation by many small steps in
@@ -165,4 +159,19 @@ func TestGuardErrorsPointAtTheScript(t *testing.T) {
 	s := compile(t, "function transform(event) {\n  return {type: 't', data: 'x'.repeat(1e9)};\n}\n", Options{})
 	_, err := s.Transform(context.Background(), testEvent(), Context{})
 	wantScriptError(t, err, 2, 0, ErrException, `^test\.js:2:\d+: RangeError: String\.prototype\.repeat would need about 2000000000 bytes, over the script memory bound of 67108864 bytes \(scripts\.max_memory\)$`)
+}
+
+// runChecks compiles src, a script whose transform defines
+// `const checks = {name: boolean, ...}` and ends there, completes the
+// transform and calls it: the test fails naming every check that is false.
+func runChecks(t *testing.T, src string, opts Options) {
+	t.Helper()
+	s := compile(t, src+`
+  const bad = Object.keys(checks).filter(k => !checks[k]);
+  if (bad.length) throw new Error("failed checks " + bad.join(","));
+  return {type: "ok"};
+}`, opts)
+	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
+		t.Fatal(err)
+	}
 }

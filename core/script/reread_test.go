@@ -66,7 +66,7 @@ function transform(event) {
 // do: subclasses, holes, iterables, views, template literals.
 func TestGuardedBuiltinsKeepTheirBehaviour(t *testing.T) {
 	t.Parallel()
-	s := compile(t, `
+	runChecks(t, `
 function transform(event) {
   class A extends Array {}
   const a = A.from([1,2]);
@@ -89,11 +89,5 @@ function transform(event) {
     raw: String.raw`+"`a${1}b`"+` === "a1b",
     args: (function () { return Array.prototype.slice.call(arguments).join(); })(1, 2) === "1,2",
   };
-  const bad = Object.keys(checks).filter(k => !checks[k]);
-  if (bad.length) throw new Error("failed checks " + bad.join(","));
-  return {type: "ok"};
-}`, Options{})
-	if _, err := s.Transform(context.Background(), testEvent(), Context{}); err != nil {
-		t.Fatal(err)
-	}
+`, Options{})
 }
