@@ -490,7 +490,7 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 		}
 		// A copy queued to try timed-out steps again waits for its due
 		// time; on drivers with delayed nacks it waits inside the broker.
-		if due, err := strconv.ParseInt(msg.Metadata.Get(MetaDueAt), 10, 64); err == nil {
+		if due, ok := queue.MetaInt(msg, MetaDueAt); ok {
 			if wait := time.Until(time.Unix(0, due)); wait > 0 {
 				return nackLater(msg, wait)
 			}
@@ -514,7 +514,8 @@ func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandle
 			}
 			return nil
 		}
-		timeouts, _ := strconv.Atoi(msg.Metadata.Get(MetaScriptTimeouts))
+		t64, _ := queue.MetaInt(msg, MetaScriptTimeouts)
+		timeouts := int(t64)
 		var out []*message.Message
 		var outSinks []string
 		for _, sinkName := range p.To {
@@ -736,8 +737,8 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			return e.deadLetter(msg, ev, pipeline, s.Name, "poison", fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
 		}
 		attempt := queue.Attempt(msg)
-		if a, err := strconv.Atoi(msg.Metadata.Get(MetaRetryAttempt)); err == nil && a > 0 {
-			attempt = a + queue.Attempt(msg) - 1
+		if a, ok := queue.MetaInt(msg, MetaRetryAttempt); ok && a > 0 {
+			attempt = int(a) + attempt - 1
 		}
 		inFlight.Inc()
 		start := time.Now()

@@ -202,14 +202,15 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	return q, nil
 }
 
-// nackRecordTTL bounds how long a nack record outlives its message when
-// the ack that deletes it is lost; well beyond any retry schedule.
+// nackRecordTTL is how long a nack record is kept, well beyond any retry
+// schedule. Records are not deleted on ack: a stream sequence acked is
+// never delivered to its consumer again (a handed-back copy has a new
+// one), so the record is only dead weight until it expires.
 const nackRecordTTL = 30 * 24 * time.Hour
 
-// nackKey is the key of a message's nack record in one consumer.
-func nackKey(consumer string, streamSeq uint64) string {
-	return idKey(consumer) + "." + strconv.FormatUint(streamSeq, 10)
-}
+// nackKeyPrefix is the key prefix of one consumer's nack records; a
+// record's key is the prefix and the message's stream sequence.
+func nackKeyPrefix(consumer string) string { return idKey(consumer) + "." }
 
 // idKey maps a producer id to a KV key (ids may hold any character).
 func idKey(id string) string {
@@ -487,6 +488,7 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	ackWait := s.q.opts.AckWait
 	consName := consumerName(s.q.opts.Prefix, s.group, topic)
+	nackPrefix := nackKeyPrefix(consName)
 	cons, err := s.consumer(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -523,17 +525,16 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 			_ = jm.Ack()
 			return
 		}
-		// nackRec is the key of this message's nack record, when it has one.
-		nackRec, numDelivered, streamSeq, deliveries := "", uint64(0), uint64(0), uint64(1)
+		// nacked: this message has a nack record.
+		nacked, numDelivered, streamSeq, deliveries := false, uint64(0), uint64(0), uint64(1)
 		if md, err := jm.Metadata(); err == nil {
 			numDelivered, streamSeq, deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
 			if md.NumDelivered > 1 {
-				key := nackKey(consName, md.Sequence.Stream)
 				kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
-				e, err := s.q.nacks.Get(kctx, key)
+				e, err := s.q.nacks.Get(kctx, nackPrefix+strconv.FormatUint(md.Sequence.Stream, 10))
 				kcancel()
 				if err == nil {
-					nackRec = key
+					nacked = true
 					if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < deliveries {
 						deliveries -= at
 					}
@@ -542,8 +543,10 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		}
 		// A copy handed back at shutdown carries the count of the original,
 		// until an explicit nack of the copy starts it again.
-		if prior, err := strconv.ParseUint(hdr.Get(hdrPriorDeliveries), 10, 64); err == nil && nackRec == "" {
-			deliveries += prior
+		if v := hdr.Get(hdrPriorDeliveries); v != "" && !nacked {
+			if prior, err := strconv.ParseUint(v, 10, 64); err == nil {
+				deliveries += prior
+			}
 		}
 		sendMu.RLock()
 		defer sendMu.RUnlock()
@@ -594,17 +597,12 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 					if err := jm.Ack(); err != nil {
 						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
 					}
-					if nackRec != "" {
-						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
-						_ = s.q.nacks.Purge(kctx, nackRec)
-						kcancel()
-					}
 					return
 				case <-msg.Nacked():
 					// Recorded before the nak, so the redelivery sees it.
 					if numDelivered > 0 {
 						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
-						_, err := s.q.nacks.Put(kctx, nackKey(consName, streamSeq), []byte(strconv.FormatUint(numDelivered, 10)))
+						_, err := s.q.nacks.Put(kctx, nackPrefix+strconv.FormatUint(streamSeq, 10), []byte(strconv.FormatUint(numDelivered, 10)))
 						kcancel()
 						if err != nil {
 							s.q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", topic, "error", err)

@@ -115,11 +115,23 @@ func Attempt(msg *message.Message) int {
 // Deliveries reads MetaDeliveries of a delivered message (0 when the
 // driver does not count).
 func Deliveries(msg *message.Message) int {
-	n, err := strconv.Atoi(msg.Metadata.Get(MetaDeliveries))
-	if err != nil || n < 0 {
+	n, ok := MetaInt(msg, MetaDeliveries)
+	if !ok || n < 0 {
 		return 0
 	}
-	return n
+	return int(n)
+}
+
+// MetaInt reads an integer metadata value; ok is false when it is absent
+// or not a number. An absent key, the common case on the hot path, costs
+// no parse (and no error allocation).
+func MetaInt(msg *message.Message, key string) (n int64, ok bool) {
+	v := msg.Metadata.Get(key)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
 }
 
 // NackDelay reads MetaNackDelay (0 when absent or invalid).
