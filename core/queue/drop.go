@@ -50,7 +50,7 @@ func dropPostgres(ctx context.Context, url, namespace string) error {
 	// ("ns" and "ns_eu").
 	rows, err := db.QueryContext(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = current_schema()
 		AND (starts_with(tablename, $1) OR starts_with(tablename, $2) OR tablename = $3 OR tablename = $4)`,
-		namespace+"_msg_", namespace+"_off_", namespace+"_delayed", namespace+"_deliveries")
+		namespace+"_msg_", namespace+"_off_", namespace+"_delayed", namespace+"_delivery_counts")
 	if err != nil {
 		return err
 	}

@@ -228,21 +228,22 @@ func (q *Postgres) ensure(ctx context.Context, topic string) error {
 // Features implements Queue.
 func (q *Postgres) Features() Features { return Features{Durable: true, CountsDeliveries: true} }
 
-// The table <namespace>_deliveries counts, per group and message, the
-// deliveries since the last explicit ack or nack: the driver redelivers a
-// message after a crash or AckDeadline without saying so. A row is written
-// on each delivery and deleted on its ack.
-func (q *Postgres) deliveriesTable() string { return pgIdent(q.opts.Namespace + "_deliveries") }
+// The table <namespace>_delivery_counts holds, per group and topic, the
+// message being delivered and its deliveries since the last explicit nack:
+// the driver redelivers a message after a crash or AckDeadline without
+// saying so. A group delivers one message at a time and, after a crash, the
+// same one again first, so one row per group and topic is enough: a new
+// message replaces it, and nothing is written on ack or nack.
+func (q *Postgres) deliveriesTable() string { return pgIdent(q.opts.Namespace + "_delivery_counts") }
 
 func (q *Postgres) ensureDeliveries(ctx context.Context) error {
 	t := q.deliveriesTable()
-	return q.ensureSchema(ctx, "deliveries table", []string{t}, `CREATE TABLE IF NOT EXISTS `+t+` (
+	return q.ensureSchema(ctx, "delivery counts table", []string{t}, `CREATE TABLE IF NOT EXISTS `+t+` (
 			grp TEXT NOT NULL,
 			topic TEXT NOT NULL,
 			uuid TEXT NOT NULL,
 			n INTEGER NOT NULL,
-			at TIMESTAMPTZ NOT NULL DEFAULT now(),
-			PRIMARY KEY (grp, topic, uuid)
+			PRIMARY KEY (grp, topic)
 		)`)
 }
 
@@ -281,39 +282,31 @@ func (q *Postgres) ensureSchema(ctx context.Context, what string, rels []string,
 	return nil
 }
 
-// pgCounter counts deliveries of one subscription in the deliveries table.
+// pgCounter counts deliveries of one subscription in the delivery counts
+// table; sql is its one statement.
 type pgCounter struct {
 	q            *Postgres
 	group, topic string
+	sql          string
 }
 
-func (c pgCounter) deliver(uuid string) int {
+func newPGCounter(q *Postgres, group, topic string) pgCounter {
+	t := q.deliveriesTable()
+	return pgCounter{q: q, group: group, topic: topic, sql: `INSERT INTO ` + t + ` (grp, topic, uuid, n) VALUES ($1, $2, $3, 1)
+		ON CONFLICT (grp, topic) DO UPDATE SET uuid = EXCLUDED.uuid,
+			n = CASE WHEN ` + t + `.uuid = EXCLUDED.uuid AND NOT $4 THEN ` + t + `.n + 1 ELSE 1 END
+		RETURNING n`}
+}
+
+func (c pgCounter) deliver(uuid string, afterNack bool) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	t := c.q.deliveriesTable()
 	var n int
-	err := c.q.db.QueryRowContext(ctx, `INSERT INTO `+t+` (grp, topic, uuid, n) VALUES ($1, $2, $3, 1)
-		ON CONFLICT (grp, topic, uuid) DO UPDATE SET n = `+t+`.n + 1, at = now() RETURNING n`, c.group, c.topic, uuid).Scan(&n)
-	if err != nil {
+	if err := c.q.db.QueryRowContext(ctx, c.sql, c.group, c.topic, uuid, afterNack).Scan(&n); err != nil {
 		c.q.log.Warn("queue: counting a delivery failed", "topic", c.topic, "group", c.group, "err", err)
 		return 1
 	}
 	return n
-}
-
-func (c pgCounter) settled(uuid string, acked bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	t := c.q.deliveriesTable()
-	var err error
-	if acked {
-		_, err = c.q.db.ExecContext(ctx, `DELETE FROM `+t+` WHERE grp = $1 AND topic = $2 AND uuid = $3`, c.group, c.topic, uuid)
-	} else {
-		_, err = c.q.db.ExecContext(ctx, `UPDATE `+t+` SET n = 0 WHERE grp = $1 AND topic = $2 AND uuid = $3`, c.group, c.topic, uuid)
-	}
-	if err != nil {
-		c.q.log.Warn("queue: settling a delivery count failed", "topic", c.topic, "group", c.group, "err", err)
-	}
 }
 
 // Provision implements Queue: it creates the topics' tables.
@@ -459,7 +452,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		relay(subCtx, in, out, pgCounter{q: s.q, group: s.group, topic: st})
+		relay(subCtx, in, out, newPGCounter(s.q, s.group, st))
 		stop()
 		cancel()
 		close(out)
@@ -493,10 +486,6 @@ func (q *Postgres) prune(ctx context.Context) {
 		topics = append(topics, t)
 	}
 	q.mu.Unlock()
-	// Counts whose ack was lost (a crash between the ack and the delete).
-	if _, err := q.db.ExecContext(ctx, `DELETE FROM `+q.deliveriesTable()+` WHERE at < now() - interval '7 days'`); err != nil && ctx.Err() == nil {
-		q.log.Warn("prune delivery counts", "err", err)
-	}
 	for _, t := range topics {
 		if _, ok := q.ready.Load(t); !ok {
 			continue

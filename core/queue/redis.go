@@ -219,24 +219,20 @@ func (c *claimCounts) note(client *redis.Client, key string, xp redis.XPendingEx
 }
 
 // deliver implements deliveryCounter: 1 unless the message was just claimed.
-func (c *claimCounts) deliver(uuid string) int {
+func (c *claimCounts) deliver(uuid string, _ bool) int {
 	if v, ok := c.m.LoadAndDelete(uuid); ok {
 		return v.(int)
 	}
 	return 1
 }
 
-// settled implements deliveryCounter: Redis keeps the count itself.
-func (c *claimCounts) settled(string, bool) {}
-
 // deliveryCounter counts, for relay, the deliveries of a message that
 // reached no outcome.
 type deliveryCounter interface {
 	// deliver is called on each delivery and returns the count, this
-	// delivery included.
-	deliver(uuid string) int
-	// settled is called on an explicit ack or nack.
-	settled(uuid string, acked bool)
+	// delivery included; afterNack tells that the message was explicitly
+	// nacked just before, which starts the count again.
+	deliver(uuid string, afterNack bool) int
 }
 
 // Provision implements Queue: it creates the streams, so trimming and
@@ -600,8 +596,8 @@ func randomHex(n int) string {
 // a context of their own, cancelled only ackGrace after ctx, so that the
 // driver still records acks given just before the subscription ended.
 //
-// counter, when not nil, counts deliveries without an outcome; relay sets
-// its count as MetaDeliveries.
+// counter counts deliveries without an outcome; relay sets its count as
+// MetaDeliveries.
 func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, counter deliveryCounter) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
@@ -616,7 +612,8 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		case <-ctx.Done():
 			return
 		}
-		if msg.UUID == nacked && nacked != "" {
+		afterNack := msg.UUID == nacked && nacked != ""
+		if afterNack {
 			attempt++
 		} else {
 			attempt = 1
@@ -624,9 +621,7 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		nacked = ""
 		d := msg.Copy()
 		d.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
-		if counter != nil {
-			d.Metadata.Set(MetaDeliveries, strconv.Itoa(counter.deliver(msg.UUID)))
-		}
+		d.Metadata.Set(MetaDeliveries, strconv.Itoa(counter.deliver(msg.UUID, afterNack)))
 		dctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(msg.Context(), cancel)
 		d.SetContext(dctx)
@@ -640,14 +635,8 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 		select {
 		case <-d.Acked():
 			msg.Ack()
-			if counter != nil {
-				counter.settled(msg.UUID, true)
-			}
 		case <-d.Nacked():
 			nacked = msg.UUID
-			if counter != nil {
-				counter.settled(msg.UUID, false)
-			}
 			if delay := NackDelay(d); delay > 0 {
 				t := time.NewTimer(delay)
 				select {
