@@ -184,9 +184,7 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 		if err != nil {
 			return err
 		}
-		ps.mu.Lock()
 		ps.sink, ps.maxInFlight = s, info.MaxInFlight
-		ps.mu.Unlock()
 		a.addSink(s)
 		return nil
 	})
@@ -195,17 +193,17 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 	out := pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
 	err = ps.attempt(ctx)
 	if err == nil {
-		out.Sink, out.MaxInFlight = ps.sink, ps.MaxInFlight()
+		out.Sink, out.MaxInFlight = ps.resolve()
 		return out, nil
 	}
 	if isConfigRejection(err) {
 		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
 	}
 	ps.failed(err)
-	// The plugin's own max_in_flight is only known after Init: the
-	// pipeline reads it from ps (pipeline.InFlightLimiter) once ready is
-	// closed, before it consumes the sink's queue.
-	out.Sink, out.Ready = ps, ps.ready
+	// The plugin sink and its own max_in_flight are only known after Init:
+	// the pipeline resolves them once ready is closed, before it consumes
+	// the sink's queue.
+	out.Ready, out.Resolve = ps.ready, ps.resolve
 	a.bgWG.Add(1)
 	go func() {
 		defer a.bgWG.Done()
@@ -243,49 +241,16 @@ func configErrors(base string, err error) *config.Errors {
 }
 
 // pendingSink is a plugin sink whose plugin may not have initialised yet.
-// The pipeline delivers to it only after ready is closed, when sink and
-// maxInFlight are set.
+// sink and maxInFlight are set before ready is closed, and read (through
+// resolve, by the pipeline) only after.
 type pendingSink struct {
 	*pluginInit
 	ready       chan struct{}
-	mu          sync.Mutex
 	sink        sdk.Sink
 	maxInFlight int // what the plugin answered Init (0: the default)
 }
 
-// MaxInFlight is the window the plugin declared in its Init answer. It
-// implements pipeline.InFlightLimiter: the pipeline reads it after ready
-// is closed, so a plugin that initialised late keeps its own window.
-func (ps *pendingSink) MaxInFlight() int {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.maxInFlight
-}
-
-var _ pipeline.InFlightLimiter = (*pendingSink)(nil)
-
-func (ps *pendingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
-	return sdk.SinkInfo{}, errors.New("pendingSink is initialised by its retry loop")
-}
-
-// Deliver hands the batch to the plugin once initialised. The pipeline
-// waits for ready before it delivers; a Retry here is only a safety net.
-func (ps *pendingSink) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
-	ps.mu.Lock()
-	s := ps.sink
-	ps.mu.Unlock()
-	if s == nil {
-		out := make([]sdk.Result, len(batch))
-		for i := range out {
-			out[i] = sdk.Result{Outcome: sdk.Retry, Reason: "plugin sink " + ps.name + " is not initialised yet"}
-		}
-		return out
-	}
-	return s.Deliver(ctx, batch)
-}
-
-// Close does nothing: the initialised sink is closed with the app's sinks.
-func (ps *pendingSink) Close(context.Context) error { return nil }
+func (ps *pendingSink) resolve() (sdk.Sink, int) { return ps.sink, ps.maxInFlight }
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

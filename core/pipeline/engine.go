@@ -92,17 +92,13 @@ type Sink struct {
 	// closed: a sink that cannot take deliveries yet (a plugin still
 	// initialising) leaves its events in the queue, with no delivery
 	// attempt counted and no CPU spent, instead of failing them as retries.
-	// A sink that learns its window only once ready implements
-	// InFlightLimiter.
 	Ready <-chan struct{}
-}
-
-// InFlightLimiter is implemented by a sink with Ready whose MaxInFlight is
-// only known once it is ready (a plugin answers it in Init, which may
-// succeed long after startup). The engine reads it after Ready is closed
-// and before it consumes the sink's queue; zero keeps Sink.MaxInFlight.
-type InFlightLimiter interface {
-	MaxInFlight() int
+	// Resolve, with Ready, gives the sink and its window once Ready is
+	// closed (a plugin answers both in Init, which may succeed long after
+	// startup): the engine calls it then, before it consumes the sink's
+	// queue, and delivers to the sink it returns; a zero window keeps
+	// MaxInFlight. Sink is not used for such a sink.
+	Resolve func() (sdk.Sink, int)
 }
 
 // DeadLetterRecorder keeps dead letters where they can be listed and replayed.
@@ -344,8 +340,9 @@ func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
 		backoff = min(backoff*2, 10*time.Second)
 		return true
 	}
-	if li, ok := l.sink.Sink.(InFlightLimiter); ok {
-		if n := li.MaxInFlight(); n > 0 {
+	if l.sink.Resolve != nil {
+		var n int
+		if l.sink.Sink, n = l.sink.Resolve(); n > 0 {
 			l.sink.MaxInFlight = n
 		}
 	}

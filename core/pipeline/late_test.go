@@ -32,7 +32,6 @@ func (s *lateSerialSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, e
 	return sdk.SinkInfo{}, nil
 }
 func (s *lateSerialSink) Close(context.Context) error { return nil }
-func (s *lateSerialSink) MaxInFlight() int            { return s.maxInFlight }
 
 func (s *lateSerialSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
 	s.mu.Lock()
@@ -77,9 +76,10 @@ func TestLateSinkGetsTheWindowItToldWhenReady(t *testing.T) {
 			sink := &lateSerialSink{maxInFlight: 1, hold: 20 * time.Millisecond, arrived: make(chan struct{})}
 			ready := make(chan struct{})
 			e, err := New(Options{
-				Queue:       q,
-				Pipelines:   []Pipeline{{Name: "p", From: []string{"src"}, To: []string{"out"}}},
-				Sinks:       map[string]Sink{"out": {Name: "out", Sink: sink, Batch: batch, Ready: ready}},
+				Queue:     q,
+				Pipelines: []Pipeline{{Name: "p", From: []string{"src"}, To: []string{"out"}}},
+				Sinks: map[string]Sink{"out": {Name: "out", Batch: batch, Ready: ready,
+					Resolve: func() (sdk.Sink, int) { return sink, sink.maxInFlight }}},
 				DeadLetters: &deadLetters{},
 			})
 			if err != nil {
