@@ -651,20 +651,23 @@ func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev s
 	rm.Metadata.Set(MetaReplaySink, sink)
 	rm.Metadata.Set(MetaScriptTimeouts, strconv.Itoa(timeouts))
 	rm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("timeout/%s/%s/%s/%d", pipeline, sink, msg.UUID, timeouts))
-	due := time.Now().Add(delay)
-	var err error
-	if delayer != nil {
-		err = delayer.PublishAt(queue.SourceTopic(src), due, rm)
-	} else {
-		rm.Metadata.Set(MetaDueAt, strconv.FormatInt(due.UnixNano(), 10))
-		err = e.q.Publish(queue.SourceTopic(src), rm)
-	}
-	if err != nil {
+	if err := e.publishDue(delayer, queue.SourceTopic(src), queue.SourceTopic(src), time.Now().Add(delay), rm); err != nil {
 		e.log.Error("queue publish of a timed-out event failed; will retry", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "error", err)
 		return nackLater(msg, infraRetryDelay)
 	}
 	e.log.Warn("script timed out or was interrupted for memory; the event will run again", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "timeouts", timeouts, "retry_in", delay)
 	return nil
+}
+
+// publishDue queues rm to be handled at due: held back by the driver
+// until then on topic when it can (a Delayer), else published now to
+// fallback with MetaDueAt, which its handler waits out.
+func (e *Engine) publishDue(delayer queue.Delayer, topic, fallback string, due time.Time, rm *message.Message) error {
+	if delayer != nil {
+		return delayer.PublishAt(topic, due, rm)
+	}
+	rm.Metadata.Set(MetaDueAt, strconv.FormatInt(due.UnixNano(), 10))
+	return e.q.Publish(fallback, rm)
 }
 
 func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc StepContext) ([]sdk.Event, error) {
@@ -776,14 +779,7 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			rm.Metadata = maps.Clone(msg.Metadata)
 			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
 			delete(rm.Metadata, queue.MetaDedupID)
-			var err error
-			if delayer != nil {
-				err = delayer.PublishAt(queue.SinkTopic(s.Name), time.Now().Add(delay), rm)
-			} else {
-				rm.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(delay).UnixNano(), 10))
-				err = e.q.Publish(queue.RetryTopic(s.Name), rm)
-			}
-			if err != nil {
+			if err := e.publishDue(delayer, queue.SinkTopic(s.Name), queue.RetryTopic(s.Name), time.Now().Add(delay), rm); err != nil {
 				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
 				return nackLater(msg, infraRetryDelay)
 			}
