@@ -118,7 +118,10 @@ func (pi *pluginInit) attempt(ctx context.Context) error {
 }
 
 func (pi *pluginInit) wrap(ctx context.Context, step string, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	// gRPC ends a call at the context's deadline by its own timer, which
+	// can report before ctx.Err() is set: the clock decides.
+	deadline, has := ctx.Deadline()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || has && !time.Now().Before(deadline) {
 		return fmt.Errorf("plugin %s: %s: timed out after %s: %w", pi.pluginType, step, pi.timeout, err)
 	}
 	return fmt.Errorf("plugin %s: %s: %w", pi.pluginType, step, err)
