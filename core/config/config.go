@@ -42,6 +42,8 @@ type Config struct {
 	Scripts Scripts `koanf:"scripts"`
 	// Log configures structured logging.
 	Log Log `koanf:"log"`
+	// Reload configures how a running instance picks up changes.
+	Reload Reload `koanf:"reload"`
 
 	// File is the absolute path of the loaded configuration file, "" when
 	// none was loaded. Relative paths in the configuration are resolved
@@ -218,6 +220,14 @@ type Scripts struct {
 	MaxTimeouts int `koanf:"max_timeouts"`
 }
 
+// Reload configures hot reload.
+type Reload struct {
+	// Watch reloads the configuration when its file, or a script it uses,
+	// changes on disk. Default true. SIGHUP and POST /v1/admin/reload
+	// reload whatever it is.
+	Watch bool `koanf:"watch"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info (default), warn or error.
@@ -272,6 +282,9 @@ func defaults() map[string]any {
 			"level":  "info",
 			"format": "text",
 		},
+		"reload": map[string]any{
+			"watch": true,
+		},
 	}
 }
 
@@ -299,6 +312,7 @@ func Default() *Config {
 		Pipelines: map[string]Pipeline{},
 		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB, MaxMemory: 64 * MiB, MaxTimeouts: 3},
 		Log:       Log{Level: "info", Format: "text"},
+		Reload:    Reload{Watch: true},
 	}
 }
 

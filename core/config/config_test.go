@@ -175,6 +175,7 @@ func TestLoadYAML(t *testing.T) {
 		}},
 		Scripts: Scripts{Timeout: 250 * time.Millisecond, PoolSize: 4, MaxPayload: 2 * MiB, MaxMemory: 32 * MiB, MaxTimeouts: 3},
 		Log:     Log{Level: "debug", Format: "json"},
+		Reload:  Reload{Watch: true},
 		File:    path,
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"maps"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -149,38 +151,39 @@ type Options struct {
 
 // Engine is the running router.
 type Engine struct {
-	opts     Options
-	q        queue.Queue
-	router   *message.Router
-	log      *slog.Logger
-	m        *metrics.Metrics
-	sources  map[string]bool
-	running  chan struct{}
-	runErr   chan error
-	once     sync.Once
-	batchers []*batcher
+	opts    Options
+	q       queue.Queue
+	delayer queue.Delayer // nil when the driver nacks with a delay instead
+	router  *message.Router
+	log     *slog.Logger
+	m       *metrics.Metrics
+	runErr  chan error
+	once    sync.Once
 
-	// late are the sink consumers waiting for their sink's Ready.
-	late []lateSink
-	// mu guards adding handlers to the running router against Close.
-	mu      sync.Mutex
-	closed  bool
-	closing chan struct{}
-}
+	// applyMu serialises changes (SetPipeline, SetSink and their removal).
+	applyMu sync.Mutex
+	// mu guards the maps, the router's handler set against Close, and the
+	// fields below.
+	mu          sync.Mutex
+	pipes       map[string]*pipeRunner
+	sinks       map[string]*sinkRunner
+	pendingLate []lateStart
+	started     bool
+	runCtx      context.Context
+	closed      bool
+	closing     chan struct{}
+	gen         int
 
-// lateSink is a sink consumer added to the router once its sink is ready.
-type lateSink struct {
-	name, topic string
-	// sub was made with window before the sink was ready: it holds the
-	// consumer group, so events queued meanwhile wait for the sink.
-	sub    message.Subscriber
-	window int
-	sink   Sink
+	// sources is the set of sources some pipeline reads, swapped whole.
+	sources atomic.Pointer[map[string]bool]
 }
 
 // sinkWindow is how many of s's messages its subscriber hands out at once.
 func sinkWindow(s Sink) int {
 	window := s.MaxInFlight
+	if window <= 0 {
+		window = 64
+	}
 	if s.Batch > 1 {
 		// Keep the next batches queued while the sink works; the batcher
 		// holds the deliveries in calls to s.MaxInFlight.
@@ -189,119 +192,126 @@ func sinkWindow(s Sink) int {
 	return window
 }
 
-// New builds the router. Nothing runs until Start.
+// New builds the router with opts.Sinks and opts.Pipelines; more can be
+// set, replaced and removed later, before or after Start. Nothing runs
+// until Start.
 func New(opts Options) (*Engine, error) {
 	if opts.Queue == nil {
 		return nil, errors.New("pipeline: no queue")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Metrics == nil {
-		opts.Metrics = metrics.New()
-	}
-	if opts.CloseTimeout == 0 {
-		opts.CloseTimeout = 30 * time.Second
-	}
-	if opts.SourceConcurrency == 0 {
-		opts.SourceConcurrency = 256
-	}
-	if opts.MaxScriptTimeouts <= 0 {
-		opts.MaxScriptTimeouts = 3
-	}
-	if opts.MaxDeliveries <= 0 {
-		opts.MaxDeliveries = 10
-	}
-	if opts.ScriptTimeoutBackoff <= 0 {
-		opts.ScriptTimeoutBackoff = time.Second
+	opts.setDefaults()
+	e := &Engine{opts: opts, q: opts.Queue, log: opts.Logger, m: opts.Metrics, runErr: make(chan error, 1), closing: make(chan struct{}),
+		pipes: map[string]*pipeRunner{}, sinks: map[string]*sinkRunner{}}
+	e.sources.Store(&map[string]bool{})
+	// One retry strategy for the driver, chosen here: the broker holds a
+	// nacked message back itself, or takes a copy due later (PublishAt).
+	e.delayer, _ = e.q.(queue.Delayer)
+	if !e.q.Features().DelayedNack && e.delayer == nil {
+		return nil, errors.New("pipeline: the queue driver can neither nack with a delay nor publish for later (queue.Delayer): retries need one of them")
 	}
 	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger.With("component", "router"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: opts.CloseTimeout}, wlog)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, q: opts.Queue, router: r, log: opts.Logger, m: opts.Metrics, sources: map[string]bool{}, running: make(chan struct{}), runErr: make(chan error, 1), closing: make(chan struct{})}
-
+	e.router = r
 	r.AddMiddleware(e.recoverToDeadLetter)
-	var topics []string
+	if err := e.addDeadLetterConsumer(); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	for _, name := range slices.Sorted(maps.Keys(opts.Sinks)) {
+		s := opts.Sinks[name]
+		if s.Name == "" {
+			s.Name = name
+		}
+		if err := e.SetSink(ctx, s); err != nil {
+			e.closeSubscribers()
+			return nil, err
+		}
+	}
 	for _, p := range opts.Pipelines {
-		for _, to := range p.To {
-			if _, ok := opts.Sinks[to]; !ok {
-				return nil, fmt.Errorf("pipeline %q: unknown sink %q", p.Name, to)
-			}
-		}
-		for _, src := range p.From {
-			e.sources[src] = true
-			sub, err := e.q.Subscriber("pipeline-"+p.Name, opts.SourceConcurrency)
-			if err != nil {
-				return nil, err
-			}
-			topic := queue.SourceTopic(src)
-			topics = append(topics, topic)
-			if err := initialize(sub, topic); err != nil {
-				return nil, err
-			}
-			r.AddConsumerHandler("pipeline/"+p.Name+"/"+src, topic, sub, e.pipelineHandler(p, src))
-		}
-	}
-	for name, s := range opts.Sinks {
-		if s.MaxInFlight <= 0 {
-			s.MaxInFlight = 64
-		}
-		// A late sink's window may change once it is ready; this
-		// subscriber then only creates its group, for the events to wait.
-		window := sinkWindow(s)
-		sub, err := e.q.Subscriber("sink-"+name, window)
-		if err != nil {
+		if err := e.SetPipeline(ctx, p); err != nil {
+			e.closeSubscribers()
 			return nil, err
 		}
-		topic := queue.SinkTopic(name)
-		topics = append(topics, topic)
-		if err := initialize(sub, topic); err != nil {
-			return nil, err
-		}
-		if s.Ready != nil {
-			e.late = append(e.late, lateSink{name: name, topic: topic, sub: sub, window: window, sink: s})
-		} else {
-			r.AddConsumerHandler("sink/"+name, topic, sub, e.sinkHandler(s))
-		}
-		// The pump also runs for drivers with PublishAt: it drains retries
-		// queued before they had it, and idles on an empty topic.
-		if !e.q.Features().DelayedNack {
-			rsub, err := e.q.Subscriber("retry-"+name, 1)
-			if err != nil {
-				return nil, err
-			}
-			rt := queue.RetryTopic(name)
-			topics = append(topics, rt)
-			if err := initialize(rsub, rt); err != nil {
-				return nil, err
-			}
-			r.AddConsumerHandler("retry/"+name, rt, rsub, e.retryPump(name))
-		}
-	}
-	dsub, err := e.q.Subscriber("dead-letters", 16)
-	if err != nil {
-		return nil, err
-	}
-	topics = append(topics, queue.DeadLetterTopic)
-	if err := initialize(dsub, queue.DeadLetterTopic); err != nil {
-		return nil, err
-	}
-	r.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, dsub, e.deadLetterHandler)
-	if err := e.q.Provision(context.Background(), topics); err != nil {
-		return nil, fmt.Errorf("provision queue: %w", err)
 	}
 	return e, nil
 }
 
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = 30 * time.Second
+	}
+	if o.SourceConcurrency == 0 {
+		o.SourceConcurrency = 256
+	}
+	if o.MaxScriptTimeouts <= 0 {
+		o.MaxScriptTimeouts = 3
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 10
+	}
+	if o.ScriptTimeoutBackoff <= 0 {
+		o.ScriptTimeoutBackoff = time.Second
+	}
+}
+
+// addDeadLetterConsumer adds the handler that records dead letters. It
+// runs for the engine's whole life (the router closes itself when its last
+// handler stops).
+func (e *Engine) addDeadLetterConsumer() error {
+	sub, err := e.subscribe("dead-letters", queue.DeadLetterTopic, 16)
+	if err != nil {
+		return err
+	}
+	e.router.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, sub, e.deadLetterHandler)
+	if err := e.q.Provision(context.Background(), []string{queue.DeadLetterTopic}); err != nil {
+		return fmt.Errorf("provision queue: %w", err)
+	}
+	return nil
+}
+
+// closeSubscribers closes what New subscribed when New fails.
+func (e *Engine) closeSubscribers() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, pr := range e.pipes {
+		for _, c := range pr.cons {
+			_ = c.sub.Close()
+		}
+	}
+	for _, r := range e.sinks {
+		if r.cons != nil {
+			_ = r.cons.sub.Close()
+		}
+		if r.lateSub != nil {
+			_ = r.lateSub.Close()
+		}
+	}
+}
+
 // Start runs the router in the background and returns once it is running.
 func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.mu.Unlock()
 	go func() { e.runErr <- e.router.Run(ctx) }()
 	select {
 	case <-e.router.Running():
-		for _, l := range e.late {
-			go e.startWhenReady(ctx, l)
+		e.mu.Lock()
+		e.started = true
+		late := e.pendingLate
+		e.pendingLate = nil
+		e.mu.Unlock()
+		for _, l := range late {
+			go e.startWhenReady(l.ctx, l.r, l.s)
 		}
 		return nil
 	case err := <-e.runErr:
@@ -311,83 +321,6 @@ func (e *Engine) Start(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// startWhenReady adds a late sink's consumer to the running router once
-// the sink is ready, with the window the sink tells then (a plugin that
-// declares max_in_flight: 1 is a serial sink, however late it initialised).
-// A failed subscription (a broker slow to create the consumer) is tried
-// again: RunHandlers starts only handlers not running.
-func (e *Engine) startWhenReady(ctx context.Context, l lateSink) {
-	select {
-	case <-l.sink.Ready:
-	case <-ctx.Done():
-		return
-	case <-e.closing:
-		return
-	}
-	backoff := 100 * time.Millisecond
-	// wait waits out backoff; false: the engine is stopping.
-	wait := func() bool {
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return false
-		case <-e.closing:
-			return false
-		}
-		backoff = min(backoff*2, 10*time.Second)
-		return true
-	}
-	if l.sink.Resolve != nil {
-		var n int
-		if l.sink.Sink, n = l.sink.Resolve(); n > 0 {
-			l.sink.MaxInFlight = n
-		}
-	}
-	for window := sinkWindow(l.sink); window != l.window; {
-		sub, err := e.q.Subscriber("sink-"+l.name, window)
-		if err == nil {
-			err = initialize(sub, l.topic)
-			if err != nil {
-				_ = sub.Close()
-			}
-		}
-		if err == nil {
-			// The first subscriber never subscribed: it has nothing in flight.
-			_ = l.sub.Close()
-			l.sub, l.window = sub, window
-			break
-		}
-		e.log.Error("subscribe sink consumer with its window; trying again", "sink", l.name, "max_in_flight", l.sink.MaxInFlight, "error", err, "in", backoff)
-		if !wait() {
-			return
-		}
-	}
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.router.AddConsumerHandler("sink/"+l.name, l.topic, l.sub, e.sinkHandler(l.sink))
-	e.mu.Unlock()
-	for {
-		e.mu.Lock()
-		if e.closed {
-			e.mu.Unlock()
-			return
-		}
-		err := e.router.RunHandlers(ctx)
-		e.mu.Unlock()
-		if err == nil {
-			e.log.Info("sink ready; consuming its queue", "sink", l.name, "max_in_flight", l.sink.MaxInFlight)
-			return
-		}
-		e.log.Error("start sink consumer; trying again", "sink", l.name, "error", err, "in", backoff)
-		if !wait() {
-			return
-		}
 	}
 }
 
@@ -401,17 +334,29 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		err = e.router.Close()
 		e.mu.Lock()
-		bs := e.batchers
+		runners := slices.Collect(maps.Values(e.sinks))
 		e.mu.Unlock()
-		for _, b := range bs {
-			b.close()
+		for _, r := range runners {
+			e.endLateWait(r)
+			e.mu.Lock()
+			lateSub := r.lateSub
+			e.mu.Unlock()
+			if lateSub != nil {
+				_ = lateSub.Close()
+			}
+			r.mu.RLock()
+			st := r.state
+			r.mu.RUnlock()
+			if st != nil && st.batcher != nil {
+				st.batcher.close()
+			}
 		}
 	})
 	return err
 }
 
 // HasSource tells whether any pipeline reads from the source.
-func (e *Engine) HasSource(name string) bool { return e.sources[name] }
+func (e *Engine) HasSource(name string) bool { return (*e.sources.Load())[name] }
 
 // Publish queues events of a source; it returns once the queue confirmed
 // every event. It implements the HTTP source's Publisher.
@@ -471,9 +416,11 @@ func nackLater(msg *message.Message, d time.Duration) error {
 	return nil
 }
 
-func (e *Engine) pipelineHandler(p Pipeline, src string) message.NoPublishHandlerFunc {
-	delayer, _ := e.q.(queue.Delayer)
+func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHandlerFunc {
+	delayer := e.delayer
 	return func(msg *message.Message) error {
+		// One version of the pipeline for the whole event.
+		p := *pr.cur.Load()
 		// Steps in flight at shutdown finish (scripts have their own
 		// deadline) rather than fail as script errors.
 		ctx := context.WithoutCancel(msg.Context())
@@ -703,26 +650,9 @@ func (e *Engine) runStep(ctx context.Context, st Step, ev sdk.Event, sc StepCont
 	return st.Run(ctx, ev, sc)
 }
 
-func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
+func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 	delayed := e.q.Features().DelayedNack
-	delayer, _ := e.q.(queue.Delayer)
-	deliver := func(ctx context.Context, d sdk.Delivery) sdk.Result {
-		res := s.Sink.Deliver(ctx, []sdk.Delivery{d})
-		if len(res) != 1 {
-			return sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for 1 delivery", len(res))}
-		}
-		return res[0]
-	}
-	if s.Batch > 1 {
-		b := newBatcher(s.Sink, s.Batch, s.MaxInFlight)
-		e.batchers = append(e.batchers, b)
-		deliver = b.deliver
-	}
-	// The per-sink series, looked up once rather than per delivery.
-	inFlight := e.m.InFlight.WithLabelValues(s.Name)
-	attemptTime := e.m.AttemptTime.WithLabelValues(s.Name)
-	endToEnd := e.m.EndToEnd.WithLabelValues(s.Name)
-	retries := e.m.Retries.WithLabelValues(s.Name)
+	name := r.name
 	return func(msg *message.Message) error {
 		// A delivery in flight at shutdown is finished, not cut off: the
 		// router waits for it (up to CloseTimeout) and the sink's own
@@ -731,47 +661,51 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 		pipeline := msg.Metadata.Get(MetaPipeline)
 		var ev sdk.Event
 		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
-			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, s.Name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
 		}
 		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
-			return e.deadLetter(msg, ev, pipeline, s.Name, "poison", fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
+			return e.deadLetter(msg, ev, pipeline, name, "poison", fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
 		}
 		attempt := queue.Attempt(msg)
 		if a, ok := queue.MetaInt(msg, MetaRetryAttempt); ok && a > 0 {
 			attempt = int(a) + attempt - 1
 		}
-		inFlight.Inc()
+		// The sink version this delivery uses to the end, its outcome
+		// included (a replaced sink's schedule does not apply to it).
+		st := r.acquire()
+		defer st.release()
+		r.inFlight.Inc()
 		start := time.Now()
-		r := deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline, Raw: msg.Payload})
-		inFlight.Dec()
-		attemptTime.Observe(time.Since(start).Seconds())
-		e.m.Attempts.WithLabelValues(s.Name, r.Outcome.String(), metrics.StatusClass(r.StatusCode)).Inc()
+		res := st.deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline, Raw: msg.Payload})
+		r.inFlight.Dec()
+		r.attemptTime.Observe(time.Since(start).Seconds())
+		e.m.Attempts.WithLabelValues(name, res.Outcome.String(), metrics.StatusClass(res.StatusCode)).Inc()
 		// Logger fields are built only for what is logged: a successful
 		// delivery logs nothing at the default level.
 		logArgs := func(more ...any) []any {
-			return append([]any{"sink", s.Name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt}, more...)
+			return append([]any{"sink", name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt}, more...)
 		}
-		switch r.Outcome {
+		switch res.Outcome {
 		case sdk.OK:
-			e.m.Delivered.WithLabelValues(pipeline, s.Name).Inc()
+			e.m.Delivered.WithLabelValues(pipeline, name).Inc()
 			if ns, err := strconv.ParseInt(msg.Metadata.Get(MetaReceivedAt), 10, 64); err == nil {
-				endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
+				r.endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
 			}
 			if e.log.Enabled(ctx, slog.LevelDebug) {
-				e.log.Debug("delivered", logArgs("status", r.StatusCode)...)
+				e.log.Debug("delivered", logArgs("status", res.StatusCode)...)
 			}
 			return nil
 		case sdk.Permanent:
-			e.log.Warn("permanent delivery failure", logArgs("reason", r.Reason, "status", r.StatusCode)...)
-			return e.deadLetter(msg, ev, pipeline, s.Name, "permanent", r.Reason, attempt)
+			e.log.Warn("permanent delivery failure", logArgs("reason", res.Reason, "status", res.StatusCode)...)
+			return e.deadLetter(msg, ev, pipeline, name, "permanent", res.Reason, attempt)
 		default:
-			delay, ok := s.Schedule.Next(attempt, r.RetryAfter)
+			delay, ok := st.spec.Schedule.Next(attempt, res.RetryAfter)
 			if !ok {
-				e.log.Warn("giving up after last attempt", logArgs("reason", r.Reason)...)
-				return e.deadLetter(msg, ev, pipeline, s.Name, "exhausted", fmt.Sprintf("gave up after %d attempts: %s", attempt, r.Reason), attempt)
+				e.log.Warn("giving up after last attempt", logArgs("reason", res.Reason)...)
+				return e.deadLetter(msg, ev, pipeline, name, "exhausted", fmt.Sprintf("gave up after %d attempts: %s", attempt, res.Reason), attempt)
 			}
-			retries.Inc()
-			e.log.Info("delivery failed; retry scheduled", logArgs("reason", r.Reason, "status", r.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+			r.retries.Inc()
+			e.log.Info("delivery failed; retry scheduled", logArgs("reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
 			if delayed {
 				return nackLater(msg, delay)
 			}
@@ -779,53 +713,12 @@ func (e *Engine) sinkHandler(s Sink) message.NoPublishHandlerFunc {
 			rm.Metadata = maps.Clone(msg.Metadata)
 			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
 			delete(rm.Metadata, queue.MetaDedupID)
-			if err := e.publishDue(delayer, queue.SinkTopic(s.Name), queue.RetryTopic(s.Name), time.Now().Add(delay), rm); err != nil {
+			if err := e.delayer.PublishAt(queue.SinkTopic(name), time.Now().Add(delay), rm); err != nil {
 				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
 				return nackLater(msg, infraRetryDelay)
 			}
 			return nil
 		}
-	}
-}
-
-// retryPump moves due retries back to the sink topic, for drivers without
-// delayed nacks. A message that is not yet due goes to the back of the retry
-// topic, so one long wait never holds up a shorter one behind it.
-func (e *Engine) retryPump(sink string) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		due, _ := strconv.ParseInt(msg.Metadata.Get(MetaDueAt), 10, 64)
-		if time.Now().UnixNano() < due {
-			// Not due: send it round again. A message seen less than a
-			// second ago waits out the rest of that second, which paces
-			// whole cycles of an idle topic, not each message.
-			cycled, _ := strconv.ParseInt(msg.Metadata.Get(MetaCycledAt), 10, 64)
-			if wait := time.Until(time.Unix(0, cycled).Add(time.Second)); wait > 0 {
-				t := time.NewTimer(min(wait, time.Second, time.Until(time.Unix(0, due))))
-				select {
-				case <-t.C:
-				case <-msg.Context().Done():
-					t.Stop()
-					return nackLater(msg, 0)
-				}
-			}
-			if time.Now().UnixNano() < due {
-				rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-				rm.Metadata = maps.Clone(msg.Metadata)
-				rm.Metadata.Set(MetaCycledAt, strconv.FormatInt(time.Now().UnixNano(), 10))
-				if err := e.q.Publish(queue.RetryTopic(sink), rm); err != nil {
-					e.log.Error("queue publish of retry failed; will try again", "sink", sink, "error", err)
-					return nackLater(msg, infraRetryDelay)
-				}
-				return nil
-			}
-		}
-		rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-		rm.Metadata = maps.Clone(msg.Metadata)
-		if err := e.q.Publish(queue.SinkTopic(sink), rm); err != nil {
-			e.log.Error("queue publish of due retry failed; will try again", "sink", sink, "error", err)
-			return nackLater(msg, infraRetryDelay)
-		}
-		return nil
 	}
 }
 

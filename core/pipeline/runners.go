@@ -1,0 +1,558 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// The engine grows and shrinks while it runs: a pipeline or sink is one or
+// more Watermill handlers (AddConsumerHandler + RunHandlers), stopped one
+// by one (Handler.Stop) when it goes. Consumer groups are named after the
+// pipeline or sink ("pipeline-<name>", "sink-<name>"), so a pipeline or sink
+// that is replaced, or removed and added again, takes up its queue where
+// the last one left it.
+
+// consumer is one router handler and the subscriber it reads.
+type consumer struct {
+	handler string // the router's handler name, unique per consumer
+	topic   string
+	sub     message.Subscriber
+	h       *message.Handler
+
+	// The handler function's calls, counted, so stop can wait for the
+	// last one: the router's Stopped tells only that no more messages are
+	// handed out.
+	mu       sync.Mutex
+	active   int
+	stopping bool
+	idle     chan struct{} // closed when stopping and active reaches 0
+}
+
+// wrap counts the calls of f. A call that starts after stop began (the
+// router hands out messages from goroutines that may run late) hands its
+// message back untouched: it is redelivered to the group, not handled by a
+// consumer on its way out.
+func (c *consumer) wrap(f message.NoPublishHandlerFunc) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		c.mu.Lock()
+		if c.stopping {
+			c.mu.Unlock()
+			return nackLater(msg, 0)
+		}
+		c.active++
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.active--
+			if c.stopping && c.active == 0 && c.idle != nil {
+				close(c.idle)
+				c.idle = nil
+			}
+			c.mu.Unlock()
+		}()
+		return f(msg)
+	}
+}
+
+// stop stops the handler, waits (up to grace) for the calls in progress to
+// finish, then closes the subscriber. Messages the subscriber had fetched
+// but not handed out go back to the group (the driver's Close does that).
+func (c *consumer) stop(grace time.Duration) {
+	if c.h != nil {
+		c.h.Stop()
+		<-c.h.Stopped()
+	}
+	c.mu.Lock()
+	c.stopping = true
+	var idle chan struct{}
+	if c.active > 0 {
+		idle = make(chan struct{})
+		c.idle = idle
+	}
+	c.mu.Unlock()
+	if idle != nil {
+		t := time.NewTimer(grace)
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.sub.Close()
+}
+
+// pipeRunner is a running pipeline: one consumer per source, all in the
+// pipeline's group. cur is swapped whole on a change, and each event reads
+// it once, so it runs through exactly one version of the steps.
+type pipeRunner struct {
+	name string
+	cur  atomic.Pointer[Pipeline]
+	cons map[string]*consumer // by source
+}
+
+// sinkRunner is a running sink: its consumer and the sink it delivers to.
+type sinkRunner struct {
+	name, topic string
+	window      int
+	cons        *consumer // nil while the sink is not ready
+
+	mu    sync.RWMutex // guards state against a swap
+	state *sinkState
+
+	// late: the goroutine waiting for the sink's Ready, and how to stop it.
+	lateCancel context.CancelFunc
+	lateDone   chan struct{}
+	lateSub    message.Subscriber // the group's subscriber made before Ready
+
+	// The per-sink series, looked up once rather than per delivery.
+	inFlight              prometheus.Gauge
+	retries               prometheus.Counter
+	attemptTime, endToEnd prometheus.Observer
+}
+
+// sinkState is one version of a sink: what deliveries go to.
+type sinkState struct {
+	spec    Sink
+	deliver func(ctx context.Context, d sdk.Delivery) sdk.Result
+	batcher *batcher
+	uses    sync.WaitGroup
+}
+
+// acquire returns the current state, counted as in use until release.
+func (r *sinkRunner) acquire() *sinkState {
+	r.mu.RLock()
+	st := r.state
+	st.uses.Add(1)
+	r.mu.RUnlock()
+	return st
+}
+
+func (st *sinkState) release() { st.uses.Done() }
+
+// retire waits for the deliveries still using st, then stops its batcher.
+func (st *sinkState) retire() {
+	st.uses.Wait()
+	if st.batcher != nil {
+		st.batcher.close()
+	}
+}
+
+func newSinkState(s Sink) *sinkState {
+	st := &sinkState{spec: s}
+	sink := s.Sink
+	st.deliver = func(ctx context.Context, d sdk.Delivery) sdk.Result {
+		res := sink.Deliver(ctx, []sdk.Delivery{d})
+		if len(res) != 1 {
+			return sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for 1 delivery", len(res))}
+		}
+		return res[0]
+	}
+	if s.Batch > 1 {
+		st.batcher = newBatcher(sink, s.Batch, s.MaxInFlight)
+		st.deliver = st.batcher.deliver
+	}
+	return st
+}
+
+// handlerName names a consumer's router handler uniquely: a replaced
+// sink's new handler may be added before the router forgot the old one.
+func (e *Engine) handlerName(kind, name string) string {
+	e.gen++
+	return fmt.Sprintf("%s/%s#%d", kind, name, e.gen)
+}
+
+// subscribe makes a subscriber of group for topic, its subscription
+// created in the broker before anything is published to it.
+func (e *Engine) subscribe(group, topic string, window int) (message.Subscriber, error) {
+	sub, err := e.q.Subscriber(group, window)
+	if err != nil {
+		return nil, err
+	}
+	if err := initialize(sub, topic); err != nil {
+		_ = sub.Close()
+		return nil, err
+	}
+	return sub, nil
+}
+
+// addConsumer adds a handler reading sub to the router and, when the
+// router runs, starts it. Callers hold e.mu.
+func (e *Engine) addConsumer(c *consumer, f message.NoPublishHandlerFunc) error {
+	if e.closed {
+		return errEngineClosed
+	}
+	c.h = e.router.AddConsumerHandler(c.handler, c.topic, c.sub, c.wrap(f))
+	if !e.started {
+		return nil
+	}
+	return e.router.RunHandlers(e.runCtx)
+}
+
+var errEngineClosed = errors.New("pipeline: engine closed")
+
+// SetPipeline adds a pipeline or replaces the one of that name. A
+// replaced pipeline keeps its consumers (and their place in the queue) for
+// the sources it still reads; events already being handled finish on the
+// version they started with, the next ones run the new steps. Every sink
+// of p.To must have been set.
+func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	for _, to := range p.To {
+		if _, ok := e.sinks[to]; !ok {
+			e.mu.Unlock()
+			return fmt.Errorf("pipeline %q: unknown sink %q", p.Name, to)
+		}
+	}
+	pr, ok := e.pipes[p.Name]
+	if !ok {
+		pr = &pipeRunner{name: p.Name, cons: map[string]*consumer{}}
+		e.pipes[p.Name] = pr
+	}
+	pp := p
+	pr.cur.Store(&pp)
+	var gone []*consumer
+	for src, c := range pr.cons {
+		if !slices.Contains(p.From, src) {
+			gone = append(gone, c)
+			delete(pr.cons, src)
+		}
+	}
+	var topics []string
+	var errs []error
+	for _, src := range p.From {
+		if _, ok := pr.cons[src]; ok {
+			continue
+		}
+		topic := queue.SourceTopic(src)
+		sub, err := e.subscribe("pipeline-"+p.Name, topic, e.opts.SourceConcurrency)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
+			continue
+		}
+		c := &consumer{handler: e.handlerName("pipeline", p.Name+"/"+src), topic: topic, sub: sub}
+		if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
+			_ = sub.Close()
+			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
+			continue
+		}
+		pr.cons[src] = c
+		topics = append(topics, topic)
+	}
+	e.updateSources()
+	e.mu.Unlock()
+	for _, c := range gone {
+		c.stop(e.opts.CloseTimeout)
+	}
+	if len(topics) > 0 {
+		if err := e.q.Provision(ctx, topics); err != nil {
+			errs = append(errs, fmt.Errorf("provision queue: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemovePipeline stops a pipeline once the events it is handling are done.
+// Its group keeps its place in the queue: the events that arrive meanwhile
+// wait for a pipeline of that name to come back.
+func (e *Engine) RemovePipeline(name string) {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	pr, ok := e.pipes[name]
+	delete(e.pipes, name)
+	e.updateSources()
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, c := range pr.cons {
+		c.stop(e.opts.CloseTimeout)
+	}
+}
+
+// updateSources recomputes the set of sources read by some pipeline.
+// Callers hold e.mu.
+func (e *Engine) updateSources() {
+	srcs := map[string]bool{}
+	for _, pr := range e.pipes {
+		for src := range pr.cons {
+			srcs[src] = true
+		}
+		for _, src := range pr.cur.Load().From {
+			srcs[src] = true
+		}
+	}
+	e.sources.Store(&srcs)
+}
+
+// SetSink adds a sink or replaces the one of that name. A replacement with
+// the same window is swapped in place: deliveries in progress finish on
+// the old sink, the next ones go to the new one, and the consumer keeps
+// running. One whose window changed, or that is not ready yet, replaces
+// the consumer: the old one stops after its deliveries in progress, and
+// the events queued meanwhile wait for the new one. SetSink returns once
+// the old sink is no longer used; closing it is the caller's.
+func (e *Engine) SetSink(ctx context.Context, s Sink) error {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	if s.MaxInFlight <= 0 {
+		s.MaxInFlight = 64
+	}
+	e.mu.Lock()
+	r, ok := e.sinks[s.Name]
+	e.mu.Unlock()
+	if ok {
+		if s.Ready == nil && r.cons != nil && r.lateCancel == nil && sinkWindow(s) == r.window {
+			st := newSinkState(s)
+			r.mu.Lock()
+			old := r.state
+			r.state = st
+			r.mu.Unlock()
+			old.retire()
+			return nil
+		}
+		e.stopSink(r)
+	}
+	return e.startSink(ctx, s)
+}
+
+// RemoveSink stops a sink once its deliveries in progress are done. No
+// pipeline may still send to it. Its group keeps the events queued for it.
+func (e *Engine) RemoveSink(name string) error {
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	e.mu.Lock()
+	for _, pr := range e.pipes {
+		if slices.Contains(pr.cur.Load().To, name) {
+			e.mu.Unlock()
+			return fmt.Errorf("sink %q: pipeline %q still sends to it", name, pr.name)
+		}
+	}
+	r, ok := e.sinks[name]
+	e.mu.Unlock()
+	if ok {
+		e.stopSink(r)
+	}
+	return nil
+}
+
+// stopSink stops a sink's consumer (or its wait for Ready) and its state,
+// and forgets it.
+func (e *Engine) stopSink(r *sinkRunner) {
+	e.endLateWait(r)
+	e.mu.Lock()
+	delete(e.sinks, r.name)
+	cons, lateSub := r.cons, r.lateSub
+	e.mu.Unlock()
+	if cons != nil {
+		cons.stop(e.opts.CloseTimeout)
+	} else if lateSub != nil {
+		_ = lateSub.Close()
+	}
+	r.mu.RLock()
+	st := r.state
+	r.mu.RUnlock()
+	if st != nil {
+		st.retire()
+	}
+}
+
+// endLateWait stops a late sink's wait for Ready, if it has one, and
+// returns once the goroutine waiting (if it was started) is gone.
+func (e *Engine) endLateWait(r *sinkRunner) {
+	if r.lateCancel == nil {
+		return
+	}
+	r.lateCancel()
+	e.mu.Lock()
+	started := true
+	for i, l := range e.pendingLate {
+		if l.r == r {
+			e.pendingLate = slices.Delete(e.pendingLate, i, i+1)
+			started = false
+			break
+		}
+	}
+	e.mu.Unlock()
+	if started {
+		<-r.lateDone
+	}
+}
+
+// startSink subscribes a new sink's group and starts its consumer, or,
+// for a sink not ready yet, waits for it in the background.
+func (e *Engine) startSink(ctx context.Context, s Sink) error {
+	window := sinkWindow(s)
+	topic := queue.SinkTopic(s.Name)
+	sub, err := e.subscribe("sink-"+s.Name, topic, window)
+	if err != nil {
+		return fmt.Errorf("sink %q: %w", s.Name, err)
+	}
+	r := e.newSinkRunner(s.Name, topic, window)
+	topics := []string{topic}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		_ = sub.Close()
+		return errEngineClosed
+	}
+	e.sinks[s.Name] = r
+	if s.Ready != nil {
+		// A late sink's window may change once it is ready; this
+		// subscriber then only holds the group, for the events to wait.
+		r.lateSub = sub
+		lctx, cancel := context.WithCancel(context.Background())
+		r.lateCancel, r.lateDone = cancel, make(chan struct{})
+		if e.started {
+			go e.startWhenReady(lctx, r, s)
+		} else {
+			e.pendingLate = append(e.pendingLate, lateStart{r, s, lctx})
+		}
+		e.mu.Unlock()
+	} else {
+		r.state = newSinkState(s)
+		c := &consumer{handler: e.handlerName("sink", s.Name), topic: topic, sub: sub}
+		err := e.addConsumer(c, e.sinkHandler(r))
+		if err == nil {
+			r.cons = c
+		} else {
+			delete(e.sinks, s.Name)
+		}
+		e.mu.Unlock()
+		if err != nil {
+			_ = sub.Close()
+			return fmt.Errorf("sink %q: %w", s.Name, err)
+		}
+	}
+	if err := e.q.Provision(ctx, topics); err != nil {
+		return fmt.Errorf("provision queue: %w", err)
+	}
+	return nil
+}
+
+// lateStart is a late sink added before Start, waiting to be watched.
+type lateStart struct {
+	r   *sinkRunner
+	s   Sink
+	ctx context.Context
+}
+
+func (e *Engine) newSinkRunner(name, topic string, window int) *sinkRunner {
+	return &sinkRunner{
+		name: name, topic: topic, window: window,
+		inFlight:    e.m.InFlight.WithLabelValues(name),
+		attemptTime: e.m.AttemptTime.WithLabelValues(name),
+		endToEnd:    e.m.EndToEnd.WithLabelValues(name),
+		retries:     e.m.Retries.WithLabelValues(name),
+	}
+}
+
+// startWhenReady adds a late sink's consumer to the running router once
+// the sink is ready, with the window the sink tells then (a plugin that
+// declares max_in_flight: 1 is a serial sink, however late it initialised).
+// A failed subscription (a broker slow to create the consumer) is tried
+// again. ctx ends the wait (the sink was replaced or removed).
+func (e *Engine) startWhenReady(ctx context.Context, r *sinkRunner, s Sink) {
+	defer close(r.lateDone)
+	select {
+	case <-s.Ready:
+	case <-ctx.Done():
+		return
+	case <-e.closing:
+		return
+	}
+	backoff := 100 * time.Millisecond
+	// wait waits out backoff; false: the wait was ended.
+	wait := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-e.closing:
+			return false
+		}
+		backoff = min(backoff*2, 10*time.Second)
+		return true
+	}
+	if s.Resolve != nil {
+		var n int
+		if s.Sink, n = s.Resolve(); n > 0 {
+			s.MaxInFlight = n
+		}
+	}
+	sub := r.lateSub
+	for window := sinkWindow(s); window != r.window; {
+		nsub, err := e.subscribe("sink-"+s.Name, r.topic, window)
+		if err == nil {
+			// The first subscriber never subscribed: it has nothing in flight.
+			_ = sub.Close()
+			sub, r.window = nsub, window
+			e.mu.Lock()
+			r.lateSub = sub
+			e.mu.Unlock()
+			break
+		}
+		e.log.Error("subscribe sink consumer with its window; trying again", "sink", s.Name, "max_in_flight", s.MaxInFlight, "error", err, "in", backoff)
+		if !wait() {
+			return
+		}
+	}
+	r.mu.Lock()
+	r.state = newSinkState(s)
+	r.mu.Unlock()
+	for {
+		e.mu.Lock()
+		if e.closed || ctx.Err() != nil {
+			e.mu.Unlock()
+			return
+		}
+		var err error
+		if r.cons == nil {
+			c := &consumer{handler: e.handlerName("sink", s.Name), topic: r.topic, sub: sub}
+			err = e.addConsumer(c, e.sinkHandler(r))
+			r.cons, r.lateSub = c, nil
+		} else {
+			// RunHandlers starts only the handlers not running yet.
+			err = e.router.RunHandlers(e.runCtx)
+		}
+		e.mu.Unlock()
+		if err == nil {
+			e.log.Info("sink ready; consuming its queue", "sink", s.Name, "max_in_flight", s.MaxInFlight)
+			return
+		}
+		e.log.Error("start sink consumer; trying again", "sink", s.Name, "error", err, "in", backoff)
+		if !wait() {
+			return
+		}
+	}
+}
+
+// Pipelines returns the names of the running pipelines, sorted.
+func (e *Engine) Pipelines() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Sorted(maps.Keys(e.pipes))
+}
+
+// Sinks returns the names of the running sinks, sorted.
+func (e *Engine) Sinks() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Sorted(maps.Keys(e.sinks))
+}
