@@ -24,8 +24,7 @@ func addConfigFlag(c *cobra.Command, p *string) {
 
 // loadConfig loads and validates the configuration; problems are usage errors.
 func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
-	probe := config.Default()
-	cfg, err := config.Load(path, config.LoadOptions{Checkers: app.Checkers(app.ScriptOptions(probe, log))})
+	cfg, err := app.LoadConfig(path, log)
 	if err != nil {
 		var errs *config.Errors
 		if errors.As(err, &errs) {
@@ -52,8 +51,10 @@ func runCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run hookbus with a configuration file",
-		Long:  "Run hookbus: serve the ingest endpoint and management API, run the pipelines and deliver events.\nSIGINT or SIGTERM stops taking requests and drains in-flight work.",
-		Args:  cobra.NoArgs,
+		Long: "Run hookbus: serve the ingest endpoint and management API, run the pipelines and deliver events.\n" +
+			"SIGINT or SIGTERM stops taking requests and drains in-flight work. SIGHUP reloads the configuration\n" +
+			"(as do a change of the file or of a script it uses, and POST /v1/admin/reload).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			boot := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			cfg, err := loadConfig(path, boot)
@@ -81,7 +82,19 @@ func runCmd() *cobra.Command {
 				}
 				return err
 			}
-			<-ctx.Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					break wait
+				case <-hup:
+					// Reload logs its outcome; a refused reload changes nothing.
+					_, _ = a.Reload(ctx, "signal")
+				}
+			}
 			stop()
 			log.Info("shutting down: draining in-flight work", "timeout", cfg.Server.ShutdownTimeout)
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout+5*time.Second)

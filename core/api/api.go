@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,6 +40,8 @@ type Options struct {
 	// as "component: reason" (a plugin sink still initialising). While it
 	// lists any, /readyz answers 503 naming them.
 	NotReady func() []string
+	// Admin, when set, serves POST /v1/admin/reload and GET /v1/admin/status.
+	Admin Admin
 }
 
 // Server is the HTTP handler of a hookbus instance.
@@ -46,6 +49,8 @@ type Server struct {
 	opts  Options
 	mux   *http.ServeMux
 	ready atomic.Bool
+	// keys are the API keys; a reload may replace them.
+	keys atomic.Pointer[[]string]
 }
 
 // New builds the handler.
@@ -54,6 +59,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.SetAPIKeys(opts.APIKeys)
 	if opts.Ingest != nil {
 		s.mux.Handle("/v1/sources/{source}/events", s.auth(opts.Ingest))
 	}
@@ -61,6 +67,10 @@ func New(opts Options) *Server {
 	s.mux.Handle("GET /v1/dead-letters/{id}", s.auth(http.HandlerFunc(s.getDeadLetter)))
 	s.mux.Handle("POST /v1/dead-letters/{id}/replay", s.auth(http.HandlerFunc(s.replayOne)))
 	s.mux.Handle("POST /v1/dead-letters/replay", s.auth(http.HandlerFunc(s.replayMany)))
+	if opts.Admin != nil {
+		s.mux.Handle("POST /v1/admin/reload", s.auth(http.HandlerFunc(s.reload)))
+		s.mux.Handle("GET /v1/admin/status", s.auth(http.HandlerFunc(s.status)))
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -92,14 +102,23 @@ func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// SetAPIKeys replaces the API keys (none: /v1/* is open, as with no
+// server.api_keys).
+func (s *Server) SetAPIKeys(keys []string) {
+	k := slices.Clone(keys)
+	s.keys.Store(&k)
+}
+
 func (s *Server) auth(h http.Handler) http.Handler {
-	if len(s.opts.APIKeys) == 0 {
-		return h
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys := *s.keys.Load()
+		if len(keys) == 0 {
+			h.ServeHTTP(w, r)
+			return
+		}
 		token, ok := bearerToken(r.Header.Get("Authorization"))
 		if ok {
-			for _, k := range s.opts.APIKeys {
+			for _, k := range keys {
 				if subtle.ConstantTimeCompare([]byte(token), []byte(k)) == 1 {
 					h.ServeHTTP(w, r)
 					return

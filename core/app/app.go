@@ -11,11 +11,11 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
@@ -71,9 +71,12 @@ func ScriptOptions(cfg *config.Config, log *slog.Logger) script.Options {
 		MaxMemory: int64(cfg.Scripts.MaxMemory), Logger: log}
 }
 
-// App is a running hookbus instance.
+// App is a running hookbus instance: the host, which lives as long as the
+// process (listener, queue, store, plugin host, metrics, the data_dir
+// lock, the engine's router), and the runtime built from the current
+// configuration (sinks, scripts, pipelines, plugin sources), which a
+// reload replaces part by part (see Reload).
 type App struct {
-	cfg     *config.Config
 	log     *slog.Logger
 	Metrics *metrics.Metrics
 	Queue   queue.Queue
@@ -82,29 +85,29 @@ type App struct {
 	api     *api.Server
 	srv     *http.Server
 	ln      net.Listener
-	sinks   []sdk.Sink
 	cancel  context.CancelFunc
 	served  chan error
 
-	host      *pluginhost.Host
-	sourcesWG sync.WaitGroup
+	host *pluginhost.Host
+	// boot is the configuration the host was opened with: the keys that
+	// cannot change while it runs are compared against it.
+	boot *config.Config
 
 	// readiness lists the components that cannot work yet (/readyz).
 	readiness *readiness
-	// bgCtx ends background work started by New (plugin sinks retrying
-	// their initialisation); bgWG waits for it.
+	// bgCtx ends background work (plugin sinks retrying their
+	// initialisation); runCtx is Start's, for plugin sources.
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
-	bgWG     sync.WaitGroup
-	sinksMu  sync.Mutex
+	runCtx   context.Context
 	lock     *datadir.Lock
-}
 
-// addSink records an initialised sink, to be closed with the app.
-func (a *App) addSink(s sdk.Sink) {
-	a.sinksMu.Lock()
-	a.sinks = append(a.sinks, s)
-	a.sinksMu.Unlock()
+	// reloadMu serialises reloads (and Shutdown against them); rt is the
+	// runtime running now.
+	reloadMu sync.Mutex
+	rt       atomic.Pointer[runtime]
+	status   statusRecord
+	watcher  *watcher
 }
 
 // UsesDataDir reports whether the configuration keeps state in data_dir
@@ -137,100 +140,26 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if log == nil {
 		log = slog.Default()
 	}
-	a = &App{cfg: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
+	a = &App{boot: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
 	a.readiness = &readiness{gauge: a.Metrics.ComponentReady, notReady: map[string]string{}}
 	a.bgCtx, a.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	a.runCtx = a.bgCtx
 	built := a
 	defer func() {
 		if err != nil {
 			built.closeResources()
 		}
 	}()
-	if UsesDataDir(cfg) {
-		// Before opening anything: a second process on the same files would
-		// corrupt them or silently miss what the other writes.
-		if a.lock, err = datadir.Acquire(cfg.DataDir, "hookbus run"); err != nil {
-			return nil, err
-		}
-	}
-	a.host = pluginhost.New(log, a.Metrics.Registry)
-	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
+	if err := a.openHost(ctx, cfg); err != nil {
 		return nil, err
 	}
-	a.Metrics.RegisterBacklog(a.Queue)
-	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
+	rt, err := a.buildRuntime(ctx, cfg, nil)
+	if err != nil {
 		return nil, err
 	}
-	sinks := map[string]pipeline.Sink{}
-	// Every sink's config problems are reported together (*config.Errors),
-	// as `hookbus validate` does, rather than the first one only.
-	var problems config.Errors
-	for _, name := range cfg.SinkNames() {
-		c := cfg.Sinks[name]
-		if c.Type != "webhook" {
-			ps, err := a.pluginSink(ctx, name, c)
-			var ce *config.Errors
-			if errors.As(err, &ce) {
-				problems = append(problems, *ce...)
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			sinks[name] = ps
-			continue
-		}
-		raw, err := c.RawConfig()
-		if err != nil {
-			problems = append(problems, config.Error{Path: "sinks." + name + ".config", Message: err.Error()})
-			continue
-		}
-		w := &webhook.Webhook{}
-		info, err := w.Init(ctx, raw)
-		if err != nil {
-			problems = append(problems, *configErrors("sinks."+name+".config", err)...)
-			continue
-		}
-		a.addSink(w)
-		sinks[name] = pipeline.Sink{Name: name, Sink: w, MaxInFlight: info.MaxInFlight, Schedule: w.Schedule()}
-	}
-	if len(problems) > 0 {
-		return nil, &problems
-	}
-	sopts := ScriptOptions(cfg, log)
-	compiled := map[string]*script.Script{}
-	var pipes []pipeline.Pipeline
-	for _, name := range cfg.PipelineNames() {
-		p := cfg.Pipelines[name]
-		pp := pipeline.Pipeline{Name: name, From: p.From, To: p.To}
-		for i, st := range p.Steps {
-			path := st.Filter
-			if path == "" {
-				path = st.Transform
-			}
-			sc, ok := compiled[path]
-			if !ok {
-				if sc, err = compileScript(cfg, path, sopts); err != nil {
-					return nil, fmt.Errorf("pipelines.%s.steps[%d]: %w", name, i, err)
-				}
-				compiled[path] = sc
-			}
-			if st.Filter != "" {
-				if !sc.HasFilter() {
-					return nil, fmt.Errorf("pipelines.%s.steps[%d].filter: %s defines no filter function", name, i, path)
-				}
-				pp.Steps = append(pp.Steps, filterStep{sc})
-			} else {
-				if !sc.HasTransform() {
-					return nil, fmt.Errorf("pipelines.%s.steps[%d].transform: %s defines no transform function", name, i, path)
-				}
-				pp.Steps = append(pp.Steps, transformStep{sc})
-			}
-		}
-		pipes = append(pipes, pp)
-	}
+	a.rt.Store(rt)
 	a.Engine, err = pipeline.New(pipeline.Options{
-		Queue: a.Queue, Pipelines: pipes, Sinks: sinks, DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
+		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
 	})
 	if err != nil {
@@ -240,33 +169,57 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		MaxBody: int64(cfg.Server.MaxBody),
 		Logger:  log,
 		Sources: func(name string) bool {
-			c, ok := cfg.Sources[name]
+			c, ok := a.rt.Load().cfg.Sources[name]
 			return ok && c.Type == "http" && a.Engine.HasSource(name)
 		},
 	})
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
-		SinkKnown: func(name string) bool { _, ok := cfg.Sinks[name]; return ok },
-		NotReady:  a.readiness.list})
+		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
+		NotReady:  a.readiness.list,
+		Admin:     a})
+	a.status.loaded(cfg, "start")
 	return a, nil
+}
+
+// openHost opens what lives for the process: the data_dir lock, the
+// plugin host, the queue and the store.
+func (a *App) openHost(ctx context.Context, cfg *config.Config) (err error) {
+	if UsesDataDir(cfg) {
+		// Before opening anything: a second process on the same files would
+		// corrupt them or silently miss what the other writes.
+		if a.lock, err = datadir.Acquire(cfg.DataDir, "hookbus run"); err != nil {
+			return err
+		}
+	}
+	a.host = pluginhost.New(a.log, a.Metrics.Registry)
+	if a.Queue, err = OpenQueue(ctx, cfg, a.log); err != nil {
+		return err
+	}
+	a.Metrics.RegisterBacklog(a.Queue)
+	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Start begins consuming and serving HTTP on cfg.Server.Listen.
 func (a *App) Start(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	a.runCtx = rctx
 	if err := a.Engine.Start(rctx); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
 	a.handleStaleGroups(rctx)
-	ln, err := net.Listen("tcp", a.cfg.Server.Listen)
+	sc := a.boot.Server
+	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	a.ln = ln
-	if err := a.startPluginSources(rctx); err != nil {
+	if err := a.startSources(a.rt.Load()); err != nil {
 		return err
 	}
-	sc := a.cfg.Server
 	a.srv = &http.Server{
 		Handler: a.api,
 		// ReadTimeout covers the body too: a client trickling its body is cut
@@ -286,15 +239,21 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.warnExposed(ln.Addr())
 	go func() { a.served <- a.srv.Serve(ln) }()
+	if a.boot.Reload.Watch && a.boot.File != "" {
+		a.watcher, err = a.watch(rctx)
+		if err != nil {
+			a.log.Warn("cannot watch the configuration for changes; reload with SIGHUP or POST /v1/admin/reload", "error", err)
+		}
+	}
 	a.api.SetReady(true)
-	a.log.Info("hookbus running", "listen", ln.Addr().String(), "queue", a.cfg.Queue.Driver, "data_dir", a.cfg.DataDir)
+	a.log.Info("hookbus running", "listen", ln.Addr().String(), "queue", a.boot.Queue.Driver, "data_dir", a.boot.DataDir)
 	return nil
 }
 
 // warnExposed warns when the API is reachable from other hosts without API
 // keys: /v1/dead-letters hands out event bodies and replays them.
 func (a *App) warnExposed(addr net.Addr) {
-	if len(a.cfg.Server.APIKeys) > 0 {
+	if len(a.rt.Load().cfg.Server.APIKeys) > 0 {
 		return
 	}
 	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
@@ -321,6 +280,12 @@ func (a *App) Handler() http.Handler { return a.api }
 // Shutdown stops taking requests, drains in-flight work and closes everything.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
+	if a.watcher != nil {
+		a.watcher.close()
+	}
+	// A reload in progress finishes first; none starts after this.
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	if a.api != nil {
 		a.api.SetReady(false)
 	}
@@ -337,7 +302,6 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
-	a.sourcesWG.Wait()
 	errs = append(errs, a.closeResources())
 	return errors.Join(errs...)
 }
@@ -346,16 +310,10 @@ func (a *App) closeResources() error {
 	var errs []error
 	if a.bgCancel != nil {
 		a.bgCancel()
-		a.bgWG.Wait()
 	}
-	a.sinksMu.Lock()
-	defer a.sinksMu.Unlock()
-	for _, s := range a.sinks {
-		if err := s.Close(context.Background()); err != nil {
-			errs = append(errs, err)
-		}
+	if rt := a.rt.Swap(nil); rt != nil {
+		errs = append(errs, rt.closeAll())
 	}
-	a.sinks = nil
 	if a.host != nil {
 		if err := a.host.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("plugins: %w", err))
@@ -382,18 +340,13 @@ func (a *App) closeResources() error {
 	return errors.Join(errs...)
 }
 
-// compileScript compiles a step's script, naming it by its path relative to
-// the configuration file, as the user wrote it, in logs and dead letters.
-func compileScript(cfg *config.Config, path string, opts script.Options) (*script.Script, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	name := path
+// scriptName names a step's script by its path relative to the
+// configuration file, as the user wrote it, in logs and dead letters.
+func scriptName(cfg *config.Config, path string) string {
 	if cfg.File != "" {
 		if rel, err := filepath.Rel(filepath.Dir(cfg.File), path); err == nil && !strings.HasPrefix(rel, "..") {
-			name = rel
+			return rel
 		}
 	}
-	return script.CompileSource(name, string(src), opts)
+	return path
 }

@@ -127,6 +127,15 @@ func (pi *pluginInit) wrap(ctx context.Context, step string, err error) error {
 	return fmt.Errorf("plugin %s: %s: %w", pi.pluginType, step, err)
 }
 
+// close stops the component's plugin process, if one was started. Call
+// it only once no attempt runs.
+func (pi *pluginInit) close() {
+	if pi.plugin != nil {
+		_ = pi.plugin.Close()
+		pi.plugin = nil
+	}
+}
+
 // failed records a failed attempt: counted, logged, and shown by /readyz.
 func (pi *pluginInit) failed(err error) {
 	pi.a.Metrics.PluginInitFailures.WithLabelValues(pi.pluginType, pi.component()).Inc()
@@ -166,21 +175,22 @@ func (pi *pluginInit) retry(ctx context.Context) bool {
 // crashes or fails otherwise does not hold up the instance: the returned
 // sink is not ready yet, its events wait in the queue (the pipeline
 // consumes them once Ready is closed), /readyz names it, and
-// initialisation is retried in the background until it succeeds or the
-// instance shuts down.
-func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Component) (pipeline.Sink, error) {
-	p, ok := a.cfg.Plugins[c.Type]
+// initialisation is retried in the background until it succeeds, the sink
+// is replaced or removed, or the instance shuts down.
+func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName string, c config.Component) (*sinkInst, error) {
+	p, ok := cfg.Plugins[c.Type]
 	if !ok {
-		return pipeline.Sink{}, &config.Errors{{Path: "sinks." + sinkName + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)}}
+		return nil, &config.Errors{{Path: "sinks." + sinkName + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)}}
 	}
 	raw, err := c.RawConfig()
 	if err != nil {
-		return pipeline.Sink{}, &config.Errors{{Path: "sinks." + sinkName + ".config", Message: err.Error()}}
+		return nil, &config.Errors{{Path: "sinks." + sinkName + ".config", Message: err.Error()}}
 	}
 	raw, sched, err := splitRetry(raw)
 	if err != nil {
-		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
+		return nil, configErrors("sinks."+sinkName+".config", err)
 	}
+	si := &sinkInst{}
 	ps := &pendingSink{ready: make(chan struct{})}
 	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
 		s, info, err := pl.Sink(ctx, raw)
@@ -188,33 +198,37 @@ func (a *App) pluginSink(ctx context.Context, sinkName string, c config.Componen
 			return err
 		}
 		ps.sink, ps.maxInFlight = s, info.MaxInFlight
-		a.addSink(s)
+		si.addSink(s)
 		return nil
 	})
+	si.pi = ps.pluginInit
 	// A call to a plugin has a fixed cost (a gRPC message, a process
 	// switch): merge concurrent deliveries into batches.
-	out := pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
+	si.spec = pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
 	err = ps.attempt(ctx)
 	if err == nil {
-		out.Sink, out.MaxInFlight = ps.resolve()
-		return out, nil
+		si.spec.Sink, si.spec.MaxInFlight = ps.resolve()
+		si.done = closedChan()
+		return si, nil
 	}
 	if isConfigRejection(err) {
-		return pipeline.Sink{}, configErrors("sinks."+sinkName+".config", err)
+		ps.close()
+		return nil, configErrors("sinks."+sinkName+".config", err)
 	}
 	ps.failed(err)
 	// The plugin sink and its own max_in_flight are only known after Init:
 	// the pipeline resolves them once ready is closed, before it consumes
 	// the sink's queue.
-	out.Ready, out.Resolve = ps.ready, ps.resolve
-	a.bgWG.Add(1)
+	si.spec.Ready, si.spec.Resolve = ps.ready, ps.resolve
+	bctx, cancel := context.WithCancel(a.bgCtx)
+	si.cancel, si.done = cancel, make(chan struct{})
 	go func() {
-		defer a.bgWG.Done()
-		if ps.retry(a.bgCtx) {
+		defer close(si.done)
+		if ps.retry(bctx) {
 			close(ps.ready)
 		}
 	}()
-	return out, nil
+	return si, nil
 }
 
 // isConfigRejection tells a config the plugin answered is wrong (permanent)
@@ -283,6 +297,14 @@ func (r *readiness) set(component, reason string) {
 	r.gauge.WithLabelValues(component).Set(0)
 }
 
+// forget drops a component that no longer exists (removed by a reload).
+func (r *readiness) forget(component string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.notReady, component)
+	r.gauge.DeleteLabelValues(component)
+}
+
 // list returns "component: reason" for each component not ready, sorted.
 func (r *readiness) list() []string {
 	r.mu.Lock()
@@ -323,18 +345,20 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 	return s.e.Publish(ctx, s.source, events)
 }
 
-// startPluginSources starts every plugin source and runs it until Shutdown.
-// As with sinks, every config a plugin rejects is returned at once, and a
-// plugin that cannot initialise (hangs past init_timeout, crashes) is
-// retried in the background while everything else runs.
-func (a *App) startPluginSources(ctx context.Context) error {
+// startSources starts every plugin source of rt not running yet, until
+// it is removed or changed by a reload, or Shutdown. As with sinks, every
+// config a plugin rejects is returned at once, and a plugin that cannot
+// initialise (hangs past init_timeout, crashes) is retried in the
+// background while everything else runs.
+func (a *App) startSources(rt *runtime) error {
 	var problems config.Errors
-	for _, name := range a.cfg.SourceNames() {
-		c := a.cfg.Sources[name]
-		if c.Type == "http" {
+	cfg := rt.cfg
+	for _, name := range cfg.SourceNames() {
+		c := cfg.Sources[name]
+		if c.Type == "http" || rt.sources[name] != nil {
 			continue
 		}
-		p, ok := a.cfg.Plugins[c.Type]
+		p, ok := cfg.Plugins[c.Type]
 		if !ok {
 			problems = append(problems, config.Error{Path: "sources." + name + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)})
 			continue
@@ -349,23 +373,27 @@ func (a *App) startPluginSources(ctx context.Context) error {
 			src, err = pl.Source(ctx, raw)
 			return err
 		})
+		ctx, cancel := context.WithCancel(a.runCtx)
 		err = pi.attempt(ctx)
 		if isConfigRejection(err) {
+			cancel()
+			pi.close()
 			problems = append(problems, *configErrors("sources."+name+".config", err)...)
 			continue
 		}
-		a.sourcesWG.Add(1)
+		si := &sourceInst{fp: componentPrint(cfg, c), pi: pi, cancel: cancel, done: make(chan struct{})}
+		rt.sources[name] = si
 		if err == nil {
-			go a.runSource(ctx, name, src)
+			go a.runSource(ctx, name, src, si.done)
 			continue
 		}
 		pi.failed(err)
 		go func() {
 			if pi.retry(ctx) {
-				a.runSource(ctx, name, src)
+				a.runSource(ctx, name, src, si.done)
 				return
 			}
-			a.sourcesWG.Done()
+			close(si.done)
 		}()
 	}
 	if len(problems) > 0 {
@@ -374,8 +402,10 @@ func (a *App) startPluginSources(ctx context.Context) error {
 	return nil
 }
 
-func (a *App) runSource(ctx context.Context, name string, src sdk.Source) {
-	defer a.sourcesWG.Done()
+// runSource runs a source until ctx ends, restarting it when it fails,
+// then closes it and closes done.
+func (a *App) runSource(ctx context.Context, name string, src sdk.Source, done chan struct{}) {
+	defer close(done)
 	log := a.log.With("source", name)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -427,7 +457,9 @@ func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j.errs = validatePlugin(ctx, host, j.kind, j.section+"."+j.name+".config", j.c, p)
+			for _, e := range validatePlugin(ctx, host, j.kind, j.section+"."+j.name+".config", j.c, p) {
+				j.errs = append(j.errs, e)
+			}
 		}()
 	}
 	wg.Wait()
@@ -439,7 +471,7 @@ func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 }
 
 // validatePlugin checks one component's config block with its plugin.
-func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base string, c config.Component, p config.Plugin) []error {
+func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base string, c config.Component, p config.Plugin) config.Errors {
 	raw, err := c.RawConfig()
 	if err == nil && kind == "sink" {
 		raw, _, err = splitRetry(raw)
@@ -459,15 +491,15 @@ func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base strin
 	var ces []*sdk.ConfigError
 	collectConfigErrors(err, &ces)
 	if len(ces) == 0 {
-		return []error{fmt.Errorf("%s: %w", base, err)}
+		return config.Errors{{Path: base, Message: err.Error()}}
 	}
-	var out []error
+	var out config.Errors
 	for _, ce := range ces {
 		path := base
 		if ce.Field != "" {
 			path += "." + ce.Field
 		}
-		out = append(out, fmt.Errorf("%s: %s", path, ce.Message))
+		out = append(out, config.Error{Path: path, Message: ce.Message})
 	}
 	return out
 }

@@ -27,7 +27,7 @@ func (a *App) handleStaleGroups(ctx context.Context) {
 		a.log.Warn("could not check the queue for consumers of removed pipelines and sinks", "error", err)
 	}
 	for _, g := range stale {
-		if a.cfg.Queue.Driver == config.QueueNATS {
+		if a.boot.Queue.Driver == config.QueueNATS {
 			a.log.Warn("a durable consumer no pipeline or sink of this configuration uses keeps its messages; delete it once no instance uses it",
 				"consumer", g.Name, "stream", g.Stream, "undelivered", g.Pending+g.Unacked, "command", "nats consumer rm "+g.Stream+" "+g.Name)
 			continue
