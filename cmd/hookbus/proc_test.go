@@ -47,8 +47,12 @@ type proc struct {
 	cmd  *exec.Cmd
 	addr string
 	log  *bytes.Buffer
+	lw   *lockedWriter
 	done chan struct{}
 }
+
+// logs returns what the process has logged so far (safe while it runs).
+func (p *proc) logs() string { return p.lw.String() }
 
 func startHookbus(t *testing.T, configPath, addr string, env ...string) *proc {
 	t.Helper()
@@ -60,7 +64,7 @@ func startHookbus(t *testing.T, configPath, addr string, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, addr: addr, log: &logBuf, done: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, addr: addr, log: &logBuf, lw: lw, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
 	deadline := time.Now().Add(testenv.Timeout(30 * time.Second))

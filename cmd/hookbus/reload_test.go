@@ -404,7 +404,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("%d duplicate deliveries, %d events stamped by a version whose filter drops them", dups, badStamp)
 	}
 	if dl := metricSum(t, addr, "hookbus_events_dead_lettered_total"); dl != 0 {
-		t.Errorf("%v events dead-lettered during reloads:\n%s", dl, p.log.String())
+		t.Errorf("%v events dead-lettered during reloads:\n%s", dl, p.logs())
 	}
 	sideDups := 0
 	for _, s := range rcvSide.snapshot() {
@@ -535,8 +535,8 @@ func TestReloadRefusals(t *testing.T) {
 	if s := sendStamped(t, cfg.addr, rcv, "x-1"); s != "100" {
 		t.Fatalf("stamp after a refused reload = %s, want 100 (nothing applied)", s)
 	}
-	if !strings.Contains(p.log.String(), "server.listen") {
-		t.Errorf("the refusal is not logged:\n%s", p.log.String())
+	if !strings.Contains(p.logs(), "server.listen") {
+		t.Errorf("the refusal is not logged:\n%s", p.logs())
 	}
 
 	// A script with a syntax error: refused with the script's line.
