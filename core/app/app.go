@@ -122,15 +122,15 @@ func UsesDataDir(cfg *config.Config) bool {
 func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
 	switch cfg.Queue.Driver {
 	case config.QueueMemory:
-		return queue.NewMemory(), nil
+		return queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: cfg.Server.ShutdownTimeout}), nil
 	case config.QueueEmbedded, "":
 		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueNATS:
 		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueueRedis:
-		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
+		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	case config.QueuePostgres:
-		return queue.NewPostgres(ctx, queue.PostgresOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, Logger: log})
+		return queue.NewPostgres(ctx, queue.PostgresOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	}
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
 }

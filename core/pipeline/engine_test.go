@@ -308,7 +308,7 @@ var testDrivers = []struct {
 	name string
 	open func(t *testing.T) queue.Queue
 }{
-	{"memory", func(t *testing.T) queue.Queue { return queue.NewMemory() }},
+	{"memory", func(t *testing.T) queue.Queue { return queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: 50 * time.Millisecond}) }},
 	{"embedded", func(t *testing.T) queue.Queue {
 		q, err := queue.NewJetStream(context.Background(), queue.JetStreamOptions{DataDir: t.TempDir(), CloseGrace: 50 * time.Millisecond})
 		if err != nil {
@@ -330,7 +330,7 @@ var testDrivers = []struct {
 		testenv.NeedService(t, "127.0.0.1:6379")
 		ns := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
 		t.Cleanup(func() { _ = queue.DropNamespace(context.Background(), "redis", "redis://127.0.0.1:6379/0", ns) })
-		q, err := queue.NewRedis(context.Background(), queue.RedisOptions{URL: "redis://127.0.0.1:6379/0", Namespace: ns, ClaimIdle: time.Minute, ClaimInterval: 200 * time.Millisecond})
+		q, err := queue.NewRedis(context.Background(), queue.RedisOptions{URL: "redis://127.0.0.1:6379/0", Namespace: ns, ClaimIdle: time.Minute, ClaimInterval: 200 * time.Millisecond, CloseGrace: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ var testDrivers = []struct {
 		testenv.NeedService(t, "127.0.0.1:5432")
 		ns := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
 		t.Cleanup(func() { _ = queue.DropNamespace(context.Background(), "postgres", url, ns) })
-		q, err := queue.NewPostgres(context.Background(), queue.PostgresOptions{URL: url, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: time.Minute})
+		q, err := queue.NewPostgres(context.Background(), queue.PostgresOptions{URL: url, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: time.Minute, CloseGrace: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 // groups, many messages in flight per subscription and delayed nacks, so it
 // behaves like the durable drivers in everything but persistence.
 type Memory struct {
+	opts   MemoryOptions
 	mu     sync.Mutex
 	topics map[string]*memTopic
 	closed bool
@@ -43,9 +44,28 @@ type memGroup struct {
 	notify  chan struct{}
 }
 
+// MemoryOptions configure a Memory queue.
+type MemoryOptions struct {
+	// CloseGrace is how long a message handed out when its subscription
+	// ends may still be acked or nacked before it goes back to its group
+	// (default DefaultCloseGrace): a consumer stopped while it works (a
+	// reload replacing it) finishes its messages, rather than seeing them
+	// redelivered to its successor as well.
+	CloseGrace time.Duration
+}
+
+// DefaultCloseGrace is the CloseGrace of drivers whose options leave it 0.
+const DefaultCloseGrace = 30 * time.Second
+
 // NewMemory returns an empty in-memory queue.
-func NewMemory() *Memory {
-	return &Memory{topics: map[string]*memTopic{}, done: make(chan struct{})}
+func NewMemory() *Memory { return NewMemoryWith(MemoryOptions{}) }
+
+// NewMemoryWith returns an empty in-memory queue with opts.
+func NewMemoryWith(opts MemoryOptions) *Memory {
+	if opts.CloseGrace <= 0 {
+		opts.CloseGrace = DefaultCloseGrace
+	}
+	return &Memory{opts: opts, topics: map[string]*memTopic{}, done: make(chan struct{})}
 }
 
 var errClosed = errors.New("queue closed")
@@ -257,18 +277,31 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 				defer inflight.Done()
 				defer cancel()
 				defer func() { <-sem }()
-				select {
-				case <-msg.Acked():
-				case <-msg.Nacked():
+				nacked := func() {
 					env.unsettled = 0
 					if d := NackDelay(msg); d > 0 {
-						t := time.AfterFunc(d, func() { g.push(env) })
-						_ = t
+						time.AfterFunc(d, func() { g.push(env) })
 					} else {
 						g.pushFront(env)
 					}
+				}
+				select {
+				case <-msg.Acked():
+				case <-msg.Nacked():
+					nacked()
 				case <-ctx.Done():
-					g.pushFront(env)
+					// The subscription ends with the message being handled:
+					// its outcome still counts for CloseGrace.
+					t := time.NewTimer(m.opts.CloseGrace)
+					defer t.Stop()
+					select {
+					case <-msg.Acked():
+					case <-msg.Nacked():
+						nacked()
+					case <-t.C:
+						g.pushFront(env)
+					case <-m.done:
+					}
 				case <-m.done:
 				}
 			}()

@@ -38,6 +38,10 @@ type PostgresOptions struct {
 	// PruneInterval is how often rows every consumer group has acknowledged
 	// are deleted (default 1m, negative disables pruning).
 	PruneInterval time.Duration
+	// CloseGrace is how long a message handed out when its subscription
+	// ends may still be acked or nacked (default DefaultCloseGrace); after
+	// it, the message is redelivered.
+	CloseGrace time.Duration
 }
 
 // Postgres is the PostgreSQL driver (watermill-sql). A topic is the table
@@ -106,6 +110,9 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	}
 	if o.PruneInterval == 0 {
 		o.PruneInterval = time.Minute
+	}
+	if o.CloseGrace <= 0 {
+		o.CloseGrace = DefaultCloseGrace
 	}
 	db, err := sql.Open("pgx", o.URL)
 	if err != nil {
@@ -452,7 +459,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		relay(subCtx, in, out, newPGCounter(s.q, s.group, st))
+		relay(subCtx, in, out, newPGCounter(s.q, s.group, st), s.q.opts.CloseGrace)
 		stop()
 		cancel()
 		close(out)

@@ -40,6 +40,10 @@ type RedisOptions struct {
 	// TrimInterval is how often streams are trimmed of entries every group
 	// has acknowledged (default 1m, negative disables trimming).
 	TrimInterval time.Duration
+	// CloseGrace is how long a message handed out when its subscription
+	// ends may still be acked or nacked (default DefaultCloseGrace); after
+	// it, the message is left to be claimed again.
+	CloseGrace time.Duration
 }
 
 // Redis is the Redis Streams driver (watermill-redisstream). A topic is the
@@ -123,6 +127,9 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	}
 	if o.TrimInterval == 0 {
 		o.TrimInterval = time.Minute
+	}
+	if o.CloseGrace <= 0 {
+		o.CloseGrace = DefaultCloseGrace
 	}
 	if o.URL == "" {
 		return nil, errors.New("queue.url: required for the redis driver (redis://host:6379/0)")
@@ -398,7 +405,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 		relays.Add(1)
 		go func() {
 			defer relays.Done()
-			relay(subCtx, ch, out, claimed)
+			relay(subCtx, ch, out, claimed, q.opts.CloseGrace)
 		}()
 	}
 	q.mu.Lock()
@@ -598,7 +605,11 @@ func randomHex(n int) string {
 //
 // counter counts deliveries without an outcome; relay sets its count as
 // MetaDeliveries.
-func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, counter deliveryCounter) {
+//
+// A message handed out when ctx ends may still be acked or nacked for
+// grace (the handler of a consumer being stopped finishes its work), and
+// its outcome is passed on: relay returns after that.
+func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message, counter deliveryCounter, grace time.Duration) {
 	var nacked string // UUID of the last nacked message
 	attempt := 0
 	for {
@@ -647,9 +658,28 @@ func relay(ctx context.Context, in <-chan *message.Message, out chan<- *message.
 			}
 			msg.Nack()
 		case <-dctx.Done():
+			if ctx.Err() != nil && msg.Context().Err() == nil {
+				settleLate(d, msg, grace)
+			}
 		}
 		stop()
 		cancel()
+	}
+}
+
+// settleLate waits up to grace for the outcome of d, handed out before its
+// subscription ended, and passes it on to msg; without one in time, msg is
+// left unsettled (the driver redelivers it).
+func settleLate(d, msg *message.Message, grace time.Duration) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-d.Acked():
+		msg.Ack()
+	case <-d.Nacked():
+		msg.Nack()
+	case <-t.C:
+	case <-msg.Context().Done():
 	}
 }
 

@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/internal/testenv"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// tallySink counts deliveries per event id, shared by every version of a
+// sink in a test, and takes a little time per delivery so that swaps
+// happen with deliveries in flight.
+type tallySink struct {
+	tally *tally
+	name  string
+	hold  time.Duration
+}
+
+type tally struct {
+	mu    sync.Mutex
+	by    map[string]int
+	sinks map[string]int // deliveries per sink version
+	// stamps are the step versions events were stamped with.
+	stamps map[string]string
+}
+
+func newTally() *tally {
+	return &tally{by: map[string]int{}, sinks: map[string]int{}, stamps: map[string]string{}}
+}
+
+func (s *tallySink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (s *tallySink) Close(context.Context) error { return nil }
+
+func (s *tallySink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+	if s.hold > 0 {
+		time.Sleep(s.hold)
+	}
+	s.tally.mu.Lock()
+	defer s.tally.mu.Unlock()
+	out := make([]sdk.Result, len(batch))
+	for i, d := range batch {
+		s.tally.by[d.Event.ID]++
+		s.tally.sinks[s.name]++
+		var data struct{ V string }
+		_ = json.Unmarshal(d.Event.Data, &data)
+		s.tally.stamps[d.Event.ID] = data.V
+		out[i] = sdk.Result{Outcome: sdk.OK}
+	}
+	return out
+}
+
+func (t *tally) counts(ids []string) (missing, dups int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		switch n := t.by[id]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dups += n - 1
+		}
+	}
+	return missing, dups
+}
+
+// stampStep sets data.v to its version.
+func stampStep(v string) Step {
+	return stepFunc{name: "stamp-" + v, run: func(_ context.Context, ev sdk.Event, _ StepContext) ([]sdk.Event, error) {
+		ev.Data = json.RawMessage(fmt.Sprintf(`{"v":%q}`, v))
+		return []sdk.Event{ev}, nil
+	}}
+}
+
+// While events flow, the engine's sink is swapped in place (same window),
+// replaced with a new consumer (window changed), the pipeline's steps are
+// swapped, the pipeline is removed and set again, and a second sink is
+// added and removed: on every driver, each event is delivered exactly once
+// to the one sink it was queued for, and stamped by one version.
+func TestChangesWhileRunningLoseNothing(t *testing.T) {
+	for _, d := range testDrivers {
+		t.Run(d.name, func(t *testing.T) {
+			q := d.open(t)
+			t.Cleanup(func() {
+				if c, ok := q.(interface{ Close() error }); ok {
+					_ = c.Close()
+				}
+			})
+			tl := newTally()
+			dls := &deadLetters{}
+			sched := retry.Schedule{Delays: []time.Duration{10 * time.Millisecond}}
+			e, err := New(Options{
+				Queue: q, DeadLetters: dls, CloseTimeout: testenv.Timeout(20 * time.Second),
+				Pipelines: []Pipeline{{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("0")}, To: []string{"out"}}},
+				Sinks:     map[string]Sink{"out": {Name: "out", Sink: &tallySink{tally: tl, name: "v0", hold: time.Millisecond}, MaxInFlight: 8, Schedule: sched}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			if err := e.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = e.Close() })
+
+			const total = 1500
+			var ids []string
+			var published atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; i < total; i += 10 {
+					var evs []sdk.Event
+					for j := i; j < i+10; j++ {
+						evs = append(evs, sdk.Event{ID: fmt.Sprintf("e%d", j), Type: "t", Data: json.RawMessage(`{}`)})
+					}
+					if err := e.Publish(context.Background(), "src", evs); err != nil {
+						t.Errorf("publish: %v", err)
+						return
+					}
+					published.Add(10)
+				}
+			}()
+			for i := range total {
+				ids = append(ids, fmt.Sprintf("e%d", i))
+			}
+			step := func(at int64, what string, f func() error) {
+				t.Helper()
+				testenv.Eventually(t, time.Minute, fmt.Sprintf("%d published", at), func() bool { return published.Load() >= at })
+				start := time.Now()
+				if err := f(); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				t.Logf("%s: %s", what, time.Since(start).Round(time.Millisecond))
+			}
+			step(150, "swap the sink in place", func() error {
+				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v1", hold: time.Millisecond}, MaxInFlight: 8, Schedule: sched})
+			})
+			step(300, "swap the steps", func() error {
+				return e.SetPipeline(ctx, Pipeline{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("1")}, To: []string{"out"}})
+			})
+			step(450, "replace the sink with a new window", func() error {
+				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v2", hold: time.Millisecond}, MaxInFlight: 2, Schedule: sched})
+			})
+			step(600, "remove the pipeline", func() error { e.RemovePipeline("p"); return nil })
+			step(750, "set the pipeline again", func() error {
+				return e.SetPipeline(ctx, Pipeline{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("2")}, To: []string{"out"}})
+			})
+			step(900, "add a second sink and send to both", func() error {
+				if err := e.SetSink(ctx, Sink{Name: "side", Sink: &tallySink{tally: newTally(), name: "side"}, Schedule: sched}); err != nil {
+					return err
+				}
+				return e.SetPipeline(ctx, Pipeline{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("3")}, To: []string{"out", "side"}})
+			})
+			step(1050, "refuse to remove a sink a pipeline sends to", func() error {
+				if err := e.RemoveSink("side"); err == nil {
+					return fmt.Errorf("RemoveSink of a sink in use succeeded")
+				}
+				return nil
+			})
+			step(1200, "stop sending to the second sink and remove it", func() error {
+				if err := e.SetPipeline(ctx, Pipeline{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("4")}, To: []string{"out"}}); err != nil {
+					return err
+				}
+				return e.RemoveSink("side")
+			})
+			<-done
+			testenv.Eventually(t, 2*time.Minute, "every event delivered to out", func() bool {
+				missing, _ := tl.counts(ids)
+				return missing == 0
+			})
+			_, dups := tl.counts(ids)
+			if dups != 0 {
+				t.Errorf("%d duplicate deliveries across the changes", dups)
+			}
+			if n := len(dls.all()); n != 0 {
+				t.Errorf("%d dead letters, first %+v", n, dls.all()[0])
+			}
+			tl.mu.Lock()
+			versions := map[string]int{}
+			for _, v := range tl.stamps {
+				versions[v]++
+			}
+			perSink := fmt.Sprint(tl.sinks)
+			tl.mu.Unlock()
+			if len(versions) < 2 {
+				t.Errorf("stamps %v: the step swap did not take effect", versions)
+			}
+			if got := e.Sinks(); len(got) != 1 || got[0] != "out" {
+				t.Errorf("running sinks %v, want [out]", got)
+			}
+			t.Logf("%s: %d events, 0 lost, %d duplicates; deliveries per sink version %s; stamps %v", d.name, total, dups, perSink, versions)
+		})
+	}
+}
