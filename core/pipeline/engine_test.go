@@ -308,7 +308,9 @@ var testDrivers = []struct {
 	name string
 	open func(t *testing.T) queue.Queue
 }{
-	{"memory", func(t *testing.T) queue.Queue { return queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: 50 * time.Millisecond}) }},
+	{"memory", func(t *testing.T) queue.Queue {
+		return queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: 50 * time.Millisecond})
+	}},
 	{"embedded", func(t *testing.T) queue.Queue {
 		q, err := queue.NewJetStream(context.Background(), queue.JetStreamOptions{DataDir: t.TempDir(), CloseGrace: 50 * time.Millisecond})
 		if err != nil {
