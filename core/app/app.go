@@ -132,6 +132,12 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
 }
 
+// OpenStore opens the configured store (store.driver, store.dsn; SQLite
+// under data_dir by default) and migrates its schema.
+func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir)
+}
+
 // New builds an instance; nothing listens or consumes until Start.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	if log == nil {
@@ -157,8 +163,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if a.Queue, err = OpenQueue(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	a.Metrics.RegisterBacklog(a.Queue)
-	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
+	registerBacklog(a.Metrics, a.Queue)
+	if a.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
 	sinks := map[string]pipeline.Sink{}
