@@ -18,7 +18,7 @@ import (
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/app"
 	"github.com/hookbus/hookbus/core/datadir"
-	"github.com/hookbus/hookbus/core/store"
+	"github.com/hookbus/hookbus/core/deadletter"
 )
 
 func deadLettersCmd() *cobra.Command {
@@ -78,12 +78,12 @@ func dlListCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				st, err := store.Open(context.Background(), cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir)
+				st, err := app.OpenStore(context.Background(), cfg)
 				if err != nil {
 					return err
 				}
 				defer st.Close()
-				list, err := st.ListDeadLetters(context.Background(), store.DeadLetterFilter{Sink: sink, Limit: limit})
+				list, err := st.ListDeadLetters(context.Background(), deadletter.Filter{Sink: sink, Limit: limit})
 				if err != nil {
 					return err
 				}
@@ -177,7 +177,7 @@ func dlReplayCmd() *cobra.Command {
 					return fmt.Errorf("open queue (is hookbus running? then use --url): %w", err)
 				}
 				defer q.Close()
-				st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir)
+				st, err := app.OpenStore(ctx, cfg)
 				if err != nil {
 					return err
 				}

@@ -18,10 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/problem"
-	"github.com/hookbus/hookbus/core/queue"
-	"github.com/hookbus/hookbus/core/store"
 )
 
 // Options configure the HTTP interface.
@@ -29,9 +27,11 @@ type Options struct {
 	// Ingest serves POST /v1/sources/{source}/events.
 	Ingest http.Handler
 	// APIKeys, when non-empty, are required as "Authorization: Bearer <key>" on /v1/*.
-	APIKeys  []string
-	Store    *store.Store
-	Queue    queue.Queue
+	APIKeys []string
+	// Store keeps the dead letters the /v1/dead-letters routes list and replay.
+	Store deadletter.Store
+	// Queue is where replayed dead letters are queued (a queue.Queue).
+	Queue    deadletter.Publisher
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	// SinkKnown reports whether a sink is configured (for replay).
@@ -164,8 +164,8 @@ type DeadLetterJSON struct {
 }
 
 // ToJSON converts a dead letter to its API form.
-func ToJSON(dl pipeline.DeadLetter) DeadLetterJSON {
-	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Source: dl.Source, Kind: dl.Kind, Reason: dl.Reason,
+func ToJSON(dl deadletter.DeadLetter) DeadLetterJSON {
+	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Source: dl.Source, Kind: string(dl.Kind), Reason: dl.Reason,
 		Attempts: dl.Attempts, DeadAt: dl.DeadAt.Format("2006-01-02T15:04:05.000Z07:00"), Event: dl.Event}
 }
 
@@ -179,7 +179,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	dls, err := s.opts.Store.ListDeadLetters(r.Context(), store.DeadLetterFilter{Sink: r.URL.Query().Get("sink"), Limit: limit})
+	dls, err := s.opts.Store.ListDeadLetters(r.Context(), deadletter.Filter{Sink: r.URL.Query().Get("sink"), Limit: limit})
 	if err != nil {
 		s.internal(w, err)
 		return
@@ -193,7 +193,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	dl, err := s.opts.Store.GetDeadLetter(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, deadletter.ErrNotFound) {
 		deadLetterNotFound(w, r.PathValue("id"))
 		return
 	}
@@ -214,7 +214,7 @@ func (s *Server) replayOne(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusConflict, err.Error()))
 		return
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, deadletter.ErrNotFound) {
 		deadLetterNotFound(w, r.PathValue("id"))
 		return
 	}
@@ -249,7 +249,7 @@ func (s *Server) replayMany(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]any{"replayed": n, "skipped": err.Error()})
 		return
 	}
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, deadletter.ErrNotFound) {
 		problem.Write(w, problem.New(http.StatusNotFound, err.Error()))
 		return
 	}
@@ -269,22 +269,22 @@ func (s *Server) internal(w http.ResponseWriter, err error) {
 // restarts at 1) and removes each from the store once queued. Dead letters
 // whose sink is not configured (known returns false) or that cannot be
 // replayed are skipped and reported in the error; the others are replayed.
-func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req ReplayRequest, known func(sink string) bool) (int, error) {
+func ReplayDeadLetters(ctx context.Context, st deadletter.Store, q deadletter.Publisher, req ReplayRequest, known func(sink string) bool) (int, error) {
 	n := 0
 	var skipped []error
-	replay := func(dl pipeline.DeadLetter) error {
+	replay := func(dl deadletter.DeadLetter) error {
 		if known != nil && !known(dl.Sink) {
 			skipped = append(skipped, fmt.Errorf("%s: sink %q is not configured", dl.ID, dl.Sink))
 			return nil
 		}
-		if err := pipeline.Replay(ctx, q, dl); err != nil {
-			if errors.Is(err, pipeline.ErrNotReplayable) {
+		if err := deadletter.Replay(ctx, q, dl); err != nil {
+			if errors.Is(err, deadletter.ErrNotReplayable) {
 				skipped = append(skipped, err)
 				return nil
 			}
 			return err
 		}
-		if err := st.DeleteDeadLetter(ctx, dl.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := st.DeleteDeadLetter(ctx, dl.ID); err != nil && !errors.Is(err, deadletter.ErrNotFound) {
 			return err
 		}
 		n++
@@ -294,8 +294,8 @@ func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req 
 		for _, id := range req.IDs {
 			dl, err := st.GetDeadLetter(ctx, id)
 			if err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return n, errors.Join(store.ErrNotFound, errors.New("no dead letter with id "+strconv.Quote(id)))
+				if errors.Is(err, deadletter.ErrNotFound) {
+					return n, errors.Join(deadletter.ErrNotFound, errors.New("no dead letter with id "+strconv.Quote(id)))
 				}
 				return n, err
 			}
@@ -307,7 +307,7 @@ func ReplayDeadLetters(ctx context.Context, st *store.Store, q queue.Queue, req 
 		// Page through, so a large backlog is never loaded at once.
 		after := ""
 		for {
-			page, err := st.ListDeadLetters(ctx, store.DeadLetterFilter{Sink: req.Sink, Limit: 500, After: after})
+			page, err := st.ListDeadLetters(ctx, deadletter.Filter{Sink: req.Sink, Limit: 500, After: after})
 			if err != nil {
 				return n, err
 			}

@@ -135,6 +135,12 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
 }
 
+// OpenStore opens the configured store (store.driver, store.dsn; SQLite
+// under data_dir by default) and migrates its schema.
+func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir)
+}
+
 // New builds an instance; nothing listens or consumes until Start.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	if log == nil {
@@ -195,8 +201,8 @@ func (a *App) openHost(ctx context.Context, cfg *config.Config) (err error) {
 	if a.Queue, err = OpenQueue(ctx, cfg, a.log); err != nil {
 		return err
 	}
-	a.Metrics.RegisterBacklog(a.Queue)
-	if a.Store, err = store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir); err != nil {
+	registerBacklog(a.Metrics, a.Queue)
+	if a.Store, err = OpenStore(ctx, cfg); err != nil {
 		return err
 	}
 	return nil

@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/hookbus/hookbus/core/deadletter"
+	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
@@ -30,16 +31,10 @@ import (
 	"github.com/hookbus/hookbus/sdk"
 )
 
-// Message metadata keys set by the engine.
+// Message metadata keys the engine alone reads and writes; the keys other
+// packages read too (pipeline, sink, source, dead-letter reason, ...) are
+// in core/envelope.
 const (
-	MetaReceivedAt = "hookbus_received_at" // unix nanoseconds of ingest
-	MetaPipeline   = "hookbus_pipeline"
-	MetaSink       = "hookbus_sink"
-	MetaSource     = "hookbus_source"
-	MetaReason     = "hookbus_reason"
-	MetaReasonKind = "hookbus_reason_kind" // script | permanent | exhausted | invalid | panic | poison
-	MetaAttempts   = "hookbus_attempts"
-	MetaDeadAt     = "hookbus_dead_at"
 	// MetaRetryAttempt and MetaDueAt carry a retry through the retry topic
 	// for drivers without delayed nacks.
 	MetaRetryAttempt = "hookbus_retry_attempt"
@@ -47,10 +42,6 @@ const (
 	// MetaCycledAt is when the retry pump last sent a not-yet-due retry
 	// round its topic.
 	MetaCycledAt = "hookbus_cycled_at"
-	// MetaReplayPipeline and MetaReplaySink mark a dead letter replayed
-	// through its pipeline's steps for one sink.
-	MetaReplayPipeline = "hookbus_replay_pipeline"
-	MetaReplaySink     = "hookbus_replay_sink"
 	// MetaScriptTimeouts counts the times a pipeline's steps timed out for
 	// an event (and sink), carried on the copy queued to try them again.
 	MetaScriptTimeouts = "hookbus_script_timeouts"
@@ -103,31 +94,12 @@ type Sink struct {
 	Resolve func() (sdk.Sink, int)
 }
 
-// DeadLetterRecorder keeps dead letters where they can be listed and replayed.
-type DeadLetterRecorder interface {
-	RecordDeadLetter(ctx context.Context, dl DeadLetter) error
-}
-
-// DeadLetter is an event that could not be delivered to a sink.
-type DeadLetter struct {
-	ID       string // queue message id, unique per dead letter
-	Event    sdk.Event
-	Sink     string
-	Pipeline string
-	// Source is the source the event came in from (empty when unknown).
-	Source   string
-	Reason   string
-	Kind     string
-	Attempts int
-	DeadAt   time.Time
-}
-
 // Options configure an Engine.
 type Options struct {
 	Queue       queue.Queue
 	Pipelines   []Pipeline
 	Sinks       map[string]Sink
-	DeadLetters DeadLetterRecorder // may be nil: dead letters are then only logged
+	DeadLetters deadletter.Recorder // may be nil: dead letters are then only logged
 	Metrics     *metrics.Metrics
 	Logger      *slog.Logger
 	// CloseTimeout bounds how long Close waits for in-flight work.
@@ -369,8 +341,8 @@ func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event)
 			return fmt.Errorf("event %d: %w", i, err)
 		}
 		msg := message.NewMessage(watermill.NewULID(), b)
-		msg.Metadata.Set(MetaReceivedAt, now)
-		msg.Metadata.Set(MetaSource, source)
+		msg.Metadata.Set(envelope.ReceivedAt, now)
+		msg.Metadata.Set(envelope.Source, source)
 		msg.Metadata.Set(queue.MetaDedupID, source+"/"+ev.ID)
 		msg.SetContext(ctx)
 		msgs[i] = msg
@@ -398,7 +370,7 @@ func (e *Engine) recoverToDeadLetter(h message.HandlerFunc) message.HandlerFunc 
 				if ev.UnmarshalJSON(msg.Payload) != nil {
 					ev = sdk.Event{ID: msg.UUID}
 				}
-				out, err = nil, e.deadLetter(msg, ev, msg.Metadata.Get(MetaPipeline), msg.Metadata.Get(MetaSink), "panic",
+				out, err = nil, e.deadLetter(msg, ev, msg.Metadata.Get(envelope.Pipeline), msg.Metadata.Get(envelope.Sink), deadletter.KindPanic,
 					fmt.Sprintf("internal error: panic: %v", p), queue.Attempt(msg))
 			}
 		}()
@@ -426,11 +398,11 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 		ctx := context.WithoutCancel(msg.Context())
 		// A dead letter replayed into the pipeline runs for its sink only.
 		onlySink := ""
-		if rp := msg.Metadata.Get(MetaReplayPipeline); rp != "" {
+		if rp := msg.Metadata.Get(envelope.ReplayPipeline); rp != "" {
 			if rp != p.Name {
 				return nil
 			}
-			onlySink = msg.Metadata.Get(MetaReplaySink)
+			onlySink = msg.Metadata.Get(envelope.ReplaySink)
 		}
 		// A copy queued to try timed-out steps again waits for its due
 		// time; on drivers with delayed nacks it waits inside the broker.
@@ -442,7 +414,7 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 		var ev sdk.Event
 		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
 			// Cannot happen for events from our own ingest; dead-letter rather than loop.
-			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
 		}
 		// Checked before any work: a message that kills the process each
 		// time it runs ends here instead of looping forever.
@@ -452,7 +424,7 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 					continue
 				}
 				reason := fmt.Sprintf("%s: delivered %d times without an outcome", poisonInPipeline, n-1)
-				if err := e.deadLetter(msg, ev, p.Name, sinkName, "poison", reason, n-1); err != nil {
+				if err := e.deadLetter(msg, ev, p.Name, sinkName, deadletter.KindPoison, reason, n-1); err != nil {
 					return err
 				}
 			}
@@ -489,10 +461,10 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 				}
 			}
 			if err != nil {
-				kind := "script"
+				kind := deadletter.KindScript
 				var pe *panicError
 				if errors.As(err, &pe) && !pe.inStep {
-					kind = "panic"
+					kind = deadletter.KindPanic
 				}
 				if derr := e.deadLetter(msg, ev, p.Name, sinkName, kind, err.Error(), 0); derr != nil {
 					return derr
@@ -526,9 +498,8 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 }
 
 // poisonInPipeline starts the reason of a message found poison before its
-// pipeline's steps ran: Replay sends it through the steps again, where a
-// poison message of a sink topic (already transformed) goes to its sink.
-const poisonInPipeline = "poison before the pipeline's steps"
+// pipeline's steps ran (deadletter.Replay tells it by this prefix).
+const poisonInPipeline = deadletter.ReasonPoisonBeforeSteps
 
 // panicError is a panic recovered while an event ran through a pipeline
 // for one sink. inStep tells whether a step (a script) panicked, rather
@@ -571,10 +542,10 @@ func (e *Engine) runForSink(ctx context.Context, p Pipeline, src string, msg *me
 			}
 		}
 		om := message.NewMessage(watermill.NewULID(), b)
-		om.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
-		om.Metadata.Set(MetaSource, src)
-		om.Metadata.Set(MetaPipeline, p.Name)
-		om.Metadata.Set(MetaSink, sc.Sink)
+		om.Metadata.Set(envelope.ReceivedAt, msg.Metadata.Get(envelope.ReceivedAt))
+		om.Metadata.Set(envelope.Source, src)
+		om.Metadata.Set(envelope.Pipeline, p.Name)
+		om.Metadata.Set(envelope.Sink, sc.Sink)
 		// A redelivered source message republishes the same keys, so
 		// deduplicating drivers do not queue it twice.
 		om.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("%s/%s/%s/%d", p.Name, sc.Sink, msg.UUID, i))
@@ -594,8 +565,8 @@ func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev s
 	for _, k := range []string{queue.MetaAttempt, queue.MetaNackDelay, queue.MetaDeliveries, MetaDueAt} {
 		delete(rm.Metadata, k)
 	}
-	rm.Metadata.Set(MetaReplayPipeline, pipeline)
-	rm.Metadata.Set(MetaReplaySink, sink)
+	rm.Metadata.Set(envelope.ReplayPipeline, pipeline)
+	rm.Metadata.Set(envelope.ReplaySink, sink)
 	rm.Metadata.Set(MetaScriptTimeouts, strconv.Itoa(timeouts))
 	rm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("timeout/%s/%s/%s/%d", pipeline, sink, msg.UUID, timeouts))
 	if err := e.publishDue(delayer, queue.SourceTopic(src), queue.SourceTopic(src), time.Now().Add(delay), rm); err != nil {
@@ -658,13 +629,13 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		// router waits for it (up to CloseTimeout) and the sink's own
 		// timeout bounds it.
 		ctx := context.WithoutCancel(msg.Context())
-		pipeline := msg.Metadata.Get(MetaPipeline)
+		pipeline := msg.Metadata.Get(envelope.Pipeline)
 		var ev sdk.Event
 		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
-			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, name, "invalid", fmt.Sprintf("undecodable event: %v", err), 0)
+			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, name, deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
 		}
 		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
-			return e.deadLetter(msg, ev, pipeline, name, "poison", fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
+			return e.deadLetter(msg, ev, pipeline, name, deadletter.KindPoison, fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
 		}
 		attempt := queue.Attempt(msg)
 		if a, ok := queue.MetaInt(msg, MetaRetryAttempt); ok && a > 0 {
@@ -688,7 +659,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		switch res.Outcome {
 		case sdk.OK:
 			e.m.Delivered.WithLabelValues(pipeline, name).Inc()
-			if ns, err := strconv.ParseInt(msg.Metadata.Get(MetaReceivedAt), 10, 64); err == nil {
+			if ns, err := strconv.ParseInt(msg.Metadata.Get(envelope.ReceivedAt), 10, 64); err == nil {
 				r.endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
 			}
 			if e.log.Enabled(ctx, slog.LevelDebug) {
@@ -697,12 +668,12 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			return nil
 		case sdk.Permanent:
 			e.log.Warn("permanent delivery failure", logArgs("reason", res.Reason, "status", res.StatusCode)...)
-			return e.deadLetter(msg, ev, pipeline, name, "permanent", res.Reason, attempt)
+			return e.deadLetter(msg, ev, pipeline, name, deadletter.KindPermanent, res.Reason, attempt)
 		default:
 			delay, ok := st.spec.Schedule.Next(attempt, res.RetryAfter)
 			if !ok {
 				e.log.Warn("giving up after last attempt", logArgs("reason", res.Reason)...)
-				return e.deadLetter(msg, ev, pipeline, name, "exhausted", fmt.Sprintf("gave up after %d attempts: %s", attempt, res.Reason), attempt)
+				return e.deadLetter(msg, ev, pipeline, name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", attempt, res.Reason), attempt)
 			}
 			r.retries.Inc()
 			e.log.Info("delivery failed; retry scheduled", logArgs("reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
@@ -724,26 +695,26 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 
 // deadLetter publishes the event with its reason to the dead-letter topic.
 // The caller acks the original message when this returns nil.
-func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink, kind, reason string, attempts int) error {
+func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink string, kind deadletter.Kind, reason string, attempts int) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		b = msg.Payload
 	}
 	dm := message.NewMessage(watermill.NewULID(), b)
-	dm.Metadata.Set(MetaReceivedAt, msg.Metadata.Get(MetaReceivedAt))
-	dm.Metadata.Set(MetaPipeline, pipeline)
-	dm.Metadata.Set(MetaSink, sink)
-	dm.Metadata.Set(MetaSource, msg.Metadata.Get(MetaSource))
-	dm.Metadata.Set(MetaReason, reason)
-	dm.Metadata.Set(MetaReasonKind, kind)
-	dm.Metadata.Set(MetaAttempts, strconv.Itoa(attempts))
-	dm.Metadata.Set(MetaDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	dm.Metadata.Set(envelope.ReceivedAt, msg.Metadata.Get(envelope.ReceivedAt))
+	dm.Metadata.Set(envelope.Pipeline, pipeline)
+	dm.Metadata.Set(envelope.Sink, sink)
+	dm.Metadata.Set(envelope.Source, msg.Metadata.Get(envelope.Source))
+	dm.Metadata.Set(envelope.Reason, reason)
+	dm.Metadata.Set(envelope.ReasonKind, string(kind))
+	dm.Metadata.Set(envelope.Attempts, strconv.Itoa(attempts))
+	dm.Metadata.Set(envelope.DeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	dm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("dead/%s/%s/%s", pipeline, sink, msg.UUID))
 	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
 		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
 		return nackLater(msg, infraRetryDelay)
 	}
-	e.m.DeadLettered.WithLabelValues(pipeline, sink, kind).Inc()
+	e.m.DeadLettered.WithLabelValues(pipeline, sink, string(kind)).Inc()
 	e.log.Warn("event dead-lettered", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "kind", kind, "reason", reason, "attempts", attempts)
 	return nil
 }
@@ -752,7 +723,7 @@ func (e *Engine) deadLetterHandler(msg *message.Message) error {
 	if e.opts.DeadLetters == nil {
 		return nil
 	}
-	dl, err := DecodeDeadLetter(msg)
+	dl, err := deadletter.Decode(msg)
 	if err != nil {
 		e.log.Error("undecodable dead letter kept in queue log only", "id", msg.UUID, "error", err)
 		return nil
@@ -764,62 +735,10 @@ func (e *Engine) deadLetterHandler(msg *message.Message) error {
 	return nil
 }
 
-// DecodeDeadLetter reads a message of the dead-letter topic.
-func DecodeDeadLetter(msg *message.Message) (DeadLetter, error) {
-	var ev sdk.Event
-	if err := ev.UnmarshalJSON(msg.Payload); err != nil {
-		return DeadLetter{}, err
-	}
-	attempts, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempts))
-	at, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetaDeadAt))
-	if err != nil {
-		at = time.Now().UTC()
-	}
-	return DeadLetter{
-		ID: msg.UUID, Event: ev, Sink: msg.Metadata.Get(MetaSink), Pipeline: msg.Metadata.Get(MetaPipeline), Source: msg.Metadata.Get(MetaSource),
-		Reason: msg.Metadata.Get(MetaReason), Kind: msg.Metadata.Get(MetaReasonKind), Attempts: attempts, DeadAt: at,
-	}, nil
-}
-
-// Replay queues a dead-lettered event for its sink again, starting at attempt 1.
-func (e *Engine) Replay(ctx context.Context, dl DeadLetter) error {
-	return Replay(ctx, e.q, dl)
-}
-
-// ErrNotReplayable is returned for dead letters Replay cannot queue.
-var ErrNotReplayable = errors.New("dead letter cannot be replayed")
-
-// Replay queues a dead letter again with a fresh attempt count. A script
-// error (or a poison message caught before its pipeline's steps) goes back
-// through its pipeline's steps (for its sink only), since the scripts may
-// have been fixed; any other goes straight to its sink.
-// The dead letter's id is the dedup key, so two replays of the same dead
-// letter queue it once (on drivers that deduplicate).
-func Replay(ctx context.Context, q queue.Queue, dl DeadLetter) error {
-	b, err := json.Marshal(dl.Event)
-	if err != nil {
-		return err
-	}
-	m := message.NewMessage(watermill.NewULID(), b)
-	m.Metadata.Set(MetaReceivedAt, strconv.FormatInt(time.Now().UnixNano(), 10))
-	m.Metadata.Set(MetaPipeline, dl.Pipeline)
-	m.Metadata.Set(MetaSink, dl.Sink)
-	m.Metadata.Set(MetaSource, dl.Source)
-	m.Metadata.Set(queue.MetaDedupID, "replay/"+dl.ID)
-	m.SetContext(ctx)
-	switch {
-	case dl.Sink == "":
-		return fmt.Errorf("%w: %s has no sink (kind %s)", ErrNotReplayable, dl.ID, dl.Kind)
-	case dl.Kind == "script", dl.Kind == "poison" && strings.HasPrefix(dl.Reason, poisonInPipeline):
-		if dl.Source == "" {
-			return fmt.Errorf("%w: %s does not record its source", ErrNotReplayable, dl.ID)
-		}
-		m.Metadata.Set(MetaReplayPipeline, dl.Pipeline)
-		m.Metadata.Set(MetaReplaySink, dl.Sink)
-		return q.Publish(queue.SourceTopic(dl.Source), m)
-	default:
-		return q.Publish(queue.SinkTopic(dl.Sink), m)
-	}
+// Replay queues a dead-lettered event for its sink again, starting at
+// attempt 1 (see deadletter.Replay).
+func (e *Engine) Replay(ctx context.Context, dl deadletter.DeadLetter) error {
+	return deadletter.Replay(ctx, e.q, dl)
 }
 
 // initialize creates a group's subscription in the broker before anything

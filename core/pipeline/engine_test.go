@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/script"
@@ -51,20 +52,20 @@ func (s *collectSink) delivered() []string {
 // deadLetters records the engine's dead letters.
 type deadLetters struct {
 	mu  sync.Mutex
-	dls []DeadLetter
+	dls []deadletter.DeadLetter
 }
 
-func (d *deadLetters) RecordDeadLetter(_ context.Context, dl DeadLetter) error {
+func (d *deadLetters) RecordDeadLetter(_ context.Context, dl deadletter.DeadLetter) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.dls = append(d.dls, dl)
 	return nil
 }
 
-func (d *deadLetters) all() []DeadLetter {
+func (d *deadLetters) all() []deadletter.DeadLetter {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]DeadLetter(nil), d.dls...)
+	return append([]deadletter.DeadLetter(nil), d.dls...)
 }
 
 // stepFunc is a Step made of a function.
@@ -155,7 +156,7 @@ func TestStepPanicDeadLettersReplayably(t *testing.T) {
 		return len(te.dls.all()) == 1 && len(te.sink.delivered()) == 1
 	})
 	dl := te.dls.all()[0]
-	if dl.Kind != "script" || dl.Pipeline != "p" || dl.Sink != "out" || dl.Source != "src" || dl.Event.ID != "bad" {
+	if dl.Kind != deadletter.KindScript || dl.Pipeline != "p" || dl.Sink != "out" || dl.Source != "src" || dl.Event.ID != "bad" {
 		t.Fatalf("dead letter = %+v, want kind script, pipeline p, sink out, source src, event bad", dl)
 	}
 	if !strings.Contains(dl.Reason, "panicky.js") || !strings.Contains(dl.Reason, "getter threw") {
@@ -219,7 +220,7 @@ func TestScriptMemoryInterruptRetried(t *testing.T) {
 		return len(te.dls.all()) == 1
 	})
 	dl := te.dls.all()[0]
-	if dl.Kind != "script" || dl.Event.ID != "hog" || !strings.Contains(dl.Reason, "interrupted 3 times") {
+	if dl.Kind != deadletter.KindScript || dl.Event.ID != "hog" || !strings.Contains(dl.Reason, "interrupted 3 times") {
 		t.Fatalf("dead letter = %+v", dl)
 	}
 	if n := calls.Load(); n != 5 {
@@ -245,7 +246,7 @@ func TestInfiniteLoopDeadLetteredAfterMaxTimeouts(t *testing.T) {
 		return len(te.dls.all()) == 1
 	})
 	dl := te.dls.all()[0]
-	if dl.Kind != "script" || dl.Sink != "out" || dl.Pipeline != "p" {
+	if dl.Kind != deadletter.KindScript || dl.Sink != "out" || dl.Pipeline != "p" {
 		t.Fatalf("dead letter = %+v", dl)
 	}
 	if !regexp.MustCompile(`^loop\.js:\d+:\d+: `).MatchString(dl.Reason) || !strings.Contains(dl.Reason, "timed out 4 times") {
@@ -415,7 +416,7 @@ func TestPoisonMessageDeadLettered(t *testing.T) {
 				cancel()
 			}
 			dl := dls.all()[0]
-			if dl.Kind != "poison" || dl.Attempts != maxDeliveries || dl.Pipeline != "p" || dl.Sink != "out" || dl.Source != "src" {
+			if dl.Kind != deadletter.KindPoison || dl.Attempts != maxDeliveries || dl.Pipeline != "p" || dl.Sink != "out" || dl.Source != "src" {
 				t.Fatalf("dead letter = %+v, want kind poison with %d attempts for p/out from src", dl, maxDeliveries)
 			}
 			if n := entered.Load(); n != maxDeliveries {

@@ -8,11 +8,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/hookbus/hookbus/core/envelope"
 )
 
 // Metadata keys hookbus sets on messages.
@@ -33,7 +34,7 @@ const (
 	// MetaDedupID, when set on a published message, is an idempotency key:
 	// drivers that deduplicate drop a second message with the same key
 	// within the dedup window.
-	MetaDedupID = "hookbus_dedup_id"
+	MetaDedupID = envelope.DedupID
 )
 
 // Queue is a message broker as hookbus uses it.
@@ -77,31 +78,20 @@ type Features struct {
 	CountsDeliveries bool
 }
 
-// Topic names. They use only characters every driver accepts.
-func SourceTopic(source string) string { return "hookbus.in." + topicSafe(source) }
+// Topic names. They use only characters every driver accepts; the
+// envelope package owns them, so leaf packages (dead-letter replay) name
+// the same topics without importing the drivers.
+func SourceTopic(source string) string { return envelope.SourceTopic(source) }
 
 // SinkTopic is the topic a sink consumes.
-func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
+func SinkTopic(sink string) string { return envelope.SinkTopic(sink) }
 
 // DeadLetterTopic receives every dead-lettered message.
-const DeadLetterTopic = "hookbus.dead.all"
+const DeadLetterTopic = envelope.DeadLetterTopic
 
 // RetryTopic holds retries for drivers with neither DelayedNack nor
 // PublishAt (and retries queued by versions before PublishAt).
-func RetryTopic(sink string) string { return "hookbus.retry." + topicSafe(sink) }
-
-func topicSafe(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-			b.WriteRune(r)
-		default:
-			fmt.Fprintf(&b, "~%x", r)
-		}
-	}
-	return b.String()
-}
+func RetryTopic(sink string) string { return envelope.RetryTopic(sink) }
 
 // Attempt reads MetaAttempt of a delivered message (1 when absent).
 func Attempt(msg *message.Message) int {

@@ -1,0 +1,71 @@
+// Package envelope names what hookbus puts around an event on the queue:
+// the topics it travels on and the metadata keys it carries. It is a leaf
+// (standard library only), so the engine, the queue drivers and the
+// domain packages (dead letters) agree on the wire format without
+// importing each other.
+//
+// The keys are part of the queued data: messages written by one version
+// are read by the next, so a key's value never changes.
+package envelope
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Metadata keys on queued messages.
+const (
+	// ReceivedAt is when the event was ingested, in unix nanoseconds.
+	ReceivedAt = "hookbus_received_at"
+	// Pipeline is the pipeline that routed the event.
+	Pipeline = "hookbus_pipeline"
+	// Sink is the sink the message is for.
+	Sink = "hookbus_sink"
+	// Source is the source the event came in from.
+	Source = "hookbus_source"
+	// Reason is why a dead-lettered event could not be delivered.
+	Reason = "hookbus_reason"
+	// ReasonKind classifies Reason (a deadletter.Kind).
+	ReasonKind = "hookbus_reason_kind"
+	// Attempts is how many delivery attempts a dead-lettered event had.
+	Attempts = "hookbus_attempts"
+	// DeadAt is when an event was dead-lettered (RFC 3339, nanoseconds).
+	DeadAt = "hookbus_dead_at"
+	// ReplayPipeline and ReplaySink mark an event queued on its source
+	// topic again (a replayed dead letter, a timed-out step tried again)
+	// for one pipeline and one of its sinks only.
+	ReplayPipeline = "hookbus_replay_pipeline"
+	ReplaySink     = "hookbus_replay_sink"
+	// DedupID, when set on a published message, is an idempotency key:
+	// queue drivers that deduplicate drop a second message with the same
+	// key within their dedup window.
+	DedupID = "hookbus_dedup_id"
+)
+
+// SourceTopic is the topic a source's events are queued on.
+func SourceTopic(source string) string { return "hookbus.in." + topicSafe(source) }
+
+// SinkTopic is the topic a sink consumes.
+func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
+
+// DeadLetterTopic receives every dead-lettered message.
+const DeadLetterTopic = "hookbus.dead.all"
+
+// RetryTopic holds retries for drivers with neither delayed nacks nor
+// PublishAt (and retries queued by versions before PublishAt).
+func RetryTopic(sink string) string { return "hookbus.retry." + topicSafe(sink) }
+
+// topicSafe escapes a name to the characters every driver accepts in a
+// topic: letters, digits, '-' and '_'; anything else becomes ~<hex>.
+func topicSafe(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "~%x", r)
+		}
+	}
+	return b.String()
+}
