@@ -173,12 +173,12 @@ func TestDescribe(t *testing.T) {
 	if err := json.Unmarshal(m.ConfigSchema, &schema); err != nil {
 		t.Fatalf("schema is not JSON: %v", err)
 	}
-	for _, k := range configKeys {
+	for _, k := range configSpec.Keys() {
 		if _, ok := schema.Properties[k]; !ok {
 			t.Errorf("schema lacks key %q", k)
 		}
 	}
-	if len(schema.Properties) != len(configKeys) {
-		t.Errorf("schema has %d keys, config %d", len(schema.Properties), len(configKeys))
+	if len(schema.Properties) != len(configSpec.Keys()) {
+		t.Errorf("schema has %d keys, config %d", len(schema.Properties), len(configSpec.Keys()))
 	}
 }
