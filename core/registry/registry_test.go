@@ -15,9 +15,13 @@ import (
 
 type nopSink struct{ s sinkopts.Settings }
 
-func (nopSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) { return sdk.SinkInfo{}, nil }
-func (nopSink) Deliver(_ context.Context, b []sdk.Delivery) []sdk.Result     { return make([]sdk.Result, len(b)) }
-func (nopSink) Close(context.Context) error                                  { return nil }
+func (nopSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (nopSink) Deliver(_ context.Context, b []sdk.Delivery) []sdk.Result {
+	return make([]sdk.Result, len(b))
+}
+func (nopSink) Close(context.Context) error { return nil }
 
 type ownConfig struct {
 	Path string `json:"path" required:"the file"`

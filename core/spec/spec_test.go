@@ -173,9 +173,21 @@ func TestUnknownKeyHint(t *testing.T) {
 func TestBadSpecPanics(t *testing.T) {
 	t.Parallel()
 	for name, f := range map[string]func(){
-		"type":    func() { spec.For[struct{ X float64 `json:"x"` }]() },
-		"default": func() { spec.For[struct{ X int `json:"x" default:"many"` }]() },
-		"check":   func() { spec.For[struct{ X time.Duration `json:"x" check:"big"` }]() },
+		"type": func() {
+			spec.For[struct {
+				X float64 `json:"x"`
+			}]()
+		},
+		"default": func() {
+			spec.For[struct {
+				X int `json:"x" default:"many"`
+			}]()
+		},
+		"check": func() {
+			spec.For[struct {
+				X time.Duration `json:"x" check:"big"`
+			}]()
+		},
 	} {
 		func() {
 			defer func() {
