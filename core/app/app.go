@@ -27,9 +27,11 @@ import (
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/store"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
-	// Registers the webhook sink type.
-	_ "github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
+
+	// Registers the webhook sink type (the http source and the queue
+	// drivers register from the packages imported above).
+	_ "github.com/hookbus/hookbus/plugins/webhook"
 )
 
 // Checkers returns the validators `hookbus validate` and Load use: the
