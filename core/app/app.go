@@ -4,15 +4,12 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,44 +22,27 @@ import (
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/store"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
-	"github.com/hookbus/hookbus/plugins/webhook"
-	"github.com/hookbus/hookbus/sdk"
+
+	// Registers the webhook sink type (the http source and the queue
+	// drivers register from the packages imported above).
+	_ "github.com/hookbus/hookbus/plugins/webhook"
 )
 
-// Checkers returns the validators `hookbus validate` and Load use for the
-// built-in component types and scripts.
+// Checkers returns the validators `hookbus validate` and Load use: the
+// component types and queue drivers registered in registry.Default, and
+// scripts.
 func Checkers(opts script.Options) config.Checkers {
 	return config.Checkers{
-		Components: map[string]func(json.RawMessage) error{
-			"source:http": checkHTTPSourceConfig,
-			"sink:webhook": func(raw json.RawMessage) error {
-				_, err := webhook.ParseConfig(raw)
-				return err
-			},
-		},
+		Registry: registry.Default,
 		Script: func(path string) error {
 			_, err := script.Compile(path, opts)
 			return err
 		},
 	}
-}
-
-// checkHTTPSourceConfig rejects every key of a built-in http source's config
-// block: the source has no settings of its own (its limits are server.*),
-// and a key that does nothing must not pass for a setting.
-func checkHTTPSourceConfig(raw json.RawMessage) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return &sdk.ConfigError{Message: "must be a mapping"}
-	}
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		errs = append(errs, &sdk.ConfigError{Field: k, Message: "unknown key: the built-in http source takes no config (its limits are server.max_body and the server.* keys)"})
-	}
-	return errors.Join(errs...)
 }
 
 // ScriptOptions derives script options from the configuration.
@@ -114,25 +94,27 @@ type App struct {
 // (the embedded queue or the SQLite store), which one process at a time may
 // use.
 func UsesDataDir(cfg *config.Config) bool {
-	return cfg.Queue.Driver == config.QueueEmbedded || cfg.Queue.Driver == "" ||
+	d, err := registry.Default.QueueDriver(queueDriver(cfg))
+	return err == nil && d.UsesDataDir ||
 		cfg.Store.Driver == config.StoreSQLite || cfg.Store.Driver == ""
 }
 
-// OpenQueue opens the configured queue driver.
-func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
-	switch cfg.Queue.Driver {
-	case config.QueueMemory:
-		return queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: cfg.Server.ShutdownTimeout}), nil
-	case config.QueueEmbedded, "":
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{DataDir: cfg.DataDir, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
-	case config.QueueNATS:
-		return queue.NewJetStream(ctx, queue.JetStreamOptions{URL: cfg.Queue.URL, DedupWindow: cfg.Queue.DedupWindow, Prefix: queue.JetStreamPrefix(cfg.Queue.Namespace), CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
-	case config.QueueRedis:
-		return queue.NewRedis(ctx, queue.RedisOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
-	case config.QueuePostgres:
-		return queue.NewPostgres(ctx, queue.PostgresOptions{URL: cfg.Queue.URL, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
+func queueDriver(cfg *config.Config) string {
+	if cfg.Queue.Driver == "" {
+		return config.QueueEmbedded
 	}
-	return nil, fmt.Errorf("queue.driver: %q is not supported by this build", cfg.Queue.Driver)
+	return cfg.Queue.Driver
+}
+
+// OpenQueue opens the configured queue driver, as registered in
+// registry.Default.
+func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
+	q, err := queue.Open(ctx, registry.Default, queueDriver(cfg), queue.OpenOptions{DataDir: cfg.DataDir, URL: cfg.Queue.URL,
+		DedupWindow: cfg.Queue.DedupWindow, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("queue.driver: %w", err)
+	}
+	return q, nil
 }
 
 // OpenStore opens the configured store (store.driver, store.dsn; SQLite
@@ -176,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		Logger:  log,
 		Sources: func(name string) bool {
 			c, ok := a.rt.Load().cfg.Sources[name]
-			return ok && c.Type == "http" && a.Engine.HasSource(name)
+			return ok && registry.Default.IsIngest(c.Type) && a.Engine.HasSource(name)
 		},
 	})
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,

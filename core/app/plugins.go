@@ -17,7 +17,8 @@ import (
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
-	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/core/registry"
+	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/sdk"
 	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 	"github.com/hookbus/hookbus/sdk/remote"
@@ -30,39 +31,6 @@ func PluginSpec(p config.Plugin) pluginhost.Spec {
 		env = append(env, k+"="+p.Env[k])
 	}
 	return pluginhost.Spec{Path: p.Path, SHA256: p.SHA256, Args: p.Args, Env: env}
-}
-
-// splitRetry takes the generic `retry: {schedule: [...]}` out of a plugin
-// sink's config block: hookbus owns retries, the plugin never sees it.
-func splitRetry(raw json.RawMessage) (json.RawMessage, retry.Schedule, error) {
-	sched := retry.Default()
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return raw, sched, nil
-	}
-	r, ok := m["retry"]
-	if !ok {
-		return raw, sched, nil
-	}
-	delete(m, "retry")
-	var rc struct {
-		Schedule []string `json:"schedule"`
-	}
-	if err := json.Unmarshal(r, &rc); err != nil {
-		return nil, sched, &sdk.ConfigError{Field: "retry", Message: "must be {schedule: [durations]}"}
-	}
-	if rc.Schedule != nil {
-		sched.Delays = nil
-		for i, s := range rc.Schedule {
-			d, err := time.ParseDuration(s)
-			if err != nil || d < 0 {
-				return nil, sched, &sdk.ConfigError{Field: fmt.Sprintf("retry.schedule[%d]", i), Message: fmt.Sprintf("invalid duration %q", s)}
-			}
-			sched.Delays = append(sched.Delays, d)
-		}
-	}
-	out, err := json.Marshal(m)
-	return out, sched, err
 }
 
 // Plugin sinks that cannot initialise (the plugin hangs past its
@@ -177,21 +145,17 @@ func (pi *pluginInit) retry(ctx context.Context) bool {
 // consumes them once Ready is closed), /readyz names it, and
 // initialisation is retried in the background until it succeeds, the sink
 // is replaced or removed, or the instance shuts down.
-func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName string, c config.Component) (*sinkInst, error) {
+//
+// raw is the sink's block without the shared settings (sinkopts.Split):
+// the plugin never sees retry or max_in_flight; its own window (its answer
+// to Init) applies when the block does not set max_in_flight.
+func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName string, c config.Component, raw json.RawMessage, settings sinkopts.Settings) (*sinkInst, error) {
 	p, ok := cfg.Plugins[c.Type]
 	if !ok {
 		return nil, &config.Errors{{Path: "sinks." + sinkName + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)}}
 	}
-	raw, err := c.RawConfig()
-	if err != nil {
-		return nil, &config.Errors{{Path: "sinks." + sinkName + ".config", Message: err.Error()}}
-	}
-	raw, sched, err := splitRetry(raw)
-	if err != nil {
-		return nil, configErrors("sinks."+sinkName+".config", err)
-	}
 	si := &sinkInst{}
-	ps := &pendingSink{ready: make(chan struct{})}
+	ps := &pendingSink{ready: make(chan struct{}), settings: settings}
 	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
 		s, info, err := pl.Sink(ctx, raw)
 		if err != nil {
@@ -204,8 +168,8 @@ func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName strin
 	si.pi = ps.pluginInit
 	// A call to a plugin has a fixed cost (a gRPC message, a process
 	// switch): merge concurrent deliveries into batches.
-	si.spec = pipeline.Sink{Name: sinkName, Schedule: sched, Batch: 64}
-	err = ps.attempt(ctx)
+	si.spec = pipeline.Sink{Name: sinkName, Schedule: settings.Schedule(), Batch: 64}
+	err := ps.attempt(ctx)
 	if err == nil {
 		si.spec.Sink, si.spec.MaxInFlight = ps.resolve()
 		si.done = closedChan()
@@ -265,9 +229,14 @@ type pendingSink struct {
 	ready       chan struct{}
 	sink        sdk.Sink
 	maxInFlight int // what the plugin answered Init (0: the default)
+	settings    sinkopts.Settings
 }
 
-func (ps *pendingSink) resolve() (sdk.Sink, int) { return ps.sink, ps.maxInFlight }
+// resolve returns the sink and its window: the block's max_in_flight, else
+// the plugin's own.
+func (ps *pendingSink) resolve() (sdk.Sink, int) {
+	return ps.sink, ps.settings.Window(ps.maxInFlight)
+}
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
@@ -355,17 +324,30 @@ func (a *App) startSources(rt *runtime) error {
 	cfg := rt.cfg
 	for _, name := range cfg.SourceNames() {
 		c := cfg.Sources[name]
-		if c.Type == "http" || rt.sources[name] != nil {
-			continue
-		}
-		p, ok := cfg.Plugins[c.Type]
-		if !ok {
-			problems = append(problems, config.Error{Path: "sources." + name + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)})
+		if registry.Default.IsIngest(c.Type) || rt.sources[name] != nil {
 			continue
 		}
 		raw, err := c.RawConfig()
 		if err != nil {
 			problems = append(problems, config.Error{Path: "sources." + name + ".config", Message: err.Error()})
+			continue
+		}
+		if src, ok := registry.Default.NewSource(c.Type); ok {
+			// A source type built in and registered: no process to start.
+			ctx, cancel := context.WithCancel(a.runCtx)
+			if err := src.Init(ctx, raw); err != nil {
+				cancel()
+				problems = append(problems, *configErrors("sources."+name+".config", err)...)
+				continue
+			}
+			si := &sourceInst{fp: componentPrint(cfg, c), cancel: cancel, done: make(chan struct{})}
+			rt.sources[name] = si
+			go a.runSource(ctx, name, src, si.done)
+			continue
+		}
+		p, ok := cfg.Plugins[c.Type]
+		if !ok {
+			problems = append(problems, config.Error{Path: "sources." + name + ".type", Message: fmt.Sprintf("%q is neither a built-in type nor a declared plugin", c.Type)})
 			continue
 		}
 		var src sdk.Source
@@ -474,7 +456,8 @@ func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base string, c config.Component, p config.Plugin) config.Errors {
 	raw, err := c.RawConfig()
 	if err == nil && kind == "sink" {
-		raw, _, err = splitRetry(raw)
+		// The shared settings are hookbus's (config.Load checked them).
+		raw, _, _ = sinkopts.Split(raw)
 	}
 	if err == nil {
 		timeout := p.InitTimeoutOrDefault()

@@ -278,6 +278,9 @@ func TestValidatePlugins(t *testing.T) {
 		name  string
 		sinks string
 		want  []string // substrings of the error; none means valid
+		// atLoad: config.Load finds the problem already (the shared sink
+		// settings are hookbus's, checked for plugin sinks too).
+		atLoad bool
 	}{
 		{
 			name:  "valid",
@@ -294,9 +297,10 @@ func TestValidatePlugins(t *testing.T) {
 			want:  []string{"sinks.x.config", "colour"},
 		},
 		{
-			name:  "bad retry block",
-			sinks: `  x: {type: crash, config: {retry: {schedule: [soon]}}}`,
-			want:  []string{"sinks.x.config.retry.schedule[0]", `"soon"`},
+			name:   "bad retry block",
+			sinks:  `  x: {type: crash, config: {retry: {schedule: [soon]}}}`,
+			want:   []string{"sinks.x.config.retry.schedule[0]", `"soon"`},
+			atLoad: true,
 		},
 		{
 			name: "webhook plugin, several problems",
@@ -313,20 +317,30 @@ func TestValidatePlugins(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := loadConfig(t, configHead+`plugins:
-  crash: {path: `+crash+`}
-  wh: {path: `+wh+`}
-  stuck: {path: `+crash+`, init_timeout: `+initTimeout+`}
+			y := configHead + `plugins:
+  crash: {path: ` + crash + `}
+  wh: {path: ` + wh + `}
+  stuck: {path: ` + crash + `, init_timeout: ` + initTimeout + `}
 sources:
   shop: {type: http}
 sinks:
-`+tt.sinks+`
+` + tt.sinks + `
 pipelines:
-  p: {from: [shop], to: [`+firstSink(tt.sinks)+`]}
-`)
-			ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(30*time.Second))
-			defer cancel()
-			err := ValidatePlugins(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+  p: {from: [shop], to: [` + firstSink(tt.sinks) + `]}
+`
+			var err error
+			if tt.atLoad {
+				path := filepath.Join(t.TempDir(), "config.yaml")
+				if err := os.WriteFile(path, []byte(strings.ReplaceAll(y, "DIR", t.TempDir())), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				_, err = config.Load(path, config.LoadOptions{Env: []string{}, Checkers: Checkers(ScriptOptions(config.Default(), nil))})
+			} else {
+				cfg := loadConfig(t, y)
+				ctx, cancel := context.WithTimeout(context.Background(), testenv.Timeout(30*time.Second))
+				defer cancel()
+				err = ValidatePlugins(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+			}
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("ValidatePlugins: %v", err)

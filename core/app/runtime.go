@@ -14,8 +14,9 @@ import (
 
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
-	"github.com/hookbus/hookbus/plugins/webhook"
+	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -101,7 +102,9 @@ type sourceInst struct {
 func (si *sourceInst) close() {
 	si.cancel()
 	<-si.done
-	si.pi.close()
+	if si.pi != nil {
+		si.pi.close()
+	}
 }
 
 // fingerprint hashes the JSON of v: equal configurations, equal prints.
@@ -185,23 +188,29 @@ func (a *App) buildRuntime(ctx context.Context, cfg *config.Config, prev *runtim
 	return rt, nil
 }
 
-// buildSink builds one sink: a built-in webhook, or a plugin's (which may
-// still be initialising in the background when this returns).
+// buildSink builds one sink: a type registered in registry.Default, or a
+// plugin's (which may still be initialising in the background when this
+// returns). hookbus applies the settings every sink shares (retry,
+// max_in_flight): the type gets the rest of its block.
 func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c config.Component) (*sinkInst, error) {
-	if c.Type != "webhook" {
-		return a.pluginSink(ctx, cfg, name, c)
-	}
 	raw, err := c.RawConfig()
 	if err != nil {
 		return nil, &config.Errors{{Path: "sinks." + name + ".config", Message: err.Error()}}
 	}
-	w := &webhook.Webhook{}
-	info, err := w.Init(ctx, raw)
+	raw, settings, err := sinkopts.Split(raw)
 	if err != nil {
 		return nil, configErrors("sinks."+name+".config", err)
 	}
-	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{w}}
-	si.spec = pipeline.Sink{Name: name, Sink: w, MaxInFlight: info.MaxInFlight, Schedule: w.Schedule()}
+	s, ok := registry.Default.NewSink(c.Type, settings)
+	if !ok {
+		return a.pluginSink(ctx, cfg, name, c, raw, settings)
+	}
+	info, err := s.Init(ctx, raw)
+	if err != nil {
+		return nil, configErrors("sinks."+name+".config", err)
+	}
+	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}}
+	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule()}
 	return si, nil
 }
 

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
+
+	"github.com/hookbus/hookbus/core/registry"
+	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -59,15 +62,34 @@ func webhookValidator(raw json.RawMessage) error {
 	return errors.Join(errs...)
 }
 
+// checkFunc is a Spec made of a validator, for the test registry.
+type checkFunc func(json.RawMessage) error
+
+func (f checkFunc) Check(raw json.RawMessage) error { return f(raw) }
+func (checkFunc) Schema() json.RawMessage           { return json.RawMessage(`{"type": "object"}`) }
+
+// testRegistry knows the component types and queue drivers the tests use,
+// without importing them.
+func testRegistry() *registry.Registry {
+	r := registry.New()
+	ok := checkFunc(func(json.RawMessage) error { return nil })
+	r.RegisterSource(registry.Source{Name: "http", Spec: ok, Ingest: true})
+	newSink := func(sinkopts.Settings) sdk.Sink { return nil }
+	r.RegisterSink(registry.Sink{Name: "webhook", Spec: checkFunc(webhookValidator), New: newSink})
+	r.RegisterSink(registry.Sink{Name: "subscriptions", Spec: ok, New: newSink})
+	r.RegisterSink(registry.Sink{Name: "broken", Spec: checkFunc(func(json.RawMessage) error { return errors.New("broken beyond repair") }), New: newSink})
+	open := struct{}{} // never called: config only reads the specs
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueueEmbedded, UsesDataDir: true, Open: open})
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueueNATS, NeedsURL: true, Open: open})
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueueRedis, NeedsURL: true, Open: open})
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueuePostgres, NeedsURL: true, Open: open})
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueueKafka, Unsupported: "kafka is not supported yet; use embedded, nats, redis or postgres"})
+	r.RegisterQueueDriver(registry.QueueDriver{Name: QueueMemory, Open: open})
+	return r
+}
+
 func testCheckers() Checkers {
-	return Checkers{
-		Components: map[string]func(json.RawMessage) error{
-			"source:http":        func(json.RawMessage) error { return nil },
-			"sink:webhook":       webhookValidator,
-			"sink:subscriptions": func(json.RawMessage) error { return nil },
-			"sink:broken":        func(json.RawMessage) error { return errors.New("broken beyond repair") },
-		},
-	}
+	return Checkers{Registry: testRegistry()}
 }
 
 const fullYAML = `version: 1
@@ -766,10 +788,10 @@ func TestNilComponentsSkipsTypeCheck(t *testing.T) {
 	t.Parallel()
 	path := writeConfig(t, "version: 1\nsources: {s: {type: anything}}\n")
 	if _, err := Load(path, LoadOptions{Env: []string{}}); err != nil {
-		t.Errorf("with nil Checkers.Components types are not checked, got %v", err)
+		t.Errorf("with a nil Checkers.Registry types are not checked, got %v", err)
 	}
-	if _, err := Load(path, LoadOptions{Env: []string{}, Checkers: Checkers{Components: map[string]func(json.RawMessage) error{}}}); err == nil {
-		t.Errorf("with an empty Checkers.Components map, type anything must be unknown")
+	if _, err := Load(path, LoadOptions{Env: []string{}, Checkers: Checkers{Registry: registry.New()}}); err == nil {
+		t.Errorf("with an empty registry, type anything must be unknown")
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	yamlparser "github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/hookbus/hookbus/core/registry"
 )
 
 // LoadOptions tunes Load.
@@ -29,15 +30,17 @@ type LoadOptions struct {
 // Checkers validate component configurations and scripts. They are
 // supplied by the caller so that config does not import the components.
 type Checkers struct {
-	// Components validates a source's or sink's raw `config` block (JSON,
-	// "{}" when absent), keyed "source:<type>" or "sink:<type>". A validator
-	// returns nil or errors.Join of *sdk.ConfigError; each ConfigError's
+	// Registry knows the component types and queue drivers, with their
+	// config specs (the composition root passes registry.Default). A
+	// source's or sink's `config` block is checked by its type's spec; a
+	// sink's shared settings (retry, max_in_flight, max_retry_after) are
+	// checked for every sink, plugin sinks included. Each *sdk.ConfigError's
 	// Field is appended to the block's key path ("sinks.partner.config.url").
-	// Other errors are reported at the block's path.
 	//
-	// A type with no entry here that is not a plugin name is an "unknown
-	// type" error. A nil map disables type checking altogether.
-	Components map[string]func(raw json.RawMessage) error
+	// A type that is neither registered nor a plugin name is an "unknown
+	// type" error, and queue.driver must name a registered driver. A nil
+	// Registry disables type and driver checking altogether.
+	Registry *registry.Registry
 	// Script checks that a script file compiles; it gets the absolute path.
 	// Nil means scripts are only checked to exist.
 	Script func(path string) error

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -29,7 +30,6 @@ func (c *Config) Validate(chk Checkers) error {
 }
 
 var (
-	queueDrivers = []string{QueueEmbedded, QueueNATS, QueueRedis, QueuePostgres, QueueKafka, QueueMemory}
 	storeDrivers = []string{StoreSQLite, StorePostgres}
 	logLevels    = []string{"debug", "info", "warn", "error"}
 	logFormats   = []string{"text", "json"}
@@ -115,13 +115,14 @@ func (v *validator) server() {
 
 func (v *validator) queueAndStore() {
 	q := v.c.Queue
-	switch {
-	case q.Driver == QueueKafka:
-		v.add("queue.driver", "kafka is not supported yet; use embedded, nats, redis or postgres")
-	case !slices.Contains(queueDrivers, q.Driver):
-		v.add("queue.driver", "unknown driver %q (one of %s)", q.Driver, strings.Join(queueDrivers, ", "))
-	case q.Driver != QueueEmbedded && q.Driver != QueueMemory && strings.TrimSpace(q.URL) == "":
-		v.add("queue.url", "required for queue driver %q", q.Driver)
+	if v.chk.Registry != nil {
+		d, err := v.chk.Registry.QueueDriver(q.Driver)
+		switch {
+		case err != nil:
+			v.add("queue.driver", "%v", err)
+		case d.NeedsURL && strings.TrimSpace(q.URL) == "":
+			v.add("queue.url", "required for queue driver %q", q.Driver)
+		}
 	}
 	if !validNamespace(q.Namespace) {
 		v.add("queue.namespace", "%q: use 1 to 32 letters, digits, - or _", q.Namespace)
@@ -203,7 +204,9 @@ func (v *validator) plugin(name string) {
 }
 
 // component checks a source or sink: its type is known and its config
-// block passes the type's validator.
+// block passes the type's spec. A sink's shared settings are checked
+// whatever its type, plugins included: hookbus, not the plugin, acts on
+// them.
 func (v *validator) component(kind, name string, comp Component) {
 	path := kind + "s." + name
 	v.name(path, name)
@@ -211,28 +214,50 @@ func (v *validator) component(kind, name string, comp Component) {
 		v.add(path+".type", "required: a built-in %s type or a plugin name", kind)
 		return
 	}
-	check := v.chk.Components[kind+":"+comp.Type]
-	if check == nil {
-		if _, ok := v.c.Plugins[comp.Type]; ok || v.chk.Components == nil {
-			return // a plugin validates its own config when it starts
-		}
-		var known []string
-		for key := range v.chk.Components {
-			if t, ok := strings.CutPrefix(key, kind+":"); ok {
-				known = append(known, t)
-			}
-		}
-		known = append(known, v.c.PluginNames()...)
-		slices.Sort(known)
-		v.add(path+".type", "unknown type %q (known %s types: %s)", comp.Type, kind, orNone(known))
-		return
-	}
 	raw, err := comp.RawConfig()
 	if err != nil {
 		v.add(path+".config", "cannot encode as JSON: %v", err)
 		return
 	}
-	for _, e := range leaves(check(raw)) {
+	reg := v.chk.Registry
+	var known []string
+	if kind == "sink" {
+		if reg == nil {
+			_, _, problems := sinkopts.Split(raw)
+			v.configProblems(path, problems)
+			return
+		}
+		ok, problems := reg.CheckSink(comp.Type, raw)
+		if ok || v.isPlugin(comp.Type) {
+			v.configProblems(path, problems)
+			return
+		}
+		known = reg.SinkNames()
+	} else {
+		if reg == nil || v.isPlugin(comp.Type) {
+			return // a plugin validates its own config when it starts
+		}
+		t, err := reg.Source(comp.Type)
+		if err == nil {
+			v.configProblems(path, t.Spec.Check(raw))
+			return
+		}
+		known = reg.SourceNames()
+	}
+	known = append(known, v.c.PluginNames()...)
+	slices.Sort(known)
+	v.add(path+".type", "unknown type %q (known %s types: %s)", comp.Type, kind, orNone(known))
+}
+
+// isPlugin reports whether typ names a declared plugin.
+func (v *validator) isPlugin(typ string) bool {
+	_, ok := v.c.Plugins[typ]
+	return ok
+}
+
+// configProblems reports a spec's problems under path.config.
+func (v *validator) configProblems(path string, err error) {
+	for _, e := range leaves(err) {
 		var ce *sdk.ConfigError
 		if errors.As(e, &ce) {
 			p := path + ".config"

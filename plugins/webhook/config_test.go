@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/retry"
+	"github.com/hookbus/hookbus/core/spec/spectest"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -173,12 +174,23 @@ func TestDescribe(t *testing.T) {
 	if err := json.Unmarshal(m.ConfigSchema, &schema); err != nil {
 		t.Fatalf("schema is not JSON: %v", err)
 	}
-	for _, k := range configKeys {
+	for _, k := range configSpec.Keys() {
 		if _, ok := schema.Properties[k]; !ok {
 			t.Errorf("schema lacks key %q", k)
 		}
 	}
-	if len(schema.Properties) != len(configKeys) {
-		t.Errorf("schema has %d keys, config %d", len(schema.Properties), len(configKeys))
+	if len(schema.Properties) != len(configSpec.Keys()) {
+		t.Errorf("schema has %d keys, config %d", len(schema.Properties), len(configSpec.Keys()))
 	}
+}
+
+// The schema Describe publishes and the decoder agree: every key of the
+// schema is accepted, others refused, url is required, wrong types are
+// refused and the schema's defaults are accepted.
+func TestSchemaMatchesDecoder(t *testing.T) {
+	t.Parallel()
+	spectest.Conformance(t, configSpec,
+		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "headers": {"X-A": "1"}, "timeout": "3s", "max_in_flight": 8,
+		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m"}`,
+		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`)
 }

@@ -3,7 +3,8 @@
 // whether to count it delivered, retry it or dead-letter it.
 //
 // The sink never retries on its own; hookbus keeps the retry schedule
-// (Config.Schedule) durable. Outbound connections go through the SSRF guard
+// (Config.Schedule) durable. The block's description is Config's tags; the
+// package registers the type `webhook` in core/registry. Outbound connections go through the SSRF guard
 // of core/netguard unless allow_private_networks is set.
 package webhook
 
@@ -25,8 +26,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/core/netguard"
+	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/sdk"
 )
@@ -71,7 +74,19 @@ type Webhook struct {
 	client    *http.Client
 	sem       chan struct{}
 	workers   *workers.Pool
+	// shared, when set, holds the shared sink settings hookbus took out of
+	// the block before Init (see NewSink); they replace the block's.
+	shared *sinkopts.Settings
 }
+
+func init() {
+	registry.RegisterSink(registry.Sink{Name: Name, Spec: configSpec, New: NewSink})
+}
+
+// NewSink returns a sink for hookbus to Init with the block's rest, sized
+// to the shared settings hookbus took out of it (its registered
+// constructor).
+func NewSink(s sinkopts.Settings) sdk.Sink { return &Webhook{shared: &s} }
 
 // Attempt is the detail of one HTTP attempt, for delivery logs and metrics.
 type Attempt struct {
@@ -103,6 +118,9 @@ func (w *Webhook) Init(_ context.Context, raw json.RawMessage) (sdk.SinkInfo, er
 	if err != nil {
 		return sdk.SinkInfo{}, err
 	}
+	if w.shared != nil {
+		cfg.Settings = *w.shared
+	}
 	if err := w.setup(cfg); err != nil {
 		return sdk.SinkInfo{}, err
 	}
@@ -120,7 +138,7 @@ func (w *Webhook) Describe() sdk.Manifest {
 	return sdk.Manifest{
 		Name:         Name,
 		Kinds:        []string{"sink"},
-		ConfigSchema: json.RawMessage(configSchema),
+		ConfigSchema: configSpec.Schema(),
 		Version:      "1",
 	}
 }
@@ -129,8 +147,7 @@ func (w *Webhook) Describe() sdk.Manifest {
 func (w *Webhook) Config() Config { return w.cfg }
 
 func (w *Webhook) setup(cfg Config) error {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
+	if err := configSpec.Complete(&cfg); err != nil {
 		return err
 	}
 	secrets, err := cfg.secrets()
@@ -169,6 +186,7 @@ func (w *Webhook) setup(cfg Config) error {
 		},
 		sem:     make(chan struct{}, cfg.MaxInFlight),
 		workers: workers.New(),
+		shared:  w.shared,
 	}
 	return nil
 }
