@@ -79,6 +79,7 @@ type Redis struct {
 
 	mu     sync.Mutex
 	topics map[string]struct{} // stream keys seen, for trimming
+	groups map[Backlog]struct{} // groups and topics subscribed, for Backlog
 	subs   map[*redisSubscriber]struct{}
 	closed bool
 	done   chan struct{}
@@ -146,6 +147,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		client: client,
 		log:    o.Logger.With("queue", "redis"),
 		topics: map[string]struct{}{},
+		groups: map[Backlog]struct{}{},
 		subs:   map[*redisSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -191,6 +193,13 @@ func (q *Redis) remember(key string) error {
 	}
 	q.topics[key] = struct{}{}
 	return nil
+}
+
+// rememberGroup records a group and topic for Backlog.
+func (q *Redis) rememberGroup(group, topic string) {
+	q.mu.Lock()
+	q.groups[Backlog{Group: group, Topic: topic}] = struct{}{}
+	q.mu.Unlock()
 }
 
 // Features implements Queue.
@@ -289,7 +298,7 @@ func (q *Redis) Subscriber(group string, maxInFlight int) (message.Subscriber, e
 		maxInFlight = redisMaxWorkers
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &redisSubscriber{q: q, group: q.group(group), workers: maxInFlight, ctx: ctx, cancel: cancel}
+	s := &redisSubscriber{q: q, name: group, group: q.group(group), workers: maxInFlight, ctx: ctx, cancel: cancel}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -325,7 +334,8 @@ func (q *Redis) Close() error {
 
 type redisSubscriber struct {
 	q       *Redis
-	group   string
+	name    string // the hookbus group
+	group   string // the Redis group: namespace and name
 	workers int
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -341,6 +351,7 @@ func (s *redisSubscriber) SubscribeInitialize(topic string) error {
 	if err := s.q.remember(key); err != nil {
 		return err
 	}
+	s.q.rememberGroup(s.name, topic)
 	if err := createGroup(s.ctx, s.q.client, key, s.group); err != nil {
 		return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
 	}
@@ -356,6 +367,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	if err := q.remember(key); err != nil {
 		return nil, err
 	}
+	q.rememberGroup(s.name, topic)
 	if s.ctx.Err() != nil {
 		return nil, errClosed
 	}
