@@ -20,8 +20,10 @@ func (q *Postgres) rememberGroup(group, topic string) {
 
 // Backlog implements BacklogReporter for the groups this process
 // subscribed or initialised. Pending counts the rows after the group's
-// acknowledged position, the one in flight included (a group has at most
-// one, and its position moves only on ack), so Unacked is always 0.
+// acknowledged position but the one in flight; Unacked is 1 while a
+// consumer of the group (of any process) holds one: it keeps the group's
+// position row locked until the ack. A consumer polling holds the lock
+// for a moment too, which may show as one unacked message.
 func (q *Postgres) Backlog(ctx context.Context) ([]Backlog, error) {
 	q.mu.Lock()
 	groups := slices.Collect(maps.Keys(q.groups))
@@ -69,6 +71,17 @@ func (q *Postgres) groupBacklog(ctx context.Context, group, topic string) (b Bac
 	if err := q.db.QueryRowContext(ctx, `SELECT count(*) FROM `+msgs+`
 		WHERE ("transaction_id" = $1::xid8 AND "offset" > $2) OR "transaction_id" > $1::xid8`, txid, acked).Scan(&b.Pending); err != nil {
 		return b, true, fmt.Errorf("queue: backlog of group %s on %s: %w", group, topic, err)
+	}
+	if b.Pending > 0 {
+		// FOR KEY SHARE conflicts with the consumer's FOR UPDATE only, and
+		// SKIP LOCKED makes a held position read as no row.
+		var one int
+		err := q.db.QueryRowContext(ctx, `SELECT 1 FROM `+offs+` WHERE consumer_group = $1 FOR KEY SHARE SKIP LOCKED`, q.opts.Namespace+"."+group).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			b.Pending, b.Unacked = b.Pending-1, 1
+		} else if err != nil {
+			return b, true, fmt.Errorf("queue: backlog of group %s on %s: %w", group, topic, err)
+		}
 	}
 	return b, true, nil
 }

@@ -78,7 +78,7 @@ type Redis struct {
 	host   string // consumer name prefix
 
 	mu     sync.Mutex
-	topics map[string]struct{} // stream keys seen, for trimming
+	topics map[string]struct{}  // stream keys seen, for trimming
 	groups map[Backlog]struct{} // groups and topics subscribed, for Backlog
 	subs   map[*redisSubscriber]struct{}
 	closed bool
