@@ -271,7 +271,7 @@ func TestPostgresRetireDropsTables(t *testing.T) {
 	if !exists() {
 		t.Fatal("the table was dropped while another group reads it")
 	}
-	if _, err := q.db.Exec(`DELETE FROM ` + q.offsets.MessagesOffsetsTable(topic) + ` WHERE consumer_group = $1`, q.opts.Namespace+".other"); err != nil {
+	if _, err := q.db.Exec(`DELETE FROM `+q.offsets.MessagesOffsetsTable(topic)+` WHERE consumer_group = $1`, q.opts.Namespace+".other"); err != nil {
 		t.Fatal(err)
 	}
 	// A new retry group starts at the table's start: it gets the three

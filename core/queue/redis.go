@@ -373,19 +373,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	}
 	consumer := q.host + "-" + randomHex(4)
 	claimed := &claimCounts{}
-	inner, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
-		Client:                        noCloseRedis{q.client},
-		Consumer:                      consumer,
-		ConsumerGroup:                 s.group,
-		NackResendSleep:               redisstream.NoSleep,
-		BlockTime:                     redisBlock,
-		ClaimInterval:                 q.opts.ClaimInterval,
-		MaxIdleTime:                   q.opts.ClaimIdle,
-		OldestId:                      "0",
-		DisableIndefiniteInitialBlock: true,
-		ShouldStopOnReadErrors:        func(err error) bool { return errors.Is(err, redis.ErrClosed) },
-	}, q.wlog.With(watermill.LogFields{"group": s.group}))
+	inner, err := s.reader(key, consumer, claimed)
 	if err != nil {
 		return nil, err
 	}
@@ -427,33 +415,64 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	q.mu.Unlock()
 	go func() {
 		defer q.wg.Done()
-		hb := time.NewTicker(q.opts.ClaimIdle / 4)
-	loop:
-		for {
-			select {
-			case <-subCtx.Done():
-				break loop
-			case <-hb.C:
-				s.refresh(subCtx, key, consumer)
-			}
-		}
-		hb.Stop()
+		s.heartbeat(subCtx, key, consumer)
 		stop()
 		relays.Wait()
 		close(out)
-		time.Sleep(ackGrace)
-		innerCancel()
-		inner.Close()
-		s.release(key, consumer)
-		s.wg.Done()
-		// A reader blocked in XREADGROUP during Close may still take one
-		// message for this consumer: release again once it returned, also
-		// when the whole queue closes (its Close waits for this), so the
-		// next start claims the message at once rather than after ClaimIdle.
-		time.Sleep(redisBlock + 500*time.Millisecond)
-		s.release(key, consumer)
+		s.stopReader(inner, innerCancel, key, consumer)
 	}()
 	return out, nil
+}
+
+// reader makes the watermill-redisstream subscriber of one subscription:
+// consumer of the group, claiming what stopped consumers left (noting its
+// delivery count in claimed first).
+func (s *redisSubscriber) reader(key, consumer string, claimed *claimCounts) (*redisstream.Subscriber, error) {
+	q := s.q
+	return redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
+		Client:                        noCloseRedis{q.client},
+		Consumer:                      consumer,
+		ConsumerGroup:                 s.group,
+		NackResendSleep:               redisstream.NoSleep,
+		BlockTime:                     redisBlock,
+		ClaimInterval:                 q.opts.ClaimInterval,
+		MaxIdleTime:                   q.opts.ClaimIdle,
+		OldestId:                      "0",
+		DisableIndefiniteInitialBlock: true,
+		ShouldStopOnReadErrors:        func(err error) bool { return errors.Is(err, redis.ErrClosed) },
+	}, q.wlog.With(watermill.LogFields{"group": s.group}))
+}
+
+// heartbeat refreshes the consumer's in-flight messages until ctx ends.
+func (s *redisSubscriber) heartbeat(ctx context.Context, key, consumer string) {
+	hb := time.NewTicker(s.q.opts.ClaimIdle / 4)
+	defer hb.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hb.C:
+			s.refresh(ctx, key, consumer)
+		}
+	}
+}
+
+// stopReader ends the reader once its relays have stopped: it lets the
+// last acks through (ackGrace), closes it and releases what the consumer
+// still holds to the group, then marks the subscription done.
+func (s *redisSubscriber) stopReader(inner *redisstream.Subscriber, innerCancel context.CancelFunc, key, consumer string) {
+	time.Sleep(ackGrace)
+	innerCancel()
+	inner.Close()
+	s.release(key, consumer)
+	s.wg.Done()
+	// A reader blocked in XREADGROUP during Close may still take one
+	// message for this consumer: release again once it returned, also
+	// when the whole queue closes (its Close waits for this), so the
+	// next start claims the message at once rather than after ClaimIdle.
+	time.Sleep(redisBlock + 500*time.Millisecond)
+	s.release(key, consumer)
 }
 
 // pending lists the entries the consumer holds.
