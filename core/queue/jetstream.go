@@ -481,7 +481,27 @@ func (q *JetStream) Retire(ctx context.Context, group, topic string, fn func(*me
 			return 0, false, fmt.Errorf("queue: consumer %s of %s: %w", name, stream, err)
 		}
 		ci := c.CachedInfo()
-		return ci.NumPending + uint64(ci.NumAckPending), true, nil
+		if k := ci.NumPending + uint64(ci.NumAckPending); k > 0 {
+			return k, true, nil
+		}
+		// The server updates NumPending after a publish in the background,
+		// so zero is checked against the topic's last message: left until
+		// the group's ack floor has reached it.
+		st, err := q.js.Stream(ctx, stream)
+		if err != nil {
+			return 0, true, fmt.Errorf("queue: stream %s: %w", stream, err)
+		}
+		last, err := st.GetLastMsgForSubject(ctx, q.subject(topic))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, true, nil
+		}
+		if err != nil {
+			return 0, true, fmt.Errorf("queue: last message of %s: %w", topic, err)
+		}
+		if last.Sequence > ci.AckFloor.Stream {
+			return 1, true, nil
+		}
+		return 0, true, nil
 	}
 	n, exists, err := drainGroup(ctx, q, group, topic, left, fn)
 	if err != nil {
