@@ -16,7 +16,7 @@ import (
 // messages went with them. On a shared NATS server another instance may
 // still run a configuration that uses them: they are only reported.
 func (a *App) handleStaleGroups(ctx context.Context) {
-	js, ok := a.Queue.(*queue.JetStream)
+	js, ok := a.Queue.(queue.GroupLister)
 	if !ok {
 		return
 	}

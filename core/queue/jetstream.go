@@ -67,121 +67,173 @@ const consumerConns = 2
 
 // Stream layout: ingest has the long dedup window for producer ids; the
 // internal topics only need a short one to absorb republishing after a crash.
+// A retired stream is no longer created; one left by an older version is
+// still mapped, so DrainRetryTopic can empty and delete it.
 var jsStreams = []struct {
 	suffix, prefix string
 	long           bool
+	retired        bool
 }{
-	{"_IN", "hookbus.in.", true},
-	{"_OUT", "hookbus.out.", false},
-	{"_RETRY", "hookbus.retry.", false},
-	{"_DEAD", "hookbus.dead.", false},
+	{"_IN", "hookbus.in.", true, false},
+	{"_OUT", "hookbus.out.", false, false},
+	// Retries go through delayed nacks; this held the retry topics of
+	// versions that pumped them.
+	{"_RETRY", "hookbus.retry.", false, true},
+	{"_DEAD", "hookbus.dead.", false, false},
 }
 
 // NewJetStream connects to (or embeds) NATS and creates the streams.
 func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error) {
-	if opts.DedupWindow <= 0 {
-		opts.DedupWindow = 24 * time.Hour
-	}
-	if opts.AckWait <= 0 {
-		opts.AckWait = 30 * time.Second
-	}
-	if opts.CloseGrace <= 0 {
-		opts.CloseGrace = 30 * time.Second
-	}
-	if opts.Prefix == "" {
-		opts.Prefix = "HOOKBUS"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.setDefaults()
 	q := &JetStream{opts: opts, log: opts.Logger}
-	var err error
 	if opts.URL == "" {
-		if opts.DataDir == "" {
-			return nil, errors.New("embedded queue: data_dir is required")
-		}
-		sopts := &server.Options{
-			ServerName: "hookbus-embedded",
-			JetStream:  true,
-			StoreDir:   filepath.Join(opts.DataDir, "queue"),
-			DontListen: true,
-			NoSigs:     true,
-			NoLog:      true,
-			MaxPayload: 8 << 20,
-		}
-		q.ns, err = server.NewServer(sopts)
-		if err != nil {
-			return nil, fmt.Errorf("embedded queue: %w", err)
-		}
-		go q.ns.Start()
-		if !q.ns.ReadyForConnections(30 * time.Second) {
-			q.ns.Shutdown()
-			return nil, errors.New("embedded queue: server did not start within 30s")
+		if err := q.startEmbedded(); err != nil {
+			return nil, err
 		}
 	}
-	// Publishing and each consumer group get connections of their own: one
-	// connection serialises everything through one read loop per side.
-	connect := func(name string) (*nats.Conn, error) {
-		if q.ns != nil {
-			return nats.Connect(q.ns.ClientURL(), nats.InProcessServer(q.ns), nats.Name(name))
-		}
-		return nats.Connect(opts.URL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	if err := q.openConns(); err != nil {
+		return nil, err
 	}
-	if q.nc, err = connect("hookbus"); err != nil {
+	if err := q.createStreams(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	if err := q.createBuckets(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (o *JetStreamOptions) setDefaults() {
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = 24 * time.Hour
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.CloseGrace <= 0 {
+		o.CloseGrace = 30 * time.Second
+	}
+	if o.Prefix == "" {
+		o.Prefix = "HOOKBUS"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// startEmbedded starts the in-process server with file storage under
+// DataDir and no TCP listener.
+func (q *JetStream) startEmbedded() error {
+	if q.opts.DataDir == "" {
+		return errors.New("embedded queue: data_dir is required")
+	}
+	sopts := &server.Options{
+		ServerName: "hookbus-embedded",
+		JetStream:  true,
+		StoreDir:   filepath.Join(q.opts.DataDir, "queue"),
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 8 << 20,
+	}
+	var err error
+	q.ns, err = server.NewServer(sopts)
+	if err != nil {
+		return fmt.Errorf("embedded queue: %w", err)
+	}
+	go q.ns.Start()
+	if !q.ns.ReadyForConnections(30 * time.Second) {
+		q.ns.Shutdown()
+		return errors.New("embedded queue: server did not start within 30s")
+	}
+	return nil
+}
+
+// connect opens one named connection to the embedded or external server.
+func (q *JetStream) connect(name string) (*nats.Conn, error) {
+	if q.ns != nil {
+		return nats.Connect(q.ns.ClientURL(), nats.InProcessServer(q.ns), nats.Name(name))
+	}
+	return nats.Connect(q.opts.URL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+}
+
+// openConns opens the publishing connection and the consumers' ones.
+// Publishing and each consumer group get connections of their own: one
+// connection serialises everything through one read loop per side. On
+// failure everything opened so far is closed.
+func (q *JetStream) openConns() error {
+	var err error
+	if q.nc, err = q.connect("hookbus"); err != nil {
 		q.shutdownServer()
-		return nil, fmt.Errorf("queue: connect to NATS: %w", err)
+		return fmt.Errorf("queue: connect to NATS: %w", err)
 	}
 	q.js, err = jetstream.New(q.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		q.Close()
-		return nil, err
+		return err
 	}
 	for i := range consumerConns {
-		nc, err := connect(fmt.Sprintf("hookbus-consume-%d", i))
+		nc, err := q.connect(fmt.Sprintf("hookbus-consume-%d", i))
 		if err != nil {
 			q.Close()
-			return nil, fmt.Errorf("queue: connect to NATS: %w", err)
+			return fmt.Errorf("queue: connect to NATS: %w", err)
 		}
 		js, err := jetstream.New(nc)
 		if err != nil {
 			nc.Close()
 			q.Close()
-			return nil, err
+			return err
 		}
 		q.consConns = append(q.consConns, nc)
 		q.consJS = append(q.consJS, js)
 	}
+	return nil
+}
+
+// createStreams creates or updates the namespace's streams, except the
+// retired ones.
+func (q *JetStream) createStreams(ctx context.Context) error {
 	for _, s := range jsStreams {
+		if s.retired {
+			continue
+		}
 		dup := 2 * time.Minute
 		if s.long {
-			dup = opts.DedupWindow
+			dup = q.opts.DedupWindow
 		}
 		cfg := jetstream.StreamConfig{
-			Name:       opts.Prefix + s.suffix,
+			Name:       q.opts.Prefix + s.suffix,
 			Subjects:   []string{s.prefix + ">"},
 			Storage:    jetstream.FileStorage,
 			Retention:  jetstream.InterestPolicy,
 			Duplicates: dup,
 		}
-		if opts.Prefix != "HOOKBUS" {
-			cfg.Subjects = []string{strings.ToLower(opts.Prefix) + "." + s.prefix + ">"}
+		if q.opts.Prefix != "HOOKBUS" {
+			cfg.Subjects = []string{strings.ToLower(q.opts.Prefix) + "." + s.prefix + ">"}
 		}
 		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			q.Close()
-			return nil, fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
 		}
 	}
+	return nil
+}
+
+// createBuckets creates the key-value buckets of producer ids and nack
+// records.
+func (q *JetStream) createBuckets(ctx context.Context) error {
+	var err error
 	// The streams' own dedup forgets ids of deleted (delivered) messages
 	// when the server restarts; this bucket remembers them for the window.
 	q.ids, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  opts.Prefix + "_IDS",
-		TTL:     opts.DedupWindow,
+		Bucket:  q.opts.Prefix + "_IDS",
+		TTL:     q.opts.DedupWindow,
 		Storage: jetstream.FileStorage,
 		History: 1,
 	})
 	if err != nil {
-		q.Close()
-		return nil, fmt.Errorf("queue: create id bucket: %w", err)
+		return fmt.Errorf("queue: create id bucket: %w", err)
 	}
 	// NumDelivered counts every delivery, nacked or not. To tell the
 	// deliveries that reached no outcome (a crash, a kill, an expired ack
@@ -190,16 +242,15 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	// Only nacks write and only redeliveries read, so the common path
 	// (delivered once, acked) costs nothing.
 	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  opts.Prefix + "_NACKS",
+		Bucket:  q.opts.Prefix + "_NACKS",
 		TTL:     nackRecordTTL,
 		Storage: jetstream.FileStorage,
 		History: 1,
 	})
 	if err != nil {
-		q.Close()
-		return nil, fmt.Errorf("queue: create nack bucket: %w", err)
+		return fmt.Errorf("queue: create nack bucket: %w", err)
 	}
-	return q, nil
+	return nil
 }
 
 // nackRecordTTL is how long a nack record is kept, well beyond any retry
@@ -408,7 +459,93 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)
 		out = append(out, b)
 	}
+	sortBacklog(out)
 	return out, nil
+}
+
+// Retire implements TopicRetirer: it drains the group's durable consumer,
+// deletes it and, on a retired stream (the retry stream) that has no
+// consumer left, deletes the stream.
+func (q *JetStream) Retire(ctx context.Context, group, topic string, fn func(*message.Message) error) (int, error) {
+	stream, err := q.streamFor(topic)
+	if err != nil {
+		return 0, err
+	}
+	name := consumerName(q.opts.Prefix, group, topic)
+	left := func(ctx context.Context) (uint64, bool, error) {
+		c, err := q.js.Consumer(ctx, stream, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, false, nil
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("queue: consumer %s of %s: %w", name, stream, err)
+		}
+		ci := c.CachedInfo()
+		if k := ci.NumPending + uint64(ci.NumAckPending); k > 0 {
+			return k, true, nil
+		}
+		// The server updates NumPending after a publish in the background,
+		// so zero is checked against the topic's last message: left until
+		// the group's ack floor has reached it.
+		st, err := q.js.Stream(ctx, stream)
+		if err != nil {
+			return 0, true, fmt.Errorf("queue: stream %s: %w", stream, err)
+		}
+		last, err := st.GetLastMsgForSubject(ctx, q.subject(topic))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, true, nil
+		}
+		if err != nil {
+			return 0, true, fmt.Errorf("queue: last message of %s: %w", topic, err)
+		}
+		if last.Sequence > ci.AckFloor.Stream {
+			return 1, true, nil
+		}
+		return 0, true, nil
+	}
+	n, exists, err := drainGroup(ctx, q, group, topic, left, fn)
+	if err != nil {
+		return n, err
+	}
+	if exists {
+		if err := q.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return n, fmt.Errorf("queue: delete consumer %s of %s: %w", name, stream, err)
+		}
+		q.mu.Lock()
+		delete(q.groups, name)
+		q.mu.Unlock()
+	}
+	return n, q.dropRetiredStream(ctx, stream)
+}
+
+// dropRetiredStream deletes stream when it is a retired one without
+// consumers; with interest retention it then holds no message either.
+func (q *JetStream) dropRetiredStream(ctx context.Context, stream string) error {
+	retired := false
+	for _, s := range jsStreams {
+		retired = retired || s.retired && q.opts.Prefix+s.suffix == stream
+	}
+	if !retired {
+		return nil
+	}
+	st, err := q.js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: stream %s: %w", stream, err)
+	}
+	if info.State.Consumers > 0 {
+		return nil
+	}
+	if err := q.js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("queue: delete retired stream %s: %w", stream, err)
+	}
+	return nil
 }
 
 // Conn exposes the NATS connection (for tests and tools).
@@ -485,209 +622,292 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 	return cons, nil
 }
 
+// Subscribe implements message.Subscriber: it consumes topic through the
+// group's durable consumer, at most maxInFlight messages unacknowledged at
+// once. The channel is closed when ctx is cancelled or the subscriber is
+// closed, once every message handed out is settled or handed back.
 func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	ackWait := s.q.opts.AckWait
-	consName := consumerName(s.q.opts.Prefix, s.group, topic)
-	nackPrefix := nackKeyPrefix(consName)
 	cons, err := s.consumer(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan *message.Message)
-	sem := make(chan struct{}, s.maxInFlight)
-	done := make(chan struct{})
-	var inflight sync.WaitGroup
-	var sendMu sync.RWMutex
-	outClosed := false
-	// Messages fetched but not handed to the handler at shutdown are handed
-	// back once the consume loop has stopped, so it cannot fetch the copies.
-	type fetched struct {
-		jm         jetstream.Msg
-		deliveries uint64
+	consName := consumerName(s.q.opts.Prefix, s.group, topic)
+	sub := &jsSubscription{
+		s:          s,
+		ctx:        ctx,
+		topic:      topic,
+		consName:   consName,
+		nackPrefix: nackKeyPrefix(consName),
+		out:        make(chan *message.Message),
+		sem:        make(chan struct{}, s.maxInFlight),
+		done:       make(chan struct{}),
 	}
-	var backMu sync.Mutex
-	var back []fetched
-	backDone := false // the consume loop has stopped: hand back at once
-	later := func(jm jetstream.Msg, deliveries uint64) {
-		backMu.Lock()
-		if backDone {
-			backMu.Unlock()
-			s.handBack(jm, deliveries)
-			return
-		}
-		back = append(back, fetched{jm, deliveries})
-		backMu.Unlock()
-	}
-	handle := func(jm jetstream.Msg) {
-		hdr := jm.Headers()
-		// A message handed back at shutdown is a copy for one group.
-		if g := hdr.Get(hdrForGroup); g != "" && g != s.group {
-			_ = jm.Ack()
-			return
-		}
-		// nacked: this message has a nack record.
-		nacked, numDelivered, streamSeq, deliveries := false, uint64(0), uint64(0), uint64(1)
-		if md, err := jm.Metadata(); err == nil {
-			numDelivered, streamSeq, deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
-			if md.NumDelivered > 1 {
-				kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
-				e, err := s.q.nacks.Get(kctx, nackPrefix+strconv.FormatUint(md.Sequence.Stream, 10))
-				kcancel()
-				if err == nil {
-					nacked = true
-					if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < deliveries {
-						deliveries -= at
-					}
-				}
-			}
-		}
-		// A copy handed back at shutdown carries the count of the original,
-		// until an explicit nack of the copy starts it again.
-		if v := hdr.Get(hdrPriorDeliveries); v != "" && !nacked {
-			if prior, err := strconv.ParseUint(v, 10, 64); err == nil {
-				deliveries += prior
-			}
-		}
-		sendMu.RLock()
-		defer sendMu.RUnlock()
-		if outClosed {
-			later(jm, deliveries)
-			return
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-done:
-			// Hand buffered messages back now instead of after AckWait.
-			later(jm, deliveries)
-			return
-		}
-		msg := message.NewMessage(hdr.Get("hookbus_uuid"), jm.Data())
-		for k, vs := range hdr {
-			if len(vs) > 0 && k != "hookbus_uuid" && k != hdrForGroup && k != hdrPriorDeliveries && !strings.HasPrefix(k, "Nats-") {
-				msg.Metadata.Set(k, vs[0])
-			}
-		}
-		if numDelivered > 0 {
-			msg.Metadata.Set(MetaAttempt, strconv.FormatUint(numDelivered, 10))
-		}
-		msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(deliveries, 10))
-		msgCtx, cancel := context.WithCancel(ctx)
-		msg.SetContext(msgCtx)
-		select {
-		case out <- msg:
-		case <-done:
-			cancel()
-			<-sem
-			later(jm, deliveries)
-			return
-		}
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			defer func() { <-sem }()
-			defer cancel()
-			// Keep long-running handlers from being redelivered.
-			keepAlive := time.NewTicker(ackWait / 3)
-			defer keepAlive.Stop()
-			done := done
-			var grace <-chan time.Time
-			for {
-				select {
-				case <-msg.Acked():
-					if err := jm.Ack(); err != nil {
-						s.q.log.Warn("queue ack failed; message may be redelivered", "topic", topic, "error", err)
-					}
-					return
-				case <-msg.Nacked():
-					// Recorded before the nak, so the redelivery sees it.
-					if numDelivered > 0 {
-						kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
-						_, err := s.q.nacks.Put(kctx, nackPrefix+strconv.FormatUint(streamSeq, 10), []byte(strconv.FormatUint(numDelivered, 10)))
-						kcancel()
-						if err != nil {
-							s.q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", topic, "error", err)
-						}
-					}
-					if d := NackDelay(msg); d > 0 {
-						_ = jm.NakWithDelay(d)
-					} else {
-						_ = jm.Nak()
-					}
-					return
-				case <-keepAlive.C:
-					_ = jm.InProgress()
-				case <-done:
-					// The subscription is closing: the handler gets
-					// CloseGrace to finish (kept alive meanwhile), then the
-					// message goes back at once rather than after AckWait.
-					done = nil
-					grace = time.After(s.q.opts.CloseGrace)
-				case <-grace:
-					s.handBack(jm, deliveries)
-					return
-				}
-			}
-		}()
-	}
-	opts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
 	})}
-	cc, err := cons.Consume(handle, opts...)
+	cc, err := cons.Consume(sub.handle, sub.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		// When the consume loop ends by itself (the consumer was deleted,
-		// or the server lost its state), recreate it once a second rather
-		// than leave this group silently stopped.
-		closed, retry := cc.Closed(), (<-chan time.Time)(nil)
-	run:
-		for {
-			select {
-			case <-ctx.Done():
-				break run
-			case <-s.closing:
-				break run
-			case <-closed:
-				s.q.log.Warn("queue consumer stopped; recreating it", "group", s.group, "topic", topic)
-				closed, retry = nil, time.After(time.Second)
-			case <-retry:
-				c, err := s.consumer(ctx, topic)
-				var next jetstream.ConsumeContext
-				if err == nil {
-					next, err = c.Consume(handle, opts...)
+		sub.stop(sub.supervise(cc))
+	}()
+	return sub.out, nil
+}
+
+// jsSubscription is one Subscribe call: the consume callback (handle), a
+// goroutine per message in flight (await), and the goroutine that keeps
+// the consume loop running and stops it (supervise, stop).
+type jsSubscription struct {
+	s          *jsSubscriber
+	ctx        context.Context
+	topic      string
+	consName   string
+	nackPrefix string
+	opts       []jetstream.PullConsumeOpt
+	out        chan *message.Message
+	sem        chan struct{} // one slot per message in flight
+	done       chan struct{} // closed when the subscription stops
+	inflight   sync.WaitGroup
+
+	sendMu    sync.RWMutex
+	outClosed bool
+	// Messages fetched but not handed to the handler at shutdown are
+	// handed back once the consume loop has stopped, so it cannot fetch
+	// the copies.
+	backMu   sync.Mutex
+	back     []jsFetched
+	backDone bool // the consume loop has stopped: hand back at once
+}
+
+type jsFetched struct {
+	jm         jetstream.Msg
+	deliveries uint64
+}
+
+// jsDelivery is what handle learnt of a fetched message.
+type jsDelivery struct {
+	numDelivered, streamSeq uint64
+	// deliveries without an outcome, this one included (MetaDeliveries).
+	deliveries uint64
+}
+
+// later hands jm back once the consume loop has stopped (at once if it has).
+func (sub *jsSubscription) later(jm jetstream.Msg, deliveries uint64) {
+	sub.backMu.Lock()
+	if sub.backDone {
+		sub.backMu.Unlock()
+		sub.s.handBack(jm, deliveries)
+		return
+	}
+	sub.back = append(sub.back, jsFetched{jm, deliveries})
+	sub.backMu.Unlock()
+}
+
+// handle is the consume callback: it hands jm to the handler once a slot
+// of the window is free, or back to the stream when the subscription
+// stops first.
+func (sub *jsSubscription) handle(jm jetstream.Msg) {
+	hdr := jm.Headers()
+	// A message handed back at shutdown is a copy for one group.
+	if g := hdr.Get(hdrForGroup); g != "" && g != sub.s.group {
+		_ = jm.Ack()
+		return
+	}
+	d := sub.count(jm)
+	sub.sendMu.RLock()
+	defer sub.sendMu.RUnlock()
+	if sub.outClosed {
+		sub.later(jm, d.deliveries)
+		return
+	}
+	select {
+	case sub.sem <- struct{}{}:
+	case <-sub.done:
+		// Hand buffered messages back now instead of after AckWait.
+		sub.later(jm, d.deliveries)
+		return
+	}
+	msg := sub.message(jm, d)
+	msgCtx, cancel := context.WithCancel(sub.ctx)
+	msg.SetContext(msgCtx)
+	select {
+	case sub.out <- msg:
+	case <-sub.done:
+		cancel()
+		<-sub.sem
+		sub.later(jm, d.deliveries)
+		return
+	}
+	sub.inflight.Add(1)
+	go func() {
+		defer sub.inflight.Done()
+		defer func() { <-sub.sem }()
+		defer cancel()
+		sub.await(jm, msg, d)
+	}()
+}
+
+// count reads jm's delivery counts: the server's, less the deliveries
+// before its last explicit nack (a nack record), plus those of the
+// original when jm is a copy handed back at shutdown.
+func (sub *jsSubscription) count(jm jetstream.Msg) jsDelivery {
+	d := jsDelivery{deliveries: 1}
+	// nacked: this message has a nack record.
+	nacked := false
+	if md, err := jm.Metadata(); err == nil {
+		d.numDelivered, d.streamSeq, d.deliveries = md.NumDelivered, md.Sequence.Stream, md.NumDelivered
+		if md.NumDelivered > 1 {
+			kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			e, err := sub.s.q.nacks.Get(kctx, sub.nackPrefix+strconv.FormatUint(md.Sequence.Stream, 10))
+			kcancel()
+			if err == nil {
+				nacked = true
+				if at, err := strconv.ParseUint(string(e.Value()), 10, 64); err == nil && at < d.deliveries {
+					d.deliveries -= at
 				}
-				if err != nil {
-					s.q.log.Error("queue consumer cannot be recreated yet", "group", s.group, "topic", topic, "error", err)
-					retry = time.After(time.Second)
-					continue
-				}
-				cc, closed, retry = next, next.Closed(), nil
 			}
 		}
-		s.pauseForHandBack(topic, consName)
-		// Release a callback blocked on a full window before stopping.
-		close(done)
-		cc.Drain()
-		<-cc.Closed()
-		sendMu.Lock()
-		outClosed = true
-		sendMu.Unlock()
-		backMu.Lock()
-		pending := back
-		back, backDone = nil, true
-		backMu.Unlock()
-		for _, f := range pending {
-			s.handBack(f.jm, f.deliveries)
+	}
+	// A copy handed back at shutdown carries the count of the original,
+	// until an explicit nack of the copy starts it again.
+	if v := jm.Headers().Get(hdrPriorDeliveries); v != "" && !nacked {
+		if prior, err := strconv.ParseUint(v, 10, 64); err == nil {
+			d.deliveries += prior
 		}
-		inflight.Wait()
-		close(out)
-	}()
-	return out, nil
+	}
+	return d
+}
+
+// message turns jm into the message the handler gets.
+func (sub *jsSubscription) message(jm jetstream.Msg, d jsDelivery) *message.Message {
+	hdr := jm.Headers()
+	msg := message.NewMessage(hdr.Get("hookbus_uuid"), jm.Data())
+	for k, vs := range hdr {
+		if len(vs) > 0 && k != "hookbus_uuid" && k != hdrForGroup && k != hdrPriorDeliveries && !strings.HasPrefix(k, "Nats-") {
+			msg.Metadata.Set(k, vs[0])
+		}
+	}
+	if d.numDelivered > 0 {
+		msg.Metadata.Set(MetaAttempt, strconv.FormatUint(d.numDelivered, 10))
+	}
+	msg.Metadata.Set(MetaDeliveries, strconv.FormatUint(d.deliveries, 10))
+	return msg
+}
+
+// await settles one message in flight: it passes the handler's ack or
+// nack on, keeps a long-running handler from being redelivered, and, when
+// the subscription stops, gives the handler CloseGrace before it hands
+// the message back.
+func (sub *jsSubscription) await(jm jetstream.Msg, msg *message.Message, d jsDelivery) {
+	q := sub.s.q
+	// Keep long-running handlers from being redelivered.
+	keepAlive := time.NewTicker(q.opts.AckWait / 3)
+	defer keepAlive.Stop()
+	done := sub.done
+	var grace <-chan time.Time
+	for {
+		select {
+		case <-msg.Acked():
+			if err := jm.Ack(); err != nil {
+				q.log.Warn("queue ack failed; message may be redelivered", "topic", sub.topic, "error", err)
+			}
+			return
+		case <-msg.Nacked():
+			sub.nak(jm, msg, d)
+			return
+		case <-keepAlive.C:
+			_ = jm.InProgress()
+		case <-done:
+			// The subscription is closing: the handler gets
+			// CloseGrace to finish (kept alive meanwhile), then the
+			// message goes back at once rather than after AckWait.
+			done = nil
+			grace = time.After(q.opts.CloseGrace)
+		case <-grace:
+			sub.s.handBack(jm, d.deliveries)
+			return
+		}
+	}
+}
+
+// nak records the nack (before the nak, so the redelivery sees it) and
+// naks jm, after MetaNackDelay when set.
+func (sub *jsSubscription) nak(jm jetstream.Msg, msg *message.Message, d jsDelivery) {
+	q := sub.s.q
+	if d.numDelivered > 0 {
+		kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := q.nacks.Put(kctx, sub.nackPrefix+strconv.FormatUint(d.streamSeq, 10), []byte(strconv.FormatUint(d.numDelivered, 10)))
+		kcancel()
+		if err != nil {
+			q.log.Warn("queue: recording a nack failed; its redelivery may count as one without an outcome", "topic", sub.topic, "error", err)
+		}
+	}
+	if delay := NackDelay(msg); delay > 0 {
+		_ = jm.NakWithDelay(delay)
+	} else {
+		_ = jm.Nak()
+	}
+}
+
+// supervise keeps the consume loop running until the subscription's
+// context ends or the subscriber closes, and returns the last loop. When
+// the loop ends by itself (the consumer was deleted, or the server lost
+// its state), it recreates it once a second rather than leave this group
+// silently stopped.
+func (sub *jsSubscription) supervise(cc jetstream.ConsumeContext) jetstream.ConsumeContext {
+	s, log := sub.s, sub.s.q.log
+	closed, retry := cc.Closed(), (<-chan time.Time)(nil)
+	for {
+		select {
+		case <-sub.ctx.Done():
+			return cc
+		case <-s.closing:
+			return cc
+		case <-closed:
+			log.Warn("queue consumer stopped; recreating it", "group", s.group, "topic", sub.topic)
+			closed, retry = nil, time.After(time.Second)
+		case <-retry:
+			c, err := s.consumer(sub.ctx, sub.topic)
+			var next jetstream.ConsumeContext
+			if err == nil {
+				next, err = c.Consume(sub.handle, sub.opts...)
+			}
+			if err != nil {
+				log.Error("queue consumer cannot be recreated yet", "group", s.group, "topic", sub.topic, "error", err)
+				retry = time.After(time.Second)
+				continue
+			}
+			cc, closed, retry = next, next.Closed(), nil
+		}
+	}
+}
+
+// stop ends the subscription: no more fetches, buffered messages handed
+// back, in-flight ones settled (or handed back after CloseGrace), then the
+// channel closed.
+func (sub *jsSubscription) stop(cc jetstream.ConsumeContext) {
+	sub.s.pauseForHandBack(sub.topic, sub.consName)
+	// Release a callback blocked on a full window before stopping.
+	close(sub.done)
+	cc.Drain()
+	<-cc.Closed()
+	sub.sendMu.Lock()
+	sub.outClosed = true
+	sub.sendMu.Unlock()
+	sub.backMu.Lock()
+	pending := sub.back
+	sub.back, sub.backDone = nil, true
+	sub.backMu.Unlock()
+	for _, f := range pending {
+		sub.s.handBack(f.jm, f.deliveries)
+	}
+	sub.inflight.Wait()
+	close(sub.out)
 }
 
 // pauseForHandBack stops the server sending this subscription more
@@ -823,6 +1043,9 @@ func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
 	var out []StaleGroup
 	for _, s := range jsStreams {
 		stream, err := q.js.Stream(ctx, q.opts.Prefix+s.suffix)
+		if s.retired && errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
 		if err != nil {
 			return out, fmt.Errorf("queue: stream %s%s: %w", q.opts.Prefix, s.suffix, err)
 		}

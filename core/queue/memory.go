@@ -41,6 +41,9 @@ type memEnvelope struct {
 type memGroup struct {
 	mu      sync.Mutex
 	pending []*memEnvelope
+	// unacked counts messages taken from pending and not yet settled:
+	// handed out, about to be, or waiting out a delayed nack.
+	unacked int
 	notify  chan struct{}
 }
 
@@ -126,6 +129,8 @@ func (g *memGroup) push(env *memEnvelope) {
 	}
 }
 
+// pop takes the first pending message; it counts as unacked until it is
+// settled or requeued.
 func (g *memGroup) pop() *memEnvelope {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -135,6 +140,7 @@ func (g *memGroup) pop() *memEnvelope {
 	env := g.pending[0]
 	g.pending[0] = nil
 	g.pending = g.pending[1:]
+	g.unacked++
 	if len(g.pending) > 0 {
 		select {
 		case g.notify <- struct{}{}:
@@ -213,6 +219,8 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
+		stop()
+		cancel()
 		return nil, errClosed
 	}
 	g := m.group(m.topic(topic), s.group)
@@ -227,92 +235,143 @@ func (s *memSubscriber) Subscribe(parent context.Context, topic string) (<-chan 
 		defer stop()
 		defer cancel()
 		defer close(out)
-		var inflight sync.WaitGroup
-		defer inflight.Wait()
-		sem := make(chan struct{}, s.maxInFlight)
-		for {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			case <-m.done:
-				return
-			}
-			var env *memEnvelope
-			for env == nil {
-				if env = g.pop(); env != nil {
-					break
-				}
-				select {
-				case <-g.notify:
-				case <-ctx.Done():
-					return
-				case <-m.done:
-					return
-				}
-			}
-			env.deliveries++
-			env.unsettled++
-			msg := message.NewMessage(env.uuid, env.payload)
-			msg.Metadata = copyMeta(env.metadata)
-			msg.Metadata.Set(MetaAttempt, strconv.Itoa(env.deliveries))
-			msg.Metadata.Set(MetaDeliveries, strconv.Itoa(env.unsettled))
-			msgCtx, cancel := context.WithCancel(ctx)
-			msg.SetContext(msgCtx)
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-				// Never handed out: not a delivery.
-				cancel()
-				env.deliveries--
-				env.unsettled--
-				g.pushFront(env)
-				return
-			case <-m.done:
-				cancel()
-				return
-			}
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				defer cancel()
-				defer func() { <-sem }()
-				nacked := func() {
-					env.unsettled = 0
-					if d := NackDelay(msg); d > 0 {
-						time.AfterFunc(d, func() { g.push(env) })
-					} else {
-						g.pushFront(env)
-					}
-				}
-				select {
-				case <-msg.Acked():
-				case <-msg.Nacked():
-					nacked()
-				case <-ctx.Done():
-					// The subscription ends with the message being handled:
-					// its outcome still counts for CloseGrace.
-					t := time.NewTimer(m.opts.CloseGrace)
-					defer t.Stop()
-					select {
-					case <-msg.Acked():
-					case <-msg.Nacked():
-						nacked()
-					case <-t.C:
-						g.pushFront(env)
-					case <-m.done:
-					}
-				case <-m.done:
-				}
-			}()
-		}
+		s.run(ctx, g, out)
 	}()
 	return out, nil
 }
 
-func (g *memGroup) pushFront(env *memEnvelope) {
+// run hands g's messages to out, at most maxInFlight unsettled at once,
+// until ctx is done or the queue closes; it returns once every message it
+// handed out is settled.
+func (s *memSubscriber) run(ctx context.Context, g *memGroup, out chan<- *message.Message) {
+	done := s.q.done
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	sem := make(chan struct{}, s.maxInFlight)
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		}
+		env := g.next(ctx, done)
+		if env == nil {
+			return
+		}
+		msg, cancel := env.delivery(ctx)
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			// Never handed out: not a delivery.
+			cancel()
+			env.deliveries--
+			env.unsettled--
+			g.requeue(env, true)
+			return
+		case <-done:
+			cancel()
+			return
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer cancel()
+			defer func() { <-sem }()
+			g.await(ctx, done, env, msg, s.q.opts.CloseGrace)
+		}()
+	}
+}
+
+// next takes the group's next message, waiting for one; nil when ctx is
+// done or the queue closes first.
+func (g *memGroup) next(ctx context.Context, done <-chan struct{}) *memEnvelope {
+	for {
+		if env := g.pop(); env != nil {
+			return env
+		}
+		select {
+		case <-g.notify:
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			return nil
+		}
+	}
+}
+
+// delivery counts one delivery of env and returns it as a message whose
+// context ends with ctx or the returned cancel.
+func (env *memEnvelope) delivery(ctx context.Context) (*message.Message, context.CancelFunc) {
+	env.deliveries++
+	env.unsettled++
+	msg := message.NewMessage(env.uuid, env.payload)
+	msg.Metadata = copyMeta(env.metadata)
+	msg.Metadata.Set(MetaAttempt, strconv.Itoa(env.deliveries))
+	msg.Metadata.Set(MetaDeliveries, strconv.Itoa(env.unsettled))
+	msgCtx, cancel := context.WithCancel(ctx)
+	msg.SetContext(msgCtx)
+	return msg, cancel
+}
+
+// await settles a message handed out: an ack forgets it, a nack queues it
+// again (after MetaNackDelay, at the back), and a subscription that ends
+// first gives it back at the front.
+//
+// A message still being handled when the subscription ends keeps its
+// outcome for grace: a consumer stopped while it works (a reload replacing
+// it) finishes its messages rather than see them redelivered to its
+// successor as well.
+func (g *memGroup) await(ctx context.Context, done <-chan struct{}, env *memEnvelope, msg *message.Message, grace time.Duration) {
+	nacked := func() {
+		env.unsettled = 0
+		if d := NackDelay(msg); d > 0 {
+			time.AfterFunc(d, func() { g.requeue(env, false) })
+		} else {
+			g.requeue(env, true)
+		}
+	}
+	select {
+	case <-msg.Acked():
+		g.settled()
+	case <-msg.Nacked():
+		nacked()
+	case <-ctx.Done():
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-msg.Acked():
+			g.settled()
+		case <-msg.Nacked():
+			nacked()
+		case <-t.C:
+			g.requeue(env, true)
+		case <-done:
+			g.settled()
+		}
+	case <-done:
+		g.settled()
+	}
+}
+
+// settled forgets one unsettled message.
+func (g *memGroup) settled() {
 	g.mu.Lock()
-	g.pending = append([]*memEnvelope{env}, g.pending...)
+	g.unacked--
+	g.mu.Unlock()
+}
+
+// requeue puts an unsettled message back into pending, at the front or
+// the back.
+func (g *memGroup) requeue(env *memEnvelope, front bool) {
+	g.mu.Lock()
+	if front {
+		g.pending = append([]*memEnvelope{env}, g.pending...)
+	} else {
+		g.pending = append(g.pending, env)
+	}
+	g.unacked--
 	g.mu.Unlock()
 	select {
 	case g.notify <- struct{}{}:
@@ -326,4 +385,52 @@ func (s *memSubscriber) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	return nil
+}
+
+// Backlog implements BacklogReporter for every group of every topic.
+func (m *Memory) Backlog(context.Context) ([]Backlog, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Backlog
+	for name, t := range m.topics {
+		for gname, g := range t.groups {
+			g.mu.Lock()
+			out = append(out, Backlog{Group: gname, Topic: name, Pending: uint64(len(g.pending)), Unacked: uint64(g.unacked)})
+			g.mu.Unlock()
+		}
+	}
+	sortBacklog(out)
+	return out, nil
+}
+
+// Retire implements TopicRetirer.
+func (m *Memory) Retire(ctx context.Context, group, topic string, fn func(*message.Message) error) (int, error) {
+	left := func(context.Context) (uint64, bool, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		t, ok := m.topics[topic]
+		if !ok {
+			return 0, false, nil
+		}
+		g, ok := t.groups[group]
+		if !ok {
+			return 0, false, nil
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return uint64(len(g.pending) + g.unacked), true, nil
+	}
+	n, exists, err := drainGroup(ctx, m, group, topic, left, fn)
+	if err != nil || !exists {
+		return n, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.topics[topic]; ok {
+		delete(t.groups, group)
+		if len(t.groups) == 0 && len(t.backlog) == 0 {
+			delete(m.topics, topic)
+		}
+	}
+	return n, nil
 }

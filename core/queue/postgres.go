@@ -82,6 +82,7 @@ type Postgres struct {
 
 	mu     sync.Mutex
 	topics map[string]struct{}
+	groups map[Backlog]struct{} // groups and (sql) topics subscribed, for Backlog
 	subs   map[*pgSubscriber]struct{}
 	closed bool
 	done   chan struct{}
@@ -128,6 +129,7 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		db:     db,
 		log:    o.Logger.With("queue", "postgres"),
 		topics: map[string]struct{}{},
+		groups: map[Backlog]struct{}{},
 		subs:   map[*pgSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -368,7 +370,7 @@ func (q *Postgres) Subscriber(group string, maxInFlight int) (message.Subscriber
 	if err != nil {
 		return nil, err
 	}
-	s := &pgSubscriber{q: q, group: g, inner: inner}
+	s := &pgSubscriber{q: q, name: group, group: g, inner: inner}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -405,7 +407,8 @@ func (q *Postgres) Close() error {
 
 type pgSubscriber struct {
 	q         *Postgres
-	group     string
+	name      string // the hookbus group
+	group     string // the watermill-sql group: namespace and name
 	inner     *wsql.Subscriber
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -424,6 +427,7 @@ func (s *pgSubscriber) SubscribeInitialize(topic string) error {
 	if err := s.q.ensure(s.ctx, st); err != nil {
 		return err
 	}
+	s.q.rememberGroup(s.name, topic)
 	for _, qq := range s.q.offsets.BeforeSubscribingQueries(st, s.group) {
 		if _, err := s.q.db.ExecContext(s.ctx, qq.Query, qq.Args...); err != nil {
 			return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
@@ -442,6 +446,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	if err := s.q.ensure(ctx, st); err != nil {
 		return nil, err
 	}
+	s.q.rememberGroup(s.name, topic)
 	subCtx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
 	innerCtx, innerCancel := context.WithCancel(context.WithoutCancel(ctx))

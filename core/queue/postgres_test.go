@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
 	"github.com/hookbus/hookbus/internal/testenv"
 )
@@ -39,55 +38,6 @@ func cleanPostgres(t *testing.T, ns string) {
 			t.Error(err)
 		}
 	})
-}
-
-func TestPostgresUniversal(t *testing.T) {
-	testenv.NeedService(t, "127.0.0.1:5432")
-	ns := testNamespace()
-	cleanPostgres(t, ns)
-	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-		q, err := NewPostgres(context.Background(), PostgresOptions{
-			URL: testPostgresURL, Namespace: ns, PollInterval: 50 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The suite closes publishers before it is done with subscribers.
-		t.Cleanup(func() { q.Close() })
-		s, err := q.Subscriber(group, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return noClosePub{q}, s
-	}
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups: true,
-		Persistent:     true,
-		// A group's position is locked while a message is in flight, so
-		// messages are in order even with many consumers.
-		GuaranteedOrder: true,
-		ForceShort:      true,
-		GenerateTopicFunc: func(tctx tests.TestContext) string {
-			return SinkTopic(string(tctx.TestID))
-		},
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		return newPair(t, "default")
-	}, newPair)
-}
-
-func TestPostgresTwoGroups(t *testing.T) {
-	t.Parallel()
-	testTwoGroups(t, newTestPostgres(t))
-}
-
-func TestPostgresRedeliverAfterClose(t *testing.T) {
-	t.Parallel()
-	testRedeliverAfterClose(t, newTestPostgres(t))
-}
-
-func TestPostgresNackAttempt(t *testing.T) {
-	t.Parallel()
-	testNackAttempt(t, newTestPostgres(t))
 }
 
 // Rows every group acknowledged are deleted; a group that is behind keeps
@@ -288,5 +238,51 @@ func TestPostgresDropNamespaceKeepsLongerOnes(t *testing.T) {
 	}
 	if n, err := other.Delayed(context.Background()); err != nil || n != 1 {
 		t.Errorf("dropping namespace %q touched %q: delayed %d, %v", ns, ns+"_eu", n, err)
+	}
+}
+
+// TestPostgresRetireDropsTables: a drained retry topic leaves no table,
+// unless another group still reads it.
+func TestPostgresRetireDropsTables(t *testing.T) {
+	t.Parallel()
+	q := newTestPostgres(t)
+	ctx := context.Background()
+	topic := RetryTopic("x")
+	for _, g := range []string{RetryGroup("x"), "other"} {
+		s, _ := q.Subscriber(g, 1)
+		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishN(t, q, topic, 3)
+	exists := func() bool {
+		var ok bool
+		if err := q.db.QueryRow(`SELECT to_regclass($1) IS NOT NULL`, q.schema.MessagesTable(topic)).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	drain := func(want int) {
+		if n, err := DrainRetryTopic(ctx, q, "x", func(*message.Message) error { return nil }); n != want || err != nil {
+			t.Fatalf("drain: %d, %v; want %d", n, err, want)
+		}
+	}
+	drain(3)
+	if !exists() {
+		t.Fatal("the table was dropped while another group reads it")
+	}
+	if _, err := q.db.Exec(`DELETE FROM `+q.offsets.MessagesOffsetsTable(topic)+` WHERE consumer_group = $1`, q.opts.Namespace+".other"); err != nil {
+		t.Fatal(err)
+	}
+	// A new retry group starts at the table's start: it gets the three
+	// rows the other group kept, and three more.
+	s, _ := q.Subscriber(RetryGroup("x"), 1)
+	if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, q, topic, 3)
+	drain(6)
+	if exists() {
+		t.Fatal("the retry topic's table is left after the drain")
 	}
 }

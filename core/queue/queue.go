@@ -7,7 +7,9 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,14 +57,6 @@ type Queue interface {
 	Features() Features
 }
 
-// Delayer is implemented by drivers that hold messages back until a due
-// time themselves, durably and without cycling them through a topic. The
-// engine publishes retries with PublishAt when the driver has no delayed
-// nacks.
-type Delayer interface {
-	PublishAt(topic string, due time.Time, msgs ...*message.Message) error
-}
-
 // Features describes a driver.
 type Features struct {
 	// Durable: an acknowledged publish survives a crash of the process.
@@ -89,8 +83,9 @@ func SinkTopic(sink string) string { return envelope.SinkTopic(sink) }
 // DeadLetterTopic receives every dead-lettered message.
 const DeadLetterTopic = envelope.DeadLetterTopic
 
-// RetryTopic holds retries for drivers with neither DelayedNack nor
-// PublishAt (and retries queued by versions before PublishAt).
+// RetryTopic held retries for drivers with neither DelayedNack nor
+// PublishAt (and retries queued by versions before PublishAt). Every driver
+// now has one of the two; DrainRetryTopic empties what is left.
 func RetryTopic(sink string) string { return envelope.RetryTopic(sink) }
 
 // Attempt reads MetaAttempt of a delivered message (1 when absent).
@@ -143,9 +138,14 @@ type Backlog struct {
 	Unacked uint64
 }
 
-// BacklogReporter is implemented by drivers that can tell their backlog.
-type BacklogReporter interface {
-	Backlog(ctx context.Context) ([]Backlog, error)
+// sortBacklog orders figures by group, then topic, so reports are stable.
+func sortBacklog(b []Backlog) {
+	slices.SortFunc(b, func(x, y Backlog) int {
+		if c := strings.Compare(x.Group, y.Group); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Topic, y.Topic)
+	})
 }
 
 // every runs fn each interval, with timeout as its deadline, until done is

@@ -82,7 +82,8 @@ type Redis struct {
 	host   string // consumer name prefix
 
 	mu     sync.Mutex
-	topics map[string]struct{} // stream keys seen, for trimming
+	topics map[string]struct{}  // stream keys seen, for trimming
+	groups map[Backlog]struct{} // groups and topics subscribed, for Backlog
 	subs   map[*redisSubscriber]struct{}
 	closed bool
 	done   chan struct{}
@@ -153,6 +154,7 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		client: client,
 		log:    o.Logger.With("queue", "redis"),
 		topics: map[string]struct{}{},
+		groups: map[Backlog]struct{}{},
 		subs:   map[*redisSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -198,6 +200,13 @@ func (q *Redis) remember(key string) error {
 	}
 	q.topics[key] = struct{}{}
 	return nil
+}
+
+// rememberGroup records a group and topic for Backlog.
+func (q *Redis) rememberGroup(group, topic string) {
+	q.mu.Lock()
+	q.groups[Backlog{Group: group, Topic: topic}] = struct{}{}
+	q.mu.Unlock()
 }
 
 // Features implements Queue.
@@ -296,7 +305,7 @@ func (q *Redis) Subscriber(group string, maxInFlight int) (message.Subscriber, e
 		maxInFlight = redisMaxWorkers
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &redisSubscriber{q: q, group: q.group(group), workers: maxInFlight, ctx: ctx, cancel: cancel}
+	s := &redisSubscriber{q: q, name: group, group: q.group(group), workers: maxInFlight, ctx: ctx, cancel: cancel}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -332,7 +341,8 @@ func (q *Redis) Close() error {
 
 type redisSubscriber struct {
 	q       *Redis
-	group   string
+	name    string // the hookbus group
+	group   string // the Redis group: namespace and name
 	workers int
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
@@ -348,6 +358,7 @@ func (s *redisSubscriber) SubscribeInitialize(topic string) error {
 	if err := s.q.remember(key); err != nil {
 		return err
 	}
+	s.q.rememberGroup(s.name, topic)
 	if err := createGroup(s.ctx, s.q.client, key, s.group); err != nil {
 		return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
 	}
@@ -363,24 +374,13 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	if err := q.remember(key); err != nil {
 		return nil, err
 	}
+	q.rememberGroup(s.name, topic)
 	if s.ctx.Err() != nil {
 		return nil, errClosed
 	}
 	consumer := q.host + "-" + randomHex(4)
 	claimed := &claimCounts{}
-	inner, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
-		Client:                        noCloseRedis{q.client},
-		Consumer:                      consumer,
-		ConsumerGroup:                 s.group,
-		NackResendSleep:               redisstream.NoSleep,
-		BlockTime:                     redisBlock,
-		ClaimInterval:                 q.opts.ClaimInterval,
-		MaxIdleTime:                   q.opts.ClaimIdle,
-		OldestId:                      "0",
-		DisableIndefiniteInitialBlock: true,
-		ShouldStopOnReadErrors:        func(err error) bool { return errors.Is(err, redis.ErrClosed) },
-	}, q.wlog.With(watermill.LogFields{"group": s.group}))
+	inner, err := s.reader(key, consumer, claimed)
 	if err != nil {
 		return nil, err
 	}
@@ -422,33 +422,64 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	q.mu.Unlock()
 	go func() {
 		defer q.wg.Done()
-		hb := time.NewTicker(q.opts.ClaimIdle / 4)
-	loop:
-		for {
-			select {
-			case <-subCtx.Done():
-				break loop
-			case <-hb.C:
-				s.refresh(subCtx, key, consumer)
-			}
-		}
-		hb.Stop()
+		s.heartbeat(subCtx, key, consumer)
 		stop()
 		relays.Wait()
 		close(out)
-		time.Sleep(ackGrace)
-		innerCancel()
-		inner.Close()
-		s.release(key, consumer)
-		s.wg.Done()
-		// A reader blocked in XREADGROUP during Close may still take one
-		// message for this consumer: release again once it returned, also
-		// when the whole queue closes (its Close waits for this), so the
-		// next start claims the message at once rather than after ClaimIdle.
-		time.Sleep(redisBlock + 500*time.Millisecond)
-		s.release(key, consumer)
+		s.stopReader(inner, innerCancel, key, consumer)
 	}()
 	return out, nil
+}
+
+// reader makes the watermill-redisstream subscriber of one subscription:
+// consumer of the group, claiming what stopped consumers left (noting its
+// delivery count in claimed first).
+func (s *redisSubscriber) reader(key, consumer string, claimed *claimCounts) (*redisstream.Subscriber, error) {
+	q := s.q
+	return redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		ShouldClaimPendingMessage:     func(xp redis.XPendingExt) bool { claimed.note(q.client, key, xp); return true },
+		Client:                        noCloseRedis{q.client},
+		Consumer:                      consumer,
+		ConsumerGroup:                 s.group,
+		NackResendSleep:               redisstream.NoSleep,
+		BlockTime:                     redisBlock,
+		ClaimInterval:                 q.opts.ClaimInterval,
+		MaxIdleTime:                   q.opts.ClaimIdle,
+		OldestId:                      "0",
+		DisableIndefiniteInitialBlock: true,
+		ShouldStopOnReadErrors:        func(err error) bool { return errors.Is(err, redis.ErrClosed) },
+	}, q.wlog.With(watermill.LogFields{"group": s.group}))
+}
+
+// heartbeat refreshes the consumer's in-flight messages until ctx ends.
+func (s *redisSubscriber) heartbeat(ctx context.Context, key, consumer string) {
+	hb := time.NewTicker(s.q.opts.ClaimIdle / 4)
+	defer hb.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hb.C:
+			s.refresh(ctx, key, consumer)
+		}
+	}
+}
+
+// stopReader ends the reader once its relays have stopped: it lets the
+// last acks through (ackGrace), closes it and releases what the consumer
+// still holds to the group, then marks the subscription done.
+func (s *redisSubscriber) stopReader(inner *redisstream.Subscriber, innerCancel context.CancelFunc, key, consumer string) {
+	time.Sleep(ackGrace)
+	innerCancel()
+	inner.Close()
+	s.release(key, consumer)
+	s.wg.Done()
+	// A reader blocked in XREADGROUP during Close may still take one
+	// message for this consumer: release again once it returned, also
+	// when the whole queue closes (its Close waits for this), so the
+	// next start claims the message at once rather than after ClaimIdle.
+	time.Sleep(redisBlock + 500*time.Millisecond)
+	s.release(key, consumer)
 }
 
 // pending lists the entries the consumer holds.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/hookbus/hookbus/internal/testenv"
@@ -46,60 +45,6 @@ func cleanRedis(t *testing.T, ns string) {
 			t.Error(err)
 		}
 	})
-}
-
-func TestRedisUniversal(t *testing.T) {
-	testenv.NeedService(t, "127.0.0.1:6379")
-	ns := testNamespace()
-	cleanRedis(t, ns)
-	newPair := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-		q, err := NewRedis(context.Background(), RedisOptions{
-			URL: testRedisURL, Namespace: ns,
-			ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The suite closes publishers before it is done with subscribers.
-		t.Cleanup(func() { q.Close() })
-		// One reader per subscription keeps the order the suite checks.
-		s, err := q.Subscriber(group, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return noClosePub{q}, s
-	}
-	tests.TestPubSub(t, tests.Features{
-		ConsumerGroups: true,
-		Persistent:     true,
-		// In order only with one consumer and maxInFlight 1.
-		GuaranteedOrder:                     true,
-		GuaranteedOrderWithSingleSubscriber: true,
-		ForceShort:                          true,
-		GenerateTopicFunc: func(tctx tests.TestContext) string {
-			return SinkTopic(string(tctx.TestID))
-		},
-	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
-		return newPair(t, "default")
-	}, newPair)
-}
-
-func TestRedisTwoGroups(t *testing.T) {
-	t.Parallel()
-	q := newTestRedis(t)
-	testTwoGroups(t, q)
-}
-
-func TestRedisRedeliverAfterClose(t *testing.T) {
-	t.Parallel()
-	q := newTestRedis(t)
-	testRedeliverAfterClose(t, q)
-}
-
-func TestRedisNackAttempt(t *testing.T) {
-	t.Parallel()
-	q := newTestRedis(t)
-	testNackAttempt(t, q)
 }
 
 // A message taken by a consumer that dies (no refresh, no release) goes to
@@ -190,7 +135,7 @@ func TestRedisOptionsErrors(t *testing.T) {
 	}
 }
 
-// Tests shared by the Redis and PostgreSQL drivers.
+// Helpers of the drivers' own tests.
 
 func publishN(t *testing.T, q Queue, topic string, n int) map[string]bool {
 	t.Helper()
@@ -238,134 +183,6 @@ func consumeAll(t *testing.T, s message.Subscriber, topic string, n int) map[str
 		}
 	}
 	return got
-}
-
-func testTwoGroups(t *testing.T, q Queue) {
-	topic := SourceTopic("two-groups")
-	if err := q.Provision(context.Background(), []string{topic}); err != nil {
-		t.Fatal(err)
-	}
-	a, _ := q.Subscriber("a", 8)
-	b, _ := q.Subscriber("b", 8)
-	t.Cleanup(func() { a.Close(); b.Close() })
-	for _, s := range []message.Subscriber{a, b} {
-		if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := publishN(t, q, topic, 200)
-	type result struct {
-		group string
-		ids   map[string]bool
-	}
-	res := make(chan result, 2)
-	for name, s := range map[string]message.Subscriber{"a": a, "b": b} {
-		go func() {
-			res <- result{name, collect(s, topic, len(want), 30*time.Second)}
-		}()
-	}
-	for range 2 {
-		r := <-res
-		if len(r.ids) != len(want) {
-			t.Fatalf("group %s got %d distinct messages, want %d", r.group, len(r.ids), len(want))
-		}
-		for id := range want {
-			if !r.ids[id] {
-				t.Fatalf("group %s misses message %s", r.group, id)
-			}
-		}
-	}
-}
-
-// collect acks up to n distinct messages from s within d.
-func collect(s message.Subscriber, topic string, n int, d time.Duration) map[string]bool {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := map[string]bool{}
-	ch, err := s.Subscribe(ctx, topic)
-	if err != nil {
-		return got
-	}
-	timeout := time.After(d)
-	for len(got) < n {
-		select {
-		case m, ok := <-ch:
-			if !ok {
-				return got
-			}
-			got[m.UUID] = true
-			m.Ack()
-		case <-timeout:
-			return got
-		}
-	}
-	return got
-}
-
-func testRedeliverAfterClose(t *testing.T, q Queue) {
-	topic := SinkTopic("redeliver")
-	s1, _ := q.Subscriber("g", 4)
-	if err := s1.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
-		t.Fatal(err)
-	}
-	ids := publishN(t, q, topic, 1)
-	ch, err := s1.Subscribe(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-ch:
-		if !ids[m.UUID] {
-			t.Fatalf("unexpected message %s", m.UUID)
-		}
-		// Not acked.
-	case <-time.After(testenv.Timeout(15 * time.Second)):
-		t.Fatal("no first delivery")
-	}
-	if err := s1.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, _ := q.Subscriber("g", 4)
-	defer s2.Close()
-	got := collect(s2, topic, 1, 20*time.Second)
-	for id := range ids {
-		if !got[id] {
-			t.Fatal("message not acked by a closed subscriber was not redelivered to the group")
-		}
-	}
-}
-
-func testNackAttempt(t *testing.T, q Queue) {
-	topic := SinkTopic("nack")
-	s, _ := q.Subscriber("g", 2)
-	defer s.Close()
-	if err := s.(message.SubscribeInitializer).SubscribeInitialize(topic); err != nil {
-		t.Fatal(err)
-	}
-	ids := publishN(t, q, topic, 1)
-	ch, err := s.Subscribe(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for want := 1; want <= 3; want++ {
-		select {
-		case m := <-ch:
-			if !ids[m.UUID] {
-				t.Fatalf("unexpected message %s", m.UUID)
-			}
-			if got := Attempt(m); got != want {
-				t.Fatalf("delivery %d: attempt = %d", want, got)
-			}
-			if want < 3 {
-				m.Metadata.Set(MetaNackDelay, "20ms")
-				m.Nack()
-			} else {
-				m.Ack()
-			}
-		case <-time.After(testenv.Timeout(15 * time.Second)):
-			t.Fatalf("no delivery %d", want)
-		}
-	}
 }
 
 // A live consumer keeps a message it is still handling, past ClaimIdle:
@@ -550,5 +367,38 @@ func TestRedisSettleOnlyOwnClaims(t *testing.T) {
 	q.settle(ctx, keys, "2000000000000", "done", []string{"x"})
 	if q.client.Exists(ctx, claimed, bodies).Val() != 0 {
 		t.Fatal("own claim not settled")
+	}
+}
+
+// receive waits for the next message of ch.
+func receive(t *testing.T, ch <-chan *message.Message, what string) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: subscription closed", what)
+		}
+		return m
+	case <-time.After(testenv.Timeout(20 * time.Second)):
+		t.Fatalf("%s: nothing delivered", what)
+	}
+	return nil
+}
+
+// TestRedisRetireDeletesStream: a drained retry topic leaves no key.
+func TestRedisRetireDeletesStream(t *testing.T) {
+	t.Parallel()
+	q := newTestRedis(t)
+	ctx := context.Background()
+	s, _ := q.Subscriber(RetryGroup("x"), 1)
+	if err := s.(message.SubscribeInitializer).SubscribeInitialize(RetryTopic("x")); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, q, RetryTopic("x"), 3)
+	if n, err := DrainRetryTopic(ctx, q, "x", func(*message.Message) error { return nil }); n != 3 || err != nil {
+		t.Fatalf("drain: %d, %v", n, err)
+	}
+	if n := q.client.Exists(ctx, q.key(RetryTopic("x"))).Val(); n != 0 {
+		t.Fatal("the retry stream is left after the drain")
 	}
 }
