@@ -24,7 +24,7 @@ const (
 
 func TestMemoryContract(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T) queue.Queue {
-		q := queue.NewMemory()
+		q := queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: 2 * time.Second})
 		t.Cleanup(func() { q.Close() })
 		return q
 	}, queuetest.Features{SingleInstance: true})
@@ -64,7 +64,7 @@ func TestRedisContract(t *testing.T) {
 	dropAfter(t, "redis", redisURL, ns)
 	queuetest.Run(t, func(t *testing.T) queue.Queue {
 		q, err := queue.NewRedis(context.Background(), queue.RedisOptions{
-			URL: redisURL, Namespace: ns, ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond,
+			URL: redisURL, Namespace: ns, ClaimIdle: 2 * time.Second, ClaimInterval: 300 * time.Millisecond, CloseGrace: 2 * time.Second,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestPostgresContract(t *testing.T) {
 	dropAfter(t, "postgres", postgresURL, ns)
 	queuetest.Run(t, func(t *testing.T) queue.Queue {
 		q, err := queue.NewPostgres(context.Background(), queue.PostgresOptions{
-			URL: postgresURL, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: 5 * time.Second,
+			URL: postgresURL, Namespace: ns, PollInterval: 50 * time.Millisecond, AckDeadline: 5 * time.Second, CloseGrace: 2 * time.Second,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -41,8 +41,8 @@ type RedisOptions struct {
 	// has acknowledged (default 1m, negative disables trimming).
 	TrimInterval time.Duration
 	// CloseGrace is how long a message handed out when its subscription
-	// ends may still be acked or nacked (default DefaultCloseGrace); after
-	// it, the message is left to be claimed again.
+	// ends may still be acked or nacked (default DefaultCloseGrace, at most
+	// half of ClaimIdle); after it, the message is left to be claimed again.
 	CloseGrace time.Duration
 }
 
@@ -132,6 +132,10 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if o.CloseGrace <= 0 {
 		o.CloseGrace = DefaultCloseGrace
 	}
+	// A message held past ClaimIdle without the heartbeat (which stops
+	// with the subscription) is claimed by another consumer: the grace
+	// ends well before.
+	o.CloseGrace = min(o.CloseGrace, o.ClaimIdle/2)
 	if o.URL == "" {
 		return nil, errors.New("queue.url: required for the redis driver (redis://host:6379/0)")
 	}

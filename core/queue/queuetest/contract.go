@@ -179,6 +179,39 @@ func (c contract) redeliverAfterClose(t *testing.T) {
 	}
 }
 
+func (c contract) settleAfterStop(t *testing.T) {
+	q := c.open(t)
+	topic := c.sinkTopic(t)
+	s1 := subscriber(t, q, "g", 4)
+	initialize(t, s1, topic)
+	ids := publishN(t, q, topic, 1)
+	ctx, stop := context.WithCancel(context.Background())
+	ch, err := s1.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, ch, "first delivery")
+	if !ids[m.UUID] {
+		t.Fatalf("unexpected message %s", m.UUID)
+	}
+	// The handler is stopped while it works, and finishes after.
+	stop()
+	m.Ack()
+	for range ch { // closes once the outcome is recorded
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A marker published after: the next subscriber of the group gets it,
+	// and not the acked message before it.
+	marker := publishN(t, q, topic, 1)
+	m2 := receive(t, subscribe(t, subscriber(t, q, "g", 4), topic), "delivery to the next subscriber")
+	m2.Ack()
+	if !marker[m2.UUID] {
+		t.Fatalf("got %s again after it was acked by a stopped subscription (want the marker)", m2.UUID)
+	}
+}
+
 func (c contract) nackAttempt(t *testing.T) {
 	q := c.open(t)
 	topic := c.sinkTopic(t)

@@ -15,6 +15,11 @@
 //   - TwoGroups: two consumer groups on one topic each get every message.
 //   - RedeliverAfterClose: a message unacknowledged when its subscriber
 //     closes goes to the next subscriber of the group.
+//   - SettleAfterStop: a message being handled when its subscription's
+//     context ends (a router handler stopped, as a reload does) may still
+//     be acked, and is then not redelivered; the subscription's channel
+//     closes only after that. Drivers take this from their CloseGrace
+//     option, so factories should set a short one.
 //   - NackAttempt: each nack redelivers with queue.Attempt one higher (and,
 //     where Features.CountsDeliveries, queue.Deliveries back at 1).
 //   - Deliveries (Features.CountsDeliveries): deliveries without an outcome
@@ -104,6 +109,7 @@ func Run(t *testing.T, newQueue Factory, f Features) {
 	}{
 		{"TwoGroups", c.twoGroups},
 		{"RedeliverAfterClose", c.redeliverAfterClose},
+		{"SettleAfterStop", c.settleAfterStop},
 		{"NackAttempt", c.nackAttempt},
 		{"Deliveries", c.deliveries},
 		{"NackDelay", c.nackDelay},
