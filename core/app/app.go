@@ -198,6 +198,11 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.Engine.Start(rctx); err != nil {
 		return fmt.Errorf("start router: %w", err)
 	}
+	// Before the stale groups: the old retry groups would be dropped
+	// with what they hold.
+	if err := a.Engine.DrainRetryTopics(rctx, a.rt.Load().cfg.SinkNames()); err != nil {
+		a.log.Error("retries left on old retry topics could not all be moved back; they stay there until the next start", "error", err)
+	}
 	a.handleStaleGroups(rctx)
 	sc := a.boot.Server
 	ln, err := net.Listen("tcp", sc.Listen)

@@ -577,6 +577,40 @@ func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev s
 	return nil
 }
 
+// DrainRetryTopics moves the retries an older hookbus left on retry topics
+// (one per sink, for drivers without delayed nacks) back to the sinks'
+// topics, due when they were due, and removes the retry topics. Retries
+// no longer go through them: each driver has delayed nacks or PublishAt.
+// Call it once at startup, before stale consumer groups are looked for.
+func (e *Engine) DrainRetryTopics(ctx context.Context, sinks []string) error {
+	var errs []error
+	for _, sink := range sinks {
+		n, err := queue.DrainRetryTopic(ctx, e.q, sink, func(msg *message.Message) error {
+			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+			rm.Metadata = maps.Clone(msg.Metadata)
+			for _, k := range []string{queue.MetaAttempt, queue.MetaDeliveries, queue.MetaNackDelay, MetaDueAt, MetaCycledAt} {
+				delete(rm.Metadata, k)
+			}
+			due, _ := queue.MetaInt(msg, MetaDueAt)
+			if e.delayer != nil {
+				return e.delayer.PublishAt(queue.SinkTopic(sink), time.Unix(0, due), rm)
+			}
+			return e.q.Publish(queue.SinkTopic(sink), rm)
+		})
+		if errors.Is(err, queue.ErrCannotRetire) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if n > 0 {
+			e.log.Info("moved retries left on an old retry topic back to the sink", "sink", sink, "retries", n)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // publishDue queues rm to be handled at due: held back by the driver
 // until then on topic when it can (a Delayer), else published now to
 // fallback with MetaDueAt, which its handler waits out.

@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
@@ -201,4 +206,85 @@ func TestChangesWhileRunningLoseNothing(t *testing.T) {
 			t.Logf("%s: %d events, 0 lost, %d duplicates; deliveries per sink version %s; stamps %v", d.name, total, dups, perSink, versions)
 		})
 	}
+}
+
+// Retries an older hookbus left on a sink's retry topic (drivers without
+// delayed nacks) reach the sink after DrainRetryTopics, with their attempt
+// number, and the topic is gone.
+func TestDrainRetryTopicsDeliversLeftRetries(t *testing.T) {
+	for _, d := range testDrivers {
+		if d.name == "embedded" || d.name == "nats" {
+			continue // JetStream always had delayed nacks: its retry stream stayed empty
+		}
+		t.Run(d.name, func(t *testing.T) {
+			q := d.open(t)
+			t.Cleanup(func() {
+				if c, ok := q.(interface{ Close() error }); ok {
+					_ = c.Close()
+				}
+			})
+			// What the retry pump's group held when the old version stopped.
+			sub, err := q.Subscriber(queue.RetryGroup("out"), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := initialize(sub, queue.RetryTopic("out")); err != nil {
+				t.Fatal(err)
+			}
+			_ = sub.Close()
+			for i := range 3 {
+				m := message.NewMessage(watermill.NewULID(), []byte(fmt.Sprintf(`{"id":"left-%d","type":"t","data":{}}`, i)))
+				m.Metadata.Set(MetaRetryAttempt, "3")
+				m.Metadata.Set(MetaDueAt, strconv.FormatInt(time.Now().Add(-time.Minute).UnixNano(), 10))
+				if err := q.Publish(queue.RetryTopic("out"), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sink := &attemptSink{}
+			e, err := New(Options{Queue: q, Sinks: map[string]Sink{"out": {Name: "out", Sink: sink}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			if err := e.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = e.Close() })
+			if err := e.DrainRetryTopics(ctx, []string{"out"}); err != nil {
+				t.Fatal(err)
+			}
+			testenv.Eventually(t, time.Minute, "the left retries delivered", func() bool { return sink.count() == 3 })
+			if a := sink.attempts(); a[0] != 3 {
+				t.Errorf("attempts %v, want each at 3 (the attempt the retry was queued for)", a)
+			}
+		})
+	}
+}
+
+// attemptSink records the attempt number of each delivery.
+type attemptSink struct {
+	mu sync.Mutex
+	at []int
+}
+
+func (s *attemptSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+	return sdk.SinkInfo{}, nil
+}
+func (s *attemptSink) Close(context.Context) error { return nil }
+func (s *attemptSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]sdk.Result, len(batch))
+	for i, d := range batch {
+		s.at = append(s.at, d.Attempt)
+		out[i] = sdk.Result{Outcome: sdk.OK}
+	}
+	return out
+}
+func (s *attemptSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.at) }
+func (s *attemptSink) attempts() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.at...)
 }
