@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -177,7 +178,7 @@ func (a *App) buildRuntime(ctx context.Context, cfg *config.Config, prev *runtim
 	if len(problems) > 0 {
 		return nil, &problems
 	}
-	if err := rt.buildPipelines(prev); err != nil {
+	if err := rt.buildPipelines(prev, a.log); err != nil {
 		return nil, err
 	}
 	for _, name := range cfg.SourceNames() {
@@ -222,9 +223,9 @@ func closedChan() chan struct{} {
 
 // buildPipelines compiles the scripts of rt.cfg (those whose source and
 // options are unchanged are taken from prev) and builds its pipelines.
-func (rt *runtime) buildPipelines(prev *runtime) error {
+func (rt *runtime) buildPipelines(prev *runtime, log *slog.Logger) error {
 	cfg := rt.cfg
-	sopts := ScriptOptions(cfg, nil)
+	sopts := ScriptOptions(cfg, log)
 	optsPrint := fingerprint([]any{cfg.Scripts, cfg.File})
 	for _, name := range cfg.PipelineNames() {
 		p := cfg.Pipelines[name]
