@@ -700,3 +700,44 @@ sinks:
 		t.Errorf("last reload %+v, want the refused one", last)
 	}
 }
+
+// TestRefusedReloadKeepsStuckSinkNotReady: a reload refused after its new
+// sinks were built (here: a filter step whose script has no filter
+// function) changes nothing, readiness included: the replacement built for
+// a stuck sink initialised and was closed again, and /readyz still names
+// the running, stuck one.
+func TestRefusedReloadKeepsStuckSinkNotReady(t *testing.T) {
+	t.Parallel()
+	crash := pluginBinary(t, "crashsink")
+	hang := filepath.Join(t.TempDir(), "hang")
+	if err := os.WriteFile(hang, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	initTimeout := testenv.Timeout(2 * time.Second).String()
+	r := startReloadable(t, stuckSinkConfig(crash, initTimeout, hang, true))
+	if code, names := r.readyNames(); code != http.StatusServiceUnavailable || len(names) != 1 {
+		t.Fatalf("/readyz while the sink is stuck: %d %v", code, names)
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "reshape.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, "reshape.js"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(stuckSinkConfig(crash, initTimeout, "", true), "  rest: {from: [shop], to: [other]}",
+		"  rest: {from: [shop], to: [other], steps: [{filter: reshape.js}]}", 1)
+	res, err := r.reload(bad)
+	var re *ReloadError
+	if !errors.As(err, &re) || res.OK {
+		t.Fatalf("reload = %v, %+v; want it refused", err, res)
+	}
+	t.Logf("refused: %v", err)
+	code, names := r.readyNames()
+	if code != http.StatusServiceUnavailable || len(names) != 1 || !strings.HasPrefix(names[0], "sink partner: ") {
+		t.Errorf("/readyz after the refused reload: %d %v, want the stuck sink named", code, names)
+	}
+	if v := metricValue(t, r.a, `hookbus_component_ready{component="sink partner"}`); v != 0 {
+		t.Errorf("component ready gauge = %v after the refused reload, want 0 (the running sink is stuck)", v)
+	}
+}

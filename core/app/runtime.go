@@ -152,6 +152,9 @@ func (a *App) buildRuntime(ctx context.Context, cfg *config.Config, prev *runtim
 		if err != nil {
 			for _, si := range built {
 				_ = si.close()
+				if si.pi != nil {
+					a.readiness.release(si.pi)
+				}
 			}
 		}
 	}()
@@ -393,6 +396,12 @@ func (a *App) apply(ctx context.Context, prev, next *runtime) error {
 		if err := a.Engine.SetSink(ctx, si.spec); err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		// From now on the replacement's initialisation is what /readyz shows.
+		if si.pi != nil {
+			a.readiness.handOver(si.pi)
+		} else if old != nil && old.pi != nil {
+			a.readiness.forget(sdk.KindSink + " " + name)
 		}
 		if old != nil {
 			errs = append(errs, old.close())
