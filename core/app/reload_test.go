@@ -254,7 +254,7 @@ sinks:
 	if code, names := r.readyNames(); code != http.StatusOK || len(names) != 0 {
 		t.Errorf("/readyz after the removal: %d %v", code, names)
 	}
-	if m := metricsText(t, r.a); strings.Contains(m, `component="sink partner"}`) && strings.Contains(m, `hookbus_component_ready{component="sink partner"}`) {
+	if m := metricsText(t, r.a); strings.Contains(m, `hookbus_component_ready{component="sink partner"}`) {
 		t.Errorf("the readiness gauge still has the removed sink")
 	}
 	if st := r.a.Status(); slices.Contains(st.Sinks, "partner") || slices.Contains(st.Pipelines, "fan") {
@@ -698,6 +698,21 @@ sinks:
 	}
 	if last := r.a.Status().LastReload; last == nil || last.OK || last.Trigger != "test" {
 		t.Errorf("last reload %+v, want the refused one", last)
+	}
+
+	// The same through POST /v1/admin/reload: 422 naming the field.
+	r.write(cfg(second.srv.URL, ", timeout: -1s", ""))
+	resp, err := http.Post("http://"+r.a.Addr()+"/v1/admin/reload", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), `"sinks.partner.config.timeout`) {
+		t.Errorf("POST /v1/admin/reload: %d %s, want 422 naming sinks.partner.config.timeout", resp.StatusCode, body)
+	}
+	if now := r.a.Status(); now.Version != st.Version || r.onePluginPid("after the refused reload") != pid {
+		t.Errorf("the refused reload through the endpoint changed the version (%d, was %d) or the plugin process", now.Version, st.Version)
 	}
 }
 

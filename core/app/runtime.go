@@ -437,11 +437,13 @@ func (a *App) apply(ctx context.Context, prev, next *runtime) error {
 const sourceDrainPoll = 20 * time.Millisecond
 
 // drainSources waits until the pipelines of prev have read what the
-// sources next removes had queued for them (stopped by then): once a
-// pipeline no longer reads a source's topic, nothing would ever read what
-// is left there. It waits at most server.shutdown_timeout, and only with a
-// queue that reports its backlog (queue.BacklogReporter); with others the
-// events a pipeline had not taken yet wait for the source to come back.
+// plugin sources next removes had queued for them (stopped by then): once
+// a pipeline no longer reads a source's topic, nothing would ever read
+// what is left there. It waits at most server.shutdown_timeout, and only
+// with a queue that reports its backlog (queue.BacklogReporter); with
+// others the events a pipeline had not taken yet wait for the source to
+// come back. Removed http sources take requests until the reload is
+// applied, so they are not waited for.
 func (a *App) drainSources(ctx context.Context, prev, next *runtime) error {
 	br, ok := a.Queue.(queue.BacklogReporter)
 	if !ok {
@@ -451,7 +453,7 @@ func (a *App) drainSources(ctx context.Context, prev, next *runtime) error {
 	left := map[[2]string]bool{}
 	for name, p := range prev.pipes {
 		for _, src := range p.p.From {
-			if _, kept := next.cfg.Sources[src]; !kept {
+			if _, kept := next.cfg.Sources[src]; !kept && prev.sources[src] != nil {
 				left[[2]string{"pipeline-" + name, queue.SourceTopic(src)}] = true
 			}
 		}
