@@ -55,6 +55,9 @@ type pluginInit struct {
 	init func(ctx context.Context, pl *pluginhost.Plugin) error
 
 	plugin *pluginhost.Plugin // the started process, nil until one started
+	// reason is what this initialisation last reported ("": ready), kept
+	// under readiness.mu for the moment it takes the component over.
+	reason string
 }
 
 func newPluginInit(a *App, kind, name string, c config.Component, p config.Plugin, init func(context.Context, *pluginhost.Plugin) error) *pluginInit {
@@ -81,7 +84,7 @@ func (pi *pluginInit) attempt(ctx context.Context) error {
 	if err := pi.init(ctx, pi.plugin); err != nil {
 		return pi.wrap(ctx, "init", err)
 	}
-	pi.a.readiness.set(pi.component(), "")
+	pi.a.readiness.report(pi, "")
 	return nil
 }
 
@@ -107,7 +110,7 @@ func (pi *pluginInit) close() {
 // failed records a failed attempt: counted, logged, and shown by /readyz.
 func (pi *pluginInit) failed(err error) {
 	pi.a.Metrics.PluginInitFailures.WithLabelValues(pi.pluginType, pi.component()).Inc()
-	pi.a.readiness.set(pi.component(), firstLine(err.Error()))
+	pi.a.readiness.report(pi, firstLine(err.Error()))
 	pi.a.log.Error("plugin cannot initialise; retrying in the background",
 		pi.kind, pi.name, "plugin", pi.pluginType, "error", err)
 }
@@ -251,12 +254,57 @@ type readiness struct {
 	gauge    *prometheus.GaugeVec
 	mu       sync.Mutex
 	notReady map[string]string
+	// owners are the initialisations whose reports count, one per
+	// component. A reload builds a changed sink's replacement while the
+	// running one still retries: the replacement reports only once apply
+	// hands the component over (a refused reload never does), and the one
+	// it replaced no longer does.
+	owners map[string]*pluginInit
 }
 
-// set records component as ready (reason "") or not ready with reason.
-func (r *readiness) set(component, reason string) {
+// report records what pi found (reason "": ready) and, unless another
+// initialisation owns pi's component, shows it; the first to report for a
+// component owns it.
+func (r *readiness) report(pi *pluginInit, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	pi.reason = reason
+	c := pi.component()
+	if o := r.owners[c]; o != nil && o != pi {
+		return
+	}
+	if r.owners == nil {
+		r.owners = map[string]*pluginInit{}
+	}
+	r.owners[c] = pi
+	r.setLocked(c, reason)
+}
+
+// handOver makes pi the owner of its component, showing what it last
+// reported.
+func (r *readiness) handOver(pi *pluginInit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owners == nil {
+		r.owners = map[string]*pluginInit{}
+	}
+	c := pi.component()
+	r.owners[c] = pi
+	r.setLocked(c, pi.reason)
+}
+
+// release forgets pi's component if pi owns it (a component a refused
+// reload added).
+func (r *readiness) release(pi *pluginInit) {
+	r.mu.Lock()
+	owns := r.owners[pi.component()] == pi
+	r.mu.Unlock()
+	if owns {
+		r.forget(pi.component())
+	}
+}
+
+func (r *readiness) setLocked(component, reason string) {
 	if reason == "" {
 		delete(r.notReady, component)
 		r.gauge.WithLabelValues(component).Set(1)
@@ -271,6 +319,7 @@ func (r *readiness) forget(component string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.notReady, component)
+	delete(r.owners, component)
 	r.gauge.DeleteLabelValues(component)
 }
 

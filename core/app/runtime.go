@@ -12,9 +12,11 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
+	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/sinkopts"
@@ -151,6 +153,9 @@ func (a *App) buildRuntime(ctx context.Context, cfg *config.Config, prev *runtim
 		if err != nil {
 			for _, si := range built {
 				_ = si.close()
+				if si.pi != nil {
+					a.readiness.release(si.pi)
+				}
 			}
 		}
 	}()
@@ -365,14 +370,25 @@ func keySet[V any](m map[string]V) map[string]bool {
 func sourceSet(cfg *config.Config) map[string]bool { return keySet(cfg.Sources) }
 
 // apply makes the engine run next instead of prev, touching only what
-// changed: new and changed sinks first (a changed one is swapped once its
-// deliveries in progress are done, then closed), then new and changed
-// pipelines (each event runs through one version of the steps), then the
-// removed pipelines (after their events in progress) and the removed sinks,
-// then the plugin sources. Errors of single parts are returned together;
-// the other parts are applied.
+// changed: the removed and changed plugin sources stop first, and what the
+// removed ones queued is read by their pipelines (see drainSources); then
+// new and changed sinks (a changed one is swapped once its deliveries in
+// progress are done, then closed), new and changed pipelines (each event
+// runs through one version of the steps), the removed pipelines (after
+// their events in progress) and the removed sinks; then the new plugin
+// sources start. Errors of single parts are returned together; the other
+// parts are applied.
 func (a *App) apply(ctx context.Context, prev, next *runtime) error {
 	var errs []error
+	// Before any pipeline stops reading them: what a source emits once no
+	// pipeline reads its topic would wait there for good.
+	for name, si := range prev.sources {
+		if next.sources[name] != si {
+			si.close()
+			a.readiness.forget(sdk.KindSource + " " + name)
+		}
+	}
+	errs = append(errs, a.drainSources(ctx, prev, next))
 	for _, name := range slices.Sorted(maps.Keys(next.sinks)) {
 		si, old := next.sinks[name], prev.sinks[name]
 		if si == old {
@@ -381,6 +397,12 @@ func (a *App) apply(ctx context.Context, prev, next *runtime) error {
 		if err := a.Engine.SetSink(ctx, si.spec); err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		// From now on the replacement's initialisation is what /readyz shows.
+		if si.pi != nil {
+			a.readiness.handOver(si.pi)
+		} else if old != nil && old.pi != nil {
+			a.readiness.forget(sdk.KindSink + " " + name)
 		}
 		if old != nil {
 			errs = append(errs, old.close())
@@ -408,12 +430,59 @@ func (a *App) apply(ctx context.Context, prev, next *runtime) error {
 		errs = append(errs, old.close())
 		a.readiness.forget(sdk.KindSink + " " + name)
 	}
-	for name, si := range prev.sources {
-		if next.sources[name] != si {
-			si.close()
-			a.readiness.forget(sdk.KindSource + " " + name)
-		}
-	}
 	errs = append(errs, a.startSources(next))
 	return errors.Join(errs...)
+}
+
+// sourceDrainPoll is how often drainSources looks at the queue's backlog.
+const sourceDrainPoll = 20 * time.Millisecond
+
+// drainSources waits until the pipelines of prev have read what the
+// plugin sources next removes had queued for them (stopped by then): once
+// a pipeline no longer reads a source's topic, nothing would ever read
+// what is left there. It waits at most server.shutdown_timeout, and only
+// with a queue that reports its backlog (queue.BacklogReporter); with
+// others the events a pipeline had not taken yet wait for the source to
+// come back. Removed http sources take requests until the reload is
+// applied, so they are not waited for.
+func (a *App) drainSources(ctx context.Context, prev, next *runtime) error {
+	br, ok := a.Queue.(queue.BacklogReporter)
+	if !ok {
+		return nil
+	}
+	// group -> topic of a removed source it reads.
+	left := map[[2]string]bool{}
+	for name, p := range prev.pipes {
+		for _, src := range p.p.From {
+			if _, kept := next.cfg.Sources[src]; !kept && prev.sources[src] != nil {
+				left[[2]string{"pipeline-" + name, queue.SourceTopic(src)}] = true
+			}
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDefault(a.boot.Server.ShutdownTimeout, 10*time.Second))
+	defer cancel()
+	for {
+		bl, err := br.Backlog(ctx)
+		waiting := uint64(0)
+		for _, b := range bl {
+			if left[[2]string{b.Group, b.Topic}] {
+				waiting += b.Pending + b.Unacked
+			}
+		}
+		if err == nil && waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("%d events still queued", waiting)
+			}
+			return fmt.Errorf("removed sources: their pipelines did not read what they had queued within %s; it waits until the sources come back: %w",
+				orDefault(a.boot.Server.ShutdownTimeout, 10*time.Second), err)
+		case <-time.After(sourceDrainPoll):
+		}
+	}
 }
