@@ -139,6 +139,7 @@ type Engine struct {
 	// mu guards the maps, the router's handler set against Close, and the
 	// fields below.
 	mu          sync.Mutex
+	deadLetters *consumer
 	pipes       map[string]*pipeRunner
 	sinks       map[string]*sinkRunner
 	pendingLate []lateStart
@@ -242,7 +243,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// addDeadLetterConsumer adds the handler that records dead letters. It
+// addDeadLetterConsumer adds the consumer that records dead letters. It
 // runs for the engine's whole life (the router closes itself when its last
 // handler stops).
 func (e *Engine) addDeadLetterConsumer() error {
@@ -250,26 +251,25 @@ func (e *Engine) addDeadLetterConsumer() error {
 	if err != nil {
 		return err
 	}
-	e.router.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, sub, e.deadLetterHandler)
+	e.deadLetters = &consumer{handler: "dead-letters", topic: queue.DeadLetterTopic, sub: sub, f: e.deadLetterHandler}
 	if err := e.q.Provision(context.Background(), []string{queue.DeadLetterTopic}); err != nil {
 		return fmt.Errorf("provision queue: %w", err)
 	}
 	return nil
 }
 
-// closeSubscribers closes what New subscribed when New fails.
+// closeSubscribers closes the subscribers the router was never given
+// (it closes the others itself): all of them when New fails, those of an
+// engine closed before Start.
 func (e *Engine) closeSubscribers() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, pr := range e.pipes {
-		for _, c := range pr.cons {
+	for _, c := range e.consumers() {
+		if c.h == nil || !isClosed(c.h.Started()) {
 			_ = c.sub.Close()
 		}
 	}
 	for _, r := range e.sinks {
-		if r.cons != nil {
-			_ = r.cons.sub.Close()
-		}
 		if r.lateSub != nil {
 			_ = r.lateSub.Close()
 		}
@@ -278,8 +278,20 @@ func (e *Engine) closeSubscribers() {
 
 // Start runs the router in the background and returns once it is running.
 func (e *Engine) Start(ctx context.Context) error {
+	// No change while the router starts: a consumer added after the
+	// router started its handlers, but before e.started is set, would
+	// never run.
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errEngineClosed
+	}
 	e.runCtx = ctx
+	for _, c := range e.consumers() {
+		e.addHandler(c)
+	}
 	e.mu.Unlock()
 	go func() { e.runErr <- e.router.Run(ctx) }()
 	select {
@@ -317,12 +329,6 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		for _, r := range runners {
 			e.endLateWait(r)
-			e.mu.Lock()
-			lateSub := r.lateSub
-			e.mu.Unlock()
-			if lateSub != nil {
-				_ = lateSub.Close()
-			}
 			r.mu.RLock()
 			st := r.state
 			r.mu.RUnlock()
@@ -330,6 +336,8 @@ func (e *Engine) Close() error {
 				st.batcher.close()
 			}
 		}
+		// After the late sinks' goroutines are gone: they set lateSub.
+		e.closeSubscribers()
 	})
 	return err
 }
