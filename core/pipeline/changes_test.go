@@ -254,4 +254,3 @@ func TestFailedSubscribeLeavesNoHandler(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the event delivered", func() bool { return len(sink.delivered()) == 1 })
 	closeWithin(t, e)
 }
-
