@@ -306,20 +306,11 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 		if _, ok := pr.cons[src]; ok {
 			continue
 		}
-		topic := queue.SourceTopic(src)
-		sub, err := e.subscribe("pipeline-"+p.Name, topic, e.opts.SourceConcurrency)
-		if err != nil {
+		if err := e.addSourceConsumer(pr, src); err != nil {
 			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
 			continue
 		}
-		c := &consumer{handler: e.handlerName("pipeline", p.Name+"/"+src), topic: topic, sub: sub}
-		if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
-			c.abandon()
-			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
-			continue
-		}
-		pr.cons[src] = c
-		topics = append(topics, topic)
+		topics = append(topics, queue.SourceTopic(src))
 	}
 	e.updateSources()
 	e.mu.Unlock()
@@ -332,6 +323,23 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// addSourceConsumer adds pr's consumer of src, in the pipeline's group.
+// Callers hold e.mu.
+func (e *Engine) addSourceConsumer(pr *pipeRunner, src string) error {
+	topic := queue.SourceTopic(src)
+	sub, err := e.subscribe("pipeline-"+pr.name, topic, e.opts.SourceConcurrency)
+	if err != nil {
+		return err
+	}
+	c := &consumer{handler: e.handlerName("pipeline", pr.name+"/"+src), topic: topic, sub: sub}
+	if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
+		c.abandon()
+		return err
+	}
+	pr.cons[src] = c
+	return nil
 }
 
 // RemovePipeline stops a pipeline once the events it is handling are done.
