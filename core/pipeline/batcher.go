@@ -137,37 +137,47 @@ func (b *batcher) loop() {
 			}
 		}
 		running++
-		batch := []*batchReq{first}
-	fill:
-		for len(batch) < min(b.maxSize, window-inFlight) {
-			select {
-			case r := <-b.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
+		batch := b.fill(first, min(b.maxSize, window-inFlight))
 		inFlight += len(batch)
 		b.wg.Add(1)
 		b.calls.Go(func() {
 			defer b.wg.Done()
-			ds := make([]sdk.Delivery, len(batch))
-			for i, r := range batch {
-				ds[i] = r.d
-			}
-			res := b.sink.Deliver(b.ctx, ds)
-			answered := false
-			for i, r := range batch {
-				if len(res) != len(batch) {
-					r.done <- sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for %d deliveries", len(res), len(batch))}
-					continue
-				}
-				answered = answered || res[i].Outcome != sdk.Retry
-				r.done <- res[i]
-			}
-			finished <- callDone{n: len(batch), answered: answered}
+			finished <- b.call(batch)
 		})
 	}
+}
+
+// fill adds to first the deliveries queued now, up to size in all.
+func (b *batcher) fill(first *batchReq, size int) []*batchReq {
+	batch := []*batchReq{first}
+	for len(batch) < size {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// call delivers batch in one Deliver call and answers each delivery.
+func (b *batcher) call(batch []*batchReq) callDone {
+	ds := make([]sdk.Delivery, len(batch))
+	for i, r := range batch {
+		ds[i] = r.d
+	}
+	res := b.sink.Deliver(b.ctx, ds)
+	answered := false
+	for i, r := range batch {
+		if len(res) != len(batch) {
+			r.done <- sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for %d deliveries", len(res), len(batch))}
+			continue
+		}
+		answered = answered || res[i].Outcome != sdk.Retry
+		r.done <- res[i]
+	}
+	return callDone{n: len(batch), answered: answered}
 }
 
 // shut stops taking deliveries and answers the queued ones with Retry.

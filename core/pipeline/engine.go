@@ -27,7 +27,6 @@ import (
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
-	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -126,17 +125,21 @@ type Engine struct {
 	opts    Options
 	q       queue.Queue
 	delayer queue.Delayer // nil when the driver nacks with a delay instead
-	router  *message.Router
-	log     *slog.Logger
-	m       *metrics.Metrics
-	runErr  chan error
-	once    sync.Once
+	// retryDelivery hands a failed delivery back to be tried again after
+	// a delay: retryByNack or retryByPublishAt, chosen once in New.
+	retryDelivery func(sink string, d *sinkDelivery, delay time.Duration) error
+	router        *message.Router
+	log           *slog.Logger
+	m             *metrics.Metrics
+	runErr        chan error
+	once          sync.Once
 
 	// applyMu serialises changes (SetPipeline, SetSink and their removal).
 	applyMu sync.Mutex
 	// mu guards the maps, the router's handler set against Close, and the
 	// fields below.
 	mu          sync.Mutex
+	deadLetters *consumer
 	pipes       map[string]*pipeRunner
 	sinks       map[string]*sinkRunner
 	pendingLate []lateStart
@@ -178,7 +181,12 @@ func New(opts Options) (*Engine, error) {
 	// One retry strategy for the driver, chosen here: the broker holds a
 	// nacked message back itself, or takes a copy due later (PublishAt).
 	e.delayer, _ = e.q.(queue.Delayer)
-	if !e.q.Features().DelayedNack && e.delayer == nil {
+	switch {
+	case e.q.Features().DelayedNack:
+		e.retryDelivery = e.retryByNack
+	case e.delayer != nil:
+		e.retryDelivery = e.retryByPublishAt
+	default:
 		return nil, errors.New("pipeline: the queue driver can neither nack with a delay nor publish for later (queue.Delayer): retries need one of them")
 	}
 	wlog := watermill.NewSlogLoggerWithLevelMapping(opts.Logger.With("component", "router"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
@@ -235,7 +243,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// addDeadLetterConsumer adds the handler that records dead letters. It
+// addDeadLetterConsumer adds the consumer that records dead letters. It
 // runs for the engine's whole life (the router closes itself when its last
 // handler stops).
 func (e *Engine) addDeadLetterConsumer() error {
@@ -243,26 +251,25 @@ func (e *Engine) addDeadLetterConsumer() error {
 	if err != nil {
 		return err
 	}
-	e.router.AddConsumerHandler("dead-letters", queue.DeadLetterTopic, sub, e.deadLetterHandler)
+	e.deadLetters = &consumer{handler: "dead-letters", topic: queue.DeadLetterTopic, sub: sub, f: e.deadLetterHandler}
 	if err := e.q.Provision(context.Background(), []string{queue.DeadLetterTopic}); err != nil {
 		return fmt.Errorf("provision queue: %w", err)
 	}
 	return nil
 }
 
-// closeSubscribers closes what New subscribed when New fails.
+// closeSubscribers closes the subscribers the router was never given
+// (it closes the others itself): all of them when New fails, those of an
+// engine closed before Start.
 func (e *Engine) closeSubscribers() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, pr := range e.pipes {
-		for _, c := range pr.cons {
+	for _, c := range e.consumers() {
+		if c.h == nil || !isClosed(c.h.Started()) {
 			_ = c.sub.Close()
 		}
 	}
 	for _, r := range e.sinks {
-		if r.cons != nil {
-			_ = r.cons.sub.Close()
-		}
 		if r.lateSub != nil {
 			_ = r.lateSub.Close()
 		}
@@ -271,8 +278,20 @@ func (e *Engine) closeSubscribers() {
 
 // Start runs the router in the background and returns once it is running.
 func (e *Engine) Start(ctx context.Context) error {
+	// No change while the router starts: a consumer added after the
+	// router started its handlers, but before e.started is set, would
+	// never run.
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errEngineClosed
+	}
 	e.runCtx = ctx
+	for _, c := range e.consumers() {
+		e.addHandler(c)
+	}
 	e.mu.Unlock()
 	go func() { e.runErr <- e.router.Run(ctx) }()
 	select {
@@ -310,12 +329,6 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		for _, r := range runners {
 			e.endLateWait(r)
-			e.mu.Lock()
-			lateSub := r.lateSub
-			e.mu.Unlock()
-			if lateSub != nil {
-				_ = lateSub.Close()
-			}
 			r.mu.RLock()
 			st := r.state
 			r.mu.RUnlock()
@@ -323,6 +336,8 @@ func (e *Engine) Close() error {
 				st.batcher.close()
 			}
 		}
+		// After the late sinks' goroutines are gone: they set lateSub.
+		e.closeSubscribers()
 	})
 	return err
 }
@@ -388,195 +403,6 @@ func nackLater(msg *message.Message, d time.Duration) error {
 	return nil
 }
 
-func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHandlerFunc {
-	delayer := e.delayer
-	return func(msg *message.Message) error {
-		// One version of the pipeline for the whole event.
-		p := *pr.cur.Load()
-		// Steps in flight at shutdown finish (scripts have their own
-		// deadline) rather than fail as script errors.
-		ctx := context.WithoutCancel(msg.Context())
-		// A dead letter replayed into the pipeline runs for its sink only.
-		onlySink := ""
-		if rp := msg.Metadata.Get(envelope.ReplayPipeline); rp != "" {
-			if rp != p.Name {
-				return nil
-			}
-			onlySink = msg.Metadata.Get(envelope.ReplaySink)
-		}
-		// A copy queued to try timed-out steps again waits for its due
-		// time; on drivers with delayed nacks it waits inside the broker.
-		if due, ok := queue.MetaInt(msg, MetaDueAt); ok {
-			if wait := time.Until(time.Unix(0, due)); wait > 0 {
-				return nackLater(msg, wait)
-			}
-		}
-		var ev sdk.Event
-		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
-			// Cannot happen for events from our own ingest; dead-letter rather than loop.
-			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, p.Name, "", deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
-		}
-		// Checked before any work: a message that kills the process each
-		// time it runs ends here instead of looping forever.
-		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
-			for _, sinkName := range p.To {
-				if onlySink != "" && sinkName != onlySink {
-					continue
-				}
-				reason := fmt.Sprintf("%s: delivered %d times without an outcome", poisonInPipeline, n-1)
-				if err := e.deadLetter(msg, ev, p.Name, sinkName, deadletter.KindPoison, reason, n-1); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		t64, _ := queue.MetaInt(msg, MetaScriptTimeouts)
-		timeouts := int(t64)
-		var out []*message.Message
-		var outSinks []string
-		for _, sinkName := range p.To {
-			if onlySink != "" && sinkName != onlySink {
-				continue
-			}
-			sc := StepContext{Pipeline: p.Name, Sink: sinkName, Attempt: 1}
-			msgs, err := e.runForSink(ctx, p, src, msg, ev, sc)
-			if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-				e.log.Warn("steps interrupted; the event will run again", "pipeline", p.Name, "event_id", ev.ID, "error", err)
-				return nackLater(msg, infraRetryDelay)
-			}
-			// A memory interrupt is not a verdict either: the heap watch
-			// sees the whole process, so another call's allocations may
-			// have caused it. Both count against max_timeouts.
-			if err != nil && (errors.Is(err, script.ErrTimeout) || errors.Is(err, script.ErrMemory)) {
-				if timeouts+1 < e.opts.MaxScriptTimeouts {
-					if rerr := e.retryTimedOut(delayer, msg, ev, p.Name, src, sinkName, timeouts+1); rerr != nil {
-						return rerr
-					}
-					continue
-				}
-				if errors.Is(err, script.ErrMemory) {
-					err = fmt.Errorf("%w (interrupted %d times)", err, timeouts+1)
-				} else {
-					err = fmt.Errorf("%w (timed out %d times)", err, timeouts+1)
-				}
-			}
-			if err != nil {
-				kind := deadletter.KindScript
-				var pe *panicError
-				if errors.As(err, &pe) && !pe.inStep {
-					kind = deadletter.KindPanic
-				}
-				if derr := e.deadLetter(msg, ev, p.Name, sinkName, kind, err.Error(), 0); derr != nil {
-					return derr
-				}
-				continue
-			}
-			if len(msgs) == 0 {
-				e.m.Filtered.WithLabelValues(p.Name, sinkName).Inc()
-				e.log.Debug("event filtered", "pipeline", p.Name, "sink", sinkName, "event_id", ev.ID)
-				continue
-			}
-			for _, om := range msgs {
-				out = append(out, om)
-				outSinks = append(outSinks, sinkName)
-			}
-		}
-		// Publish per sink topic, keeping order.
-		for i := 0; i < len(out); {
-			j := i
-			for j < len(out) && outSinks[j] == outSinks[i] {
-				j++
-			}
-			if err := e.q.Publish(queue.SinkTopic(outSinks[i]), out[i:j]...); err != nil {
-				e.log.Error("queue publish failed; will retry", "pipeline", p.Name, "sink", outSinks[i], "error", err)
-				return nackLater(msg, infraRetryDelay)
-			}
-			i = j
-		}
-		return nil
-	}
-}
-
-// poisonInPipeline starts the reason of a message found poison before its
-// pipeline's steps ran (deadletter.Replay tells it by this prefix).
-const poisonInPipeline = deadletter.ReasonPoisonBeforeSteps
-
-// panicError is a panic recovered while an event ran through a pipeline
-// for one sink. inStep tells whether a step (a script) panicked, rather
-// than hookbus' own code around it.
-type panicError struct {
-	step   string
-	value  any
-	inStep bool
-}
-
-func (p *panicError) Error() string {
-	if p.inStep {
-		return fmt.Sprintf("step %s panicked: %v", p.step, p.value)
-	}
-	return fmt.Sprintf("internal error: panic: %v", p.value)
-}
-
-// runForSink runs the steps of p for one sink and returns the messages to
-// queue on the sink's topic (none: filtered). A panic is returned as a
-// *panicError, so the event is dead-lettered with its pipeline and sink
-// (and can be replayed) instead of reaching the router's last-resort
-// recovery, which knows neither.
-func (e *Engine) runForSink(ctx context.Context, p Pipeline, src string, msg *message.Message, ev sdk.Event, sc StepContext) (out []*message.Message, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			e.log.Error("pipeline panicked; dead-lettering the event", "pipeline", p.Name, "sink", sc.Sink, "event_id", ev.ID, "panic", v, "stack", string(debug.Stack()))
-			out, err = nil, &panicError{value: v}
-		}
-	}()
-	events, err := e.runSteps(ctx, p, ev, sc)
-	if err != nil {
-		return nil, err
-	}
-	for i, oev := range events {
-		// Without steps the event is the payload as queued.
-		b := msg.Payload
-		if len(p.Steps) > 0 {
-			if b, err = json.Marshal(oev); err != nil {
-				return nil, fmt.Errorf("transform result: %w", err)
-			}
-		}
-		om := message.NewMessage(watermill.NewULID(), b)
-		om.Metadata.Set(envelope.ReceivedAt, msg.Metadata.Get(envelope.ReceivedAt))
-		om.Metadata.Set(envelope.Source, src)
-		om.Metadata.Set(envelope.Pipeline, p.Name)
-		om.Metadata.Set(envelope.Sink, sc.Sink)
-		// A redelivered source message republishes the same keys, so
-		// deduplicating drivers do not queue it twice.
-		om.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("%s/%s/%s/%d", p.Name, sc.Sink, msg.UUID, i))
-		out = append(out, om)
-	}
-	return out, nil
-}
-
-// retryTimedOut queues the event again for one sink of the pipeline, due
-// after a backoff that doubles with each timeout, carrying the count. The
-// copy goes to the source topic, marked for this pipeline and sink only,
-// so the other sinks' results are not repeated.
-func (e *Engine) retryTimedOut(delayer queue.Delayer, msg *message.Message, ev sdk.Event, pipeline, src, sink string, timeouts int) error {
-	delay := e.opts.ScriptTimeoutBackoff << (timeouts - 1)
-	rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-	rm.Metadata = maps.Clone(msg.Metadata)
-	for _, k := range []string{queue.MetaAttempt, queue.MetaNackDelay, queue.MetaDeliveries, MetaDueAt} {
-		delete(rm.Metadata, k)
-	}
-	rm.Metadata.Set(envelope.ReplayPipeline, pipeline)
-	rm.Metadata.Set(envelope.ReplaySink, sink)
-	rm.Metadata.Set(MetaScriptTimeouts, strconv.Itoa(timeouts))
-	rm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("timeout/%s/%s/%s/%d", pipeline, sink, msg.UUID, timeouts))
-	if err := e.publishDue(delayer, queue.SourceTopic(src), queue.SourceTopic(src), time.Now().Add(delay), rm); err != nil {
-		e.log.Error("queue publish of a timed-out event failed; will retry", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "error", err)
-		return nackLater(msg, infraRetryDelay)
-	}
-	e.log.Warn("script timed out or was interrupted for memory; the event will run again", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "timeouts", timeouts, "retry_in", delay)
-	return nil
-}
-
 // DrainRetryTopics moves the retries an older hookbus left on retry topics
 // (one per sink, for drivers without delayed nacks) back to the sinks'
 // topics, due when they were due, and removes the retry topics. Retries
@@ -586,11 +412,7 @@ func (e *Engine) DrainRetryTopics(ctx context.Context, sinks []string) error {
 	var errs []error
 	for _, sink := range sinks {
 		n, err := queue.DrainRetryTopic(ctx, e.q, sink, func(msg *message.Message) error {
-			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-			rm.Metadata = maps.Clone(msg.Metadata)
-			for _, k := range []string{queue.MetaAttempt, queue.MetaDeliveries, queue.MetaNackDelay, MetaDueAt, MetaCycledAt} {
-				delete(rm.Metadata, k)
-			}
+			rm := requeueCopy(msg, queue.MetaAttempt, queue.MetaDeliveries, queue.MetaNackDelay, MetaDueAt, MetaCycledAt)
 			due, _ := queue.MetaInt(msg, MetaDueAt)
 			if e.delayer != nil {
 				return e.delayer.PublishAt(queue.SinkTopic(sink), time.Unix(0, due), rm)
@@ -609,122 +431,6 @@ func (e *Engine) DrainRetryTopics(ctx context.Context, sinks []string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// publishDue queues rm to be handled at due: held back by the driver
-// until then on topic when it can (a Delayer), else published now to
-// fallback with MetaDueAt, which its handler waits out.
-func (e *Engine) publishDue(delayer queue.Delayer, topic, fallback string, due time.Time, rm *message.Message) error {
-	if delayer != nil {
-		return delayer.PublishAt(topic, due, rm)
-	}
-	rm.Metadata.Set(MetaDueAt, strconv.FormatInt(due.UnixNano(), 10))
-	return e.q.Publish(fallback, rm)
-}
-
-func (e *Engine) runSteps(ctx context.Context, p Pipeline, ev sdk.Event, sc StepContext) ([]sdk.Event, error) {
-	cur := []sdk.Event{ev}
-	for _, st := range p.Steps {
-		var next []sdk.Event
-		for _, in := range cur {
-			start := time.Now()
-			res, err := e.runStep(ctx, st, in, sc)
-			e.m.ScriptTime.WithLabelValues(st.Name()).Observe(time.Since(start).Seconds())
-			if err != nil {
-				e.m.ScriptErrors.WithLabelValues(st.Name()).Inc()
-				return nil, err
-			}
-			next = append(next, res...)
-		}
-		cur = next
-		if len(cur) == 0 {
-			return nil, nil
-		}
-	}
-	return cur, nil
-}
-
-// runStep runs one step, turning its panic into a *panicError.
-func (e *Engine) runStep(ctx context.Context, st Step, ev sdk.Event, sc StepContext) (res []sdk.Event, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			e.log.Error("step panicked", "step", st.Name(), "pipeline", sc.Pipeline, "sink", sc.Sink, "event_id", ev.ID, "panic", v, "stack", string(debug.Stack()))
-			res, err = nil, &panicError{step: st.Name(), value: v, inStep: true}
-		}
-	}()
-	return st.Run(ctx, ev, sc)
-}
-
-func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
-	delayed := e.q.Features().DelayedNack
-	name := r.name
-	return func(msg *message.Message) error {
-		// A delivery in flight at shutdown is finished, not cut off: the
-		// router waits for it (up to CloseTimeout) and the sink's own
-		// timeout bounds it.
-		ctx := context.WithoutCancel(msg.Context())
-		pipeline := msg.Metadata.Get(envelope.Pipeline)
-		var ev sdk.Event
-		if err := ev.UnmarshalJSON(msg.Payload); err != nil {
-			return e.deadLetter(msg, sdk.Event{ID: msg.UUID}, pipeline, name, deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
-		}
-		if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
-			return e.deadLetter(msg, ev, pipeline, name, deadletter.KindPoison, fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
-		}
-		attempt := queue.Attempt(msg)
-		if a, ok := queue.MetaInt(msg, MetaRetryAttempt); ok && a > 0 {
-			attempt = int(a) + attempt - 1
-		}
-		// The sink version this delivery uses to the end, its outcome
-		// included (a replaced sink's schedule does not apply to it).
-		st := r.acquire()
-		defer st.release()
-		r.inFlight.Inc()
-		start := time.Now()
-		res := st.deliver(ctx, sdk.Delivery{Event: ev, Attempt: attempt, Pipeline: pipeline, Raw: msg.Payload})
-		r.inFlight.Dec()
-		r.attemptTime.Observe(time.Since(start).Seconds())
-		e.m.Attempts.WithLabelValues(name, res.Outcome.String(), metrics.StatusClass(res.StatusCode)).Inc()
-		// Logger fields are built only for what is logged: a successful
-		// delivery logs nothing at the default level.
-		logArgs := func(more ...any) []any {
-			return append([]any{"sink", name, "pipeline", pipeline, "event_id", ev.ID, "attempt", attempt}, more...)
-		}
-		switch res.Outcome {
-		case sdk.OK:
-			e.m.Delivered.WithLabelValues(pipeline, name).Inc()
-			if ns, err := strconv.ParseInt(msg.Metadata.Get(envelope.ReceivedAt), 10, 64); err == nil {
-				r.endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
-			}
-			if e.log.Enabled(ctx, slog.LevelDebug) {
-				e.log.Debug("delivered", logArgs("status", res.StatusCode)...)
-			}
-			return nil
-		case sdk.Permanent:
-			e.log.Warn("permanent delivery failure", logArgs("reason", res.Reason, "status", res.StatusCode)...)
-			return e.deadLetter(msg, ev, pipeline, name, deadletter.KindPermanent, res.Reason, attempt)
-		default:
-			delay, ok := st.spec.Schedule.Next(attempt, res.RetryAfter)
-			if !ok {
-				e.log.Warn("giving up after last attempt", logArgs("reason", res.Reason)...)
-				return e.deadLetter(msg, ev, pipeline, name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", attempt, res.Reason), attempt)
-			}
-			r.retries.Inc()
-			e.log.Info("delivery failed; retry scheduled", logArgs("reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
-			if delayed {
-				return nackLater(msg, delay)
-			}
-			rm := message.NewMessage(watermill.NewULID(), msg.Payload)
-			rm.Metadata = maps.Clone(msg.Metadata)
-			rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(attempt+1))
-			delete(rm.Metadata, queue.MetaDedupID)
-			if err := e.delayer.PublishAt(queue.SinkTopic(name), time.Now().Add(delay), rm); err != nil {
-				e.log.Error("queue publish of retry failed; will try again", logArgs("error", err)...)
-				return nackLater(msg, infraRetryDelay)
-			}
-			return nil
-		}
-	}
 }
 
 // deadLetter publishes the event with its reason to the dead-letter topic.

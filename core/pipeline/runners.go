@@ -29,7 +29,8 @@ type consumer struct {
 	handler string // the router's handler name, unique per consumer
 	topic   string
 	sub     message.Subscriber
-	h       *message.Handler
+	f       message.NoPublishHandlerFunc // the handler function, wrapped
+	h       *message.Handler             // nil until the router has it
 
 	// The handler function's calls, counted, so stop can wait for the
 	// last one: the router's Stopped tells only that no more messages are
@@ -66,11 +67,31 @@ func (c *consumer) wrap(f message.NoPublishHandlerFunc) message.NoPublishHandler
 	}
 }
 
+// Subscribe is what the router subscribes through. A consumer stopped
+// before its handler started (a RunHandlers that failed on the way) hands
+// it a closed channel, so the router drops the handler instead of
+// subscribing a closed subscriber, which would fail every later
+// RunHandlers and hold Close for its whole timeout.
+func (c *consumer) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	c.mu.Lock()
+	stopping := c.stopping
+	c.mu.Unlock()
+	if stopping {
+		ch := make(chan *message.Message)
+		close(ch)
+		return ch, nil
+	}
+	return c.sub.Subscribe(ctx, topic)
+}
+
+// Close closes the subscriber (the router does when it closes).
+func (c *consumer) Close() error { return c.sub.Close() }
+
 // stop stops the handler, waits (up to grace) for the calls in progress to
 // finish, then closes the subscriber. Messages the subscriber had fetched
 // but not handed out go back to the group (the driver's Close does that).
 func (c *consumer) stop(grace time.Duration) {
-	if c.h != nil {
+	if c.h != nil && isClosed(c.h.Started()) {
 		c.h.Stop()
 		<-c.h.Stopped()
 	}
@@ -91,6 +112,23 @@ func (c *consumer) stop(grace time.Duration) {
 		t.Stop()
 	}
 	_ = c.sub.Close()
+}
+
+// abandon stops a consumer whose handler may not have started.
+func (c *consumer) abandon() {
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
+	_ = c.sub.Close()
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // pipeRunner is a running pipeline: one consumer per source, all in the
@@ -187,17 +225,48 @@ func (e *Engine) subscribe(group, topic string, window int) (message.Subscriber,
 	return sub, nil
 }
 
-// addConsumer adds a handler reading sub to the router and, when the
-// router runs, starts it. Callers hold e.mu.
+// addConsumer runs c with f: at once when the router runs, else from
+// Start (a handler the router has but never starts could not be stopped,
+// and would hold the router's Close for its whole timeout). Callers hold
+// e.mu.
 func (e *Engine) addConsumer(c *consumer, f message.NoPublishHandlerFunc) error {
 	if e.closed {
 		return errEngineClosed
 	}
-	c.h = e.router.AddConsumerHandler(c.handler, c.topic, c.sub, c.wrap(f))
+	c.f = c.wrap(f)
 	if !e.started {
 		return nil
 	}
+	return e.runConsumer(c)
+}
+
+// runConsumer adds c's handler to the running router and starts it.
+// Callers hold e.mu.
+func (e *Engine) runConsumer(c *consumer) error {
+	e.addHandler(c)
 	return e.router.RunHandlers(e.runCtx)
+}
+
+// addHandler gives c's handler to the router. Callers hold e.mu.
+func (e *Engine) addHandler(c *consumer) {
+	c.h = e.router.AddConsumerHandler(c.handler, c.topic, c, c.f)
+}
+
+// consumers returns every consumer the engine has. Callers hold e.mu.
+func (e *Engine) consumers() []*consumer {
+	var cs []*consumer
+	if e.deadLetters != nil {
+		cs = append(cs, e.deadLetters)
+	}
+	for _, pr := range e.pipes {
+		cs = slices.AppendSeq(cs, maps.Values(pr.cons))
+	}
+	for _, r := range e.sinks {
+		if r.cons != nil {
+			cs = append(cs, r.cons)
+		}
+	}
+	return cs
 }
 
 var errEngineClosed = errors.New("pipeline: engine closed")
@@ -237,20 +306,11 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 		if _, ok := pr.cons[src]; ok {
 			continue
 		}
-		topic := queue.SourceTopic(src)
-		sub, err := e.subscribe("pipeline-"+p.Name, topic, e.opts.SourceConcurrency)
-		if err != nil {
+		if err := e.addSourceConsumer(pr, src); err != nil {
 			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
 			continue
 		}
-		c := &consumer{handler: e.handlerName("pipeline", p.Name+"/"+src), topic: topic, sub: sub}
-		if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
-			_ = sub.Close()
-			errs = append(errs, fmt.Errorf("pipeline %q: source %q: %w", p.Name, src, err))
-			continue
-		}
-		pr.cons[src] = c
-		topics = append(topics, topic)
+		topics = append(topics, queue.SourceTopic(src))
 	}
 	e.updateSources()
 	e.mu.Unlock()
@@ -263,6 +323,23 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// addSourceConsumer adds pr's consumer of src, in the pipeline's group.
+// Callers hold e.mu.
+func (e *Engine) addSourceConsumer(pr *pipeRunner, src string) error {
+	topic := queue.SourceTopic(src)
+	sub, err := e.subscribe("pipeline-"+pr.name, topic, e.opts.SourceConcurrency)
+	if err != nil {
+		return err
+	}
+	c := &consumer{handler: e.handlerName("pipeline", pr.name+"/"+src), topic: topic, sub: sub}
+	if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
+		c.abandon()
+		return err
+	}
+	pr.cons[src] = c
+	return nil
 }
 
 // RemovePipeline stops a pipeline once the events it is handling are done.
@@ -313,21 +390,42 @@ func (e *Engine) SetSink(ctx context.Context, s Sink) error {
 		s.MaxInFlight = 64
 	}
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return errEngineClosed
+	}
 	r, ok := e.sinks[s.Name]
+	var old *sinkState
+	if ok && r.swappable(s) {
+		// Under e.mu: Close, which stops the states it finds, finds
+		// either the old one (retired below) or this one.
+		old = r.swap(newSinkState(s))
+	}
 	e.mu.Unlock()
+	if old != nil {
+		old.retire()
+		return nil
+	}
 	if ok {
-		if s.Ready == nil && r.cons != nil && r.lateCancel == nil && sinkWindow(s) == r.window {
-			st := newSinkState(s)
-			r.mu.Lock()
-			old := r.state
-			r.state = st
-			r.mu.Unlock()
-			old.retire()
-			return nil
-		}
 		e.stopSink(r)
 	}
 	return e.startSink(ctx, s)
+}
+
+// swappable tells whether s can take r's place in place. A late sink's
+// runner never can: its consumer is set by its own goroutine. Callers
+// hold e.mu.
+func (r *sinkRunner) swappable(s Sink) bool {
+	return s.Ready == nil && r.lateCancel == nil && r.cons != nil && sinkWindow(s) == r.window
+}
+
+// swap makes st the state new deliveries use and returns the old one.
+func (r *sinkRunner) swap(st *sinkState) *sinkState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.state
+	r.state = st
+	return old
 }
 
 // RemoveSink stops a sink once its deliveries in progress are done. No
@@ -372,25 +470,22 @@ func (e *Engine) stopSink(r *sinkRunner) {
 }
 
 // endLateWait stops a late sink's wait for Ready, if it has one, and
-// returns once the goroutine waiting (if it was started) is gone.
+// returns once the goroutine waiting (if it was started) is gone. It may
+// be called more than once (by Close and by a change).
 func (e *Engine) endLateWait(r *sinkRunner) {
 	if r.lateCancel == nil {
 		return
 	}
 	r.lateCancel()
 	e.mu.Lock()
-	started := true
-	for i, l := range e.pendingLate {
-		if l.r == r {
-			e.pendingLate = slices.Delete(e.pendingLate, i, i+1)
-			started = false
-			break
-		}
+	if i := slices.IndexFunc(e.pendingLate, func(l lateStart) bool { return l.r == r }); i >= 0 {
+		// Its goroutine will never run, so it is closed here: once, for
+		// this call and any later one.
+		e.pendingLate = slices.Delete(e.pendingLate, i, i+1)
+		close(r.lateDone)
 	}
 	e.mu.Unlock()
-	if started {
-		<-r.lateDone
-	}
+	<-r.lateDone
 }
 
 // startSink subscribes a new sink's group and starts its consumer, or,
@@ -403,7 +498,6 @@ func (e *Engine) startSink(ctx context.Context, s Sink) error {
 		return fmt.Errorf("sink %q: %w", s.Name, err)
 	}
 	r := e.newSinkRunner(s.Name, topic, window)
-	topics := []string{topic}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -412,36 +506,47 @@ func (e *Engine) startSink(ctx context.Context, s Sink) error {
 	}
 	e.sinks[s.Name] = r
 	if s.Ready != nil {
-		// A late sink's window may change once it is ready; this
-		// subscriber then only holds the group, for the events to wait.
-		r.lateSub = sub
-		lctx, cancel := context.WithCancel(context.Background())
-		r.lateCancel, r.lateDone = cancel, make(chan struct{})
-		if e.started {
-			go e.startWhenReady(lctx, r, s)
-		} else {
-			e.pendingLate = append(e.pendingLate, lateStart{r, s, lctx})
-		}
-		e.mu.Unlock()
-	} else {
-		r.state = newSinkState(s)
-		c := &consumer{handler: e.handlerName("sink", s.Name), topic: topic, sub: sub}
-		err := e.addConsumer(c, e.sinkHandler(r))
-		if err == nil {
-			r.cons = c
-		} else {
-			delete(e.sinks, s.Name)
-		}
-		e.mu.Unlock()
-		if err != nil {
-			_ = sub.Close()
-			return fmt.Errorf("sink %q: %w", s.Name, err)
-		}
+		e.waitReady(r, s, sub)
+	} else if err = e.addSinkConsumer(r, s, sub); err != nil {
+		delete(e.sinks, s.Name)
 	}
-	if err := e.q.Provision(ctx, topics); err != nil {
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("sink %q: %w", s.Name, err)
+	}
+	if err := e.q.Provision(ctx, []string{topic}); err != nil {
 		return fmt.Errorf("provision queue: %w", err)
 	}
 	return nil
+}
+
+// addSinkConsumer gives r its state and its consumer reading sub.
+// Callers hold e.mu.
+func (e *Engine) addSinkConsumer(r *sinkRunner, s Sink, sub message.Subscriber) error {
+	r.state = newSinkState(s)
+	c := &consumer{handler: e.handlerName("sink", s.Name), topic: r.topic, sub: sub}
+	if err := e.addConsumer(c, e.sinkHandler(r)); err != nil {
+		c.abandon()
+		return err
+	}
+	r.cons = c
+	return nil
+}
+
+// waitReady has r wait in the background for the late sink s to be
+// ready, from Start when the engine has not started yet. Callers hold
+// e.mu.
+func (e *Engine) waitReady(r *sinkRunner, s Sink, sub message.Subscriber) {
+	// A late sink's window may change once it is ready; this subscriber
+	// then only holds the group, for the events to wait.
+	r.lateSub = sub
+	lctx, cancel := context.WithCancel(context.Background())
+	r.lateCancel, r.lateDone = cancel, make(chan struct{})
+	if e.started {
+		go e.startWhenReady(lctx, r, s)
+	} else {
+		e.pendingLate = append(e.pendingLate, lateStart{r, s, lctx})
+	}
 }
 
 // lateStart is a late sink added before Start, waiting to be watched.
@@ -475,50 +580,77 @@ func (e *Engine) startWhenReady(ctx context.Context, r *sinkRunner, s Sink) {
 	case <-e.closing:
 		return
 	}
-	backoff := 100 * time.Millisecond
-	// wait waits out backoff; false: the wait was ended.
-	wait := func() bool {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-e.closing:
-			return false
-		}
-		backoff = min(backoff*2, 10*time.Second)
-		return true
-	}
+	w := &lateWait{ctx: ctx, closing: e.closing, backoff: 100 * time.Millisecond}
 	if s.Resolve != nil {
 		var n int
 		if s.Sink, n = s.Resolve(); n > 0 {
 			s.MaxInFlight = n
 		}
 	}
-	sub := r.lateSub
-	for window := sinkWindow(s); window != r.window; {
-		nsub, err := e.subscribe("sink-"+s.Name, r.topic, window)
-		if err == nil {
-			// The first subscriber never subscribed: it has nothing in flight.
-			_ = sub.Close()
-			sub, r.window = nsub, window
-			e.mu.Lock()
-			r.lateSub = sub
-			e.mu.Unlock()
-			break
-		}
-		e.log.Error("subscribe sink consumer with its window; trying again", "sink", s.Name, "max_in_flight", s.MaxInFlight, "error", err, "in", backoff)
-		if !wait() {
-			return
-		}
+	sub, ok := e.resubscribeLate(r, s, w)
+	if !ok {
+		return
 	}
 	r.mu.Lock()
 	r.state = newSinkState(s)
 	r.mu.Unlock()
+	e.runLate(r, s, sub, w)
+}
+
+// lateWait waits between a late sink's tries, the backoff doubling up to
+// 10s, until the sink's wait is ended.
+type lateWait struct {
+	ctx     context.Context
+	closing <-chan struct{}
+	backoff time.Duration
+}
+
+// wait waits out the backoff; false: the wait was ended.
+func (w *lateWait) wait() bool {
+	t := time.NewTimer(w.backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.ctx.Done():
+		return false
+	case <-w.closing:
+		return false
+	}
+	w.backoff = min(w.backoff*2, 10*time.Second)
+	return true
+}
+
+// resubscribeLate returns the subscriber for a late sink that is ready:
+// the one that held its group, or, when its window changed, a new one
+// with the window (tried until it succeeds or the wait is ended: ok
+// false).
+func (e *Engine) resubscribeLate(r *sinkRunner, s Sink, w *lateWait) (sub message.Subscriber, ok bool) {
+	sub = r.lateSub
+	window := sinkWindow(s)
+	for window != r.window {
+		nsub, err := e.subscribe("sink-"+s.Name, r.topic, window)
+		if err == nil {
+			// The first subscriber never subscribed: it has nothing in flight.
+			_ = sub.Close()
+			e.mu.Lock()
+			r.lateSub, r.window = nsub, window
+			e.mu.Unlock()
+			return nsub, true
+		}
+		e.log.Error("subscribe sink consumer with its window; trying again", "sink", s.Name, "max_in_flight", s.MaxInFlight, "error", err, "in", w.backoff)
+		if !w.wait() {
+			return nil, false
+		}
+	}
+	return sub, true
+}
+
+// runLate adds a ready late sink's consumer to the router and starts it,
+// trying again until it runs or the wait is ended.
+func (e *Engine) runLate(r *sinkRunner, s Sink, sub message.Subscriber, w *lateWait) {
 	for {
 		e.mu.Lock()
-		if e.closed || ctx.Err() != nil {
+		if e.closed || w.ctx.Err() != nil {
 			e.mu.Unlock()
 			return
 		}
@@ -536,8 +668,8 @@ func (e *Engine) startWhenReady(ctx context.Context, r *sinkRunner, s Sink) {
 			e.log.Info("sink ready; consuming its queue", "sink", s.Name, "max_in_flight", s.MaxInFlight)
 			return
 		}
-		e.log.Error("start sink consumer; trying again", "sink", s.Name, "error", err, "in", backoff)
-		if !wait() {
+		e.log.Error("start sink consumer; trying again", "sink", s.Name, "error", err, "in", w.backoff)
+		if !w.wait() {
 			return
 		}
 	}

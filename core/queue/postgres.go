@@ -82,7 +82,7 @@ type Postgres struct {
 
 	mu     sync.Mutex
 	topics map[string]struct{}
-	groups map[Backlog]struct{} // groups and (sql) topics subscribed, for Backlog
+	groups knownGroups // groups and (sql) topics subscribed, for Backlog
 	subs   map[*pgSubscriber]struct{}
 	closed bool
 	done   chan struct{}
@@ -129,7 +129,6 @@ func NewPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		db:     db,
 		log:    o.Logger.With("queue", "postgres"),
 		topics: map[string]struct{}{},
-		groups: map[Backlog]struct{}{},
 		subs:   map[*pgSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -427,7 +426,7 @@ func (s *pgSubscriber) SubscribeInitialize(topic string) error {
 	if err := s.q.ensure(s.ctx, st); err != nil {
 		return err
 	}
-	s.q.rememberGroup(s.name, topic)
+	s.q.groups.remember(s.name, topic)
 	for _, qq := range s.q.offsets.BeforeSubscribingQueries(st, s.group) {
 		if _, err := s.q.db.ExecContext(s.ctx, qq.Query, qq.Args...); err != nil {
 			return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
@@ -446,7 +445,7 @@ func (s *pgSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 	if err := s.q.ensure(ctx, st); err != nil {
 		return nil, err
 	}
-	s.q.rememberGroup(s.name, topic)
+	s.q.groups.remember(s.name, topic)
 	subCtx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.ctx, cancel)
 	innerCtx, innerCancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -5,18 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
-
-// rememberGroup records a group and topic for Backlog.
-func (q *Postgres) rememberGroup(group, topic string) {
-	q.mu.Lock()
-	q.groups[Backlog{Group: group, Topic: topic}] = struct{}{}
-	q.mu.Unlock()
-}
 
 // Backlog implements BacklogReporter for the groups this process
 // subscribed or initialised. Pending counts the rows after the group's
@@ -25,21 +16,7 @@ func (q *Postgres) rememberGroup(group, topic string) {
 // position row locked until the ack. A consumer polling holds the lock
 // for a moment too, which may show as one unacked message.
 func (q *Postgres) Backlog(ctx context.Context) ([]Backlog, error) {
-	q.mu.Lock()
-	groups := slices.Collect(maps.Keys(q.groups))
-	q.mu.Unlock()
-	var out []Backlog
-	for _, b := range groups {
-		got, exists, err := q.groupBacklog(ctx, b.Group, b.Topic)
-		if err != nil {
-			return out, err
-		}
-		if exists {
-			out = append(out, got)
-		}
-	}
-	sortBacklog(out)
-	return out, nil
+	return q.groups.backlog(ctx, q.groupBacklog)
 }
 
 // groupBacklog reads one group's figures; exists is false when the
@@ -107,9 +84,7 @@ func (q *Postgres) Retire(ctx context.Context, group, topic string, fn func(*mes
 	if _, err := q.db.ExecContext(ctx, `DELETE FROM `+q.deliveriesTable()+` WHERE grp = $1 AND topic = $2`, g, st); err != nil {
 		return n, fmt.Errorf("queue: delete delivery count of group %s on %s: %w", group, topic, err)
 	}
-	q.mu.Lock()
-	delete(q.groups, Backlog{Group: group, Topic: topic})
-	q.mu.Unlock()
+	q.groups.forget(group, topic)
 	return n, q.dropTopic(ctx, st)
 }
 

@@ -7,6 +7,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,4 +166,50 @@ func every(wg *sync.WaitGroup, done <-chan struct{}, interval, timeout time.Dura
 			cancel()
 		}
 	}
+}
+
+// knownGroups is the set of groups (and topics) a driver subscribed or
+// initialised in this process: the ones its Backlog reports, for drivers
+// that cannot list the groups of other processes cheaply. The zero value
+// is ready to use.
+type knownGroups struct {
+	mu sync.Mutex
+	m  map[Backlog]struct{}
+}
+
+// remember adds a group and topic.
+func (g *knownGroups) remember(group, topic string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = map[Backlog]struct{}{}
+	}
+	g.m[Backlog{Group: group, Topic: topic}] = struct{}{}
+}
+
+// forget removes a group and topic (the group was retired).
+func (g *knownGroups) forget(group, topic string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.m, Backlog{Group: group, Topic: topic})
+}
+
+// backlog reads the figures of each group with one, sorted; a group one
+// finds gone (exists false) is left out.
+func (g *knownGroups) backlog(ctx context.Context, one func(ctx context.Context, group, topic string) (b Backlog, exists bool, err error)) ([]Backlog, error) {
+	g.mu.Lock()
+	groups := slices.Collect(maps.Keys(g.m))
+	g.mu.Unlock()
+	var out []Backlog
+	for _, b := range groups {
+		got, exists, err := one(ctx, b.Group, b.Topic)
+		if err != nil {
+			return out, err
+		}
+		if exists {
+			out = append(out, got)
+		}
+	}
+	sortBacklog(out)
+	return out, nil
 }

@@ -82,8 +82,8 @@ type Redis struct {
 	host   string // consumer name prefix
 
 	mu     sync.Mutex
-	topics map[string]struct{}  // stream keys seen, for trimming
-	groups map[Backlog]struct{} // groups and topics subscribed, for Backlog
+	topics map[string]struct{} // stream keys seen, for trimming
+	groups knownGroups         // groups and topics subscribed, for Backlog
 	subs   map[*redisSubscriber]struct{}
 	closed bool
 	done   chan struct{}
@@ -158,7 +158,6 @@ func NewRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 		client: client,
 		log:    o.Logger.With("queue", "redis"),
 		topics: map[string]struct{}{},
-		groups: map[Backlog]struct{}{},
 		subs:   map[*redisSubscriber]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -204,13 +203,6 @@ func (q *Redis) remember(key string) error {
 	}
 	q.topics[key] = struct{}{}
 	return nil
-}
-
-// rememberGroup records a group and topic for Backlog.
-func (q *Redis) rememberGroup(group, topic string) {
-	q.mu.Lock()
-	q.groups[Backlog{Group: group, Topic: topic}] = struct{}{}
-	q.mu.Unlock()
 }
 
 // Features implements Queue.
@@ -362,7 +354,7 @@ func (s *redisSubscriber) SubscribeInitialize(topic string) error {
 	if err := s.q.remember(key); err != nil {
 		return err
 	}
-	s.q.rememberGroup(s.name, topic)
+	s.q.groups.remember(s.name, topic)
 	if err := createGroup(s.ctx, s.q.client, key, s.group); err != nil {
 		return fmt.Errorf("queue: create group %s on %s: %w", s.group, topic, err)
 	}
@@ -378,7 +370,7 @@ func (s *redisSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *
 	if err := q.remember(key); err != nil {
 		return nil, err
 	}
-	q.rememberGroup(s.name, topic)
+	q.groups.remember(s.name, topic)
 	if s.ctx.Err() != nil {
 		return nil, errClosed
 	}

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -16,21 +15,7 @@ import (
 // read by it), Unacked its pending entries list (read and not
 // acknowledged, also by consumers of other processes).
 func (q *Redis) Backlog(ctx context.Context) ([]Backlog, error) {
-	q.mu.Lock()
-	groups := slices.Collect(maps.Keys(q.groups))
-	q.mu.Unlock()
-	var out []Backlog
-	for _, b := range groups {
-		got, exists, err := q.groupBacklog(ctx, b.Group, b.Topic)
-		if err != nil {
-			return out, err
-		}
-		if exists {
-			out = append(out, got)
-		}
-	}
-	sortBacklog(out)
-	return out, nil
+	return q.groups.backlog(ctx, q.groupBacklog)
 }
 
 // groupBacklog reads one group's figures; exists is false when the stream
@@ -81,9 +66,7 @@ func (q *Redis) Retire(ctx context.Context, group, topic string, fn func(*messag
 	if err := q.client.XGroupDestroy(ctx, key, q.group(group)).Err(); err != nil {
 		return n, fmt.Errorf("queue: destroy group %s on %s: %w", q.group(group), key, err)
 	}
-	q.mu.Lock()
-	delete(q.groups, Backlog{Group: group, Topic: topic})
-	q.mu.Unlock()
+	q.groups.forget(group, topic)
 	groups, err := q.client.XInfoGroups(ctx, key).Result()
 	if err != nil {
 		return n, fmt.Errorf("queue: groups of %s: %w", key, err)

@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/hookbus/hookbus/core/deadletter"
+	"github.com/hookbus/hookbus/core/envelope"
+	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/sdk"
+)
+
+// sinkDelivery is one message of a sink's topic, decoded.
+type sinkDelivery struct {
+	msg      *message.Message
+	ev       sdk.Event
+	pipeline string
+	attempt  int
+}
+
+// logArgs are the logger fields of a delivery. They are built only for
+// what is logged: a successful delivery logs nothing at the default level.
+func (d *sinkDelivery) logArgs(sink string, more ...any) []any {
+	return append([]any{"sink", sink, "pipeline", d.pipeline, "event_id", d.ev.ID, "attempt", d.attempt}, more...)
+}
+
+// sinkHandler handles the messages of sink r's topic.
+func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		d, ok, err := e.admitDelivery(r.name, msg)
+		if !ok {
+			return err
+		}
+		// A delivery in flight at shutdown is finished, not cut off: the
+		// router waits for it (up to CloseTimeout) and the sink's own
+		// timeout bounds it.
+		ctx := context.WithoutCancel(msg.Context())
+		// The sink version this delivery uses to the end, its outcome
+		// included (a replaced sink's schedule does not apply to it).
+		st := r.acquire()
+		defer st.release()
+		res := e.deliver(ctx, r, st, d)
+		switch res.Outcome {
+		case sdk.OK:
+			e.delivered(ctx, r, d, res)
+			return nil
+		case sdk.Permanent:
+			e.log.Warn("permanent delivery failure", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode)...)
+			return e.deadLetter(msg, d.ev, d.pipeline, r.name, deadletter.KindPermanent, res.Reason, d.attempt)
+		default:
+			return e.deliveryFailed(r, st, d, res)
+		}
+	}
+}
+
+// admitDelivery decodes a sink's message. A message that cannot be
+// delivered (undecodable, or poison: delivered too often without an
+// outcome) is dead-lettered instead: ok is false and err is the handler's
+// result.
+func (e *Engine) admitDelivery(sink string, msg *message.Message) (d *sinkDelivery, ok bool, err error) {
+	d = &sinkDelivery{msg: msg, pipeline: msg.Metadata.Get(envelope.Pipeline)}
+	if err := d.ev.UnmarshalJSON(msg.Payload); err != nil {
+		return nil, false, e.deadLetter(msg, sdk.Event{ID: msg.UUID}, d.pipeline, sink, deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
+	}
+	if n := queue.Deliveries(msg); n > e.opts.MaxDeliveries {
+		return nil, false, e.deadLetter(msg, d.ev, d.pipeline, sink, deadletter.KindPoison, fmt.Sprintf("poison: delivered %d times without an outcome", n-1), n-1)
+	}
+	// A retry published for later (PublishAt) starts at attempt 1 in the
+	// queue's count: MetaRetryAttempt carries the attempts before it.
+	d.attempt = queue.Attempt(msg)
+	if a, ok := queue.MetaInt(msg, MetaRetryAttempt); ok && a > 0 {
+		d.attempt = int(a) + d.attempt - 1
+	}
+	return d, true, nil
+}
+
+// deliver makes one delivery attempt to the sink version st, measured.
+func (e *Engine) deliver(ctx context.Context, r *sinkRunner, st *sinkState, d *sinkDelivery) sdk.Result {
+	r.inFlight.Inc()
+	start := time.Now()
+	res := st.deliver(ctx, sdk.Delivery{Event: d.ev, Attempt: d.attempt, Pipeline: d.pipeline, Raw: d.msg.Payload})
+	r.inFlight.Dec()
+	r.attemptTime.Observe(time.Since(start).Seconds())
+	e.m.Attempts.WithLabelValues(r.name, res.Outcome.String(), metrics.StatusClass(res.StatusCode)).Inc()
+	return res
+}
+
+// delivered records a successful delivery.
+func (e *Engine) delivered(ctx context.Context, r *sinkRunner, d *sinkDelivery, res sdk.Result) {
+	e.m.Delivered.WithLabelValues(d.pipeline, r.name).Inc()
+	if ns, err := strconv.ParseInt(d.msg.Metadata.Get(envelope.ReceivedAt), 10, 64); err == nil {
+		r.endToEnd.Observe(time.Since(time.Unix(0, ns)).Seconds())
+	}
+	if e.log.Enabled(ctx, slog.LevelDebug) {
+		e.log.Debug("delivered", d.logArgs(r.name, "status", res.StatusCode)...)
+	}
+}
+
+// deliveryFailed schedules the next attempt of a delivery that may be
+// retried, after the delay st's schedule gives, or dead-letters it when
+// the schedule is exhausted.
+func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, res sdk.Result) error {
+	delay, ok := st.spec.Schedule.Next(d.attempt, res.RetryAfter)
+	if !ok {
+		e.log.Warn("giving up after last attempt", d.logArgs(r.name, "reason", res.Reason)...)
+		return e.deadLetter(d.msg, d.ev, d.pipeline, r.name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", d.attempt, res.Reason), d.attempt)
+	}
+	r.retries.Inc()
+	e.log.Info("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+	return e.retryDelivery(r.name, d, delay)
+}
+
+// retryByNack is the retry strategy of drivers with delayed nacks: the
+// broker holds the message back itself.
+func (e *Engine) retryByNack(_ string, d *sinkDelivery, delay time.Duration) error {
+	return nackLater(d.msg, delay)
+}
+
+// retryByPublishAt is the retry strategy of drivers that take a copy due
+// later (queue.Delayer): the copy carries the attempt it is for, and the
+// message is acked.
+func (e *Engine) retryByPublishAt(sink string, d *sinkDelivery, delay time.Duration) error {
+	rm := requeueCopy(d.msg)
+	rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(d.attempt+1))
+	delete(rm.Metadata, queue.MetaDedupID)
+	if err := e.delayer.PublishAt(queue.SinkTopic(sink), time.Now().Add(delay), rm); err != nil {
+		e.log.Error("queue publish of retry failed; will try again", d.logArgs(sink, "error", err)...)
+		return nackLater(d.msg, infraRetryDelay)
+	}
+	return nil
+}
+
+// requeueCopy is a new message with msg's payload and metadata, less the
+// keys drop (the queue's own counts, which must start again for it).
+func requeueCopy(msg *message.Message, drop ...string) *message.Message {
+	rm := message.NewMessage(watermill.NewULID(), msg.Payload)
+	rm.Metadata = maps.Clone(msg.Metadata)
+	for _, k := range drop {
+		delete(rm.Metadata, k)
+	}
+	return rm
+}
