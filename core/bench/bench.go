@@ -475,8 +475,12 @@ wait:
 			reason = "stopped"
 		}
 	}
-	if !sent && reason != "" {
-		cancel()
+	if !sent {
+		// Every event arrived but answers may still be on their way: wait
+		// for them so Accepted is whole; on failure stop sending first.
+		if reason != "" {
+			cancel()
+		}
 		<-genErr
 	}
 	var cpu time.Duration
