@@ -148,10 +148,10 @@ type Result struct {
 	Process string `json:"process"`
 	Events  int    `json:"events"`
 	// OfferedRate is Options.Rate (0: closed loop).
-	OfferedRate float64 `json:"offered_rate,omitempty"`
-	Accepted    int     `json:"accepted"`  // events answered 2xx by ingest
-	Delivered   int     `json:"delivered"` // distinct events every receiver got
-	Duplicates  int     `json:"duplicates"`
+	OfferedRate float64       `json:"offered_rate,omitempty"`
+	Accepted    int           `json:"accepted"`  // events answered 2xx by ingest
+	Delivered   int           `json:"delivered"` // distinct events every receiver got
+	Duplicates  int           `json:"duplicates"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	EventsPerS  float64       `json:"events_per_s"`
 	// P50, P99 and P999 are ingest -> delivery: from the time the request

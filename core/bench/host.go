@@ -169,4 +169,3 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return t.b.String()
 }
-
