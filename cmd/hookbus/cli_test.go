@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -215,14 +216,78 @@ func TestBenchComparesTheWebhookPluginWithInProcess(t *testing.T) {
 	plugin := testenv.BuildBinary(t, "../../plugins/webhook/cmd/hookbus-webhook")
 	out := runCLI(t, "bench", "--drivers", "memory", "--events", "200", "--concurrency", "4", "--runs", "2", "--webhook-plugin", plugin)
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^run 1  memory +webhook +200 events`),
-		regexp.MustCompile(`(?m)^run 2  memory +webhook-plugin +200 events`),
-		regexp.MustCompile(`(?m)^memory +webhook +median of 2: +\d+ events/s  delivery`),
-		regexp.MustCompile(`(?m)^memory +webhook-plugin median of 2: +\d+ events/s \(\d+\.\d\d× in process\)`),
+		regexp.MustCompile(`(?m)^run 1  direct +- +- +200/200 events +\d+ events/s  p50`),
+		regexp.MustCompile(`(?m)^run 1  transform +memory +webhook +200/200 events +\d+ events/s \(\d+\.\d\d× direct \d+/s\)  p50 .* cpu/event \d+µs`),
+		regexp.MustCompile(`(?m)^run 2  plugin-sink +memory +webhook-plugin +200/200 events`),
+		regexp.MustCompile(`(?m)^transform +memory +webhook +median of 2: +\d+ events/s \(\d+\.\d\d× direct`),
+		regexp.MustCompile(`(?m)^plugin-sink +memory +webhook-plugin median of 2: +\d+ events/s \(\d+\.\d\d× direct \d+/s\) \(\d+\.\d\d× in process\)`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchJSON: --json prints one document with every round (the direct
+// baseline first, compared within the round) and the medians; hookbus ran
+// as a child process.
+func TestBenchJSON(t *testing.T) {
+	out := runCLI(t, "bench", "--drivers", "memory", "--scenario", "passthrough,fanout", "--events", "200", "--concurrency", "4", "--runs", "2", "--json")
+	var rep struct {
+		Options struct {
+			Scenarios []string `json:"scenarios"`
+			Runs      int      `json:"runs"`
+		} `json:"options"`
+		Runs [][]struct {
+			Scenario      string  `json:"scenario"`
+			Process       string  `json:"process"`
+			Delivered     int     `json:"delivered"`
+			EventsPerS    float64 `json:"events_per_s"`
+			RatioToDirect float64 `json:"ratio_to_direct"`
+			P999          int64   `json:"p999_ns"`
+			CPUPerEvent   int64   `json:"cpu_per_event_ns"`
+			Partial       bool    `json:"partial"`
+		} `json:"runs"`
+		Summaries []struct {
+			Scenario      string  `json:"scenario"`
+			Runs          int     `json:"runs"`
+			EventsPerS    float64 `json:"events_per_s"`
+			RatioToDirect float64 `json:"ratio_to_direct"`
+		} `json:"summaries"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, out)
+	}
+	if rep.Options.Runs != 2 || strings.Join(rep.Options.Scenarios, ",") != "passthrough,fanout" || len(rep.Runs) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for i, round := range rep.Runs {
+		if len(round) != 3 || round[0].Scenario != "direct" || round[1].Scenario != "passthrough" || round[2].Scenario != "fanout" {
+			t.Fatalf("round %d: %+v", i, round)
+		}
+		for _, r := range round[1:] {
+			if r.Partial || r.Delivered != 200 || r.Process != "child" || r.RatioToDirect <= 0 || r.CPUPerEvent <= 0 || r.P999 <= 0 {
+				t.Errorf("round %d: %+v", i, r)
+			}
+		}
+	}
+	if len(rep.Summaries) != 3 || rep.Summaries[1].Runs != 2 || rep.Summaries[1].RatioToDirect <= 0 || rep.Summaries[0].EventsPerS <= 0 {
+		t.Errorf("summaries %+v", rep.Summaries)
+	}
+}
+
+// TestBenchDirectMode: --mode direct measures only the generator straight
+// to the receiver, and --progress writes the live line to stderr.
+func TestBenchDirectMode(t *testing.T) {
+	out, stderr, code := runExit(t, "", "bench", "--mode", "direct", "--events", "200", "--concurrency", "4", "--runs", "1", "--progress")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !regexp.MustCompile(`(?m)^run 1  direct +- +- +200/200 events`).MatchString(out) || strings.Contains(out, "transform") {
+		t.Errorf("output:\n%s", out)
+	}
+	if !strings.Contains(stderr, "run 1 direct") || !strings.Contains(stderr, "/200 delivered") {
+		t.Errorf("no progress line on stderr: %q", stderr)
 	}
 }
 

@@ -1,69 +1,102 @@
-// Package bench measures hookbus end to end on this machine: events are
-// POSTed to the ingest endpoint, go through the queue and a no-op transform
-// script, and are delivered as signed webhooks to a local receiver.
+// Package bench measures hookbus end to end on this machine: a generator
+// POSTs events to the ingest endpoint, they go through the queue and the
+// scenario's pipeline, and are delivered as signed webhooks to local
+// receivers. The direct scenario sends the same events from the same
+// generator straight to the same receiver, the physical baseline every
+// other figure is compared with (see Compare).
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/hookbus/hookbus/core/app"
-	"github.com/hookbus/hookbus/core/config"
 )
+
+// Scenarios.
+const (
+	// Direct is the generator straight to the receiver, no hookbus.
+	Direct = "direct"
+	// Passthrough is a pipeline without steps to one webhook sink.
+	Passthrough = "passthrough"
+	// Transform is a pipeline with a JavaScript transform to one webhook sink.
+	Transform = "transform"
+	// Fanout is one pipeline (the transform) to three webhook sinks, each
+	// with its own receiver; an event counts once all three have it.
+	Fanout = "fanout"
+	// PluginSink is Transform with the webhook sink out of process.
+	PluginSink = "plugin-sink"
+	// SlowEndpoint is Transform to a healthy sink and a dead one (503 or
+	// hanging, see Options.Dead); it also measures the healthy sink alone.
+	SlowEndpoint = "slow-endpoint"
+	// Backlog is Passthrough to a receiver that answers 503 until every
+	// event is accepted, then 204: memory during and after the drain.
+	Backlog = "backlog"
+)
+
+// Scenarios lists the scenarios that run hookbus, in their usual order.
+var Scenarios = []string{Passthrough, Transform, Fanout, PluginSink, SlowEndpoint, Backlog}
 
 // Options of one run.
 type Options struct {
-	Driver      string // queue driver: embedded, memory, nats, ...
-	QueueURL    string
-	Events      int // events to send
-	Concurrency int // concurrent producers
-	Batch       int // events per ingest request
-	// WebhookPlugin, when set, is the path of the hookbus-webhook plugin
-	// binary: the sink then runs out of process instead of in process.
+	// Scenario is Direct or one of Scenarios; default Transform.
+	Scenario string
+	Driver   string // queue driver: embedded (default), memory, nats, ...
+	QueueURL string
+	Events   int // events to send; default 20000
+	// Concurrency is the number of concurrent producers; default 32.
+	Concurrency int
+	Batch       int // events per ingest request; default 1
+	// Payload is the length of the padding string in each event; default 32.
+	Payload int
+	// Rate, when positive, offers that many events/s whatever the answers
+	// (open loop) instead of sending as fast as the producers can.
+	Rate float64
+	// WebhookPlugin is the path of the hookbus-webhook plugin binary, for
+	// the PluginSink scenario.
 	WebhookPlugin string
-	Logger        *slog.Logger
+	// Binary, when set, is a hookbus executable: hookbus then runs as a
+	// child `hookbus run`, and its CPU (plugins included) and memory are
+	// read from /proc. Without it hookbus runs in this process and the CPU
+	// and memory figures include the generator and the receivers.
+	Binary string
+	// Dead is how the dead endpoint of SlowEndpoint fails: "503" (default)
+	// or "hang" (never answers; the sink's timeout ends each attempt).
+	Dead string
+	// Timeout bounds waiting for the deliveries; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Settle is how long after the drain of Backlog the memory is read
+	// again (RSSAfter); default 5s.
+	Settle time.Duration
+	// Progress, when set, is called about five times a second during the run.
+	Progress func(Progress)
+	Logger   *slog.Logger
 }
 
-// Result of one run.
-type Result struct {
-	Driver     string
-	Sink       string // "webhook" (in process) or "webhook-plugin"
-	Events     int
-	Delivered  int
-	Duplicates int
-	Elapsed    time.Duration
-	EventsPerS float64
-	P50, P99   time.Duration
-	IngestP50  time.Duration // time for the 202
-	IngestP99  time.Duration
-	// CPUPerEvent is the CPU time of this process and its plugin
-	// processes, generator and receiver included, divided by the events.
-	CPUPerEvent time.Duration
+// Progress is a snapshot of a run under way.
+type Progress struct {
+	Scenario  string
+	Phase     string // "sending", "backlog", "draining", "delivering"
+	Accepted  int    // events the ingest endpoint (or receiver) took
+	Delivered int    // distinct events that reached every receiver
+	Total     int
+	Rate      float64 // delivered events/s since the start
+	Elapsed   time.Duration
 }
 
-func (r Result) String() string {
-	return fmt.Sprintf("%-9s %-14s %7d events  %8.0f events/s  delivery p50 %7.2fms  p99 %7.2fms  ingest p50 %6.2fms p99 %6.2fms  cpu/event %4dµs  dup %d",
-		r.Driver, r.Sink, r.Delivered, r.EventsPerS, ms(r.P50), ms(r.P99), ms(r.IngestP50), ms(r.IngestP99), r.CPUPerEvent.Microseconds(), r.Duplicates)
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// Run performs one measurement.
-func Run(ctx context.Context, o Options) (Result, error) {
+func (o *Options) setDefaults() {
+	if o.Scenario == "" {
+		o.Scenario = Transform
+	}
+	if o.Driver == "" {
+		o.Driver = "embedded"
+	}
 	if o.Events <= 0 {
 		o.Events = 20000
 	}
@@ -73,166 +106,444 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1
 	}
+	if o.Payload <= 0 {
+		o.Payload = 32
+	}
+	if o.Dead == "" {
+		o.Dead = "503"
+	}
+	if o.Settle <= 0 {
+		o.Settle = 5 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout(o.Scenario, o.Events, o.Rate)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+}
+
+// DefaultTimeout is how long a run waits for its deliveries: a minute, plus
+// 5ms per event (a floor of 200 events/s), plus twice the time the offered
+// rate needs; three times that for Backlog, which sends, waits and drains.
+func DefaultTimeout(scenario string, events int, rate float64) time.Duration {
+	d := time.Minute + time.Duration(events)*5*time.Millisecond
+	if rate > 0 {
+		d += time.Duration(2 * float64(events) / rate * float64(time.Second))
+	}
+	if scenario == Backlog {
+		d *= 3
+	}
+	return d
+}
+
+// Result of one run. Durations marshal as nanoseconds (the _ns keys).
+type Result struct {
+	Scenario string `json:"scenario"`
+	Driver   string `json:"driver,omitempty"` // "" for Direct
+	Sink     string `json:"sink,omitempty"`   // "webhook", "webhook-plugin"; "" for Direct
+	// Process says where hookbus ran: "child" (its own process, figures
+	// its own), "in-process" (figures include generator and receivers)
+	// or "none" (Direct).
+	Process string `json:"process"`
+	Events  int    `json:"events"`
+	// OfferedRate is Options.Rate (0: closed loop).
+	OfferedRate float64       `json:"offered_rate,omitempty"`
+	Accepted    int           `json:"accepted"`  // events answered 2xx by ingest
+	Delivered   int           `json:"delivered"` // distinct events every receiver got
+	Duplicates  int           `json:"duplicates"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	EventsPerS  float64       `json:"events_per_s"`
+	// P50, P99 and P999 are ingest -> delivery: from the time the request
+	// was sent (or scheduled, with a rate) to its arrival at the receiver.
+	P50       time.Duration `json:"p50_ns"`
+	P99       time.Duration `json:"p99_ns"`
+	P999      time.Duration `json:"p999_ns"`
+	IngestP50 time.Duration `json:"ingest_p50_ns"` // time to the ingest answer
+	IngestP99 time.Duration `json:"ingest_p99_ns"`
+	// CPUPerEvent is hookbus's CPU time (see Process) over the delivered
+	// events; 0 for Direct.
+	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
+	PeakRSS     int64         `json:"peak_rss_bytes,omitempty"`
+
+	// DirectEventsPerS and RatioToDirect compare with the Direct run of
+	// the same round; InProcessRatio compares PluginSink with Transform on
+	// the same driver in the same round. Set by Compare.
+	DirectEventsPerS float64 `json:"direct_events_per_s,omitempty"`
+	RatioToDirect    float64 `json:"ratio_to_direct,omitempty"`
+	InProcessRatio   float64 `json:"in_process_ratio,omitempty"`
+
+	// SlowEndpoint: the healthy sink's events/s alone (measured just
+	// before), the ratio of EventsPerS to it, and the attempts the dead
+	// endpoint refused.
+	AloneEventsPerS float64 `json:"alone_events_per_s,omitempty"`
+	RelativeToAlone float64 `json:"relative_to_alone,omitempty"`
+	DeadAttempts    int64   `json:"dead_attempts,omitempty"`
+
+	// Backlog: the peak RSS while the events wait and while they drain,
+	// the RSS Options.Settle after the drain, the drain's events/s (from
+	// the receiver's recovery to the last delivery), attempts refused,
+	// and events not delivered.
+	PeakRSSBacklog  int64   `json:"peak_rss_backlog_bytes,omitempty"`
+	PeakRSSDrain    int64   `json:"peak_rss_drain_bytes,omitempty"`
+	RSSAfter        int64   `json:"rss_after_bytes,omitempty"`
+	DrainEventsPerS float64 `json:"drain_events_per_s,omitempty"`
+	Refused         int64   `json:"refused,omitempty"`
+	Lost            int     `json:"lost"`
+
+	// Partial is set when the run ended before every event was delivered;
+	// Reason says why (a timeout, a refused request, an interrupt) and the
+	// figures are those of what was delivered until then.
+	Partial bool   `json:"partial,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Run performs one measurement of o.Scenario. It returns an error only when
+// nothing could be measured (hookbus did not start); a run that ends early
+// returns its partial figures with Partial and Reason set.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.setDefaults()
+	res := Result{Scenario: o.Scenario, Events: o.Events, OfferedRate: o.Rate}
+	if o.Scenario == Direct {
+		res.Process = "none"
+		rcv, err := newReceiver(o.Events, answerOK)
+		if err != nil {
+			return res, err
+		}
+		defer rcv.close()
+		measure(ctx, o, run{url: rcv.url(), targets: []*receiver{rcv}}, &res)
+		return res, nil
+	}
+	if !slices.Contains(Scenarios, o.Scenario) {
+		return res, fmt.Errorf("unknown scenario %q (want %s or one of %v)", o.Scenario, Direct, Scenarios)
+	}
+	if o.Scenario == PluginSink && o.WebhookPlugin == "" {
+		return res, errors.New("scenario plugin-sink needs the hookbus-webhook plugin binary (Options.WebhookPlugin)")
+	}
+	if o.Scenario == SlowEndpoint {
+		// The healthy sink alone first, then beside the dead one.
+		alone := o
+		alone.Scenario = Transform
+		alone.Progress = nil
+		ar, err := runHookbus(ctx, alone)
+		if err != nil {
+			return res, fmt.Errorf("healthy sink alone: %w", err)
+		}
+		r, err := runHookbus(ctx, o)
+		if err != nil {
+			return res, err
+		}
+		r.AloneEventsPerS = ar.EventsPerS
+		if ar.EventsPerS > 0 {
+			r.RelativeToAlone = r.EventsPerS / ar.EventsPerS
+		}
+		if ar.Partial && !r.Partial {
+			r.Partial, r.Reason = true, "healthy sink alone: "+ar.Reason
+		}
+		return r, nil
+	}
+	return runHookbus(ctx, o)
+}
+
+const benchSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// runHookbus runs one scenario through hookbus.
+func runHookbus(ctx context.Context, o Options) (Result, error) {
+	res := Result{Scenario: o.Scenario, Driver: o.Driver, Sink: "webhook", Process: "in-process", Events: o.Events, OfferedRate: o.Rate}
+	if o.Binary != "" {
+		res.Process = "child"
+	}
 	dir, err := os.MkdirTemp("", "hookbus-bench-")
 	if err != nil {
-		return Result{}, err
+		return res, err
 	}
 	defer os.RemoveAll(dir)
 
-	// Receiver.
-	var mu sync.Mutex
-	lat := make([]time.Duration, 0, o.Events)
-	seen := make(map[string]bool, o.Events)
-	dups := 0
-	var delivered atomic.Int64
-	var last atomic.Int64
-	done := make(chan struct{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return Result{}, err
+	nrcv := 1
+	if o.Scenario == Fanout {
+		nrcv = 3
 	}
-	rsrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev struct {
-			ID   string `json:"id"`
-			Data struct {
-				Sent int64 `json:"sent"`
-			} `json:"data"`
+	mode := answerOK
+	if o.Scenario == Backlog {
+		mode = answer503
+	}
+	var r run
+	for range nrcv {
+		rcv, err := newReceiver(o.Events, mode)
+		if err != nil {
+			return res, err
 		}
-		body, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(body, &ev)
-		now := time.Now()
-		mu.Lock()
-		if seen[ev.ID] {
-			dups++
-		} else {
-			seen[ev.ID] = true
-			lat = append(lat, now.Sub(time.Unix(0, ev.Data.Sent)))
-			if delivered.Add(1) == int64(o.Events) {
-				close(done)
+		defer rcv.close()
+		r.targets = append(r.targets, rcv)
+	}
+	sinkType := "webhook"
+	plugins := map[string]any{}
+	if o.Scenario == PluginSink {
+		sinkType = "webhook-plugin"
+		res.Sink = sinkType
+		plugins[sinkType] = map[string]any{"path": o.WebhookPlugin}
+	}
+	sinks := map[string]any{}
+	var to []string
+	for i, rcv := range r.targets {
+		name := "receiver" + strconv.Itoa(i+1)
+		c := map[string]any{"url": rcv.url(), "secret": benchSecret, "allow_private_networks": true, "max_in_flight": 64}
+		if o.Scenario == Backlog {
+			c["retry"] = map[string]any{"schedule": backlogSchedule(o.Events)}
+		}
+		sinks[name] = map[string]any{"type": sinkType, "config": c}
+		to = append(to, name)
+	}
+	if o.Scenario == Backlog {
+		r.backlog = r.targets[0]
+	}
+	if o.Scenario == SlowEndpoint {
+		dm := answer503
+		if o.Dead == "hang" {
+			dm = answerHang
+		}
+		dead, err := newReceiver(o.Events, dm)
+		if err != nil {
+			return res, err
+		}
+		defer dead.close()
+		r.dead = dead
+		sinks["dead"] = map[string]any{"type": sinkType, "config": map[string]any{
+			"url": dead.url(), "secret": benchSecret, "allow_private_networks": true, "max_in_flight": 64, "timeout": "2s"}}
+		to = append(to, "dead")
+	}
+	pipeline := map[string]any{"from": []string{"load"}, "to": to}
+	if o.Scenario != Passthrough && o.Scenario != Backlog {
+		script := filepath.Join(dir, "noop.js")
+		if err := os.WriteFile(script, []byte("function transform(event, ctx) { return event; }\n"), 0o644); err != nil {
+			return res, err
+		}
+		pipeline["steps"] = []any{map[string]any{"transform": script}}
+	}
+	listen := "127.0.0.1:0"
+	if o.Binary != "" {
+		if listen, err = freeAddr(); err != nil {
+			return res, err
+		}
+	}
+	queue := map[string]any{"driver": o.Driver, "namespace": "bench" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
+	if o.QueueURL != "" {
+		queue["url"] = o.QueueURL
+	}
+	cfg := map[string]any{
+		"version":   1,
+		"server":    map[string]any{"listen": listen},
+		"data_dir":  filepath.Join(dir, "data"),
+		"queue":     queue,
+		"log":       map[string]any{"level": "error"},
+		"reload":    map[string]any{"watch": false},
+		"plugins":   plugins,
+		"sources":   map[string]any{"load": map[string]any{"type": "http"}},
+		"sinks":     sinks,
+		"pipelines": map[string]any{"load": pipeline},
+	}
+	h, err := startHost(ctx, o, dir, cfg)
+	if err != nil {
+		return res, fmt.Errorf("start hookbus: %w", err)
+	}
+	defer h.stop()
+	r.url = "http://" + h.addr() + "/v1/sources/load/events"
+	r.host = h
+	measure(ctx, o, r, &res)
+	return res, nil
+}
+
+// backlogSchedule spaces the retries of the backlog so that the attempts
+// (100 retries at most) outlast sending every event at 800 events/s or more,
+// while a retry after the receiver recovers waits at most a few seconds
+// for 100,000 events (about 12s for 1,000,000).
+func backlogSchedule(events int) []string {
+	step := max(time.Second, time.Duration(events)*time.Second/800/100)
+	out := make([]string, 100)
+	for i := range out {
+		out[i] = step.String()
+	}
+	return out
+}
+
+// run is what measure drives: the ingest URL, the receivers that must each
+// get every event, and the hookbus host (nil for Direct).
+type run struct {
+	url     string
+	targets []*receiver
+	host    host
+	backlog *receiver // answers 503 until every event is accepted
+	dead    *receiver
+}
+
+func (r run) delivered() int {
+	n := int64(-1)
+	for _, t := range r.targets {
+		if c := t.count.Load(); n < 0 || c < n {
+			n = c
+		}
+	}
+	return int(max(n, 0))
+}
+
+// measure sends the events and waits for their delivery, filling res.
+func measure(ctx context.Context, o Options, r run, res *Result) {
+	tctx, cancel := context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timeout after %s", o.Timeout))
+	defer cancel()
+	gen := newGenerator(r.url, o)
+	cpu0 := time.Duration(0)
+	if r.host != nil {
+		cpu0 = r.host.cpu()
+	}
+	start := time.Now()
+	genErr := make(chan error, 1)
+	go func() { genErr <- gen.run(tctx) }()
+	allDone := make(chan struct{})
+	go func() {
+		defer close(allDone)
+		for _, t := range r.targets {
+			select {
+			case <-t.done:
+			case <-tctx.Done():
+				return
 			}
 		}
-		mu.Unlock()
-		last.Store(now.UnixNano())
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go rsrv.Serve(ln)
-	defer rsrv.Close()
-
-	script := filepath.Join(dir, "noop.js")
-	if err := os.WriteFile(script, []byte("function transform(event, ctx) { return event; }\n"), 0o644); err != nil {
-		return Result{}, err
-	}
-	cfg := config.Default()
-	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.Queue.Driver = o.Driver
-	cfg.Queue.URL = o.QueueURL
-	cfg.Queue.Namespace = "bench" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	cfg.Log.Level = "error"
-	cfg.Sources["load"] = config.Component{Type: "http"}
-	sinkType := "webhook"
-	if o.WebhookPlugin != "" {
-		sinkType = "webhook-plugin"
-		cfg.Plugins[sinkType] = config.Plugin{Path: o.WebhookPlugin}
-	}
-	cfg.Sinks["receiver"] = config.Component{Type: sinkType, Config: map[string]any{
-		"url": "http://" + ln.Addr().String() + "/", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-		"allow_private_networks": true, "max_in_flight": 64,
-	}}
-	cfg.Pipelines["load"] = config.Pipeline{From: []string{"load"}, Steps: []config.Step{{Transform: script}}, To: []string{"receiver"}}
-	cpu0 := cpuTime()
-	a, err := app.New(ctx, cfg, o.Logger)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := a.Start(ctx); err != nil {
-		_ = a.Shutdown(context.Background())
-		return Result{}, err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = a.Shutdown(sctx)
 	}()
 
-	url := "http://" + a.Addr() + "/v1/sources/load/events"
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency}}
-	var next atomic.Int64
-	var ingestMu sync.Mutex
-	ingest := make([]time.Duration, 0, o.Events/o.Batch+1)
-	errs := make(chan error, o.Concurrency)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range o.Concurrency {
-		wg.Go(func() {
-			var buf bytes.Buffer
-			for {
-				first := next.Add(int64(o.Batch)) - int64(o.Batch)
-				if first >= int64(o.Events) {
-					return
-				}
-				n := min(int64(o.Batch), int64(o.Events)-first)
-				buf.Reset()
-				buf.WriteByte('[')
-				sent := time.Now().UnixNano()
-				for i := range n {
-					if i > 0 {
-						buf.WriteByte(',')
-					}
-					fmt.Fprintf(&buf, `{"id":"ev-%d","type":"bench.event","data":{"sent":%d,"pad":"0123456789abcdef0123456789abcdef"}}`, first+i, sent)
-				}
-				buf.WriteByte(']')
-				t0 := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(buf.Bytes()))
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					errs <- fmt.Errorf("ingest: HTTP %d", resp.StatusCode)
-					return
-				}
-				d := time.Since(t0)
-				ingestMu.Lock()
-				ingest = append(ingest, d)
-				ingestMu.Unlock()
+	var peak, peakBacklog, peakDrain int64
+	var switched time.Time
+	phase := "sending"
+	if r.backlog != nil {
+		phase = "backlog"
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	sample := func() {
+		if r.host != nil {
+			rss := r.host.rss()
+			peak = max(peak, rss)
+			if r.backlog != nil && switched.IsZero() {
+				peakBacklog = max(peakBacklog, rss)
+			} else if r.backlog != nil {
+				peakDrain = max(peakDrain, rss)
 			}
-		})
+		}
+		if r.backlog != nil && switched.IsZero() && gen.accepted.Load() >= int64(o.Events) {
+			// Every event is queued: the receiver recovers and the drain starts.
+			switched = time.Now()
+			r.backlog.mode.Store(answerOK)
+			phase = "draining"
+		}
+		if r.backlog == nil && phase == "sending" && gen.accepted.Load() >= int64(o.Events) {
+			phase = "delivering"
+		}
+		if o.Progress != nil {
+			el := time.Since(start)
+			o.Progress(Progress{Scenario: o.Scenario, Phase: phase, Accepted: int(gen.accepted.Load()), Delivered: r.delivered(),
+				Total: o.Events, Elapsed: el, Rate: float64(r.delivered()) / el.Seconds()})
+		}
 	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return Result{}, err
-	default:
+	sent := false
+	var reason string
+wait:
+	for {
+		select {
+		case <-allDone:
+			if tctx.Err() == nil {
+				break wait
+			}
+			allDone = nil
+		case err := <-genErr:
+			sent = true
+			if err != nil {
+				reason = err.Error()
+				break wait
+			}
+		case <-tctx.Done():
+			break wait
+		case <-tick.C:
+			sample()
+		}
 	}
+	sample()
+	end := time.Now()
+	delivered := r.delivered()
+	if delivered < o.Events && reason == "" {
+		if c := context.Cause(tctx); c != nil {
+			reason = c.Error()
+		} else {
+			reason = "stopped"
+		}
+	}
+	if !sent {
+		// Every event arrived but answers may still be on their way: wait
+		// for them so Accepted is whole; on failure stop sending first.
+		if reason != "" {
+			cancel()
+		}
+		<-genErr
+	}
+	var cpu time.Duration
+	if r.host != nil {
+		if ah, ok := r.host.(*appHost); ok {
+			// In process, plugin processes count once reaped: stop first.
+			ah.stop()
+		}
+		cpu = r.host.cpu() - cpu0
+	}
+	var lat []time.Duration
+	last := start
+	for _, t := range r.targets {
+		l, d := t.snapshot()
+		lat = append(lat, l...)
+		res.Duplicates += d
+		if ns := t.last.Load(); ns > 0 && time.Unix(0, ns).After(last) {
+			last = time.Unix(0, ns)
+		}
+	}
+	sortDurations(lat)
+	ingest := gen.ingestTimes()
+	res.Accepted = int(gen.accepted.Load())
+	res.Delivered = delivered
+	res.Elapsed = last.Sub(start)
+	if delivered < o.Events {
+		res.Partial, res.Reason = true, fmt.Sprintf("%s: %d of %d events delivered (%d accepted)", reason, delivered, o.Events, res.Accepted)
+		res.Elapsed = end.Sub(start)
+	}
+	if res.Elapsed > 0 {
+		res.EventsPerS = float64(delivered) / res.Elapsed.Seconds()
+	}
+	res.P50, res.P99, res.P999 = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+	res.IngestP50, res.IngestP99 = pct(ingest, 0.5), pct(ingest, 0.99)
+	if r.host != nil && delivered > 0 {
+		res.CPUPerEvent = cpu / time.Duration(delivered)
+	}
+	res.PeakRSS = peak
+	if r.dead != nil {
+		res.DeadAttempts = r.dead.rejected.Load()
+	}
+	if r.backlog != nil {
+		res.PeakRSSBacklog, res.PeakRSSDrain = peakBacklog, peakDrain
+		res.Refused = r.backlog.rejected.Load()
+		res.Lost = o.Events - delivered
+		if !switched.IsZero() && delivered > 0 {
+			res.DrainEventsPerS = float64(delivered) / last.Sub(switched).Seconds()
+		}
+		if !res.Partial && r.host != nil {
+			settle(ctx, o.Settle)
+			res.RSSAfter = r.host.rss()
+		}
+	}
+}
+
+// settle waits d (or until ctx ends) so the runtime can return freed memory.
+func settle(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		return Result{}, fmt.Errorf("only %d of %d events delivered within 2 minutes", delivered.Load(), o.Events)
+	case <-t.C:
 	case <-ctx.Done():
-		return Result{}, ctx.Err()
 	}
-	elapsed := time.Unix(0, last.Load()).Sub(start)
-	// Stop now so the plugin processes are reaped and their CPU counted.
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_ = a.Shutdown(sctx)
-	cancel()
-	cpu := cpuTime() - cpu0
-	mu.Lock()
-	defer mu.Unlock()
-	slices.Sort(lat)
-	slices.Sort(ingest)
-	return Result{
-		Driver: o.Driver, Sink: sinkType, Events: o.Events, Delivered: int(delivered.Load()), Duplicates: dups, Elapsed: elapsed,
-		EventsPerS:  float64(delivered.Load()) / elapsed.Seconds(),
-		CPUPerEvent: cpu / time.Duration(max(1, o.Events)),
-		P50:         pct(lat, 0.50), P99: pct(lat, 0.99), IngestP50: pct(ingest, 0.5), IngestP99: pct(ingest, 0.99),
-	}, nil
 }
 
 func pct(s []time.Duration, p float64) time.Duration {
@@ -242,93 +553,4 @@ func pct(s []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-// cpuTime is the user+system CPU time of this process and its reaped children.
-func cpuTime() time.Duration {
-	var self, kids syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
-	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
-}
-
-// Summary is the median of several runs of one driver and sink.
-type Summary struct {
-	Driver, Sink string
-	Runs         int
-	EventsPerS   float64
-	P50, P99     time.Duration
-	CPUPerEvent  time.Duration
-	// Ratio is the median over runs of this sink's events/s divided by the
-	// in-process webhook's on the same driver in the same run; 0 for the
-	// in-process webhook itself or without one to compare.
-	Ratio float64
-}
-
-func (s Summary) String() string {
-	ratio := ""
-	if s.Ratio > 0 {
-		ratio = fmt.Sprintf(" (%.2f× in process)", s.Ratio)
-	}
-	return fmt.Sprintf("%-9s %-14s median of %d: %8.0f events/s%s  delivery p50 %7.2fms  p99 %7.2fms  cpu/event %4dµs",
-		s.Driver, s.Sink, s.Runs, s.EventsPerS, ratio, ms(s.P50), ms(s.P99), s.CPUPerEvent.Microseconds())
-}
-
-// Summarize takes the results of each run (runs[i] holds run i's results)
-// and returns one Summary per driver and sink, in first-seen order.
-func Summarize(runs [][]Result) []Summary {
-	type key struct{ driver, sink string }
-	var order []key
-	by := map[key][]Result{}
-	ratios := map[key][]float64{}
-	for _, run := range runs {
-		base := map[string]float64{}
-		for _, r := range run {
-			if r.Sink == "webhook" {
-				base[r.Driver] = r.EventsPerS
-			}
-		}
-		for _, r := range run {
-			k := key{r.Driver, r.Sink}
-			if _, ok := by[k]; !ok {
-				order = append(order, k)
-			}
-			by[k] = append(by[k], r)
-			if b := base[r.Driver]; r.Sink != "webhook" && b > 0 {
-				ratios[k] = append(ratios[k], r.EventsPerS/b)
-			}
-		}
-	}
-	out := make([]Summary, 0, len(order))
-	for _, k := range order {
-		rs := by[k]
-		med := func(f func(Result) float64) float64 {
-			v := make([]float64, len(rs))
-			for i, r := range rs {
-				v[i] = f(r)
-			}
-			return median(v)
-		}
-		out = append(out, Summary{
-			Driver: k.driver, Sink: k.sink, Runs: len(rs),
-			EventsPerS:  med(func(r Result) float64 { return r.EventsPerS }),
-			P50:         time.Duration(med(func(r Result) float64 { return float64(r.P50) })),
-			P99:         time.Duration(med(func(r Result) float64 { return float64(r.P99) })),
-			CPUPerEvent: time.Duration(med(func(r Result) float64 { return float64(r.CPUPerEvent) })),
-			Ratio:       median(ratios[k]),
-		})
-	}
-	return out
-}
-
-// median of v (the mean of the middle two for an even count); 0 when empty.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
+func sortDurations(s []time.Duration) { slices.Sort(s) }
