@@ -342,6 +342,7 @@ type sourceEmitter struct {
 
 func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 	now := time.Now().UTC()
+	producerID := make([]bool, len(events))
 	for i := range events {
 		if events[i].Type == "" {
 			return fmt.Errorf("event %d: field \"type\" is required", i)
@@ -350,6 +351,7 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 		if err := events[i].CheckNumbers(); err != nil {
 			return fmt.Errorf("event %d: %w; nothing of the batch was queued", i, err)
 		}
+		producerID[i] = events[i].ID != ""
 		if events[i].ID == "" {
 			events[i].ID = newID()
 		}
@@ -360,7 +362,7 @@ func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
 			events[i].Time = now
 		}
 	}
-	return s.e.Publish(ctx, s.source, events)
+	return s.e.PublishProducerIDs(ctx, s.source, events, producerID)
 }
 
 // startSources starts every plugin source of rt not running yet, until

@@ -346,8 +346,19 @@ func (e *Engine) Close() error {
 func (e *Engine) HasSource(name string) bool { return (*e.sources.Load())[name] }
 
 // Publish queues events of a source; it returns once the queue confirmed
-// every event. It implements the HTTP source's Publisher.
+// every event. It implements the HTTP source's Publisher. Every event's id
+// is taken as its producer's: an idempotency key, remembered for the dedup
+// window on drivers that deduplicate.
 func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event) error {
+	return e.PublishProducerIDs(ctx, source, events, nil)
+}
+
+// PublishProducerIDs is Publish told which events' ids came from their
+// producer (producerID[i]; nil: all of them). An id hookbus generated is
+// unique already and no producer will send it again, so it is not
+// remembered: on the deduplicating drivers that saves a lookup and a write
+// per event.
+func (e *Engine) PublishProducerIDs(ctx context.Context, source string, events []sdk.Event, producerID []bool) error {
 	now := strconv.FormatInt(time.Now().UnixNano(), 10)
 	msgs := make([]*message.Message, len(events))
 	for i, ev := range events {
@@ -358,7 +369,9 @@ func (e *Engine) Publish(ctx context.Context, source string, events []sdk.Event)
 		msg := message.NewMessage(watermill.NewULID(), b)
 		msg.Metadata.Set(envelope.ReceivedAt, now)
 		msg.Metadata.Set(envelope.Source, source)
-		msg.Metadata.Set(queue.MetaDedupID, source+"/"+ev.ID)
+		if producerID == nil || producerID[i] {
+			msg.Metadata.Set(queue.MetaDedupID, source+"/"+ev.ID)
+		}
 		msg.SetContext(ctx)
 		msgs[i] = msg
 	}

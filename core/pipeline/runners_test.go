@@ -288,3 +288,47 @@ func (s *attemptSink) attempts() []int {
 	defer s.mu.Unlock()
 	return append([]int(nil), s.at...)
 }
+
+// recordingQueue records the dedup ids of what is published to it.
+type recordingQueue struct {
+	queue.Queue
+	mu    sync.Mutex
+	dedup map[string]string // message UUID → MetaDedupID
+}
+
+func (q *recordingQueue) Publish(topic string, msgs ...*message.Message) error {
+	q.mu.Lock()
+	for _, m := range msgs {
+		q.dedup[m.UUID] = m.Metadata.Get(queue.MetaDedupID)
+	}
+	q.mu.Unlock()
+	return q.Queue.Publish(topic, msgs...)
+}
+
+// Only producer-given ids are idempotency keys: an id hookbus generated is
+// published without a dedup id (nothing to look up or remember), one the
+// producer gave with it.
+func TestOnlyProducerIDsAreDedupKeys(t *testing.T) {
+	q := &recordingQueue{Queue: queue.NewMemory(), dedup: map[string]string{}}
+	e, err := New(Options{Queue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	evs := []sdk.Event{{ID: "given", Type: "t"}, {ID: "01GENERATED", Type: "t"}}
+	if err := e.PublishProducerIDs(context.Background(), "src", evs, []bool{true, false}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Publish(context.Background(), "src", []sdk.Event{{ID: "plain", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	q.mu.Lock()
+	for _, id := range q.dedup {
+		got[id] = true
+	}
+	q.mu.Unlock()
+	if !got["src/given"] || !got["src/plain"] || got["src/01GENERATED"] || len(got) != 3 || !got[""] {
+		t.Fatalf("dedup ids published: %v; want src/given and src/plain, and none for the generated id", got)
+	}
+}

@@ -50,6 +50,14 @@ type Publisher interface {
 	Publish(ctx context.Context, source string, events []sdk.Event) error
 }
 
+// ProducerIDPublisher is a Publisher that can be told which events came
+// with an id of their producer (an idempotency key, remembered for the
+// dedup window) and which got a new one from Fill (unique already:
+// nothing to remember). The handler uses it when the Publisher has it.
+type ProducerIDPublisher interface {
+	PublishProducerIDs(ctx context.Context, source string, events []sdk.Event, producerID []bool) error
+}
+
 // PublisherFunc adapts a function to the Publisher interface.
 type PublisherFunc func(ctx context.Context, source string, events []sdk.Event) error
 
@@ -130,8 +138,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, problem.From(err))
 		return
 	}
+	producerID := make([]bool, len(events))
+	for i := range events {
+		producerID[i] = events[i].ID != ""
+	}
 	ids := Fill(events, source, time.Now())
-	if err := h.pub.Publish(r.Context(), source, events); err != nil {
+	if pp, ok := h.pub.(ProducerIDPublisher); ok {
+		err = pp.PublishProducerIDs(r.Context(), source, events, producerID)
+	} else {
+		err = h.pub.Publish(r.Context(), source, events)
+	}
+	if err != nil {
 		log.ErrorContext(r.Context(), "ingest: publish failed; nothing accepted",
 			slog.String("source", source), slog.Int("events", len(events)), slog.Any("error", err))
 		w.Header().Set("Retry-After", "1")

@@ -611,3 +611,37 @@ func TestNumbersOutOfFloat64RangeRejected(t *testing.T) {
 		t.Errorf("in-range numbers: status %d, body %s", resp.status, resp.raw)
 	}
 }
+
+// idsPublisher records which events the handler says came with their
+// producer's id.
+type idsPublisher struct {
+	recorderNop
+	mu         sync.Mutex
+	producerID map[string]bool
+}
+
+func (p *idsPublisher) PublishProducerIDs(_ context.Context, _ string, events []sdk.Event, producerID []bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, ev := range events {
+		p.producerID[ev.Type] = producerID[i]
+	}
+	return nil
+}
+
+// A Publisher that can take it is told which ids the producer gave and
+// which Fill generated.
+func TestProducerIDsTold(t *testing.T) {
+	t.Parallel()
+	pub := &idsPublisher{producerID: map[string]bool{}}
+	url := server(t, pub, httpsource.Options{}) + "/v1/sources/crm/events"
+	resp := do(t, http.MethodPost, url, "application/json", nil, []byte(`[{"id":"p-1","type":"given"},{"type":"generated"}]`))
+	if resp.status != http.StatusAccepted || len(resp.ids) != 2 || resp.ids[1] == "" {
+		t.Fatalf("status %d, ids %v", resp.status, resp.ids)
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if !pub.producerID["given"] || pub.producerID["generated"] || len(pub.producerID) != 2 {
+		t.Fatalf("producer ids told: %v, want given: true, generated: false", pub.producerID)
+	}
+}
