@@ -271,18 +271,31 @@ func idKey(id string) string {
 
 // unseen drops messages whose producer id was already accepted within the
 // dedup window, also before a restart. It returns the messages to publish.
+// The lookups of a batch run side by side: each is a round trip to the
+// server, and a batch of 100 ids in series would take 100 of them.
 func (q *JetStream) unseen(msgs []*message.Message) []*message.Message {
-	out := msgs[:0:0]
-	for _, m := range msgs {
+	seen := make([]bool, len(msgs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, m := range msgs {
 		id := m.Metadata.Get(MetaDedupID)
 		if id == "" {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := q.ids.Get(context.Background(), idKey(id)); err == nil {
+				seen[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	out := msgs[:0:0]
+	for i, m := range msgs {
+		if !seen[i] {
 			out = append(out, m)
-			continue
 		}
-		if _, err := q.ids.Get(context.Background(), idKey(id)); err == nil {
-			continue
-		}
-		out = append(out, m)
 	}
 	return out
 }
