@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -165,7 +166,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
 		NotReady:  a.readiness.list,
 		Admin:     a})
-	a.status.loaded(cfg, "start")
+	cfgBytes, _ := os.ReadFile(cfg.File)
+	a.status.loaded(cfg.File, configHash(cfgBytes, rt))
 	return a, nil
 }
 

@@ -91,14 +91,14 @@ type statusRecord struct {
 	last     *ReloadResult
 }
 
-// loaded records cfg as the running configuration.
-func (s *statusRecord) loaded(cfg *config.Config, _ string) {
+// loaded records a new running configuration of file, with its hash.
+func (s *statusRecord) loaded(file, hash string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.version++
-	s.hash = configHash(cfg)
+	s.hash = hash
 	s.loadedAt = time.Now().UTC()
-	s.file = cfg.File
+	s.file = file
 }
 
 func (s *statusRecord) current() (int, string) {
@@ -113,22 +113,16 @@ func (s *statusRecord) record(r ReloadResult) {
 	s.last = &r
 }
 
-// configHash hashes the configuration file and the scripts it uses, in a
-// fixed order. A file that cannot be read hashes as its error.
-func configHash(cfg *config.Config) string {
+// configHash hashes what runs: the configuration file's bytes as read
+// before it was loaded, and the scripts of rt as they were compiled (their
+// keys hash the source and the script options), in a fixed order. Files
+// read again later could already hold the next version.
+func configHash(cfgBytes []byte, rt *runtime) string {
 	h := sha256.New()
-	files := []string{cfg.File}
-	files = append(files, scriptPaths(cfg)...)
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			b = []byte(err.Error())
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", f, len(b))
-		h.Write(b)
+	fmt.Fprintf(h, "%d\x00", len(cfgBytes))
+	h.Write(cfgBytes)
+	for _, path := range slices.Sorted(maps.Keys(rt.scripts)) {
+		fmt.Fprintf(h, "%s\x00%s\x00", path, rt.scripts[path].key)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
@@ -214,6 +208,9 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	if file == "" {
 		return refuse(config.Errors{{Message: "hookbus was not started from a configuration file: nothing to reload"}})
 	}
+	// Read before the load: the hash is of this version even if the file
+	// changes meanwhile (the watch then reloads again).
+	cfgBytes, _ := os.ReadFile(file)
 	cfg, err := LoadConfig(file, a.log)
 	if err != nil {
 		var ce *config.Errors
@@ -247,8 +244,8 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	applyErr := a.apply(ctx, cur, next)
 	a.rt.Store(next)
 	a.api.SetAPIKeys(cfg.Server.APIKeys)
-	if hash := configHash(cfg); hash != res.Hash || !res.Changes.Empty() {
-		a.status.loaded(cfg, trigger)
+	if hash := configHash(cfgBytes, next); hash != res.Hash || !res.Changes.Empty() {
+		a.status.loaded(cfg.File, hash)
 	}
 	res.Version, res.Hash = a.status.current()
 	res.OK = true
