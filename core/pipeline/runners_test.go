@@ -138,14 +138,28 @@ func TestChangesWhileRunningLoseNothing(t *testing.T) {
 			for i := range total {
 				ids = append(ids, fmt.Sprintf("e%d", i))
 			}
+			delivered := func() int64 {
+				tl.mu.Lock()
+				defer tl.mu.Unlock()
+				return int64(len(tl.by))
+			}
+			// Each change waits for events delivered since the last one, so
+			// every version of the steps and the sink handles some, even on
+			// a driver that consumes more slowly than the events come in;
+			// the one after the pipeline's removal waits on the publisher.
 			step := func(at int64, what string, f func() error) {
 				t.Helper()
-				testenv.Eventually(t, time.Minute, fmt.Sprintf("%d published", at), func() bool { return published.Load() >= at })
+				count, of := delivered, "delivered"
+				if what == "set the pipeline again" {
+					count, of = published.Load, "published"
+				}
+				waited := time.Now()
+				testenv.Eventually(t, time.Minute, fmt.Sprintf("%d %s", at, of), func() bool { return count() >= at })
 				start := time.Now()
 				if err := f(); err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}
-				t.Logf("%s: %s", what, time.Since(start).Round(time.Millisecond))
+				t.Logf("%s: after %s waiting for %d %s, took %s", what, start.Sub(waited).Round(time.Millisecond), at, of, time.Since(start).Round(time.Millisecond))
 			}
 			step(150, "swap the sink in place", func() error {
 				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v1", hold: time.Millisecond}, MaxInFlight: 8, Schedule: sched})

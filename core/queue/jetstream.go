@@ -465,6 +465,11 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 			continue
 		}
 		info, err := q.js.Consumer(ctx, stream, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			// Deleted since it was subscribed (a retired retry group, a
+			// stale group dropped): it holds nothing any more.
+			continue
+		}
 		if err != nil {
 			return out, err
 		}
