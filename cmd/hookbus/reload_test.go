@@ -148,11 +148,35 @@ func postReload(t *testing.T, addr string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func awaitVersion(t *testing.T, addr string, want int) {
+func awaitVersion(t *testing.T, p *proc, want int) {
 	t.Helper()
-	testenv.Eventually(t, time.Minute, fmt.Sprintf("config version %d running", want), func() bool {
-		return getStatus(t, addr).Version == want
-	})
+	if testenv.Wait(time.Minute, func() bool { return getStatus(t, p.addr).Version == want }) {
+		return
+	}
+	// Stuck: the goroutines of the process tell where (SIGQUIT prints them).
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+	logs := p.logs()
+	if len(logs) > 200000 {
+		logs = logs[len(logs)-200000:]
+	}
+	t.Fatalf("config version %d not running within %s (status %+v); the process's log and goroutines:\n%s",
+		want, testenv.Timeout(time.Minute), getStatusOrZero(p.addr), logs)
+}
+
+// getStatusOrZero is the status, or the zero value when it cannot be had.
+func getStatusOrZero(addr string) adminStatus {
+	var st adminStatus
+	resp, err := httpClient().Get("http://" + addr + "/v1/admin/status")
+	if err != nil {
+		return st
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return st
 }
 
 // metricSum adds up the samples of a Prometheus counter whose labels
@@ -358,7 +382,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 			}
 		}
 		version++
-		awaitVersion(t, addr, version)
+		awaitVersion(t, p, version)
 		st := getStatus(t, addr)
 		hasExtra := strings.Contains(strings.Join(st.Pipelines, ","), "extra")
 		if hasExtra != (cfg.extraURL != "") {
@@ -467,7 +491,7 @@ func TestReloadTriggers(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "scripts/stamp.js"), []byte(versionScript(101)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		awaitVersion(t, cfg.addr, 2)
+		awaitVersion(t, p, 2)
 		if s := sendStamped(t, cfg.addr, rcv, "w-2"); s != "101" {
 			t.Fatalf("stamp after the change = %s, want 101", s)
 		}
@@ -487,7 +511,7 @@ func TestReloadTriggers(t *testing.T) {
 		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		awaitVersion(t, cfg.addr, 2)
+		awaitVersion(t, p, 2)
 		if s := sendStamped(t, cfg.addr, rcv, "s-2"); s != "102" {
 			t.Fatalf("stamp after SIGHUP = %s, want 102", s)
 		}
