@@ -74,12 +74,17 @@ const (
 	DefaultMaxStack   = 1000
 	DefaultMaxPayload = 1 << 20
 	DefaultMaxMemory  = 64 << 20
+	// MinTopLevelTimeout is the least deadline of a script's top-level code.
+	MinTopLevelTimeout = 2 * time.Second
 )
 
 // Options tunes a compiled script. Zero fields take the defaults.
 type Options struct {
-	// Timeout is the deadline of one filter or transform call (and of the
-	// script's top-level code). Default 100ms.
+	// Timeout is the deadline of one filter or transform call. Default
+	// 100ms. The script's top-level code, run once per runtime, gets at
+	// least MinTopLevelTimeout: it is not on an event's path, and on a
+	// machine starved of CPU a tight deadline would fail a sound script
+	// when it is checked or when a runtime is added to its pool.
 	Timeout time.Duration
 	// PoolSize is the maximum number of runtimes kept for the script, i.e.
 	// how many calls run at once; more calls wait. Default GOMAXPROCS*2.
@@ -419,9 +424,14 @@ func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, at positi
 // built while the deadline still runs, since turning a thrown value into
 // text can itself run script code.
 func (s *Script) guard(ctx context.Context, vm *goja.Runtime, at position, fn func() error) error {
+	return s.guardFor(ctx, vm, at, s.opts.Timeout, fn)
+}
+
+// guardFor is guard with a deadline of its own.
+func (s *Script) guardFor(ctx context.Context, vm *goja.Runtime, at position, timeout time.Duration, fn func() error) error {
 	var fired sync.WaitGroup
 	fired.Add(1)
-	timer := time.AfterFunc(s.opts.Timeout, func() {
+	timer := time.AfterFunc(timeout, func() {
 		defer fired.Done()
 		vm.Interrupt(ErrTimeout)
 	})
@@ -526,7 +536,8 @@ func (s *Script) newSlot() (*vmSlot, error) {
 	if err := slot.harden(); err != nil {
 		return nil, fmt.Errorf("script %s: freezing the built-ins: %w", s.name, err)
 	}
-	err := s.guard(context.Background(), slot.vm, position{line: 1, column: 1}, func() error {
+	deadline := max(s.opts.Timeout, MinTopLevelTimeout)
+	err := s.guardFor(context.Background(), slot.vm, position{line: 1, column: 1}, deadline, func() error {
 		if _, err := slot.vm.RunProgram(s.prg); err != nil {
 			return s.jsError(slot.vm, err, position{line: 1, column: 1})
 		}
@@ -534,6 +545,10 @@ func (s *Script) newSlot() (*vmSlot, error) {
 		slot.transformV = slot.vm.Get("transform")
 		return nil
 	})
+	var se *Error
+	if errors.As(err, &se) && se.Err == ErrTimeout {
+		se.Message = "the script's top-level code timed out after " + deadline.String()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -736,3 +736,18 @@ function transform(e) { return e.data.drop ? null : {type: "x", data: e.data} }`
 		t.Errorf("event without type: %v", err)
 	}
 }
+
+// The top-level code gets at least MinTopLevelTimeout whatever the call
+// deadline: a slow but finite top level compiles (a starved CPU must not
+// fail a sound script), an endless one is stopped and named.
+func TestTopLevelDeadline(t *testing.T) {
+	t.Parallel()
+	slow := "var t0 = Date.now(); while (Date.now() - t0 < 150) {}\nfunction transform(e) { return e }\n"
+	if _, err := CompileSource("slow.js", slow, Options{Timeout: 20 * time.Millisecond}); err != nil {
+		t.Fatalf("a top level of 150ms with a 20ms call deadline: %v", err)
+	}
+	_, err := CompileSource("endless.js", "while (true) {}\nfunction transform(e) { return e }\n", Options{Timeout: 20 * time.Millisecond})
+	if err == nil || !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "top-level code timed out after "+MinTopLevelTimeout.String()) {
+		t.Fatalf("endless top level: %v, want a timeout after %s", err, MinTopLevelTimeout)
+	}
+}
