@@ -42,6 +42,9 @@ type Options struct {
 	NotReady func() []string
 	// Admin, when set, serves POST /v1/admin/reload and GET /v1/admin/status.
 	Admin Admin
+	// Pprof serves the Go runtime profiles under /debug/pprof/, behind
+	// the API keys (server.pprof).
+	Pprof bool
 }
 
 // Server is the HTTP handler of a hookbus instance.
@@ -87,6 +90,9 @@ func New(opts Options) *Server {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "ready": true})
 	})
+	if opts.Pprof {
+		s.routePprof()
+	}
 	if opts.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	}

@@ -165,7 +165,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
 		NotReady:  a.readiness.list,
-		Admin:     a})
+		Admin:     a,
+		Pprof:     cfg.Server.Pprof})
 	cfgBytes, _ := os.ReadFile(cfg.File)
 	a.status.loaded(cfg.File, configHash(cfgBytes, rt))
 	return a, nil

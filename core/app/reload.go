@@ -287,6 +287,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("server.write_timeout", cur.Server.WriteTimeout, next.Server.WriteTimeout)
 	check("server.idle_timeout", cur.Server.IdleTimeout, next.Server.IdleTimeout)
 	check("server.max_connections", cur.Server.MaxConnections, next.Server.MaxConnections)
+	check("server.pprof", cur.Server.Pprof, next.Server.Pprof)
 	check("data_dir", cur.DataDir, next.DataDir)
 	check("queue.driver", cur.Queue.Driver, next.Queue.Driver)
 	check("queue.url", cur.Queue.URL, next.Queue.URL)

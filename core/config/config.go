@@ -73,6 +73,10 @@ type Server struct {
 	// MaxConnections caps concurrent client connections; one over the cap
 	// is answered 503 with Retry-After and closed. Default 4096.
 	MaxConnections int `koanf:"max_connections"`
+	// Pprof exposes the Go runtime profiles (net/http/pprof) at
+	// /debug/pprof/ on this listener, behind the API keys like /v1/*.
+	// Default false: a heap profile shows event contents.
+	Pprof bool `koanf:"pprof"`
 }
 
 // checkLimits reports server timeouts and caps that would disable a bound.
@@ -260,6 +264,7 @@ func defaults() map[string]any {
 			"write_timeout":    "60s",
 			"idle_timeout":     "120s",
 			"max_connections":  4096,
+			"pprof":            false,
 		},
 		"data_dir": "./data",
 		"queue": map[string]any{
