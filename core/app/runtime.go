@@ -335,7 +335,8 @@ func (c Changes) Empty() bool { return len(c.Added)+len(c.Changed)+len(c.Removed
 
 // diff lists what differs between prev and next.
 func diff(prev, next *runtime) Changes {
-	var c Changes
+	// Empty lists, not null, in the JSON of a reload's result.
+	c := Changes{Added: []string{}, Changed: []string{}, Removed: []string{}}
 	add := func(kind string, inPrev, inNext map[string]bool, same func(string) bool) {
 		for _, n := range slices.Sorted(maps.Keys(inNext)) {
 			switch {
