@@ -162,9 +162,19 @@ func newSink(t *testing.T) *sink {
 	return s
 }
 
+// verifiedBody reads a delivery's body and checks its Standard Webhooks
+// signature against secret.
+func verifiedBody(secret signing.Secret, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return body, signing.Verify(secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, 10*time.Minute, time.Now())
+}
+
 func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if err := signing.Verify(s.secret, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body, 10*time.Minute, time.Now()); err != nil {
+	body, err := verifiedBody(s.secret, r)
+	if err != nil {
 		s.mu.Lock()
 		s.bad++
 		s.mu.Unlock()

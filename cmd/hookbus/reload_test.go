@@ -51,8 +51,8 @@ func newStampRecorder(t *testing.T) *stampRecorder {
 }
 
 func (r *stampRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(req.Body)
-	if err := signing.Verify(r.secret, req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature"), body, 10*time.Minute, time.Now()); err != nil {
+	body, err := verifiedBody(r.secret, req)
+	if err != nil {
 		r.mu.Lock()
 		r.bad++
 		r.mu.Unlock()

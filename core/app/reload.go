@@ -249,25 +249,10 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	}
 	res.Version, res.Hash = a.status.current()
 	res.OK = true
-	for _, e := range leaves(applyErr) {
+	for _, e := range config.Leaves(applyErr) {
 		res.Errors = append(res.Errors, ReloadProblem{Message: e.Error()})
 	}
 	return res, nil
-}
-
-// leaves flattens errors.Join trees, dropping nils.
-func leaves(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, leaves(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // restartOnlyChanges lists the keys that differ between the running

@@ -257,7 +257,7 @@ func (v *validator) isPlugin(typ string) bool {
 
 // configProblems reports a spec's problems under path.config.
 func (v *validator) configProblems(path string, err error) {
-	for _, e := range leaves(err) {
+	for _, e := range Leaves(err) {
 		var ce *sdk.ConfigError
 		if errors.As(e, &ce) {
 			p := path + ".config"
@@ -275,15 +275,15 @@ func (v *validator) configProblems(path string, err error) {
 	}
 }
 
-// leaves flattens errors.Join trees.
-func leaves(err error) []error {
+// Leaves flattens errors.Join trees into their leaf errors (none for nil).
+func Leaves(err error) []error {
 	if err == nil {
 		return nil
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {
-			out = append(out, leaves(e)...)
+			out = append(out, Leaves(e)...)
 		}
 		return out
 	}

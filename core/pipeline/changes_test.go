@@ -124,15 +124,7 @@ func TestLateSinkChangedAfterCloseBeforeStart(t *testing.T) {
 func TestSetSinkAfterCloseRefused(t *testing.T) {
 	q := queue.NewMemory()
 	t.Cleanup(func() { _ = q.Close() })
-	e, err := New(Options{Queue: q, Sinks: map[string]Sink{"out": {Name: "out", Sink: &collectSink{}, Batch: 4}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx := runEngine(t, Options{Queue: q, Sinks: map[string]Sink{"out": {Name: "out", Sink: &collectSink{}, Batch: 4}}})
 	closeWithin(t, e)
 	if err := e.SetSink(ctx, Sink{Name: "out", Sink: &collectSink{}, Batch: 4}); !errors.Is(err, errEngineClosed) {
 		t.Errorf("SetSink after Close: %v, want errEngineClosed", err)
@@ -230,16 +222,8 @@ func TestFailedSubscribeLeavesNoHandler(t *testing.T) {
 	q := &hookedQueue{Queue: queue.NewMemory(), group: "pipeline-bad", onSubscribe: func() error { return errors.New("broker said no") }}
 	t.Cleanup(func() { _ = q.Queue.(*queue.Memory).Close() })
 	sink := &collectSink{}
-	e, err := New(Options{Queue: q, DeadLetters: &deadLetters{}, CloseTimeout: testenv.Timeout(5 * time.Second),
+	e, ctx := runEngine(t, Options{Queue: q, DeadLetters: &deadLetters{}, CloseTimeout: testenv.Timeout(5 * time.Second),
 		Sinks: map[string]Sink{"out": {Name: "out", Sink: sink}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := e.SetPipeline(ctx, Pipeline{Name: "bad", From: []string{"other"}, To: []string{"out"}}); err == nil {
 		t.Fatal("SetPipeline with a failing subscription succeeded")
 	}

@@ -19,13 +19,28 @@ import (
 	"github.com/hookbus/hookbus/sdk"
 )
 
+// runEngine builds and starts an engine with opts, closed when t ends;
+// ctx is the context it runs under.
+func runEngine(t *testing.T, opts Options) (*Engine, context.Context) {
+	t.Helper()
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e, ctx
+}
+
 // tallySink counts deliveries per event id, shared by every version of a
-// sink in a test, and takes a little time per delivery so that swaps
-// happen with deliveries in flight.
+// sink in a test.
 type tallySink struct {
 	tally *tally
 	name  string
-	hold  time.Duration
 }
 
 type tally struct {
@@ -46,9 +61,6 @@ func (s *tallySink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error)
 func (s *tallySink) Close(context.Context) error { return nil }
 
 func (s *tallySink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
-	if s.hold > 0 {
-		time.Sleep(s.hold)
-	}
 	s.tally.mu.Lock()
 	defer s.tally.mu.Unlock()
 	out := make([]sdk.Result, len(batch))
@@ -102,20 +114,11 @@ func TestChangesWhileRunningLoseNothing(t *testing.T) {
 			tl := newTally()
 			dls := &deadLetters{}
 			sched := retry.Schedule{Delays: []time.Duration{10 * time.Millisecond}}
-			e, err := New(Options{
+			e, ctx := runEngine(t, Options{
 				Queue: q, DeadLetters: dls, CloseTimeout: testenv.Timeout(20 * time.Second),
 				Pipelines: []Pipeline{{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("0")}, To: []string{"out"}}},
-				Sinks:     map[string]Sink{"out": {Name: "out", Sink: &tallySink{tally: tl, name: "v0", hold: time.Millisecond}, MaxInFlight: 8, Schedule: sched}},
+				Sinks:     map[string]Sink{"out": {Name: "out", Sink: &tallySink{tally: tl, name: "v0"}, MaxInFlight: 8, Schedule: sched}},
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			if err := e.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = e.Close() })
 
 			const total = 1500
 			var ids []string
@@ -162,13 +165,13 @@ func TestChangesWhileRunningLoseNothing(t *testing.T) {
 				t.Logf("%s: after %s waiting for %d %s, took %s", what, start.Sub(waited).Round(time.Millisecond), at, of, time.Since(start).Round(time.Millisecond))
 			}
 			step(150, "swap the sink in place", func() error {
-				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v1", hold: time.Millisecond}, MaxInFlight: 8, Schedule: sched})
+				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v1"}, MaxInFlight: 8, Schedule: sched})
 			})
 			step(300, "swap the steps", func() error {
 				return e.SetPipeline(ctx, Pipeline{Name: "p", From: []string{"src"}, Steps: []Step{stampStep("1")}, To: []string{"out"}})
 			})
 			step(450, "replace the sink with a new window", func() error {
-				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v2", hold: time.Millisecond}, MaxInFlight: 2, Schedule: sched})
+				return e.SetSink(ctx, Sink{Name: "out", Sink: &tallySink{tally: tl, name: "v2"}, MaxInFlight: 2, Schedule: sched})
 			})
 			step(600, "remove the pipeline", func() error { e.RemovePipeline("p"); return nil })
 			step(750, "set the pipeline again", func() error {
@@ -255,16 +258,7 @@ func TestDrainRetryTopicsDeliversLeftRetries(t *testing.T) {
 				}
 			}
 			sink := &attemptSink{}
-			e, err := New(Options{Queue: q, Sinks: map[string]Sink{"out": {Name: "out", Sink: sink}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			if err := e.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = e.Close() })
+			e, ctx := runEngine(t, Options{Queue: q, Sinks: map[string]Sink{"out": {Name: "out", Sink: sink}}})
 			if err := e.DrainRetryTopics(ctx, []string{"out"}); err != nil {
 				t.Fatal(err)
 			}

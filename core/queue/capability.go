@@ -125,6 +125,15 @@ func DrainRetryTopic(ctx context.Context, q Queue, sink string, fn func(*message
 // does not exist, and then nothing is created.
 type groupLeft func(ctx context.Context) (left uint64, exists bool, err error)
 
+// leftByBacklog is the groupLeft of drivers that read one group's backlog
+// figures (figures: exists false when the topic or the group does not).
+func leftByBacklog(figures func(ctx context.Context, group, topic string) (Backlog, bool, error), group, topic string) groupLeft {
+	return func(ctx context.Context) (uint64, bool, error) {
+		b, exists, err := figures(ctx, group, topic)
+		return b.Pending + b.Unacked, exists, err
+	}
+}
+
 // drainPoll is how often a drain checks whether its group is done.
 const drainPoll = 50 * time.Millisecond
 

@@ -67,11 +67,7 @@ func (q *Postgres) groupBacklog(ctx context.Context, group, topic string) (b Bac
 // position and delivery count and, when no other group is left on the
 // topic, drops the topic's tables.
 func (q *Postgres) Retire(ctx context.Context, group, topic string, fn func(*message.Message) error) (int, error) {
-	left := func(ctx context.Context) (uint64, bool, error) {
-		b, exists, err := q.groupBacklog(ctx, group, topic)
-		return b.Pending + b.Unacked, exists, err
-	}
-	n, exists, err := drainGroup(ctx, q, group, topic, left, fn)
+	n, exists, err := drainGroup(ctx, q, group, topic, leftByBacklog(q.groupBacklog, group, topic), fn)
 	if err != nil || !exists {
 		return n, err
 	}

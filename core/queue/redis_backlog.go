@@ -54,11 +54,7 @@ func (q *Redis) groupBacklog(ctx context.Context, group, topic string) (b Backlo
 // Retire implements TopicRetirer: it drains the group, destroys it and,
 // when no other group is left on the stream, deletes the stream.
 func (q *Redis) Retire(ctx context.Context, group, topic string, fn func(*message.Message) error) (int, error) {
-	left := func(ctx context.Context) (uint64, bool, error) {
-		b, exists, err := q.groupBacklog(ctx, group, topic)
-		return b.Pending + b.Unacked, exists, err
-	}
-	n, exists, err := drainGroup(ctx, q, group, topic, left, fn)
+	n, exists, err := drainGroup(ctx, q, group, topic, leftByBacklog(q.groupBacklog, group, topic), fn)
 	if err != nil || !exists {
 		return n, err
 	}
