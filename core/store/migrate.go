@@ -41,6 +41,12 @@ var migrations = []migration{
 	{version: 2, name: "dead letters: source", stmts: []string{
 		`ALTER TABLE dead_letters ADD COLUMN source TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 3, name: "dead letters: application and subscription", stmts: []string{
+		`ALTER TABLE dead_letters ADD COLUMN application TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE dead_letters ADD COLUMN subscription TEXT NOT NULL DEFAULT ''`,
+		`CREATE INDEX dead_letters_application ON dead_letters (application, dead_at)`,
+		`CREATE INDEX dead_letters_subscription ON dead_letters (subscription, dead_at)`,
+	}},
 }
 
 // migrationsTable records the applied migrations. Named for hookbus, so it
