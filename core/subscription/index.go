@@ -224,21 +224,31 @@ func (ix *Index) Update(puts []Subscription, dels []string) *Index {
 
 	e := new(edit)
 	nx := &Index{subs: ix.subs, apps: ix.apps, all: ix.all}
-	// The applications and global lists touched, each with the
-	// subscriptions put into it.
-	apps := map[string][]*Subscription{}
-	keys := map[patternKey][]*Subscription{}
+	// The applications and global lists touched, each with what leaves
+	// it and what comes in.
+	apps := map[string]*edits{}
+	keys := map[patternKey]*edits{}
+	touch := func(m map[string]*edits, k string) *edits {
+		if m[k] == nil {
+			m[k] = &edits{}
+		}
+		return m[k]
+	}
+	touchKey := func(k patternKey) *edits {
+		if keys[k] == nil {
+			keys[k] = &edits{}
+		}
+		return keys[k]
+	}
 	changed := false
 	for id, n := range next {
 		old, had := ix.subs.get(id)
 		if had {
-			if _, ok := apps[old.App]; !ok {
-				apps[old.App] = nil
-			}
+			ed := touch(apps, old.App)
+			ed.gone = append(ed.gone, old)
 			for _, k := range keysOf(old) {
-				if _, ok := keys[k]; !ok {
-					keys[k] = nil
-				}
+				ed := touchKey(k)
+				ed.gone = append(ed.gone, old)
 			}
 		}
 		if n == nil {
@@ -248,9 +258,11 @@ func (ix *Index) Update(puts []Subscription, dels []string) *Index {
 			}
 			continue
 		}
-		apps[n.App] = append(apps[n.App], n)
+		ed := touch(apps, n.App)
+		ed.added = append(ed.added, n)
 		for _, k := range keysOf(n) {
-			keys[k] = append(keys[k], n)
+			ed := touchKey(k)
+			ed.added = append(ed.added, n)
 		}
 		nx.subs.set(e, id, n)
 		changed = true
@@ -259,61 +271,35 @@ func (ix *Index) Update(puts []Subscription, dels []string) *Index {
 		return ix
 	}
 
-	// Each touched application: its subscriptions but the changed ones,
-	// plus those put into it, rebuilt.
-	for app, added := range apps {
-		var l []*Subscription
-		if a, ok := ix.apps.get(app); ok {
-			l = make([]*Subscription, 0, len(a.subs)+len(added))
-			for _, s := range a.subs {
-				if _, ch := next[s.ID]; !ch {
-					l = append(l, s)
-				}
-			}
-		}
-		l = append(l, added...)
-		if len(l) == 0 {
-			nx.apps.del(e, app)
-			continue
-		}
-		slices.SortFunc(l, byID)
-		nx.apps.set(e, app, newAppIndex(l))
-	}
-
-	// Each touched global list likewise.
-	for k, added := range keys {
+	for app, ed := range apps {
 		var old []*Subscription
+		if a, ok := ix.apps.get(app); ok {
+			old = a.subs
+		}
+		if l := ed.apply(old); len(l) > 0 {
+			nx.apps.set(e, app, newAppIndex(l))
+		} else {
+			nx.apps.del(e, app)
+		}
+	}
+	for k, ed := range keys {
 		switch k.kind {
 		case patternAll:
-			old = ix.all.wild
+			nx.all.wild = ed.apply(ix.all.wild)
 		case patternPrefix:
-			old, _ = ix.all.prefix.get(k.key)
-		default:
-			old, _ = ix.all.exact.get(k.key)
-		}
-		l := make([]*Subscription, 0, len(old)+len(added))
-		for _, s := range old {
-			if _, ch := next[s.ID]; !ch {
-				l = append(l, s)
-			}
-		}
-		l = append(l, added...)
-		slices.SortFunc(l, byID)
-		switch k.kind {
-		case patternAll:
-			nx.all.wild = l
-		case patternPrefix:
-			if len(l) == 0 {
-				nx.all.prefix.del(e, k.key)
-			} else {
+			old, _ := ix.all.prefix.get(k.key)
+			if l := ed.apply(old); len(l) > 0 {
 				nx.all.prefix.set(e, k.key, l)
 				nx.all.maxPrefix = max(nx.all.maxPrefix, len(k.key))
+			} else {
+				nx.all.prefix.del(e, k.key)
 			}
 		default:
-			if len(l) == 0 {
-				nx.all.exact.del(e, k.key)
-			} else {
+			old, _ := ix.all.exact.get(k.key)
+			if l := ed.apply(old); len(l) > 0 {
 				nx.all.exact.set(e, k.key, l)
+			} else {
+				nx.all.exact.del(e, k.key)
 			}
 		}
 	}
@@ -347,47 +333,92 @@ func (ix *Index) Match(app, eventType string, dst []*Subscription) []*Subscripti
 		return dst
 	}
 	t := &a.table
-	start, lists := len(dst), 0
-	if l := t.exact[eventType]; len(l) > 0 {
-		dst = append(dst, l...)
-		lists++
-	}
+	g := gather{dst: dst, start: len(dst)}
+	g.add(t.exact[eventType])
 	if len(t.prefix) > 0 {
 		for i := dotAfter(eventType, 0, t.maxPrefix); i >= 0; i = dotAfter(eventType, i+1, t.maxPrefix) {
-			if l := t.prefix[eventType[:i+1]]; len(l) > 0 {
-				dst = append(dst, l...)
-				lists++
-			}
+			g.add(t.prefix[eventType[:i+1]])
 		}
 	}
-	if len(t.wild) > 0 {
-		dst = append(dst, t.wild...)
-		lists++
-	}
-	return merged(dst, start, lists)
+	g.add(t.wild)
+	return g.done()
 }
 
 // MatchAll is Match over every application (a broadcast sink's lookup).
 func (ix *Index) MatchAll(eventType string, dst []*Subscription) []*Subscription {
 	t := &ix.all
-	start, lists := len(dst), 0
-	if l, _ := t.exact.get(eventType); len(l) > 0 {
-		dst = append(dst, l...)
-		lists++
-	}
+	g := gather{dst: dst, start: len(dst)}
+	l, _ := t.exact.get(eventType)
+	g.add(l)
 	if t.prefix.len() > 0 {
 		for i := dotAfter(eventType, 0, t.maxPrefix); i >= 0; i = dotAfter(eventType, i+1, t.maxPrefix) {
-			if l, _ := t.prefix.get(eventType[:i+1]); len(l) > 0 {
-				dst = append(dst, l...)
-				lists++
-			}
+			l, _ := t.prefix.get(eventType[:i+1])
+			g.add(l)
 		}
 	}
-	if len(t.wild) > 0 {
-		dst = append(dst, t.wild...)
-		lists++
+	g.add(t.wild)
+	return g.done()
+}
+
+// gather merges the lists a lookup finds (each in ID order) into dst in
+// ID order, each subscription once: one with several matching patterns is
+// in several lists. Up to len(ls) lists merge in one pass; more (a type
+// with many dots) are appended and sorted.
+type gather struct {
+	dst   []*Subscription
+	start int
+	ls    [8][]*Subscription
+	k     int
+	spill bool
+}
+
+func (g *gather) add(l []*Subscription) {
+	switch {
+	case len(l) == 0:
+	case !g.spill && g.k < len(g.ls):
+		g.ls[g.k] = l
+		g.k++
+	default:
+		if !g.spill {
+			for _, held := range g.ls[:g.k] {
+				g.dst = append(g.dst, held...)
+			}
+			g.spill = true
+		}
+		g.dst = append(g.dst, l...)
 	}
-	return merged(dst, start, lists)
+}
+
+func (g *gather) done() []*Subscription {
+	if g.spill {
+		return sortedOnce(g.dst, g.start)
+	}
+	ls := g.ls[:g.k]
+	dst := g.dst
+	for len(ls) > 1 {
+		m := 0
+		for i := 1; i < len(ls); i++ {
+			if ls[i][0].ID < ls[m][0].ID {
+				m = i
+			}
+		}
+		// One ID, one *Subscription: a repeat is the last one appended.
+		if s := ls[m][0]; len(dst) == g.start || dst[len(dst)-1] != s {
+			dst = append(dst, s)
+		}
+		if ls[m] = ls[m][1:]; len(ls[m]) == 0 {
+			ls[m] = ls[len(ls)-1]
+			ls = ls[:len(ls)-1]
+		}
+	}
+	if len(ls) == 1 {
+		rest := ls[0]
+		if len(dst) > g.start && dst[len(dst)-1] == rest[0] {
+			rest = rest[1:]
+		}
+		dst = append(dst, rest...)
+	}
+	return dst
 }
 
 // dotAfter returns the position of the first '.' of s at or after from
@@ -406,22 +437,55 @@ func dotAfter(s string, from, limit int) int {
 	return from + i
 }
 
-// merged puts dst[start:], made of lists sorted lists, in ID order
-// without repeats: a subscription with several matching patterns is in
-// several lists.
-func merged(dst []*Subscription, start, lists int) []*Subscription {
-	if lists < 2 {
-		return dst
-	}
+// sortedOnce puts dst[start:] in ID order without repeats.
+func sortedOnce(dst []*Subscription, start int) []*Subscription {
 	seg := dst[start:]
 	slices.SortFunc(seg, byID)
-	n := 1
-	for i := 1; i < len(seg); i++ {
-		if seg[i].ID != seg[n-1].ID {
+	n := 0
+	for i := range seg {
+		if n == 0 || seg[i] != seg[n-1] {
 			seg[n] = seg[i]
 			n++
 		}
 	}
 	clear(seg[n:])
 	return dst[:start+n]
+}
+
+// edits are the changes to one list of an Index: the subscriptions that
+// leave it (as the old index has them) and those that come in.
+type edits struct {
+	gone, added []*Subscription
+}
+
+// apply returns a new list: old (in ID order) without gone and with added,
+// in ID order. It copies old in runs between the edits, finding each edit's
+// place by binary search: O(len(old)) moves, O(edits·log) comparisons.
+func (ed *edits) apply(old []*Subscription) []*Subscription {
+	slices.SortFunc(ed.gone, byID)
+	slices.SortFunc(ed.added, byID)
+	gone, added := ed.gone, ed.added
+	l := make([]*Subscription, 0, len(old)+len(added))
+	for len(gone) > 0 || len(added) > 0 {
+		var id string
+		if len(gone) > 0 && (len(added) == 0 || gone[0].ID <= added[0].ID) {
+			id = gone[0].ID
+		} else {
+			id = added[0].ID
+		}
+		i, _ := slices.BinarySearchFunc(old, id, func(s *Subscription, id string) int { return strings.Compare(s.ID, id) })
+		l = append(l, old[:i]...)
+		old = old[i:]
+		if len(gone) > 0 && gone[0].ID == id {
+			if len(old) > 0 && old[0] == gone[0] {
+				old = old[1:]
+			}
+			gone = gone[1:]
+		}
+		if len(added) > 0 && added[0].ID == id {
+			l = append(l, added[0])
+			added = added[1:]
+		}
+	}
+	return append(l, old...)
 }

@@ -369,3 +369,34 @@ func clone(m model) model {
 	}
 	return c
 }
+
+// TestIndexManyDots: a type with more dots than the lookup merges in one
+// pass (the lists are then sorted) still gives each match once, in order.
+func TestIndexManyDots(t *testing.T) {
+	var subs []Subscription
+	typ := "a.b.c.d.e.f.g.h.i.j.k.l"
+	parts := strings.Split(typ, ".")
+	for i := 1; i < len(parts); i++ {
+		p := strings.Join(parts[:i], ".") + ".*"
+		// Two subscriptions a prefix, in reverse ID order of depth, and
+		// one with every prefix.
+		subs = append(subs, sub(fmt.Sprintf("sub_%02d", 40-i), "app", p), sub(fmt.Sprintf("sub_%02d", 80-i), "app", p, "*"))
+	}
+	var every []string
+	for i := 1; i < len(parts); i++ {
+		every = append(every, strings.Join(parts[:i], ".")+".*")
+	}
+	subs = append(subs, sub("sub_00", "app", append(every, typ, "*")...))
+	ix := NewIndex(subs)
+	for _, got := range [][]*Subscription{ix.Match("app", typ, nil), ix.MatchAll(typ, nil)} {
+		if len(got) != len(subs) {
+			t.Fatalf("%d matches, want %d: %v", len(got), len(subs), ids(got))
+		}
+		if !slices.IsSortedFunc(got, byID) {
+			t.Fatalf("not in ID order: %v", ids(got))
+		}
+	}
+	if n := testing.AllocsPerRun(50, func() { ix.Match("app", typ, make([]*Subscription, 0, 64)[:0]) }); n > 1 {
+		t.Fatalf("%v allocations", n)
+	}
+}
