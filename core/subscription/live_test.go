@@ -27,7 +27,7 @@ type feedStore struct {
 	pruned int64 // changes up to this one are gone
 	// fail, when set, is returned by the reads it names.
 	failSnapshot, failChanges, failGet error
-	gets                                atomic.Int64
+	gets                               atomic.Int64
 }
 
 func newFeedStore(subs ...Subscription) *feedStore {
