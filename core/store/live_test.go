@@ -278,3 +278,6 @@ func sorted(ids ...string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// The store prunes its change feed for Live.
+var _ subscription.ChangePruner = (*Store)(nil)
