@@ -152,7 +152,7 @@ func (l *Live) Start(ctx context.Context) error {
 }
 
 // Refresh reads the change feed now and returns once the index holds
-// every change made before the call (the API calls it after a write, so
+// every change made before the call (the API may call it after a write, so
 // the instance that made a change uses it at once). A store error is
 // returned and the index left as it was.
 func (l *Live) Refresh(ctx context.Context) error {
