@@ -62,11 +62,16 @@ type DeadLetter struct {
 	// Pipeline is the pipeline that routed the event (empty when unknown).
 	Pipeline string
 	// Source is the source the event came in from (empty when unknown).
-	Source   string
-	Reason   string
-	Kind     Kind
-	Attempts int
-	DeadAt   time.Time
+	Source string
+	// Application and Subscription name the application and the
+	// subscription the event was for (a delivery of the subscriptions
+	// sink); empty for other sinks.
+	Application  string
+	Subscription string
+	Reason       string
+	Kind         Kind
+	Attempts     int
+	DeadAt       time.Time
 }
 
 // ErrNotFound is returned by a Store for an unknown dead-letter id.
@@ -101,8 +106,12 @@ const DefaultLimit = 100
 
 // Filter selects dead letters.
 type Filter struct {
-	Sink  string // empty = all sinks
-	Limit int    // at most this many; 0 = DefaultLimit
+	Sink string // empty = all sinks
+	// Application and Subscription, when set, keep the dead letters of
+	// that application and of that subscription.
+	Application  string
+	Subscription string
+	Limit        int // at most this many; 0 = DefaultLimit
 	// After continues a listing after the dead letter with this id.
 	After string
 }
@@ -161,7 +170,8 @@ func Decode(msg *message.Message) (DeadLetter, error) {
 	}
 	return DeadLetter{
 		ID: msg.UUID, Event: ev, Sink: msg.Metadata.Get(envelope.Sink), Pipeline: msg.Metadata.Get(envelope.Pipeline),
-		Source: msg.Metadata.Get(envelope.Source), Reason: msg.Metadata.Get(envelope.Reason),
+		Source: msg.Metadata.Get(envelope.Source), Application: msg.Metadata.Get(envelope.Application),
+		Subscription: msg.Metadata.Get(envelope.Subscription), Reason: msg.Metadata.Get(envelope.Reason),
 		Kind: Kind(msg.Metadata.Get(envelope.ReasonKind)), Attempts: attempts, DeadAt: at,
 	}, nil
 }

@@ -79,12 +79,15 @@ func TestDecode(t *testing.T) {
 	m.Metadata.Set(envelope.Reason, "HTTP 400")
 	m.Metadata.Set(envelope.ReasonKind, string(KindPermanent))
 	m.Metadata.Set(envelope.Attempts, "3")
+	m.Metadata.Set(envelope.Application, "app_1")
+	m.Metadata.Set(envelope.Subscription, "sub_1")
 	m.Metadata.Set(envelope.DeadAt, at.Format(time.RFC3339Nano))
 	dl, err := Decode(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if dl.ID != "dl-1" || dl.Sink != "partner" || dl.Pipeline != "p" || dl.Source != "shop" || dl.Reason != "HTTP 400" ||
+		dl.Application != "app_1" || dl.Subscription != "sub_1" ||
 		dl.Kind != KindPermanent || dl.Attempts != 3 || !dl.DeadAt.Equal(at) || dl.Event.ID != "ev1" || string(dl.Event.Data) != `{"n":1}` {
 		t.Fatalf("decoded %+v", dl)
 	}

@@ -40,6 +40,11 @@ const (
 	// queue drivers that deduplicate drop a second message with the same
 	// key within their dedup window.
 	DedupID = "hookbus_dedup_id"
+	// Application and Subscription name the application and the
+	// subscription a message of the subscriptions sink is delivered to
+	// (one message per event and subscription).
+	Application  = "hookbus_application"
+	Subscription = "hookbus_subscription"
 )
 
 // SourceTopic is the topic a source's events are queued on.

@@ -19,9 +19,9 @@ func (s *Store) RecordDeadLetter(ctx context.Context, dl deadletter.DeadLetter) 
 	if err != nil {
 		return fmt.Errorf("store: record dead letter %s: %w", dl.ID, err)
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO dead_letters (id, event_id, sink, pipeline, source, kind, reason, attempts, event, dead_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
-		dl.ID, dl.Event.ID, dl.Sink, dl.Pipeline, dl.Source, string(dl.Kind), dl.Reason, dl.Attempts, string(ev), dl.DeadAt.UnixNano())
+	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO dead_letters (id, event_id, sink, pipeline, source, application, subscription, kind, reason, attempts, event, dead_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+		dl.ID, dl.Event.ID, dl.Sink, dl.Pipeline, dl.Source, dl.Application, dl.Subscription, string(dl.Kind), dl.Reason, dl.Attempts, string(ev), dl.DeadAt.UnixNano())
 	if err != nil {
 		return fmt.Errorf("store: record dead letter: %w", err)
 	}
@@ -33,12 +33,20 @@ func (s *Store) ListDeadLetters(ctx context.Context, f deadletter.Filter) ([]dea
 	if f.Limit <= 0 {
 		f.Limit = deadletter.DefaultLimit
 	}
-	query := `SELECT id, sink, pipeline, source, kind, reason, attempts, event, dead_at FROM dead_letters`
+	query := `SELECT ` + deadLetterColumns + ` FROM dead_letters`
 	var args []any
 	var where []string
 	if f.Sink != "" {
 		where = append(where, `sink = ?`)
 		args = append(args, f.Sink)
+	}
+	if f.Application != "" {
+		where = append(where, `application = ?`)
+		args = append(args, f.Application)
+	}
+	if f.Subscription != "" {
+		where = append(where, `subscription = ?`)
+		args = append(args, f.Subscription)
 	}
 	if f.After != "" {
 		where = append(where, `(dead_at, id) > (SELECT dead_at, id FROM dead_letters WHERE id = ?)`)
@@ -67,11 +75,14 @@ func (s *Store) ListDeadLetters(ctx context.Context, f deadletter.Filter) ([]dea
 
 type scanner interface{ Scan(...any) error }
 
+// deadLetterColumns are the columns scanDeadLetter reads, in its order.
+const deadLetterColumns = `id, sink, pipeline, source, application, subscription, kind, reason, attempts, event, dead_at`
+
 func scanDeadLetter(r scanner) (deadletter.DeadLetter, error) {
 	var dl deadletter.DeadLetter
 	var kind, ev string
 	var at int64
-	if err := r.Scan(&dl.ID, &dl.Sink, &dl.Pipeline, &dl.Source, &kind, &dl.Reason, &dl.Attempts, &ev, &at); err != nil {
+	if err := r.Scan(&dl.ID, &dl.Sink, &dl.Pipeline, &dl.Source, &dl.Application, &dl.Subscription, &kind, &dl.Reason, &dl.Attempts, &ev, &at); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return dl, deadletter.ErrNotFound
 		}
@@ -90,7 +101,7 @@ func scanDeadLetter(r scanner) (deadletter.DeadLetter, error) {
 // GetDeadLetter returns one dead letter by id (deadletter.ErrNotFound
 // when there is none).
 func (s *Store) GetDeadLetter(ctx context.Context, id string) (deadletter.DeadLetter, error) {
-	row := s.db.QueryRowContext(ctx, s.q(`SELECT id, sink, pipeline, source, kind, reason, attempts, event, dead_at FROM dead_letters WHERE id = ?`), id)
+	row := s.db.QueryRowContext(ctx, s.q(`SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = ?`), id)
 	return scanDeadLetter(row)
 }
 

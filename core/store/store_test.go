@@ -144,6 +144,47 @@ func TestDeadLetters(t *testing.T) {
 			if len(rest) != 1 || rest[0].ID != prefix+"2" {
 				t.Fatalf("after %s: %+v", first[0].ID, rest)
 			}
+
+			// A dead letter of a subscription keeps its application and
+			// subscription, and lists filter by them.
+			for i, owner := range [][2]string{{"app_a", "sub_a1"}, {"app_a", "sub_a2"}, {"app_b", "sub_b1"}} {
+				if err := s.RecordDeadLetter(ctx, deadletter.DeadLetter{
+					ID: fmt.Sprintf("%ssub%d", prefix, i), Sink: prefix + "subs", Pipeline: "p", Source: "shop", Kind: deadletter.KindExhausted,
+					Application: owner[0], Subscription: owner[1], DeadAt: time.Unix(1700000100+int64(i), 0), Event: sdk.Event{ID: fmt.Sprintf("se%d", i)},
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := s.GetDeadLetter(ctx, prefix+"sub2"); err != nil || got.Application != "app_b" || got.Subscription != "sub_b1" {
+				t.Fatalf("get a subscription's dead letter: %+v, %v", got, err)
+			}
+			if got, err := s.GetDeadLetter(ctx, prefix+"0"); err != nil || got.Application != "" || got.Subscription != "" {
+				t.Fatalf("get a sink's dead letter: %+v, %v", got, err)
+			}
+			ids := func(f deadletter.Filter) string {
+				t.Helper()
+				list, err := s.ListDeadLetters(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, dl := range list {
+					out = append(out, strings.TrimPrefix(dl.ID, prefix))
+				}
+				return strings.Join(out, ",")
+			}
+			if got := ids(deadletter.Filter{Application: "app_a"}); got != "sub0,sub1" {
+				t.Fatalf("application app_a: %s", got)
+			}
+			if got := ids(deadletter.Filter{Subscription: "sub_a2"}); got != "sub1" {
+				t.Fatalf("subscription sub_a2: %s", got)
+			}
+			if got := ids(deadletter.Filter{Application: "app_a", Subscription: "sub_b1"}); got != "" {
+				t.Fatalf("application app_a and subscription sub_b1: %s", got)
+			}
+			if got := ids(deadletter.Filter{Sink: prefix + "subs", Application: "app_a", After: prefix + "sub0"}); got != "sub1" {
+				t.Fatalf("application app_a after sub0: %s", got)
+			}
 		})
 	}
 }
