@@ -267,8 +267,14 @@ func (s *Server) internal(w http.ResponseWriter, err error) {
 	problem.Write(w, problem.New(http.StatusInternalServerError, "internal error"))
 }
 
-// listError answers a list's store error.
+// listError answers a list's store error: a cursor the store did not
+// make is the caller's mistake (400 naming cursor), anything else internal.
 func (s *Server) listError(w http.ResponseWriter, err error) {
+	if errors.Is(err, subscription.ErrBadCursor) {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid query parameter").WithErrors(
+			problem.FieldError{Field: "cursor", Message: "is not a cursor of this list; pass the next_cursor of the previous page"}))
+		return
+	}
 	s.internal(w, err)
 }
 

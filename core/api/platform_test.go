@@ -342,6 +342,10 @@ func TestPagination(t *testing.T) {
 				t.Errorf("subscriptions in pages of %d: %d ids, want %d (no duplicate, no gap, in order)", limit, len(got), len(wantSubs))
 			}
 		}
+		for _, path := range []string{"/v1/applications?cursor=not%20a%20cursor!", "/v1/applications/big/subscriptions?cursor=%21%21"} {
+			pr := p.must(http.StatusBadRequest, "GET", path, adminKey, nil).problem(t)
+			fieldError(t, pr, "cursor")
+		}
 		var first struct{ Data []json.RawMessage }
 		p.must(http.StatusOK, "GET", "/v1/applications", adminKey, nil).json(t, &first)
 		if len(first.Data) != DefaultLimit {
@@ -470,6 +474,7 @@ func TestUpdatesMerge(t *testing.T) {
 		if a.Name != "Acme Inc" || a.Metadata["plan"] != "gold" {
 			t.Fatalf("after PATCH name: %+v", a)
 		}
+		a = ApplicationJSON{}
 		p.must(http.StatusOK, "PATCH", "/v1/applications/acme", adminKey, map[string]any{"metadata": nil}).json(t, &a)
 		if a.Name != "Acme Inc" || len(a.Metadata) != 0 {
 			t.Fatalf("after PATCH metadata null: %+v", a)

@@ -168,7 +168,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
 		NotReady:  a.readiness.list,
 		Admin:     a,
-		Pprof:     cfg.Server.Pprof})
+		Pprof:     cfg.Server.Pprof,
+		// The platform API: applications, tokens, subscriptions.
+		Subscriptions: a.Store,
+		// Subscription URLs may be private addresses when a subscriptions
+		// sink of the running configuration delivers to them.
+		AllowPrivateNetworks: func() bool {
+			for _, sc := range a.rt.Load().cfg.Sinks {
+				if v := sc.Config["allow_private_networks"]; sc.Type == "subscriptions" && (v == true || v == "true") {
+					return true
+				}
+			}
+			return false
+		},
+		// Filters compile under the configured script limits.
+		CompileFilter: func(src string) error {
+			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))
+		}})
 	cfgBytes, _ := os.ReadFile(cfg.File)
 	a.status.loaded(cfg.File, configHash(cfgBytes, rt))
 	return a, nil
