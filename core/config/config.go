@@ -144,7 +144,7 @@ type Store struct {
 	// OldEncryptionKeys are keys that only decrypt: the keys of a rotation
 	// that secrets may still be encrypted under until `hookbus store
 	// reencrypt` has moved them to EncryptionKey. Empty entries (an unset
-	// variable) are dropped.
+	// variable) are no key.
 	OldEncryptionKeys []string `koanf:"old_encryption_keys"`
 }
 

@@ -147,6 +147,9 @@ func (v *validator) queueAndStore() {
 		}
 	}
 	for i, k := range s.OldEncryptionKeys {
+		if strings.TrimSpace(k) == "" {
+			continue // no key
+		}
 		if msg := checkEncryptionKey(k); msg != "" {
 			v.add(fmt.Sprintf("store.old_encryption_keys[%d]", i), "%s", msg)
 		}
