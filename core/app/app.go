@@ -119,9 +119,11 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 }
 
 // OpenStore opens the configured store (store.driver, store.dsn; SQLite
-// under data_dir by default) and migrates its schema.
+// under data_dir by default) with its encryption keys and migrates its
+// schema.
 func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
-	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir)
+	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir,
+		store.EncryptionKeys(cfg.Store.EncryptionKey, cfg.Store.OldEncryptionKeys...))
 }
 
 // New builds an instance; nothing listens or consumes until Start.

@@ -281,6 +281,8 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("queue.max_deliveries", cur.Queue.MaxDeliveries, next.Queue.MaxDeliveries)
 	check("store.driver", cur.Store.Driver, next.Store.Driver)
 	check("store.dsn", cur.Store.DSN, next.Store.DSN)
+	check("store.encryption_key", cur.Store.EncryptionKey, next.Store.EncryptionKey)
+	check("store.old_encryption_keys", cur.Store.OldEncryptionKeys, next.Store.OldEncryptionKeys)
 	check("log.level", cur.Log.Level, next.Log.Level)
 	check("log.format", cur.Log.Format, next.Log.Format)
 	check("reload.watch", cur.Reload.Watch, next.Reload.Watch)

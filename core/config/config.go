@@ -136,6 +136,16 @@ type Store struct {
 	// DSN is the connection string; required for postgres, optional for
 	// sqlite (default: a file under data_dir).
 	DSN string `koanf:"dsn"`
+	// EncryptionKey, when set, encrypts subscription secrets at rest
+	// (AES-256-GCM): the base64 of 32 random bytes (`openssl rand -base64
+	// 32`), typically "${HOOKBUS_ENCRYPTION_KEY}". Empty: secrets are
+	// stored in clear.
+	EncryptionKey string `koanf:"encryption_key"`
+	// OldEncryptionKeys are keys that only decrypt: the keys of a rotation
+	// that secrets may still be encrypted under until `hookbus store
+	// reencrypt` has moved them to EncryptionKey. Empty entries (an unset
+	// variable) are no key.
+	OldEncryptionKeys []string `koanf:"old_encryption_keys"`
 }
 
 // Plugin is an out-of-process plugin binary.

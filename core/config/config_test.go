@@ -404,6 +404,30 @@ pipelines:
 	}
 }
 
+// The encryption key usually comes from the environment; a bad one is
+// named by its key and never shown.
+func TestStoreEncryptionKeyFromEnvironment(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "version: 1\nstore:\n  encryption_key: ${HOOKBUS_ENCRYPTION_KEY}\n  old_encryption_keys: [\"${HOOKBUS_OLD_ENCRYPTION_KEY}\"]\n")
+	const good = "qUoX5ZpKx1oVbq9m0HfFq8h8y7bX9rXk4Y1pYh0m3aU="
+	cfg, err := Load(path, LoadOptions{Env: []string{"HOOKBUS_ENCRYPTION_KEY=" + good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.EncryptionKey != good || len(cfg.Store.OldEncryptionKeys) != 0 {
+		t.Fatalf("store = %+v", cfg.Store)
+	}
+	const bad = "c2VjcmV0LWJ1dC10b28tc2hvcnQ="
+	_, err = Load(path, LoadOptions{Env: []string{"HOOKBUS_ENCRYPTION_KEY=" + bad, "HOOKBUS_OLD_ENCRYPTION_KEY=" + bad}})
+	var errs *Errors
+	if !errors.As(err, &errs) || len(*errs) != 2 || (*errs)[0].Path != "store.encryption_key" || (*errs)[1].Path != "store.old_encryption_keys[0]" {
+		t.Fatalf("Load = %v; want errors at store.encryption_key and store.old_encryption_keys[0]", err)
+	}
+	if strings.Contains(err.Error(), bad) || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Fatalf("the error shows the key: %v", err)
+	}
+}
+
 func TestAPIKeysAllEmpty(t *testing.T) {
 	t.Parallel()
 	cfg, err := Load(writeConfig(t, "version: 1\nserver:\n  api_keys: [\"${HOOKBUS_API_KEY}\"]\n"), LoadOptions{Env: []string{}})
@@ -645,6 +669,20 @@ sources:
 				{"server.listn", 0, "unknown key (did you mean \"listen\"?) (from environment variable HOOKBUS_SERVER__LISTN)"},
 				{"sinks.audit", 0, "type: required"},
 				{"sources.shop.type", 5, `unknown type "kafka"`},
+			},
+		},
+		{
+			name: "store encryption keys must be base64 of 32 bytes",
+			yaml: `version: 1
+store:
+  encryption_key: c2hvcnQ=
+  old_encryption_keys:
+    - 6g8u8bCqkQ9Xz1mYbN0m1bXJ2p9k3pY4r8QeYb1x2Zs=
+    - not base64!
+`,
+			want: []wantErr{
+				{"store.encryption_key", 3, "must be the base64 of 32 random bytes (make one with: openssl rand -base64 32); this decodes to 5 bytes"},
+				{"store.old_encryption_keys[1]", 6, "this is not valid base64"},
 			},
 		},
 		{

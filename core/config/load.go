@@ -190,7 +190,8 @@ func recoverMap[V any](raw any, dst *map[string]V) {
 	}
 }
 
-// normalize finishes decoding: empty API keys are dropped and nil maps made empty.
+// normalize finishes decoding: empty API keys and old encryption keys are
+// dropped and nil maps made empty.
 func (c *Config) normalize() {
 	keys := c.Server.APIKeys[:0]
 	for _, k := range c.Server.APIKeys {
@@ -199,6 +200,13 @@ func (c *Config) normalize() {
 		}
 	}
 	c.Server.APIKeys = keys
+	var old []string
+	for _, k := range c.Store.OldEncryptionKeys {
+		if strings.TrimSpace(k) != "" {
+			old = append(old, k)
+		}
+	}
+	c.Store.OldEncryptionKeys = old
 	if c.Plugins == nil {
 		c.Plugins = map[string]Plugin{}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -140,6 +141,33 @@ func (v *validator) queueAndStore() {
 	case s.Driver == StorePostgres && strings.TrimSpace(s.DSN) == "":
 		v.add("store.dsn", "required for store driver %q", s.Driver)
 	}
+	if strings.TrimSpace(s.EncryptionKey) != "" {
+		if msg := checkEncryptionKey(s.EncryptionKey); msg != "" {
+			v.add("store.encryption_key", "%s", msg)
+		}
+	}
+	for i, k := range s.OldEncryptionKeys {
+		if strings.TrimSpace(k) == "" {
+			continue // no key
+		}
+		if msg := checkEncryptionKey(k); msg != "" {
+			v.add(fmt.Sprintf("store.old_encryption_keys[%d]", i), "%s", msg)
+		}
+	}
+}
+
+// checkEncryptionKey says what is wrong with a store encryption key ("" if
+// nothing): it must be the standard base64 of 32 bytes. The message never
+// quotes the key.
+func checkEncryptionKey(k string) string {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+	switch {
+	case err != nil:
+		return "must be the base64 of 32 random bytes (make one with: openssl rand -base64 32); this is not valid base64"
+	case len(b) != 32:
+		return fmt.Sprintf("must be the base64 of 32 random bytes (make one with: openssl rand -base64 32); this decodes to %d bytes", len(b))
+	}
+	return ""
 }
 
 func (v *validator) scriptsAndLog() {

@@ -47,6 +47,87 @@ var migrations = []migration{
 		`CREATE INDEX dead_letters_application ON dead_letters (application, dead_at)`,
 		`CREATE INDEX dead_letters_subscription ON dead_letters (subscription, dead_at)`,
 	}},
+	{version: 4, name: "applications, subscriptions, application tokens, subscription change feed",
+		stmts:    platformSchema(`seq INTEGER PRIMARY KEY AUTOINCREMENT`, `TEXT`),
+		postgres: platformSchema(`seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY`, `TEXT COLLATE "C"`)},
+}
+
+// platformSchema is migration 4 with the change feed's sequence column
+// as the database spells it: SQLite's AUTOINCREMENT (without it a row id
+// may be used again once the newest rows were pruned) or a PostgreSQL
+// identity; and ids, which lists page through in order, compared byte by
+// byte on both (PostgreSQL's "C" collation), so a list has one order
+// whatever the database's locale.
+//
+// The tables are named hookbus_* since "applications" and "subscriptions"
+// are likely names in a database hookbus shares with its users' own
+// tables. Times are unix nanoseconds (UTC; 0 = none), maps and lists
+// JSON. A subscription's event types are also rows of
+// hookbus_subscription_event_types, so a list by event type is an index
+// lookup; its secrets are a JSON list whose values are encrypted at rest
+// when an encryption key is set (crypt.go).
+func platformSchema(seq, id string) []string {
+	return []string{
+		`CREATE TABLE hookbus_applications (
+			id ` + id + ` PRIMARY KEY,
+			name TEXT NOT NULL,
+			metadata TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL
+		)`,
+		`CREATE TABLE hookbus_subscriptions (
+			id ` + id + ` PRIMARY KEY,
+			app TEXT NOT NULL,
+			url TEXT NOT NULL,
+			event_types TEXT NOT NULL,
+			description TEXT NOT NULL,
+			secrets TEXT NOT NULL,
+			headers TEXT NOT NULL,
+			rate_limit DOUBLE PRECISION NOT NULL,
+			max_in_flight INTEGER NOT NULL,
+			filter_script TEXT NOT NULL,
+			disabled INTEGER NOT NULL,
+			disabled_reason TEXT NOT NULL,
+			metadata TEXT NOT NULL,
+			failing_since BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX hookbus_subscriptions_app ON hookbus_subscriptions (app, id)`,
+		`CREATE INDEX hookbus_subscriptions_app_disabled ON hookbus_subscriptions (app, disabled, id)`,
+		`CREATE TABLE hookbus_subscription_event_types (
+			subscription TEXT NOT NULL,
+			app TEXT NOT NULL,
+			pattern TEXT NOT NULL,
+			PRIMARY KEY (subscription, pattern)
+		)`,
+		`CREATE INDEX hookbus_subscription_event_types_app ON hookbus_subscription_event_types (app, pattern, subscription)`,
+		`CREATE TABLE hookbus_app_tokens (
+			id ` + id + ` PRIMARY KEY,
+			app TEXT NOT NULL,
+			hash TEXT NOT NULL,
+			name TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			last_used BIGINT NOT NULL
+		)`,
+		`CREATE UNIQUE INDEX hookbus_app_tokens_hash ON hookbus_app_tokens (hash)`,
+		`CREATE INDEX hookbus_app_tokens_app ON hookbus_app_tokens (app, id)`,
+		`CREATE TABLE hookbus_subscription_changes (
+			` + seq + `,
+			kind TEXT NOT NULL,
+			app TEXT NOT NULL,
+			subscription TEXT NOT NULL,
+			at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX hookbus_subscription_changes_at ON hookbus_subscription_changes (at)`,
+		// The newest sequence number pruned from the feed: a reader
+		// asking for changes after an older one gets ErrFeedGap.
+		`CREATE TABLE hookbus_subscription_changes_pruned (
+			id INTEGER PRIMARY KEY,
+			seq BIGINT NOT NULL
+		)`,
+		`INSERT INTO hookbus_subscription_changes_pruned (id, seq) VALUES (1, 0)`,
+	}
 }
 
 // migrationsTable records the applied migrations. Named for hookbus, so it

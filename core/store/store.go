@@ -1,10 +1,12 @@
 // Package store keeps hookbus' records that must be listed and queried:
-// dead letters (and, later, delivery logs and subscriptions). SQLite under
-// data_dir is the default; PostgreSQL serves several instances.
+// dead letters and the open platform's applications, subscriptions and
+// application tokens (and, later, delivery logs). SQLite under data_dir is
+// the default; PostgreSQL serves several instances.
 //
 // The store implements the Store interfaces of the domain packages
-// (deadletter.Store); it imports those leaves and never the engine. Its
-// schema is a numbered list of migrations (migrate.go).
+// (deadletter.Store, subscription.Store); it imports those leaves and
+// never the engine. Its schema is a numbered list of migrations
+// (migrate.go).
 package store
 
 import (
@@ -15,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver "pgx"
 	_ "modernc.org/sqlite"             // SQLite driver "sqlite"
@@ -24,14 +27,46 @@ import (
 type Store struct {
 	db       *sql.DB
 	postgres bool
+	// keys encrypt subscription secrets at rest (none: stored in clear).
+	keys *keyring
+	// changeLock is the PostgreSQL advisory lock every transaction that
+	// records a subscription change holds (changeLockKey).
+	changeLock int64
+	// now is the clock (tests move it).
+	now func() time.Time
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	key     string
+	oldKeys []string
+}
+
+// EncryptionKeys makes the store encrypt subscription secrets at rest with
+// AES-256-GCM under current (store.encryption_key: the base64 of 32
+// random bytes) and still decrypt what old keys encrypted
+// (store.old_encryption_keys). With current empty, new secrets are stored
+// in clear and old keys only decrypt. A key that is not the base64 of 32
+// bytes fails Open with an error naming its config key (never its value).
+func EncryptionKeys(current string, old ...string) Option {
+	return func(o *options) { o.key, o.oldKeys = current, old }
 }
 
 // Open opens the store: driver "sqlite" (dsn empty = dataDir/hookbus.db) or
 // "postgres", and migrates its schema to the version this build knows. A
 // database migrated by a newer hookbus is refused (ErrSchemaTooNew).
-func Open(ctx context.Context, driver, dsn, dataDir string) (*Store, error) {
-	s := &Store{}
-	var err error
+func Open(ctx context.Context, driver, dsn, dataDir string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	keys, err := newKeyring(o.key, o.oldKeys)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s := &Store{keys: keys, now: time.Now}
 	switch driver {
 	case "", "sqlite":
 		if dsn == "" {
@@ -59,6 +94,14 @@ func Open(ctx context.Context, driver, dsn, dataDir string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, err
+	}
+	if s.postgres {
+		var schema string
+		if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(current_schema(), '')`).Scan(&schema); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("store: current schema: %w", err)
+		}
+		s.changeLock = changeLockKey(schema)
 	}
 	return s, nil
 }
