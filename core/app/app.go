@@ -26,10 +26,13 @@ import (
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/store"
+	"github.com/hookbus/hookbus/core/subscription"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
+	"github.com/hookbus/hookbus/plugins/subscriptions"
 
-	// Registers the webhook sink type (the http source and the queue
-	// drivers register from the packages imported above).
+	// Registers the webhook sink type (the http source, the subscriptions
+	// sink and the queue drivers register from the packages imported
+	// above).
 	_ "github.com/hookbus/hookbus/plugins/webhook"
 )
 
@@ -62,12 +65,17 @@ type App struct {
 	Metrics *metrics.Metrics
 	Queue   queue.Queue
 	Store   *store.Store
-	Engine  *pipeline.Engine
-	api     *api.Server
-	srv     *http.Server
-	ln      net.Listener
-	cancel  context.CancelFunc
-	served  chan error
+	// Subscriptions is the live index of the store's subscriptions, kept
+	// current from its change feed: what the subscriptions sinks deliver
+	// to. subChanges passes its changes on to them.
+	Subscriptions *subscription.Live
+	subChanges    subscriptions.Changes
+	Engine        *pipeline.Engine
+	api           *api.Server
+	srv           *http.Server
+	ln            net.Listener
+	cancel        context.CancelFunc
+	served        chan error
 
 	host *pluginhost.Host
 	// boot is the configuration the host was opened with: the keys that
@@ -208,6 +216,13 @@ func (a *App) openHost(ctx context.Context, cfg *config.Config) (err error) {
 	if a.Store, err = OpenStore(ctx, cfg); err != nil {
 		return err
 	}
+	// Before any sink: a subscriptions sink matches against it from its
+	// first event. Cheap without subscriptions sinks (a poll of the change
+	// feed), and ready for one a reload adds.
+	a.Subscriptions = subscription.NewLive(a.Store, subscription.LiveOptions{Logger: a.log, OnChange: a.subChanges.OnChange})
+	if err := a.Subscriptions.Start(ctx); err != nil {
+		return fmt.Errorf("store: load subscriptions: %w", err)
+	}
 	return nil
 }
 
@@ -339,6 +354,10 @@ func (a *App) closeResources() error {
 			errs = append(errs, fmt.Errorf("queue: %w", err))
 		}
 		a.Queue = nil
+	}
+	if a.Subscriptions != nil {
+		a.Subscriptions.Close()
+		a.Subscriptions = nil
 	}
 	if a.Store != nil {
 		if err := a.Store.Close(); err != nil {
