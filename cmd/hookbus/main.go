@@ -60,7 +60,6 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd(),
 		appsCmd(), subscriptionsCmd(), tokensCmd())
-	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd())
 	root.AddCommand(storeCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
