@@ -5,15 +5,19 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/internal/testenv"
 )
 
@@ -35,8 +39,11 @@ sinks:
   partner:
     type: webhook
     config: {url: "https://partner.example/hooks", secret: `+testSecret+`}
+  everyone:
+    type: subscriptions
+    config: {allow_private_networks: true, timeout: 5s}
 pipelines:
-  all: {from: [shop], to: [partner]}
+  all: {from: [shop], to: [partner, everyone]}
 `)
 }
 
@@ -172,11 +179,24 @@ func platformRoundTrip(t *testing.T, url string) {
 	if err := json.Unmarshal([]byte(ok("subscriptions", "update", "acme", sub.ID, "--disabled=false", "--json")), &upd); err != nil || upd.Disabled {
 		t.Fatalf("update --disabled=false: %+v %v", upd, err)
 	}
-	// A test send needs a subscriptions sink; this configuration has none.
-	if out, stderr, code := run(platformKey, "subscriptions", "test", "acme", sub.ID); code == 0 {
-		contains("subscriptions test", out, "OUTCOME", "STATUS", "LATENCY")
-	} else if !strings.Contains(stderr, "HTTP 503 unavailable") {
-		t.Errorf("subscriptions test: exit %d\n%s%s", code, out, stderr)
+	// A test send: a signed hookbus.test event of the application, now.
+	rcv := newTestReceiver(t)
+	var local struct{ ID string }
+	if err := json.Unmarshal([]byte(ok("subscriptions", "create", "acme", "--endpoint", rcv.url, "-e", "*", "--secret", testSecret, "--json")), &local); err != nil {
+		t.Fatal(err)
+	}
+	contains("subscriptions test", ok("subscriptions", "test", "acme", local.ID), "OUTCOME", "delivered", "STATUS", "200", "LATENCY", "RESPONSE", "ok")
+	var res struct {
+		Outcome    string
+		StatusCode int `json:"status_code"`
+	}
+	if err := json.Unmarshal([]byte(ok("subscriptions", "test", "acme", local.ID, "--type", "order.paid", "--data", `{"n":1}`, "--json")), &res); err != nil ||
+		res.Outcome != "delivered" || res.StatusCode != 200 {
+		t.Fatalf("subscriptions test --json: %+v %v", res, err)
+	}
+	got1, got2 := rcv.events()
+	if got1.Type != "hookbus.test" || got1.Application != "acme" || got2.Type != "order.paid" || string(got2.Data) != `{"n":1}` {
+		t.Fatalf("the receiver got %+v and %+v", got1, got2)
 	}
 
 	// Errors: the problem's code, detail and field errors, exit 1.
@@ -214,6 +234,63 @@ func platformRoundTrip(t *testing.T, url string) {
 	fails(platformKey, "HTTP 404 not_found", "subscriptions", "delete", "acme", sub.ID)
 	contains("apps delete", ok("apps", "delete", "acme"), "deleted application acme")
 	fails(platformKey, "HTTP 404 not_found", "apps", "get", "acme")
+}
+
+// testReceiver is an endpoint that checks every request's signature with
+// testSecret and keeps the events.
+type testReceiver struct {
+	url string
+	mu  sync.Mutex
+	got []receivedEvent
+}
+
+type receivedEvent struct {
+	Type        string          `json:"type"`
+	Application string          `json:"application"`
+	Data        json.RawMessage `json:"data"`
+}
+
+func newTestReceiver(t *testing.T) *testReceiver {
+	t.Helper()
+	sec, err := signing.ParseSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testReceiver{url: "http://" + ln.Addr().String() + "/hooks"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := verifiedBody(sec, req)
+		if err != nil {
+			http.Error(w, "bad signature: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var ev receivedEvent
+		_ = json.Unmarshal(body, &ev)
+		r.mu.Lock()
+		r.got = append(r.got, ev)
+		r.mu.Unlock()
+		_, _ = w.Write([]byte("ok"))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+// events returns the first two events received.
+func (r *testReceiver) events() (receivedEvent, receivedEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var a, b receivedEvent
+	if len(r.got) > 0 {
+		a = r.got[0]
+	}
+	if len(r.got) > 1 {
+		b = r.got[1]
+	}
+	return a, b
 }
 
 // runEnv runs the binary with env and returns stdout, stderr and the exit code.

@@ -639,5 +639,10 @@ func TestTestSend(t *testing.T) {
 
 		bare := newPlatform(t, st, nil)
 		bare.must(http.StatusServiceUnavailable, "POST", "/v1/applications/acme/subscriptions/"+s.ID+"/test", adminKey, nil).problem(t)
+		noSink := newPlatform(t, st, &Options{APIKeys: []string{adminKey},
+			TestSend: func(context.Context, subscription.Subscription, sdk.Event) (subscription.TestResult, error) {
+				return subscription.TestResult{}, fmt.Errorf("%w: no sink of type subscriptions", ErrTestUnavailable)
+			}})
+		noSink.must(http.StatusServiceUnavailable, "POST", "/v1/applications/acme/subscriptions/"+s.ID+"/test", adminKey, nil).problem(t)
 	})
 }

@@ -22,6 +22,10 @@ const (
 	MaxOverlap     = 30 * 24 * time.Hour
 )
 
+// ErrTestUnavailable, in the chain of a TestSend error, means test sends
+// cannot be made now (no subscriptions sink is configured): 503.
+var ErrTestUnavailable = errors.New("test sends are unavailable")
+
 // TestEventType is the type of the event POST …/test sends unless told otherwise.
 const TestEventType = "hookbus.test"
 
@@ -445,6 +449,10 @@ func (s *Server) testSubscription(w http.ResponseWriter, r *http.Request) {
 	ev := sdk.Event{ID: newID(""), Type: req.Type, Source: "hookbus", Time: time.Now().UTC(), Data: req.Data,
 		Extensions: map[string]json.RawMessage{"application": appJSON}}
 	res, err := s.opts.TestSend(r.Context(), sub, ev)
+	if errors.Is(err, ErrTestUnavailable) {
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, "test sends need a subscriptions sink; none is configured"))
+		return
+	}
 	if err != nil {
 		s.internal(w, err)
 		return

@@ -29,6 +29,7 @@ import (
 	"github.com/hookbus/hookbus/core/subscription"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
 	"github.com/hookbus/hookbus/plugins/subscriptions"
+	"github.com/hookbus/hookbus/sdk"
 
 	// Registers the webhook sink type (the http source, the subscriptions
 	// sink and the queue drivers register from the packages imported
@@ -179,16 +180,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		Pprof:     cfg.Server.Pprof,
 		// The platform API: applications, tokens, subscriptions.
 		Subscriptions: a.Store,
-		// Subscription URLs may be private addresses when a subscriptions
-		// sink of the running configuration delivers to them.
-		AllowPrivateNetworks: func() bool {
-			for _, sc := range a.rt.Load().cfg.Sinks {
-				if v := sc.Config["allow_private_networks"]; sc.Type == "subscriptions" && (v == true || v == "true") {
-					return true
-				}
+		// Test sends and the URL rule follow the running configuration's
+		// first subscriptions sink.
+		TestSend: func(ctx context.Context, sub subscription.Subscription, ev sdk.Event) (subscription.TestResult, error) {
+			res, err := a.SubscriptionTestSend(ctx, sub, ev)
+			if errors.Is(err, ErrNoSubscriptionsSink) {
+				err = fmt.Errorf("%w: %w", api.ErrTestUnavailable, err)
 			}
-			return false
+			return res, err
 		},
+		AllowPrivateNetworks: a.AllowPrivateNetworks,
 		// Filters compile under the configured script limits.
 		CompileFilter: func(src string) error {
 			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))
