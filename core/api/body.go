@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -70,7 +71,7 @@ func readObject(w http.ResponseWriter, r *http.Request, optional bool, allowed .
 		return nil, problem.New(http.StatusBadRequest, "request body must be one JSON object; found more after it")
 	}
 	var unknown []problem.FieldError
-	for _, k := range sortedKeys(o.members) {
+	for _, k := range slices.Sorted(maps.Keys(o.members)) {
 		if !slices.Contains(allowed, k) {
 			unknown = append(unknown, problem.FieldError{Field: k, Message: "unknown member; known: " + strings.Join(allowed, ", ")})
 		}
@@ -172,13 +173,4 @@ func newList[T any](data []T, next string) list[T] {
 		l.NextCursor = &next
 	}
 	return l
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
