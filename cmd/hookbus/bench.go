@@ -47,7 +47,7 @@ func benchCmd() *cobra.Command {
 			"local receivers, and beside each scenario the same generator straight to the same receiver (--mode direct, the\n" +
 			"physical baseline), in interleaved rounds; report events/s, the ratio to the baseline of the same round,\n" +
 			"ingest-to-delivery p50/p99/p999, CPU per event and memory of the hookbus process, and the medians over --runs.\n" +
-			"Scenarios: passthrough, transform (default), fanout, plugin-sink, slow-endpoint, backlog. hookbus runs as a\n" +
+			"Scenarios: passthrough, transform (default), fanout, subscriptions, plugin-sink, slow-endpoint, backlog. hookbus runs as a\n" +
 			"child `hookbus run` so its CPU and memory are its own. A run that does not finish reports what it delivered\n" +
 			"and why it stopped.",
 		Args: cobra.NoArgs,

@@ -1,5 +1,6 @@
 // Command hookbus is the hookbus event bus: run it, validate its
-// configuration, try scripts, send events and manage dead letters.
+// configuration, try scripts, send events, manage dead letters and the
+// applications, subscriptions and tokens of the open platform.
 package main
 
 import (
@@ -57,7 +58,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd())
+	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd(),
+		appsCmd(), subscriptionsCmd(), tokensCmd())
 	root.AddCommand(storeCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,13 +19,17 @@ import (
 
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/core/subscription"
+	"github.com/hookbus/hookbus/sdk"
 )
 
 // Options configure the HTTP interface.
 type Options struct {
 	// Ingest serves POST /v1/sources/{source}/events.
 	Ingest http.Handler
-	// APIKeys, when non-empty, are required as "Authorization: Bearer <key>" on /v1/*.
+	// APIKeys are the admin keys: when non-empty, /v1/* needs
+	// "Authorization: Bearer <key>" (or an application token where one
+	// reaches).
 	APIKeys []string
 	// Store keeps the dead letters the /v1/dead-letters routes list and replay.
 	Store deadletter.Store
@@ -45,15 +48,32 @@ type Options struct {
 	// Pprof serves the Go runtime profiles under /debug/pprof/, behind
 	// the API keys (server.pprof).
 	Pprof bool
+
+	// Subscriptions, when set, serves the applications, their tokens and
+	// their subscriptions under /v1/applications, and checks application
+	// tokens.
+	Subscriptions subscription.Store
+	// TestSend makes one delivery attempt of ev to sub now, outside the
+	// queue (POST …/test); nil: test sends answer 503.
+	TestSend func(ctx context.Context, sub subscription.Subscription, ev sdk.Event) (subscription.TestResult, error)
+	// AllowPrivateNetworks reports whether subscription URLs may point at
+	// loopback, private, link-local and metadata addresses (a
+	// subscriptions sink allows them); nil: never.
+	AllowPrivateNetworks func() bool
+	// CompileFilter checks a subscription's filter script, naming the line
+	// of a syntax error; nil: compiled with the default script limits.
+	CompileFilter func(src string) error
 }
 
 // Server is the HTTP handler of a hookbus instance.
 type Server struct {
-	opts  Options
-	mux   *http.ServeMux
-	ready atomic.Bool
+	opts    Options
+	mux     *http.ServeMux
+	metrics http.Handler
+	ready   atomic.Bool
 	// keys are the API keys; a reload may replace them.
-	keys atomic.Pointer[[]string]
+	keys   atomic.Pointer[[]string]
+	tokens tokenCache
 }
 
 // New builds the handler.
@@ -63,77 +83,51 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 	s.SetAPIKeys(opts.APIKeys)
-	if opts.Ingest != nil {
-		s.mux.Handle("/v1/sources/{source}/events", s.auth(opts.Ingest))
+	if opts.Registry != nil {
+		s.metrics = promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})
 	}
-	s.mux.Handle("GET /v1/dead-letters", s.auth(http.HandlerFunc(s.listDeadLetters)))
-	s.mux.Handle("GET /v1/dead-letters/{id}", s.auth(http.HandlerFunc(s.getDeadLetter)))
-	s.mux.Handle("POST /v1/dead-letters/{id}/replay", s.auth(http.HandlerFunc(s.replayOne)))
-	s.mux.Handle("POST /v1/dead-letters/replay", s.auth(http.HandlerFunc(s.replayMany)))
-	if opts.Admin != nil {
-		s.mux.Handle("POST /v1/admin/reload", s.auth(http.HandlerFunc(s.reload)))
-		s.mux.Handle("GET /v1/admin/status", s.auth(http.HandlerFunc(s.status)))
-	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
-			return
-		}
-		if s.opts.NotReady != nil {
-			if nr := s.opts.NotReady(); len(nr) > 0 {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "ready": false, "not_ready": nr})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "ready": true})
-	})
+	s.register()
 	if opts.Pprof {
 		s.routePprof()
 	}
-	if opts.Registry != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
-	}
-	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.New(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
-	})
 	return s
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "ready": false})
+		return
+	}
+	if s.opts.NotReady != nil {
+		if nr := s.opts.NotReady(); len(nr) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "ready": false, "not_ready": nr})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "ready": true})
 }
 
 // SetReady marks the instance ready (or not) for /readyz.
 func (s *Server) SetReady(v bool) { s.ready.Store(v) }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Requests no route takes get the
+// mux's 404 or 405 as problem details.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		w = &fallbackWriter{ResponseWriter: w, r: r}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // SetAPIKeys replaces the API keys (none: /v1/* is open, as with no
 // server.api_keys).
 func (s *Server) SetAPIKeys(keys []string) {
 	k := slices.Clone(keys)
 	s.keys.Store(&k)
-}
-
-func (s *Server) auth(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		keys := *s.keys.Load()
-		if len(keys) == 0 {
-			h.ServeHTTP(w, r)
-			return
-		}
-		token, ok := bearerToken(r.Header.Get("Authorization"))
-		if ok {
-			for _, k := range keys {
-				if subtle.ConstantTimeCompare([]byte(token), []byte(k)) == 1 {
-					h.ServeHTTP(w, r)
-					return
-				}
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="hookbus"`)
-		problem.Write(w, problem.New(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>"))
-	})
 }
 
 // bearerToken returns the credentials of a Bearer Authorization header. The
@@ -266,9 +260,22 @@ func (s *Server) replayMany(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]int{"replayed": n})
 }
 
+// internal logs err and answers 500 without its text (which may carry
+// internal details).
 func (s *Server) internal(w http.ResponseWriter, err error) {
 	s.opts.Logger.Error("api request failed", "error", err)
-	problem.Write(w, problem.New(http.StatusInternalServerError, err.Error()))
+	problem.Write(w, problem.New(http.StatusInternalServerError, "internal error"))
+}
+
+// listError answers a list's store error: a cursor the store did not
+// make is the caller's mistake (400 naming cursor), anything else internal.
+func (s *Server) listError(w http.ResponseWriter, err error) {
+	if errors.Is(err, subscription.ErrBadCursor) {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid query parameter").WithErrors(
+			problem.FieldError{Field: "cursor", Message: "is not a cursor of this list; pass the next_cursor of the previous page"}))
+		return
+	}
+	s.internal(w, err)
 }
 
 // ReplayDeadLetters queues the selected dead letters again (attempt count

@@ -6,16 +6,16 @@ import (
 )
 
 // routePprof serves net/http/pprof's handlers under /debug/pprof/ behind
-// the API keys: profiles show event contents and cost CPU, so they are
+// the admin keys: profiles show event contents and cost CPU, so they are
 // never open where /v1/* is not. The handlers are registered on this
 // server's mux only; the package's side registration on
 // http.DefaultServeMux is not served by hookbus.
 func (s *Server) routePprof() {
-	s.mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
-	s.mux.Handle("GET /debug/pprof/cmdline", s.auth(http.HandlerFunc(pprof.Cmdline)))
-	s.mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
-	s.mux.Handle("GET /debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace)))
+	s.mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index), true))
+	s.mux.Handle("GET /debug/pprof/cmdline", s.auth(http.HandlerFunc(pprof.Cmdline), true))
+	s.mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile), true))
+	s.mux.Handle("GET /debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace), true))
 	// go tool pprof looks symbols up with POST.
-	s.mux.Handle("GET /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol)))
-	s.mux.Handle("POST /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol)))
+	s.mux.Handle("GET /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), true))
+	s.mux.Handle("POST /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), true))
 }

@@ -26,10 +26,14 @@ import (
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/store"
+	"github.com/hookbus/hookbus/core/subscription"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
+	"github.com/hookbus/hookbus/plugins/subscriptions"
+	"github.com/hookbus/hookbus/sdk"
 
-	// Registers the webhook sink type (the http source and the queue
-	// drivers register from the packages imported above).
+	// Registers the webhook sink type (the http source, the subscriptions
+	// sink and the queue drivers register from the packages imported
+	// above).
 	_ "github.com/hookbus/hookbus/plugins/webhook"
 )
 
@@ -62,12 +66,17 @@ type App struct {
 	Metrics *metrics.Metrics
 	Queue   queue.Queue
 	Store   *store.Store
-	Engine  *pipeline.Engine
-	api     *api.Server
-	srv     *http.Server
-	ln      net.Listener
-	cancel  context.CancelFunc
-	served  chan error
+	// Subscriptions is the live index of the store's subscriptions, kept
+	// current from its change feed: what the subscriptions sinks deliver
+	// to. subChanges passes its changes on to them.
+	Subscriptions *subscription.Live
+	subChanges    subscriptions.Changes
+	Engine        *pipeline.Engine
+	api           *api.Server
+	srv           *http.Server
+	ln            net.Listener
+	cancel        context.CancelFunc
+	served        chan error
 
 	host *pluginhost.Host
 	// boot is the configuration the host was opened with: the keys that
@@ -168,7 +177,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
 		NotReady:  a.readiness.list,
 		Admin:     a,
-		Pprof:     cfg.Server.Pprof})
+		Pprof:     cfg.Server.Pprof,
+		// The platform API: applications, tokens, subscriptions.
+		Subscriptions: a.Store,
+		// Test sends and the URL rule follow the running configuration's
+		// first subscriptions sink.
+		TestSend: func(ctx context.Context, sub subscription.Subscription, ev sdk.Event) (subscription.TestResult, error) {
+			res, err := a.SubscriptionTestSend(ctx, sub, ev)
+			if errors.Is(err, ErrNoSubscriptionsSink) {
+				err = fmt.Errorf("%w: %w", api.ErrTestUnavailable, err)
+			}
+			return res, err
+		},
+		AllowPrivateNetworks: a.AllowPrivateNetworks,
+		// Filters compile under the configured script limits.
+		CompileFilter: func(src string) error {
+			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))
+		}})
 	cfgBytes, _ := os.ReadFile(cfg.File)
 	a.status.loaded(cfg.File, configHash(cfgBytes, rt))
 	return a, nil
@@ -191,6 +216,13 @@ func (a *App) openHost(ctx context.Context, cfg *config.Config) (err error) {
 	registerBacklog(a.Metrics, a.Queue)
 	if a.Store, err = OpenStore(ctx, cfg); err != nil {
 		return err
+	}
+	// Before any sink: a subscriptions sink matches against it from its
+	// first event. Cheap without subscriptions sinks (a poll of the change
+	// feed), and ready for one a reload adds.
+	a.Subscriptions = subscription.NewLive(a.Store, subscription.LiveOptions{Logger: a.log, OnChange: a.subChanges.OnChange})
+	if err := a.Subscriptions.Start(ctx); err != nil {
+		return fmt.Errorf("store: load subscriptions: %w", err)
 	}
 	return nil
 }
@@ -323,6 +355,10 @@ func (a *App) closeResources() error {
 			errs = append(errs, fmt.Errorf("queue: %w", err))
 		}
 		a.Queue = nil
+	}
+	if a.Subscriptions != nil {
+		a.Subscriptions.Close()
+		a.Subscriptions = nil
 	}
 	if a.Store != nil {
 		if err := a.Store.Close(); err != nil {

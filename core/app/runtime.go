@@ -20,6 +20,7 @@ import (
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/sinkopts"
+	"github.com/hookbus/hookbus/plugins/subscriptions"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -63,6 +64,9 @@ type sinkInst struct {
 
 	mu    sync.Mutex
 	owned []sdk.Sink
+
+	// subs is the sink when it is a subscriptions sink.
+	subs *subscriptions.Sink
 }
 
 func (si *sinkInst) addSink(s sdk.Sink) {
@@ -163,6 +167,10 @@ func (a *App) buildRuntime(ctx context.Context, cfg *config.Config, prev *runtim
 	for _, name := range cfg.SinkNames() {
 		c := cfg.Sinks[name]
 		fp := componentPrint(cfg, c)
+		if c.Type == subscriptions.Name {
+			// Its subscriptions' filters run under the script limits.
+			fp = fingerprint([]any{fp, cfg.Scripts})
+		}
 		if old := prev.sinks[name]; old != nil && old.fp == fp {
 			rt.sinks[name] = old
 			continue
@@ -211,12 +219,20 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	if !ok {
 		return a.pluginSink(ctx, cfg, name, c, raw, settings)
 	}
+	subs, _ := s.(*subscriptions.Sink)
+	if subs != nil {
+		subs.Provision(subscriptions.Host{Sink: name, Index: a.Subscriptions, Store: a.Store, Changes: &a.subChanges,
+			Scripts: ScriptOptions(cfg, a.log), Metrics: a.Metrics, Logger: a.log})
+	}
 	info, err := s.Init(ctx, raw)
 	if err != nil {
 		return nil, configErrors("sinks."+name+".config", err)
 	}
-	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}}
+	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}, subs: subs}
 	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule()}
+	if f, ok := s.(pipeline.Fanout); ok {
+		si.spec.Fanout = f
+	}
 	return si, nil
 }
 

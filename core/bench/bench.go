@@ -30,6 +30,12 @@ const (
 	// Fanout is one pipeline (the transform) to three webhook sinks, each
 	// with its own receiver; an event counts once all three have it.
 	Fanout = "fanout"
+	// Subscriptions is one pipeline without steps to a subscriptions sink:
+	// each event (of one application) goes to that application's
+	// SubscriptionsPerEvent subscriptions, each with its own receiver; an
+	// event counts once every receiver has it. It also measures a single
+	// webhook sink (Passthrough) just before, and compares deliveries/s.
+	Subscriptions = "subscriptions"
 	// PluginSink is Transform with the webhook sink out of process.
 	PluginSink = "plugin-sink"
 	// SlowEndpoint is Transform to a healthy sink and a dead one (503 or
@@ -41,7 +47,14 @@ const (
 )
 
 // Scenarios lists the scenarios that run hookbus, in their usual order.
-var Scenarios = []string{Passthrough, Transform, Fanout, PluginSink, SlowEndpoint, Backlog}
+var Scenarios = []string{Passthrough, Transform, Fanout, Subscriptions, PluginSink, SlowEndpoint, Backlog}
+
+// SubscriptionsPerEvent is how many subscriptions each event of the
+// Subscriptions scenario goes to.
+const SubscriptionsPerEvent = 10
+
+// benchApplication is the application of the Subscriptions scenario's events.
+const benchApplication = "bench"
 
 // Options of one run.
 type Options struct {
@@ -77,6 +90,9 @@ type Options struct {
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
+
+	// application, when set, is every event's application attribute.
+	application string
 }
 
 // Progress is a snapshot of a run under way.
@@ -175,10 +191,15 @@ type Result struct {
 
 	// SlowEndpoint: the healthy sink's events/s alone (measured just
 	// before), the ratio of EventsPerS to it, and the attempts the dead
-	// endpoint refused.
+	// endpoint refused. Subscriptions: the single webhook sink's events/s
+	// (= its deliveries/s, measured just before) and the ratio of
+	// DeliveriesPerS to it.
 	AloneEventsPerS float64 `json:"alone_events_per_s,omitempty"`
 	RelativeToAlone float64 `json:"relative_to_alone,omitempty"`
 	DeadAttempts    int64   `json:"dead_attempts,omitempty"`
+	// DeliveriesPerS is EventsPerS times the deliveries each event makes
+	// (Subscriptions: one per subscription).
+	DeliveriesPerS float64 `json:"deliveries_per_s,omitempty"`
 
 	// Backlog: the peak RSS while the events wait and while they drain,
 	// the RSS Options.Settle after the drain, the drain's events/s (from
@@ -220,6 +241,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Scenario == PluginSink && o.WebhookPlugin == "" {
 		return res, errors.New("scenario plugin-sink needs the hookbus-webhook plugin binary (Options.WebhookPlugin)")
 	}
+	if o.Scenario == Subscriptions {
+		return runSubscriptions(ctx, o)
+	}
 	if o.Scenario == SlowEndpoint {
 		// The healthy sink alone first, then beside the dead one.
 		alone := o
@@ -260,8 +284,12 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	defer os.RemoveAll(dir)
 
 	nrcv := 1
-	if o.Scenario == Fanout {
+	switch o.Scenario {
+	case Fanout:
 		nrcv = 3
+	case Subscriptions:
+		nrcv = SubscriptionsPerEvent
+		res.Sink = "subscriptions"
 	}
 	mode := answerOK
 	if o.Scenario == Backlog {
@@ -285,7 +313,12 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	}
 	sinks := map[string]any{}
 	var to []string
+	var subs []string // the Subscriptions scenario's callback URLs
 	for i, rcv := range r.targets {
+		if o.Scenario == Subscriptions {
+			subs = append(subs, rcv.url())
+			continue
+		}
 		name := "receiver" + strconv.Itoa(i+1)
 		c := map[string]any{"url": rcv.url(), "secret": benchSecret, "allow_private_networks": true, "max_in_flight": 64}
 		if o.Scenario == Backlog {
@@ -293,6 +326,13 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		}
 		sinks[name] = map[string]any{"type": sinkType, "config": c}
 		to = append(to, name)
+	}
+	if o.Scenario == Subscriptions {
+		// As many attempts in flight per subscription as the webhook sink
+		// has to its URL.
+		sinks["partners"] = map[string]any{"type": "subscriptions", "config": map[string]any{
+			"allow_private_networks": true, "subscription_max_in_flight": 64, "max_in_flight": 64 * len(subs)}}
+		to = append(to, "partners")
 	}
 	if o.Scenario == Backlog {
 		r.backlog = r.targets[0]
@@ -313,7 +353,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		to = append(to, "dead")
 	}
 	pipeline := map[string]any{"from": []string{"load"}, "to": to}
-	if o.Scenario != Passthrough && o.Scenario != Backlog {
+	if o.Scenario != Passthrough && o.Scenario != Backlog && o.Scenario != Subscriptions {
 		script := filepath.Join(dir, "noop.js")
 		if err := os.WriteFile(script, []byte("function transform(event, ctx) { return event; }\n"), 0o644); err != nil {
 			return res, err
@@ -341,6 +381,11 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		"sources":   map[string]any{"load": map[string]any{"type": "http"}},
 		"sinks":     sinks,
 		"pipelines": map[string]any{"load": pipeline},
+	}
+	if len(subs) > 0 {
+		if err := registerSubscriptions(ctx, filepath.Join(dir, "data"), subs); err != nil {
+			return res, fmt.Errorf("register the subscriptions: %w", err)
+		}
 	}
 	h, err := startHost(ctx, o, dir, cfg)
 	if err != nil {

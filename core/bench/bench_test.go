@@ -19,7 +19,7 @@ func small(scenario, driver string) Options {
 // receiver and the figures are filled.
 func TestRunScenarios(t *testing.T) {
 	for _, driver := range []string{"memory", "embedded"} {
-		for _, scenario := range []string{Direct, Passthrough, Transform, Fanout, SlowEndpoint} {
+		for _, scenario := range []string{Direct, Passthrough, Transform, Fanout, Subscriptions, SlowEndpoint} {
 			t.Run(driver+"/"+scenario, func(t *testing.T) {
 				var calls atomic.Int64
 				o := small(scenario, driver)
@@ -46,6 +46,10 @@ func TestRunScenarios(t *testing.T) {
 				case Direct:
 					if r.Process != "none" || r.Driver != "" || r.CPUPerEvent != 0 {
 						t.Errorf("direct: %+v", r)
+					}
+				case Subscriptions:
+					if r.Sink != "subscriptions" || r.DeliveriesPerS != r.EventsPerS*SubscriptionsPerEvent || r.AloneEventsPerS <= 0 || r.RelativeToAlone <= 0 {
+						t.Errorf("subscriptions: %+v", r)
 					}
 				default:
 					if r.Process != "in-process" || r.Driver != driver || r.Sink != "webhook" || r.CPUPerEvent <= 0 || r.PeakRSS <= 0 {

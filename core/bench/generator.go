@@ -118,7 +118,11 @@ func (g *generator) send(ctx context.Context, buf *bytes.Buffer, j job) error {
 		}
 		buf.WriteString(`{"id":"ev-`)
 		buf.WriteString(strconv.Itoa(first + i))
-		buf.WriteString(`","type":"bench.event","data":{"sent":`)
+		buf.WriteString(`","type":"bench.event",`)
+		if g.o.application != "" {
+			buf.WriteString(`"application":"` + g.o.application + `",`)
+		}
+		buf.WriteString(`"data":{"sent":`)
 		buf.WriteString(ns)
 		buf.WriteString(`,"pad":"`)
 		buf.WriteString(g.pad)

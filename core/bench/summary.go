@@ -175,6 +175,9 @@ func (r Result) String() string {
 	if r.Scenario == SlowEndpoint {
 		fmt.Fprintf(&b, "  alone %.0f/s: %.2f× alone, %d dead attempts", r.AloneEventsPerS, r.RelativeToAlone, r.DeadAttempts)
 	}
+	if r.Scenario == Subscriptions {
+		fmt.Fprintf(&b, "  %.0f deliveries/s: %.2f× one webhook sink (%.0f/s)", r.DeliveriesPerS, r.RelativeToAlone, r.AloneEventsPerS)
+	}
 	if r.Scenario == Backlog {
 		fmt.Fprintf(&b, "  backlog rss peak %.0fMB, drain peak %.0fMB, after %.0fMB, drain %.0f events/s, %d refused, lost %d",
 			mb(r.PeakRSSBacklog), mb(r.PeakRSSDrain), mb(r.RSSAfter), r.DrainEventsPerS, r.Refused, r.Lost)
@@ -202,6 +205,9 @@ func (s Summary) String() string {
 	}
 	if s.Scenario == SlowEndpoint {
 		fmt.Fprintf(&b, "  %.2f× alone (%.0f/s)", s.RelativeToAlone, s.AloneEventsPerS)
+	}
+	if s.Scenario == Subscriptions {
+		fmt.Fprintf(&b, "  deliveries %.2f× one webhook sink (%.0f/s)", s.RelativeToAlone, s.AloneEventsPerS)
 	}
 	if s.Scenario == Backlog {
 		fmt.Fprintf(&b, "  backlog rss peak %.0fMB, drain peak %.0fMB, after %.0fMB, drain %.0f events/s, lost %d",

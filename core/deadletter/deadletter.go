@@ -45,6 +45,10 @@ const (
 	// KindPoison: the message was delivered again and again without an
 	// outcome (it crashed or hung its process each time).
 	KindPoison Kind = "poison"
+	// KindDiscarded: the event was queued for a subscription that was
+	// deleted or disabled before it could be delivered; it is not sent
+	// to a URL that no longer belongs to anyone. Not replayable.
+	KindDiscarded Kind = "discarded"
 )
 
 // ReasonPoisonBeforeSteps starts the reason of a poison dead letter found
@@ -122,7 +126,11 @@ type Publisher interface {
 	Publish(topic string, msgs ...*message.Message) error
 }
 
-// Replay queues a dead letter again with a fresh attempt count. A script
+// Replay queues a dead letter again with a fresh attempt count. A dead
+// letter of one subscription (Subscription set: a delivery of the
+// subscriptions sink) goes back to that subscription only, on its sink's
+// deliveries topic, whatever its kind (a subscription's filter runs there
+// again); one that was discarded is not replayable. Otherwise a script
 // error (or a poison message caught before its pipeline's steps) goes back
 // through its pipeline's steps (for its sink only), since the scripts may
 // have been fixed; any other goes straight to its sink. A dead letter that
@@ -144,6 +152,12 @@ func Replay(ctx context.Context, pub Publisher, dl DeadLetter) error {
 	switch {
 	case dl.Sink == "":
 		return fmt.Errorf("%w: %s has no sink (kind %s)", ErrNotReplayable, dl.ID, dl.Kind)
+	case dl.Kind == KindDiscarded:
+		return fmt.Errorf("%w: %s was discarded: %s", ErrNotReplayable, dl.ID, dl.Reason)
+	case dl.Subscription != "":
+		m.Metadata.Set(envelope.Application, dl.Application)
+		m.Metadata.Set(envelope.Subscription, dl.Subscription)
+		return pub.Publish(envelope.DeliveriesTopic(dl.Sink), m)
 	case dl.Kind == KindScript, dl.Kind == KindPoison && strings.HasPrefix(dl.Reason, ReasonPoisonBeforeSteps):
 		if dl.Source == "" {
 			return fmt.Errorf("%w: %s does not record its source", ErrNotReplayable, dl.ID)

@@ -39,6 +39,9 @@ func TestReplay(t *testing.T) {
 		{"poison before the steps goes through them", DeadLetter{ID: "d5", Kind: KindPoison, Reason: ReasonPoisonBeforeSteps + ": delivered 11 times", Sink: "partner", Pipeline: "p", Source: "shop"}, envelope.SourceTopic("shop"), true, nil},
 		{"script without a source", DeadLetter{ID: "d6", Kind: KindScript, Sink: "partner", Pipeline: "p"}, "", false, ErrNotReplayable},
 		{"no sink", DeadLetter{ID: "d7", Kind: KindInvalid, Pipeline: "p", Source: "shop"}, "", false, ErrNotReplayable},
+		{"a subscription's goes back to it only", DeadLetter{ID: "d8", Kind: KindExhausted, Sink: "partners", Pipeline: "p", Source: "shop", Application: "app_1", Subscription: "sub_1"}, envelope.DeliveriesTopic("partners"), false, nil},
+		{"a subscription's filter error goes back to it, not through the steps", DeadLetter{ID: "d9", Kind: KindScript, Sink: "partners", Pipeline: "p", Source: "shop", Application: "app_1", Subscription: "sub_1"}, envelope.DeliveriesTopic("partners"), false, nil},
+		{"discarded", DeadLetter{ID: "d10", Kind: KindDiscarded, Reason: "subscription deleted", Sink: "partners", Pipeline: "p", Source: "shop", Application: "app_1", Subscription: "sub_1"}, "", false, ErrNotReplayable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.dl.Event = ev
@@ -58,6 +61,9 @@ func TestReplay(t *testing.T) {
 			if md.Get(envelope.Sink) != tc.dl.Sink || md.Get(envelope.Pipeline) != tc.dl.Pipeline || md.Get(envelope.Source) != tc.dl.Source ||
 				md.Get(envelope.DedupID) != "replay/"+tc.dl.ID || md.Get(envelope.ReceivedAt) == "" {
 				t.Fatalf("metadata = %v", md)
+			}
+			if md.Get(envelope.Application) != tc.dl.Application || md.Get(envelope.Subscription) != tc.dl.Subscription {
+				t.Fatalf("target metadata = %v, want application %q subscription %q", md, tc.dl.Application, tc.dl.Subscription)
 			}
 			if got := md.Get(envelope.ReplayPipeline) != "" && md.Get(envelope.ReplaySink) == tc.dl.Sink; got != tc.viaSteps {
 				t.Fatalf("marked for the pipeline's steps = %v, want %v (metadata %v)", got, tc.viaSteps, md)

@@ -53,6 +53,13 @@ func SourceTopic(source string) string { return "hookbus.in." + topicSafe(source
 // SinkTopic is the topic a sink consumes.
 func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
 
+// DeliveriesTopic is the second topic of a sink that fans each event out
+// to targets of its own (the subscriptions sink): one message per event
+// and target, each delivered, retried and dead-lettered on its own. It
+// shares SinkTopic's prefix, so every driver keeps it where it keeps the
+// sink topics; a sink name cannot contain '.', so it is no sink's topic.
+func DeliveriesTopic(sink string) string { return SinkTopic(sink) + ".deliveries" }
+
 // DeadLetterTopic receives every dead-lettered message.
 const DeadLetterTopic = "hookbus.dead.all"
 

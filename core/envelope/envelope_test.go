@@ -9,6 +9,7 @@ func TestTopicNames(t *testing.T) {
 		{SourceTopic("shop"), "hookbus.in.shop"},
 		{SinkTopic("partner-1_a"), "hookbus.out.partner-1_a"},
 		{SinkTopic("a b/ü.x"), "hookbus.out.a~20b~2f~fc~2ex"},
+		{DeliveriesTopic("partners"), "hookbus.out.partners.deliveries"},
 		{RetryTopic("partner"), "hookbus.retry.partner"},
 		{DeadLetterTopic, "hookbus.dead.all"},
 	} {

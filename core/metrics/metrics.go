@@ -21,6 +21,19 @@ type Metrics struct {
 	ScriptTime   *prometheus.HistogramVec // script
 	ScriptErrors *prometheus.CounterVec   // script
 	InFlight     *prometheus.GaugeVec     // sink
+	// Deferrals counts deliveries handed back to the queue, without
+	// counting an attempt, because their target could not take them yet
+	// (a fan-out sink's subscription at its max_in_flight or rate limit):
+	// sink, reason ("max_in_flight", "rate_limit").
+	Deferrals *prometheus.CounterVec
+	// NotTried counts attempts a fan-out sink skipped because the target's
+	// endpoint is failing (its circuit is open); each counts as a failed
+	// attempt of its delivery: sink.
+	NotTried *prometheus.CounterVec
+	// SubscriptionsDisabled counts subscriptions a sink disabled: sink,
+	// reason ("gone": the endpoint answered 410; "failing": every attempt
+	// failed for disable_after).
+	SubscriptionsDisabled *prometheus.CounterVec
 	// PluginInitFailures counts failed initialisations of a plugin source
 	// or sink (timed out, crashed, failed): plugin, component ("sink partner").
 	PluginInitFailures *prometheus.CounterVec
@@ -47,7 +60,10 @@ func New() *Metrics {
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_deliveries_in_flight", Help: "Deliveries currently running per sink."}, []string{"sink"})
 	m.PluginInitFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_plugin_init_failures_total", Help: "Plugin source or sink initialisations that timed out, crashed or failed; each is retried with backoff."}, []string{"plugin", "component"})
 	m.ComponentReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_component_ready", Help: "1 when a component can work, 0 while it cannot (a plugin source or sink still initialising)."}, []string{"component"})
-	r.MustRegister(m.PluginInitFailures, m.ComponentReady)
+	m.Deferrals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_deferrals_total", Help: "Deliveries handed back to the queue without counting an attempt: their target was at its max_in_flight or rate limit."}, []string{"sink", "reason"})
+	m.NotTried = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_not_tried_total", Help: "Attempts skipped because the target's endpoint is failing (circuit open); each counts as a failed attempt."}, []string{"sink"})
+	m.SubscriptionsDisabled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_subscriptions_disabled_total", Help: "Subscriptions disabled by a sink: 410 Gone, or failing for disable_after."}, []string{"sink", "reason"})
+	r.MustRegister(m.PluginInitFailures, m.ComponentReady, m.Deferrals, m.NotTried, m.SubscriptionsDisabled)
 	r.MustRegister(m.Received, m.Filtered, m.Delivered, m.DeadLettered, m.Attempts, m.Retries, m.EndToEnd, m.AttemptTime, m.ScriptTime, m.ScriptErrors, m.InFlight)
 	return m
 }

@@ -91,6 +91,11 @@ type Sink struct {
 	// queue, and delivers to the sink it returns; a zero window keeps
 	// MaxInFlight. Sink is not used for such a sink.
 	Resolve func() (sdk.Sink, int)
+	// Fanout, when set, makes this a fan-out sink: each event goes to the
+	// targets Fanout names, each (event, target) pair a delivery of its
+	// own (see Fanout). MaxInFlight bounds the pairs handed out at once;
+	// Sink is not delivered to; Ready and Batch do not apply.
+	Fanout Fanout
 }
 
 // Options configure an Engine.
@@ -151,6 +156,9 @@ type Engine struct {
 
 	// sources is the set of sources some pipeline reads, swapped whole.
 	sources atomic.Pointer[map[string]bool]
+	// deferred counts the deferrals of fan-out deliveries nacked back to
+	// drivers with delayed nacks (see deferPair).
+	deferred deferrals
 }
 
 // sinkWindow is how many of s's messages its subscriber hands out at once.
@@ -458,6 +466,12 @@ func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink s
 	dm.Metadata.Set(envelope.Pipeline, pipeline)
 	dm.Metadata.Set(envelope.Sink, sink)
 	dm.Metadata.Set(envelope.Source, msg.Metadata.Get(envelope.Source))
+	// A fan-out sink's delivery names its target: replay goes back to it.
+	for _, k := range []string{envelope.Application, envelope.Subscription} {
+		if v := msg.Metadata.Get(k); v != "" {
+			dm.Metadata.Set(k, v)
+		}
+	}
 	dm.Metadata.Set(envelope.Reason, reason)
 	dm.Metadata.Set(envelope.ReasonKind, string(kind))
 	dm.Metadata.Set(envelope.Attempts, strconv.Itoa(attempts))

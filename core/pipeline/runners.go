@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/sdk"
 )
@@ -141,10 +142,15 @@ type pipeRunner struct {
 }
 
 // sinkRunner is a running sink: its consumer and the sink it delivers to.
+// A fan-out sink has two: cons reads the sink's topic and fans each event
+// out to pairTopic, which pairs reads and delivers.
 type sinkRunner struct {
 	name, topic string
 	window      int
 	cons        *consumer // nil while the sink is not ready
+	fanout      bool
+	pairTopic   string
+	pairs       *consumer
 
 	mu    sync.RWMutex // guards state against a swap
 	state *sinkState
@@ -156,7 +162,7 @@ type sinkRunner struct {
 
 	// The per-sink series, looked up once rather than per delivery.
 	inFlight              prometheus.Gauge
-	retries               prometheus.Counter
+	retries, notTried     prometheus.Counter
 	attemptTime, endToEnd prometheus.Observer
 }
 
@@ -189,6 +195,9 @@ func (st *sinkState) retire() {
 
 func newSinkState(s Sink) *sinkState {
 	st := &sinkState{spec: s}
+	if s.Fanout != nil {
+		return st // delivers through s.Fanout
+	}
 	sink := s.Sink
 	st.deliver = func(ctx context.Context, d sdk.Delivery) sdk.Result {
 		res := sink.Deliver(ctx, []sdk.Delivery{d})
@@ -264,6 +273,9 @@ func (e *Engine) consumers() []*consumer {
 	for _, r := range e.sinks {
 		if r.cons != nil {
 			cs = append(cs, r.cons)
+		}
+		if r.pairs != nil {
+			cs = append(cs, r.pairs)
 		}
 	}
 	return cs
@@ -389,6 +401,9 @@ func (e *Engine) SetSink(ctx context.Context, s Sink) error {
 	if s.MaxInFlight <= 0 {
 		s.MaxInFlight = 64
 	}
+	if s.Fanout != nil && (s.Ready != nil || s.Batch > 1) {
+		return fmt.Errorf("sink %q: a fan-out sink cannot be late (Ready) or batched", s.Name)
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -416,7 +431,7 @@ func (e *Engine) SetSink(ctx context.Context, s Sink) error {
 // runner never can: its consumer is set by its own goroutine. Callers
 // hold e.mu.
 func (r *sinkRunner) swappable(s Sink) bool {
-	return s.Ready == nil && r.lateCancel == nil && r.cons != nil && sinkWindow(s) == r.window
+	return s.Ready == nil && r.lateCancel == nil && r.cons != nil && sinkWindow(s) == r.window && (s.Fanout != nil) == r.fanout
 }
 
 // swap makes st the state new deliveries use and returns the old one.
@@ -454,12 +469,16 @@ func (e *Engine) stopSink(r *sinkRunner) {
 	e.endLateWait(r)
 	e.mu.Lock()
 	delete(e.sinks, r.name)
-	cons, lateSub := r.cons, r.lateSub
+	cons, pairs, lateSub := r.cons, r.pairs, r.lateSub
 	e.mu.Unlock()
 	if cons != nil {
+		// A fan-out sink stops fanning out first, then delivering.
 		cons.stop(e.opts.CloseTimeout)
 	} else if lateSub != nil {
 		_ = lateSub.Close()
+	}
+	if pairs != nil {
+		pairs.stop(e.opts.CloseTimeout)
 	}
 	r.mu.RLock()
 	st := r.state
@@ -498,36 +517,67 @@ func (e *Engine) startSink(ctx context.Context, s Sink) error {
 		return fmt.Errorf("sink %q: %w", s.Name, err)
 	}
 	r := e.newSinkRunner(s.Name, topic, window)
+	topics := []string{topic}
+	// A fan-out sink's deliveries are read by the same group, on their
+	// own topic.
+	var psub message.Subscriber
+	if s.Fanout != nil {
+		r.fanout, r.pairTopic = true, envelope.DeliveriesTopic(s.Name)
+		if psub, err = e.subscribe("sink-"+s.Name, r.pairTopic, window); err != nil {
+			_ = sub.Close()
+			return fmt.Errorf("sink %q: %w", s.Name, err)
+		}
+		topics = append(topics, r.pairTopic)
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
 		_ = sub.Close()
+		if psub != nil {
+			_ = psub.Close()
+		}
 		return errEngineClosed
 	}
 	e.sinks[s.Name] = r
 	if s.Ready != nil {
 		e.waitReady(r, s, sub)
-	} else if err = e.addSinkConsumer(r, s, sub); err != nil {
+	} else if err = e.addSinkConsumer(r, s, sub, psub); err != nil {
 		delete(e.sinks, s.Name)
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("sink %q: %w", s.Name, err)
 	}
-	if err := e.q.Provision(ctx, []string{topic}); err != nil {
+	if err := e.q.Provision(ctx, topics); err != nil {
 		return fmt.Errorf("provision queue: %w", err)
 	}
 	return nil
 }
 
-// addSinkConsumer gives r its state and its consumer reading sub.
-// Callers hold e.mu.
-func (e *Engine) addSinkConsumer(r *sinkRunner, s Sink, sub message.Subscriber) error {
+// addSinkConsumer gives r its state and its consumer reading sub, and a
+// fan-out sink its consumer of deliveries reading psub. Callers hold e.mu.
+func (e *Engine) addSinkConsumer(r *sinkRunner, s Sink, sub, psub message.Subscriber) error {
 	r.state = newSinkState(s)
+	handler := e.sinkHandler(r)
+	if s.Fanout != nil {
+		handler = e.fanoutHandler(r)
+	}
 	c := &consumer{handler: e.handlerName("sink", s.Name), topic: r.topic, sub: sub}
-	if err := e.addConsumer(c, e.sinkHandler(r)); err != nil {
+	if err := e.addConsumer(c, handler); err != nil {
 		c.abandon()
+		if psub != nil {
+			_ = psub.Close()
+		}
 		return err
+	}
+	if psub != nil {
+		pc := &consumer{handler: e.handlerName("deliveries", s.Name), topic: r.pairTopic, sub: psub}
+		if err := e.addConsumer(pc, e.pairHandler(r)); err != nil {
+			pc.abandon()
+			c.abandon()
+			return err
+		}
+		r.pairs = pc
 	}
 	r.cons = c
 	return nil
@@ -563,6 +613,7 @@ func (e *Engine) newSinkRunner(name, topic string, window int) *sinkRunner {
 		attemptTime: e.m.AttemptTime.WithLabelValues(name),
 		endToEnd:    e.m.EndToEnd.WithLabelValues(name),
 		retries:     e.m.Retries.WithLabelValues(name),
+		notTried:    e.m.NotTried.WithLabelValues(name),
 	}
 }
 

@@ -24,6 +24,9 @@ type sinkDelivery struct {
 	ev       sdk.Event
 	pipeline string
 	attempt  int
+	// topic is where the message came from, and where a copy for a retry
+	// goes.
+	topic string
 }
 
 // logArgs are the logger fields of a delivery. They are built only for
@@ -66,7 +69,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 // outcome) is dead-lettered instead: ok is false and err is the handler's
 // result.
 func (e *Engine) admitDelivery(sink string, msg *message.Message) (d *sinkDelivery, ok bool, err error) {
-	d = &sinkDelivery{msg: msg, pipeline: msg.Metadata.Get(envelope.Pipeline)}
+	d = &sinkDelivery{msg: msg, pipeline: msg.Metadata.Get(envelope.Pipeline), topic: queue.SinkTopic(sink)}
 	if err := d.ev.UnmarshalJSON(msg.Payload); err != nil {
 		return nil, false, e.deadLetter(msg, sdk.Event{ID: msg.UUID}, d.pipeline, sink, deadletter.KindInvalid, fmt.Sprintf("undecodable event: %v", err), 0)
 	}
@@ -131,7 +134,7 @@ func (e *Engine) retryByPublishAt(sink string, d *sinkDelivery, delay time.Durat
 	rm := requeueCopy(d.msg)
 	rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(d.attempt+1))
 	delete(rm.Metadata, queue.MetaDedupID)
-	if err := e.delayer.PublishAt(queue.SinkTopic(sink), time.Now().Add(delay), rm); err != nil {
+	if err := e.delayer.PublishAt(d.topic, time.Now().Add(delay), rm); err != nil {
 		e.log.Error("queue publish of retry failed; will try again", d.logArgs(sink, "error", err)...)
 		return nackLater(d.msg, infraRetryDelay)
 	}

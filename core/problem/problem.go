@@ -30,6 +30,10 @@ type Problem struct {
 	Title string `json:"title"`
 	// Status is the HTTP status code.
 	Status int `json:"status"`
+	// Code is the stable, machine-readable name of the problem
+	// ("validation_failed", "not_found", ...): clients branch on it, never
+	// on Detail. Write derives it from Status when empty (CodeFor).
+	Code string `json:"code"`
 	// Detail explains this occurrence of the problem to a human.
 	Detail string `json:"detail,omitempty"`
 	// Instance is a URI reference identifying this occurrence (e.g. the request path).
@@ -45,6 +49,56 @@ type FieldError struct {
 	Field string `json:"field"`
 	// Message says what is wrong, e.g. "is required".
 	Message string `json:"message"`
+}
+
+// The stable problem codes. Each status has one (CodeFor); a problem may
+// carry a more specific one.
+const (
+	CodeInvalidRequest       = "invalid_request"        // 400
+	CodeUnauthorized         = "unauthorized"           // 401
+	CodeForbidden            = "forbidden"              // 403
+	CodeNotFound             = "not_found"              // 404
+	CodeMethodNotAllowed     = "method_not_allowed"     // 405
+	CodeConflict             = "conflict"               // 409
+	CodePayloadTooLarge      = "payload_too_large"      // 413
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415
+	CodeValidationFailed     = "validation_failed"      // 422
+	CodeRateLimited          = "rate_limited"           // 429
+	CodeInternal             = "internal"               // 500
+	CodeUnavailable          = "unavailable"            // 503
+)
+
+// CodeFor returns the code of a status: the list above, and for any other
+// status the code of its class ("invalid_request" for 4xx, "internal" for 5xx).
+func CodeFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeInvalidRequest
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodePayloadTooLarge
+	case http.StatusUnsupportedMediaType:
+		return CodeUnsupportedMediaType
+	case http.StatusUnprocessableEntity:
+		return CodeValidationFailed
+	case http.StatusTooManyRequests:
+		return CodeRateLimited
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	if status >= 400 && status < 500 {
+		return CodeInvalidRequest
+	}
+	return CodeInternal
 }
 
 // New returns a problem of type about:blank with the given status and detail.
@@ -106,9 +160,14 @@ func From(err error) *Problem {
 	return New(http.StatusInternalServerError, "internal error")
 }
 
+// Validation returns a 422 validation_failed problem listing errs.
+func Validation(detail string, errs ...FieldError) *Problem {
+	return New(http.StatusUnprocessableEntity, detail).WithErrors(errs...)
+}
+
 // Write sends p as an application/problem+json response. Missing members are
-// filled in: type about:blank, the status text as title, and status 500 when
-// p is nil or carries no valid status.
+// filled in: type about:blank, the status text as title, the status's code,
+// and status 500 when p is nil or carries no valid status.
 func Write(w http.ResponseWriter, p *Problem) {
 	if p == nil {
 		p = New(http.StatusInternalServerError, "")
@@ -121,9 +180,12 @@ func Write(w http.ResponseWriter, p *Problem) {
 		out.Type = "about:blank"
 	}
 	out.Title = out.title()
+	if out.Code == "" || out.Status != p.Status {
+		out.Code = CodeFor(out.Status)
+	}
 	body, err := json.Marshal(out)
 	if err != nil { // cannot happen: every member is a string, an int or a slice of strings
-		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500}`)
+		body = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,"code":"internal"}`)
 		out.Status = http.StatusInternalServerError
 	}
 	h := w.Header()

@@ -23,28 +23,39 @@ func TestWrite(t *testing.T) {
 			name: "with field errors",
 			p: problem.New(http.StatusBadRequest, "invalid events").WithErrors(
 				problem.FieldError{Field: "[1].type", Message: "is required"}),
-			want: problem.Problem{Type: "about:blank", Title: "Bad Request", Status: 400, Detail: "invalid events",
+			want: problem.Problem{Type: "about:blank", Title: "Bad Request", Status: 400, Code: "invalid_request", Detail: "invalid events",
 				Errors: []problem.FieldError{{Field: "[1].type", Message: "is required"}}},
 		},
 		{
 			name: "defaults filled",
 			p:    &problem.Problem{Status: http.StatusNotFound, Detail: "no such source"},
-			want: problem.Problem{Type: "about:blank", Title: "Not Found", Status: 404, Detail: "no such source"},
+			want: problem.Problem{Type: "about:blank", Title: "Not Found", Status: 404, Code: "not_found", Detail: "no such source"},
 		},
 		{
 			name: "custom type and instance kept",
 			p:    &problem.Problem{Type: "https://hookbus.dev/problems/x", Title: "X", Status: 409, Instance: "/v1/x"},
-			want: problem.Problem{Type: "https://hookbus.dev/problems/x", Title: "X", Status: 409, Instance: "/v1/x"},
+			want: problem.Problem{Type: "https://hookbus.dev/problems/x", Title: "X", Status: 409, Code: "conflict", Instance: "/v1/x"},
+		},
+		{
+			name: "specific code kept",
+			p:    &problem.Problem{Status: 409, Code: "sink_busy"},
+			want: problem.Problem{Type: "about:blank", Title: "Conflict", Status: 409, Code: "sink_busy"},
+		},
+		{
+			name: "validation",
+			p:    problem.Validation("invalid subscription", problem.FieldError{Field: "url", Message: "is required"}),
+			want: problem.Problem{Type: "about:blank", Title: "Unprocessable Entity", Status: 422, Code: "validation_failed",
+				Detail: "invalid subscription", Errors: []problem.FieldError{{Field: "url", Message: "is required"}}},
 		},
 		{
 			name: "nil",
 			p:    nil,
-			want: problem.Problem{Type: "about:blank", Title: "Internal Server Error", Status: 500},
+			want: problem.Problem{Type: "about:blank", Title: "Internal Server Error", Status: 500, Code: "internal"},
 		},
 		{
 			name: "invalid status",
 			p:    &problem.Problem{Status: 200, Detail: "oops"},
-			want: problem.Problem{Type: "about:blank", Title: "Internal Server Error", Status: 500, Detail: "oops"},
+			want: problem.Problem{Type: "about:blank", Title: "Internal Server Error", Status: 500, Code: "internal", Detail: "oops"},
 		},
 	}
 	for _, tt := range tests {
@@ -74,6 +85,19 @@ func TestWrite(t *testing.T) {
 				t.Errorf("body = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCodeFor(t *testing.T) {
+	t.Parallel()
+	for status, want := range map[int]string{
+		400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+		409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
+		429: "rate_limited", 500: "internal", 503: "unavailable", 418: "invalid_request", 502: "internal",
+	} {
+		if got := problem.CodeFor(status); got != want {
+			t.Errorf("CodeFor(%d) = %q, want %q", status, got, want)
+		}
 	}
 }
 

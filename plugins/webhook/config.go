@@ -7,11 +7,9 @@ import (
 	"maps"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
+	"github.com/hookbus/hookbus/core/deliveryheader"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/core/sinkopts"
@@ -128,19 +126,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
-		field := "headers." + name
-		if !validHeaderName(name) {
-			fail(field, "invalid header name")
-			continue
-		}
-		if reservedHeader(name) {
-			fail(field, "hookbus sets this header itself; it cannot be overridden")
-			continue
-		}
-		// The same rule net/http applies when sending: a value it refuses
-		// would fail every delivery instead of the configuration.
-		if !httpguts.ValidHeaderFieldValue(c.Headers[name]) {
-			fail(field, "header value must not contain line breaks or other control characters")
+		if msg := deliveryheader.Check(name, c.Headers[name]); msg != "" {
+			fail("headers."+name, "%s", msg)
 		}
 	}
 	return errors.Join(errs...)
@@ -161,30 +148,4 @@ func (c Config) secrets() ([]signing.Secret, error) {
 		out = append(out, sec)
 	}
 	return out, nil
-}
-
-func reservedHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "content-type", "content-length", "host", "transfer-encoding", "connection", "te", "upgrade", "trailer", "keep-alive", "proxy-connection":
-		return true
-	}
-	return strings.HasPrefix(n, "webhook-")
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

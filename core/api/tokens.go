@@ -1,0 +1,109 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/core/subscription"
+)
+
+// TokenJSON is the API form of an application token; Token (the value)
+// is there only in the answer that created it.
+type TokenJSON struct {
+	ID          string `json:"id"`
+	Token       string `json:"token,omitempty"`
+	Application string `json:"application"`
+	Name        string `json:"name"`
+	CreatedAt   string `json:"created_at"`
+	// LastUsedAt is null when the store does not know.
+	LastUsedAt *string `json:"last_used_at"`
+}
+
+func tokenJSON(t subscription.Token) TokenJSON {
+	out := TokenJSON{ID: t.ID, Application: t.App, Name: t.Name, CreatedAt: timeJSON(t.Created)}
+	if !t.LastUsed.IsZero() {
+		s := timeJSON(t.LastUsed)
+		out.LastUsedAt = &s
+	}
+	return out
+}
+
+// createToken makes an application token (admin keys only): 201 with the
+// token, shown this once; the store keeps its SHA-256.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	o, p := readObject(w, r, true, "name")
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	var name string
+	o.get("name", &name, "a string")
+	if len(name) > subscription.MaxApplicationNameLength {
+		o.fail("name", "is longer than "+strconv.Itoa(subscription.MaxApplicationNameLength)+" bytes")
+	}
+	if len(o.errs) > 0 {
+		problem.Write(w, problem.Validation("invalid token", o.errs...))
+		return
+	}
+	a, ok := s.application(w, r)
+	if !ok {
+		return
+	}
+	value, hash, err := NewToken()
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	tok, err := s.opts.Subscriptions.CreateToken(r.Context(), subscription.Token{
+		ID: newID("tok_"), App: a.ID, Hash: hash, Name: name, Created: time.Now().UTC()})
+	if errors.Is(err, subscription.ErrNotFound) {
+		problem.Write(w, applicationNotFound(a.ID))
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	out := tokenJSON(tok)
+	out.Token = value
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// listTokens lists an application's tokens, without their values.
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.application(w, r)
+	if !ok {
+		return
+	}
+	toks, err := s.opts.Subscriptions.ListTokens(r.Context(), a.ID)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	out := make([]TokenJSON, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, tokenJSON(t))
+	}
+	writeJSON(w, http.StatusOK, newList(out, ""))
+}
+
+// deleteToken revokes a token: 204, then 404. The token stops working on
+// this instance at once, on others sharing the store within tokenCacheTTL.
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
+	app, id := r.PathValue("app"), r.PathValue("token")
+	err := s.opts.Subscriptions.DeleteToken(r.Context(), app, id)
+	if errors.Is(err, subscription.ErrNotFound) {
+		problem.Write(w, problem.New(http.StatusNotFound, "no token with id "+strconv.Quote(id)+" in application "+strconv.Quote(app)))
+		return
+	}
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	s.tokens.forget(func(t subscription.Token) bool { return t.ID == id })
+	w.WriteHeader(http.StatusNoContent)
+}

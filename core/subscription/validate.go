@@ -1,0 +1,220 @@
+package subscription
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hookbus/hookbus/core/deliveryheader"
+	"github.com/hookbus/hookbus/core/netguard"
+	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/core/signing"
+)
+
+// Bounds of what an application or a subscription may hold.
+const (
+	MaxApplicationNameLength = 256
+	MaxURLLength             = 2048
+	MaxEventTypes            = 64
+	// MaxEventTypeLength is the ingest endpoint's bound on an event's type.
+	MaxEventTypeLength   = 256
+	MaxDescriptionLength = 1024
+	MaxHeaders           = 32
+	// MaxInFlightLimit bounds max_in_flight: a subscription cannot ask for
+	// more concurrent deliveries than a sink would ever run.
+	MaxInFlightLimit = 1024
+	// MaxRateLimit bounds rate_limit (deliveries per second).
+	MaxRateLimit = 1e6
+	// MaxFilterBytes bounds a filter script's source.
+	MaxFilterBytes = 64 << 10
+	// MaxSecrets bounds the signing secrets kept at once (the current one
+	// and those still in their rotation overlap).
+	MaxSecrets = 10
+)
+
+// applicationID is what a caller-chosen application ID may be: it travels
+// in URL paths and in events' application attribute.
+var applicationID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+
+// CheckApplicationID returns what is wrong with an application ID, or "".
+func CheckApplicationID(id string) string {
+	if !applicationID.MatchString(id) {
+		return "must be 1 to 128 characters of A-Z, a-z, 0-9 and _ . : -"
+	}
+	return ""
+}
+
+// ValidateApplication checks an application's fields and returns every
+// problem as a field error (none: valid).
+func ValidateApplication(a Application) []problem.FieldError {
+	var errs []problem.FieldError
+	if msg := CheckApplicationID(a.ID); msg != "" {
+		errs = append(errs, problem.FieldError{Field: "id", Message: msg})
+	}
+	switch {
+	case strings.TrimSpace(a.Name) == "":
+		errs = append(errs, problem.FieldError{Field: "name", Message: "is required"})
+	case len(a.Name) > MaxApplicationNameLength:
+		errs = append(errs, problem.FieldError{Field: "name", Message: fmt.Sprintf("is longer than %d bytes", MaxApplicationNameLength)})
+	case hasControl(a.Name):
+		errs = append(errs, problem.FieldError{Field: "name", Message: "must not contain control characters"})
+	}
+	return errs
+}
+
+// CheckEventType returns what is wrong with an event type (an exact type,
+// as an event carries it), or "".
+func CheckEventType(t string) string {
+	switch {
+	case t == "":
+		return "must not be empty"
+	case len(t) > MaxEventTypeLength:
+		return fmt.Sprintf("is longer than %d bytes", MaxEventTypeLength)
+	case strings.ContainsFunc(t, unicode.IsSpace) || hasControl(t):
+		return "must not contain spaces or control characters"
+	case strings.Contains(t, "*"):
+		return `must be an event type, without "*"`
+	}
+	return ""
+}
+
+// CheckEventTypePattern returns what is wrong with a subscription's event
+// type pattern, or "": an exact type ("order.paid"), a prefix wildcard
+// ("order.*": every type that starts with "order.") or "*" (every type).
+func CheckEventTypePattern(p string) string {
+	if p == "*" {
+		return ""
+	}
+	if prefix, ok := strings.CutSuffix(p, ".*"); ok {
+		if prefix == "" || strings.Contains(prefix, "*") {
+			return `"*" may only end a pattern, after a dot ("order.*") or alone ("*")`
+		}
+		return CheckEventType(prefix)
+	}
+	if strings.Contains(p, "*") {
+		return `"*" may only end a pattern, after a dot ("order.*") or alone ("*")`
+	}
+	return CheckEventType(p)
+}
+
+// Rules are what validating a subscription depends on beyond its fields.
+type Rules struct {
+	// AllowPrivateNetworks accepts URLs whose host is a loopback, private,
+	// link-local or metadata address (the sink delivering allows them).
+	AllowPrivateNetworks bool
+	// CompileFilter compiles a filter script, returning an error that
+	// names the line of a syntax error; nil: filters are not checked
+	// beyond their size.
+	CompileFilter func(src string) error
+}
+
+// Validate checks every field of s and returns every problem as a field
+// error named as in the API's JSON (none: valid). Secrets are checked as
+// "secret" (the current one) and "secrets[i]" (those rotated out).
+func (r Rules) Validate(s Subscription) []problem.FieldError {
+	var errs []problem.FieldError
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, problem.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if msg := r.CheckURL(s.URL); msg != "" {
+		fail("url", "%s", msg)
+	}
+	switch {
+	case len(s.EventTypes) == 0:
+		fail("event_types", `is required: at least one event type ("order.paid"), prefix ("order.*") or "*"`)
+	case len(s.EventTypes) > MaxEventTypes:
+		fail("event_types", "has more than %d entries", MaxEventTypes)
+	default:
+		seen := map[string]int{}
+		for i, p := range s.EventTypes {
+			field := fmt.Sprintf("event_types[%d]", i)
+			if msg := CheckEventTypePattern(p); msg != "" {
+				fail(field, "%s", msg)
+			} else if j, dup := seen[p]; dup {
+				fail(field, "repeats event_types[%d]", j)
+			}
+			seen[p] = i
+		}
+	}
+	if len(s.Description) > MaxDescriptionLength {
+		fail("description", "is longer than %d bytes", MaxDescriptionLength)
+	} else if !utf8.ValidString(s.Description) {
+		fail("description", "must be valid UTF-8")
+	}
+	switch {
+	case len(s.Secrets) == 0:
+		fail("secret", "is required")
+	case len(s.Secrets) > MaxSecrets:
+		fail("secrets", "more than %d secrets at once", MaxSecrets)
+	default:
+		for i, sec := range s.Secrets {
+			field := "secret"
+			if i > 0 {
+				field = fmt.Sprintf("secrets[%d]", i)
+			}
+			if _, err := signing.ParseSecret(sec.Value); err != nil {
+				fail(field, "%v", err)
+			}
+		}
+	}
+	if len(s.Headers) > MaxHeaders {
+		fail("headers", "has more than %d headers", MaxHeaders)
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
+		if msg := deliveryheader.Check(name, s.Headers[name]); msg != "" {
+			fail("headers."+name, "%s", msg)
+		}
+	}
+	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit {
+		fail("rate_limit", "must be between 0 (no limit) and %g deliveries per second", float64(MaxRateLimit))
+	}
+	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
+		fail("max_in_flight", "must be between 0 (the sink's default) and %d", MaxInFlightLimit)
+	}
+	if s.Filter != "" {
+		switch {
+		case len(s.Filter) > MaxFilterBytes:
+			fail("filter", "is longer than %d bytes", MaxFilterBytes)
+		case r.CompileFilter != nil:
+			if err := r.CompileFilter(s.Filter); err != nil {
+				fail("filter", "%v", err)
+			}
+		}
+	}
+	return errs
+}
+
+// CheckURL returns what is wrong with a callback URL, or "": the webhook
+// sink's rules (absolute http or https, a host, no credentials) and, unless
+// private networks are allowed, no IP literal the SSRF guard refuses. A
+// hostname is checked again at every dial, after DNS.
+func (r Rules) CheckURL(u string) string {
+	if u == "" {
+		return "is required: the receiver's http(s) URL"
+	}
+	if len(u) > MaxURLLength {
+		return fmt.Sprintf("is longer than %d bytes", MaxURLLength)
+	}
+	if err := netguard.CheckURL(u); err != nil {
+		return err.Error()
+	}
+	if !r.AllowPrivateNetworks {
+		p, _ := url.Parse(u)
+		var be *netguard.BlockedError
+		if err := netguard.CheckHost(p.Hostname()); errors.As(err, &be) {
+			return fmt.Sprintf("%s is a %s; deliveries to it are refused (private networks are not allowed for subscriptions)", be.Addr, be.Reason)
+		}
+	}
+	return ""
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
+}

@@ -1,0 +1,123 @@
+package subscriptions
+
+import (
+	"context"
+	"time"
+
+	"github.com/hookbus/hookbus/core/subscription"
+)
+
+// storeTimeout bounds one write of what the sink learnt of a subscription.
+const storeTimeout = 10 * time.Second
+
+// afterSuccess clears the subscription's FailingSince in the store, once
+// per run of failures.
+func (s *Sink) afterSuccess(ctx context.Context, st *subState) {
+	if !st.writeMu.TryLock() {
+		return // a write is under way; a later attempt tries again
+	}
+	defer st.writeMu.Unlock()
+	st.mu.Lock()
+	sub, failing := st.sub, !st.stored.IsZero()
+	st.mu.Unlock()
+	if !failing {
+		return
+	}
+	err := s.updateSub(ctx, sub, func(x *subscription.Subscription) bool {
+		if x.FailingSince.IsZero() {
+			return false
+		}
+		x.FailingSince = time.Time{}
+		return true
+	})
+	if err != nil {
+		s.host.Logger.Warn("subscriptions sink: could not record that a subscription recovered", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "error", err)
+		return
+	}
+	st.mu.Lock()
+	st.stored = time.Time{}
+	st.mu.Unlock()
+	s.host.Logger.Info("subscription delivering again", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID)
+}
+
+// afterFailure marks the subscription failing in the store at the first
+// failure of a run (one write per run), and disables it once it has
+// failed for disable_after.
+func (s *Sink) afterFailure(ctx context.Context, st *subState, now time.Time) {
+	st.mu.Lock()
+	sub, stored, disabled := st.sub, st.stored, st.disabled != ""
+	st.mu.Unlock()
+	switch {
+	case disabled:
+	case stored.IsZero():
+		if !st.writeMu.TryLock() {
+			return
+		}
+		defer st.writeMu.Unlock()
+		since := now.UTC()
+		err := s.updateSub(ctx, sub, func(x *subscription.Subscription) bool {
+			if !x.FailingSince.IsZero() {
+				since = x.FailingSince // another instance was first
+				return false
+			}
+			x.FailingSince = since
+			return true
+		})
+		if err != nil {
+			s.host.Logger.Warn("subscriptions sink: could not record that a subscription is failing", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "error", err)
+			return
+		}
+		st.mu.Lock()
+		st.stored = since
+		st.mu.Unlock()
+	case now.Sub(stored) > s.cfg.DisableAfter:
+		s.disable(ctx, st, "failing since "+stored.UTC().Format(time.RFC3339), "failing")
+	}
+}
+
+// disable disables the subscription in the store (so every instance stops
+// delivering to it), logged at warn and counted; its pairs still queued
+// are discarded from then on.
+func (s *Sink) disable(ctx context.Context, st *subState, reason, label string) {
+	st.writeMu.Lock()
+	defer st.writeMu.Unlock()
+	st.mu.Lock()
+	sub, done := st.sub, st.disabled != ""
+	st.mu.Unlock()
+	if done {
+		return
+	}
+	err := s.updateSub(ctx, sub, func(x *subscription.Subscription) bool {
+		if x.Disabled {
+			return false
+		}
+		x.Disabled, x.DisabledReason = true, reason
+		return true
+	})
+	if err != nil {
+		s.host.Logger.Error("subscriptions sink: could not disable a subscription", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "reason", reason, "error", err)
+		return
+	}
+	st.mu.Lock()
+	st.disabled = reason
+	st.mu.Unlock()
+	s.host.Metrics.SubscriptionsDisabled.WithLabelValues(s.host.Sink, label).Inc()
+	s.host.Logger.Warn("subscription disabled", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "reason", reason)
+}
+
+// updateSub changes the stored subscription as change says (false: it
+// needs no change), read fresh so that nothing else written meanwhile is
+// lost.
+func (s *Sink) updateSub(ctx context.Context, sub *subscription.Subscription, change func(*subscription.Subscription) bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	fresh, err := s.host.Store.GetSubscription(ctx, sub.App, sub.ID)
+	if err != nil {
+		return err
+	}
+	if !change(&fresh) {
+		return nil
+	}
+	_, err = s.host.Store.UpdateSubscription(ctx, fresh)
+	return err
+}
