@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		Admin:     a,
 		Pprof:     cfg.Server.Pprof,
 		// The platform API: applications, tokens, subscriptions.
-		Subscriptions: a.Store,
+		Subscriptions: refreshingStore{Store: a.Store, live: a.Subscriptions},
 		// Test sends and the URL rule follow the running configuration's
 		// first subscriptions sink.
 		TestSend: func(ctx context.Context, sub subscription.Subscription, ev sdk.Event) (subscription.TestResult, error) {

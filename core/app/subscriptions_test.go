@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -94,5 +96,43 @@ func TestNoSubscriptionsSink(t *testing.T) {
 	}
 	if a.AllowPrivateNetworks() {
 		t.Fatal("AllowPrivateNetworks true without a subscriptions sink")
+	}
+}
+
+// A subscription written through the API is in this instance's live index
+// when the answer arrives: the next event already uses it.
+func TestAPIWritesReachTheLiveIndexAtOnce(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t, strings.ReplaceAll(subscriptionsConfig, "MIF", "8"))
+	a := startApp(t, cfg)
+	call := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+a.Addr()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s = %d %v, want %d", method, path, resp.StatusCode, m, want)
+		}
+		return m
+	}
+	call("POST", "/v1/applications", `{"id":"acme","name":"Acme"}`, http.StatusCreated)
+	sub := call("POST", "/v1/applications/acme/subscriptions", `{"url":"http://127.0.0.1:9/hooks","event_types":["order.*"]}`, http.StatusCreated)
+	id, _ := sub["id"].(string)
+	if _, ok := a.Subscriptions.Index().Get(id); !ok {
+		t.Fatalf("subscription %s not in the live index right after its creation", id)
+	}
+	call("PATCH", "/v1/applications/acme/subscriptions/"+id, `{"disabled":true}`, http.StatusOK)
+	if s, ok := a.Subscriptions.Index().Get(id); !ok || !s.Disabled {
+		t.Fatalf("disabled subscription in the live index: %+v, %v", s, ok)
+	}
+	call("DELETE", "/v1/applications/acme/subscriptions/"+id, ``, http.StatusNoContent)
+	if _, ok := a.Subscriptions.Index().Get(id); ok {
+		t.Fatalf("deleted subscription %s still in the live index", id)
 	}
 }

@@ -78,10 +78,21 @@ func decodeCursor(c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 {
+	// Ids are printable ASCII; anything else was not made by this store
+	// (and invalid UTF-8 would be refused by PostgreSQL as a parameter).
+	if err != nil || len(b) == 0 || len(b) > 256 || !printableASCII(b) {
 		return "", fmt.Errorf("store: %w", subscription.ErrBadCursor)
 	}
 	return string(b), nil
+}
+
+func printableASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func toJSON(what string, v any) (string, error) {

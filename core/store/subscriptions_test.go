@@ -408,6 +408,12 @@ func TestPagination(t *testing.T) {
 		}
 		_, _, err := s.ListApplications(ctx, subscription.Page{Cursor: "not base64!"})
 		wantErrIs(t, "a made-up cursor", err, subscription.ErrBadCursor)
+		// Base64 of bytes that are no id (invalid UTF-8, which PostgreSQL
+		// would refuse as a parameter).
+		_, _, err = s.ListApplications(ctx, subscription.Page{Cursor: "_-8"})
+		wantErrIs(t, "a cursor of invalid UTF-8", err, subscription.ErrBadCursor)
+		_, _, err = s.ListSubscriptions(ctx, "other", subscription.SubscriptionQuery{}, subscription.Page{Cursor: "_-8"})
+		wantErrIs(t, "a subscriptions cursor of invalid UTF-8", err, subscription.ErrBadCursor)
 
 		mustApp(t, s, "other")
 		mustSub(t, s, subscription.Subscription{App: "other"})
