@@ -365,7 +365,8 @@ func (s *Store) subValues(sub subscription.Subscription) ([]any, error) {
 		b2i(sub.Disabled), sub.DisabledReason, meta, nanos(sub.FailingSince), nanos(sub.Created), nanos(sub.Updated)}, nil
 }
 
-// scanSubscription reads a row of subColumns, decrypting its secrets.
+// scanSubscription reads a row of subColumns, decrypting its secrets. Its
+// errors other than the row's Scan name the subscription.
 func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 	var sub subscription.Subscription
 	var types, secrets, headers, meta string
@@ -380,7 +381,7 @@ func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 		into       any
 	}{{"event types", types, &sub.EventTypes}, {"secrets", secrets, &secs}, {"headers", headers, &sub.Headers}, {"metadata", meta, &sub.Metadata}} {
 		if err := json.Unmarshal([]byte(f.json), f.into); err != nil {
-			return sub, fmt.Errorf("store: subscription %s: %s: %w", sub.ID, f.name, err)
+			return sub, fmt.Errorf("subscription %s: %s: %w", sub.ID, f.name, err)
 		}
 	}
 	if secs != nil {
@@ -389,7 +390,7 @@ func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 	for i, sec := range secs {
 		v, err := s.keys.open(sub.ID, sec.Value)
 		if err != nil {
-			return sub, fmt.Errorf("store: %w", err)
+			return sub, err // names the subscription
 		}
 		sub.Secrets[i] = subscription.Secret{Value: v, Created: fromNanos(sec.Created), Expires: fromNanos(sec.Expires)}
 	}
@@ -469,7 +470,7 @@ func (s *Store) GetSubscription(ctx context.Context, app, id string) (subscripti
 		return sub, fmt.Errorf("store: subscription %s of application %q: %w", id, app, subscription.ErrNotFound)
 	}
 	if err != nil {
-		return sub, fmt.Errorf("store: subscription %s: %w", id, err)
+		return sub, fmt.Errorf("store: get subscription: %w", err)
 	}
 	return sub, nil
 }

@@ -319,7 +319,7 @@ func (ix *Index) Application(app string) []*Subscription {
 	if !ok {
 		return nil
 	}
-	return a.subs
+	return slices.Clip(a.subs) // an append by the caller copies
 }
 
 // Match appends to dst the enabled subscriptions of application app whose

@@ -26,6 +26,19 @@ type LiveOptions struct {
 	// polled (Live's own, or Refresh's caller); they must not block and
 	// must not call Refresh. Start's first snapshot makes no calls.
 	OnChange func(old, new *Subscription)
+	// KeepChanges is how long the store's change feed keeps a change when
+	// the store can prune it (a ChangePruner): every instance prunes older
+	// ones every 10 minutes. An instance that was away for longer loads a
+	// snapshot instead of catching up from the feed. Default 24h; negative:
+	// never prune.
+	KeepChanges time.Duration
+}
+
+// ChangePruner is a Store that can prune its change feed: PruneChanges
+// removes the changes recorded before before (the store may keep more)
+// and returns how many it removed.
+type ChangePruner interface {
+	PruneChanges(ctx context.Context, before time.Time) (int64, error)
 }
 
 // liveBatch is how many changes one read of the feed asks for.
@@ -33,6 +46,9 @@ const liveBatch = 500
 
 // liveErrorEvery is how often a store that keeps failing is logged again.
 const liveErrorEvery = 30 * time.Second
+
+// livePruneEvery is how often Live prunes the change feed.
+const livePruneEvery = 10 * time.Minute
 
 // livePollTimeout bounds one poll, so a store that hangs does not stop the
 // index from being retried (the old one stays in use).
@@ -54,6 +70,10 @@ type Live struct {
 	poll     time.Duration
 	log      *slog.Logger
 	onChange func(old, new *Subscription)
+	// pruner is st when it prunes and KeepChanges allows.
+	pruner     ChangePruner
+	keep       time.Duration
+	pruneEvery time.Duration
 
 	ix  atomic.Pointer[Index]
 	seq atomic.Int64
@@ -80,13 +100,21 @@ func NewLive(st Store, opts LiveOptions) *Live {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.KeepChanges == 0 {
+		opts.KeepChanges = 24 * time.Hour
+	}
 	l := &Live{
-		st:       st,
-		poll:     opts.Poll,
-		log:      opts.Logger,
-		onChange: opts.OnChange,
-		turn:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		st:         st,
+		poll:       opts.Poll,
+		log:        opts.Logger,
+		onChange:   opts.OnChange,
+		keep:       opts.KeepChanges,
+		pruneEvery: livePruneEvery,
+		turn:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+	}
+	if p, ok := st.(ChangePruner); ok && opts.KeepChanges > 0 {
+		l.pruner = p
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.ix.Store(NewIndex(nil))
@@ -124,7 +152,7 @@ func (l *Live) Start(ctx context.Context) error {
 }
 
 // Refresh reads the change feed now and returns once the index holds
-// every change made before the call (the API calls it after a write, so
+// every change made before the call (the API may call it after a write, so
 // the instance that made a change uses it at once). A store error is
 // returned and the index left as it was.
 func (l *Live) Refresh(ctx context.Context) error {
@@ -169,11 +197,20 @@ func (l *Live) run() {
 	defer close(l.done)
 	t := time.NewTicker(l.poll)
 	defer t.Stop()
+	var prune <-chan time.Time
+	if l.pruner != nil {
+		pt := time.NewTicker(l.pruneEvery)
+		defer pt.Stop()
+		prune = pt.C
+	}
 	ctx := l.ctx
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-prune:
+			l.prune(ctx)
+			continue
 		case <-t.C:
 		}
 		if l.lock(ctx) != nil {
@@ -186,6 +223,19 @@ func (l *Live) run() {
 			l.report(err)
 		}
 		l.unlock()
+	}
+}
+
+// prune removes the changes older than KeepChanges from the feed.
+func (l *Live) prune(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, livePollTimeout)
+	defer cancel()
+	n, err := l.pruner.PruneChanges(ctx, time.Now().Add(-l.keep))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		l.log.Warn("subscriptions: cannot prune the change feed; it grows until a later prune", "error", err)
+	case n > 0:
+		l.log.Debug("subscriptions: change feed pruned", "removed", n, "older_than", l.keep)
 	}
 }
 

@@ -414,3 +414,54 @@ func TestLiveReadersDuringChanges(t *testing.T) {
 		t.Fatalf("Refresh after Close: %v", err)
 	}
 }
+
+// pruningStore is a feedStore that prunes its feed (a ChangePruner).
+type pruningStore struct {
+	*feedStore
+	mu      sync.Mutex
+	befores []time.Time
+}
+
+func (p *pruningStore) PruneChanges(ctx context.Context, before time.Time) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.befores = append(p.befores, before)
+	return 0, nil
+}
+
+func (p *pruningStore) prunes() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.befores)
+}
+
+// TestLivePrunesTheFeed: Live prunes a store that can prune, keeping
+// KeepChanges; a negative KeepChanges never prunes.
+func TestLivePrunesTheFeed(t *testing.T) {
+	st := &pruningStore{feedStore: newFeedStore()}
+	l := NewLive(st, LiveOptions{Poll: time.Hour, KeepChanges: 3 * time.Hour})
+	l.pruneEvery = 10 * time.Millisecond
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, "two prunes", func() bool { return len(st.prunes()) >= 2 })
+	l.Close()
+	before := st.prunes()[0]
+	if age := time.Since(before); age < 3*time.Hour || age > 3*time.Hour+time.Minute {
+		t.Fatalf("pruned changes older than %v, want 3h", age)
+	}
+
+	never := &pruningStore{feedStore: newFeedStore()}
+	l = NewLive(never, LiveOptions{Poll: 5 * time.Millisecond, KeepChanges: -1})
+	l.pruneEvery = time.Millisecond
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Polls run; no prune among them.
+	never.put(sub("sub_1", "app", "*"))
+	testenv.Eventually(t, 5*time.Second, "a poll", func() bool { return l.Index().Len() == 1 })
+	l.Close()
+	if n := len(never.prunes()); n != 0 {
+		t.Fatalf("%d prunes with KeepChanges < 0", n)
+	}
+}
