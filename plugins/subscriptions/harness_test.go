@@ -61,11 +61,10 @@ func openStore(t *testing.T, driver string) *store.Store {
 }
 
 // openQueue opens a queue driver: "memory", "embedded" (in dir), "redis"
-// or "postgres" (a namespace of their own).
-func openQueue(t *testing.T, driver, dir string) queue.Queue {
+// or "postgres" (in namespace ns, dropped at the end).
+func openQueue(t *testing.T, driver, dir, ns string) queue.Queue {
 	t.Helper()
 	ctx := context.Background()
-	ns := fmt.Sprintf("t%d", time.Now().UnixNano()%1e12)
 	var q queue.Queue
 	var err error
 	switch driver {
@@ -107,6 +106,7 @@ type harness struct {
 	changes *Changes
 	q       queue.Queue
 	qdir    string
+	qns     string // the queue's namespace, kept across a restart
 	m       *metrics.Metrics
 	sink    *Sink
 	engine  *pipeline.Engine
@@ -128,7 +128,7 @@ func start(t *testing.T, s setup) *harness {
 	if s.schedule == nil {
 		s.schedule = []time.Duration{100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
 	}
-	h := &harness{t: t, st: openStore(t, s.store), changes: &Changes{}, qdir: t.TempDir(), m: metrics.New(), s: s}
+	h := &harness{t: t, st: openStore(t, s.store), changes: &Changes{}, qdir: t.TempDir(), qns: fmt.Sprintf("t%d", time.Now().UnixNano()%1e12), m: metrics.New(), s: s}
 	h.live = subscription.NewLive(h.st, subscription.LiveOptions{Poll: 50 * time.Millisecond, OnChange: h.changes.OnChange})
 	if err := h.live.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func start(t *testing.T, s setup) *harness {
 func (h *harness) open() {
 	t := h.t
 	t.Helper()
-	h.q = openQueue(t, h.s.queue, h.qdir)
+	h.q = openQueue(t, h.s.queue, h.qdir, h.qns)
 	h.sink = NewSink(sinkopts.Defaults()).(*Sink)
 	h.sink.Provision(Host{Sink: "partners", Index: h.live, Store: h.st, Changes: h.changes, Metrics: h.m})
 	info, err := h.sink.Init(context.Background(), json.RawMessage(h.s.config))

@@ -13,7 +13,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hookbus/hookbus/core/deadletter"
+	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/signing"
+	"github.com/hookbus/hookbus/core/spec/spectest"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
@@ -279,7 +281,13 @@ func TestRateLimitHolds(t *testing.T) {
 // timeout) beside healthy ones: the healthy ones get every event while the
 // dead one holds at most one attempt in flight.
 func TestDeadSubscriptionDoesNotSlowTheOthers(t *testing.T) {
-	h := start(t, setup{config: `{"allow_private_networks": true, "timeout": "1s"}`, schedule: []time.Duration{time.Minute}})
+	for _, q := range []string{"embedded", "redis"} {
+		t.Run(q, func(t *testing.T) { testDeadSubscription(t, q) })
+	}
+}
+
+func testDeadSubscription(t *testing.T, q string) {
+	h := start(t, setup{queue: q, config: `{"allow_private_networks": true, "timeout": "1s"}`, schedule: []time.Duration{time.Minute}})
 	h.app("acme")
 	dead := newReceiver(t)
 	dead.hang = make(chan struct{})
@@ -374,10 +382,17 @@ func TestDeletedOrDisabledSubscriptionsPairsDiscarded(t *testing.T) {
 	}
 }
 
-// Queued retries of pairs survive a restart of the engine on the embedded
-// queue, and continue their attempt count.
+// Queued retries of pairs survive a restart of the engine (on the
+// embedded queue, and on Redis where they wait as copies due later), and
+// continue their attempt count.
 func TestPairsSurviveRestart(t *testing.T) {
-	h := start(t, setup{schedule: []time.Duration{time.Second, time.Second}})
+	for _, q := range []string{"embedded", "redis"} {
+		t.Run(q, func(t *testing.T) { testPairsSurviveRestart(t, q) })
+	}
+}
+
+func testPairsSurviveRestart(t *testing.T, q string) {
+	h := start(t, setup{queue: q, schedule: []time.Duration{time.Second, time.Second}})
 	h.app("acme")
 	r1, r2 := newReceiver(t), newReceiver(t)
 	up := make(chan struct{})
@@ -558,5 +573,23 @@ func TestConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}
+	}
+}
+
+// The schema Describe publishes and the decoder agree.
+func TestSchemaMatchesDecoder(t *testing.T) {
+	spectest.Conformance(t, configSpec,
+		`{"broadcast": true, "allow_private_networks": true, "timeout": "3s", "subscription_max_in_flight": 4, "disable_after": "10s"}`, `{}`)
+}
+
+// Through hookbus' registry the block takes the shared keys too, and an
+// unknown key is an error naming it.
+func TestRegisteredWithTheSharedKeys(t *testing.T) {
+	ok, err := registry.Default.CheckSink(Name, json.RawMessage(`{"max_in_flight": 512, "retry": {"schedule": ["1s"]}, "broadcast": true}`))
+	if !ok || err != nil {
+		t.Fatalf("registered %v, %v", ok, err)
+	}
+	if _, err := registry.Default.CheckSink(Name, json.RawMessage(`{"url": "https://x.example"}`)); err == nil || !strings.Contains(err.Error(), "url") {
+		t.Fatalf("unknown key: %v", err)
 	}
 }

@@ -101,8 +101,12 @@ type subState struct {
 	stored   time.Time
 	disabled string
 
-	hook      *webhook.Webhook
-	hookKey   string
+	hook    *webhook.Webhook
+	hookKey string
+	// hookFor is the version hook was checked against, valid until
+	// hookUntil (when a secret it signs with expires).
+	hookFor   *subscription.Subscription
+	hookUntil time.Time
 	filterSrc string
 	filterS   *script.Script
 	filterErr error
@@ -276,19 +280,34 @@ func (st *subState) close() {
 func (st *subState) webhook(now time.Time, s *Sink) (*webhook.Webhook, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	key := hookKey(st.sub, now, st.maxInFlight)
-	if st.hook != nil && st.hookKey == key {
+	if st.hook != nil && st.hookFor == st.sub && now.Before(st.hookUntil) {
 		return st.hook, nil
 	}
-	h, err := s.newWebhook(st.sub, now, st.maxInFlight)
-	if err != nil {
-		return nil, err
+	key := hookKey(st.sub, now, st.maxInFlight)
+	if st.hook == nil || st.hookKey != key {
+		h, err := s.newWebhook(st.sub, now, st.maxInFlight)
+		if err != nil {
+			return nil, err
+		}
+		if st.hook != nil {
+			_ = st.hook.Close(context.Background())
+		}
+		st.hook, st.hookKey = h, key
 	}
-	if st.hook != nil {
-		_ = st.hook.Close(context.Background())
+	st.hookFor, st.hookUntil = st.sub, signingUntil(st.sub, now)
+	return st.hook, nil
+}
+
+// signingUntil is when the set of secrets that sign at now changes next:
+// the earliest expiry still ahead.
+func signingUntil(sub *subscription.Subscription, now time.Time) time.Time {
+	until := now.Add(time.Hour)
+	for _, sec := range sub.Secrets {
+		if !sec.Expires.IsZero() && sec.Expires.After(now) && sec.Expires.Before(until) {
+			until = sec.Expires
+		}
 	}
-	st.hook, st.hookKey = h, key
-	return h, nil
+	return until
 }
 
 // hookKey is what a subscription's webhook is built from.
