@@ -15,6 +15,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/pipeline"
@@ -271,10 +273,14 @@ type arrival struct {
 }
 
 // receiver is a loopback endpoint that checks Standard Webhooks
-// signatures (with core/signing, independently of the sender's code).
+// signatures twice, independently of the sender's code: with core/signing
+// and with the Standard Webhooks reference library. A signature counts as
+// verified only when both accept it.
 type receiver struct {
-	url     string
-	secrets []signing.Secret
+	url      string
+	secrets  []signing.Secret
+	std      []*standardwebhooks.Webhook
+	disagree int // requests the two verifiers judged differently
 
 	mu       sync.Mutex
 	got      []arrival
@@ -302,7 +308,19 @@ func newReceiver(t *testing.T, secrets ...string) *receiver {
 			t.Fatal(err)
 		}
 		r.secrets = append(r.secrets, sec)
+		wh, err := standardwebhooks.NewWebhook(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.std = append(r.std, wh)
 	}
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.disagree > 0 {
+			t.Errorf("core/signing and the Standard Webhooks library disagreed on %d signatures", r.disagree)
+		}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -328,11 +346,17 @@ func newReceiver(t *testing.T, secrets ...string) *receiver {
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	a := arrival{id: req.Header.Get("webhook-id"), at: time.Now(), body: body}
-	for _, sec := range r.secrets {
+	disagree := 0
+	for i, sec := range r.secrets {
 		err := signing.Verify(sec, a.id, req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature"), body, 10*time.Minute, time.Now())
-		a.verified = append(a.verified, err == nil)
+		stdErr := r.std[i].Verify(body, req.Header)
+		if (err == nil) != (stdErr == nil) {
+			disagree++
+		}
+		a.verified = append(a.verified, err == nil && stdErr == nil)
 	}
 	r.mu.Lock()
+	r.disagree += disagree
 	r.inFlight++
 	r.peak = max(r.peak, r.inFlight)
 	hang := r.hang
