@@ -198,6 +198,14 @@ func platformRoundTrip(t *testing.T, url string) {
 	if got1.Type != "hookbus.test" || got1.Application != "acme" || got2.Type != "order.paid" || string(got2.Data) != `{"n":1}` {
 		t.Fatalf("the receiver got %+v and %+v", got1, got2)
 	}
+	// An event sent for the application reaches its subscription through
+	// the queue and the subscriptions sink; one for another does not.
+	ok("send", "shop", "--type", "order.paid", "--application", "globex", "--id", "cli-other", "--data", `{"n":3}`)
+	ok("send", "shop", "--type", "order.paid", "--application", "acme", "--id", "cli-sent", "--data", `{"n":2}`)
+	testenv.Eventually(t, 20*time.Second, "the sent event delivered", func() bool { return rcv.has("cli-sent") })
+	if rcv.has("cli-other") {
+		t.Fatal("another application's event reached acme's subscription")
+	}
 
 	// Errors: the problem's code, detail and field errors, exit 1.
 	stderr := fails(platformKey, "HTTP 422 validation_failed: invalid subscription", "subscriptions", "create", "acme",
@@ -245,6 +253,7 @@ type testReceiver struct {
 }
 
 type receivedEvent struct {
+	ID          string          `json:"id"`
 	Type        string          `json:"type"`
 	Application string          `json:"application"`
 	Data        json.RawMessage `json:"data"`
@@ -277,6 +286,18 @@ func newTestReceiver(t *testing.T) *testReceiver {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return r
+}
+
+// has reports whether an event with this id was received.
+func (r *testReceiver) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.got {
+		if ev.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // events returns the first two events received.

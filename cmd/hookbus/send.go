@@ -59,12 +59,13 @@ func (c apiClient) do(method, path, contentType string, body []byte) (int, []byt
 }
 
 func sendCmd() *cobra.Command {
-	var url, key, file, typ, subject, data, id string
+	var url, key, file, typ, subject, data, id, application string
 	c := &cobra.Command{
 		Use:   "send SOURCE [--file EVENT.json | --type TYPE --data JSON]",
 		Short: "Post an event to a running hookbus",
-		Long:  "Post one event (or a JSON array of events) to the ingest endpoint of a running hookbus.\nEither --file (a JSON file, - for stdin) or --type with optional --data, --subject and --id.",
+		Long:  "Post one event (or a JSON array of events) to the ingest endpoint of a running hookbus.\nEither --file (a JSON file, - for stdin) or --type with optional --data, --subject, --id and --application.",
 		Example: `  hookbus send shop --type order.paid --data '{"order_id": 42, "amount": 19.99}'
+  hookbus send shop --type order.paid --application acme --data '{"order_id": 43}'
   hookbus send shop --file event.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -84,6 +85,9 @@ func sendCmd() *cobra.Command {
 				}
 				if id != "" {
 					ev["id"] = id
+				}
+				if application != "" {
+					ev["application"] = application
 				}
 				if data != "" {
 					if !json.Valid([]byte(data)) {
@@ -116,5 +120,6 @@ func sendCmd() *cobra.Command {
 	c.Flags().StringVarP(&data, "data", "d", "", "event data (JSON)")
 	c.Flags().StringVar(&subject, "subject", "", "event subject")
 	c.Flags().StringVar(&id, "id", "", "event id (idempotency key)")
+	c.Flags().StringVar(&application, "application", "", "the application the event is for (its subscriptions receive it)")
 	return c
 }
