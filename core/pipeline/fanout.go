@@ -157,7 +157,7 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			e.deferred.forget(msg.UUID)
 			e.m.Filtered.WithLabelValues(d.pipeline, r.name).Inc()
 			if e.log.Enabled(ctx, slog.LevelDebug) {
-				e.log.Debug("event filtered by the subscription's filter", d.logArgs(r.name, "subscription", t.ID)...)
+				e.log.Debug("event filtered by the subscription's filter", d.logArgs(r.name)...)
 			}
 			return nil
 		}

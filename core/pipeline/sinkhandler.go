@@ -31,8 +31,13 @@ type sinkDelivery struct {
 
 // logArgs are the logger fields of a delivery. They are built only for
 // what is logged: a successful delivery logs nothing at the default level.
+// A fan-out sink's pair names its application and subscription too.
 func (d *sinkDelivery) logArgs(sink string, more ...any) []any {
-	return append([]any{"sink", sink, "pipeline", d.pipeline, "event_id", d.ev.ID, "attempt", d.attempt}, more...)
+	args := []any{"sink", sink, "pipeline", d.pipeline, "event_id", d.ev.ID, "attempt", d.attempt}
+	if sub := d.msg.Metadata.Get(envelope.Subscription); sub != "" {
+		args = append(args, "application", d.msg.Metadata.Get(envelope.Application), "subscription", sub)
+	}
+	return append(args, more...)
 }
 
 // sinkHandler handles the messages of sink r's topic.
