@@ -243,9 +243,13 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 // either is absent.
 func (s *Server) subscription(w http.ResponseWriter, r *http.Request) (subscription.Subscription, bool) {
 	app, id := r.PathValue("app"), r.PathValue("sub")
-	sub, err := s.opts.Subscriptions.GetSubscription(r.Context(), app, id)
+	var sub subscription.Subscription
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(app) && subscription.CouldBeID(id) {
+		sub, err = s.opts.Subscriptions.GetSubscription(r.Context(), app, id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
-		if _, aerr := s.opts.Subscriptions.GetApplication(r.Context(), app); errors.Is(aerr, subscription.ErrNotFound) {
+		if _, aerr := s.getApplication(r, app); errors.Is(aerr, subscription.ErrNotFound) {
 			problem.Write(w, applicationNotFound(app))
 		} else {
 			problem.Write(w, subscriptionNotFound(app, id))
@@ -308,7 +312,10 @@ func (s *Server) saveSubscription(w http.ResponseWriter, r *http.Request, sub su
 // deleteSubscription: 204, then 404 for a repeated DELETE.
 func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 	app, id := r.PathValue("app"), r.PathValue("sub")
-	err := s.opts.Subscriptions.DeleteSubscription(r.Context(), app, id)
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(app) && subscription.CouldBeID(id) {
+		err = s.opts.Subscriptions.DeleteSubscription(r.Context(), app, id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, subscriptionNotFound(app, id))
 		return

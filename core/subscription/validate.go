@@ -45,10 +45,35 @@ var applicationID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
 // CheckApplicationID returns what is wrong with an application ID, or "".
 func CheckApplicationID(id string) string {
-	if !applicationID.MatchString(id) {
+	switch {
+	case !applicationID.MatchString(id):
 		return "must be 1 to 128 characters of A-Z, a-z, 0-9 and _ . : -"
+	case id == "." || id == "..":
+		// HTTP clients and routers remove such a path segment: the
+		// application's paths could not be reached.
+		return `must not be "." or ".."`
 	}
 	return ""
+}
+
+// MaxIDLength bounds every id the API makes or takes.
+const MaxIDLength = 256
+
+// CouldBeID tells whether s could be the id of an application, a
+// subscription or a token: 1 to MaxIDLength bytes of printable ASCII.
+// Anything else (a path segment with invalid UTF-8 or a NUL, which
+// PostgreSQL refuses as a parameter) names nothing, without asking the
+// store.
+func CouldBeID(s string) bool {
+	if s == "" || len(s) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateApplication checks an application's fields and returns every
@@ -77,6 +102,8 @@ func CheckEventType(t string) string {
 		return "must not be empty"
 	case len(t) > MaxEventTypeLength:
 		return fmt.Sprintf("is longer than %d bytes", MaxEventTypeLength)
+	case !utf8.ValidString(t):
+		return "must be valid UTF-8"
 	case strings.ContainsFunc(t, unicode.IsSpace) || hasControl(t):
 		return "must not contain spaces or control characters"
 	case strings.Contains(t, "*"):
@@ -147,6 +174,8 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 		fail("description", "is longer than %d bytes", MaxDescriptionLength)
 	} else if !utf8.ValidString(s.Description) {
 		fail("description", "must be valid UTF-8")
+	} else if strings.ContainsRune(s.Description, 0) {
+		fail("description", "must not contain NUL characters")
 	}
 	switch {
 	case len(s.Secrets) == 0:
@@ -182,6 +211,8 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 		switch {
 		case len(s.Filter) > MaxFilterBytes:
 			fail("filter", "is longer than %d bytes", MaxFilterBytes)
+		case strings.ContainsRune(s.Filter, 0):
+			fail("filter", "must not contain NUL characters (write \\0 in a string literal)")
 		case r.CompileFilter != nil:
 			if err := r.CompileFilter(s.Filter); err != nil {
 				fail("filter", "%v", err)
@@ -211,6 +242,17 @@ func (r Rules) CheckURL(u string) string {
 		if err := netguard.CheckHost(p.Hostname()); errors.As(err, &be) {
 			return fmt.Sprintf("%s is a %s; deliveries to it are refused (private networks are not allowed for subscriptions)", be.Addr, be.Reason)
 		}
+	}
+	return ""
+}
+
+// CheckTokenName returns what is wrong with an application token's name, or "".
+func CheckTokenName(name string) string {
+	switch {
+	case len(name) > MaxApplicationNameLength:
+		return fmt.Sprintf("is longer than %d bytes", MaxApplicationNameLength)
+	case hasControl(name):
+		return "must not contain control characters"
 	}
 	return ""
 }

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/hookbus/hookbus/core/store"
+)
+
+// TestOddPathSegments: ids in a path that no id can be (invalid UTF-8, a
+// NUL, control characters) are the 404 of an absent resource, on
+// PostgreSQL too (which refuses such bytes as a parameter), never a 500;
+// so is such an event type filter a 400 naming it.
+func TestOddPathSegments(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, nil)
+		p.createApp("acme")
+		sub := p.createSub("acme", map[string]any{})
+		patchSub := map[string]any{"description": "x"}
+		newSub := map[string]any{"url": "https://x.example/", "event_types": []string{"*"}}
+		named := map[string]any{"name": "x"}
+		for _, rq := range []struct {
+			method, path string
+			body         any
+		}{
+			{"GET", "/v1/applications/%FF", nil},
+			{"GET", "/v1/applications/%00", nil},
+			{"PATCH", "/v1/applications/%FF", named},
+			{"DELETE", "/v1/applications/%FF", nil},
+			{"GET", "/v1/applications/%FF/subscriptions", nil},
+			{"POST", "/v1/applications/%FF/subscriptions", newSub},
+			{"GET", "/v1/applications/%FF/tokens", nil},
+			{"POST", "/v1/applications/%FF/tokens", named},
+			{"DELETE", "/v1/applications/acme/tokens/%FF", nil},
+			{"DELETE", "/v1/applications/acme/tokens/a%00b", nil},
+			{"GET", "/v1/applications/acme/subscriptions/%FF", nil},
+			{"PATCH", "/v1/applications/acme/subscriptions/%FF", patchSub},
+			{"DELETE", "/v1/applications/acme/subscriptions/%FF", nil},
+			{"GET", "/v1/applications/acme/subscriptions/%FF/secret", nil},
+			{"POST", "/v1/applications/acme/subscriptions/%FF/rotate-secret", nil},
+			{"POST", "/v1/applications/acme/subscriptions/%FF/test", nil},
+			{"GET", "/v1/applications/%FF/subscriptions/" + sub.ID, nil},
+			{"DELETE", "/v1/applications/%FF/subscriptions/" + sub.ID, nil},
+		} {
+			a := p.do(rq.method, rq.path, adminKey, rq.body)
+			if a.status != http.StatusNotFound {
+				t.Errorf("%s %s: status %d, want 404: %s", rq.method, rq.path, a.status, a.body)
+				continue
+			}
+			a.problem(t)
+		}
+		pr := p.must(http.StatusBadRequest, "GET", "/v1/applications/acme/subscriptions?event_type=order.%FF", adminKey, nil).problem(t)
+		fieldError(t, pr, "event_type")
+	})
+}
+
+// TestTextPostgreSQLRefuses: text members with a NUL character (which
+// PostgreSQL cannot store) are a 422 naming the member on either store,
+// not a 500 on one of them.
+func TestTextPostgreSQLRefuses(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, nil)
+		p.createApp("acme")
+		subs := "/v1/applications/acme/subscriptions"
+		for _, tt := range []struct {
+			path  string
+			body  map[string]any
+			field string
+		}{
+			{subs, map[string]any{"url": "https://x.example/", "event_types": []string{"*"}, "description": "a\u0000b"}, "description"},
+			{subs, map[string]any{"url": "https://x.example/", "event_types": []string{"*"}, "filter": "function filter(e) { return '\u0000' }"}, "filter"},
+			{"/v1/applications/acme/tokens", map[string]any{"name": "a\u0000b"}, "name"},
+			{"/v1/applications/acme/tokens", map[string]any{"name": "line\nbreak"}, "name"},
+		} {
+			pr := p.must(http.StatusUnprocessableEntity, "POST", tt.path, adminKey, tt.body).problem(t)
+			if msg := fieldError(t, pr, tt.field); !strings.Contains(msg, "character") {
+				t.Errorf("%s: %q, want it to name the characters", tt.field, msg)
+			}
+		}
+		// A description may have line breaks.
+		p.must(http.StatusCreated, "POST", subs, adminKey, map[string]any{"url": "https://x.example/", "event_types": []string{"*"}, "description": "two\nlines"})
+	})
+}
+
+// TestDotApplicationIDs: "." and ".." are no application ids: a path
+// holding them is cleaned away by every HTTP client and router, so such an
+// application could not be reached.
+func TestDotApplicationIDs(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, nil)
+		for _, id := range []string{".", ".."} {
+			pr := p.must(http.StatusUnprocessableEntity, "POST", "/v1/applications", adminKey, map[string]any{"id": id, "name": "dots"}).problem(t)
+			fieldError(t, pr, "id")
+		}
+		p.createApp("a.b..c")
+	})
+}
