@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/hookbus/hookbus/core/store"
+	"github.com/hookbus/hookbus/core/subscription"
 )
 
 // TestOddPathSegments: ids in a path that no id can be (invalid UTF-8, a
@@ -94,5 +95,45 @@ func TestDotApplicationIDs(t *testing.T) {
 			fieldError(t, pr, "id")
 		}
 		p.createApp("a.b..c")
+	})
+}
+
+// TestMetadataAndHeaderBounds: metadata (of applications and
+// subscriptions) and a subscription's headers are bounded in size and
+// nesting: every instance keeps every subscription in memory, answers
+// are indented (a deeply nested value of a few KiB would come back as
+// megabytes), and receivers refuse request headers beyond a few KiB.
+func TestMetadataAndHeaderBounds(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, nil)
+		p.createApp("acme")
+		tok := p.createToken("acme")
+		deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+		big := strings.Repeat("x", subscription.MaxMetadataBytes)
+		subs := "/v1/applications/acme/subscriptions"
+		sub := `{"url": "https://x.example/", "event_types": ["*"], `
+		for _, tt := range []struct {
+			method, path, body, field, msg string
+		}{
+			{"POST", "/v1/applications", `{"name": "x", "metadata": {"a": ` + deep(5000) + `}}`, "metadata", "nested"},
+			{"POST", "/v1/applications", `{"name": "x", "metadata": {"a": "` + big + `"}}`, "metadata", "bytes"},
+			{"PATCH", "/v1/applications/acme", `{"metadata": {"a": ` + deep(subscription.MaxMetadataDepth) + `}}`, "metadata", "nested"},
+			{"POST", subs, sub + `"metadata": {"a": ` + deep(100) + `}}`, "metadata", "nested"},
+			{"POST", subs, sub + `"metadata": {"a": "` + big + `"}}`, "metadata", "bytes"},
+			{"POST", subs, sub + `"headers": {"X-Big": "` + strings.Repeat("x", subscription.MaxHeaderBytes) + `"}}`, "headers", "bytes"},
+		} {
+			for _, key := range []string{adminKey, tok.Token} {
+				if key == tok.Token && tt.path == "/v1/applications" {
+					continue
+				}
+				pr := p.must(http.StatusUnprocessableEntity, tt.method, tt.path, key, tt.body).problem(t)
+				if msg := fieldError(t, pr, tt.field); !strings.Contains(msg, tt.msg) {
+					t.Errorf("%s %s: %s: %q, want it to say %q", tt.method, tt.path, tt.field, msg, tt.msg)
+				}
+			}
+		}
+		// Within the bounds.
+		p.must(http.StatusOK, "PATCH", "/v1/applications/acme", adminKey, `{"metadata": {"a": `+deep(subscription.MaxMetadataDepth-1)+`, "b": "`+strings.Repeat("y", subscription.MaxMetadataBytes-200)+`"}}`)
+		p.must(http.StatusCreated, "POST", subs, tok.Token, sub+`"metadata": {"plan": {"tier": "gold"}}, "headers": {"Authorization": "Bearer `+strings.Repeat("t", 4000)+`"}}`)
 	})
 }

@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -37,6 +38,15 @@ const (
 	// MaxSecrets bounds the signing secrets kept at once (the current one
 	// and those still in their rotation overlap).
 	MaxSecrets = 10
+	// MaxMetadataBytes bounds an application's or a subscription's
+	// metadata, as compact JSON, and MaxMetadataDepth its nesting (the
+	// metadata object itself is level 1): every instance keeps every
+	// subscription in memory, and answers are indented.
+	MaxMetadataBytes = 16 << 10
+	MaxMetadataDepth = 8
+	// MaxHeaderBytes bounds a subscription's headers, names and values
+	// together: receivers refuse requests whose headers pass a few KiB.
+	MaxHeaderBytes = 8 << 10
 )
 
 // applicationID is what a caller-chosen application ID may be: it travels
@@ -83,6 +93,9 @@ func ValidateApplication(a Application) []problem.FieldError {
 	if msg := CheckApplicationID(a.ID); msg != "" {
 		errs = append(errs, problem.FieldError{Field: "id", Message: msg})
 	}
+	if msg := CheckMetadata(a.Metadata); msg != "" {
+		errs = append(errs, problem.FieldError{Field: "metadata", Message: msg})
+	}
 	switch {
 	case strings.TrimSpace(a.Name) == "":
 		errs = append(errs, problem.FieldError{Field: "name", Message: "is required"})
@@ -92,6 +105,47 @@ func ValidateApplication(a Application) []problem.FieldError {
 		errs = append(errs, problem.FieldError{Field: "name", Message: "must not contain control characters"})
 	}
 	return errs
+}
+
+// CheckMetadata returns what is wrong with metadata, or "".
+func CheckMetadata(md map[string]any) string {
+	if md == nil {
+		return ""
+	}
+	if depth(md) > MaxMetadataDepth {
+		return fmt.Sprintf("is nested more than %d levels deep", MaxMetadataDepth)
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		return "must be a JSON object"
+	}
+	if len(b) > MaxMetadataBytes {
+		return fmt.Sprintf("is %d bytes of JSON, more than %d", len(b), MaxMetadataBytes)
+	}
+	return ""
+}
+
+// depth is how deeply v nests objects and arrays (a scalar is 0). It
+// stops counting past MaxMetadataDepth.
+func depth(v any) int {
+	var inner []any
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			inner = append(inner, e)
+		}
+	case []any:
+		inner = x
+	default:
+		return 0
+	}
+	d := 0
+	for _, e := range inner {
+		if d = max(d, depth(e)); d > MaxMetadataDepth {
+			break
+		}
+	}
+	return d + 1
 }
 
 // CheckEventType returns what is wrong with an event type (an exact type,
@@ -196,10 +250,18 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 	if len(s.Headers) > MaxHeaders {
 		fail("headers", "has more than %d headers", MaxHeaders)
 	}
+	headerBytes := 0
 	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
 		if msg := deliveryheader.Check(name, s.Headers[name]); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
+		headerBytes += len(name) + len(s.Headers[name])
+	}
+	if headerBytes > MaxHeaderBytes {
+		fail("headers", "names and values are %d bytes together, more than %d", headerBytes, MaxHeaderBytes)
+	}
+	if msg := CheckMetadata(s.Metadata); msg != "" {
+		fail("metadata", "%s", msg)
 	}
 	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit {
 		fail("rate_limit", "must be between 0 (no limit) and %g deliveries per second", float64(MaxRateLimit))
