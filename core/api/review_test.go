@@ -137,3 +137,36 @@ func TestMetadataAndHeaderBounds(t *testing.T) {
 		p.must(http.StatusCreated, "POST", subs, tok.Token, sub+`"metadata": {"plan": {"tier": "gold"}}, "headers": {"Authorization": "Bearer `+strings.Repeat("t", 4000)+`"}}`)
 	})
 }
+
+// TestRateLimitExtremes: a positive rate_limit below one delivery per
+// 1000 s is refused: at 1e-300 deliveries per second every pair but the
+// first was deferred for the longest time.Duration holds (292 years), never
+// delivered nor dead-lettered. Numbers JSON cannot hold are refused too.
+func TestRateLimitExtremes(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, nil)
+		p.createApp("acme")
+		subs := "/v1/applications/acme/subscriptions"
+		sub := `{"url": "https://x.example/", "event_types": ["*"], "rate_limit": `
+		for _, v := range []string{"1e-300", "0.0009", "-0.5", "1e7"} {
+			pr := p.must(http.StatusUnprocessableEntity, "POST", subs, adminKey, sub+v+`}`).problem(t)
+			fieldError(t, pr, "rate_limit")
+		}
+		for _, v := range []string{"1e400", `"NaN"`, `"Infinity"`} {
+			pr := p.must(http.StatusUnprocessableEntity, "POST", subs, adminKey, sub+v+`}`).problem(t)
+			fieldError(t, pr, "rate_limit")
+		}
+		for _, v := range []string{"0", "0.001", "1e6"} {
+			p.must(http.StatusCreated, "POST", subs, adminKey, sub+v+`}`)
+		}
+		for _, v := range []string{"1e30", "-1", "0"} {
+			body := `{"url": "https://x.example/", "event_types": ["*"], "max_in_flight": ` + v + `}`
+			if v == "0" {
+				p.must(http.StatusCreated, "POST", subs, adminKey, body)
+				continue
+			}
+			pr := p.must(http.StatusUnprocessableEntity, "POST", subs, adminKey, body).problem(t)
+			fieldError(t, pr, "max_in_flight")
+		}
+	})
+}

@@ -31,8 +31,11 @@ const (
 	// MaxInFlightLimit bounds max_in_flight: a subscription cannot ask for
 	// more concurrent deliveries than a sink would ever run.
 	MaxInFlightLimit = 1024
-	// MaxRateLimit bounds rate_limit (deliveries per second).
+	// MaxRateLimit bounds rate_limit (deliveries per second), and
+	// MinRateLimit bounds a positive one from below: at a rate near 0
+	// every pair but the first would wait for centuries.
 	MaxRateLimit = 1e6
+	MinRateLimit = 0.001
 	// MaxFilterBytes bounds a filter script's source.
 	MaxFilterBytes = 64 << 10
 	// MaxSecrets bounds the signing secrets kept at once (the current one
@@ -263,8 +266,9 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 	if msg := CheckMetadata(s.Metadata); msg != "" {
 		fail("metadata", "%s", msg)
 	}
-	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit {
-		fail("rate_limit", "must be between 0 (no limit) and %g deliveries per second", float64(MaxRateLimit))
+	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit || s.RateLimit > 0 && s.RateLimit < MinRateLimit {
+		fail("rate_limit", "must be 0 (no limit) or between %g (one delivery every %g s) and %g deliveries per second",
+			MinRateLimit, 1/MinRateLimit, float64(MaxRateLimit))
 	}
 	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
 		fail("max_in_flight", "must be between 0 (the sink's default) and %d", MaxInFlightLimit)
