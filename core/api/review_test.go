@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hookbus/hookbus/core/store"
 	"github.com/hookbus/hookbus/core/subscription"
@@ -167,6 +171,93 @@ func TestRateLimitExtremes(t *testing.T) {
 			}
 			pr := p.must(http.StatusUnprocessableEntity, "POST", subs, adminKey, body).problem(t)
 			fieldError(t, pr, "max_in_flight")
+		}
+	})
+}
+
+// racingSubs runs before, once, between reading a subscription and
+// answering: a write (a subscriptions sink recording failing_since, or
+// another request) landing between a PATCH's read and its write.
+type racingSubs struct {
+	subscription.Store
+	mu     sync.Mutex
+	before func()
+}
+
+func (r *racingSubs) arm(f func()) {
+	r.mu.Lock()
+	r.before = f
+	r.mu.Unlock()
+}
+
+func (r *racingSubs) GetSubscription(ctx context.Context, app, id string) (subscription.Subscription, error) {
+	sub, err := r.Store.GetSubscription(ctx, app, id)
+	r.mu.Lock()
+	f := r.before
+	r.before = nil
+	r.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return sub, err
+}
+
+// TestConcurrentWritesKeepBoth: a PATCH or a rotation whose subscription
+// is changed by someone else between its read and its write keeps both
+// changes (it is applied again to the newer version), where the later
+// write used to put back the fields it had read.
+func TestConcurrentWritesKeepBoth(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		race := &racingSubs{Store: st}
+		srv := New(Options{APIKeys: []string{adminKey}, Subscriptions: race, Store: st})
+		hs := httptest.NewServer(validating(t, srv))
+		t.Cleanup(hs.Close)
+		p := &platform{t: t, url: hs.URL, st: st, srv: srv}
+		p.createApp("acme")
+		sub := p.createSub("acme", map[string]any{})
+		path := "/v1/applications/acme/subscriptions/" + sub.ID
+		failing := func() {
+			cur, err := st.GetSubscription(context.Background(), "acme", sub.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cur.FailingSince = time.Now().UTC()
+			if _, err := st.UpdateSubscription(context.Background(), cur); err != nil {
+				t.Error(err)
+			}
+		}
+
+		race.arm(failing)
+		var got SubscriptionJSON
+		p.must(http.StatusOK, "PATCH", path, adminKey, map[string]any{"url": "https://moved.example/hooks"}).json(t, &got)
+		stored, err := st.GetSubscription(t.Context(), "acme", sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.URL != "https://moved.example/hooks" || stored.URL != got.URL || stored.FailingSince.IsZero() {
+			t.Fatalf("after a PATCH raced by another write: answer url %q, stored url %q failing_since %v; want both changes", got.URL, stored.URL, stored.FailingSince)
+		}
+
+		race.arm(func() {
+			cur, err := st.GetSubscription(context.Background(), "acme", sub.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			cur.Description = "changed meanwhile"
+			if _, err := st.UpdateSubscription(context.Background(), cur); err != nil {
+				t.Error(err)
+			}
+		})
+		var rotated secretJSON
+		p.must(http.StatusOK, "POST", path+"/rotate-secret", adminKey, map[string]any{"overlap": "1h"}).json(t, &rotated)
+		stored, err = st.GetSubscription(t.Context(), "acme", sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Secrets[0].Value != rotated.Secret || len(stored.Secrets) != 2 || stored.Description != "changed meanwhile" {
+			t.Fatalf("after a rotation raced by another write: %+v; want the new secret, the old one beside it and the description", stored)
 		}
 	})
 }
