@@ -103,8 +103,8 @@ func (c *tokenCache) forget(match func(subscription.Token) bool) {
 }
 
 // authenticate finds who the request acts for, or the 401 to answer.
-// Admin keys are compared in constant time, every one of them, whatever
-// matches first; an application token is found by its hash.
+// Admin keys are compared in constant time (their SHA-256 digests), every
+// one of them, whatever matches first; an application token is found by its hash.
 func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 	keys := *s.keys.Load()
 	token, ok := bearerToken(r.Header.Get("Authorization"))
@@ -114,9 +114,13 @@ func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 		}
 		return principal{}, unauthorized("missing API key: send Authorization: Bearer <key>")
 	}
+	// Digests of equal length: ConstantTimeCompare returns at once on
+	// inputs of different lengths, which would tell a key's length.
+	th := sha256.Sum256([]byte(token))
 	match := 0
 	for _, k := range keys {
-		match |= subtle.ConstantTimeCompare([]byte(token), []byte(k))
+		kh := sha256.Sum256([]byte(k))
+		match |= subtle.ConstantTimeCompare(th[:], kh[:])
 	}
 	if match == 1 {
 		return principal{admin: true}, nil
