@@ -261,3 +261,46 @@ func TestConcurrentWritesKeepBoth(t *testing.T) {
 		}
 	})
 }
+
+// racingTokens runs before, once, after a token lookup read the store
+// and before it answers.
+type racingTokens struct {
+	subscription.Store
+	mu     sync.Mutex
+	before func()
+}
+
+func (r *racingTokens) TokenByHash(ctx context.Context, hash []byte) (subscription.Token, error) {
+	tok, err := r.Store.TokenByHash(ctx, hash)
+	r.mu.Lock()
+	f := r.before
+	r.before = nil
+	r.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return tok, err
+}
+
+// TestRevokeDuringLookup: a token revoked while a request using it was
+// being authenticated stops working at once on this instance; the lookup
+// that read it before the revocation does not put it back in the cache.
+func TestRevokeDuringLookup(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		race := &racingTokens{Store: st}
+		srv := New(Options{APIKeys: []string{adminKey}, Subscriptions: race, Store: st})
+		hs := httptest.NewServer(validating(t, srv))
+		t.Cleanup(hs.Close)
+		p := &platform{t: t, url: hs.URL, st: st, srv: srv}
+		p.createApp("acme")
+		tok := p.createToken("acme")
+		race.mu.Lock()
+		race.before = func() {
+			p.must(http.StatusNoContent, "DELETE", "/v1/applications/acme/tokens/"+tok.ID, adminKey, nil)
+		}
+		race.mu.Unlock()
+		// Authenticated by the read made before the revocation.
+		p.must(http.StatusOK, "GET", "/v1/applications/acme", tok.Token, nil)
+		p.must(http.StatusUnauthorized, "GET", "/v1/applications/acme", tok.Token, nil).problem(t)
+	})
+}
