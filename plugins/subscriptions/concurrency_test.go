@@ -4,8 +4,10 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hookbus/hookbus/core/subscription"
+	"github.com/hookbus/hookbus/internal/testenv"
 )
 
 // racingStore runs before, once, between reading a subscription and
@@ -54,5 +56,27 @@ func TestSinkWriteKeepsAConcurrentChange(t *testing.T) {
 	got := h.get(sub)
 	if got.URL != moved || !got.Disabled || got.DisabledReason != "410 Gone" {
 		t.Fatalf("after the race: url %q, disabled %v (%q); want the moved URL, disabled by the 410", got.URL, got.Disabled, got.DisabledReason)
+	}
+}
+
+// A pair waiting for its retry whose subscription no longer asks for the
+// event's type (its event_types changed since the event was fanned out) is
+// not sent any more: it is counted as filtered, as a changed filter that
+// drops it would.
+func TestEventTypesChangedWhilePairWaits(t *testing.T) {
+	h := start(t, setup{schedule: []time.Duration{300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}})
+	h.app("acme")
+	r := newReceiver(t)
+	r.setStatus(func(string, int) int { return 503 })
+	sub := h.subscribe("acme", r, []string{"user.*", "order.*"})
+	h.publish(event("e1", "user.created", "acme", `{}`))
+	testenv.Eventually(t, 30*time.Second, "first attempt made", func() bool { return len(r.ids()) >= 1 })
+	sub = h.get(sub)
+	sub.EventTypes = []string{"order.*"}
+	h.update(sub)
+	n := len(r.ids())
+	h.settled("the pair filtered", 0, 1, 0)
+	if got := len(r.ids()); got != n {
+		t.Fatalf("%d requests after the subscription dropped user.*, want none", got-n)
 	}
 }
