@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -136,6 +137,28 @@ func (pc *platformClient) listPages(path string, q url.Values, limit int, cursor
 
 func esc(s string) string { return url.PathEscape(s) }
 
+// cell makes text an application or a receiver chose safe to print in a
+// table on a terminal: control characters (escape sequences, line breaks,
+// tabs that would shift the columns) and bidirectional overrides are
+// shown as Go escapes (\x1b, \n, \u202e) instead of acting.
+func cell(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
+
 func appsCmd() *cobra.Command {
 	pc := &platformClient{}
 	c := &cobra.Command{
@@ -153,7 +176,7 @@ func appsCmd() *cobra.Command {
 func appTable(a api.ApplicationJSON) func(*tabwriter.Writer) {
 	return func(tw *tabwriter.Writer) {
 		md, _ := json.Marshal(a.Metadata)
-		fmt.Fprintf(tw, "ID\t%s\nNAME\t%s\nMETADATA\t%s\nCREATED\t%s\nUPDATED\t%s\n", a.ID, a.Name, md, a.CreatedAt, a.UpdatedAt)
+		fmt.Fprintf(tw, "ID\t%s\nNAME\t%s\nMETADATA\t%s\nCREATED\t%s\nUPDATED\t%s\n", a.ID, cell(a.Name), md, a.CreatedAt, a.UpdatedAt)
 	}
 }
 
@@ -218,7 +241,7 @@ func appsListCmd(pc *platformClient) *cobra.Command {
 				for _, raw := range items {
 					var a api.ApplicationJSON
 					_ = json.Unmarshal(raw, &a)
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", a.ID, a.Name, a.CreatedAt)
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", a.ID, cell(a.Name), a.CreatedAt)
 				}
 				moreHint(cmd, next)
 			})
@@ -334,11 +357,11 @@ func subTable(s api.SubscriptionJSON) func(*tabwriter.Writer) {
 		md, _ := json.Marshal(s.Metadata)
 		rows := [][2]string{
 			{"ID", s.ID}, {"APPLICATION", s.Application}, {"URL", s.URL}, {"EVENT TYPES", strings.Join(s.EventTypes, ", ")},
-			{"DESCRIPTION", s.Description}, {"HEADERS", string(headers)}, {"RATE LIMIT", strconv.FormatFloat(s.RateLimit, 'g', -1, 64)},
+			{"DESCRIPTION", cell(s.Description)}, {"HEADERS", string(headers)}, {"RATE LIMIT", strconv.FormatFloat(s.RateLimit, 'g', -1, 64)},
 			{"MAX IN FLIGHT", strconv.Itoa(s.MaxInFlight)}, {"FILTER", filterSummary(s.Filter)}, {"DISABLED", strconv.FormatBool(s.Disabled)},
 		}
 		if s.DisabledReason != "" {
-			rows = append(rows, [2]string{"DISABLED REASON", s.DisabledReason})
+			rows = append(rows, [2]string{"DISABLED REASON", cell(s.DisabledReason)})
 		}
 		rows = append(rows, [2]string{"METADATA", string(md)}, [2]string{"CREATED", s.CreatedAt}, [2]string{"UPDATED", s.UpdatedAt})
 		if s.Secret != "" {
@@ -504,7 +527,7 @@ func subsListCmd(pc *platformClient) *cobra.Command {
 				for _, raw := range items {
 					var s api.SubscriptionJSON
 					_ = json.Unmarshal(raw, &s)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.ID, s.URL, strings.Join(s.EventTypes, ","), s.Disabled, s.Description)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.ID, s.URL, strings.Join(s.EventTypes, ","), s.Disabled, cell(s.Description))
 				}
 				moreHint(cmd, next)
 			})
@@ -653,7 +676,7 @@ func subsTestCmd(pc *platformClient) *cobra.Command {
 			}
 			var r subscription.TestResult
 			return pc.print(cmd, resp, &r, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "OUTCOME\t%s\nSTATUS\t%d\nLATENCY\t%d ms\nRESPONSE\t%s\n", r.Outcome, r.StatusCode, r.LatencyMS, r.Response)
+				fmt.Fprintf(tw, "OUTCOME\t%s\nSTATUS\t%d\nLATENCY\t%d ms\nRESPONSE\t%s\n", r.Outcome, r.StatusCode, r.LatencyMS, cell(r.Response))
 			})
 		},
 	}
@@ -692,7 +715,7 @@ func tokensCreateCmd(pc *platformClient) *cobra.Command {
 			}
 			var tok api.TokenJSON
 			return pc.print(cmd, resp, &tok, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "ID\t%s\nAPPLICATION\t%s\nNAME\t%s\nTOKEN\t%s\n", tok.ID, tok.Application, tok.Name, tok.Token)
+				fmt.Fprintf(tw, "ID\t%s\nAPPLICATION\t%s\nNAME\t%s\nTOKEN\t%s\n", tok.ID, tok.Application, cell(tok.Name), tok.Token)
 				fmt.Fprintln(cmd.ErrOrStderr(), "keep the token now: it is not shown again")
 			})
 		},
@@ -719,7 +742,7 @@ func tokensListCmd(pc *platformClient) *cobra.Command {
 					if t.LastUsedAt != nil {
 						last = *t.LastUsedAt
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, t.CreatedAt, last)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, cell(t.Name), t.CreatedAt, last)
 				}
 			})
 		},

@@ -107,7 +107,7 @@ func (s *Server) listApplications(w http.ResponseWriter, r *http.Request) {
 // application loads the {app} of the path, answering 404 when it is absent.
 func (s *Server) application(w http.ResponseWriter, r *http.Request) (subscription.Application, bool) {
 	id := r.PathValue("app")
-	a, err := s.opts.Subscriptions.GetApplication(r.Context(), id)
+	a, err := s.getApplication(r, id)
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, applicationNotFound(id))
 		return a, false
@@ -119,7 +119,16 @@ func (s *Server) application(w http.ResponseWriter, r *http.Request) (subscripti
 	return a, true
 }
 
-func (s *Server) getApplication(w http.ResponseWriter, r *http.Request) {
+// getApplication reads application id from the store; an id that no
+// application can have is ErrNotFound without asking.
+func (s *Server) getApplication(r *http.Request, id string) (subscription.Application, error) {
+	if !subscription.CouldBeID(id) {
+		return subscription.Application{}, subscription.ErrNotFound
+	}
+	return s.opts.Subscriptions.GetApplication(r.Context(), id)
+}
+
+func (s *Server) getApplicationRoute(w http.ResponseWriter, r *http.Request) {
 	if a, ok := s.application(w, r); ok {
 		writeJSON(w, http.StatusOK, applicationJSON(a))
 	}
@@ -167,7 +176,10 @@ func (s *Server) updateApplication(w http.ResponseWriter, r *http.Request) {
 // client retrying a DELETE takes 404 as done).
 func (s *Server) deleteApplication(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("app")
-	err := s.opts.Subscriptions.DeleteApplication(r.Context(), id)
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(id) {
+		err = s.opts.Subscriptions.DeleteApplication(r.Context(), id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, applicationNotFound(id))
 		return

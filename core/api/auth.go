@@ -64,6 +64,17 @@ func HashToken(token string) []byte {
 type tokenCache struct {
 	mu sync.Mutex
 	m  map[[sha256.Size]byte]cachedToken
+	// gen counts the forgets: a lookup that read the store before one
+	// (it may have read a token revoked since) does not put its answer in.
+	gen uint64
+}
+
+// generation is the number of forgets so far; put takes it from before
+// the store was read.
+func (c *tokenCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 type cachedToken struct {
@@ -81,9 +92,12 @@ func (c *tokenCache) get(h [sha256.Size]byte, now time.Time) (subscription.Token
 	return e.tok, true
 }
 
-func (c *tokenCache) put(h [sha256.Size]byte, tok subscription.Token, now time.Time) {
+func (c *tokenCache) put(h [sha256.Size]byte, tok subscription.Token, now time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.m == nil || len(c.m) >= tokenCacheMax {
 		c.m = map[[sha256.Size]byte]cachedToken{}
 	}
@@ -95,6 +109,7 @@ func (c *tokenCache) put(h [sha256.Size]byte, tok subscription.Token, now time.T
 func (c *tokenCache) forget(match func(subscription.Token) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for h, e := range c.m {
 		if match(e.tok) {
 			delete(c.m, h)
@@ -103,8 +118,8 @@ func (c *tokenCache) forget(match func(subscription.Token) bool) {
 }
 
 // authenticate finds who the request acts for, or the 401 to answer.
-// Admin keys are compared in constant time, every one of them, whatever
-// matches first; an application token is found by its hash.
+// Admin keys are compared in constant time (their SHA-256 digests), every
+// one of them, whatever matches first; an application token is found by its hash.
 func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 	keys := *s.keys.Load()
 	token, ok := bearerToken(r.Header.Get("Authorization"))
@@ -114,9 +129,13 @@ func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 		}
 		return principal{}, unauthorized("missing API key: send Authorization: Bearer <key>")
 	}
+	// Digests of equal length: ConstantTimeCompare returns at once on
+	// inputs of different lengths, which would tell a key's length.
+	th := sha256.Sum256([]byte(token))
 	match := 0
 	for _, k := range keys {
-		match |= subtle.ConstantTimeCompare([]byte(token), []byte(k))
+		kh := sha256.Sum256([]byte(k))
+		match |= subtle.ConstantTimeCompare(th[:], kh[:])
 	}
 	if match == 1 {
 		return principal{admin: true}, nil
@@ -150,6 +169,7 @@ func (s *Server) lookupToken(ctx context.Context, token string) (subscription.To
 	if tok, ok := s.tokens.get(h, now); ok {
 		return tok, nil
 	}
+	gen := s.tokens.generation()
 	tok, err := s.opts.Subscriptions.TokenByHash(ctx, h[:])
 	if err != nil {
 		return subscription.Token{}, err
@@ -159,7 +179,7 @@ func (s *Server) lookupToken(ctx context.Context, token string) (subscription.To
 	if subtle.ConstantTimeCompare(tok.Hash, h[:]) != 1 {
 		return subscription.Token{}, subscription.ErrNotFound
 	}
-	s.tokens.put(h, tok, now)
+	s.tokens.put(h, tok, now, gen)
 	return tok, nil
 }
 

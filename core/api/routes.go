@@ -54,7 +54,7 @@ func (s *Server) routes() []route {
 	if o.Subscriptions != nil {
 		add(http.MethodPost, "/v1/applications", adminOnly, s.createApplication)
 		add(http.MethodGet, "/v1/applications", adminOnly, s.listApplications)
-		add(http.MethodGet, "/v1/applications/{app}", appScoped, s.getApplication)
+		add(http.MethodGet, "/v1/applications/{app}", appScoped, s.getApplicationRoute)
 		add(http.MethodPatch, "/v1/applications/{app}", appScoped, s.updateApplication)
 		add(http.MethodDelete, "/v1/applications/{app}", adminOnly, s.deleteApplication)
 

@@ -243,9 +243,13 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 // either is absent.
 func (s *Server) subscription(w http.ResponseWriter, r *http.Request) (subscription.Subscription, bool) {
 	app, id := r.PathValue("app"), r.PathValue("sub")
-	sub, err := s.opts.Subscriptions.GetSubscription(r.Context(), app, id)
+	var sub subscription.Subscription
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(app) && subscription.CouldBeID(id) {
+		sub, err = s.opts.Subscriptions.GetSubscription(r.Context(), app, id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
-		if _, aerr := s.opts.Subscriptions.GetApplication(r.Context(), app); errors.Is(aerr, subscription.ErrNotFound) {
+		if _, aerr := s.getApplication(r, app); errors.Is(aerr, subscription.ErrNotFound) {
 			problem.Write(w, applicationNotFound(app))
 		} else {
 			problem.Write(w, subscriptionNotFound(app, id))
@@ -274,41 +278,67 @@ func (s *Server) updateSubscription(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, p)
 		return
 	}
-	sub, ok := s.subscription(w, r)
-	if !ok {
-		return
-	}
-	if p := s.applySubscription(r, o, &sub); p != nil {
-		problem.Write(w, p)
-		return
-	}
-	o.check(s.rules().Validate(sub))
-	if len(o.errs) > 0 {
-		problem.Write(w, problem.Validation("invalid subscription", o.errs...))
-		return
-	}
-	s.saveSubscription(w, r, sub, func(updated subscription.Subscription) {
-		writeJSON(w, http.StatusOK, subscriptionJSON(updated))
+	updated, ok := s.modifySubscription(w, r, func(sub *subscription.Subscription) *problem.Problem {
+		o.errs = nil
+		if p := s.applySubscription(r, o, sub); p != nil {
+			return p
+		}
+		o.check(s.rules().Validate(*sub))
+		if len(o.errs) > 0 {
+			return problem.Validation("invalid subscription", o.errs...)
+		}
+		return nil
 	})
+	if ok {
+		writeJSON(w, http.StatusOK, subscriptionJSON(updated))
+	}
 }
 
-func (s *Server) saveSubscription(w http.ResponseWriter, r *http.Request, sub subscription.Subscription, answer func(subscription.Subscription)) {
-	updated, err := s.opts.Subscriptions.UpdateSubscription(r.Context(), sub)
-	if errors.Is(err, subscription.ErrNotFound) {
-		problem.Write(w, subscriptionNotFound(sub.App, sub.ID))
-		return
+// updateTries is how many times a PATCH or a rotation is applied to a
+// subscription that changed between its read and its write (a
+// subscriptions sink records failing_since and disables subscriptions on
+// its own) before the request is answered 409.
+const updateTries = 5
+
+// modifySubscription applies change to the path's subscription as the
+// store holds it and saves it; when the subscription changed between the
+// read and the write, it applies change again to what the store holds
+// then, so neither write is lost. change may answer a problem (written,
+// nothing saved). ok false: an answer was written.
+func (s *Server) modifySubscription(w http.ResponseWriter, r *http.Request, change func(*subscription.Subscription) *problem.Problem) (subscription.Subscription, bool) {
+	for try := 1; ; try++ {
+		sub, ok := s.subscription(w, r)
+		if !ok {
+			return sub, false
+		}
+		if p := change(&sub); p != nil {
+			problem.Write(w, p)
+			return sub, false
+		}
+		updated, err := s.opts.Subscriptions.UpdateSubscription(r.Context(), sub)
+		switch {
+		case err == nil:
+			return updated, true
+		case errors.Is(err, subscription.ErrChanged) && try < updateTries:
+			continue
+		case errors.Is(err, subscription.ErrChanged):
+			problem.Write(w, problem.New(http.StatusConflict, "the subscription kept changing while this request was applied; send it again"))
+		case errors.Is(err, subscription.ErrNotFound):
+			problem.Write(w, subscriptionNotFound(sub.App, sub.ID))
+		default:
+			s.internal(w, err)
+		}
+		return sub, false
 	}
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	answer(updated)
 }
 
 // deleteSubscription: 204, then 404 for a repeated DELETE.
 func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request) {
 	app, id := r.PathValue("app"), r.PathValue("sub")
-	err := s.opts.Subscriptions.DeleteSubscription(r.Context(), app, id)
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(app) && subscription.CouldBeID(id) {
+		err = s.opts.Subscriptions.DeleteSubscription(r.Context(), app, id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, subscriptionNotFound(app, id))
 		return
@@ -365,10 +395,6 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Validation("invalid rotation", o.errs...))
 		return
 	}
-	sub, ok := s.subscription(w, r)
-	if !ok {
-		return
-	}
 	if secret == "" {
 		var err error
 		if secret, err = signing.GenerateSecret(); err != nil {
@@ -377,11 +403,14 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := time.Now().UTC()
-	sub.Secrets = Rotate(sub.Secrets, subscription.Secret{Value: secret, Created: now}, overlap, now)
-	s.saveSubscription(w, r, sub, func(updated subscription.Subscription) {
+	updated, ok := s.modifySubscription(w, r, func(sub *subscription.Subscription) *problem.Problem {
+		sub.Secrets = Rotate(sub.Secrets, subscription.Secret{Value: secret, Created: now}, overlap, now)
+		return nil
+	})
+	if ok {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, secretJSON{Secret: updated.Secrets[0].Value})
-	})
+	}
 }
 
 // Rotate returns the secrets after a rotation at now: next first, then the

@@ -41,8 +41,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var name string
 	o.get("name", &name, "a string")
-	if len(name) > subscription.MaxApplicationNameLength {
-		o.fail("name", "is longer than "+strconv.Itoa(subscription.MaxApplicationNameLength)+" bytes")
+	if msg := subscription.CheckTokenName(name); msg != "" {
+		o.fail("name", msg)
 	}
 	if len(o.errs) > 0 {
 		problem.Write(w, problem.Validation("invalid token", o.errs...))
@@ -95,7 +95,10 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 // this instance at once, on others sharing the store within tokenCacheTTL.
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 	app, id := r.PathValue("app"), r.PathValue("token")
-	err := s.opts.Subscriptions.DeleteToken(r.Context(), app, id)
+	err := subscription.ErrNotFound
+	if subscription.CouldBeID(app) && subscription.CouldBeID(id) {
+		err = s.opts.Subscriptions.DeleteToken(r.Context(), app, id)
+	}
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, problem.New(http.StatusNotFound, "no token with id "+strconv.Quote(id)+" in application "+strconv.Quote(app)))
 		return

@@ -562,21 +562,42 @@ func (s *Store) ListSubscriptions(ctx context.Context, app string, q subscriptio
 // UpdateSubscription replaces every field of subscription sub.ID of
 // application sub.App but Created (ErrNotFound when that application has
 // no such subscription), its secrets included, records the change and
-// returns it as stored.
+// returns it as stored. When sub.Updated is set, it applies only while
+// the stored updated_at is that (ErrChanged otherwise): a read-modify-write
+// never overwrites a write made since its read. The new updated_at is
+// always later than sub.Updated, so the version moves on even when the
+// clock does not.
 func (s *Store) UpdateSubscription(ctx context.Context, sub subscription.Subscription) (subscription.Subscription, error) {
-	sub.Updated = fromNanos(s.now().UnixNano())
+	read := sub.Updated
+	now := s.now().UnixNano()
+	if !read.IsZero() && now <= nanos(read) {
+		now = nanos(read) + 1
+	}
+	sub.Updated = fromNanos(now)
 	vals, err := s.subValues(sub)
 	if err != nil {
 		return sub, err
 	}
 	// vals are id, app, the columns set here, created_at, updated_at.
 	args := append(slices.Clone(vals[2:len(vals)-2]), nanos(sub.Updated), sub.ID, sub.App)
+	where := `id = ? AND app = ?`
+	if !read.IsZero() {
+		where += ` AND updated_at = ?`
+		args = append(args, nanos(read))
+	}
 	err = s.changeTx(ctx, func(tx *sql.Tx) error {
 		var created int64
 		err := tx.QueryRowContext(ctx, s.q(`UPDATE hookbus_subscriptions SET url = ?, event_types = ?, description = ?, secrets = ?, headers = ?,
 			rate_limit = ?, max_in_flight = ?, filter_script = ?, disabled = ?, disabled_reason = ?, metadata = ?, failing_since = ?, updated_at = ?
-			WHERE id = ? AND app = ? RETURNING created_at`), args...).Scan(&created)
+			WHERE `+where+` RETURNING created_at`), args...).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
+			var one int
+			switch err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM hookbus_subscriptions WHERE id = ? AND app = ?`), sub.ID, sub.App).Scan(&one); {
+			case err == nil:
+				return fmt.Errorf("store: subscription %s of application %q: %w", sub.ID, sub.App, subscription.ErrChanged)
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("store: update subscription %s: %w", sub.ID, err)
+			}
 			return fmt.Errorf("store: subscription %s of application %q: %w", sub.ID, sub.App, subscription.ErrNotFound)
 		}
 		if err != nil {

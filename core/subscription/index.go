@@ -78,6 +78,26 @@ func classify(p string) (patternKind, string) {
 	}
 }
 
+// Matches tells whether s's event types take an event of type t (whether
+// it is enabled aside): the rule the index matches by.
+func (s *Subscription) Matches(t string) bool {
+	for _, p := range s.EventTypes {
+		switch kind, key := classify(p); kind {
+		case patternAll:
+			return true
+		case patternPrefix:
+			if strings.HasPrefix(t, key) {
+				return true
+			}
+		default:
+			if t == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func byID(a, b *Subscription) int { return strings.Compare(a.ID, b.ID) }
 
 // patternKey is one entry of a table a subscription is listed in.

@@ -400,3 +400,20 @@ func TestIndexManyDots(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// TestMatchesAgreesWithTheIndex: Subscription.Matches says what the index
+// matches, for exact types, prefixes and "*".
+func TestMatchesAgreesWithTheIndex(t *testing.T) {
+	patterns := [][]string{{"order.paid"}, {"order.*"}, {"*"}, {"order.*", "user.created"}, {"a.b.*"}, {"order"}}
+	types := []string{"order.paid", "order.", "order", "orders.paid", "order.paid.late", "user.created", "a.b", "a.b.c", "a.bc", "x"}
+	for _, ps := range patterns {
+		s := Subscription{ID: "sub_1", App: "acme", EventTypes: ps}
+		ix := NewIndex([]Subscription{s})
+		for _, typ := range types {
+			want := len(ix.Match("acme", typ, nil)) == 1
+			if got := s.Matches(typ); got != want {
+				t.Errorf("%v matches %q: %v, the index says %v", ps, typ, got, want)
+			}
+		}
+	}
+}

@@ -140,6 +140,10 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: an application with that ID exists.
 	ErrConflict = errors.New("already exists")
+	// ErrChanged: the subscription was changed since the copy given to
+	// UpdateSubscription was read; read it again and apply the change
+	// to what it is now.
+	ErrChanged = errors.New("changed since it was read")
 	// ErrFeedGap: the changes after a sequence number were pruned; the
 	// reader must load everything again (Snapshot).
 	ErrFeedGap = errors.New("change feed pruned past the given sequence")
@@ -163,7 +167,10 @@ type Store interface {
 	GetSubscription(ctx context.Context, app, id string) (Subscription, error)
 	ListSubscriptions(ctx context.Context, app string, q SubscriptionQuery, p Page) ([]Subscription, string, error)
 	// UpdateSubscription replaces every field of s.ID (of s.App) but
-	// Created; its Secrets are replaced too.
+	// Created; its Secrets are replaced too. When s.Updated is set (s was
+	// read from the store), only while the store holds that version:
+	// otherwise ErrChanged, and nothing written meanwhile is overwritten
+	// with the older copy.
 	UpdateSubscription(ctx context.Context, s Subscription) (Subscription, error)
 	DeleteSubscription(ctx context.Context, app, id string) error
 

@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -30,13 +31,25 @@ const (
 	// MaxInFlightLimit bounds max_in_flight: a subscription cannot ask for
 	// more concurrent deliveries than a sink would ever run.
 	MaxInFlightLimit = 1024
-	// MaxRateLimit bounds rate_limit (deliveries per second).
+	// MaxRateLimit bounds rate_limit (deliveries per second), and
+	// MinRateLimit bounds a positive one from below: at a rate near 0
+	// every pair but the first would wait for centuries.
 	MaxRateLimit = 1e6
+	MinRateLimit = 0.001
 	// MaxFilterBytes bounds a filter script's source.
 	MaxFilterBytes = 64 << 10
 	// MaxSecrets bounds the signing secrets kept at once (the current one
 	// and those still in their rotation overlap).
 	MaxSecrets = 10
+	// MaxMetadataBytes bounds an application's or a subscription's
+	// metadata, as compact JSON, and MaxMetadataDepth its nesting (the
+	// metadata object itself is level 1): every instance keeps every
+	// subscription in memory, and answers are indented.
+	MaxMetadataBytes = 16 << 10
+	MaxMetadataDepth = 8
+	// MaxHeaderBytes bounds a subscription's headers, names and values
+	// together: receivers refuse requests whose headers pass a few KiB.
+	MaxHeaderBytes = 8 << 10
 )
 
 // applicationID is what a caller-chosen application ID may be: it travels
@@ -45,10 +58,35 @@ var applicationID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
 // CheckApplicationID returns what is wrong with an application ID, or "".
 func CheckApplicationID(id string) string {
-	if !applicationID.MatchString(id) {
+	switch {
+	case !applicationID.MatchString(id):
 		return "must be 1 to 128 characters of A-Z, a-z, 0-9 and _ . : -"
+	case id == "." || id == "..":
+		// HTTP clients and routers remove such a path segment: the
+		// application's paths could not be reached.
+		return `must not be "." or ".."`
 	}
 	return ""
+}
+
+// MaxIDLength bounds every id the API makes or takes.
+const MaxIDLength = 256
+
+// CouldBeID tells whether s could be the id of an application, a
+// subscription or a token: 1 to MaxIDLength bytes of printable ASCII.
+// Anything else (a path segment with invalid UTF-8 or a NUL, which
+// PostgreSQL refuses as a parameter) names nothing, without asking the
+// store.
+func CouldBeID(s string) bool {
+	if s == "" || len(s) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateApplication checks an application's fields and returns every
@@ -57,6 +95,9 @@ func ValidateApplication(a Application) []problem.FieldError {
 	var errs []problem.FieldError
 	if msg := CheckApplicationID(a.ID); msg != "" {
 		errs = append(errs, problem.FieldError{Field: "id", Message: msg})
+	}
+	if msg := CheckMetadata(a.Metadata); msg != "" {
+		errs = append(errs, problem.FieldError{Field: "metadata", Message: msg})
 	}
 	switch {
 	case strings.TrimSpace(a.Name) == "":
@@ -69,6 +110,47 @@ func ValidateApplication(a Application) []problem.FieldError {
 	return errs
 }
 
+// CheckMetadata returns what is wrong with metadata, or "".
+func CheckMetadata(md map[string]any) string {
+	if md == nil {
+		return ""
+	}
+	if depth(md) > MaxMetadataDepth {
+		return fmt.Sprintf("is nested more than %d levels deep", MaxMetadataDepth)
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		return "must be a JSON object"
+	}
+	if len(b) > MaxMetadataBytes {
+		return fmt.Sprintf("is %d bytes of JSON, more than %d", len(b), MaxMetadataBytes)
+	}
+	return ""
+}
+
+// depth is how deeply v nests objects and arrays (a scalar is 0). It
+// stops counting past MaxMetadataDepth.
+func depth(v any) int {
+	var inner []any
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			inner = append(inner, e)
+		}
+	case []any:
+		inner = x
+	default:
+		return 0
+	}
+	d := 0
+	for _, e := range inner {
+		if d = max(d, depth(e)); d > MaxMetadataDepth {
+			break
+		}
+	}
+	return d + 1
+}
+
 // CheckEventType returns what is wrong with an event type (an exact type,
 // as an event carries it), or "".
 func CheckEventType(t string) string {
@@ -77,6 +159,8 @@ func CheckEventType(t string) string {
 		return "must not be empty"
 	case len(t) > MaxEventTypeLength:
 		return fmt.Sprintf("is longer than %d bytes", MaxEventTypeLength)
+	case !utf8.ValidString(t):
+		return "must be valid UTF-8"
 	case strings.ContainsFunc(t, unicode.IsSpace) || hasControl(t):
 		return "must not contain spaces or control characters"
 	case strings.Contains(t, "*"):
@@ -147,6 +231,8 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 		fail("description", "is longer than %d bytes", MaxDescriptionLength)
 	} else if !utf8.ValidString(s.Description) {
 		fail("description", "must be valid UTF-8")
+	} else if strings.ContainsRune(s.Description, 0) {
+		fail("description", "must not contain NUL characters")
 	}
 	switch {
 	case len(s.Secrets) == 0:
@@ -167,13 +253,22 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 	if len(s.Headers) > MaxHeaders {
 		fail("headers", "has more than %d headers", MaxHeaders)
 	}
+	headerBytes := 0
 	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
 		if msg := deliveryheader.Check(name, s.Headers[name]); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
+		headerBytes += len(name) + len(s.Headers[name])
 	}
-	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit {
-		fail("rate_limit", "must be between 0 (no limit) and %g deliveries per second", float64(MaxRateLimit))
+	if headerBytes > MaxHeaderBytes {
+		fail("headers", "names and values are %d bytes together, more than %d", headerBytes, MaxHeaderBytes)
+	}
+	if msg := CheckMetadata(s.Metadata); msg != "" {
+		fail("metadata", "%s", msg)
+	}
+	if s.RateLimit < 0 || math.IsNaN(s.RateLimit) || s.RateLimit > MaxRateLimit || s.RateLimit > 0 && s.RateLimit < MinRateLimit {
+		fail("rate_limit", "must be 0 (no limit) or between %g (one delivery every %g s) and %g deliveries per second",
+			MinRateLimit, 1/MinRateLimit, float64(MaxRateLimit))
 	}
 	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
 		fail("max_in_flight", "must be between 0 (the sink's default) and %d", MaxInFlightLimit)
@@ -182,6 +277,8 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 		switch {
 		case len(s.Filter) > MaxFilterBytes:
 			fail("filter", "is longer than %d bytes", MaxFilterBytes)
+		case strings.ContainsRune(s.Filter, 0):
+			fail("filter", "must not contain NUL characters (write \\0 in a string literal)")
 		case r.CompileFilter != nil:
 			if err := r.CompileFilter(s.Filter); err != nil {
 				fail("filter", "%v", err)
@@ -211,6 +308,17 @@ func (r Rules) CheckURL(u string) string {
 		if err := netguard.CheckHost(p.Hostname()); errors.As(err, &be) {
 			return fmt.Sprintf("%s is a %s; deliveries to it are refused (private networks are not allowed for subscriptions)", be.Addr, be.Reason)
 		}
+	}
+	return ""
+}
+
+// CheckTokenName returns what is wrong with an application token's name, or "".
+func CheckTokenName(name string) string {
+	switch {
+	case len(name) > MaxApplicationNameLength:
+		return fmt.Sprintf("is longer than %d bytes", MaxApplicationNameLength)
+	case hasControl(name):
+		return "must not contain control characters"
 	}
 	return ""
 }

@@ -2,6 +2,7 @@ package subscriptions
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hookbus/hookbus/core/subscription"
@@ -105,19 +106,29 @@ func (s *Sink) disable(ctx context.Context, st *subState, reason, label string) 
 	s.host.Logger.Warn("subscription disabled", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "reason", reason)
 }
 
+// updateTries is how many times updateSub reads and writes a subscription
+// that keeps being changed between its read and its write.
+const updateTries = 5
+
 // updateSub changes the stored subscription as change says (false: it
-// needs no change), read fresh so that nothing else written meanwhile is
-// lost.
+// needs no change), read fresh; a write made between that read and this
+// one (a user moving the URL or rotating the secret through the API) is
+// never overwritten: the store answers ErrChanged and the change is
+// applied again to what it holds now.
 func (s *Sink) updateSub(ctx context.Context, sub *subscription.Subscription, change func(*subscription.Subscription) bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	fresh, err := s.host.Store.GetSubscription(ctx, sub.App, sub.ID)
-	if err != nil {
-		return err
+	for try := 1; ; try++ {
+		fresh, err := s.host.Store.GetSubscription(ctx, sub.App, sub.ID)
+		if err != nil {
+			return err
+		}
+		if !change(&fresh) {
+			return nil
+		}
+		_, err = s.host.Store.UpdateSubscription(ctx, fresh)
+		if !errors.Is(err, subscription.ErrChanged) || try == updateTries {
+			return err
+		}
 	}
-	if !change(&fresh) {
-		return nil
-	}
-	_, err = s.host.Store.UpdateSubscription(ctx, fresh)
-	return err
 }

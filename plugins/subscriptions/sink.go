@@ -243,6 +243,10 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	if !ok {
 		return res
 	}
+	if !sub.Matches(d.Event.Type) {
+		// Its event_types changed since the event was fanned out.
+		return pipeline.TargetResult{Filtered: true}
+	}
 	st := s.state(sub)
 	if st == nil {
 		return pipeline.TargetResult{Result: sdk.Result{Outcome: sdk.Retry, Reason: "subscriptions sink closed"}}
