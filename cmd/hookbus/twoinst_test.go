@@ -590,7 +590,7 @@ func TestSubscriptionsSinkSharesDeliveriesAcrossInstances(t *testing.T) {
 	rcv := newEndpoint(t, testSecret)
 	a.must(http.StatusCreated, http.MethodPost, "/v1/applications", map[string]any{"id": "acme", "name": "Acme"}, nil)
 	a.must(http.StatusCreated, http.MethodPost, "/v1/applications/acme/subscriptions",
-		map[string]any{"url": rcv.url, "event_types": []string{"*"}, "secret": testSecret, "max_in_flight": 32}, nil)
+		map[string]any{"url": rcv.url, "event_types": []string{"*"}, "secret": testSecret}, nil)
 	// B starts with the subscription in its first snapshot.
 	pb := startHookbus(t, sharedConfig(t, addrB, ns, dsn, "shop", "platform"), addrB)
 	defer pb.stop()
@@ -626,7 +626,9 @@ func TestSubscriptionsSinkSharesDeliveriesAcrossInstances(t *testing.T) {
 	_, dups := rcv.count(ids)
 	const series = `hookbus_events_delivered_total{pipeline="all",sink="platform"}`
 	byA, byB := scrape(addrA, series), scrape(addrB, series)
-	t.Logf("%d events to one subscription on two instances: A delivered %v, B %v, %d duplicates", total, byA, byB, dups)
+	const deferrals = "hookbus_delivery_deferrals_total"
+	t.Logf("%d events to one subscription on two instances: A delivered %v, B %v, %d duplicates; deferrals (its window full) A %v, B %v",
+		total, byA, byB, dups, metricSum(t, addrA, deferrals), metricSum(t, addrB, deferrals))
 	if byA == 0 || byB == 0 {
 		t.Errorf("deliveries not shared: A %v, B %v", byA, byB)
 	}
