@@ -156,16 +156,21 @@ type DeadLetterJSON struct {
 	Sink     string `json:"sink"`
 	Pipeline string `json:"pipeline"`
 	Source   string `json:"source,omitempty"`
-	Kind     string `json:"kind"`
-	Reason   string `json:"reason"`
-	Attempts int    `json:"attempts"`
-	DeadAt   string `json:"dead_at"`
-	Event    any    `json:"event"`
+	// Application and Subscription name the (event, subscription) pair of
+	// a subscriptions sink's dead letter; absent for other sinks.
+	Application  string `json:"application,omitempty"`
+	Subscription string `json:"subscription,omitempty"`
+	Kind         string `json:"kind"`
+	Reason       string `json:"reason"`
+	Attempts     int    `json:"attempts"`
+	DeadAt       string `json:"dead_at"`
+	Event        any    `json:"event"`
 }
 
 // ToJSON converts a dead letter to its API form.
 func ToJSON(dl deadletter.DeadLetter) DeadLetterJSON {
-	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Source: dl.Source, Kind: string(dl.Kind), Reason: dl.Reason,
+	return DeadLetterJSON{ID: dl.ID, Sink: dl.Sink, Pipeline: dl.Pipeline, Source: dl.Source,
+		Application: dl.Application, Subscription: dl.Subscription, Kind: string(dl.Kind), Reason: dl.Reason,
 		Attempts: dl.Attempts, DeadAt: dl.DeadAt.Format("2006-01-02T15:04:05.000Z07:00"), Event: dl.Event}
 }
 
