@@ -726,9 +726,13 @@ func (sub *jsSubscription) later(jm jetstream.Msg, deliveries uint64) {
 	sub.backMu.Unlock()
 }
 
-// handle is the consume callback: it hands jm to the handler once a slot
-// of the window is free, or back to the stream when the subscription
-// stops first.
+// handle is the consume callback: it takes a slot of the window (waiting
+// for one), then hands jm to the handler, or back to the stream when the
+// subscription stops first. The callback runs for one message after the
+// other, so what may take a round trip to the server (a redelivered
+// message's nack record, read by count) is done beside it, in the
+// message's own goroutine: a stream of redeliveries (deferred or retried
+// deliveries) does not hold up the messages behind them.
 func (sub *jsSubscription) handle(jm jetstream.Msg) {
 	hdr := jm.Headers()
 	// A message handed back at shutdown is a copy for one group.
@@ -736,38 +740,45 @@ func (sub *jsSubscription) handle(jm jetstream.Msg) {
 		_ = jm.Ack()
 		return
 	}
-	d := sub.count(jm)
-	sub.sendMu.RLock()
-	defer sub.sendMu.RUnlock()
-	if sub.outClosed {
-		sub.later(jm, d.deliveries)
-		return
-	}
 	select {
 	case sub.sem <- struct{}{}:
 	case <-sub.done:
 		// Hand buffered messages back now instead of after AckWait.
+		sub.later(jm, sub.count(jm).deliveries)
+		return
+	}
+	// stop waits for inflight only once the consume loop (and so this
+	// callback) has ended.
+	sub.inflight.Add(1)
+	go func() {
+		defer sub.inflight.Done()
+		defer func() { <-sub.sem }()
+		sub.deliver(jm, sub.count(jm))
+	}()
+}
+
+// deliver hands jm, which holds a slot of the window, to the handler and
+// settles it, or hands it back when the subscription stops first.
+func (sub *jsSubscription) deliver(jm jetstream.Msg, d jsDelivery) {
+	sub.sendMu.RLock()
+	if sub.outClosed {
+		sub.sendMu.RUnlock()
 		sub.later(jm, d.deliveries)
 		return
 	}
 	msg := sub.message(jm, d)
 	msgCtx, cancel := context.WithCancel(sub.ctx)
+	defer cancel()
 	msg.SetContext(msgCtx)
 	select {
 	case sub.out <- msg:
+		sub.sendMu.RUnlock()
 	case <-sub.done:
-		cancel()
-		<-sub.sem
+		sub.sendMu.RUnlock()
 		sub.later(jm, d.deliveries)
 		return
 	}
-	sub.inflight.Add(1)
-	go func() {
-		defer sub.inflight.Done()
-		defer func() { <-sub.sem }()
-		defer cancel()
-		sub.await(jm, msg, d)
-	}()
+	sub.await(jm, msg, d)
 }
 
 // count reads jm's delivery counts: the server's, less the deliveries

@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,4 +108,84 @@ func TestJetStreamRetryStreamRetired(t *testing.T) {
 	if stale, err := q.StaleGroups(ctx); err != nil || len(stale) != 0 {
 		t.Fatalf("stale groups after the drain: %v, %v", stale, err)
 	}
+}
+
+// slowNacks is the nack-record bucket with a Get that waits for release:
+// the server round trip of a redelivered message's lookup, made slow.
+type slowNacks struct {
+	jetstream.KeyValue
+	entered  chan struct{} // closed at the first Get
+	once     sync.Once
+	release  chan struct{}
+	returned atomic.Bool // a Get returned
+}
+
+func (k *slowNacks) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	k.once.Do(func() { close(k.entered) })
+	defer k.returned.Store(true)
+	select {
+	case <-k.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return k.KeyValue.Get(ctx, key)
+}
+
+// TestJetStreamRedeliveryLookupHoldsUpNoOtherMessage: the lookup of a
+// redelivered message's nack record (a round trip to the server) runs
+// beside the consume loop, so the messages behind it are handed out
+// meanwhile; the redelivered one follows, its count corrected, once the
+// lookup answers.
+func TestJetStreamRedeliveryLookupHoldsUpNoOtherMessage(t *testing.T) {
+	q, err := NewJetStream(context.Background(), JetStreamOptions{DataDir: t.TempDir(), CloseGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	slow := &slowNacks{KeyValue: q.nacks, entered: make(chan struct{}), release: make(chan struct{})}
+	q.nacks = slow
+	topic := SinkTopic("lookup")
+	sub, _ := q.Subscriber("g", 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receive := func(want string) *message.Message {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			if m.UUID != want {
+				t.Fatalf("got %s, want %s", m.UUID, want)
+			}
+			return m
+		case <-time.After(testenv.Timeout(10 * time.Second)):
+			t.Fatalf("%s not received", want)
+		}
+		return nil
+	}
+	if err := q.Publish(topic, message.NewMessage("first", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	receive("first").Nack() // redelivered at once, its lookup then waits
+	select {
+	case <-slow.entered:
+	case <-time.After(testenv.Timeout(10 * time.Second)):
+		t.Fatal("the redelivery's nack record was never looked up")
+	}
+	if err := q.Publish(topic, message.NewMessage("second", []byte("y"))); err != nil {
+		t.Fatal(err)
+	}
+	receive("second").Ack()
+	if slow.returned.Load() {
+		t.Fatal("the message behind the redelivery waited for its lookup")
+	}
+	close(slow.release)
+	m := receive("first")
+	if got := m.Metadata.Get(MetaDeliveries); got != "1" {
+		t.Errorf("redelivery after an explicit nack: %s = %q, want 1", MetaDeliveries, got)
+	}
+	m.Ack()
+	sub.Close()
 }
