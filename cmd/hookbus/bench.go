@@ -151,6 +151,7 @@ func benchCmd() *cobra.Command {
 				for _, d := range splitList(drivers) {
 					for _, s := range list {
 						so := o
+						so.Round = r
 						if profileDir != "" {
 							so.Profile = filepath.Join(profileDir, fmt.Sprintf("run%d-", r))
 						}

@@ -101,6 +101,10 @@ type Options struct {
 	Subscriptions     int
 	DeadSubscriptions int
 	AttemptTimeout    time.Duration
+	// Round is the round this run belongs to (1-based; 0: none), for the
+	// scenarios that measure two configurations one after the other
+	// (SubscriptionsDead alternates their order).
+	Round int
 	// Profile, when set, is a path prefix: hookbus serves its profiles
 	// (server.pprof) and each run writes the CPU profile of hookbus
 	// during its measurement to Profile + scenario-driver.pprof (in
@@ -252,6 +256,15 @@ type Result struct {
 	DeadSubscriptions   int     `json:"dead_subscriptions,omitempty"`
 	Deliveries          int64   `json:"deliveries,omitempty"`
 	AloneDeliveriesPerS float64 `json:"alone_deliveries_per_s,omitempty"`
+	// CPUPerDelivery is hookbus's CPU time over Deliveries;
+	// AloneCPUPerDelivery that of the run without the dead, and
+	// CPURelativeToAlone the first over the second: the healthy
+	// deliveries one CPU second makes beside the dead subscriptions,
+	// relative to without them. Unlike the deliveries/s, it does not
+	// depend on the share of the machine hookbus got in each run.
+	CPUPerDelivery      time.Duration `json:"cpu_per_delivery_ns,omitempty"`
+	AloneCPUPerDelivery time.Duration `json:"alone_cpu_per_delivery_ns,omitempty"`
+	CPURelativeToAlone  float64       `json:"cpu_relative_to_alone,omitempty"`
 
 	// Deferrals and NotTried are hookbus's counts, from its metrics at
 	// the end of the run: deliveries handed back to the queue without an
@@ -505,6 +518,9 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		res.Deliveries = r.pairs.pairs.Load()
 		if res.Elapsed > 0 {
 			res.DeliveriesPerS = float64(res.Deliveries) / res.Elapsed.Seconds()
+		}
+		if res.Deliveries > 0 {
+			res.CPUPerDelivery = res.CPUPerEvent * time.Duration(res.Delivered) / time.Duration(res.Deliveries)
 		}
 	}
 	return res, nil

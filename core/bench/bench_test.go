@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -219,52 +220,60 @@ func TestCompareAndSummarizeTakeSameRoundRatiosAndMedians(t *testing.T) {
 }
 
 // TestSubscriptionsDeadScenario runs subscriptions-dead small, in
-// process: the subscriptions are created through the API, every event
-// reaches each healthy subscription of its application once in both runs,
-// the dead endpoints are tried, and the two runs' healthy deliveries/s
-// are compared.
+// process, in both orders (rounds 1 and 2): the subscriptions are created
+// through the API, every event reaches each healthy subscription of its
+// application once in both runs, the dead endpoints are tried, and the
+// two runs' healthy deliveries/s and CPU per delivery are compared.
 func TestSubscriptionsDeadScenario(t *testing.T) {
-	var phases sync.Map
-	o := Options{Scenario: SubscriptionsDead, Driver: "embedded", Events: 200, Concurrency: 4, Batch: 2,
-		Subscriptions: 50, DeadSubscriptions: 5, Timeout: testenv.Timeout(2 * time.Minute)}
-	o.Progress = func(p Progress) {
-		if p.Scenario != SubscriptionsDead || p.Total != 200 {
-			t.Errorf("progress %+v", p)
-		}
-		phases.Store(strings.HasPrefix(p.Phase, "without the dead: "), true)
-	}
-	r, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Partial || r.Delivered != 200 || r.Accepted != 200 || r.Duplicates != 0 || r.Sink != "subscriptions" {
-		t.Fatalf("result = %+v", r)
-	}
-	// 5 applications of 10 subscriptions, one of them dead: 9 healthy
-	// deliveries per event.
-	if r.Subscriptions != 50 || r.DeadSubscriptions != 5 || r.Deliveries != 200*9 {
-		t.Errorf("layout: %+v", r)
-	}
-	if r.DeadAttempts == 0 || r.DeliveriesPerS <= 0 || r.AloneDeliveriesPerS <= 0 || r.AloneEventsPerS <= 0 || r.RelativeToAlone <= 0 {
-		t.Errorf("figures: %+v", r)
-	}
-	if want := r.DeliveriesPerS / r.AloneDeliveriesPerS; r.RelativeToAlone != want {
-		t.Errorf("ratio %v, want %v", r.RelativeToAlone, want)
-	}
-	for _, without := range []bool{true, false} {
-		if _, ok := phases.Load(without); !ok {
-			t.Errorf("no progress with without-the-dead = %v", without)
-		}
-	}
-	line := r.String()
-	for _, s := range []string{"50 subscriptions, 5 dead", "healthy deliveries/s", "without the dead"} {
-		if !strings.Contains(line, s) {
-			t.Errorf("line %q lacks %q", line, s)
-		}
-	}
-	s := Summarize([][]Result{{r}})[0]
-	if s.DeliveriesPerS != r.DeliveriesPerS || s.AloneDeliveriesPerS != r.AloneDeliveriesPerS || s.RelativeToAlone != r.RelativeToAlone {
-		t.Errorf("summary %+v", s)
+	for _, round := range []int{1, 2} {
+		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			var phases sync.Map
+			o := Options{Scenario: SubscriptionsDead, Driver: "embedded", Events: 200, Concurrency: 4, Batch: 2, Round: round,
+				Subscriptions: 50, DeadSubscriptions: 5, Timeout: testenv.Timeout(2 * time.Minute)}
+			o.Progress = func(p Progress) {
+				if p.Scenario != SubscriptionsDead || p.Total != 200 {
+					t.Errorf("progress %+v", p)
+				}
+				phases.Store(strings.HasPrefix(p.Phase, "without the dead: "), true)
+			}
+			r, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Partial || r.Delivered != 200 || r.Accepted != 200 || r.Duplicates != 0 || r.Sink != "subscriptions" {
+				t.Fatalf("result = %+v", r)
+			}
+			// 5 applications of 10 subscriptions, one of them dead: 9
+			// healthy deliveries per event.
+			if r.Subscriptions != 50 || r.DeadSubscriptions != 5 || r.Deliveries != 200*9 {
+				t.Errorf("layout: %+v", r)
+			}
+			if r.DeadAttempts == 0 || r.DeliveriesPerS <= 0 || r.AloneDeliveriesPerS <= 0 || r.AloneEventsPerS <= 0 || r.RelativeToAlone <= 0 {
+				t.Errorf("figures: %+v", r)
+			}
+			if want := r.DeliveriesPerS / r.AloneDeliveriesPerS; r.RelativeToAlone != want {
+				t.Errorf("ratio %v, want %v", r.RelativeToAlone, want)
+			}
+			if r.CPUPerDelivery <= 0 || r.AloneCPUPerDelivery <= 0 || r.CPURelativeToAlone != float64(r.AloneCPUPerDelivery)/float64(r.CPUPerDelivery) {
+				t.Errorf("cpu figures: %+v", r)
+			}
+			for _, without := range []bool{true, false} {
+				if _, ok := phases.Load(without); !ok {
+					t.Errorf("no progress with without-the-dead = %v", without)
+				}
+			}
+			line := r.String()
+			for _, s := range []string{"50 subscriptions, 5 dead", "healthy deliveries/s", "without the dead", "cpu/delivery"} {
+				if !strings.Contains(line, s) {
+					t.Errorf("line %q lacks %q", line, s)
+				}
+			}
+			s := Summarize([][]Result{{r}})[0]
+			if s.DeliveriesPerS != r.DeliveriesPerS || s.AloneDeliveriesPerS != r.AloneDeliveriesPerS || s.RelativeToAlone != r.RelativeToAlone ||
+				s.CPURelativeToAlone != r.CPURelativeToAlone {
+				t.Errorf("summary %+v", s)
+			}
+		})
 	}
 }
 

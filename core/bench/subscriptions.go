@@ -46,8 +46,11 @@ const (
 )
 
 // runSubscriptionsDead measures the healthy subscriptions alone (the dead
-// ones left out), then beside the dead ones, and compares their healthy
-// deliveries/s.
+// ones left out) and beside the dead ones, and compares their healthy
+// deliveries/s and the CPU each healthy delivery cost. The run without
+// the dead goes first in odd rounds (Options.Round) and second in even
+// ones, so that a machine whose load drifts during a round favours
+// neither.
 func runSubscriptionsDead(ctx context.Context, o Options) (Result, error) {
 	if err := CheckDeadLayout(o.Subscriptions, max(o.DeadSubscriptions, 0)); err != nil {
 		return Result{Scenario: o.Scenario}, err
@@ -60,25 +63,51 @@ func runSubscriptionsDead(ctx context.Context, o Options) (Result, error) {
 			p(pr)
 		}
 	}
-	ar, err := runHookbus(ctx, alone)
-	if err != nil {
-		return Result{Scenario: o.Scenario}, fmt.Errorf("without the dead subscriptions: %w", err)
+	var ar, r Result
+	ran := [2]bool{}
+	order := []bool{true, false} // without the dead first
+	if o.Round%2 == 0 && o.Round > 0 {
+		order = []bool{false, true}
 	}
-	if ctx.Err() != nil {
-		// Interrupted: the second run would measure nothing.
-		ar.AloneEventsPerS, ar.AloneDeliveriesPerS = ar.EventsPerS, ar.DeliveriesPerS
+	for _, withoutDead := range order {
+		if ctx.Err() != nil {
+			break // interrupted: what ran is reported below
+		}
+		if withoutDead {
+			res, err := runHookbus(ctx, alone)
+			if err != nil {
+				return Result{Scenario: o.Scenario}, fmt.Errorf("without the dead subscriptions: %w", err)
+			}
+			ar, ran[0] = res, true
+			continue
+		}
+		res, err := runHookbus(ctx, o)
+		if err != nil {
+			return res, err
+		}
+		r, ran[1] = res, true
+	}
+	switch {
+	case !ran[1]:
+		// Interrupted before the run with the dead: the one without is
+		// all there is.
+		ar.AloneEventsPerS, ar.AloneDeliveriesPerS, ar.AloneCPUPerDelivery = ar.EventsPerS, ar.DeliveriesPerS, ar.CPUPerDelivery
 		if !ar.Partial {
 			ar.Partial, ar.Reason = true, "interrupted before the run with the dead subscriptions"
 		}
 		return ar, nil
+	case !ran[0]:
+		if !r.Partial {
+			r.Partial, r.Reason = true, "interrupted before the run without the dead subscriptions"
+		}
+		return r, nil
 	}
-	r, err := runHookbus(ctx, o)
-	if err != nil {
-		return r, err
-	}
-	r.AloneEventsPerS, r.AloneDeliveriesPerS = ar.EventsPerS, ar.DeliveriesPerS
+	r.AloneEventsPerS, r.AloneDeliveriesPerS, r.AloneCPUPerDelivery = ar.EventsPerS, ar.DeliveriesPerS, ar.CPUPerDelivery
 	if ar.DeliveriesPerS > 0 {
 		r.RelativeToAlone = r.DeliveriesPerS / ar.DeliveriesPerS
+	}
+	if r.CPUPerDelivery > 0 {
+		r.CPURelativeToAlone = float64(ar.CPUPerDelivery) / float64(r.CPUPerDelivery)
 	}
 	if ar.Partial && !r.Partial {
 		r.Partial, r.Reason = true, "without the dead subscriptions: "+ar.Reason

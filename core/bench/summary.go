@@ -54,6 +54,7 @@ type Summary struct {
 	// (Subscriptions, SubscriptionsDead).
 	DeliveriesPerS      float64       `json:"deliveries_per_s,omitempty"`
 	AloneDeliveriesPerS float64       `json:"alone_deliveries_per_s,omitempty"`
+	CPURelativeToAlone  float64       `json:"cpu_relative_to_alone,omitempty"`
 	P50                 time.Duration `json:"p50_ns"`
 	P99                 time.Duration `json:"p99_ns"`
 	P999                time.Duration `json:"p999_ns"`
@@ -110,6 +111,7 @@ func Summarize(runs [][]Result) []Summary {
 			AloneEventsPerS:     med(func(r Result) float64 { return r.AloneEventsPerS }),
 			DeliveriesPerS:      med(func(r Result) float64 { return r.DeliveriesPerS }),
 			AloneDeliveriesPerS: med(func(r Result) float64 { return r.AloneDeliveriesPerS }),
+			CPURelativeToAlone:  med(func(r Result) float64 { return r.CPURelativeToAlone }),
 			P50:                 dur(func(r Result) time.Duration { return r.P50 }),
 			P99:                 dur(func(r Result) time.Duration { return r.P99 }),
 			P999:                dur(func(r Result) time.Duration { return r.P999 }),
@@ -185,8 +187,9 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "  %.0f deliveries/s: %.2f× one webhook sink (%.0f/s)", r.DeliveriesPerS, r.RelativeToAlone, r.AloneEventsPerS)
 	}
 	if r.Scenario == SubscriptionsDead {
-		fmt.Fprintf(&b, "  %d subscriptions, %d dead: %.0f healthy deliveries/s, without the dead %.0f/s: %.2f×, %d dead attempts",
-			r.Subscriptions, r.DeadSubscriptions, r.DeliveriesPerS, r.AloneDeliveriesPerS, r.RelativeToAlone, r.DeadAttempts)
+		fmt.Fprintf(&b, "  %d subscriptions, %d dead: %.0f healthy deliveries/s, without the dead %.0f/s: %.2f×; cpu/delivery %s, without the dead %s: %.2f×; %d dead attempts",
+			r.Subscriptions, r.DeadSubscriptions, r.DeliveriesPerS, r.AloneDeliveriesPerS, r.RelativeToAlone,
+			cpuText(r.CPUPerDelivery), cpuText(r.AloneCPUPerDelivery), r.CPURelativeToAlone, r.DeadAttempts)
 	}
 	if r.Deferrals > 0 || r.NotTried > 0 {
 		fmt.Fprintf(&b, "  %d deferred, %d not tried", r.Deferrals, r.NotTried)
@@ -229,7 +232,8 @@ func (s Summary) String() string {
 		fmt.Fprintf(&b, "  deliveries %.2f× one webhook sink (%.0f/s)", s.RelativeToAlone, s.AloneEventsPerS)
 	}
 	if s.Scenario == SubscriptionsDead {
-		fmt.Fprintf(&b, "  healthy deliveries %.0f/s, without the dead %.0f/s: %.2f×", s.DeliveriesPerS, s.AloneDeliveriesPerS, s.RelativeToAlone)
+		fmt.Fprintf(&b, "  healthy deliveries %.0f/s, without the dead %.0f/s: %.2f×; per CPU second %.2f×",
+			s.DeliveriesPerS, s.AloneDeliveriesPerS, s.RelativeToAlone, s.CPURelativeToAlone)
 	}
 	if s.Scenario == Backlog {
 		fmt.Fprintf(&b, "  backlog rss peak %.0fMB, drain peak %.0fMB, after %.0fMB, drain %.0f events/s, lost %d",
