@@ -36,7 +36,7 @@ type benchReport struct {
 }
 
 func benchCmd() *cobra.Command {
-	var drivers, url, scenarios, mode, cpuprofile string
+	var drivers, url, scenarios, mode, cpuprofile, profileDir string
 	var o bench.Options
 	var runs int
 	var progress, asJSON, inProcess bool
@@ -47,9 +47,9 @@ func benchCmd() *cobra.Command {
 			"local receivers, and beside each scenario the same generator straight to the same receiver (--mode direct, the\n" +
 			"physical baseline), in interleaved rounds; report events/s, the ratio to the baseline of the same round,\n" +
 			"ingest-to-delivery p50/p99/p999, CPU per event and memory of the hookbus process, and the medians over --runs.\n" +
-			"Scenarios: passthrough, transform (default), fanout, subscriptions, plugin-sink, slow-endpoint, backlog. hookbus runs as a\n" +
-			"child `hookbus run` so its CPU and memory are its own. A run that does not finish reports what it delivered\n" +
-			"and why it stopped.",
+			"Scenarios: passthrough, transform (default), fanout, subscriptions, subscriptions-dead, plugin-sink, slow-endpoint,\n" +
+			"backlog. hookbus runs as a child `hookbus run` so its CPU and memory are its own. A run that does not finish\n" +
+			"reports what it delivered and why it stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -81,12 +81,35 @@ func benchCmd() *cobra.Command {
 			if o.Dead != "503" && o.Dead != "hang" {
 				return usage("--dead: want 503 or hang, got %q", o.Dead)
 			}
+			if o.DeadSubscriptions == 0 && cmd.Flags().Changed("dead-subscriptions") {
+				o.DeadSubscriptions = -1 // none, not the default tenth
+			}
+			if slices.Contains(list, bench.SubscriptionsDead) {
+				if o.AttemptTimeout <= 0 {
+					return usage("--attempt-timeout: must be positive, got %s", o.AttemptTimeout)
+				}
+				dead := o.DeadSubscriptions
+				if dead == 0 {
+					dead = o.Subscriptions / 10
+				}
+				if err := bench.CheckDeadLayout(o.Subscriptions, max(dead, 0)); err != nil {
+					return usage("scenario %s: %v", bench.SubscriptionsDead, err)
+				}
+			}
 			if !inProcess {
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("find the hookbus binary to run: %w", err)
 				}
 				o.Binary = exe
+			}
+			if profileDir != "" {
+				if cpuprofile != "" && inProcess {
+					return usage("--profile and --cpuprofile with --in-process both profile this process: pass one")
+				}
+				if err := os.MkdirAll(profileDir, 0o755); err != nil {
+					return usage("--profile: %v", err)
+				}
 			}
 			if cpuprofile != "" {
 				f, err := os.Create(cpuprofile)
@@ -128,6 +151,10 @@ func benchCmd() *cobra.Command {
 				for _, d := range splitList(drivers) {
 					for _, s := range list {
 						so := o
+						so.Round = r
+						if profileDir != "" {
+							so.Profile = filepath.Join(profileDir, fmt.Sprintf("run%d-", r))
+						}
 						so.Scenario, so.Driver = s, d
 						so.QueueURL = ""
 						if d == "nats" {
@@ -168,10 +195,14 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&runs, "runs", 3, "rounds; each runs the direct baseline then every scenario and driver")
 	c.Flags().StringVar(&o.WebhookPlugin, "webhook-plugin", "", "path of the hookbus-webhook plugin binary for plugin-sink (default: beside hookbus or on PATH); adds plugin-sink")
 	c.Flags().StringVar(&o.Dead, "dead", "503", "how slow-endpoint's dead endpoint fails: 503 or hang")
+	c.Flags().IntVar(&o.Subscriptions, "subscriptions", bench.DefaultSubscriptions, "subscriptions-dead: subscriptions in all, 10 per application")
+	c.Flags().IntVar(&o.DeadSubscriptions, "dead-subscriptions", 0, "subscriptions-dead: how many of them never answer (default: a tenth of --subscriptions)")
+	c.Flags().DurationVar(&o.AttemptTimeout, "attempt-timeout", bench.DefaultAttemptTimeout, "subscriptions-dead: the subscriptions sink's timeout, which ends each attempt to a dead subscription")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
 	c.Flags().BoolVar(&progress, "progress", false, "print a live progress line on stderr (default when stderr is a terminal)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON document with every run and the medians")
 	c.Flags().BoolVar(&inProcess, "in-process", false, "run hookbus inside the bench process (CPU and memory then include the generator and receivers)")
+	c.Flags().StringVar(&profileDir, "profile", "", "write the CPU profile of hookbus during each scenario's measurement to this directory (run<N>-<scenario>-<driver>.pprof; hookbus serves server.pprof for it)")
 	c.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the bench process to this file (with --in-process, of hookbus too)")
 	return c
 }

@@ -36,6 +36,15 @@ const (
 	// event counts once every receiver has it. It also measures a single
 	// webhook sink (Passthrough) just before, and compares deliveries/s.
 	Subscriptions = "subscriptions"
+	// SubscriptionsDead is one pipeline without steps to a subscriptions
+	// sink with Options.Subscriptions subscriptions in applications of
+	// SubscriptionsPerEvent, Options.DeadSubscriptions of which point at
+	// an endpoint that accepts the connection and never answers (each
+	// attempt ends at the sink's timeout, Options.AttemptTimeout); the
+	// events are spread over the applications. The same load runs first
+	// without the dead subscriptions, and the healthy deliveries/s of the
+	// two runs are compared.
+	SubscriptionsDead = "subscriptions-dead"
 	// PluginSink is Transform with the webhook sink out of process.
 	PluginSink = "plugin-sink"
 	// SlowEndpoint is Transform to a healthy sink and a dead one (503 or
@@ -47,10 +56,11 @@ const (
 )
 
 // Scenarios lists the scenarios that run hookbus, in their usual order.
-var Scenarios = []string{Passthrough, Transform, Fanout, Subscriptions, PluginSink, SlowEndpoint, Backlog}
+var Scenarios = []string{Passthrough, Transform, Fanout, Subscriptions, SubscriptionsDead, PluginSink, SlowEndpoint, Backlog}
 
 // SubscriptionsPerEvent is how many subscriptions each event of the
-// Subscriptions scenario goes to.
+// Subscriptions scenario goes to, and how many each application of
+// SubscriptionsDead has.
 const SubscriptionsPerEvent = 10
 
 // benchApplication is the application of the Subscriptions scenario's events.
@@ -84,6 +94,22 @@ type Options struct {
 	Dead string
 	// Timeout bounds waiting for the deliveries; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// Subscriptions (default 1000) and DeadSubscriptions (default a tenth
+	// of them; negative: none) size SubscriptionsDead; AttemptTimeout
+	// (default 5s) is its sink's timeout, which ends each attempt to a
+	// dead subscription.
+	Subscriptions     int
+	DeadSubscriptions int
+	AttemptTimeout    time.Duration
+	// Round is the round this run belongs to (1-based; 0: none), for the
+	// scenarios that measure two configurations one after the other
+	// (SubscriptionsDead alternates their order).
+	Round int
+	// Profile, when set, is a path prefix: hookbus serves its profiles
+	// (server.pprof) and each run writes the CPU profile of hookbus
+	// during its measurement to Profile + scenario-driver.pprof (in
+	// process, the profile is of the whole bench process).
+	Profile string
 	// Settle is how long after the drain of Backlog the memory is read
 	// again (RSSAfter); default 5s.
 	Settle time.Duration
@@ -91,16 +117,21 @@ type Options struct {
 	Progress func(Progress)
 	Logger   *slog.Logger
 
-	// application, when set, is every event's application attribute.
-	application string
+	// applications, when set, are the events' application attributes,
+	// in turn.
+	applications []string
+	// withoutDead runs SubscriptionsDead without its dead subscriptions.
+	withoutDead bool
 }
 
 // Progress is a snapshot of a run under way.
 type Progress struct {
-	Scenario  string
-	Phase     string // "sending", "backlog", "draining", "delivering"
-	Accepted  int    // events the ingest endpoint (or receiver) took
-	Delivered int    // distinct events that reached every receiver
+	Scenario string
+	// Phase is "sending", "backlog", "draining" or "delivering";
+	// SubscriptionsDead's first run prefixes it with "without the dead: ".
+	Phase     string
+	Accepted  int // events the ingest endpoint (or receiver) took
+	Delivered int // distinct events that reached every receiver
 	Total     int
 	Rate      float64 // delivered events/s since the start
 	Elapsed   time.Duration
@@ -128,6 +159,15 @@ func (o *Options) setDefaults() {
 	if o.Dead == "" {
 		o.Dead = "503"
 	}
+	if o.Subscriptions <= 0 {
+		o.Subscriptions = DefaultSubscriptions
+	}
+	if o.DeadSubscriptions == 0 {
+		o.DeadSubscriptions = o.Subscriptions / 10
+	}
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = DefaultAttemptTimeout
+	}
 	if o.Settle <= 0 {
 		o.Settle = 5 * time.Second
 	}
@@ -141,14 +181,18 @@ func (o *Options) setDefaults() {
 
 // DefaultTimeout is how long a run waits for its deliveries: a minute, plus
 // 5ms per event (a floor of 200 events/s), plus twice the time the offered
-// rate needs; three times that for Backlog, which sends, waits and drains.
+// rate needs; three times that for Backlog, which sends, waits and drains,
+// and twice for SubscriptionsDead, whose events make 9 deliveries each.
 func DefaultTimeout(scenario string, events int, rate float64) time.Duration {
 	d := time.Minute + time.Duration(events)*5*time.Millisecond
 	if rate > 0 {
 		d += time.Duration(2 * float64(events) / rate * float64(time.Second))
 	}
-	if scenario == Backlog {
+	switch scenario {
+	case Backlog:
 		d *= 3
+	case SubscriptionsDead:
+		d *= 2
 	}
 	return d
 }
@@ -198,8 +242,36 @@ type Result struct {
 	RelativeToAlone float64 `json:"relative_to_alone,omitempty"`
 	DeadAttempts    int64   `json:"dead_attempts,omitempty"`
 	// DeliveriesPerS is EventsPerS times the deliveries each event makes
-	// (Subscriptions: one per subscription).
+	// (Subscriptions: one per subscription); for SubscriptionsDead, the
+	// deliveries to healthy subscriptions (Deliveries) per second.
 	DeliveriesPerS float64 `json:"deliveries_per_s,omitempty"`
+
+	// SubscriptionsDead: the subscriptions and how many of them are dead,
+	// the deliveries the healthy ones received, and the healthy
+	// deliveries/s of the run without the dead ones (measured just
+	// before; AloneEventsPerS is its events/s, RelativeToAlone the ratio
+	// of DeliveriesPerS to it). DeadAttempts counts the requests the dead
+	// endpoints took.
+	Subscriptions       int     `json:"subscriptions,omitempty"`
+	DeadSubscriptions   int     `json:"dead_subscriptions,omitempty"`
+	Deliveries          int64   `json:"deliveries,omitempty"`
+	AloneDeliveriesPerS float64 `json:"alone_deliveries_per_s,omitempty"`
+	// CPUPerDelivery is hookbus's CPU time over Deliveries;
+	// AloneCPUPerDelivery that of the run without the dead, and
+	// CPURelativeToAlone the first over the second: the healthy
+	// deliveries one CPU second makes beside the dead subscriptions,
+	// relative to without them. Unlike the deliveries/s, it does not
+	// depend on the share of the machine hookbus got in each run.
+	CPUPerDelivery      time.Duration `json:"cpu_per_delivery_ns,omitempty"`
+	AloneCPUPerDelivery time.Duration `json:"alone_cpu_per_delivery_ns,omitempty"`
+	CPURelativeToAlone  float64       `json:"cpu_relative_to_alone,omitempty"`
+
+	// Deferrals and NotTried are hookbus's counts, from its metrics at
+	// the end of the run: deliveries handed back to the queue without an
+	// attempt (a subscription's window full or its rate limit), and
+	// attempts skipped by an open circuit.
+	Deferrals int64 `json:"deferrals,omitempty"`
+	NotTried  int64 `json:"not_tried,omitempty"`
 
 	// Backlog: the peak RSS while the events wait and while they drain,
 	// the RSS Options.Settle after the drain, the drain's events/s (from
@@ -211,6 +283,11 @@ type Result struct {
 	DrainEventsPerS float64 `json:"drain_events_per_s,omitempty"`
 	Refused         int64   `json:"refused,omitempty"`
 	Lost            int     `json:"lost"`
+
+	// Profile is the CPU profile written (Options.Profile), ProfileError
+	// why it could not be.
+	Profile      string `json:"profile,omitempty"`
+	ProfileError string `json:"profile_error,omitempty"`
 
 	// Partial is set when the run ended before every event was delivered;
 	// Reason says why (a timeout, a refused request, an interrupt) and the
@@ -241,8 +318,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Scenario == PluginSink && o.WebhookPlugin == "" {
 		return res, errors.New("scenario plugin-sink needs the hookbus-webhook plugin binary (Options.WebhookPlugin)")
 	}
-	if o.Scenario == Subscriptions {
+	switch o.Scenario {
+	case Subscriptions:
 		return runSubscriptions(ctx, o)
+	case SubscriptionsDead:
+		return runSubscriptionsDead(ctx, o)
 	}
 	if o.Scenario == SlowEndpoint {
 		// The healthy sink alone first, then beside the dead one.
@@ -290,6 +370,9 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	case Subscriptions:
 		nrcv = SubscriptionsPerEvent
 		res.Sink = "subscriptions"
+	case SubscriptionsDead:
+		nrcv = 0 // one receiver for every healthy subscription, below
+		res.Sink = "subscriptions"
 	}
 	mode := answerOK
 	if o.Scenario == Backlog {
@@ -313,10 +396,10 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	}
 	sinks := map[string]any{}
 	var to []string
-	var subs []string // the Subscriptions scenario's callback URLs
+	var subs []benchSub // the subscriptions scenarios' callback URLs
 	for i, rcv := range r.targets {
 		if o.Scenario == Subscriptions {
-			subs = append(subs, rcv.url())
+			subs = append(subs, benchSub{App: benchApplication, URL: rcv.url()})
 			continue
 		}
 		name := "receiver" + strconv.Itoa(i+1)
@@ -327,11 +410,38 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		sinks[name] = map[string]any{"type": sinkType, "config": c}
 		to = append(to, name)
 	}
-	if o.Scenario == Subscriptions {
+	switch o.Scenario {
+	case Subscriptions:
 		// As many attempts in flight per subscription as the webhook sink
 		// has to its URL.
 		sinks["partners"] = map[string]any{"type": "subscriptions", "config": map[string]any{
 			"allow_private_networks": true, "subscription_max_in_flight": 64, "max_in_flight": 64 * len(subs)}}
+		to = append(to, "partners")
+	case SubscriptionsDead:
+		dead := max(o.DeadSubscriptions, 0)
+		want := newDeadLayout(o.Subscriptions, dead, "", "", o.withoutDead)
+		rcv, err := newPairReceiver(o.Events, want.perApp)
+		if err != nil {
+			return res, err
+		}
+		defer rcv.close()
+		r.targets, r.pairs = []*receiver{rcv}, rcv
+		deadURL := ""
+		if dead > 0 && !o.withoutDead {
+			dr, err := newReceiver(0, answerHang)
+			if err != nil {
+				return res, err
+			}
+			defer dr.close()
+			r.dead, deadURL = dr, dr.url()
+		}
+		l := newDeadLayout(o.Subscriptions, dead, rcv.url(), deadURL, o.withoutDead)
+		subs, o.applications = l.subs, l.apps
+		res.Subscriptions, res.DeadSubscriptions = len(l.subs), l.dead
+		// The sink's defaults, as a platform would run it, but for the
+		// attempt timeout.
+		sinks["partners"] = map[string]any{"type": "subscriptions", "config": map[string]any{
+			"allow_private_networks": true, "timeout": o.AttemptTimeout.String()}}
 		to = append(to, "partners")
 	}
 	if o.Scenario == Backlog {
@@ -370,9 +480,18 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	if o.QueueURL != "" {
 		queue["url"] = o.QueueURL
 	}
+	server := map[string]any{"listen": listen}
+	if o.Profile != "" {
+		server["pprof"] = true
+		name := o.Scenario + "-" + o.Driver
+		if o.withoutDead {
+			name += "-without-dead"
+		}
+		r.profile = o.Profile + name + ".pprof"
+	}
 	cfg := map[string]any{
 		"version":   1,
-		"server":    map[string]any{"listen": listen},
+		"server":    server,
 		"data_dir":  filepath.Join(dir, "data"),
 		"queue":     queue,
 		"log":       map[string]any{"level": "error"},
@@ -382,19 +501,28 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		"sinks":     sinks,
 		"pipelines": map[string]any{"load": pipeline},
 	}
-	if len(subs) > 0 {
-		if err := registerSubscriptions(ctx, filepath.Join(dir, "data"), subs); err != nil {
-			return res, fmt.Errorf("register the subscriptions: %w", err)
-		}
-	}
 	h, err := startHost(ctx, o, dir, cfg)
 	if err != nil {
 		return res, fmt.Errorf("start hookbus: %w", err)
 	}
 	defer h.stop()
+	if len(subs) > 0 {
+		if err := createSubscriptions(ctx, "http://"+h.addr(), subs); err != nil {
+			return res, fmt.Errorf("create the subscriptions through the API: %w", err)
+		}
+	}
 	r.url = "http://" + h.addr() + "/v1/sources/load/events"
 	r.host = h
 	measure(ctx, o, r, &res)
+	if r.pairs != nil {
+		res.Deliveries = r.pairs.pairs.Load()
+		if res.Elapsed > 0 {
+			res.DeliveriesPerS = float64(res.Deliveries) / res.Elapsed.Seconds()
+		}
+		if res.Deliveries > 0 {
+			res.CPUPerDelivery = res.CPUPerEvent * time.Duration(res.Delivered) / time.Duration(res.Deliveries)
+		}
+	}
 	return res, nil
 }
 
@@ -419,6 +547,8 @@ type run struct {
 	host    host
 	backlog *receiver // answers 503 until every event is accepted
 	dead    *receiver
+	pairs   *receiver // the receiver of many subscriptions (SubscriptionsDead)
+	profile string    // where to write hookbus's CPU profile
 }
 
 func (r run) delivered() int {
@@ -439,6 +569,10 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 	cpu0 := time.Duration(0)
 	if r.host != nil {
 		cpu0 = r.host.cpu()
+	}
+	var prof *profiler
+	if r.profile != "" && r.host != nil {
+		prof = startProfiler(r.host.addr(), r.profile)
 	}
 	start := time.Now()
 	genErr := make(chan error, 1)
@@ -527,6 +661,23 @@ wait:
 			cancel()
 		}
 		<-genErr
+	}
+	if prof != nil {
+		pctx, pcancel := context.WithTimeout(context.Background(), profileSegment+time.Minute)
+		if err := prof.stop(pctx); err != nil {
+			res.ProfileError = err.Error()
+		} else {
+			res.Profile = r.profile
+		}
+		pcancel()
+	}
+	if r.dead != nil && r.dead.mode.Load() == answerHang {
+		// Release the attempts still hanging, so that stopping hookbus
+		// does not wait out their timeout.
+		r.dead.close()
+	}
+	if r.host != nil {
+		res.Deferrals, res.NotTried = counters(r.host.addr())
 	}
 	var cpu time.Duration
 	if r.host != nil {

@@ -2,10 +2,16 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 
 	"github.com/hookbus/hookbus/internal/testenv"
 )
@@ -210,5 +216,134 @@ func TestCompareAndSummarizeTakeSameRoundRatiosAndMedians(t *testing.T) {
 	}
 	if median([]float64{4, 1, 3, 2}) != 2.5 || median(nil) != 0 {
 		t.Error("median")
+	}
+}
+
+// TestSubscriptionsDeadScenario runs subscriptions-dead small, in
+// process, in both orders (rounds 1 and 2): the subscriptions are created
+// through the API, every event reaches each healthy subscription of its
+// application once in both runs, the dead endpoints are tried, and the
+// two runs' healthy deliveries/s and CPU per delivery are compared.
+func TestSubscriptionsDeadScenario(t *testing.T) {
+	for _, round := range []int{1, 2} {
+		t.Run(strconv.Itoa(round), func(t *testing.T) {
+			var phases sync.Map
+			o := Options{Scenario: SubscriptionsDead, Driver: "embedded", Events: 200, Concurrency: 4, Batch: 2, Round: round,
+				Subscriptions: 50, DeadSubscriptions: 5, Timeout: testenv.Timeout(2 * time.Minute)}
+			o.Progress = func(p Progress) {
+				if p.Scenario != SubscriptionsDead || p.Total != 200 {
+					t.Errorf("progress %+v", p)
+				}
+				phases.Store(strings.HasPrefix(p.Phase, "without the dead: "), true)
+			}
+			r, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Partial || r.Delivered != 200 || r.Accepted != 200 || r.Duplicates != 0 || r.Sink != "subscriptions" {
+				t.Fatalf("result = %+v", r)
+			}
+			// 5 applications of 10 subscriptions, one of them dead: 9
+			// healthy deliveries per event.
+			if r.Subscriptions != 50 || r.DeadSubscriptions != 5 || r.Deliveries != 200*9 {
+				t.Errorf("layout: %+v", r)
+			}
+			if r.DeadAttempts == 0 || r.DeliveriesPerS <= 0 || r.AloneDeliveriesPerS <= 0 || r.AloneEventsPerS <= 0 || r.RelativeToAlone <= 0 {
+				t.Errorf("figures: %+v", r)
+			}
+			if want := r.DeliveriesPerS / r.AloneDeliveriesPerS; r.RelativeToAlone != want {
+				t.Errorf("ratio %v, want %v", r.RelativeToAlone, want)
+			}
+			if r.CPUPerDelivery <= 0 || r.AloneCPUPerDelivery <= 0 || r.CPURelativeToAlone != float64(r.AloneCPUPerDelivery)/float64(r.CPUPerDelivery) {
+				t.Errorf("cpu figures: %+v", r)
+			}
+			for _, without := range []bool{true, false} {
+				if _, ok := phases.Load(without); !ok {
+					t.Errorf("no progress with without-the-dead = %v", without)
+				}
+			}
+			line := r.String()
+			for _, s := range []string{"50 subscriptions, 5 dead", "healthy deliveries/s", "without the dead", "cpu/delivery"} {
+				if !strings.Contains(line, s) {
+					t.Errorf("line %q lacks %q", line, s)
+				}
+			}
+			s := Summarize([][]Result{{r}})[0]
+			if s.DeliveriesPerS != r.DeliveriesPerS || s.AloneDeliveriesPerS != r.AloneDeliveriesPerS || s.RelativeToAlone != r.RelativeToAlone ||
+				s.CPURelativeToAlone != r.CPURelativeToAlone {
+				t.Errorf("summary %+v", s)
+			}
+		})
+	}
+}
+
+// TestDeadLayoutSpreadsTheDeadOverTheApplications: with the defaults each
+// application has one dead subscription of 10, and the run without the
+// dead keeps exactly the healthy ones.
+func TestDeadLayoutSpreadsTheDeadOverTheApplications(t *testing.T) {
+	l := newDeadLayout(1000, 100, "http://ok/", "http://dead/", false)
+	if len(l.apps) != 100 || len(l.subs) != 1000 || l.dead != 100 {
+		t.Fatalf("apps %d subs %d dead %d", len(l.apps), len(l.subs), l.dead)
+	}
+	dead := map[string]int{}
+	for _, s := range l.subs {
+		if strings.HasPrefix(s.URL, "http://dead/") {
+			dead[s.App]++
+		}
+	}
+	for _, app := range l.apps {
+		if dead[app] != 1 || l.perApp[app] != 9 {
+			t.Errorf("%s: %d dead, %d healthy", app, dead[app], l.perApp[app])
+		}
+	}
+	w := newDeadLayout(1000, 100, "http://ok/", "http://dead/", true)
+	if len(w.subs) != 900 || w.dead != 0 {
+		t.Errorf("without the dead: %d subs, %d dead", len(w.subs), w.dead)
+	}
+	for i, s := range w.subs {
+		if strings.HasPrefix(s.URL, "http://dead/") || w.perApp[s.App] != 9 {
+			t.Errorf("without the dead, subscription %d: %+v", i, s)
+		}
+	}
+	for _, c := range []struct {
+		subs, dead int
+		field      string
+	}{{55, 5, "--subscriptions"}, {0, 0, "--subscriptions"}, {50, 46, "--dead-subscriptions"}, {50, -1, "--dead-subscriptions"}} {
+		if err := CheckDeadLayout(c.subs, c.dead); err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("CheckDeadLayout(%d, %d) = %v, want an error naming %s", c.subs, c.dead, err, c.field)
+		}
+	}
+	if err := CheckDeadLayout(50, 45); err != nil {
+		t.Errorf("9 dead of 10 per application: %v", err)
+	}
+}
+
+// TestProfileWritesTheCPUProfileOfTheRun: with Options.Profile hookbus
+// serves its profiles and the run writes the merged CPU profile of its
+// measurement.
+func TestProfileWritesTheCPUProfileOfTheRun(t *testing.T) {
+	o := small(Passthrough, "memory")
+	o.Profile = filepath.Join(t.TempDir(), "run1-")
+	r, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := o.Profile + "passthrough-memory.pprof"
+	if r.Partial || r.Profile != want || r.ProfileError != "" {
+		t.Fatalf("result = %+v", r)
+	}
+	b, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.ParseData(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.SampleType) == 0 || p.SampleType[0].Type != "samples" {
+		t.Errorf("not a CPU profile: %v", p.SampleType)
+	}
+	if !strings.Contains(r.String(), "profile "+want) {
+		t.Errorf("line %q", r.String())
 	}
 }

@@ -119,8 +119,10 @@ func (g *generator) send(ctx context.Context, buf *bytes.Buffer, j job) error {
 		buf.WriteString(`{"id":"ev-`)
 		buf.WriteString(strconv.Itoa(first + i))
 		buf.WriteString(`","type":"bench.event",`)
-		if g.o.application != "" {
-			buf.WriteString(`"application":"` + g.o.application + `",`)
+		if apps := g.o.applications; len(apps) > 0 {
+			buf.WriteString(`"application":"`)
+			buf.WriteString(apps[(first+i)%len(apps)])
+			buf.WriteString(`",`)
 		}
 		buf.WriteString(`"data":{"sent":`)
 		buf.WriteString(ns)

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -95,4 +97,36 @@ func selfCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
 	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
 	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
+
+// counters reads hookbus's deferral and not-tried counts (over every
+// sink) from its /metrics at addr; 0 when it cannot.
+func counters(addr string) (deferrals, notTried int64) {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0
+	}
+	sum := func(name string) int64 {
+		var n float64
+		for line := range strings.SplitSeq(string(b), "\n") {
+			rest, ok := strings.CutPrefix(line, name)
+			if !ok || rest == "" || rest[0] != '{' && rest[0] != ' ' {
+				continue
+			}
+			f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+			if len(f) > 0 {
+				v, _ := strconv.ParseFloat(f[0], 64)
+				n += v
+			}
+		}
+		return int64(n)
+	}
+	return sum("hookbus_delivery_deferrals_total"), sum("hookbus_delivery_not_tried_total")
 }

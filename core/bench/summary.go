@@ -45,21 +45,26 @@ type Summary struct {
 	// DirectEventsPerS, RatioToDirect, InProcessRatio and RelativeToAlone
 	// are medians of the per-run figures, not ratios of medians: each run
 	// is compared with what ran in the same round.
-	DirectEventsPerS float64       `json:"direct_events_per_s,omitempty"`
-	RatioToDirect    float64       `json:"ratio_to_direct,omitempty"`
-	InProcessRatio   float64       `json:"in_process_ratio,omitempty"`
-	RelativeToAlone  float64       `json:"relative_to_alone,omitempty"`
-	AloneEventsPerS  float64       `json:"alone_events_per_s,omitempty"`
-	P50              time.Duration `json:"p50_ns"`
-	P99              time.Duration `json:"p99_ns"`
-	P999             time.Duration `json:"p999_ns"`
-	CPUPerEvent      time.Duration `json:"cpu_per_event_ns"`
-	PeakRSS          int64         `json:"peak_rss_bytes,omitempty"`
-	PeakRSSBacklog   int64         `json:"peak_rss_backlog_bytes,omitempty"`
-	PeakRSSDrain     int64         `json:"peak_rss_drain_bytes,omitempty"`
-	RSSAfter         int64         `json:"rss_after_bytes,omitempty"`
-	DrainEventsPerS  float64       `json:"drain_events_per_s,omitempty"`
-	Lost             int           `json:"lost"`
+	DirectEventsPerS float64 `json:"direct_events_per_s,omitempty"`
+	RatioToDirect    float64 `json:"ratio_to_direct,omitempty"`
+	InProcessRatio   float64 `json:"in_process_ratio,omitempty"`
+	RelativeToAlone  float64 `json:"relative_to_alone,omitempty"`
+	AloneEventsPerS  float64 `json:"alone_events_per_s,omitempty"`
+	// DeliveriesPerS and AloneDeliveriesPerS are the medians of the runs'
+	// (Subscriptions, SubscriptionsDead).
+	DeliveriesPerS      float64       `json:"deliveries_per_s,omitempty"`
+	AloneDeliveriesPerS float64       `json:"alone_deliveries_per_s,omitempty"`
+	CPURelativeToAlone  float64       `json:"cpu_relative_to_alone,omitempty"`
+	P50                 time.Duration `json:"p50_ns"`
+	P99                 time.Duration `json:"p99_ns"`
+	P999                time.Duration `json:"p999_ns"`
+	CPUPerEvent         time.Duration `json:"cpu_per_event_ns"`
+	PeakRSS             int64         `json:"peak_rss_bytes,omitempty"`
+	PeakRSSBacklog      int64         `json:"peak_rss_backlog_bytes,omitempty"`
+	PeakRSSDrain        int64         `json:"peak_rss_drain_bytes,omitempty"`
+	RSSAfter            int64         `json:"rss_after_bytes,omitempty"`
+	DrainEventsPerS     float64       `json:"drain_events_per_s,omitempty"`
+	Lost                int           `json:"lost"`
 }
 
 // Summarize takes the results of each round (runs[i] holds round i's
@@ -98,21 +103,24 @@ func Summarize(runs [][]Result) []Summary {
 		}
 		s := Summary{
 			Scenario: k.scenario, Driver: k.driver, Sink: k.sink, Runs: len(rs),
-			EventsPerS:       med(func(r Result) float64 { return r.EventsPerS }),
-			DirectEventsPerS: med(func(r Result) float64 { return r.DirectEventsPerS }),
-			RatioToDirect:    med(func(r Result) float64 { return r.RatioToDirect }),
-			InProcessRatio:   med(func(r Result) float64 { return r.InProcessRatio }),
-			RelativeToAlone:  med(func(r Result) float64 { return r.RelativeToAlone }),
-			AloneEventsPerS:  med(func(r Result) float64 { return r.AloneEventsPerS }),
-			P50:              dur(func(r Result) time.Duration { return r.P50 }),
-			P99:              dur(func(r Result) time.Duration { return r.P99 }),
-			P999:             dur(func(r Result) time.Duration { return r.P999 }),
-			CPUPerEvent:      dur(func(r Result) time.Duration { return r.CPUPerEvent }),
-			PeakRSS:          byt(func(r Result) int64 { return r.PeakRSS }),
-			PeakRSSBacklog:   byt(func(r Result) int64 { return r.PeakRSSBacklog }),
-			PeakRSSDrain:     byt(func(r Result) int64 { return r.PeakRSSDrain }),
-			RSSAfter:         byt(func(r Result) int64 { return r.RSSAfter }),
-			DrainEventsPerS:  med(func(r Result) float64 { return r.DrainEventsPerS }),
+			EventsPerS:          med(func(r Result) float64 { return r.EventsPerS }),
+			DirectEventsPerS:    med(func(r Result) float64 { return r.DirectEventsPerS }),
+			RatioToDirect:       med(func(r Result) float64 { return r.RatioToDirect }),
+			InProcessRatio:      med(func(r Result) float64 { return r.InProcessRatio }),
+			RelativeToAlone:     med(func(r Result) float64 { return r.RelativeToAlone }),
+			AloneEventsPerS:     med(func(r Result) float64 { return r.AloneEventsPerS }),
+			DeliveriesPerS:      med(func(r Result) float64 { return r.DeliveriesPerS }),
+			AloneDeliveriesPerS: med(func(r Result) float64 { return r.AloneDeliveriesPerS }),
+			CPURelativeToAlone:  med(func(r Result) float64 { return r.CPURelativeToAlone }),
+			P50:                 dur(func(r Result) time.Duration { return r.P50 }),
+			P99:                 dur(func(r Result) time.Duration { return r.P99 }),
+			P999:                dur(func(r Result) time.Duration { return r.P999 }),
+			CPUPerEvent:         dur(func(r Result) time.Duration { return r.CPUPerEvent }),
+			PeakRSS:             byt(func(r Result) int64 { return r.PeakRSS }),
+			PeakRSSBacklog:      byt(func(r Result) int64 { return r.PeakRSSBacklog }),
+			PeakRSSDrain:        byt(func(r Result) int64 { return r.PeakRSSDrain }),
+			RSSAfter:            byt(func(r Result) int64 { return r.RSSAfter }),
+			DrainEventsPerS:     med(func(r Result) float64 { return r.DrainEventsPerS }),
 		}
 		for _, r := range rs {
 			if r.Partial {
@@ -151,9 +159,9 @@ func cpuText(d time.Duration) string {
 
 func label(scenario, driver, sink string) string {
 	if scenario == Direct {
-		return fmt.Sprintf("%-13s %-9s %-14s", scenario, "-", "-")
+		return fmt.Sprintf("%-18s %-9s %-14s", scenario, "-", "-")
 	}
-	return fmt.Sprintf("%-13s %-9s %-14s", scenario, driver, sink)
+	return fmt.Sprintf("%-18s %-9s %-14s", scenario, driver, sink)
 }
 
 // String is one line: the figures, the comparisons and, for a partial
@@ -178,11 +186,25 @@ func (r Result) String() string {
 	if r.Scenario == Subscriptions {
 		fmt.Fprintf(&b, "  %.0f deliveries/s: %.2f× one webhook sink (%.0f/s)", r.DeliveriesPerS, r.RelativeToAlone, r.AloneEventsPerS)
 	}
+	if r.Scenario == SubscriptionsDead {
+		fmt.Fprintf(&b, "  %d subscriptions, %d dead: %.0f healthy deliveries/s, without the dead %.0f/s: %.2f×; cpu/delivery %s, without the dead %s: %.2f×; %d dead attempts",
+			r.Subscriptions, r.DeadSubscriptions, r.DeliveriesPerS, r.AloneDeliveriesPerS, r.RelativeToAlone,
+			cpuText(r.CPUPerDelivery), cpuText(r.AloneCPUPerDelivery), r.CPURelativeToAlone, r.DeadAttempts)
+	}
+	if r.Deferrals > 0 || r.NotTried > 0 {
+		fmt.Fprintf(&b, "  %d deferred, %d not tried", r.Deferrals, r.NotTried)
+	}
 	if r.Scenario == Backlog {
 		fmt.Fprintf(&b, "  backlog rss peak %.0fMB, drain peak %.0fMB, after %.0fMB, drain %.0f events/s, %d refused, lost %d",
 			mb(r.PeakRSSBacklog), mb(r.PeakRSSDrain), mb(r.RSSAfter), r.DrainEventsPerS, r.Refused, r.Lost)
 	}
 	fmt.Fprintf(&b, "  dup %d", r.Duplicates)
+	switch {
+	case r.Profile != "":
+		fmt.Fprintf(&b, "  profile %s", r.Profile)
+	case r.ProfileError != "":
+		fmt.Fprintf(&b, "  no profile: %s", r.ProfileError)
+	}
 	if r.Partial {
 		fmt.Fprintf(&b, "  PARTIAL: %s", r.Reason)
 	}
@@ -208,6 +230,10 @@ func (s Summary) String() string {
 	}
 	if s.Scenario == Subscriptions {
 		fmt.Fprintf(&b, "  deliveries %.2f× one webhook sink (%.0f/s)", s.RelativeToAlone, s.AloneEventsPerS)
+	}
+	if s.Scenario == SubscriptionsDead {
+		fmt.Fprintf(&b, "  healthy deliveries %.0f/s, without the dead %.0f/s: %.2f×; per CPU second %.2f×",
+			s.DeliveriesPerS, s.AloneDeliveriesPerS, s.RelativeToAlone, s.CPURelativeToAlone)
 	}
 	if s.Scenario == Backlog {
 		fmt.Fprintf(&b, "  backlog rss peak %.0fMB, drain peak %.0fMB, after %.0fMB, drain %.0f events/s, lost %d",

@@ -286,12 +286,12 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	}
 	hook, err := st.webhook(now, s)
 	if err != nil {
-		st.done(time.Now(), 0, outcomeNone)
+		st.done(adm.started, time.Now(), 0, outcomeNone)
 		return pipeline.TargetResult{Result: sdk.Result{Outcome: sdk.Permanent, Reason: err.Error()}}
 	}
 	a := hook.DeliverAttempt(ctx, d)
 	end := time.Now()
-	st.done(end, a.Latency, judge(a))
+	st.done(adm.started, end, a.Latency, judge(a))
 	switch {
 	case a.Result.Outcome == sdk.OK:
 		s.afterSuccess(ctx, st)

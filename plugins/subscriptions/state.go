@@ -81,6 +81,10 @@ type subState struct {
 	maxInFlight, inFlight, limit int
 	latency                      time.Duration // moving average of attempts
 	windowAt                     time.Time     // when the last pair deferred for the window is due
+	// started holds when each attempt in flight began: an attempt running
+	// longer than the average (an endpoint that stopped answering) tells
+	// more of when a place frees than the average does.
+	started []time.Time
 
 	rateLimit float64
 	limiter   *rate.Limiter
@@ -157,12 +161,14 @@ func (st *subState) disabledHere() string {
 }
 
 // admission is admit's verdict: defer by defer_ (for reason), skip the
-// attempt (notTried, the reason), or go after wait.
+// attempt (notTried, the reason), or go after wait, the attempt counted
+// in flight from started (give that to done).
 type admission struct {
 	defer_   time.Duration
 	reason   string
 	notTried string
 	wait     time.Duration
+	started  time.Time
 }
 
 // admit decides whether the pair key may be attempted now, taking a place
@@ -195,15 +201,25 @@ func (st *subState) admit(now time.Time, key string) admission {
 		}
 	}
 	st.inFlight++
+	st.started = append(st.started, now)
 	st.probing = st.probing || probe
-	return admission{wait: max(wait, 0)}
+	return admission{wait: max(wait, 0), started: now}
 }
 
 // windowWait estimates when a pair that found the window full will find a
 // place: deferred pairs line up behind each other, one per slot freed
-// (the average latency over the window). Callers hold st.mu.
+// (the attempts' latency over the window). The latency is the average
+// of the attempts, or, when longer, how long the oldest attempt in
+// flight has been running: pairs of an endpoint that stopped answering
+// then come back ever more rarely while it hangs (a wait that doubles,
+// about, with each look), rather than every average latency until the
+// sink's timeout ends the attempt. Callers hold st.mu.
 func (st *subState) windowWait(now time.Time) time.Duration {
-	per := max(st.latency/time.Duration(max(st.limit, 1)), minDefer)
+	lat := st.latency
+	if len(st.started) > 0 {
+		lat = max(lat, now.Sub(slices.MinFunc(st.started, time.Time.Compare)))
+	}
+	per := max(lat/time.Duration(max(st.limit, 1)), minDefer)
 	if st.windowAt.Before(now) {
 		st.windowAt = now
 	}
@@ -215,11 +231,15 @@ func (st *subState) windowWait(now time.Time) time.Duration {
 	return min(w, maxDefer)
 }
 
-// done gives back the place admit took and learns from the attempt.
-func (st *subState) done(end time.Time, latency time.Duration, o outcome) {
+// done gives back the place admit took for the attempt started then,
+// and learns from the attempt.
+func (st *subState) done(started, end time.Time, latency time.Duration, o outcome) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.inFlight--
+	if i := slices.IndexFunc(st.started, started.Equal); i >= 0 {
+		st.started = slices.Delete(st.started, i, i+1)
+	}
 	if latency > 0 {
 		st.latency = (st.latency*4 + latency) / 5
 	}
