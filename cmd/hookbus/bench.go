@@ -88,6 +88,14 @@ func benchCmd() *cobra.Command {
 				}
 				o.Binary = exe
 			}
+			if o.ProfileDir != "" {
+				if inProcess {
+					return usage("--profile: profiles come from the child hookbus; use --cpuprofile with --in-process")
+				}
+				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+					return usage("--profile: %v", err)
+				}
+			}
 			if cpuprofile != "" {
 				f, err := os.Create(cpuprofile)
 				if err != nil {
@@ -169,6 +177,8 @@ func benchCmd() *cobra.Command {
 	c.Flags().StringVar(&o.WebhookPlugin, "webhook-plugin", "", "path of the hookbus-webhook plugin binary for plugin-sink (default: beside hookbus or on PATH); adds plugin-sink")
 	c.Flags().StringVar(&o.Dead, "dead", "503", "how slow-endpoint's dead endpoint fails: 503 or hang")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
+	c.Flags().StringVar(&o.ProfileDir, "profile", "", "turn on server.pprof in the child hookbus and write its CPU profile (the first --profile-seconds of each run) and heap profiles (backlog queued, end, settled) to this directory")
+	c.Flags().IntVar(&o.ProfileSeconds, "profile-seconds", 30, "length of the CPU profile of each run with --profile")
 	c.Flags().BoolVar(&progress, "progress", false, "print a live progress line on stderr (default when stderr is a terminal)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON document with every run and the medians")
 	c.Flags().BoolVar(&inProcess, "in-process", false, "run hookbus inside the bench process (CPU and memory then include the generator and receivers)")

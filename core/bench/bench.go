@@ -74,6 +74,14 @@ type Options struct {
 	// Settle is how long after the drain of Backlog the memory is read
 	// again (RSSAfter); default 5s.
 	Settle time.Duration
+	// ProfileDir, when set, turns on server.pprof in the child hookbus and
+	// writes its profiles there: a CPU profile of the run's first
+	// ProfileSeconds (<scenario>-<n>.cpu.pprof) and heap profiles
+	// (<scenario>-<n>.<when>.heap.pprof) when the backlog is queued, after the
+	// drain (or the deliveries) and, for Backlog, after Settle. Only with
+	// Binary (a child process).
+	ProfileDir     string
+	ProfileSeconds int
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
@@ -117,6 +125,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout(o.Scenario, o.Events, o.Rate)
+	}
+	if o.ProfileSeconds <= 0 {
+		o.ProfileSeconds = 30
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -332,7 +343,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	}
 	cfg := map[string]any{
 		"version":   1,
-		"server":    map[string]any{"listen": listen},
+		"server":    map[string]any{"listen": listen, "pprof": o.ProfileDir != "" && o.Binary != ""},
 		"data_dir":  filepath.Join(dir, "data"),
 		"queue":     queue,
 		"log":       map[string]any{"level": "error"},
@@ -391,6 +402,9 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 	tctx, cancel := context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timeout after %s", o.Timeout))
 	defer cancel()
 	gen := newGenerator(r.url, o)
+	prof := newProfiler(o, r.host)
+	defer prof.wait()
+	prof.cpu(ctx, o.ProfileSeconds)
 	cpu0 := time.Duration(0)
 	if r.host != nil {
 		cpu0 = r.host.cpu()
@@ -430,6 +444,7 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 		}
 		if r.backlog != nil && switched.IsZero() && gen.accepted.Load() >= int64(o.Events) {
 			// Every event is queued: the receiver recovers and the drain starts.
+			prof.heap(ctx, "queued")
 			switched = time.Now()
 			r.backlog.mode.Store(answerOK)
 			phase = "draining"
@@ -467,6 +482,7 @@ wait:
 	}
 	sample()
 	end := time.Now()
+	prof.heap(ctx, "end")
 	delivered := r.delivered()
 	if delivered < o.Events && reason == "" {
 		if c := context.Cause(tctx); c != nil {
@@ -532,6 +548,7 @@ wait:
 		if !res.Partial && r.host != nil {
 			settle(ctx, o.Settle)
 			res.RSSAfter = r.host.rss()
+			prof.heap(ctx, "settled")
 		}
 	}
 }
