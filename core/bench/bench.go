@@ -76,7 +76,8 @@ type Options struct {
 	Settle time.Duration
 	// ProfileDir, when set, turns on server.pprof in the child hookbus and
 	// writes its profiles there: a CPU profile of the run's first
-	// ProfileSeconds (<scenario>-<n>.cpu.pprof) and heap profiles
+	// ProfileSeconds (<scenario>-<n>.start.cpu.pprof) and, for Backlog, of
+	// the drain's first (.drain.cpu.pprof, when the first has ended), heap profiles
 	// (<scenario>-<n>.<when>.heap.pprof) when the backlog is queued, after the
 	// drain (or the deliveries) and, for Backlog, after Settle. Only with
 	// Binary (a child process).
@@ -404,7 +405,7 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 	gen := newGenerator(r.url, o)
 	prof := newProfiler(o, r.host)
 	defer prof.wait()
-	prof.cpu(ctx, o.ProfileSeconds)
+	prof.cpu(ctx, "start", o.ProfileSeconds)
 	cpu0 := time.Duration(0)
 	if r.host != nil {
 		cpu0 = r.host.cpu()
@@ -445,6 +446,7 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 		if r.backlog != nil && switched.IsZero() && gen.accepted.Load() >= int64(o.Events) {
 			// Every event is queued: the receiver recovers and the drain starts.
 			prof.heap(ctx, "queued")
+			prof.cpu(ctx, "drain", o.ProfileSeconds)
 			switched = time.Now()
 			r.backlog.mode.Store(answerOK)
 			phase = "draining"

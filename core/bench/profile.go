@@ -41,14 +41,15 @@ func newProfiler(o Options, h host) *profiler {
 	}
 }
 
-// cpu starts a CPU profile of the next seconds in the background; wait
-// waits for it.
-func (p *profiler) cpu(ctx context.Context, seconds int) {
+// cpu starts a CPU profile of the next seconds in the background, named
+// for when it starts; wait waits for it. The runtime takes one CPU profile
+// at a time: one asked for while another runs is skipped.
+func (p *profiler) cpu(ctx context.Context, when string, seconds int) {
 	if p == nil {
 		return
 	}
 	p.wg.Go(func() {
-		p.fetch(ctx, "profile?seconds="+strconv.Itoa(seconds), ".cpu.pprof", time.Duration(seconds+30)*time.Second)
+		p.fetch(ctx, "profile?seconds="+strconv.Itoa(seconds), "."+when+".cpu.pprof", time.Duration(seconds+30)*time.Second)
 	})
 }
 

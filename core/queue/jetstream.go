@@ -52,6 +52,7 @@ type JetStream struct {
 	ids       producerIDs        // producer ids accepted within the dedup window
 	claims    idClaims           // producer ids being published by this process
 	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
+	delay     *jsDelay           // embedded only: messages published for later
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -106,6 +107,12 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	if err := q.createBuckets(ctx); err != nil {
 		q.Close()
 		return nil, err
+	}
+	if q.ns != nil {
+		if err := q.openDelay(ctx); err != nil {
+			q.Close()
+			return nil, err
+		}
 	}
 	return q, nil
 }
@@ -362,15 +369,7 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 	subj := q.subject(topic)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, msg := range msgs {
-		m := nats.NewMsg(subj)
-		m.Data = msg.Payload
-		for k, v := range msg.Metadata {
-			if k == MetaAttempt || k == MetaNackDelay {
-				continue
-			}
-			m.Header.Set(k, v)
-		}
-		m.Header.Set("hookbus_uuid", msg.UUID)
+		m := natsMsg(subj, msg)
 		var popts []jetstream.PublishOpt
 		// On the embedded server, producer ids need no stream dedup: this
 		// process owns it, and the claims keep a second publish of an id
@@ -395,6 +394,21 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 		}
 	}
 	return nil
+}
+
+// natsMsg is msg as published to subj: its metadata as headers, less the
+// driver's own per-delivery keys.
+func natsMsg(subj string, msg *message.Message) *nats.Msg {
+	m := nats.NewMsg(subj)
+	m.Data = msg.Payload
+	for k, v := range msg.Metadata {
+		if k == MetaAttempt || k == MetaNackDelay {
+			continue
+		}
+		m.Header.Set(k, v)
+	}
+	m.Header.Set("hookbus_uuid", msg.UUID)
+	return m
 }
 
 // Subscriber implements Queue.
@@ -422,6 +436,9 @@ func (q *JetStream) Close() error {
 	q.closed = true
 	subs := q.subs
 	q.mu.Unlock()
+	if q.delay != nil {
+		q.delay.close()
+	}
 	for _, s := range subs {
 		_ = s.Close()
 	}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,25 +77,40 @@ func (k *kvIDs) close() error { return nil }
 
 // sqliteIDs keeps producer ids on disk, in an SQLite file beside the
 // embedded server's store: the store of the embedded driver, which one
-// process owns (the data_dir lock). A million ids cost about 60 MB of disk
+// process owns (the data_dir lock). A million ids cost about 40 MB of disk
 // and no memory beyond SQLite's page cache, where a key-value bucket would
 // hold an index entry per id in the server's memory.
+//
+// Ids are written to generations, a table each, started one window apart;
+// a generation is dropped a window after the next one started, so an id is
+// remembered for at least the window (at most two) and expiry costs a DROP
+// TABLE instead of an index on the time of every id.
 //
 // The file is written without fsync (synchronous=OFF): an id is recorded
 // only after its event is durably queued, so losing the last records in a
 // power cut means a producer's retry may be accepted twice, never that an
 // event is lost; a killed process loses nothing (the writes are in the
-// operating system's hands when a transaction returns).
+// operating system's hands when a statement returns).
 type sqliteIDs struct {
 	db     *sql.DB
 	window time.Duration
 	log    *slog.Logger
+	mu     sync.RWMutex
+	gens   []idGen // oldest first; the last is written
 	// legacy is the key-value bucket of versions that kept producer ids
 	// there, still consulted until its last id expired.
 	legacy jetstream.KeyValue
 	stop   chan struct{}
 	done   chan struct{}
 }
+
+// idGen is one generation of ids: its table and when it started.
+type idGen struct {
+	n       int64
+	started time.Time
+}
+
+func (g idGen) table() string { return "producer_ids_" + strconv.FormatInt(g.n, 10) }
 
 // sqliteIDsFile is the file of one namespace's producer ids under the
 // embedded store directory.
@@ -112,15 +129,71 @@ func openSQLiteIDs(path string, window time.Duration, log *slog.Logger) (*sqlite
 		return nil, fmt.Errorf("queue: producer ids: %w", err)
 	}
 	db.SetMaxOpenConns(4)
-	const schema = `CREATE TABLE IF NOT EXISTS producer_ids (key BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS producer_ids_at ON producer_ids (at);`
-	if _, err := db.Exec(schema); err != nil {
+	s := &sqliteIDs{db: db, window: window, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := s.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("queue: producer ids %s: %w", path, err)
 	}
-	s := &sqliteIDs{db: db, window: window, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	if err := s.rotate(context.Background(), time.Now()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("queue: producer ids %s: %w", path, err)
+	}
 	go s.expireLoop()
 	return s, nil
+}
+
+// load reads the generations.
+func (s *sqliteIDs) load() error {
+	if _, err := s.db.Exec("CREATE TABLE IF NOT EXISTS producer_id_gens (n INTEGER PRIMARY KEY, started INTEGER NOT NULL)"); err != nil {
+		return err
+	}
+	rows, err := s.db.Query("SELECT n, started FROM producer_id_gens ORDER BY n")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var g idGen
+		var ns int64
+		if err := rows.Scan(&g.n, &ns); err != nil {
+			return err
+		}
+		g.started = time.Unix(0, ns)
+		s.gens = append(s.gens, g)
+	}
+	return rows.Err()
+}
+
+// rotate starts a generation when the last one is a window old (or there
+// is none) and drops those whose ids all are older than the window.
+func (s *sqliteIDs) rotate(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.gens) == 0 || now.Sub(s.gens[len(s.gens)-1].started) >= s.window {
+		g := idGen{started: now}
+		if len(s.gens) > 0 {
+			g.n = s.gens[len(s.gens)-1].n + 1
+		}
+		if _, err := s.db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+g.table()+" (key BLOB PRIMARY KEY) WITHOUT ROWID"); err != nil {
+			return err
+		}
+		if _, err := s.db.ExecContext(ctx, "INSERT OR REPLACE INTO producer_id_gens (n, started) VALUES (?, ?)", g.n, now.UnixNano()); err != nil {
+			return err
+		}
+		s.gens = append(s.gens, g)
+	}
+	// Generation i took ids until generation i+1 started.
+	for len(s.gens) > 1 && now.Sub(s.gens[1].started) >= s.window {
+		old := s.gens[0]
+		if _, err := s.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+old.table()); err != nil {
+			return err
+		}
+		if _, err := s.db.ExecContext(ctx, "DELETE FROM producer_id_gens WHERE n = ?", old.n); err != nil {
+			return err
+		}
+		s.gens = s.gens[1:]
+	}
+	return nil
 }
 
 // idBlob is the stored key of a producer id: 16 bytes of its SHA-256.
@@ -129,24 +202,34 @@ func idBlob(id string) []byte {
 	return sum[:16]
 }
 
-// idLookupChunk bounds the ids of one lookup query.
-const idLookupChunk = 500
+// idChunk bounds the ids of one statement.
+const idChunk = 500
 
 func (s *sqliteIDs) seen(ctx context.Context, ids []string) []bool {
 	seen := make([]bool, len(ids))
 	index := make(map[string][]int, len(ids))
-	since := time.Now().Add(-s.window).UnixNano()
-	for lo := 0; lo < len(ids); lo += idLookupChunk {
-		chunk := ids[lo:min(lo+idLookupChunk, len(ids))]
-		args := make([]any, 0, len(chunk)+1)
-		args = append(args, since)
+	s.mu.RLock()
+	gens := slices.Clone(s.gens)
+	s.mu.RUnlock()
+	for lo := 0; lo < len(ids); lo += idChunk {
+		chunk := ids[lo:min(lo+idChunk, len(ids))]
+		args := make([]any, 0, len(chunk))
 		for i, id := range chunk {
 			b := idBlob(id)
 			index[string(b)] = append(index[string(b)], lo+i)
 			args = append(args, b)
 		}
-		q := "SELECT key FROM producer_ids WHERE at >= ? AND key IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		in := "(?" + strings.Repeat(",?", len(chunk)-1) + ")"
+		var q strings.Builder
+		var all []any
+		for i, g := range gens {
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
+			}
+			q.WriteString("SELECT key FROM " + g.table() + " WHERE key IN " + in)
+			all = append(all, args...)
+		}
+		rows, err := s.db.QueryContext(ctx, q.String(), all...)
 		if err != nil {
 			s.log.Warn("queue: looking producer ids up failed; their events are accepted again", "error", err)
 			continue
@@ -164,10 +247,16 @@ func (s *sqliteIDs) seen(ctx context.Context, ids []string) []bool {
 		}
 		rows.Close()
 	}
-	if s.legacy != nil {
+	if s.legacyBucket() != nil {
 		s.seenLegacy(ctx, ids, seen)
 	}
 	return seen
+}
+
+func (s *sqliteIDs) legacyBucket() jetstream.KeyValue {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.legacy
 }
 
 // seenLegacy looks the ids not found up in the key-value bucket of older
@@ -183,7 +272,7 @@ func (s *sqliteIDs) seenLegacy(ctx context.Context, ids []string, seen []bool) {
 	if len(missing) == 0 {
 		return
 	}
-	old := (&kvIDs{kv: s.legacy}).seen(ctx, missing)
+	old := (&kvIDs{kv: s.legacyBucket()}).seen(ctx, missing)
 	for j, ok := range old {
 		if ok {
 			seen[at[j]] = true
@@ -191,27 +280,26 @@ func (s *sqliteIDs) seenLegacy(ctx context.Context, ids []string, seen []bool) {
 	}
 }
 
+// remember writes ids into the current generation, a statement per chunk.
 func (s *sqliteIDs) remember(ctx context.Context, ids []string) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, "INSERT INTO producer_ids (key, at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET at = excluded.at")
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	now := time.Now().UnixNano()
-	for _, id := range ids {
-		if _, err := st.ExecContext(ctx, idBlob(id), now); err != nil {
+	s.mu.RLock()
+	table := s.gens[len(s.gens)-1].table()
+	s.mu.RUnlock()
+	for lo := 0; lo < len(ids); lo += idChunk {
+		chunk := ids[lo:min(lo+idChunk, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = idBlob(id)
+		}
+		q := "INSERT OR IGNORE INTO " + table + " (key) VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
+		if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
-// idExpireEvery is how often ids older than the window are deleted.
+// idExpireEvery is how often generations are started and dropped.
 const idExpireEvery = time.Minute
 
 func (s *sqliteIDs) expireLoop() {
@@ -223,30 +311,10 @@ func (s *sqliteIDs) expireLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.expire(context.Background(), time.Now()); err != nil {
-				s.log.Warn("queue: deleting expired producer ids failed", "error", err)
+			if err := s.rotate(context.Background(), time.Now()); err != nil {
+				s.log.Warn("queue: rotating producer-id generations failed", "error", err)
 			}
 			s.dropLegacyWhenEmpty()
-		}
-	}
-}
-
-// expire deletes the ids remembered before now less the window, a slice
-// at a time so that ingest is not held up behind one long transaction.
-func (s *sqliteIDs) expire(ctx context.Context, now time.Time) error {
-	before := now.Add(-s.window).UnixNano()
-	for {
-		res, err := s.db.ExecContext(ctx, "DELETE FROM producer_ids WHERE key IN (SELECT key FROM producer_ids WHERE at < ? LIMIT 5000)", before)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n < 5000 {
-			return err
-		}
-		select {
-		case <-s.stop:
-			return nil
-		default:
 		}
 	}
 }
@@ -254,16 +322,19 @@ func (s *sqliteIDs) expire(ctx context.Context, now time.Time) error {
 // dropLegacyWhenEmpty stops consulting the older versions' bucket once
 // its ids have all expired.
 func (s *sqliteIDs) dropLegacyWhenEmpty() {
-	if s.legacy == nil {
+	kv := s.legacyBucket()
+	if kv == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := s.legacy.Status(ctx)
+	st, err := kv.Status(ctx)
 	if err != nil || st.Values() > 0 {
 		return
 	}
+	s.mu.Lock()
 	s.legacy = nil
+	s.mu.Unlock()
 }
 
 func (s *sqliteIDs) close() error {

@@ -148,11 +148,24 @@ func TestEmbeddedProducerIDsExpireAndLegacyBucket(t *testing.T) {
 	if got := ids.seen(ctx, []string{"src/old", "src/new"}); !got[0] || got[1] {
 		t.Fatalf("seen %v, want [true false]", got)
 	}
-	if err := ids.expire(ctx, time.Now().Add(q.opts.DedupWindow+time.Minute)); err != nil {
+	// A window on, a new generation starts; the first is kept, its ids
+	// not yet a window old.
+	start := ids.gens[len(ids.gens)-1].started
+	if err := ids.rotate(ctx, start.Add(q.opts.DedupWindow)); err != nil {
 		t.Fatal(err)
 	}
-	if got := ids.seen(ctx, []string{"src/old"}); got[0] {
-		t.Fatal("an id older than the window is still seen")
+	if err := ids.remember(ctx, []string{"src/later"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids.seen(ctx, []string{"src/old", "src/later"}); !got[0] || !got[1] || len(ids.gens) != 2 {
+		t.Fatalf("after one rotation: seen %v in %d generations, want both in 2", got, len(ids.gens))
+	}
+	// Another window on, the first generation's ids are all older than it.
+	if err := ids.rotate(ctx, start.Add(2*q.opts.DedupWindow)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids.seen(ctx, []string{"src/old", "src/later"}); got[0] || !got[1] {
+		t.Fatalf("after two rotations: seen %v, want [false true]", got)
 	}
 	// The bucket an older version wrote.
 	kv, err := q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "HOOKBUS_IDS", History: 1, Storage: jetstream.FileStorage})
