@@ -178,6 +178,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().StringVar(&o.Dead, "dead", "503", "how slow-endpoint's dead endpoint fails: 503 or hang")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
 	c.Flags().StringVar(&o.ProfileDir, "profile", "", "turn on server.pprof in the child hookbus and write its CPU profile (the first --profile-seconds of each run) and heap profiles (backlog queued, end, settled) to this directory")
+	c.Flags().StringVar(&o.MemoryLimit, "memory-limit", "", "server.memory_limit of the hookbus under test, like 160MiB (default: none, or GOMEMLIMIT)")
 	c.Flags().IntVar(&o.ProfileSeconds, "profile-seconds", 30, "length of the CPU profile of each run with --profile")
 	c.Flags().BoolVar(&progress, "progress", false, "print a live progress line on stderr (default when stderr is a terminal)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON document with every run and the medians")

@@ -83,6 +83,9 @@ type Options struct {
 	// Binary (a child process).
 	ProfileDir     string
 	ProfileSeconds int
+	// MemoryLimit, when set, is the server.memory_limit of the hookbus
+	// under test ("160MiB").
+	MemoryLimit string
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
@@ -344,7 +347,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	}
 	cfg := map[string]any{
 		"version":   1,
-		"server":    map[string]any{"listen": listen, "pprof": o.ProfileDir != "" && o.Binary != ""},
+		"server":    serverConfig(o, listen),
 		"data_dir":  filepath.Join(dir, "data"),
 		"queue":     queue,
 		"log":       map[string]any{"level": "error"},
@@ -363,6 +366,15 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	r.host = h
 	measure(ctx, o, r, &res)
 	return res, nil
+}
+
+// serverConfig is the server block of the configuration under test.
+func serverConfig(o Options, listen string) map[string]any {
+	c := map[string]any{"listen": listen, "pprof": o.ProfileDir != "" && o.Binary != ""}
+	if o.MemoryLimit != "" {
+		c["memory_limit"] = o.MemoryLimit
+	}
+	return c
 }
 
 // backlogSchedule spaces the retries of the backlog so that the attempts
