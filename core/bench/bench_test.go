@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -82,8 +84,11 @@ func TestPluginSinkRunsTheWebhookOutOfProcess(t *testing.T) {
 // is queued, then everything is delivered once, and the child's memory and
 // CPU are read from /proc.
 func TestBacklogDrainsInAChildProcess(t *testing.T) {
+	// With profiles and a memory limit for the child, too.
+	dir := t.TempDir()
 	o := Options{Scenario: Backlog, Driver: "embedded", Events: 3000, Concurrency: 8, Batch: 10,
-		Binary: testenv.BuildBinary(t, "../../cmd/hookbus"), Settle: 50 * time.Millisecond, Timeout: testenv.Timeout(3 * time.Minute)}
+		Binary: testenv.BuildBinary(t, "../../cmd/hookbus"), Settle: 50 * time.Millisecond, Timeout: testenv.Timeout(3 * time.Minute),
+		ProfileDir: dir, ProfileSeconds: 1, MemoryLimit: "128MiB"}
 	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +98,16 @@ func TestBacklogDrainsInAChildProcess(t *testing.T) {
 	}
 	if r.Refused == 0 || r.DrainEventsPerS <= 0 || r.PeakRSSBacklog <= 0 || r.PeakRSSDrain <= 0 || r.RSSAfter <= 0 || r.CPUPerEvent <= 0 {
 		t.Errorf("backlog figures: %+v", r)
+	}
+	for _, name := range []string{"start.cpu", "queued.heap", "end.heap", "settled.heap"} {
+		m, _ := filepath.Glob(filepath.Join(dir, "backlog-*."+name+".pprof"))
+		if len(m) != 1 {
+			t.Errorf("profile %s: files %v", name, m)
+			continue
+		}
+		if st, err := os.Stat(m[0]); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s is empty: %v", m[0], err)
+		}
 	}
 }
 

@@ -100,8 +100,10 @@ type sqliteIDs struct {
 	// legacy is the key-value bucket of versions that kept producer ids
 	// there, still consulted until its last id expired.
 	legacy jetstream.KeyValue
+	ops    chan *idOp // to the combiner
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // the expiry loop ended
+	cdone  chan struct{} // the combiner ended
 }
 
 // idGen is one generation of ids: its table and when it started.
@@ -129,7 +131,7 @@ func openSQLiteIDs(path string, window time.Duration, log *slog.Logger) (*sqlite
 		return nil, fmt.Errorf("queue: producer ids: %w", err)
 	}
 	db.SetMaxOpenConns(4)
-	s := &sqliteIDs{db: db, window: window, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &sqliteIDs{db: db, window: window, log: log, ops: make(chan *idOp, 256), stop: make(chan struct{}), done: make(chan struct{}), cdone: make(chan struct{})}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("queue: producer ids %s: %w", path, err)
@@ -139,6 +141,7 @@ func openSQLiteIDs(path string, window time.Duration, log *slog.Logger) (*sqlite
 		return nil, fmt.Errorf("queue: producer ids %s: %w", path, err)
 	}
 	go s.expireLoop()
+	go s.combine()
 	return s, nil
 }
 
@@ -206,6 +209,19 @@ func idBlob(id string) []byte {
 const idChunk = 500
 
 func (s *sqliteIDs) seen(ctx context.Context, ids []string) []bool {
+	op := &idOp{ids: ids}
+	if err := s.submit(op); err != nil {
+		s.log.Warn("queue: looking producer ids up failed; their events are accepted again", "error", err)
+		op.seen = make([]bool, len(ids))
+	}
+	if s.legacyBucket() != nil {
+		s.seenLegacy(ctx, ids, op.seen)
+	}
+	return op.seen
+}
+
+// lookup reads which of ids the generations hold, a query per chunk.
+func (s *sqliteIDs) lookup(ctx context.Context, ids []string) []bool {
 	seen := make([]bool, len(ids))
 	index := make(map[string][]int, len(ids))
 	s.mu.RLock()
@@ -247,9 +263,6 @@ func (s *sqliteIDs) seen(ctx context.Context, ids []string) []bool {
 		}
 		rows.Close()
 	}
-	if s.legacyBucket() != nil {
-		s.seenLegacy(ctx, ids, seen)
-	}
 	return seen
 }
 
@@ -280,8 +293,106 @@ func (s *sqliteIDs) seenLegacy(ctx context.Context, ids []string, seen []bool) {
 	}
 }
 
-// remember writes ids into the current generation, a statement per chunk.
-func (s *sqliteIDs) remember(ctx context.Context, ids []string) error {
+func (s *sqliteIDs) remember(_ context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	op := &idOp{ids: ids, write: true}
+	if err := s.submit(op); err != nil {
+		return err
+	}
+	return op.err
+}
+
+// idOp is one lookup or record waiting for the combiner.
+type idOp struct {
+	ids   []string
+	write bool
+	seen  []bool // a lookup's answer
+	err   error  // a record's outcome
+	done  chan struct{}
+}
+
+var errIDsClosed = errors.New("queue: the producer-id store is closed")
+
+// submit hands op to the combiner and waits for its outcome.
+func (s *sqliteIDs) submit(op *idOp) error {
+	op.done = make(chan struct{})
+	select {
+	case s.ops <- op:
+	case <-s.cdone:
+		return errIDsClosed
+	}
+	select {
+	case <-op.done:
+		return nil
+	case <-s.cdone:
+		return errIDsClosed
+	}
+}
+
+// combine runs the lookups and records of concurrent publishes together:
+// a statement costs SQLite about as much for one id as for fifty, and
+// ingest with one event per request sends many small batches at once.
+// (Two publishes never hold one id at once, see idClaims, so a lookup and
+// a record combined are of different ids.)
+func (s *sqliteIDs) combine() {
+	defer close(s.cdone)
+	ctx := context.Background()
+	for {
+		var first *idOp
+		select {
+		case first = <-s.ops:
+		case <-s.stop:
+			return
+		}
+		var reads, writes []*idOp
+		n := 0
+		add := func(op *idOp) {
+			if op.write {
+				writes = append(writes, op)
+			} else {
+				reads = append(reads, op)
+			}
+			n += len(op.ids)
+		}
+		add(first)
+	more:
+		for n < idChunk {
+			select {
+			case op := <-s.ops:
+				add(op)
+			default:
+				break more
+			}
+		}
+		if len(reads) > 0 {
+			var ids []string
+			for _, op := range reads {
+				ids = append(ids, op.ids...)
+			}
+			seen := s.lookup(ctx, ids)
+			for _, op := range reads {
+				op.seen, seen = seen[:len(op.ids):len(op.ids)], seen[len(op.ids):]
+				close(op.done)
+			}
+		}
+		if len(writes) > 0 {
+			var ids []string
+			for _, op := range writes {
+				ids = append(ids, op.ids...)
+			}
+			err := s.insert(ctx, ids)
+			for _, op := range writes {
+				op.err = err
+				close(op.done)
+			}
+		}
+	}
+}
+
+// insert writes ids into the current generation, a statement per chunk.
+func (s *sqliteIDs) insert(ctx context.Context, ids []string) error {
 	s.mu.RLock()
 	table := s.gens[len(s.gens)-1].table()
 	s.mu.RUnlock()
@@ -340,6 +451,7 @@ func (s *sqliteIDs) dropLegacyWhenEmpty() {
 func (s *sqliteIDs) close() error {
 	close(s.stop)
 	<-s.done
+	<-s.cdone
 	return s.db.Close()
 }
 
