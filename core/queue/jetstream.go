@@ -482,6 +482,13 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 	q.mu.Lock()
 	groups := maps.Clone(q.groups)
 	q.mu.Unlock()
+	var delayed map[string]uint64
+	if q.delay != nil {
+		var err error
+		if delayed, err = q.delay.waiting(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var out []Backlog
 	for name, b := range groups {
 		stream, err := q.streamFor(b.Topic)
@@ -498,7 +505,9 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 			return out, err
 		}
 		ci := info.CachedInfo()
-		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)
+		// Retries waiting on the delay stream are the group's, held back
+		// as a delayed nack would hold them.
+		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)+delayed[b.Topic]
 		out = append(out, b)
 	}
 	sortBacklog(out)
@@ -1071,7 +1080,11 @@ func dropJetStream(ctx context.Context, url, namespace string) error {
 // it has not acknowledged, and on a source topic every new one too.
 type StaleGroup struct {
 	Stream, Name string
-	// Pending and Unacked are its undelivered messages (see Backlog).
+	// Topic is the topic the group reads.
+	Topic string
+	// Pending and Unacked are its undelivered messages (see Backlog; on
+	// the embedded driver a sink's retries on the delay stream count as
+	// unacked).
 	Pending, Unacked uint64
 }
 
@@ -1082,6 +1095,13 @@ func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
 	q.mu.Lock()
 	used := maps.Clone(q.groups)
 	q.mu.Unlock()
+	var delayed map[string]uint64
+	if q.delay != nil {
+		var err error
+		if delayed, err = q.delay.waiting(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var out []StaleGroup
 	for _, s := range jsStreams {
 		stream, err := q.js.Stream(ctx, q.opts.Prefix+s.suffix)
@@ -1096,7 +1116,12 @@ func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
 			if _, ok := used[ci.Name]; ok || ci.Config.Durable == "" {
 				continue
 			}
-			out = append(out, StaleGroup{Stream: ci.Stream, Name: ci.Name, Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending)})
+			topic := q.topicOf(ci.Config.FilterSubject)
+			out = append(out, StaleGroup{Stream: ci.Stream, Name: ci.Name, Topic: topic, Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending)})
+			if strings.HasPrefix(topic, "hookbus.out.") {
+				// A sink's retries waiting on the delay stream go with it.
+				out[len(out)-1].Unacked += delayed[topic]
+			}
 		}
 		if err := list.Err(); err != nil {
 			return out, fmt.Errorf("queue: list consumers of %s: %w", stream.CachedInfo().Config.Name, err)
@@ -1111,5 +1136,20 @@ func (q *JetStream) DropGroup(ctx context.Context, g StaleGroup) error {
 	if err := q.js.DeleteConsumer(ctx, g.Stream, g.Name); err != nil {
 		return fmt.Errorf("queue: delete consumer %s of %s: %w", g.Name, g.Stream, err)
 	}
+	// A sink topic has the one group: its retries waiting on the delay
+	// stream would reach a topic nobody reads.
+	if q.delay != nil && strings.HasPrefix(g.Topic, "hookbus.out.") {
+		if _, err := q.delay.discard(ctx, g.Topic); err != nil {
+			return fmt.Errorf("queue: discard the delayed messages of %s: %w", g.Topic, err)
+		}
+	}
 	return nil
+}
+
+// topicOf is the topic of a subject of this namespace.
+func (q *JetStream) topicOf(subject string) string {
+	if q.opts.Prefix == "HOOKBUS" {
+		return subject
+	}
+	return strings.TrimPrefix(subject, strings.ToLower(q.opts.Prefix)+".")
 }

@@ -53,9 +53,9 @@ func (q *EmbeddedJetStream) PublishAt(topic string, due time.Time, msgs ...*mess
 	return q.delay.publishAt(topic, due, msgs)
 }
 
-// The delay stream: one subject per due second (delayPrefix + Unix
-// seconds), the target topic in a header. Limits retention: a subject is
-// purged once its messages were moved.
+// The delay stream: a subject per due second and topic (delayPrefix +
+// Unix seconds + "." + topic), the topic in a header too. Limits
+// retention: a second's subjects are purged once its messages were moved.
 const (
 	delayPrefix    = "hookbus.delay."
 	hdrDelayTopic  = "hookbus_delay_topic"
@@ -102,7 +102,7 @@ func (q *JetStream) openDelay(ctx context.Context) error {
 		return fmt.Errorf("queue: stream %s: %w", cfg.Name, err)
 	}
 	for subj := range info.State.Subjects {
-		if sec, err := strconv.ParseInt(subj[strings.LastIndexByte(subj, '.')+1:], 10, 64); err == nil {
+		if sec, _, ok := d.parse(subj); ok {
 			d.buckets[sec] = struct{}{}
 		}
 	}
@@ -111,8 +111,50 @@ func (q *JetStream) openDelay(ctx context.Context) error {
 	return nil
 }
 
-func (d *jsDelay) subject(sec int64) string {
-	return d.q.subject(delayPrefix + strconv.FormatInt(sec, 10))
+// subject is where messages for topic due in second sec wait.
+func (d *jsDelay) subject(sec int64, topic string) string {
+	return d.q.subject(delayPrefix + strconv.FormatInt(sec, 10) + "." + topic)
+}
+
+// secondFilter matches every subject of second sec.
+func (d *jsDelay) secondFilter(sec int64) string {
+	return d.q.subject(delayPrefix + strconv.FormatInt(sec, 10) + ".>")
+}
+
+// parse reads the second and topic of a delay subject.
+func (d *jsDelay) parse(subj string) (sec int64, topic string, ok bool) {
+	rest, found := strings.CutPrefix(subj, d.q.subject(delayPrefix))
+	if !found {
+		return 0, "", false
+	}
+	secs, topic, found := strings.Cut(rest, ".")
+	sec, err := strconv.ParseInt(secs, 10, 64)
+	return sec, topic, found && err == nil
+}
+
+// waiting counts the messages waiting for each topic.
+func (d *jsDelay) waiting(ctx context.Context) (map[string]uint64, error) {
+	info, err := d.stream.Info(ctx, jetstream.WithSubjectFilter(d.q.subject(delayPrefix+">")))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for subj, n := range info.State.Subjects {
+		if _, topic, ok := d.parse(subj); ok {
+			out[topic] += n
+		}
+	}
+	return out, nil
+}
+
+// discard removes what waits for topic (a sink removed from the
+// configuration) and returns how many.
+func (d *jsDelay) discard(ctx context.Context, topic string) (uint64, error) {
+	w, err := d.waiting(ctx)
+	if err != nil || w[topic] == 0 {
+		return 0, err
+	}
+	return w[topic], d.stream.Purge(ctx, jetstream.WithPurgeSubject(d.q.subject(delayPrefix+"*."+topic)))
 }
 
 func (d *jsDelay) publishAt(topic string, due time.Time, msgs []*message.Message) error {
@@ -126,7 +168,7 @@ func (d *jsDelay) publishAt(topic string, due time.Time, msgs []*message.Message
 	if sec <= d.horizon {
 		sec = d.horizon + 1
 	}
-	subj := d.subject(sec)
+	subj := d.subject(sec, topic)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, msg := range msgs {
 		m := natsMsg(subj, msg)
@@ -218,12 +260,15 @@ func (d *jsDelay) anyDue(sec int64) bool {
 func (d *jsDelay) move(sec int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	subj := d.subject(sec)
+	subj := d.secondFilter(sec)
 	info, err := d.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return err
 	}
-	left := info.State.Subjects[subj]
+	var left uint64
+	for _, n := range info.State.Subjects {
+		left += n
+	}
 	if left == 0 {
 		return nil
 	}
