@@ -36,7 +36,7 @@ type benchReport struct {
 }
 
 func benchCmd() *cobra.Command {
-	var drivers, url, scenarios, mode, cpuprofile, profileDir string
+	var drivers, url, scenarios, mode, cpuprofile string
 	var o bench.Options
 	var runs int
 	var progress, asJSON, inProcess bool
@@ -103,11 +103,14 @@ func benchCmd() *cobra.Command {
 				}
 				o.Binary = exe
 			}
-			if profileDir != "" {
+			if o.ProfileDir != "" {
 				if cpuprofile != "" && inProcess {
 					return usage("--profile and --cpuprofile with --in-process both profile this process: pass one")
 				}
-				if err := os.MkdirAll(profileDir, 0o755); err != nil {
+				if o.ProfileSeconds < 0 {
+					return usage("--profile-seconds: must be 0 (the whole run) or positive, got %d", o.ProfileSeconds)
+				}
+				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
 					return usage("--profile: %v", err)
 				}
 			}
@@ -152,9 +155,6 @@ func benchCmd() *cobra.Command {
 					for _, s := range list {
 						so := o
 						so.Round = r
-						if profileDir != "" {
-							so.Profile = filepath.Join(profileDir, fmt.Sprintf("run%d-", r))
-						}
 						so.Scenario, so.Driver = s, d
 						so.QueueURL = ""
 						if d == "nats" {
@@ -199,10 +199,12 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&o.DeadSubscriptions, "dead-subscriptions", 0, "subscriptions-dead: how many of them never answer (default: a tenth of --subscriptions)")
 	c.Flags().DurationVar(&o.AttemptTimeout, "attempt-timeout", bench.DefaultAttemptTimeout, "subscriptions-dead: the subscriptions sink's timeout, which ends each attempt to a dead subscription")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
+	c.Flags().StringVar(&o.ProfileDir, "profile", "", "turn on server.pprof in hookbus and write to this directory, per run (run<N>-<scenario>-<driver>.*): the CPU profile of the whole run merged from 2 s segments (.cpu.pprof; backlog: also .drain.cpu.pprof) and heap profiles (.end.heap.pprof; backlog: also .queued and .settled)")
+	c.Flags().StringVar(&o.MemoryLimit, "memory-limit", "", "server.memory_limit of the hookbus under test, like 160MiB (default: none, or GOMEMLIMIT)")
+	c.Flags().IntVar(&o.ProfileSeconds, "profile-seconds", 0, "with --profile, profile the CPU of only the first N seconds of each run (and of the backlog drain); 0: the whole run")
 	c.Flags().BoolVar(&progress, "progress", false, "print a live progress line on stderr (default when stderr is a terminal)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON document with every run and the medians")
 	c.Flags().BoolVar(&inProcess, "in-process", false, "run hookbus inside the bench process (CPU and memory then include the generator and receivers)")
-	c.Flags().StringVar(&profileDir, "profile", "", "write the CPU profile of hookbus during each scenario's measurement to this directory (run<N>-<scenario>-<driver>.pprof; hookbus serves server.pprof for it)")
 	c.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the bench process to this file (with --in-process, of hookbus too)")
 	return c
 }

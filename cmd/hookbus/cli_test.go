@@ -291,6 +291,30 @@ func TestBenchDirectMode(t *testing.T) {
 	}
 }
 
+// TestBenchProfile: --profile DIR writes, for each run of the child
+// hookbus, the merged CPU profile of the run and the heap at its end; a
+// negative --profile-seconds is refused.
+func TestBenchProfile(t *testing.T) {
+	dir := t.TempDir()
+	out, stderr, code := runExit(t, "", "bench", "--drivers", "memory", "--scenario", "passthrough", "--events", "200",
+		"--concurrency", "4", "--runs", "1", "--profile", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	cpu := filepath.Join(dir, "run1-passthrough-memory.cpu.pprof")
+	if !strings.Contains(out, "profile "+cpu) {
+		t.Errorf("output:\n%s", out)
+	}
+	for _, f := range []string{cpu, filepath.Join(dir, "run1-passthrough-memory.end.heap.pprof")} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
+	}
+	if _, stderr, code := runExit(t, "", "bench", "--profile", dir, "--profile-seconds", "-1"); code == 0 || !strings.Contains(stderr, "--profile-seconds") {
+		t.Errorf("--profile-seconds -1: exit %d, %s", code, stderr)
+	}
+}
+
 func TestTestRunsScriptCases(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "cents.js", "function transform(event, ctx) {\n  event.data.cents = Math.round(event.data.amount * 100);\n  return event;\n}\n")

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -63,8 +64,12 @@ func runCmd() *cobra.Command {
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg)
 			slog.SetDefault(log)
+			if limit := app.ApplyMemoryLimit(cfg.Server.MemoryLimit); limit < math.MaxInt64 {
+				log.Info("soft memory limit", "bytes", limit)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go app.ReturnMemory(ctx, log)
 			a, err := app.New(ctx, cfg, log)
 			if err != nil {
 				// Config blocks the plugins rejected, all of them, exit 2 like validate.

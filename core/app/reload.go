@@ -273,6 +273,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("server.idle_timeout", cur.Server.IdleTimeout, next.Server.IdleTimeout)
 	check("server.max_connections", cur.Server.MaxConnections, next.Server.MaxConnections)
 	check("server.pprof", cur.Server.Pprof, next.Server.Pprof)
+	check("server.memory_limit", cur.Server.MemoryLimit, next.Server.MemoryLimit)
 	check("data_dir", cur.DataDir, next.DataDir)
 	check("queue.driver", cur.Queue.Driver, next.Queue.Driver)
 	check("queue.url", cur.Queue.URL, next.Queue.URL)

@@ -77,7 +77,7 @@ func TestRemovedSinkConsumer(t *testing.T) {
 			var second syncBuffer
 			b := runApp(t, cfg, &second)
 			defer stopApp(t, b)
-			js := b.Queue.(*queue.JetStream)
+			js := b.Queue.(queue.GroupLister)
 			stale, err := js.StaleGroups(context.Background())
 			if err != nil {
 				t.Fatal(err)

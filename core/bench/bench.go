@@ -105,14 +105,24 @@ type Options struct {
 	// scenarios that measure two configurations one after the other
 	// (SubscriptionsDead alternates their order).
 	Round int
-	// Profile, when set, is a path prefix: hookbus serves its profiles
-	// (server.pprof) and each run writes the CPU profile of hookbus
-	// during its measurement to Profile + scenario-driver.pprof (in
-	// process, the profile is of the whole bench process).
-	Profile string
 	// Settle is how long after the drain of Backlog the memory is read
 	// again (RSSAfter); default 5s.
 	Settle time.Duration
+	// ProfileDir, when set, turns on server.pprof in hookbus and writes
+	// its profiles there, named [run<Round>-]<scenario>-<driver>: the CPU
+	// profile of the whole run, merged from 2 s segments (.cpu.pprof), and
+	// for Backlog that of the drain alone (.drain.cpu.pprof); heap profiles
+	// after the deliveries (.end.heap.pprof) and, for Backlog, when every
+	// event is queued (.queued.heap.pprof) and after Settle
+	// (.settled.heap.pprof). In process, the profiles are of the whole
+	// bench process.
+	ProfileDir string
+	// ProfileSeconds, when positive, bounds the CPU profile to the run's
+	// first ProfileSeconds (and, for Backlog, the drain's first too).
+	ProfileSeconds int
+	// MemoryLimit, when set, is the server.memory_limit of the hookbus
+	// under test ("160MiB").
+	MemoryLimit string
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
@@ -284,10 +294,11 @@ type Result struct {
 	Refused         int64   `json:"refused,omitempty"`
 	Lost            int     `json:"lost"`
 
-	// Profile is the CPU profile written (Options.Profile), ProfileError
-	// why it could not be.
-	Profile      string `json:"profile,omitempty"`
-	ProfileError string `json:"profile_error,omitempty"`
+	// Profile is the CPU profile of the whole run (Options.ProfileDir),
+	// Profiles every profile written, ProfileError what could not be.
+	Profile      string   `json:"profile,omitempty"`
+	Profiles     []string `json:"profiles,omitempty"`
+	ProfileError string   `json:"profile_error,omitempty"`
 
 	// Partial is set when the run ended before every event was delivered;
 	// Reason says why (a timeout, a refused request, an interrupt) and the
@@ -480,18 +491,9 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	if o.QueueURL != "" {
 		queue["url"] = o.QueueURL
 	}
-	server := map[string]any{"listen": listen}
-	if o.Profile != "" {
-		server["pprof"] = true
-		name := o.Scenario + "-" + o.Driver
-		if o.withoutDead {
-			name += "-without-dead"
-		}
-		r.profile = o.Profile + name + ".pprof"
-	}
 	cfg := map[string]any{
 		"version":   1,
-		"server":    server,
+		"server":    serverConfig(o, listen),
 		"data_dir":  filepath.Join(dir, "data"),
 		"queue":     queue,
 		"log":       map[string]any{"level": "error"},
@@ -526,6 +528,15 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
+// serverConfig is the server block of the configuration under test.
+func serverConfig(o Options, listen string) map[string]any {
+	c := map[string]any{"listen": listen, "pprof": o.ProfileDir != ""}
+	if o.MemoryLimit != "" {
+		c["memory_limit"] = o.MemoryLimit
+	}
+	return c
+}
+
 // backlogSchedule spaces the retries of the backlog so that the attempts
 // (100 retries at most) outlast sending every event at 800 events/s or more,
 // while a retry after the receiver recovers waits at most a few seconds
@@ -548,7 +559,6 @@ type run struct {
 	backlog *receiver // answers 503 until every event is accepted
 	dead    *receiver
 	pairs   *receiver // the receiver of many subscriptions (SubscriptionsDead)
-	profile string    // where to write hookbus's CPU profile
 }
 
 func (r run) delivered() int {
@@ -570,10 +580,8 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 	if r.host != nil {
 		cpu0 = r.host.cpu()
 	}
-	var prof *profiler
-	if r.profile != "" && r.host != nil {
-		prof = startProfiler(r.host.addr(), r.profile)
-	}
+	prof := newProfiler(o, r.host)
+	defer prof.report(res)
 	start := time.Now()
 	genErr := make(chan error, 1)
 	go func() { genErr <- gen.run(tctx) }()
@@ -609,6 +617,8 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 		}
 		if r.backlog != nil && switched.IsZero() && gen.accepted.Load() >= int64(o.Events) {
 			// Every event is queued: the receiver recovers and the drain starts.
+			prof.heap(ctx, "queued")
+			prof.mark()
 			switched = time.Now()
 			r.backlog.mode.Store(answerOK)
 			phase = "draining"
@@ -646,6 +656,7 @@ wait:
 	}
 	sample()
 	end := time.Now()
+	prof.heap(ctx, "end")
 	delivered := r.delivered()
 	if delivered < o.Events && reason == "" {
 		if c := context.Cause(tctx); c != nil {
@@ -664,11 +675,7 @@ wait:
 	}
 	if prof != nil {
 		pctx, pcancel := context.WithTimeout(context.Background(), profileSegment+time.Minute)
-		if err := prof.stop(pctx); err != nil {
-			res.ProfileError = err.Error()
-		} else {
-			res.Profile = r.profile
-		}
+		prof.stop(pctx)
 		pcancel()
 	}
 	if r.dead != nil && r.dead.mode.Load() == answerHang {
@@ -728,6 +735,10 @@ wait:
 		if !res.Partial && r.host != nil {
 			settle(ctx, o.Settle)
 			res.RSSAfter = r.host.rss()
+			if _, inProcess := r.host.(*appHost); !inProcess {
+				// In process, hookbus has stopped by now.
+				prof.heap(ctx, "settled")
+			}
 		}
 	}
 }

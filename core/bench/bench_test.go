@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,8 +93,11 @@ func TestPluginSinkRunsTheWebhookOutOfProcess(t *testing.T) {
 // is queued, then everything is delivered once, and the child's memory and
 // CPU are read from /proc.
 func TestBacklogDrainsInAChildProcess(t *testing.T) {
+	// With profiles and a memory limit for the child, too.
+	dir := t.TempDir()
 	o := Options{Scenario: Backlog, Driver: "embedded", Events: 3000, Concurrency: 8, Batch: 10,
-		Binary: testenv.BuildBinary(t, "../../cmd/hookbus"), Settle: 50 * time.Millisecond, Timeout: testenv.Timeout(3 * time.Minute)}
+		Binary: testenv.BuildBinary(t, "../../cmd/hookbus"), Settle: 50 * time.Millisecond, Timeout: testenv.Timeout(3 * time.Minute),
+		ProfileDir: dir, ProfileSeconds: 1, MemoryLimit: "128MiB"}
 	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +107,23 @@ func TestBacklogDrainsInAChildProcess(t *testing.T) {
 	}
 	if r.Refused == 0 || r.DrainEventsPerS <= 0 || r.PeakRSSBacklog <= 0 || r.PeakRSSDrain <= 0 || r.RSSAfter <= 0 || r.CPUPerEvent <= 0 {
 		t.Errorf("backlog figures: %+v", r)
+	}
+	if r.ProfileError != "" || r.Profile != filepath.Join(dir, "backlog-embedded.cpu.pprof") {
+		t.Errorf("profile %q, error %q, files %v", r.Profile, r.ProfileError, r.Profiles)
+	}
+	for _, name := range []string{"cpu", "queued.heap", "end.heap", "settled.heap"} {
+		path := filepath.Join(dir, "backlog-embedded."+name+".pprof")
+		if !slices.Contains(r.Profiles, path) {
+			t.Errorf("profile %s not in %v", path, r.Profiles)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("profile %s: %v", name, err)
+			continue
+		}
+		if _, err := profile.ParseData(b); err != nil {
+			t.Errorf("profile %s: %v", path, err)
+		}
 	}
 }
 
@@ -318,18 +339,19 @@ func TestDeadLayoutSpreadsTheDeadOverTheApplications(t *testing.T) {
 	}
 }
 
-// TestProfileWritesTheCPUProfileOfTheRun: with Options.Profile hookbus
+// TestProfileWritesTheCPUProfileOfTheRun: with Options.ProfileDir hookbus
 // serves its profiles and the run writes the merged CPU profile of its
-// measurement.
+// measurement and a heap profile at its end.
 func TestProfileWritesTheCPUProfileOfTheRun(t *testing.T) {
 	o := small(Passthrough, "memory")
-	o.Profile = filepath.Join(t.TempDir(), "run1-")
+	o.ProfileDir, o.Round = t.TempDir(), 1
 	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := o.Profile + "passthrough-memory.pprof"
-	if r.Partial || r.Profile != want || r.ProfileError != "" {
+	want := filepath.Join(o.ProfileDir, "run1-passthrough-memory.cpu.pprof")
+	heap := filepath.Join(o.ProfileDir, "run1-passthrough-memory.end.heap.pprof")
+	if r.Partial || r.Profile != want || r.ProfileError != "" || !slices.Equal(r.Profiles, []string{heap, want}) {
 		t.Fatalf("result = %+v", r)
 	}
 	b, err := os.ReadFile(want)

@@ -77,7 +77,17 @@ type Server struct {
 	// /debug/pprof/ on this listener, behind the API keys like /v1/*.
 	// Default false: a heap profile shows event contents.
 	Pprof bool `koanf:"pprof"`
+	// MemoryLimit is the Go runtime's soft memory limit for the process
+	// (runtime/debug.SetMemoryLimit): near it the garbage collector runs
+	// more often instead of letting the heap grow to twice what is live.
+	// Default 0: none, or the GOMEMLIMIT environment variable when set.
+	// Not a cap: a process that needs more gets it.
+	MemoryLimit ByteSize `koanf:"memory_limit"`
 }
+
+// MinMemoryLimit is the smallest server.memory_limit: below it the
+// collector would run almost without pause.
+const MinMemoryLimit = 32 * MiB
 
 // checkLimits reports server timeouts and caps that would disable a bound.
 func (s Server) checkLimits(add func(key, msg string)) {
@@ -275,6 +285,7 @@ func defaults() map[string]any {
 			"idle_timeout":     "120s",
 			"max_connections":  4096,
 			"pprof":            false,
+			"memory_limit":     0,
 		},
 		"data_dir": "./data",
 		"queue": map[string]any{

@@ -98,6 +98,7 @@ server:
   api_keys: ["${TEST_API_KEY}", "static-key"]
   max_body: 512KB
   shutdown_timeout: 5s
+  memory_limit: 256MiB
 data_dir: ./state
 queue:
   driver: nats
@@ -163,6 +164,7 @@ func TestLoadYAML(t *testing.T) {
 			APIKeys:         []string{"secret-1", "static-key"},
 			MaxBody:         512000,
 			ShutdownTimeout: 5 * time.Second,
+			MemoryLimit:     256 * MiB,
 			ReadTimeout:     30 * time.Second,
 			WriteTimeout:    60 * time.Second,
 			IdleTimeout:     120 * time.Second,
@@ -574,6 +576,13 @@ pipelines:
 				{"server.write_timeout", 4, "must be a positive duration, like 30s"},
 				{"server.idle_timeout", 5, "must be a positive duration, like 30s"},
 				{"server.max_connections", 6, "must be a positive number of connections, like 4096"},
+			},
+		},
+		{
+			name: "memory limit too small or negative",
+			yaml: "version: 1\nserver:\n  memory_limit: 1MiB\n",
+			want: []wantErr{
+				{"server.memory_limit", 3, "must be 0 (no limit) or at least 32MiB"},
 			},
 		},
 		{

@@ -111,6 +111,9 @@ func (v *validator) server() {
 	if s.ShutdownTimeout < 0 {
 		v.add("server.shutdown_timeout", "must not be negative")
 	}
+	if s.MemoryLimit < 0 || s.MemoryLimit > 0 && s.MemoryLimit < MinMemoryLimit {
+		v.add("server.memory_limit", "must be 0 (no limit) or at least 32MiB, like 256MiB (got %d bytes)", s.MemoryLimit)
+	}
 	s.checkLimits(func(key, msg string) { v.add(key, "%s", msg) })
 }
 

@@ -186,14 +186,15 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, q: opts.Queue, log: opts.Logger, m: opts.Metrics, runErr: make(chan error, 1), closing: make(chan struct{}),
 		pipes: map[string]*pipeRunner{}, sinks: map[string]*sinkRunner{}}
 	e.sources.Store(&map[string]bool{})
-	// One retry strategy for the driver, chosen here: the broker holds a
-	// nacked message back itself, or takes a copy due later (PublishAt).
+	// One retry strategy for the driver, chosen here: a copy due later
+	// (PublishAt), which a Delayer keeps on disk, or else a nacked message
+	// the broker holds back itself (in memory, on JetStream).
 	e.delayer, _ = e.q.(queue.Delayer)
 	switch {
-	case e.q.Features().DelayedNack:
-		e.retryDelivery = e.retryByNack
 	case e.delayer != nil:
 		e.retryDelivery = e.retryByPublishAt
+	case e.q.Features().DelayedNack:
+		e.retryDelivery = e.retryByNack
 	default:
 		return nil, errors.New("pipeline: the queue driver can neither nack with a delay nor publish for later (queue.Delayer): retries need one of them")
 	}

@@ -160,6 +160,9 @@ type sinkRunner struct {
 	lateDone   chan struct{}
 	lateSub    message.Subscriber // the group's subscriber made before Ready
 
+	// failures folds the info lines of failed attempts (see failureLog).
+	failures failureLog
+
 	// The per-sink series, looked up once rather than per delivery.
 	inFlight              prometheus.Gauge
 	retries, notTried     prometheus.Counter

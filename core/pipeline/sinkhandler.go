@@ -122,7 +122,12 @@ func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, r
 		return e.deadLetter(d.msg, d.ev, d.pipeline, r.name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", d.attempt, res.Reason), d.attempt)
 	}
 	r.retries.Inc()
-	e.log.Info("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+	if ok, held := r.failures.allow(time.Now()); ok {
+		e.log.Info("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond),
+			"failures_not_logged", held)...)
+	} else if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+	}
 	return e.retryDelivery(r.name, d, delay)
 }
 

@@ -16,13 +16,15 @@ import (
 //
 //	driver      Delayer  BacklogReporter  GroupLister  TopicRetirer
 //	memory      -        yes              -            yes
-//	jetstream   -        yes              yes          yes   (embedded and nats)
+//	embedded    yes      yes              yes          yes
+//	nats        -        yes              yes          yes
 //	redis       yes      yes              -            yes
 //	postgres    yes      yes              -            yes
 //
 // The drivers without Delayer honour MetaNackDelay natively instead
 // (Features.DelayedNack): every driver has one of the two ways to hold a
-// retry back.
+// retry back. The engine prefers a Delayer: it keeps waiting retries on
+// disk, where JetStream's delayed nacks keep them in the server's memory.
 
 // Delayer is implemented by drivers that hold messages back until a due
 // time themselves, durably and without cycling them through a topic. The

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookbus/hookbus/core/queue"
@@ -33,7 +34,7 @@ func TestMemoryContract(t *testing.T) {
 func TestJetStreamContract(t *testing.T) {
 	dir := t.TempDir()
 	queuetest.Run(t, func(t *testing.T) queue.Queue {
-		q, err := queue.NewJetStream(context.Background(), queue.JetStreamOptions{DataDir: dir, CloseGrace: 200 * time.Millisecond})
+		q, err := queue.NewEmbeddedJetStream(context.Background(), queue.JetStreamOptions{DataDir: dir, CloseGrace: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func dropAfter(t *testing.T, driver, url, ns string) {
 // retries through it did (NewJetStream no longer does).
 func legacyRetryStream(prefix string) func(*testing.T, queue.Queue) {
 	return func(t *testing.T, q queue.Queue) {
-		js, err := jetstream.New(q.(*queue.JetStream).Conn())
+		js, err := jetstream.New(q.(interface{ Conn() *nats.Conn }).Conn())
 		if err != nil {
 			t.Fatal(err)
 		}

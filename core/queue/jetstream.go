@@ -49,9 +49,11 @@ type JetStream struct {
 	consConns []*nats.Conn          // connections consumers pull and ack on
 	consJS    []jetstream.JetStream // one per consConns
 	nextCons  int
-	ids       jetstream.KeyValue // producer ids seen within the dedup window
+	ids       producerIDs        // producer ids accepted within the dedup window
+	claims    idClaims           // producer ids being published by this process
 	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
 	ownNacks  ownNacks           // the nack records this process wrote, until their redelivery
+	delay     *jsDelay           // embedded only: messages published for later
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -66,22 +68,32 @@ type JetStream struct {
 // consumerConns is how many connections consumers spread over.
 const consumerConns = 2
 
-// Stream layout: ingest has the long dedup window for producer ids; the
-// internal topics only need a short one to absorb republishing after a crash.
-// A retired stream is no longer created; one left by an older version is
+// Stream layout. Every stream has a short duplicate window, as the server
+// holds each id of a window in memory (about 85 bytes an id, and objects
+// the collector scans: at 8,000 events/s, 83 MB for two minutes, 7 MB for
+// 10s). Producer ids are remembered for the long
+// window apart (producerIDs), so on ingest the window only covers two
+// instances on a shared server publishing one id at once; on the internal
+// topics it absorbs a handler's republishing after an error (a second
+// later, infraRetryDelay in the engine). After a crash it helps only
+// while the first copies are still queued (the server rebuilds its window
+// from the messages it holds), so a copy delivered before a crash may be
+// delivered again (at-least-once). A retired stream is no longer created; one left by an older version is
 // still mapped, so DrainRetryTopic can empty and delete it.
 var jsStreams = []struct {
 	suffix, prefix string
-	long           bool
 	retired        bool
 }{
-	{"_IN", "hookbus.in.", true, false},
-	{"_OUT", "hookbus.out.", false, false},
-	// Retries go through delayed nacks; this held the retry topics of
-	// versions that pumped them.
-	{"_RETRY", "hookbus.retry.", false, true},
-	{"_DEAD", "hookbus.dead.", false, false},
+	{"_IN", "hookbus.in.", false},
+	{"_OUT", "hookbus.out.", false},
+	// Retries wait on the delay stream or as delayed nacks; this held the
+	// retry topics of versions that pumped them.
+	{"_RETRY", "hookbus.retry.", true},
+	{"_DEAD", "hookbus.dead.", false},
 }
+
+// streamDupWindow is the duplicate window of the streams.
+const streamDupWindow = 10 * time.Second
 
 // NewJetStream connects to (or embeds) NATS and creates the streams.
 func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error) {
@@ -102,6 +114,12 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 	if err := q.createBuckets(ctx); err != nil {
 		q.Close()
 		return nil, err
+	}
+	if q.ns != nil {
+		if err := q.openDelay(ctx); err != nil {
+			q.Close()
+			return nil, err
+		}
 	}
 	return q, nil
 }
@@ -133,7 +151,7 @@ func (q *JetStream) startEmbedded() error {
 	sopts := &server.Options{
 		ServerName: "hookbus-embedded",
 		JetStream:  true,
-		StoreDir:   filepath.Join(q.opts.DataDir, "queue"),
+		StoreDir:   q.storeDir(),
 		DontListen: true,
 		NoSigs:     true,
 		NoLog:      true,
@@ -151,6 +169,9 @@ func (q *JetStream) startEmbedded() error {
 	}
 	return nil
 }
+
+// storeDir is the embedded server's store directory under DataDir.
+func (q *JetStream) storeDir() string { return filepath.Join(q.opts.DataDir, "queue") }
 
 // connect opens one named connection to the embedded or external server.
 func (q *JetStream) connect(name string) (*nats.Conn, error) {
@@ -200,16 +221,12 @@ func (q *JetStream) createStreams(ctx context.Context) error {
 		if s.retired {
 			continue
 		}
-		dup := 2 * time.Minute
-		if s.long {
-			dup = q.opts.DedupWindow
-		}
 		cfg := jetstream.StreamConfig{
 			Name:       q.opts.Prefix + s.suffix,
 			Subjects:   []string{s.prefix + ">"},
 			Storage:    jetstream.FileStorage,
 			Retention:  jetstream.InterestPolicy,
-			Duplicates: dup,
+			Duplicates: streamDupWindow,
 		}
 		if q.opts.Prefix != "HOOKBUS" {
 			cfg.Subjects = []string{strings.ToLower(q.opts.Prefix) + "." + s.prefix + ">"}
@@ -221,20 +238,14 @@ func (q *JetStream) createStreams(ctx context.Context) error {
 	return nil
 }
 
-// createBuckets creates the key-value buckets of producer ids and nack
-// records.
+// createBuckets opens the producer-id store and creates the key-value
+// bucket of nack records.
 func (q *JetStream) createBuckets(ctx context.Context) error {
-	var err error
 	// The streams' own dedup forgets ids of deleted (delivered) messages
-	// when the server restarts; this bucket remembers them for the window.
-	q.ids, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  q.opts.Prefix + "_IDS",
-		TTL:     q.opts.DedupWindow,
-		Storage: jetstream.FileStorage,
-		History: 1,
-	})
-	if err != nil {
-		return fmt.Errorf("queue: create id bucket: %w", err)
+	// when the server restarts, and holds every id of its window in
+	// memory: producer ids are kept apart, for the whole window.
+	if err := q.openIDs(ctx); err != nil {
+		return err
 	}
 	// NumDelivered counts every delivery, nacked or not. To tell the
 	// deliveries that reached no outcome (a crash, a kill, an expired ack
@@ -242,6 +253,7 @@ func (q *JetStream) createBuckets(ctx context.Context) error {
 	// message records NumDelivered here; the next delivery subtracts it.
 	// Only nacks write and only redeliveries read, so the common path
 	// (delivered once, acked) costs nothing.
+	var err error
 	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:  q.opts.Prefix + "_NACKS",
 		TTL:     nackRecordTTL,
@@ -333,52 +345,43 @@ func idKey(id string) string {
 	return hex.EncodeToString(sum[:20])
 }
 
-// unseen drops messages whose producer id was already accepted within the
-// dedup window, also before a restart. It returns the messages to publish.
-// The lookups of a batch run side by side: each is a round trip to the
-// server, and a batch of 100 ids in series would take 100 of them.
-func (q *JetStream) unseen(msgs []*message.Message) []*message.Message {
-	seen := make([]bool, len(msgs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, m := range msgs {
-		id := m.Metadata.Get(MetaDedupID)
-		if id == "" {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := q.ids.Get(context.Background(), idKey(id)); err == nil {
-				seen[i] = true
-			}
-		})
-	}
-	wg.Wait()
-	out := msgs[:0:0]
-	for i, m := range msgs {
-		if !seen[i] {
-			out = append(out, m)
+// admitIngest takes the producer ids of msgs (claims, see idClaims) and
+// returns the messages to publish: those whose id was not accepted within
+// the dedup window, also before a restart, and of ids repeated within msgs
+// only the first. The caller publishes them, records their ids (remember)
+// and then releases the claims.
+func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message, ids []string, release func()) {
+	first := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		if id := m.Metadata.Get(MetaDedupID); id != "" && !first[id] {
+			first[id] = true
+			ids = append(ids, id)
 		}
 	}
-	return out
-}
-
-// remember records the producer ids of published messages.
-func (q *JetStream) remember(msgs []*message.Message) error {
-	var futures []jetstream.PubAckFuture
+	if len(ids) == 0 {
+		return msgs, nil, func() {}
+	}
+	release = q.claims.claim(ids)
+	seen := q.ids.seen(context.Background(), ids)
+	drop := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		drop[id] = seen[i]
+	}
+	out = msgs[:0:0]
+	var fresh []string
 	for _, m := range msgs {
 		id := m.Metadata.Get(MetaDedupID)
-		if id == "" {
-			continue
+		if id != "" {
+			if drop[id] {
+				continue
+			}
+			// Later copies of the id within msgs are dropped.
+			drop[id] = true
+			fresh = append(fresh, id)
 		}
-		f, err := q.js.PublishAsync("$KV."+q.opts.Prefix+"_IDS."+idKey(id), nil)
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
+		out = append(out, m)
 	}
-	return waitAcks(futures)
+	return out, fresh, release
 }
 
 func waitAcks(futures []jetstream.PubAckFuture) error {
@@ -427,23 +430,21 @@ func (q *JetStream) Provision(context.Context, []string) error { return nil }
 // within the dedup window are dropped (they were accepted before).
 func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 	ingest := strings.HasPrefix(topic, "hookbus.in.")
+	var ids []string
 	if ingest {
-		msgs = q.unseen(msgs)
+		var release func()
+		msgs, ids, release = q.admitIngest(msgs)
+		defer release()
 	}
 	subj := q.subject(topic)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, msg := range msgs {
-		m := nats.NewMsg(subj)
-		m.Data = msg.Payload
-		for k, v := range msg.Metadata {
-			if k == MetaAttempt || k == MetaNackDelay {
-				continue
-			}
-			m.Header.Set(k, v)
-		}
-		m.Header.Set("hookbus_uuid", msg.UUID)
+		m := natsMsg(subj, msg)
 		var popts []jetstream.PublishOpt
-		if id := msg.Metadata.Get(MetaDedupID); id != "" {
+		// On the embedded server, producer ids need no stream dedup: this
+		// process owns it, and the claims keep a second publish of an id
+		// from passing the lookup before the first is recorded.
+		if id := msg.Metadata.Get(MetaDedupID); id != "" && !(ingest && q.ns != nil) {
 			popts = append(popts, jetstream.WithMsgID(id))
 		}
 		f, err := q.js.PublishMsgAsync(m, popts...)
@@ -458,11 +459,26 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 	if ingest {
 		// Only after the events are durable: a crash in between means the
 		// producer's retry is queued again (at-least-once), never lost.
-		if err := q.remember(msgs); err != nil {
+		if err := q.ids.remember(context.Background(), ids); err != nil {
 			return fmt.Errorf("queue: record producer ids: %w", err)
 		}
 	}
 	return nil
+}
+
+// natsMsg is msg as published to subj: its metadata as headers, less the
+// driver's own per-delivery keys.
+func natsMsg(subj string, msg *message.Message) *nats.Msg {
+	m := nats.NewMsg(subj)
+	m.Data = msg.Payload
+	for k, v := range msg.Metadata {
+		if k == MetaAttempt || k == MetaNackDelay {
+			continue
+		}
+		m.Header.Set(k, v)
+	}
+	m.Header.Set("hookbus_uuid", msg.UUID)
+	return m
 }
 
 // Subscriber implements Queue.
@@ -490,6 +506,9 @@ func (q *JetStream) Close() error {
 	q.closed = true
 	subs := q.subs
 	q.mu.Unlock()
+	if q.delay != nil {
+		q.delay.close()
+	}
 	for _, s := range subs {
 		_ = s.Close()
 	}
@@ -507,6 +526,11 @@ func (q *JetStream) Close() error {
 		q.nc.Close()
 	}
 	q.shutdownServer()
+	if q.ids != nil {
+		if err := q.ids.close(); err != nil {
+			q.log.Warn("queue: closing the producer-id store", "error", err)
+		}
+	}
 	return nil
 }
 
@@ -522,6 +546,13 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 	q.mu.Lock()
 	groups := maps.Clone(q.groups)
 	q.mu.Unlock()
+	var delayed map[string]uint64
+	if q.delay != nil {
+		var err error
+		if delayed, err = q.delay.waiting(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var out []Backlog
 	for name, b := range groups {
 		stream, err := q.streamFor(b.Topic)
@@ -538,7 +569,9 @@ func (q *JetStream) Backlog(ctx context.Context) ([]Backlog, error) {
 			return out, err
 		}
 		ci := info.CachedInfo()
-		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)
+		// Retries waiting on the delay stream are the group's, held back
+		// as a delayed nack would hold them.
+		b.Pending, b.Unacked = ci.NumPending, uint64(ci.NumAckPending)+delayed[b.Topic]
 		out = append(out, b)
 	}
 	sortBacklog(out)
@@ -1130,7 +1163,11 @@ func dropJetStream(ctx context.Context, url, namespace string) error {
 // it has not acknowledged, and on a source topic every new one too.
 type StaleGroup struct {
 	Stream, Name string
-	// Pending and Unacked are its undelivered messages (see Backlog).
+	// Topic is the topic the group reads.
+	Topic string
+	// Pending and Unacked are its undelivered messages (see Backlog; on
+	// the embedded driver a sink's retries on the delay stream count as
+	// unacked).
 	Pending, Unacked uint64
 }
 
@@ -1141,6 +1178,13 @@ func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
 	q.mu.Lock()
 	used := maps.Clone(q.groups)
 	q.mu.Unlock()
+	var delayed map[string]uint64
+	if q.delay != nil {
+		var err error
+		if delayed, err = q.delay.waiting(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var out []StaleGroup
 	for _, s := range jsStreams {
 		stream, err := q.js.Stream(ctx, q.opts.Prefix+s.suffix)
@@ -1155,7 +1199,12 @@ func (q *JetStream) StaleGroups(ctx context.Context) ([]StaleGroup, error) {
 			if _, ok := used[ci.Name]; ok || ci.Config.Durable == "" {
 				continue
 			}
-			out = append(out, StaleGroup{Stream: ci.Stream, Name: ci.Name, Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending)})
+			topic := q.topicOf(ci.Config.FilterSubject)
+			out = append(out, StaleGroup{Stream: ci.Stream, Name: ci.Name, Topic: topic, Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending)})
+			if strings.HasPrefix(topic, "hookbus.out.") {
+				// A sink's retries waiting on the delay stream go with it.
+				out[len(out)-1].Unacked += delayed[topic]
+			}
 		}
 		if err := list.Err(); err != nil {
 			return out, fmt.Errorf("queue: list consumers of %s: %w", stream.CachedInfo().Config.Name, err)
@@ -1170,5 +1219,20 @@ func (q *JetStream) DropGroup(ctx context.Context, g StaleGroup) error {
 	if err := q.js.DeleteConsumer(ctx, g.Stream, g.Name); err != nil {
 		return fmt.Errorf("queue: delete consumer %s of %s: %w", g.Name, g.Stream, err)
 	}
+	// A sink topic has the one group: its retries waiting on the delay
+	// stream would reach a topic nobody reads.
+	if q.delay != nil && strings.HasPrefix(g.Topic, "hookbus.out.") {
+		if _, err := q.delay.discard(ctx, g.Topic); err != nil {
+			return fmt.Errorf("queue: discard the delayed messages of %s: %w", g.Topic, err)
+		}
+	}
 	return nil
+}
+
+// topicOf is the topic of a subject of this namespace.
+func (q *JetStream) topicOf(subject string) string {
+	if q.opts.Prefix == "HOOKBUS" {
+		return subject
+	}
+	return strings.TrimPrefix(subject, strings.ToLower(q.opts.Prefix)+".")
 }

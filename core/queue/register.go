@@ -34,12 +34,13 @@ type Opener func(ctx context.Context, o OpenOptions) (Queue, error)
 // keep: the default first.
 func init() {
 	jetstream := func(ctx context.Context, o OpenOptions, url string) (Queue, error) {
-		dataDir := o.DataDir
+		opts := JetStreamOptions{DataDir: o.DataDir, URL: url, DedupWindow: o.DedupWindow,
+			Prefix: JetStreamPrefix(o.Namespace), CloseGrace: o.CloseGrace, Logger: o.Logger}
 		if url != "" {
-			dataDir = ""
+			opts.DataDir = ""
+			return NewJetStream(ctx, opts)
 		}
-		return NewJetStream(ctx, JetStreamOptions{DataDir: dataDir, URL: url, DedupWindow: o.DedupWindow,
-			Prefix: JetStreamPrefix(o.Namespace), CloseGrace: o.CloseGrace, Logger: o.Logger})
+		return NewEmbeddedJetStream(ctx, opts)
 	}
 	for _, d := range []registry.QueueDriver{
 		{Name: "embedded", UsesDataDir: true, Open: Opener(func(ctx context.Context, o OpenOptions) (Queue, error) {

@@ -37,9 +37,10 @@
 //     without losing its message, and the group is gone afterwards.
 //
 // A subtest whose capability the driver honestly lacks is skipped with the
-// reason. Today: memory and JetStream (embedded and nats) have no Delayer
-// (they hold retries with delayed nacks); Redis and PostgreSQL have no
-// DelayedNack (they hold retries with PublishAt); only JetStream has Dedup.
+// reason. Today: memory and nats have no Delayer (they hold retries with
+// delayed nacks); Redis and PostgreSQL have no DelayedNack (they hold
+// retries with PublishAt); embedded has both (the engine uses PublishAt);
+// only JetStream (embedded and nats) has Dedup.
 //
 // Every test uses topics of its own, so a driver whose instances share a
 // namespace (or one shared instance, Features.SingleInstance) runs them
