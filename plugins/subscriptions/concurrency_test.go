@@ -71,9 +71,7 @@ func TestEventTypesChangedWhilePairWaits(t *testing.T) {
 	sub := h.subscribe("acme", r, []string{"user.*", "order.*"})
 	h.publish(event("e1", "user.created", "acme", `{}`))
 	testenv.Eventually(t, 30*time.Second, "first attempt made", func() bool { return len(r.ids()) >= 1 })
-	sub = h.get(sub)
-	sub.EventTypes = []string{"order.*"}
-	h.update(sub)
+	sub = h.change(sub, func(s *subscription.Subscription) { s.EventTypes = []string{"order.*"} })
 	n := len(r.ids())
 	h.settled("the pair filtered", 0, 1, 0)
 	if got := len(r.ids()); got != n {

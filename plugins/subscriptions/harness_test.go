@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -225,13 +226,25 @@ func (h *harness) seen(sub subscription.Subscription) {
 	})
 }
 
-func (h *harness) update(sub subscription.Subscription) subscription.Subscription {
+// change reads sub as stored now, applies f and writes it, again on the
+// newer version when the sink wrote one meanwhile (failing_since): a
+// write replaces only the version it read.
+func (h *harness) change(sub subscription.Subscription, f func(*subscription.Subscription)) subscription.Subscription {
 	h.t.Helper()
-	sub, err := h.st.UpdateSubscription(context.Background(), sub)
-	if err != nil {
-		h.t.Fatal(err)
+	for range 20 {
+		cur := h.get(sub)
+		f(&cur)
+		out, err := h.st.UpdateSubscription(context.Background(), cur)
+		if errors.Is(err, subscription.ErrChanged) {
+			continue
+		}
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.seen(out)
+		return out
 	}
-	h.seen(sub)
+	h.t.Fatalf("subscription %s kept changing", sub.ID)
 	return sub
 }
 

@@ -133,9 +133,7 @@ func TestRotationOverlap(t *testing.T) {
 	})
 	h.publish(event("e1", "order.paid", "acme", `{}`))
 	h.settled("e1 delivered", 1, 0, 0)
-	sub = h.get(sub)
-	sub.Secrets[1].Expires = time.Now().Add(-time.Second)
-	h.update(sub)
+	sub = h.change(sub, func(s *subscription.Subscription) { s.Secrets[1].Expires = time.Now().Add(-time.Second) })
 	h.publish(event("e2", "order.paid", "acme", `{}`))
 	h.settled("e2 delivered", 2, 0, 0)
 	got := r.arrivals()
@@ -360,9 +358,7 @@ func TestDeletedOrDisabledSubscriptionsPairsDiscarded(t *testing.T) {
 	if err := h.st.DeleteSubscription(context.Background(), "acme", subDel.ID); err != nil {
 		t.Fatal(err)
 	}
-	subDis = h.get(subDis)
-	subDis.Disabled, subDis.DisabledReason = true, "by its owner"
-	h.update(subDis)
+	subDis = h.change(subDis, func(s *subscription.Subscription) { s.Disabled, s.DisabledReason = true, "by its owner" })
 	h.settled("both pairs discarded", 0, 0, 2)
 	reasons := map[string]string{}
 	for _, dl := range h.deadLetters() {
@@ -488,9 +484,9 @@ func TestChangedURLAndSecretUsedAtOnce(t *testing.T) {
 	h.publish(event("e1", "order.paid", "acme", `{}`))
 	h.settled("e1 delivered", 1, 0, 0)
 	r2 := newReceiver(t)
-	sub = h.get(sub)
-	sub.URL, sub.Secrets = r2.url, []subscription.Secret{{Value: r2.secrets[0].String(), Created: time.Now()}}
-	h.update(sub)
+	sub = h.change(sub, func(s *subscription.Subscription) {
+		s.URL, s.Secrets = r2.url, []subscription.Secret{{Value: r2.secrets[0].String(), Created: time.Now()}}
+	})
 	h.publish(event("e2", "order.paid", "acme", `{}`))
 	h.settled("e2 delivered", 2, 0, 0)
 	if !slices.Equal(r1.ids(), []string{"e1"}) || !slices.Equal(r2.ids(), []string{"e2"}) {
