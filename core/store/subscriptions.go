@@ -78,21 +78,12 @@ func decodeCursor(c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	// Ids are printable ASCII; anything else was not made by this store
-	// (and invalid UTF-8 would be refused by PostgreSQL as a parameter).
-	if err != nil || len(b) == 0 || len(b) > 256 || !printableASCII(b) {
+	// A cursor is an id; anything else was not made by this store (and
+	// invalid UTF-8 would be refused by PostgreSQL as a parameter).
+	if err != nil || !subscription.CouldBeID(string(b)) {
 		return "", fmt.Errorf("store: %w", subscription.ErrBadCursor)
 	}
 	return string(b), nil
-}
-
-func printableASCII(b []byte) bool {
-	for _, c := range b {
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 func toJSON(what string, v any) (string, error) {
@@ -238,21 +229,32 @@ func (s *Store) ListApplications(ctx context.Context, p subscription.Page) ([]su
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list applications: %w", err)
 	}
+	out, next, err := scanPage(rows, limit, scanApplication, func(a subscription.Application) string { return a.ID })
+	if err != nil {
+		return nil, "", fmt.Errorf("store: list applications: %w", err)
+	}
+	return out, next, nil
+}
+
+// scanPage reads the rows of a list query asked for limit+1 rows in id
+// order: the page (never nil) and the cursor of the next ("" after the
+// last). It closes rows.
+func scanPage[T any](rows *sql.Rows, limit int, scan func(scanner) (T, error), id func(T) string) ([]T, string, error) {
 	defer rows.Close()
-	out := []subscription.Application{}
+	out := []T{}
 	for rows.Next() {
-		a, err := scanApplication(rows)
+		v, err := scan(rows)
 		if err != nil {
-			return nil, "", fmt.Errorf("store: list applications: %w", err)
+			return nil, "", err
 		}
-		out = append(out, a)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("store: list applications: %w", err)
+		return nil, "", err
 	}
 	if len(out) > limit {
 		out = out[:limit]
-		return out, encodeCursor(out[limit-1].ID), nil
+		return out, encodeCursor(id(out[limit-1])), nil
 	}
 	return out, "", nil
 }
@@ -540,23 +542,11 @@ func (s *Store) ListSubscriptions(ctx context.Context, app string, q subscriptio
 	if err != nil {
 		return nil, "", fmt.Errorf("store: list subscriptions: %w", err)
 	}
-	defer rows.Close()
-	out := []subscription.Subscription{}
-	for rows.Next() {
-		sub, err := s.scanSubscription(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: list subscriptions: %w", err)
-		}
-		out = append(out, sub)
-	}
-	if err := rows.Err(); err != nil {
+	out, next, err := scanPage(rows, limit, s.scanSubscription, func(sub subscription.Subscription) string { return sub.ID })
+	if err != nil {
 		return nil, "", fmt.Errorf("store: list subscriptions: %w", err)
 	}
-	if len(out) > limit {
-		out = out[:limit]
-		return out, encodeCursor(out[limit-1].ID), nil
-	}
-	return out, "", nil
+	return out, next, nil
 }
 
 // UpdateSubscription replaces every field of subscription sub.ID of
