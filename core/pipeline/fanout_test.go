@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -291,4 +292,20 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// The log lines of a pair name its application and subscription (an
+// operator must tell apart the attempts of one event to several
+// subscriptions); those of a plain sink's delivery do not.
+func TestPairLogLinesNameTheSubscription(t *testing.T) {
+	msg := message.NewMessage("m1", []byte(`{}`))
+	d := &sinkDelivery{msg: msg, ev: sdk.Event{ID: "e1"}, pipeline: "p", attempt: 2}
+	if got := fmt.Sprint(d.logArgs("s", "reason", "x")); got != "[sink s pipeline p event_id e1 attempt 2 reason x]" {
+		t.Fatalf("plain delivery log args = %s", got)
+	}
+	msg.Metadata.Set(envelope.Application, "acme")
+	msg.Metadata.Set(envelope.Subscription, "sub_1")
+	if got := fmt.Sprint(d.logArgs("s", "reason", "x")); got != "[sink s pipeline p event_id e1 attempt 2 application acme subscription sub_1 reason x]" {
+		t.Fatalf("pair log args = %s", got)
+	}
 }
