@@ -325,3 +325,39 @@ func Truncate(s string, n int) string {
 	}
 	return s[:i]
 }
+
+// ResendRequest asks for events on record to be delivered again now.
+type ResendRequest struct {
+	EventIDs []string
+	// Exactly one of Subscription and Sink: a subscription gets the event
+	// as a new delivery of its own (attempt 1, the same webhook-id); a
+	// sink gets it on its topic (a subscriptions sink fans it out again).
+	Subscription string
+	Sink         string
+	// Application, when set, is the caller's application (an application
+	// token): the subscription and the events must be its own, or the
+	// request fails with ErrNotFound.
+	Application string
+}
+
+// RecoverResult is what one call of Recover did.
+type RecoverResult struct {
+	// Queued counts the deliveries queued again; Scanned the deliveries
+	// looked at (queued or skipped because already queued).
+	Queued, Scanned int
+	// Cursor, when not empty, is where the next call goes on: a recover
+	// of many events is a series of calls (the CLI shows their progress).
+	Cursor string
+}
+
+// Resender queues deliveries again from the events on record.
+type Resender interface {
+	// Resend queues each event of r once and says how many deliveries
+	// were queued. Unknown events, subscriptions or sinks fail with an
+	// error wrapping ErrNotFound that names them.
+	Resend(ctx context.Context, r ResendRequest) (int, error)
+	// Recover queues again one page (q.Limit) of the deliveries q selects
+	// that are not already queued (Store.MarkQueued), so running the same
+	// recover twice queues each delivery once.
+	Recover(ctx context.Context, q RecoverQuery) (RecoverResult, error)
+}
