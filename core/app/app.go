@@ -158,6 +158,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.rt.Store(rt)
+	a.Metrics.Declare(rt.topology())
 	a.Engine, err = pipeline.New(pipeline.Options{
 		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
@@ -217,6 +218,7 @@ func (a *App) openHost(ctx context.Context, cfg *config.Config) (err error) {
 	if a.Store, err = OpenStore(ctx, cfg); err != nil {
 		return err
 	}
+	a.registerOldestWaiting()
 	// Before any sink: a subscriptions sink matches against it from its
 	// first event. Cheap without subscriptions sinks (a poll of the change
 	// feed), and ready for one a reload adds.
