@@ -185,4 +185,3 @@ func TestSourceBatchRejected(t *testing.T) {
 		})
 	}
 }
-
