@@ -1,6 +1,3 @@
-// Package sdk is what a hookbus plugin author imports: the Event envelope,
-// the Source and Sink interfaces and (in sub-packages) the plugin protocol
-// and a conformance test kit. It never imports hookbus' core.
 package sdk
 
 import (

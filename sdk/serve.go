@@ -61,6 +61,10 @@ type ServeOptions struct {
 // plugin must write nothing to stdout before Serve (hookbus reads its
 // handshake there); log to stderr, e.g. through Logger.
 //
+// Serve points the standard log package at hookbus' log (each line at
+// info, without log's own date and time). Once Serve runs, what the plugin
+// writes to os.Stdout or os.Stderr reaches hookbus' log at info too.
+//
 // Serve exits the process when its parent (hookbus) goes away.
 func Serve(opts ServeOptions) {
 	m := manifestOf(opts)
