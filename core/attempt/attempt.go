@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -360,4 +361,35 @@ type Resender interface {
 	// that are not already queued (Store.MarkQueued), so running the same
 	// recover twice queues each delivery once.
 	Recover(ctx context.Context, q RecoverQuery) (RecoverResult, error)
+}
+
+// Validate tells whether e can be kept: its attempt has an ID, an event
+// ID, a sink, a number of at least 1, a start time and one of the
+// outcomes; its event, when there is one, is the attempt's event and
+// sink (or leaves them empty). The error names the field.
+func (e *Entry) Validate() error {
+	a := &e.Attempt
+	switch {
+	case a.ID == "":
+		return errors.New("attempt.id is empty")
+	case a.EventID == "":
+		return fmt.Errorf("attempt %s: event_id is empty", a.ID)
+	case a.Sink == "":
+		return fmt.Errorf("attempt %s: sink is empty", a.ID)
+	case a.Number < 1:
+		return fmt.Errorf("attempt %s: number is %d, not at least 1", a.ID, a.Number)
+	case a.StartedAt.IsZero():
+		return fmt.Errorf("attempt %s: started_at is not set", a.ID)
+	case !a.Outcome.Valid():
+		return fmt.Errorf("attempt %s: outcome %q is not one of delivered, retry, failed", a.ID, a.Outcome)
+	}
+	if ev := e.Event; ev != nil {
+		if ev.ID != "" && ev.ID != a.EventID {
+			return fmt.Errorf("attempt %s: event.id %q is not the attempt's event_id %q", a.ID, ev.ID, a.EventID)
+		}
+		if ev.Sink != "" && ev.Sink != a.Sink {
+			return fmt.Errorf("attempt %s: event.sink %q is not the attempt's sink %q", a.ID, ev.Sink, a.Sink)
+		}
+	}
+	return nil
 }
