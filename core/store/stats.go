@@ -22,7 +22,7 @@ import (
 //
 // The buckets are fixed: bucket 0 is [0, 1ms), bucket i (1..histBuckets-2)
 // is [1ms·r^(i-1), 1ms·r^i) with r = histRatio, and the last bucket holds
-// everything from 1ms·r^(histBuckets-2) (about 26.7 h) up. They are part
+// everything from 1ms·r^(histBuckets-2) (about 26 h) up. They are part
 // of the schema: changing them is a new migration.
 const (
 	histBuckets = 72
@@ -49,7 +49,7 @@ func bucketOf(d time.Duration) int {
 	if d < time.Millisecond {
 		return 0
 	}
-	i := 1 + int(math.Floor(math.Log(float64(d)/float64(time.Millisecond))/math.Log(histRatio)))
+	i := min(histBuckets-1, 1+int(math.Floor(math.Log(float64(d)/float64(time.Millisecond))/math.Log(histRatio))))
 	// Floating point may land one off at a bound: settle on the bounds.
 	for i > 1 && d < bucketBounds[i-1] {
 		i--
@@ -57,7 +57,7 @@ func bucketOf(d time.Duration) int {
 	for i < histBuckets-1 && d >= bucketBounds[i] {
 		i++
 	}
-	return min(i, histBuckets-1)
+	return i
 }
 
 // statColumns are the figure columns of hookbus_attempt_stats in order:
@@ -157,7 +157,7 @@ func (s *Store) writeRollups(ctx context.Context, tx *sql.Tx, rs map[rollupKey]*
 // Percentiles are read from the histograms, interpolating linearly within
 // the bucket that holds them: as the buckets are 1.3× apart, a p50 or p99
 // is off by less than 30% of its value (usually much less), and by less
-// than 1 ms below 1 ms; above 26.7 h it reads 26.7 h. OldestWaiting is the
+// than 1 ms below 1 ms; above 26 h it reads 26 h. OldestWaiting is the
 // ingest time of the oldest delivery in scope whose last attempt was a
 // retry, whenever it was received.
 func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Duration) (attempt.Stats, error) {
