@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -165,6 +166,7 @@ func (s *Store) WriteAttempts(ctx context.Context, entries []attempt.Entry) erro
 		}
 		rows = append(rows, row)
 	}
+	slices.SortFunc(rows, func(a, b []any) int { return cmp.Compare(a[0].(string), b[0].(string)) })
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: write attempts: %w", err)
@@ -222,6 +224,9 @@ func (s *Store) writeEvents(ctx context.Context, tx *sql.Tx, entries []attempt.E
 		}
 		rows = append(rows, []any{id, sink, ev.Pipeline, ev.Source, ev.Type, ev.Application, nanos(ev.ReceivedAt), payload, string(meta)})
 	}
+	slices.SortFunc(rows, func(a, b []any) int {
+		return cmp.Or(cmp.Compare(a[0].(string), b[0].(string)), cmp.Compare(a[1].(string), b[1].(string)))
+	})
 	return s.insertRows(ctx, tx, "hookbus_events", eventColumns, rows, ` ON CONFLICT (event_id, sink) DO NOTHING`, nil)
 }
 
@@ -269,6 +274,8 @@ func (s *Store) writeDeliveries(ctx context.Context, tx *sql.Tx, entries []attem
 			st.last = a
 		}
 	}
+	// In key order, like every multi-row write here: see writeRollups.
+	slices.SortFunc(order, compareKeys)
 	rows := make([][]any, 0, len(order))
 	for _, k := range order {
 		st := byKey[k]
@@ -428,6 +435,11 @@ func (s *Store) GetEvent(ctx context.Context, id string) ([]attempt.Event, error
 		return nil, fmt.Errorf("store: event %q: %w", id, attempt.ErrNotFound)
 	}
 	return out, nil
+}
+
+// compareKeys orders delivery keys.
+func compareKeys(a, b attempt.DeliveryKey) int {
+	return cmp.Or(cmp.Compare(a.EventID, b.EventID), cmp.Compare(a.Sink, b.Sink), cmp.Compare(a.Subscription, b.Subscription))
 }
 
 var _ attempt.Store = (*Store)(nil)

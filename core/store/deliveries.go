@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -154,9 +153,7 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 // circle.
 func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]attempt.DeliveryKey, error) {
 	sorted := slices.Clone(keys)
-	slices.SortFunc(sorted, func(a, b attempt.Delivery) int {
-		return cmp.Or(cmp.Compare(a.EventID, b.EventID), cmp.Compare(a.Sink, b.Sink), cmp.Compare(a.Subscription, b.Subscription))
-	})
+	slices.SortFunc(sorted, func(a, b attempt.Delivery) int { return compareKeys(a.DeliveryKey, b.DeliveryKey) })
 	sorted = slices.CompactFunc(sorted, func(a, b attempt.Delivery) bool { return a.DeliveryKey == b.DeliveryKey })
 	for _, k := range sorted {
 		if k.EventID == "" || k.Sink == "" {

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,8 +136,14 @@ func (s *Store) writeRollups(ctx context.Context, tx *sql.Tx, rs map[rollupKey]*
 		sets = append(sets, c+` = hookbus_attempt_stats.`+c+` + excluded.`+c)
 	}
 	suffix := ` ON CONFLICT (kind, name, minute) DO UPDATE SET ` + strings.Join(sets, ", ")
+	// In key order: instances adding to the same rows at once take their
+	// row locks in one order, so they never deadlock (PostgreSQL).
+	keys := slices.SortedFunc(maps.Keys(rs), func(a, b rollupKey) int {
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name), cmp.Compare(a.minute, b.minute))
+	})
 	rows := make([][]any, 0, len(rs))
-	for k, r := range rs {
+	for _, k := range keys {
+		r := rs[k]
 		row := make([]any, 0, len(cols))
 		row = append(row, k.kind, k.name, k.minute, r.attempts, r.delivered, r.retried, r.failed)
 		for _, n := range r.latency {

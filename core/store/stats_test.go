@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func traffic(now time.Time, events int, span time.Duration, seed uint64) []attem
 	for e := range events {
 		received := now.Add(-time.Duration(r.Int64N(int64(span))))
 		sink, sub := "subs", []string{"sub_s", "sub_t"}[e%2]
-		if e%5 == 4 {
+		if e%3 == 2 {
 			sink, sub = "audit", ""
 		}
 		n := 1 + r.IntN(4)
@@ -121,13 +122,13 @@ func checkPercentile(t *testing.T, what string, got, want time.Duration) {
 func TestStats(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	entries := traffic(now, 3000, 30*time.Hour, 3)
+	entries := traffic(now, 2000, 30*time.Hour, 3)
 	eachStore(t, func(t *testing.T, db testDB, s *Store) {
 		s.now = func() time.Time { return now }
 		// In shuffled batches: a delivery's attempts arrive in any order.
 		shuffled := slices.Clone(entries)
 		rand.New(rand.NewPCG(5, 5)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		for b := range slices.Chunk(shuffled, 333) {
+		for b := range slices.Chunk(shuffled, 700) {
 			mustWrite(t, s, b...)
 		}
 		check := func(t *testing.T) {
@@ -241,4 +242,51 @@ func TestBuckets(t *testing.T) {
 	if len(statColumns()) != 4+2*histBuckets {
 		t.Error("columns")
 	}
+}
+
+// TestWriteAttemptsConcurrently: two instances (stores on one database)
+// write at once the attempts of the same deliveries, minutes and scopes;
+// the figures and the deliveries' state come out as if written by one.
+func TestWriteAttemptsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	entries := traffic(now, 600, 3*time.Hour, 11)
+	eachStore(t, func(t *testing.T, db testDB, s *Store) {
+		s.now = func() time.Time { return now }
+		other := db.open(t)
+		var halves [2][]attempt.Entry
+		for i, e := range entries {
+			halves[i%2] = append(halves[i%2], e)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for i, st := range []*Store{s, other} {
+			wg.Go(func() {
+				for b := range slices.Chunk(halves[i], 50) {
+					if err := st.WriteAttempts(ctx, b); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		want, _, _ := expectedStats(entries, func(a *attempt.Attempt) bool { return a.Sink == "subs" }, now.Add(-24*time.Hour))
+		got, err := s.Stats(ctx, attempt.Scope{Sink: "subs"}, 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Attempts != want.Attempts || got.Delivered != want.Delivered || got.Retried != want.Retried || got.Failed != want.Failed ||
+			!got.OldestWaiting.Equal(want.OldestWaiting) {
+			t.Errorf("figures %+v, want %+v", got, want)
+		}
+		var n int
+		if err := db.raw.QueryRow(`SELECT SUM(attempts) FROM hookbus_deliveries`).Scan(&n); err != nil || n != len(entries) {
+			t.Errorf("deliveries count %d attempts (%v), want %d", n, err, len(entries))
+		}
+	})
 }
