@@ -270,9 +270,10 @@ type Store interface {
 	// of the next page.
 	Deliveries(ctx context.Context, q RecoverQuery) ([]Delivery, []Event, string, error)
 	// MarkQueued marks deliveries as queued again (Delivery.Queued) and
-	// returns those it marked: a key already queued, or unknown, is left
-	// out, so two recovers never both queue one delivery. A resend of a
-	// delivery with no state yet creates it, queued.
+	// returns those it marked: a key already queued is left out, so two
+	// recovers never both queue one delivery. A key with no state yet (a
+	// resend to a subscription that never had the event) is created,
+	// queued, and returned.
 	MarkQueued(ctx context.Context, keys []Delivery) ([]DeliveryKey, error)
 	// Prune deletes up to batch events on record (with their deliveries)
 	// received before eventsBefore and up to batch attempts started before

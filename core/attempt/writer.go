@@ -24,7 +24,8 @@ type WriterOptions struct {
 	RetryDelay time.Duration
 	Logger     *slog.Logger
 	// OnDrop, when set, is called with the number of entries dropped
-	// (a full buffer, or Close before they could be written).
+	// (a full buffer, an invalid entry, an entry recorded after Close, or
+	// Close's ctx ending before they could be written).
 	OnDrop func(n int)
 	// OnWrite, when set, is called with the size of each batch written.
 	OnWrite func(n int)

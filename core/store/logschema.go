@@ -14,8 +14,8 @@ import "strings"
 //   - hookbus_events: the events on record, one per event and sink.
 //   - hookbus_deliveries: the state of each delivery (subscription ”
 //     when the sink has none), upserted with every batch of attempts:
-//     indexes by subscription, application and sink then ingest time for
-//     recover, by last outcome for the oldest waiting event, by ingest
+//     indexes by subscription, application and sink then the order
+//     Deliveries lists in (ingest time, key) for recover, by last outcome for the oldest waiting event, by ingest
 //     time for pruning.
 //   - hookbus_attempt_stats: per-minute figures per scope (kind 'sink' or
 //     'subscription', and its name), added to in the transaction that
@@ -79,9 +79,9 @@ func logSchema(id, blob string) []string {
 			queued INTEGER NOT NULL,
 			PRIMARY KEY (event_id, sink, subscription)
 		)`,
-		`CREATE INDEX hookbus_deliveries_subscription ON hookbus_deliveries (subscription, received_at)`,
-		`CREATE INDEX hookbus_deliveries_application ON hookbus_deliveries (application, received_at)`,
-		`CREATE INDEX hookbus_deliveries_sink ON hookbus_deliveries (sink, received_at)`,
+		`CREATE INDEX hookbus_deliveries_subscription ON hookbus_deliveries (subscription, received_at, event_id, sink)`,
+		`CREATE INDEX hookbus_deliveries_application ON hookbus_deliveries (application, received_at, event_id, sink, subscription)`,
+		`CREATE INDEX hookbus_deliveries_sink ON hookbus_deliveries (sink, received_at, event_id, subscription)`,
 		`CREATE INDEX hookbus_deliveries_waiting_sink ON hookbus_deliveries (last_outcome, sink, received_at)`,
 		`CREATE INDEX hookbus_deliveries_waiting_subscription ON hookbus_deliveries (last_outcome, subscription, received_at)`,
 		`CREATE INDEX hookbus_deliveries_received ON hookbus_deliveries (received_at)`,
