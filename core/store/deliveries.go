@@ -208,7 +208,8 @@ const DefaultPruneBatch = 1000
 // longer than one small delete), up to batch of each of: the events on
 // record received before eventsBefore, the deliveries received before it
 // (the deliveries of those events), the attempts started before
-// attemptsBefore and the per-minute figures of minutes before it. It
+// attemptsBefore and the figures of minutes and hours that began before
+// it. It
 // returns how many rows went; the caller calls again until it returns 0.
 // (A zero time prunes nothing of its kind.)
 //
@@ -229,7 +230,7 @@ func (s *Store) Prune(ctx context.Context, eventsBefore, attemptsBefore time.Tim
 		{"events", "hookbus_events", "event_id, sink", "received_at", eventsBefore, 1},
 		{"deliveries", "hookbus_deliveries", "event_id, sink, subscription", "received_at", eventsBefore, 1},
 		{"attempts", "hookbus_attempts", "id", "started_at", attemptsBefore, 1},
-		{"figures", "hookbus_attempt_stats", "kind, name, minute", "minute", attemptsBefore, time.Minute},
+		{"figures", "hookbus_attempt_stats", "kind, name, period, start", "start", attemptsBefore, time.Second},
 	} {
 		if p.before.IsZero() {
 			continue

@@ -229,7 +229,7 @@ func TestPrune(t *testing.T) {
 			return n
 		}
 		eventsBefore, attemptsBefore := now.Add(-7*24*time.Hour), now.Add(-30*24*time.Hour)
-		oldFigures := count(`SELECT COUNT(*) FROM hookbus_attempt_stats WHERE minute < ?`, attemptsBefore.Unix()/60)
+		oldFigures := count(`SELECT COUNT(*) FROM hookbus_attempt_stats WHERE start < ?`, attemptsBefore.Unix())
 		if oldFigures == 0 {
 			t.Fatal("no old figures")
 		}
@@ -260,7 +260,7 @@ func TestPrune(t *testing.T) {
 				t.Errorf("%s: %d rows left, want %d", table, n, want)
 			}
 		}
-		if n := count(`SELECT COUNT(*) FROM hookbus_attempt_stats WHERE minute < ?`, attemptsBefore.Unix()/60); n != 0 {
+		if n := count(`SELECT COUNT(*) FROM hookbus_attempt_stats WHERE start < ?`, attemptsBefore.Unix()); n != 0 {
 			t.Errorf("%d old figures left", n)
 		}
 		if _, err := s.GetEvent(ctx, fmt.Sprintf("evt_%v_0", 10*24*time.Hour)); !errors.Is(err, attempt.ErrNotFound) {

@@ -17,9 +17,10 @@ import "strings"
 //     indexes by subscription, application and sink then the order
 //     Deliveries lists in (ingest time, key) for recover, by last outcome for the oldest waiting event, by ingest
 //     time for pruning.
-//   - hookbus_attempt_stats: per-minute figures per scope (kind 'sink' or
-//     'subscription', and its name), added to in the transaction that
-//     writes the attempts (stats.go).
+//   - hookbus_attempt_stats: figures per scope (kind 'sink' or
+//     'subscription', and its name), per minute and per hour (period 60
+//     or 3600 seconds, from start, unix seconds), added to in the
+//     transaction that writes the attempts (stats.go).
 func logSchema(id, blob string) []string {
 	return []string{
 		`CREATE TABLE hookbus_attempts (
@@ -88,11 +89,12 @@ func logSchema(id, blob string) []string {
 		`CREATE TABLE hookbus_attempt_stats (
 			kind TEXT NOT NULL,
 			name ` + id + ` NOT NULL,
-			minute BIGINT NOT NULL,
+			period INTEGER NOT NULL,
+			start BIGINT NOT NULL,
 			` + strings.Join(statColumnDefs(), ",\n\t\t\t") + `,
-			PRIMARY KEY (kind, name, minute)
+			PRIMARY KEY (kind, name, period, start)
 		)`,
-		`CREATE INDEX hookbus_attempt_stats_minute ON hookbus_attempt_stats (minute)`,
+		`CREATE INDEX hookbus_attempt_stats_start ON hookbus_attempt_stats (start)`,
 	}
 }
 

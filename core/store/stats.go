@@ -14,14 +14,16 @@ import (
 	"github.com/hookbus/hookbus/core/attempt"
 )
 
-// Figures are kept per minute and per scope in hookbus_attempt_stats, so
-// Stats sums at most one row per minute of its window (10,080 for 7 days)
-// whatever the number of attempts. Each row holds the counts by outcome
-// and two histograms, of attempt latency and of delay (ingest to the end
-// of a delivered attempt), as one column per bucket. WriteAttempts adds to
-// the rows with additive upserts (count = count + excluded.count), so
-// instances writing at once never read-modify-write, and counts only the
-// attempts it actually inserted, so an attempt written twice counts once.
+// Figures are kept per scope in hookbus_attempt_stats, in rows of a
+// minute and rows of an hour, so Stats sums the minutes at the start of
+// its window up to the first whole hour, then hours: at most 60 + 169 rows
+// for 7 days, whatever the number of attempts. Each row holds the counts
+// by outcome and two histograms, of attempt latency and of delay (ingest
+// to the end of a delivered attempt), as one column per bucket.
+// WriteAttempts adds to the rows with additive upserts (count = count +
+// excluded.count), so instances writing at once never read-modify-write,
+// and counts only the attempts it actually inserted, so an attempt written
+// twice counts once.
 //
 // The buckets are fixed: bucket 0 is [0, 1ms), bucket i (1..histBuckets-2)
 // is [1ms·r^(i-1), 1ms·r^i) with r = histRatio, and the last bucket holds
@@ -30,6 +32,12 @@ import (
 const (
 	histBuckets = 72
 	histRatio   = 1.3
+)
+
+// The periods of the figures' rows, in seconds.
+const (
+	minutePeriod = 60
+	hourPeriod   = 3600
 )
 
 // Kinds of the scopes figures are kept for.
@@ -82,8 +90,8 @@ type rollup struct {
 }
 
 type rollupKey struct {
-	kind, name string
-	minute     int64
+	kind, name    string
+	period, start int64
 }
 
 // add counts a in r.
@@ -103,15 +111,21 @@ func (r *rollup) add(a *attempt.Attempt) {
 	r.latency[bucketOf(max(0, a.Duration))]++
 }
 
-// rollups sums the attempts inserted into one row per scope and minute of
-// their start: the sink's, and the subscription's when there is one.
+// rollups sums the attempts inserted into one row per scope, period and
+// period start of their start time: the sink's scope, and the
+// subscription's when there is one.
 func rollups(inserted []*attempt.Attempt) map[rollupKey]*rollup {
 	out := map[rollupKey]*rollup{}
+	keys := make([]rollupKey, 0, 4)
 	for _, a := range inserted {
-		minute := a.StartedAt.Unix() / 60
-		keys := []rollupKey{{scopeSink, a.Sink, minute}}
-		if a.Subscription != "" {
-			keys = append(keys, rollupKey{scopeSubscription, a.Subscription, minute})
+		at := a.StartedAt.Unix()
+		keys = keys[:0]
+		for _, p := range []int64{minutePeriod, hourPeriod} {
+			start := floorTo(at, p)
+			keys = append(keys, rollupKey{scopeSink, a.Sink, p, start})
+			if a.Subscription != "" {
+				keys = append(keys, rollupKey{scopeSubscription, a.Subscription, p, start})
+			}
 		}
 		for _, k := range keys {
 			r := out[k]
@@ -125,27 +139,36 @@ func rollups(inserted []*attempt.Attempt) map[rollupKey]*rollup {
 	return out
 }
 
+// floorTo is the start of the period of p seconds that unix time t is in.
+func floorTo(t, p int64) int64 {
+	r := t % p
+	if r < 0 {
+		r += p
+	}
+	return t - r
+}
+
 // writeRollups adds rs to hookbus_attempt_stats inside tx.
 func (s *Store) writeRollups(ctx context.Context, tx *sql.Tx, rs map[rollupKey]*rollup) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	cols := append([]string{"kind", "name", "minute"}, statColumns()...)
+	cols := append([]string{"kind", "name", "period", "start"}, statColumns()...)
 	sets := make([]string, 0, len(cols)-3)
-	for _, c := range cols[3:] {
+	for _, c := range cols[4:] {
 		sets = append(sets, c+` = hookbus_attempt_stats.`+c+` + excluded.`+c)
 	}
-	suffix := ` ON CONFLICT (kind, name, minute) DO UPDATE SET ` + strings.Join(sets, ", ")
+	suffix := ` ON CONFLICT (kind, name, period, start) DO UPDATE SET ` + strings.Join(sets, ", ")
 	// In key order: instances adding to the same rows at once take their
 	// row locks in one order, so they never deadlock (PostgreSQL).
 	keys := slices.SortedFunc(maps.Keys(rs), func(a, b rollupKey) int {
-		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name), cmp.Compare(a.minute, b.minute))
+		return cmp.Or(cmp.Compare(a.kind, b.kind), cmp.Compare(a.name, b.name), cmp.Compare(a.period, b.period), cmp.Compare(a.start, b.start))
 	})
 	rows := make([][]any, 0, len(rs))
 	for _, k := range keys {
 		r := rs[k]
 		row := make([]any, 0, len(cols))
-		row = append(row, k.kind, k.name, k.minute, r.attempts, r.delivered, r.retried, r.failed)
+		row = append(row, k.kind, k.name, k.period, k.start, r.attempts, r.delivered, r.retried, r.failed)
 		for _, n := range r.latency {
 			row = append(row, n)
 		}
@@ -159,7 +182,7 @@ func (s *Store) writeRollups(ctx context.Context, tx *sql.Tx, rs map[rollupKey]*
 
 // Stats computes the figures of scope (a subscription when
 // scope.Subscription is set, else the sink scope.Sink) over the window
-// that ends now, from the per-minute figures: the window starts at the
+// that ends now, from the figures' rows: the window starts at the
 // beginning of the minute now-window falls in, so it may take in up to a
 // minute more than asked. The counts are exact.
 //
@@ -186,15 +209,27 @@ func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Dura
 	for i, c := range cols {
 		sums[i] = `CAST(COALESCE(SUM(` + c + `), 0) AS BIGINT)`
 	}
-	from := s.now().Add(-window).Unix() / 60
+	// The minutes up to the first whole hour, then the hours (the current
+	// one holds what happened in it so far).
+	from := floorTo(s.now().Add(-window).Unix(), minutePeriod)
+	hours := floorTo(from+hourPeriod-1, hourPeriod)
 	vals := make([]int64, len(cols))
+	part := make([]int64, len(cols))
 	dest := make([]any, len(cols))
-	for i := range vals {
-		dest[i] = &vals[i]
+	for i := range part {
+		dest[i] = &part[i]
 	}
-	if err := s.db.QueryRowContext(ctx, s.q(`SELECT `+strings.Join(sums, ", ")+` FROM hookbus_attempt_stats WHERE kind = ? AND name = ? AND minute >= ?`),
-		kind, name, from).Scan(dest...); err != nil {
-		return st, fmt.Errorf("store: stats of %s %q: %w", kind, name, err)
+	query := s.q(`SELECT ` + strings.Join(sums, ", ") + ` FROM hookbus_attempt_stats WHERE kind = ? AND name = ? AND period = ? AND start >= ? AND start < ?`)
+	for _, r := range []struct{ period, from, to int64 }{{minutePeriod, from, hours}, {hourPeriod, hours, math.MaxInt64}} {
+		if r.from >= r.to {
+			continue
+		}
+		if err := s.db.QueryRowContext(ctx, query, kind, name, r.period, r.from, r.to).Scan(dest...); err != nil {
+			return st, fmt.Errorf("store: stats of %s %q: %w", kind, name, err)
+		}
+		for i, v := range part {
+			vals[i] += v
+		}
 	}
 	st.Attempts, st.Delivered, st.Retried, st.Failed = vals[0], vals[1], vals[2], vals[3]
 	if st.Attempts > 0 {

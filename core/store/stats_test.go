@@ -121,7 +121,8 @@ func checkPercentile(t *testing.T, what string, got, want time.Duration) {
 
 func TestStats(t *testing.T) {
 	ctx := context.Background()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	// Not on the hour: windows begin with minutes, then hours.
+	now := time.Date(2026, 3, 1, 12, 17, 0, 0, time.UTC)
 	entries := traffic(now, 2000, 30*time.Hour, 3)
 	eachStore(t, func(t *testing.T, db testDB, s *Store) {
 		s.now = func() time.Time { return now }
