@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outcome is what became of one attempt. Its values are stored and shown
@@ -390,6 +391,10 @@ func (e *Entry) Validate() error {
 		}
 		if ev.Sink != "" && ev.Sink != a.Sink {
 			return fmt.Errorf("attempt %s: event.sink %q is not the attempt's sink %q", a.ID, ev.Sink, a.Sink)
+		}
+		// Kept as text: JSON in UTF-8 (PostgreSQL refuses anything else).
+		if len(ev.Payload) > 0 && (!json.Valid(ev.Payload) || !utf8.Valid(ev.Payload)) {
+			return fmt.Errorf("attempt %s: event.payload is not JSON in UTF-8", a.ID)
 		}
 	}
 	return nil

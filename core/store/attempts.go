@@ -103,7 +103,7 @@ func attemptRow(a *attempt.Attempt) ([]any, error) {
 	}
 	return []any{a.ID, a.EventID, a.EventType, a.Sink, a.Pipeline, a.Source, a.Application, a.Subscription,
 		a.Number, nanos(a.StartedAt), int64(a.Duration), nanos(a.ReceivedAt), string(a.Outcome), a.StatusCode,
-		attempt.Truncate(a.Error, attempt.MaxErrorText), a.URL, a.WebhookID, req, resp, body}, nil
+		strings.ToValidUTF8(attempt.Truncate(a.Error, attempt.MaxErrorText), "\uFFFD"), a.URL, a.WebhookID, req, resp, body}, nil
 }
 
 func scanAttempt(r scanner) (attempt.Attempt, error) {

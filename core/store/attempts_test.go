@@ -141,6 +141,9 @@ func TestWriteAttemptsRefusesBadEntries(t *testing.T) {
 		if _, err := s.GetAttempt(context.Background(), "01A"); !errors.Is(err, attempt.ErrNotFound) {
 			t.Fatalf("a refused batch wrote its good entry: %v", err)
 		}
+		if err := s.WriteAttempts(context.Background(), []attempt.Entry{{Attempt: ok, Event: &attempt.Event{Payload: []byte("{\"a\":\"\xff\"}")}}}); err == nil || !strings.Contains(err.Error(), "event.payload") {
+			t.Fatalf("a payload not in UTF-8: %v", err)
+		}
 		mismatch := attempt.Entry{Attempt: ok, Event: &attempt.Event{ID: "other"}}
 		if err := s.WriteAttempts(context.Background(), []attempt.Entry{mismatch}); err == nil || !strings.Contains(err.Error(), "event.id") {
 			t.Fatalf("event of another id: %v", err)
