@@ -67,6 +67,8 @@ func TestHelperSuites(t *testing.T) {
 		plugintest.RunSource(t, func() sdk.Source { return &tickSource{noType: true} }, plugintest.SourceOptions{})
 	case "noid":
 		plugintest.RunSource(t, func() sdk.Source { return &tickSource{} }, plugintest.SourceOptions{})
+	default:
+		runSinkHelper(t, os.Getenv(helperEnv))
 	}
 }
 
