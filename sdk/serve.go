@@ -23,7 +23,7 @@ import (
 // started by hookbus (a user running it by hand gets a helpful message) and
 // speaks protocol version 1.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  ProtocolVersion,
 	MagicCookieKey:   "HOOKBUS_PLUGIN",
 	MagicCookieValue: "hookbus-plugin-7c4f1e2a",
 }

@@ -82,12 +82,12 @@ func runConfigChecks(t *testing.T, c checker, config, badConfig json.RawMessage)
 		var err error
 		if sch, err = compileSchema(m.ConfigSchema); err != nil {
 			t.Fatalf("Describe: ConfigSchema is not a valid JSON Schema (hookbus reads draft 2020-12 unless \"$schema\" names draft-04, -06, -07 or 2019-09), "+
-				"so hookbus refuses every config of this plugin: %v", err)
+				"so hookbus validate fails every config of this plugin: %v", err)
 		}
 	})
 	t.Run("ConfigAgreement", func(t *testing.T) {
 		if err := checkSchema(sch, config); err != nil {
-			t.Errorf("Config does not pass the plugin's ConfigSchema, so hookbus refuses it before Init: %v", err)
+			t.Errorf("Config does not pass the plugin's ConfigSchema, so hookbus validate refuses it: %v", err)
 		}
 		verr, validates := c.validate(t, config)
 		if verr != nil {

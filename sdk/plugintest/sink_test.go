@@ -49,7 +49,7 @@ func TestSinkSuite(t *testing.T) {
 		{"sink-" + fake.Good, ""},
 		{"sink-" + fake.OKOnCancel, "Deliver on a cancelled context: delivery 0: outcome ok, want retry"},
 		{"sink-" + fake.BadSchema, "ConfigSchema is not a valid JSON Schema"},
-		{"sink-" + fake.SchemaRejectsConfig, "Config does not pass the plugin's ConfigSchema, so hookbus refuses it before Init: url: got string, want integer"},
+		{"sink-" + fake.SchemaRejectsConfig, "Config does not pass the plugin's ConfigSchema, so hookbus validate refuses it: url: got string, want integer"},
 		{"sink-" + fake.LaxValidate, "hookbus validate accepts BadConfig"},
 		{"bin-" + fake.Good, ""},
 		{"bin-" + fake.BadSchema, "ConfigSchema is not a valid JSON Schema"},
