@@ -1,8 +1,11 @@
 package plugintest_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
 	"github.com/hookbus/hookbus/sdk/plugintest/internal/fake"
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 const fakePlugin = "./internal/fake/cmd/fakeplugin"
@@ -124,4 +128,31 @@ func (r *fatalRecorder) Fatalf(format string, args ...any) {
 	r.failed = true
 	r.msg = strings.TrimSpace(fmt.Sprintf(format, args...))
 	runtime.Goexit()
+}
+
+// TestBinaryTakesLargeBatches: a Deliver request above gRPC's default 4
+// MiB message limit (hookbus batches up to 64 deliveries of events that
+// may be 1 MiB each) reaches a plugin served by sdk.Serve.
+func TestBinaryTakesLargeBatches(t *testing.T) {
+	t.Setenv(fake.ModeEnv, fake.Good)
+	c, err := remote.Start(remote.Options{Cmd: exec.Command(plugintest.Build(t, fakePlugin)), CallTimeout: plugintest.Timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), plugintest.Timeout)
+	defer cancel()
+	s := c.Sink()
+	if _, err := s.Init(ctx, fake.Config); err != nil {
+		t.Fatal(err)
+	}
+	batch := plugintest.SampleEvents(8)
+	for i := range batch {
+		batch[i].Event.Data = json.RawMessage(`"` + strings.Repeat("x", sdk.MaxEventBytes-1024) + `"`)
+	}
+	for i, r := range s.Deliver(ctx, batch) {
+		if r.Outcome != sdk.OK {
+			t.Fatalf("delivery %d of a batch of %d events of about 1 MiB: %v (%s)", i, len(batch), r.Outcome, r.Reason)
+		}
+	}
 }
