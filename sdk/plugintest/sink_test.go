@@ -55,6 +55,7 @@ func TestSinkSuite(t *testing.T) {
 		{"sink-" + fake.BadSchema, "ConfigSchema is not a valid JSON Schema"},
 		{"sink-" + fake.SchemaRejectsConfig, "Config does not pass the plugin's ConfigSchema, so hookbus validate refuses it: url: got string, want integer"},
 		{"sink-" + fake.LaxValidate, "hookbus validate accepts BadConfig"},
+		{"sink-" + fake.StrictValidate, "ValidateConfig rejects Config, which Init must accept (hookbus validate and hookbus run would disagree): url: no URL is good enough"},
 		{"bin-" + fake.Good, ""},
 		{"bin-" + fake.BadSchema, "ConfigSchema is not a valid JSON Schema"},
 		{"bin-" + fake.LaxValidate, "hookbus validate accepts BadConfig"},

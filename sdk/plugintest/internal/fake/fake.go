@@ -27,6 +27,8 @@ const (
 	SchemaRejectsConfig = "schema-rejects-config"
 	// LaxValidate has a ValidateConfig that accepts what Init rejects.
 	LaxValidate = "lax-validate"
+	// StrictValidate has a ValidateConfig that rejects what Init accepts.
+	StrictValidate = "strict-validate"
 )
 
 // Config is a config block Init accepts; BadConfig passes the schema but
@@ -53,10 +55,14 @@ func (s *Sink) Describe() sdk.Manifest {
 	return sdk.Manifest{Name: "fake", Version: "0.0.1", ConfigSchema: json.RawMessage(schema)}
 }
 
-// ValidateConfig checks what Init checks, except in mode LaxValidate.
+// ValidateConfig checks what Init checks, except in modes LaxValidate and
+// StrictValidate.
 func (s *Sink) ValidateConfig(config json.RawMessage) error {
-	if s.Mode == LaxValidate {
+	switch s.Mode {
+	case LaxValidate:
 		return nil
+	case StrictValidate:
+		return &sdk.ConfigError{Field: "url", Message: "no URL is good enough"}
 	}
 	return check(config)
 }
