@@ -23,8 +23,8 @@ import (
 
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
-	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 	"github.com/hookbus/hookbus/sdk/plugintest"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 	"github.com/hookbus/hookbus/sdk/remote"
 )
 
