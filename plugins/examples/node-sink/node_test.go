@@ -353,3 +353,13 @@ func alive(pid int) bool {
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(fields) > 0 && fields[0] != "Z"
 }
+
+// TestNodeUnitTests runs the example's own tests (node:test) of the sink:
+// cancelled requests write nothing, lines never interleave, outcomes.
+func TestNodeUnitTests(t *testing.T) {
+	launcher(t) // node present, dependencies installed
+	out, err := exec.Command("node", "--test", "test/sink.test.js").CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+}

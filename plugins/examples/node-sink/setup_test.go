@@ -23,6 +23,7 @@ var (
 	installOnce sync.Once
 	installErr  error
 	installLog  string
+	logOnce     sync.Once
 )
 
 // launcher returns the absolute path of the plugin's launcher script
@@ -46,7 +47,7 @@ func launcher(t testing.TB) string {
 		t.Fatal(installErr)
 	}
 	if installLog != "" {
-		t.Log(installLog)
+		logOnce.Do(func() { t.Log(installLog) })
 	}
 	abs, err := filepath.Abs(filepath.Join("bin", "hookbus-node-sink"))
 	if err != nil {
