@@ -320,14 +320,15 @@ func TestExitsWhenParentDies(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, "1|1|unix|") {
 		t.Fatalf("handshake line %q: %v", line, err)
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var pid int
+	testenv.Eventually(t, 10*time.Second, "the shell to write the plugin's pid", func() bool {
+		b, _ := os.ReadFile(pidFile)
+		if !strings.HasSuffix(string(b), "\n") {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	})
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	if !alive(pid) {
 		t.Fatal("plugin not running after its handshake")
