@@ -110,7 +110,7 @@ func zeroSeries(sources []string, routes []metrics.Route, sinks, scripts []strin
 			}
 		}
 		for _, n := range []string{"hookbus_delivery_retries_total", "hookbus_deliveries_in_flight", "hookbus_delivery_not_tried_total",
-			"hookbus_delivery_delay_seconds", "hookbus_delivery_attempt_seconds"} {
+			"hookbus_delivery_delay_seconds", "hookbus_delivery_attempt_seconds", "hookbus_oldest_waiting_seconds"} {
 			add(n, fmt.Sprintf("sink=%q", s))
 		}
 	}
