@@ -109,8 +109,8 @@ type Options struct {
 	// (the delivery log); nil: no attempt is recorded. Record must not
 	// block (attempt.Writer does not).
 	Attempts attempt.Recorder
-	Metrics     *metrics.Metrics
-	Logger      *slog.Logger
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 	// CloseTimeout bounds how long Close waits for in-flight work.
 	CloseTimeout time.Duration
 	// SourceConcurrency bounds unacked source messages per pipeline (default 256).

@@ -177,7 +177,7 @@ type sinkState struct {
 	// deliveries only), which the engine calls when it logs attempts.
 	detailed DetailedSink
 	batcher  *batcher
-	uses    sync.WaitGroup
+	uses     sync.WaitGroup
 }
 
 // acquire returns the current state, counted as in use until release.
