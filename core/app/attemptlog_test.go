@@ -349,4 +349,3 @@ func TestDeliveryLogStatsMatchTheReceivers(t *testing.T) {
 		}
 	}
 }
-
