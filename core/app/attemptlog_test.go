@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +101,36 @@ pipelines:
     to: [partners]
 `
 
+// attemptLogStores are the stores the delivery log's app tests run on:
+// SQLite under data_dir, and a fresh schema of the machine's PostgreSQL
+// (required in CI, else skipped when it does not run), dropped at the end.
+var attemptLogStores = []struct {
+	name  string
+	store func(t *testing.T) string // the store block of the configuration
+}{
+	{"sqlite", func(*testing.T) string { return "" }},
+	{"postgres", func(t *testing.T) string {
+		testenv.NeedService(t, "127.0.0.1:5432")
+		const pg = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+		schema := fmt.Sprintf("hbapp_%d", time.Now().UnixNano())
+		admin, err := sql.Open("pgx", pg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { admin.Close() })
+		if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
+			t.Fatal(err)
+		}
+		// Registered before the app's cleanup, so it runs after it.
+		t.Cleanup(func() {
+			if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
+				t.Logf("drop schema %s: %v", schema, err)
+			}
+		})
+		return `store: {driver: postgres, dsn: "` + pg + `&search_path=` + schema + `"}`
+	}},
+}
+
 func attemptLogApp(t *testing.T, url, store string) *App {
 	t.Helper()
 	y := strings.NewReplacer("URL", url, "STORE", store).Replace(attemptLogConfig)
@@ -149,6 +180,15 @@ func attemptsOf(t *testing.T, a *App, f attempt.Filter) []attempt.Attempt {
 // record for each sink.
 func TestDeliveryLogRecordsEveryAttempt(t *testing.T) {
 	t.Parallel()
+	for _, st := range attemptLogStores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			testDeliveryLogRecordsEveryAttempt(t, st.store(t))
+		})
+	}
+}
+
+func testDeliveryLogRecordsEveryAttempt(t *testing.T, store string) {
 	big := strings.Repeat("0123456789abcdef", 1024) // 16 KiB
 	rcv := newLogReceiver(t, func(id string, n int) (int, string) {
 		switch id {
@@ -163,7 +203,7 @@ func TestDeliveryLogRecordsEveryAttempt(t *testing.T) {
 		}
 		return 200, "ok"
 	})
-	a := attemptLogApp(t, rcv.srv.URL, "")
+	a := attemptLogApp(t, rcv.srv.URL, store)
 	sub := subscribe(t, a, rcv.srv.URL+"/sub")
 	post(t, a, "shop", "application/json", `[
 		{"id":"ok","type":"order.paid","application":"acme","data":{"n":1}},
@@ -287,6 +327,15 @@ func TestDeliveryLogRetentionPrunes(t *testing.T) {
 // known share fails once.
 func TestDeliveryLogStatsMatchTheReceivers(t *testing.T) {
 	t.Parallel()
+	for _, st := range attemptLogStores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			testDeliveryLogStatsMatchTheReceivers(t, st.store(t))
+		})
+	}
+}
+
+func testDeliveryLogStatsMatchTheReceivers(t *testing.T, store string) {
 	const n = 60
 	answer := func(id string, req int) (int, string) {
 		var i int
@@ -303,7 +352,7 @@ func TestDeliveryLogStatsMatchTheReceivers(t *testing.T) {
 	}
 	hooks := newLogReceiver(t, answer)
 	subRcv := newLogReceiver(t, answer)
-	a := attemptLogApp(t, hooks.srv.URL, "")
+	a := attemptLogApp(t, hooks.srv.URL, store)
 	sub := subscribe(t, a, subRcv.srv.URL)
 	var b strings.Builder
 	b.WriteString("[")
