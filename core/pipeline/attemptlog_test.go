@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/queue"
@@ -353,4 +355,28 @@ func newTestMemory(t *testing.T) queue.Queue {
 	q := queue.NewMemoryWith(queue.MemoryOptions{CloseGrace: 50 * time.Millisecond})
 	closeQueue(t, q)
 	return q
+}
+
+// BenchmarkRecordAttempt measures what building one attempt's entry costs
+// the delivery path (the detail of an HTTP sink, the event on record).
+func BenchmarkRecordAttempt(b *testing.B) {
+	var n atomic.Int64
+	e := &Engine{opts: Options{Attempts: attempt.RecorderFunc(func(attempt.Entry) { n.Add(1) })}}
+	msg := message.NewMessage("m1", []byte(`{"id":"e1","type":"order.paid","application":"acme","data":{"n":1}}`))
+	msg.Metadata.Set(envelope.ReceivedAt, "1764680000000000000")
+	msg.Metadata.Set(envelope.Source, "shop")
+	msg.Metadata.Set(envelope.Pipeline, "p")
+	d := &sinkDelivery{msg: msg, pipeline: "p", attempt: 1}
+	if err := d.ev.UnmarshalJSON(msg.Payload); err != nil {
+		b.Fatal(err)
+	}
+	detail := &attempt.Detail{URL: "https://partner.example/hooks", WebhookID: "e1",
+		RequestHeaders:  http.Header{"Content-Type": {"application/json"}, "Webhook-Id": {"e1"}, "Webhook-Signature": {"v1,x"}, "Webhook-Timestamp": {"1"}, "User-Agent": {"hookbus/1"}},
+		ResponseHeaders: http.Header{"Content-Length": {"2"}}, ResponseBody: []byte("ok")}
+	at := attemptTiming{start: time.Now(), duration: time.Millisecond}
+	res := sdk.Result{Outcome: sdk.OK, StatusCode: 200}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.recordAttempt("out", d, at, attempt.Delivered, res, detail)
+	}
 }
