@@ -160,7 +160,7 @@ func subscribe(t *testing.T, a *App, url string) subscription.Subscription {
 }
 
 // attemptsOf lists the attempts f selects, oldest first.
-func attemptsOf(t *testing.T, a *App, f attempt.Filter) []attempt.Attempt {
+func loggedAttempts(t *testing.T, a *App, f attempt.Filter) []attempt.Attempt {
 	t.Helper()
 	f.Limit = 500
 	got, _, err := a.Attempts.ListAttempts(context.Background(), f)
@@ -213,7 +213,7 @@ func testDeliveryLogRecordsEveryAttempt(t *testing.T, store string) {
 
 	// Webhook sink: 1 + 2 + 1 + 1 attempts; the subscription: ok's.
 	testenv.Eventually(t, 30*time.Second, "6 attempts on record", func() bool {
-		return len(attemptsOf(t, a, attempt.Filter{})) >= 6
+		return len(loggedAttempts(t, a, attempt.Filter{})) >= 6
 	})
 	type want struct {
 		outcome attempt.Outcome
@@ -227,7 +227,7 @@ func testDeliveryLogRecordsEveryAttempt(t *testing.T, store string) {
 		"bad":   {{attempt.Failed, 400, "HTTP 400: no such order", "no such order"}},
 		"big":   {{attempt.Delivered, 200, "", big[:attempt.MaxResponseBody]}},
 	} {
-		got := attemptsOf(t, a, attempt.Filter{EventID: id, Sink: "partner"})
+		got := loggedAttempts(t, a, attempt.Filter{EventID: id, Sink: "partner"})
 		if len(got) != len(ws) {
 			t.Fatalf("%s: %d attempts on record, want %d: %+v", id, len(got), len(ws), got)
 		}
@@ -248,16 +248,16 @@ func testDeliveryLogRecordsEveryAttempt(t *testing.T, store string) {
 			}
 		}
 	}
-	if got := attemptsOf(t, a, attempt.Filter{EventID: "ok", Sink: "partner"}); got[0].Application != "acme" {
+	if got := loggedAttempts(t, a, attempt.Filter{EventID: "ok", Sink: "partner"}); got[0].Application != "acme" {
 		t.Errorf("the event's application attribute is not on its attempt: %q", got[0].Application)
 	}
 
-	subs := attemptsOf(t, a, attempt.Filter{Subscription: sub.ID})
+	subs := loggedAttempts(t, a, attempt.Filter{Subscription: sub.ID})
 	if len(subs) != 1 || subs[0].EventID != "ok" || subs[0].Application != "acme" || subs[0].Sink != "partners" ||
 		subs[0].Outcome != attempt.Delivered || subs[0].URL != rcv.srv.URL+"/sub" || subs[0].WebhookID != "ok" {
 		t.Fatalf("the subscription's attempts: %+v", subs)
 	}
-	if got := attemptsOf(t, a, attempt.Filter{Application: "acme", Sink: "partners"}); len(got) != 1 {
+	if got := loggedAttempts(t, a, attempt.Filter{Application: "acme", Sink: "partners"}); len(got) != 1 {
 		t.Errorf("by application: %+v", got)
 	}
 
@@ -288,7 +288,7 @@ func TestDeliveryLogOff(t *testing.T) {
 	}
 	post(t, a, "shop", "application/json", `[{"id":"e1","type":"order.paid","data":{}},{"id":"e2","type":"order.paid","data":{}}]`)
 	testenv.Eventually(t, 30*time.Second, "both delivered", func() bool { return rcv.count(200) == 2 })
-	if got := attemptsOf(t, a, attempt.Filter{}); len(got) != 0 {
+	if got := loggedAttempts(t, a, attempt.Filter{}); len(got) != 0 {
 		t.Fatalf("attempts recorded with the log off: %+v", got)
 	}
 	if _, err := a.Attempts.GetEvent(context.Background(), "e1"); !errors.Is(err, attempt.ErrNotFound) {
@@ -302,13 +302,13 @@ func TestDeliveryLogRetentionPrunes(t *testing.T) {
 	rcv := newLogReceiver(t, func(string, int) (int, string) { return 200, "ok" })
 	a := attemptLogApp(t, rcv.srv.URL, "store: {event_retention: 1s, attempt_retention: 2s}")
 	post(t, a, "shop", "application/json", `{"id":"old","type":"order.paid","data":{}}`)
-	testenv.Eventually(t, 30*time.Second, "the attempt on record", func() bool { return len(attemptsOf(t, a, attempt.Filter{EventID: "old"})) == 1 })
+	testenv.Eventually(t, 30*time.Second, "the attempt on record", func() bool { return len(loggedAttempts(t, a, attempt.Filter{EventID: "old"})) == 1 })
 	if _, err := a.Attempts.GetEvent(context.Background(), "old"); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing is past retention yet: a pass deletes nothing of it.
 	a.pruneAttemptLog(context.Background())
-	if len(attemptsOf(t, a, attempt.Filter{EventID: "old"})) != 1 {
+	if len(loggedAttempts(t, a, attempt.Filter{EventID: "old"})) != 1 {
 		t.Fatal("pruned before its retention")
 	}
 	testenv.Eventually(t, 30*time.Second, "the event pruned", func() bool {
@@ -318,7 +318,7 @@ func TestDeliveryLogRetentionPrunes(t *testing.T) {
 	})
 	testenv.Eventually(t, 30*time.Second, "the attempt pruned", func() bool {
 		a.pruneAttemptLog(context.Background())
-		return len(attemptsOf(t, a, attempt.Filter{EventID: "old"})) == 0
+		return len(loggedAttempts(t, a, attempt.Filter{EventID: "old"})) == 0
 	})
 }
 
