@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/internal/testenv"
+	"github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -323,31 +325,50 @@ func (s *failingStore) WriteAttempts(context.Context, []attempt.Entry) error {
 	return errors.New("store unreachable")
 }
 
-// While the delivery log's store fails, deliveries go on: the Writer
+// While the delivery log's store fails, deliveries go on: a webhook
+// sink delivers every event to a receiver on loopback while the Writer
 // buffers what it can and drops (and counts) the rest.
 func TestFailingAttemptStoreHoldsNothingUp(t *testing.T) {
-	st := &failingStore{}
-	w := attempt.NewWriter(st, attempt.WriterOptions{Buffer: 8, Batch: 4, RetryDelay: time.Hour})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = w.Close(ctx)
-	})
-	sink := &collectSink{}
-	e, _ := runEngine(t, Options{
-		Queue: newTestMemory(t), Attempts: w, DeadLetters: &deadLetters{}, CloseTimeout: time.Second,
-		Pipelines: []Pipeline{{Name: "p", From: []string{"src"}, To: []string{"out"}}},
-		Sinks:     map[string]Sink{"out": {Name: "out", Sink: sink}},
-	})
-	const n = 200
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("e%d", i)
-	}
-	publishEvents(t, e, ids...)
-	testenv.Eventually(t, 30*time.Second, "every event delivered while the log's store fails", func() bool { return len(sink.delivered()) == n })
-	if st.writes.Load() == 0 || w.Dropped() == 0 || w.Written() != 0 {
-		t.Fatalf("writes tried %d, dropped %d, written %d", st.writes.Load(), w.Dropped(), w.Written())
+	for _, drv := range testDrivers[:2] {
+		t.Run(drv.name, func(t *testing.T) {
+			var got sync.Map
+			var received atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, dup := got.LoadOrStore(r.Header.Get("Webhook-Id"), true); !dup {
+					received.Add(1)
+				}
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			t.Cleanup(srv.Close)
+			hook, err := webhook.New(webhook.Config{URL: srv.URL, Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", AllowPrivateNetworks: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &failingStore{}
+			w := attempt.NewWriter(st, attempt.WriterOptions{Buffer: 8, Batch: 4, RetryDelay: time.Hour})
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = w.Close(ctx)
+			})
+			q := drv.open(t)
+			closeQueue(t, q)
+			e, _ := runEngine(t, Options{
+				Queue: q, Attempts: w, DeadLetters: &deadLetters{}, CloseTimeout: time.Second,
+				Pipelines: []Pipeline{{Name: "p", From: []string{"src"}, To: []string{"out"}}},
+				Sinks:     map[string]Sink{"out": {Name: "out", Sink: hook, MaxInFlight: 16}},
+			})
+			const n = 200
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("e%d", i)
+			}
+			publishEvents(t, e, ids...)
+			testenv.Eventually(t, 60*time.Second, "every event delivered while the log's store fails", func() bool { return received.Load() == n })
+			if st.writes.Load() == 0 || w.Dropped() == 0 || w.Written() != 0 {
+				t.Fatalf("writes tried %d, dropped %d, written %d", st.writes.Load(), w.Dropped(), w.Written())
+			}
+		})
 	}
 }
 
