@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -396,5 +397,40 @@ func testDeliveryLogStatsMatchTheReceivers(t *testing.T, store string) {
 		if st.LatencyP50 <= 0 || st.LatencyP99 < st.LatencyP50 || st.DelayP50 <= 0 || st.DelayP99 < st.DelayP50 {
 			t.Errorf("%s: latency p50 %v p99 %v, delay p50 %v p99 %v", c.name, st.LatencyP50, st.LatencyP99, st.DelayP50, st.DelayP99)
 		}
+	}
+}
+
+// A reload applies the retentions (the pruner reads them at each pass)
+// and refuses to turn the log off or on, naming store.attempt_log.
+func TestDeliveryLogReload(t *testing.T) {
+	t.Parallel()
+	rcv := newLogReceiver(t, func(string, int) (int, string) { return 200, "ok" })
+	a := attemptLogApp(t, rcv.srv.URL, "")
+	b, err := os.ReadFile(a.boot.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(store string) {
+		t.Helper()
+		y := strings.Replace(string(b), "reload: {watch: false}\n", "reload: {watch: false}\n"+store+"\n", 1)
+		if err := os.WriteFile(a.boot.File, []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite("store: {event_retention: 1h, attempt_retention: 2h}")
+	if _, err := a.Reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.rt.Load().cfg.Store; s.EventRetention != time.Hour || s.AttemptRetention != 2*time.Hour {
+		t.Fatalf("after the reload: store = %+v", s)
+	}
+	rewrite("store: {attempt_log: false}")
+	_, err = a.Reload(context.Background(), "test")
+	var re *ReloadError
+	if !errors.As(err, &re) || len(re.Problems) != 1 || re.Problems[0].Path != "store.attempt_log" {
+		t.Fatalf("reload turning the log off = %v, want refused naming store.attempt_log", err)
+	}
+	if a.recorder() == nil {
+		t.Fatal("the log stopped recording")
 	}
 }
