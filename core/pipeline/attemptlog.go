@@ -21,9 +21,9 @@ import (
 // whose Batch is at most 1) and records the Detail with the attempt.
 //
 // DeliverDetailed follows the contract of sdk.Sink.Deliver for a batch of
-// one. The Detail may be nil. Its RequestHeaders are the headers as sent:
-// the engine redacts them (attempt.Redact) before they are recorded, so a
-// sink need not copy them.
+// one. The Detail may be nil. Its RequestHeaders are the headers as sent
+// and its ResponseHeaders as received: the engine redacts both
+// (attempt.Redact) before they are recorded, so a sink need not copy them.
 type DetailedSink interface {
 	DeliverDetailed(ctx context.Context, d sdk.Delivery) (sdk.Result, *attempt.Detail)
 }
@@ -73,7 +73,9 @@ func (e *Engine) recordAttempt(sink string, d *sinkDelivery, at attemptTiming, o
 		a.URL = detail.URL
 		a.WebhookID = detail.WebhookID
 		a.RequestHeaders = attempt.Redact(detail.RequestHeaders)
-		a.ResponseHeaders = detail.ResponseHeaders
+		// A receiver's own credentials (Set-Cookie, a token it hands
+		// back) are not kept either.
+		a.ResponseHeaders = attempt.Redact(detail.ResponseHeaders)
 		a.ResponseBody = detail.ResponseBody
 		if len(a.ResponseBody) > attempt.MaxResponseBody {
 			a.ResponseBody = a.ResponseBody[:attempt.MaxResponseBody]

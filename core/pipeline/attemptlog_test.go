@@ -103,7 +103,7 @@ func (s *detailedSink) DeliverDetailed(_ context.Context, d sdk.Delivery) (sdk.R
 	res := s.answer(d)
 	return res, &attempt.Detail{URL: "http://receiver.test/hook", WebhookID: d.Event.ID,
 		RequestHeaders:  http.Header{"Authorization": {"Bearer s3cret"}, "Webhook-Id": {d.Event.ID}},
-		ResponseHeaders: http.Header{"X-Status": {fmt.Sprint(res.StatusCode)}},
+		ResponseHeaders: http.Header{"X-Status": {fmt.Sprint(res.StatusCode)}, "Set-Cookie": {"session=abc"}},
 		ResponseBody:    []byte(strings.Repeat("b", attempt.MaxResponseBody+100))}
 }
 
@@ -164,6 +164,7 @@ func TestEveryAttemptRecorded(t *testing.T) {
 						t.Errorf("%s attempt %d times: received %v started %v took %v", id, i+1, a.ReceivedAt, a.StartedAt, a.Duration)
 					}
 					if a.URL != "http://receiver.test/hook" || a.WebhookID != id || a.RequestHeaders.Get("Authorization") != "[redacted]" ||
+						a.ResponseHeaders.Get("Set-Cookie") != "[redacted]" ||
 						a.RequestHeaders.Get("Webhook-Id") != id || a.ResponseHeaders.Get("X-Status") != fmt.Sprint(w.status) ||
 						len(a.ResponseBody) != attempt.MaxResponseBody {
 						t.Errorf("%s attempt %d detail: url %q webhook-id %q request %v response %v body %d bytes", id, i+1,

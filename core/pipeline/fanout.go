@@ -74,7 +74,7 @@ type TargetResult struct {
 	Kind deadletter.Kind
 	// Detail, when not nil, tells more of the attempt (URL, headers, the
 	// start of the response) for the delivery log; the engine redacts its
-	// RequestHeaders (see DetailedSink).
+	// headers (see DetailedSink).
 	Detail *attempt.Detail
 }
 

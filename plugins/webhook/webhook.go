@@ -115,9 +115,9 @@ type Attempt struct {
 	ResponseHeader http.Header
 }
 
-// Detail is the attempt as the delivery log records it. Its
-// RequestHeaders are the headers as sent, not yet redacted (the engine
-// redacts them before it records them).
+// Detail is the attempt as the delivery log records it. Its headers are
+// those sent and received, not yet redacted (the engine redacts them
+// before it records them).
 func (a Attempt) Detail() *attempt.Detail {
 	d := &attempt.Detail{URL: a.URL, WebhookID: a.WebhookID, RequestHeaders: a.RequestHeader, ResponseHeaders: a.ResponseHeader,
 		ResponseBody: a.ResponseBody}
