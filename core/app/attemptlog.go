@@ -31,7 +31,7 @@ const (
 // series of its own. Attempts is set either way, so the log already kept
 // can be read.
 func (a *App) openAttemptLog(cfg *config.Config) error {
-	a.Attempts, _ = any(a.Store).(attempt.Store)
+	a.Attempts = a.Store
 	m, err := metrics.RegisterAttemptLog(a.Metrics.Registry, func() float64 {
 		if w := a.attemptWriter; w != nil {
 			return float64(w.Pending())
@@ -41,7 +41,7 @@ func (a *App) openAttemptLog(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if !cfg.Store.AttemptLog || a.Attempts == nil {
+	if !cfg.Store.AttemptLog {
 		return nil
 	}
 	a.attemptWriter = attempt.NewWriter(a.Attempts, attempt.WriterOptions{
