@@ -109,7 +109,7 @@ type Options struct {
 	// again (RSSAfter); default 5s.
 	Settle time.Duration
 	// ProfileDir, when set, turns on server.pprof in hookbus and writes
-	// its profiles there, named [run<Round>-]<scenario>-<driver>: the CPU
+	// its profiles there, named [run<Round>-]<scenario>-<driver>[-log-<AttemptLog>]: the CPU
 	// profile of the whole run, merged from 2 s segments (.cpu.pprof), and
 	// for Backlog that of the drain alone (.drain.cpu.pprof); heap profiles
 	// after the deliveries (.end.heap.pprof) and, for Backlog, when every
