@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"time"
@@ -40,16 +39,14 @@ func (rt *runtime) topology() metrics.Topology {
 const oldestWaitingCache = 5 * time.Second
 
 // registerOldestWaiting exports hookbus_oldest_waiting_seconds from the
-// attempt store, when the store keeps attempts (metrics.WaitingReporter).
-// A failed look-up is logged; the gauge keeps the last answer.
+// delivery log, while it records attempts (store.attempt_log; without it
+// the log's figures would only grow stale). A failed look-up is logged;
+// the gauge keeps the last answer.
 func (a *App) registerOldestWaiting() {
-	wr, ok := any(a.Store).(metrics.WaitingReporter)
-	if !ok {
+	if a.Attempts == nil || a.attemptWriter == nil {
 		return
 	}
-	a.Metrics.RegisterOldestWaiting(metrics.WaitingFunc(func(ctx context.Context) (map[string]time.Time, error) {
-		return wr.OldestWaiting(ctx)
-	}), metrics.WaitingOptions{CacheFor: oldestWaitingCache, OnError: func(err error) {
-		a.log.Warn("metrics: cannot read the oldest events waiting for a retry from the store; hookbus_oldest_waiting_seconds shows the last figures read", "error", err)
+	a.Metrics.RegisterOldestWaiting(a.Attempts, metrics.WaitingOptions{CacheFor: oldestWaitingCache, OnError: func(err error) {
+		a.log.Warn("metrics: cannot read the oldest events waiting for a retry from the delivery log; hookbus_oldest_waiting_seconds shows the last figures read", "error", err)
 	}})
 }
