@@ -302,10 +302,10 @@ type receiver struct {
 	std      []*standardwebhooks.Webhook
 	disagree int // requests the two verifiers judged differently
 
-	mu       sync.Mutex
-	got      []arrival
-	status   func(id string, n int) int // answer to the n-th request for id (0: 200)
-	hang     chan struct{}              // when set, requests wait for it to close
+	mu     sync.Mutex
+	got    []arrival
+	status func(id string, n int) int // answer to the n-th request for id (0: 200)
+	hang   chan struct{}              // when set, requests wait for it to close
 	// starts are the arrival times of the requests that hung.
 	starts []time.Time
 }
