@@ -42,6 +42,11 @@ type Options struct {
 	// environment to it. When Cmd.Env is nil the plugin inherits this
 	// process's environment; otherwise Cmd.Env is its whole environment.
 	Cmd *exec.Cmd
+	// Reattach, when set, is the address of a plugin serving in debug mode
+	// (sdk.DebugEnv), e.g. "unix:/tmp/plugin123": Start attaches to it
+	// instead of starting Cmd, which then only names the plugin. Kill
+	// leaves that process to the developer; it exits when disconnected.
+	Reattach string
 	// Logger receives the plugin's log lines, each at its level (see
 	// lineLogger: hclog JSON lines as sdk.Logger writes them, the standard
 	// log package's and plain writes to stderr at info, a panic at error),
@@ -60,6 +65,7 @@ type Client struct {
 	conn        *grpc.ClientConn
 	pid         int
 	callTimeout time.Duration
+	detach      func() // ends the watch of a reattached plugin, nil otherwise
 }
 
 // Start starts the plugin process and completes the handshake.
@@ -73,7 +79,7 @@ func Start(opts Options) (*Client, error) {
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = 60 * time.Second
 	}
-	pc := plugin.NewClient(&plugin.ClientConfig{
+	cc := &plugin.ClientConfig{
 		HandshakeConfig: sdk.Handshake,
 		Plugins:         plugin.PluginSet{sdk.PluginName: connPlugin{}},
 		Cmd:             opts.Cmd,
@@ -91,19 +97,34 @@ func Start(opts Options) (*Client, error) {
 		SyncStdout:      newLineLogger(opts.Logger),
 		SyncStderr:      newLineLogger(opts.Logger),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
-	})
+	}
 	name := filepath.Base(opts.Cmd.Path)
+	detach := func() {}
+	if opts.Reattach != "" {
+		rc, d, err := reattachConfig(opts.Reattach)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", name, err)
+		}
+		cc.Cmd, cc.Reattach, cc.SkipHostEnv, detach = nil, rc, false, d
+	}
+	pc := plugin.NewClient(cc)
 	rpc, err := pc.Client()
 	if err != nil {
 		pc.Kill()
+		detach()
 		return nil, startError(name, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
 		pc.Kill()
+		detach()
 		return nil, fmt.Errorf("plugin %s: %w", name, err)
 	}
-	c := &Client{pc: pc, conn: raw.(*grpc.ClientConn), callTimeout: opts.CallTimeout}
+	c := &Client{pc: pc, conn: raw.(*grpc.ClientConn), callTimeout: opts.CallTimeout, detach: detach}
+	if opts.Reattach != "" {
+		// go-plugin's Kill leaves a reattached plugin and its connection alone.
+		c.detach = func() { detach(); _ = c.conn.Close() }
+	}
 	if opts.Cmd.Process != nil {
 		c.pid = opts.Cmd.Process.Pid
 	}
@@ -133,8 +154,12 @@ func (c *Client) Pid() int { return c.pid }
 // Exited reports whether the process has exited.
 func (c *Client) Exited() bool { return c.pc.Exited() }
 
-// Kill stops the process: gracefully first, then by force.
-func (c *Client) Kill() { c.pc.Kill() }
+// Kill stops the process: gracefully first, then by force. A reattached
+// plugin (Options.Reattach) is only disconnected: it goes on serving.
+func (c *Client) Kill() {
+	c.pc.Kill()
+	c.detach()
+}
 
 // Ping checks that the plugin answers its health service.
 func (c *Client) Ping(ctx context.Context) error {
