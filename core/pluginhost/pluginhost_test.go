@@ -308,12 +308,25 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := strings.Fields(string(sum))[0]
+	// Plugins in any language: these scripts start but do not speak the protocol.
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	silent := script("silent", "exec sleep 30")
+	v2 := script("v2", "echo '1|2|unix|/tmp/nowhere|grpc|'; exec sleep 30")
 	tests := []struct {
 		name string
 		spec pluginhost.Spec
 		want string
 	}{
-		{"stdout noise", pluginhost.Spec{Path: crashsink, Env: []string{"CRASHSINK_NOISE=1"}}, `wrote "hello from a chatty plugin" to stdout`},
+		{"stdout noise", pluginhost.Spec{Path: crashsink, Env: []string{"CRASHSINK_NOISE=1"}}, `its first line on stdout was "hello from a chatty plugin", not the handshake line`},
+		{"no handshake line", pluginhost.Spec{Path: silent, StartTimeout: 300 * time.Millisecond}, "printed no handshake line on stdout within the start timeout (sdk/PROTOCOL.md section 2)"},
+		{"other protocol version", pluginhost.Spec{Path: v2}, "speaks another hookbus plugin protocol version (hookbus speaks 1"},
 		{"checksum mismatch", pluginhost.Spec{Path: crashsink, SHA256: strings.Repeat("0", 64)}, "checksum mismatch"},
 		{"bad checksum", pluginhost.Spec{Path: crashsink, SHA256: "abc"}, "sha256: \"abc\" is not a hex SHA-256"},
 		{"missing binary", pluginhost.Spec{Path: "/nonexistent/plugin"}, "/nonexistent/plugin"},
@@ -325,6 +338,12 @@ func TestStartErrors(t *testing.T) {
 			_, err := h.Start(ctx(t), "x", tt.spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Start = %v, want %q", err, tt.want)
+			}
+			// Advice for any language: no Go-only remedy.
+			for _, goOnly := range []string{"built with sdk.Serve", "must call sdk.Serve", "go build"} {
+				if strings.Contains(err.Error(), goOnly) {
+					t.Errorf("Start = %v: Go-only advice %q", err, goOnly)
+				}
 			}
 		})
 	}

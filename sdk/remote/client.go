@@ -131,19 +131,29 @@ func Start(opts Options) (*Client, error) {
 	return c, nil
 }
 
+// startError words a failed start for plugins in any language: what
+// hookbus expected, with the section of sdk/PROTOCOL.md that says how.
 func startError(name string, err error) error {
 	msg := err.Error()
+	exited := fmt.Errorf("plugin %s exited before completing the handshake; its log above says why "+
+		"(a plugin must listen and print its handshake line on stdout within the start timeout, "+
+		"see sdk/PROTOCOL.md sections 1-2; Go plugins do it in sdk.Serve): %w", name, ErrUnavailable)
 	switch {
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		line, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
 		if strings.TrimSpace(line) == "" {
-			return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+			return exited
 		}
-		return fmt.Errorf("plugin %s: handshake failed: it wrote %q to stdout; a hookbus plugin must call sdk.Serve and write nothing to stdout before it (log to stderr): %w", name, line, ErrUnavailable)
-	case strings.Contains(msg, "Incompatible API version"):
-		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version: %v: %w", name, err, ErrUnavailable)
+		return fmt.Errorf("plugin %s: handshake failed: its first line on stdout was %q, not the handshake line "+
+			"(CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|grpc|CERT, sdk/PROTOCOL.md section 2): write nothing to stdout before it and log to stderr: %w",
+			name, line, ErrUnavailable)
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
+		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version (hookbus speaks %d, offered in PLUGIN_PROTOCOL_VERSIONS; sdk/PROTOCOL.md section 2): %v: %w",
+			name, sdk.ProtocolVersion, err, ErrUnavailable)
 	case strings.Contains(msg, "exited before we could connect"):
-		return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+		return exited
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("plugin %s printed no handshake line on stdout within the start timeout (sdk/PROTOCOL.md section 2): %w", name, ErrUnavailable)
 	}
 	return fmt.Errorf("plugin %s: start: %v: %w", name, err, ErrUnavailable)
 }
