@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"context"
 	"fmt"
 	"os"
 
@@ -12,8 +11,9 @@ import (
 // it to 1 and start the plugin binary yourself, for example under a
 // debugger (dlv exec ./my-plugin, or dlv debug ./cmd/my-plugin), instead of
 // letting hookbus start it. Serve then listens on a local socket, prints
-// the address for hookbus to attach to, and serves one hookbus run: give
-// the address to hookbus as plugins.<name>.reattach (for example through
+// the address for hookbus to attach to, and serves until the process is
+// ended, hookbus runs coming and going: give the address to hookbus as
+// plugins.<name>.reattach (for example through
 // HOOKBUS_PLUGINS__<NAME>__REATTACH) and start hookbus as usual. The
 // plugin's logs go to its own terminal. A plugin started by hookbus
 // ignores the variable.
@@ -29,12 +29,12 @@ func debugMode() bool {
 // takes it: "unix:/tmp/plugin123" or "tcp:127.0.0.1:7000".
 func ReattachAddr(network, address string) string { return network + ":" + address }
 
-// serveDebug serves cfg in go-plugin's test mode until hookbus disconnects
-// or ctx ends, announcing the address on stderr (the real one).
-func serveDebug(ctx context.Context, cfg *plugin.ServeConfig, name string) {
+// serveDebug serves cfg in go-plugin's test mode (no handshake line, no
+// TLS) until the process ends, announcing the address on stderr.
+func serveDebug(cfg *plugin.ServeConfig, name string) {
 	reattach := make(chan *plugin.ReattachConfig, 1)
 	closed := make(chan struct{})
-	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+	cfg.Test = &plugin.ServeTestConfig{ReattachConfigCh: reattach, CloseCh: closed}
 	go plugin.Serve(cfg)
 	select {
 	case rc := <-reattach:

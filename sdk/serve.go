@@ -84,7 +84,7 @@ func Serve(opts ServeOptions) {
 	routeStdLog()
 	cfg := serveConfig(opts, m, logger)
 	if debugMode() {
-		serveDebug(context.Background(), cfg, m.Name)
+		serveDebug(cfg, m.Name)
 		return
 	}
 	go watchParent(logger)
