@@ -25,6 +25,8 @@ import (
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 var (
@@ -245,6 +247,19 @@ func TestInvalidConfigRejectedWithPluginMessage(t *testing.T) {
 				t.Fatalf("ConfigError = {%q %q}, want {%q ...%q...}", ce.Field, ce.Message, tt.field, tt.want)
 			}
 		})
+	}
+	// The schema's problems and the plugin's own, in one round, each field once.
+	err = p.Validate(ctx(t), sdk.KindSink, json.RawMessage(`{"crash_every": -1, "colour": 1, "size": 2}`))
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Code != pluginv1.ErrorCode_ERROR_CODE_INVALID_CONFIG {
+		t.Fatalf("Validate = %v, want a *remote.Error with ERROR_CODE_INVALID_CONFIG", err)
+	}
+	var got []string
+	for _, f := range re.Fields {
+		got = append(got, f.Error())
+	}
+	if want := "colour: unknown key|size: unknown key|crash_every: crashsink wants crash_every >= 0, got -1"; strings.Join(got, "|") != want {
+		t.Errorf("Validate fields = %q, want %q", strings.Join(got, "|"), want)
 	}
 	if err := p.Validate(ctx(t), sdk.KindSink, json.RawMessage(`{"crash_every": 3}`)); err != nil {
 		t.Fatalf("valid config: %v", err)

@@ -66,12 +66,12 @@ func ValidateSchema(schema, config json.RawMessage) error {
 		switch k := e.ErrorKind.(type) {
 		case *kind.AdditionalProperties:
 			keyed[loc+"|additionalProperties"] = true
-			for _, p := range k.Properties {
+			for _, p := range slices.Sorted(slices.Values(k.Properties)) {
 				errs = append(errs, &sdk.ConfigError{Field: joinField(e.InstanceLocation, p), Message: "unknown key"})
 			}
 		case *kind.Required:
 			keyed[loc+"|required"] = true
-			for _, p := range k.Missing {
+			for _, p := range slices.Sorted(slices.Values(k.Missing)) {
 				errs = append(errs, &sdk.ConfigError{Field: joinField(e.InstanceLocation, p), Message: "required"})
 			}
 		}
