@@ -526,3 +526,19 @@ func TestSourceRunsAgainAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTransportErrorsPointAtTheProtocol: a plugin (in any language) that
+// gets the handshake's certificate or the TLS of the connection wrong is
+// told which part of sdk/PROTOCOL.md to read.
+func TestTransportErrorsPointAtTheProtocol(t *testing.T) {
+	notls := testenv.BuildBinary(t, "./testdata/notls")
+	h, _, _ := newHost(t)
+	_, err := h.Describe(ctx(t), "badcert", pluginhost.Spec{Path: notls, Env: []string{"NOTLS_CERT=" + strings.Repeat("!", 60)}})
+	if err == nil || !strings.Contains(err.Error(), "the certificate in its handshake line (field 6) is not valid") || !strings.Contains(err.Error(), "sdk/PROTOCOL.md sections 2-3") {
+		t.Errorf("bad certificate field: %v", err)
+	}
+	_, err = h.Describe(ctx(t), "notls", pluginhost.Spec{Path: notls})
+	if err == nil || !strings.Contains(err.Error(), "the plugin must serve TLS") || !strings.Contains(err.Error(), "sdk/PROTOCOL.md section 3") {
+		t.Errorf("no TLS: %v", err)
+	}
+}

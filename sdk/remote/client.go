@@ -152,6 +152,9 @@ func startError(name string, err error) error {
 			name, sdk.ProtocolVersion, err, ErrUnavailable)
 	case strings.Contains(msg, "exited before we could connect"):
 		return exited
+	case strings.Contains(msg, "error parsing server cert"):
+		return fmt.Errorf("plugin %s: the certificate in its handshake line (field 6) is not valid: it must be the server certificate's DER "+
+			"in standard base64 without padding (sdk/PROTOCOL.md sections 2-3): %v: %w", name, err, ErrUnavailable)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("plugin %s printed no handshake line on stdout within the start timeout (sdk/PROTOCOL.md section 2): %w", name, ErrUnavailable)
 	}
@@ -212,6 +215,10 @@ func (c *Client) ValidateConfig(ctx context.Context, kind string, config json.Ra
 }
 
 func transportError(call string, err error) error {
+	if strings.Contains(err.Error(), "authentication handshake failed") {
+		return fmt.Errorf("%s: %v (the plugin must serve TLS with the certificate of its handshake line and accept hookbus' "+
+			"PLUGIN_CLIENT_CERT, negotiating h2 by ALPN; sdk/PROTOCOL.md section 3): %w", call, err, ErrUnavailable)
+	}
 	return fmt.Errorf("%s: %v: %w", call, err, ErrUnavailable)
 }
 
