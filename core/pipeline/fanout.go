@@ -146,7 +146,7 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			// The driver counted this pair's deferrals as deliveries.
 			d.attempt = max(1, d.attempt-e.deferred.count(msg.UUID))
 		}
-		ctx := context.WithoutCancel(msg.Context())
+		ctx := e.deliveryContext(msg)
 		st := r.acquire()
 		defer st.release()
 		tr := e.deliverTarget(ctx, r, st, t, d)
@@ -172,6 +172,9 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			kind := tr.Kind
 			if kind == "" {
 				kind = deadletter.KindPermanent
+			}
+			if kind == deadletter.KindPermanent {
+				return e.giveUp(ctx, r.name, d, kind, res.Reason, res)
 			}
 			return e.deadLetter(msg, d.ev, d.pipeline, r.name, kind, res.Reason, d.attempt)
 		default:
