@@ -79,8 +79,8 @@ type Host struct {
 	// subscriptions: delivery.failing, subscription.disabled and
 	// subscription.recovered (see core/operational).
 	Operational *operational.Emitter
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
 }
 
 // Sink is the subscriptions sink. Provision it, then Init it; it is safe
