@@ -49,28 +49,30 @@ func (m *memAttempts) Deliveries(_ context.Context, q attempt.RecoverQuery) ([]a
 	if until.IsZero() {
 		until = time.Now()
 	}
-	start := 0
+	// The cursor is the ingest time of the last delivery of the page
+	// (keyset paging: deliveries marked meanwhile move no one).
+	var after time.Time
 	if q.Cursor != "" {
-		n, err := strconv.Atoi(q.Cursor)
+		n, err := strconv.ParseInt(q.Cursor, 10, 64)
 		if err != nil {
 			return nil, nil, "", attempt.ErrBadCursor
 		}
-		start = n
+		after = time.Unix(0, n)
 	}
 	var sel []*attempt.Delivery
 	for _, d := range m.deliveries {
 		if q.Application != "" && d.Application != q.Application || q.Subscription != "" && d.Subscription != q.Subscription ||
 			q.Sink != "" && d.Sink != q.Sink || d.ReceivedAt.Before(q.Since) || !d.ReceivedAt.Before(until) ||
-			!q.All && d.LastOutcome != attempt.Failed || d.Queued {
+			!q.All && d.LastOutcome != attempt.Failed || d.Queued || !after.IsZero() && !d.ReceivedAt.After(after) {
 			continue
 		}
 		sel = append(sel, d)
 	}
 	slices.SortStableFunc(sel, func(a, b *attempt.Delivery) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
-	sel = sel[min(start, len(sel)):]
 	next := ""
 	if q.Limit > 0 && len(sel) > q.Limit {
-		sel, next = sel[:q.Limit], strconv.Itoa(start+q.Limit)
+		sel = sel[:q.Limit]
+		next = strconv.FormatInt(sel[len(sel)-1].ReceivedAt.UnixNano(), 10)
 	}
 	var ds []attempt.Delivery
 	var evs []attempt.Event

@@ -48,6 +48,14 @@ func newResendFixture(t *testing.T) *resendFixture {
 	t.Helper()
 	f := &resendFixture{partner: newReceiver(t), rA: newReceiver(t), rG: newReceiver(t)}
 	f.a = startApp(t, loadConfig(t, strings.ReplaceAll(resendConfig, "PARTNER", f.partner.srv.URL)))
+	f.subscribe(t)
+	return f
+}
+
+// subscribe makes the applications acme and globex, a subscription of
+// each and one of acme's deleted since.
+func (f *resendFixture) subscribe(t *testing.T) {
+	t.Helper()
 	ctx := context.Background()
 	for _, app := range []string{"acme", "globex"} {
 		if _, err := f.a.Store.CreateApplication(ctx, subscription.Application{ID: app, Name: app}); err != nil {
@@ -69,7 +77,6 @@ func newResendFixture(t *testing.T) *resendFixture {
 	if err := f.a.Subscriptions.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return f
 }
 
 // onRecord is an event on record for sink, as its message carried it.
@@ -181,10 +188,16 @@ func TestResendAndRecover(t *testing.T) {
 	// Recover acme's failed deliveries of the range: e2 only (e1 is
 	// queued already, e3 delivered, e4 before the range, e5's subscription
 	// deleted, g1 globex's).
-	q := attempt.RecoverQuery{Application: "acme", Since: since, Until: time.Now(), Limit: 100}
+	// One delivery a page: the first has e2, the second e5's, skipped.
+	q := attempt.RecoverQuery{Application: "acme", Since: since, Until: time.Now(), Limit: 1}
 	res, err := rs.Recover(ctx, q)
-	if err != nil || res.Queued != 1 || res.Scanned != 2 || res.Cursor != "" {
-		t.Fatalf("recover = %+v, %v; want 1 queued of 2 scanned", res, err)
+	if err != nil || res.Queued != 1 || res.Scanned != 1 || res.Cursor == "" {
+		t.Fatalf("recover, first page = %+v, %v; want 1 queued of 1 scanned, and a cursor", res, err)
+	}
+	next := q
+	next.Cursor = res.Cursor
+	if res, err = rs.Recover(ctx, next); err != nil || res.Queued != 0 || res.Scanned != 1 {
+		t.Fatalf("recover, second page = %+v, %v; want the deleted subscription's delivery scanned and skipped", res, err)
 	}
 	if res, err := rs.Recover(ctx, q); err != nil || res.Queued != 0 {
 		t.Fatalf("recover run again = %+v, %v; want nothing queued", res, err)
