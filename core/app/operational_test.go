@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/operational"
+	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/internal/testenv"
 )
@@ -199,6 +201,17 @@ func TestOperationalEventsReachAWebhookSink(t *testing.T) {
 	if got, _ := a.Store.GetSubscription(ctx, "acme", s1.ID); !got.Disabled {
 		t.Errorf("subscription not disabled in the store")
 	}
+	// x1 queued again (as a resend does) is a new delivery: its
+	// exhaustion is a new event.
+	partner.answer("x1", response{status: 500}, response{status: 500})
+	if err := a.Engine.Redeliver(ctx, []pipeline.Redelivery{{Event: attempt.Event{ID: "x1", Sink: "partner", Pipeline: "orders", Source: "shop", Type: "order.paid",
+		ReceivedAt: time.Now(), Payload: json.RawMessage(`{"id":"x1","type":"order.paid"}`)}, ID: "resend/test/x1"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "x1's second exhaustion told", func() bool {
+		return len(find(opsEvents(t, pager), operational.DeliveryExhausted, "x1")) == 2
+	})
+	evs = opsEvents(t, pager)
 	ids := make([]string, 0, len(evs))
 	for _, e := range evs {
 		ids = append(ids, e.id)

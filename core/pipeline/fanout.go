@@ -105,7 +105,7 @@ func (e *Engine) fanoutHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		msgs := make([]*message.Message, len(targets))
 		for i, t := range targets {
 			pm := message.NewMessage(watermill.NewULID(), msg.Payload)
-			for _, k := range []string{envelope.ReceivedAt, envelope.Source, envelope.Pipeline} {
+			for _, k := range []string{envelope.ReceivedAt, envelope.Source, envelope.Pipeline, envelope.Redelivery} {
 				if v := msg.Metadata.Get(k); v != "" {
 					pm.Metadata.Set(k, v)
 				}
