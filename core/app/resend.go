@@ -78,7 +78,9 @@ func notFound(format string, args ...any) error {
 // was handed, or the first sink on record's when it was never handed the
 // event. It checks every event before it queues any; on a scoped request
 // (r.Application) the subscription and the events must be that
-// application's. It answers how many deliveries it queued.
+// application's. It answers how many deliveries it queued (an event
+// resent to a subscriptions sink as a whole counts once: its fan-out makes
+// the deliveries).
 func (s *Resender) Resend(ctx context.Context, r attempt.ResendRequest) (int, error) {
 	if len(r.EventIDs) == 0 {
 		return 0, errors.New("resend: no event ids")
