@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -219,5 +221,41 @@ func TestOperationalEventsReachAWebhookSink(t *testing.T) {
 	slices.Sort(ids)
 	if len(slices.Compact(ids)) != len(evs) {
 		t.Errorf("an operational event arrived twice: %v", ids)
+	}
+}
+
+// operational_events may be set by a reload: from then on the events flow
+// into the new source's pipeline.
+func TestOperationalEventsSetByAReload(t *testing.T) {
+	t.Parallel()
+	partner, pager := newReceiver(t), newReceiver(t)
+	full := strings.NewReplacer("PARTNER", partner.srv.URL, "PAGER", pager.srv.URL).Replace(operationalConfig)
+	without := strings.Replace(strings.Replace(full, "operational_events: {source: hookbus-ops, failing_after: 2}\n", "", 1),
+		"  ops: {from: [hookbus-ops], to: [pager]}\n", "", 1)
+	cfg := loadConfig(t, without)
+	a := startApp(t, cfg)
+	partner.answer("r1", response{status: 400})
+	if status, body := post(t, a, "shop", "application/json", `{"id":"r1","type":"order.paid"}`); status != http.StatusAccepted {
+		t.Fatalf("ingest: %d %v", status, body)
+	}
+	testenv.Eventually(t, 30*time.Second, "r1 dead-lettered", func() bool {
+		dls, err := a.Store.ListDeadLetters(context.Background(), deadletter.Filter{Sink: "partner"})
+		return err == nil && len(dls) == 1
+	})
+	if err := os.WriteFile(cfg.File, []byte(strings.ReplaceAll(full, "DIR", filepath.Dir(cfg.File))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Reload(context.Background(), "test"); err != nil || !res.OK {
+		t.Fatalf("reload: %+v, %v", res, err)
+	}
+	partner.answer("r2", response{status: 400})
+	if status, body := post(t, a, "shop", "application/json", `{"id":"r2","type":"order.paid"}`); status != http.StatusAccepted {
+		t.Fatalf("ingest: %d %v", status, body)
+	}
+	testenv.Eventually(t, 30*time.Second, "r2's delivery.exhausted at the pager", func() bool {
+		return len(find(opsEvents(t, pager), operational.DeliveryExhausted, "r2")) == 1
+	})
+	if got := find(opsEvents(t, pager), operational.DeliveryExhausted, "r1"); len(got) != 0 {
+		t.Errorf("an event from before the reload: %+v", got)
 	}
 }
