@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+
 	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/internal/testenv"
@@ -44,10 +46,13 @@ type resendFixture struct {
 	subA, subG, subDel subscription.Subscription
 }
 
-func newResendFixture(t *testing.T) *resendFixture {
+// newResendFixture starts the instance on a store of driver (sqlite or
+// postgres, see storeBlock).
+func newResendFixture(t *testing.T, driver string) *resendFixture {
 	t.Helper()
 	f := &resendFixture{partner: newReceiver(t), rA: newReceiver(t), rG: newReceiver(t)}
-	f.a = startApp(t, loadConfig(t, strings.ReplaceAll(resendConfig, "PARTNER", f.partner.srv.URL)))
+	y := strings.Replace(strings.ReplaceAll(resendConfig, "PARTNER", f.partner.srv.URL), "reload: {watch: false}\n", "reload: {watch: false}\n"+storeBlock(t, driver), 1)
+	f.a = startApp(t, loadConfig(t, y))
 	f.subscribe(t)
 	return f
 }
@@ -119,17 +124,36 @@ func receivedIDs(t *testing.T, r *receiver) []string {
 // an admin's resend never sends one application's event to another's
 // subscription.
 func TestResendAndRecover(t *testing.T) {
-	t.Parallel()
-	f := newResendFixture(t)
-	mem := newMemAttempts()
-	rs := NewResender(mem, f.a.Store, f.a.Subscriptions, f.a.Engine, f.a.sinkKinds, f.a.log)
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			testResendAndRecover(t, driver)
+		})
+	}
+}
+
+func testResendAndRecover(t *testing.T, driver string) {
+	f := newResendFixture(t, driver)
+	as := f.a.Store
+	rs := f.a.resender()
 	ctx := context.Background()
+	// The delivery log as the engine writes it: each delivery's last
+	// attempt (its second), with its event on record.
+	record := func(ev attempt.Event, sub subscription.Subscription, outcome attempt.Outcome) {
+		t.Helper()
+		at := ev.ReceivedAt.Add(time.Minute)
+		e := attempt.Entry{Attempt: attempt.Attempt{ID: watermill.NewULID(), EventID: ev.ID, EventType: ev.Type, Sink: ev.Sink, Pipeline: ev.Pipeline,
+			Source: ev.Source, Application: sub.App, Subscription: sub.ID, Number: 2, StartedAt: at, Duration: time.Millisecond,
+			ReceivedAt: ev.ReceivedAt, Outcome: outcome, StatusCode: 400, Error: "HTTP 400", WebhookID: ev.ID}, Event: &ev}
+		if outcome == attempt.Delivered {
+			e.Attempt.StatusCode, e.Attempt.Error = 204, ""
+		}
+		if err := as.WriteAttempts(ctx, []attempt.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	since := time.Now().Add(-2 * time.Hour)
 	in := since.Add(30 * time.Minute)
-	failed := func(ev attempt.Event, sub subscription.Subscription, outcome attempt.Outcome) *attempt.Delivery {
-		return &attempt.Delivery{DeliveryKey: attempt.DeliveryKey{EventID: ev.ID, Sink: ev.Sink, Subscription: sub.ID}, Application: sub.App,
-			EventType: ev.Type, ReceivedAt: ev.ReceivedAt, Attempts: 2, LastOutcome: outcome, LastAttempt: ev.ReceivedAt.Add(time.Minute)}
-	}
 	for _, ev := range []struct {
 		id, app string
 		at      time.Time
@@ -143,10 +167,9 @@ func TestResendAndRecover(t *testing.T) {
 		{"e5", "acme", in.Add(3 * time.Minute), f.subDel, attempt.Failed}, // its subscription was deleted
 		{"g1", "globex", in.Add(4 * time.Minute), f.subG, attempt.Failed}, // another application's
 	} {
-		rec := onRecord(ev.id, ev.app, "partners", ev.at)
-		mem.add(rec, failed(rec, ev.sub, ev.outcome))
+		record(onRecord(ev.id, ev.app, "partners", ev.at), ev.sub, ev.outcome)
 	}
-	mem.add(onRecord("p1", "", "partner", in), nil)
+	record(onRecord("p1", "", "partner", in), subscription.Subscription{}, attempt.Failed)
 
 	// Refused before anything is queued.
 	refused := []struct {
@@ -180,10 +203,6 @@ func TestResendAndRecover(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the resends delivered", func() bool {
 		return len(f.rA.all()) >= 2 && len(f.partner.all()) >= 1
 	})
-	if !mem.queued(attempt.DeliveryKey{EventID: "e1", Sink: "partners", Subscription: f.subA.ID}) ||
-		!mem.queued(attempt.DeliveryKey{EventID: "p1", Sink: "partner"}) {
-		t.Error("resent deliveries not marked queued")
-	}
 
 	// Recover acme's failed deliveries of the range: e2 only (e1 is
 	// queued already, e3 delivered, e4 before the range, e5's subscription
