@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -75,12 +76,22 @@ type App struct {
 	Engine        *pipeline.Engine
 	// ops makes the operational events, published through Engine into
 	// operational_events.source (none while it is unset).
-	ops    *operational.Emitter
-	api    *api.Server
-	srv    *http.Server
-	ln     net.Listener
-	cancel context.CancelFunc
-	served chan error
+	ops *operational.Emitter
+	// Attempts is the delivery log (attempts, events on record, the
+	// state of each delivery) on the store: what the API reads and what
+	// resend and recover send again from. It is set even when
+	// store.attempt_log is false (nothing new is recorded then).
+	Attempts attempt.Store
+	// attemptWriter records the engine's attempts in Attempts off the
+	// delivery path (nil when store.attempt_log is false); pruneDone is
+	// closed when the pruner has stopped.
+	attemptWriter *attempt.Writer
+	pruneDone     chan struct{}
+	api           *api.Server
+	srv           *http.Server
+	ln            net.Listener
+	cancel        context.CancelFunc
+	served        chan error
 
 	host *pluginhost.Host
 	// boot is the configuration the host was opened with: the keys that
@@ -168,8 +179,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.rt.Store(rt)
+	if err := a.openAttemptLog(cfg); err != nil {
+		return nil, err
+	}
 	a.Engine, err = pipeline.New(pipeline.Options{
-		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
+		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Attempts: a.recorder(), Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
 		Operational: a.ops,
 	})
@@ -252,6 +266,7 @@ func (a *App) Start(ctx context.Context) error {
 		a.log.Error("retries left on old retry topics could not all be moved back; they stay there until the next start", "error", err)
 	}
 	a.handleStaleGroups(rctx)
+	a.startPruner()
 	sc := a.boot.Server
 	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
@@ -371,6 +386,8 @@ func (a *App) closeResources() error {
 		a.Subscriptions.Close()
 		a.Subscriptions = nil
 	}
+	// The engine records no more (closed, or never started).
+	a.closeAttemptLog()
 	if a.Store != nil {
 		if err := a.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

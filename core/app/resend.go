@@ -333,14 +333,9 @@ func recoverID(d attempt.Delivery) string {
 // Interface guard.
 var _ attempt.Resender = (*Resender)(nil)
 
-// resender is the Resender over a's store and engine; nil when the store
-// keeps no delivery log.
+// resender is the Resender over a's delivery log, store and engine.
 func (a *App) resender() *Resender {
-	as, ok := any(a.Store).(attempt.Store)
-	if !ok {
-		return nil
-	}
-	return NewResender(as, a.Store, a.Subscriptions, a.Engine, a.sinkKinds, a.log)
+	return NewResender(a.Attempts, a.Store, a.Subscriptions, a.Engine, a.sinkKinds, a.log)
 }
 
 // sinkKinds names the running configuration's sinks, each true when it
