@@ -179,9 +179,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.rt.Store(rt)
+	a.Metrics.Declare(rt.topology())
 	if err := a.openAttemptLog(cfg); err != nil {
 		return nil, err
 	}
+	a.registerOldestWaiting()
 	a.Engine, err = pipeline.New(pipeline.Options{
 		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Attempts: a.recorder(), Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,

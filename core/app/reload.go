@@ -245,6 +245,7 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	a.rt.Store(next)
 	// After the pipelines that read a new source are applied.
 	a.ops.Configure(operationalSettings(cfg))
+	a.Metrics.Declare(next.topology())
 	a.api.SetAPIKeys(cfg.Server.APIKeys)
 	if hash := configHash(cfgBytes, next); hash != res.Hash || !res.Changes.Empty() {
 		a.status.loaded(cfg.File, hash)
