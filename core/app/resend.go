@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 
@@ -146,6 +147,12 @@ func (s *Resender) Resend(ctx context.Context, r attempt.ResendRequest) (int, er
 	}
 	if len(missing) > 0 {
 		return 0, notFound("no event %s on record", strings.Join(missing, ", "))
+	}
+	// The marks hold from before the publish: an attempt of a redelivery
+	// recorded before its mark is written still ends the mark.
+	queuedAt := time.Now()
+	for i := range marks {
+		marks[i].QueuedAt = queuedAt
 	}
 	if err := s.engine.Redeliver(ctx, rds); err != nil {
 		return 0, redeliverError(err)
@@ -290,6 +297,10 @@ func (s *Resender) Recover(ctx context.Context, q attempt.RecoverQuery) (attempt
 		return res, nil
 	}
 	// Published first, then marked: see Resender.
+	queuedAt := time.Now() // see Resend
+	for i := range picked {
+		picked[i].QueuedAt = queuedAt
+	}
 	if err := s.engine.Redeliver(ctx, rds); err != nil {
 		return attempt.RecoverResult{}, redeliverError(err)
 	}

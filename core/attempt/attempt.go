@@ -175,6 +175,12 @@ type Delivery struct {
 	// and no attempt of it has been recorded since: a second recover does
 	// not queue it once more.
 	Queued bool
+	// QueuedAt, given to MarkQueued, is when the redelivery was published
+	// (taken before publishing; zero: when MarkQueued runs). The mark
+	// holds only while no attempt started after it: an attempt of the
+	// redelivery recorded before the mark (a fast endpoint) does not leave
+	// the delivery marked queued for good.
+	QueuedAt time.Time
 }
 
 // Filter selects attempts. Zero fields select everything.

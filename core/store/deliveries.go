@@ -77,7 +77,7 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 	if err != nil {
 		return nil, nil, "", err
 	}
-	where := []string{`d.queued = 0`, `d.received_at >= ?`, `d.received_at < ?`}
+	where := []string{`(d.queued = 0 OR d.queued <= d.last_attempt)`, `d.received_at >= ?`, `d.received_at < ?`}
 	args := []any{q.Since.UnixNano(), until.UnixNano()}
 	if q.Since.IsZero() {
 		args[0] = int64(0)
@@ -126,7 +126,7 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 			&ev.ID, &ev.Sink, &ev.Pipeline, &ev.Source, &ev.Type, &ev.Application, &evReceived, &payload, &meta); err != nil {
 			return nil, nil, "", fmt.Errorf("store: deliveries: %w", err)
 		}
-		d.ReceivedAt, d.LastAttempt, d.LastOutcome, d.Queued = fromNanos(received), fromNanos(last), attempt.Outcome(outcome), queued != 0
+		d.ReceivedAt, d.LastAttempt, d.LastOutcome, d.Queued = fromNanos(received), fromNanos(last), attempt.Outcome(outcome), queued != 0 && queued > last
 		out = append(out, d)
 		if k := (attempt.DeliveryKey{EventID: ev.ID, Sink: ev.Sink}); !seen[k] {
 			seen[k] = true
@@ -144,8 +144,8 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 }
 
 // MarkQueued marks the deliveries of keys queued and returns the keys it
-// marked, in key order. Each key is one conditional UPDATE (… WHERE queued
-// = 0): of two callers marking one delivery at once, whether in one
+// marked, in key order. Each key is one conditional UPDATE (… WHERE not
+// queued, see Delivery.QueuedAt): of two callers marking one delivery at once, whether in one
 // process or two, exactly one sees a row change and gets the key back. A
 // key with no delivery yet (a resend to a subscription that never had the
 // event) is inserted queued, with the Delivery's application, event type
@@ -166,13 +166,19 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 		return nil, fmt.Errorf("store: mark queued: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
-	update, insert := s.q(`UPDATE hookbus_deliveries SET queued = 1 WHERE event_id = ? AND sink = ? AND subscription = ? AND queued = 0`),
-		s.q(`INSERT INTO hookbus_deliveries (`+strings.Join(deliveryColumns, ", ")+`) VALUES (?, ?, ?, ?, ?, ?, 0, '', 0, 0, 1)
+	// queued holds the time of the mark (unix nanoseconds, never 0); the
+	// mark counts while no attempt started at or after it.
+	update, insert := s.q(`UPDATE hookbus_deliveries SET queued = ? WHERE event_id = ? AND sink = ? AND subscription = ? AND (queued = 0 OR queued <= last_attempt)`),
+		s.q(`INSERT INTO hookbus_deliveries (`+strings.Join(deliveryColumns, ", ")+`) VALUES (?, ?, ?, ?, ?, ?, 0, '', 0, 0, ?)
 			ON CONFLICT (event_id, sink, subscription) DO NOTHING`)
 	now := s.now()
 	var marked []attempt.DeliveryKey
 	for _, k := range sorted {
-		res, err := tx.ExecContext(ctx, update, k.EventID, k.Sink, k.Subscription)
+		at := k.QueuedAt
+		if at.IsZero() {
+			at = now
+		}
+		res, err := tx.ExecContext(ctx, update, max(1, at.UnixNano()), k.EventID, k.Sink, k.Subscription)
 		if err != nil {
 			return nil, fmt.Errorf("store: mark queued: %w", err)
 		}
@@ -185,7 +191,7 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 			if received.IsZero() {
 				received = now
 			}
-			if res, err = tx.ExecContext(ctx, insert, k.EventID, k.Sink, k.Subscription, k.Application, k.EventType, received.UnixNano()); err != nil {
+			if res, err = tx.ExecContext(ctx, insert, k.EventID, k.Sink, k.Subscription, k.Application, k.EventType, received.UnixNano(), max(1, at.UnixNano())); err != nil {
 				return nil, fmt.Errorf("store: mark queued: %w", err)
 			}
 			if n, err = res.RowsAffected(); err != nil {

@@ -139,6 +139,29 @@ func TestDeliveriesAndMarkQueued(t *testing.T) {
 		if !slices.Equal(got, []string{"evt_0", "evt_4", "evt_6", "evt_8"}) || all[0].Attempts != 3 || !all[0].LastAttempt.Equal(resent.StartedAt) {
 			t.Errorf("after the resend: %v %+v", got, all)
 		}
+		// A redelivery of evt_4 whose attempt is recorded before its mark
+		// (published at now-3m, attempted at now-2m, marked after): the
+		// mark is taken, but does not hold against the later attempt, so
+		// evt_4 is not left queued for good.
+		again4 := attempt.Attempt{ID: ids.at(now.Add(-2 * time.Minute)), EventID: "evt_4", Sink: "subs", Subscription: "sub_r", Application: "app_r", EventType: "order.paid",
+			Number: 1, StartedAt: now.Add(-2 * time.Minute), Outcome: attempt.Failed, ReceivedAt: now.Add(-6 * time.Hour)}
+		mustWrite(t, s, attempt.Entry{Attempt: again4})
+		d4 := attempt.Delivery{DeliveryKey: attempt.DeliveryKey{EventID: "evt_4", Sink: "subs", Subscription: "sub_r"}, QueuedAt: now.Add(-3 * time.Minute)}
+		if m, err := s.MarkQueued(ctx, []attempt.Delivery{d4}); err != nil || len(m) != 1 {
+			t.Fatalf("MarkQueued of evt_4 = %v, %v", m, err)
+		}
+		got, all = list(attempt.RecoverQuery{Subscription: "sub_r", Since: since})
+		if !slices.Equal(got, []string{"evt_0", "evt_4", "evt_6", "evt_8"}) || all[1].Queued {
+			t.Errorf("a mark older than the attempt it would wait for holds: %v %+v", got, all)
+		}
+		// A mark taken before no attempt holds.
+		d4.QueuedAt = now
+		if m, err := s.MarkQueued(ctx, []attempt.Delivery{d4}); err != nil || len(m) != 1 {
+			t.Fatalf("MarkQueued of evt_4 again = %v, %v", m, err)
+		}
+		if got, _ = list(attempt.RecoverQuery{Subscription: "sub_r", Since: since}); !slices.Equal(got, []string{"evt_0", "evt_6", "evt_8"}) {
+			t.Errorf("after marking evt_4 at now: %v", got)
+		}
 		// A resend to a subscription that never had the event creates its delivery, queued.
 		fresh := attempt.Delivery{DeliveryKey: attempt.DeliveryKey{EventID: "evt_1", Sink: "subs", Subscription: "sub_new"}, Application: "app_r", ReceivedAt: now.Add(-9 * time.Hour)}
 		if m, err := s.MarkQueued(ctx, []attempt.Delivery{fresh, fresh}); err != nil || !slices.Equal(m, []attempt.DeliveryKey{fresh.DeliveryKey}) {

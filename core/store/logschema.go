@@ -5,7 +5,8 @@ import "strings"
 // logSchema is migration 5, the delivery log, with ids typed as the
 // database compares them byte by byte (id) and the response body's binary
 // type (blob). Times are unix nanoseconds, durations nanoseconds, headers
-// JSON, flags 0 or 1.
+// JSON; a delivery's queued is the time of its resend or recover mark
+// (0: none).
 //
 //   - hookbus_attempts: every attempt; indexes for the filters a list
 //     usually starts from (application, subscription, sink, event, and
@@ -80,7 +81,7 @@ func logSchema(id, blob string) []string {
 			last_outcome TEXT NOT NULL,
 			last_number INTEGER NOT NULL,
 			last_attempt BIGINT NOT NULL,
-			queued INTEGER NOT NULL,
+			queued BIGINT NOT NULL,
 			PRIMARY KEY (event_id, sink, subscription)
 		)`,
 		`CREATE INDEX hookbus_deliveries_subscription ON hookbus_deliveries (subscription, received_at, event_id, sink) WHERE subscription <> ''`,
