@@ -157,7 +157,9 @@ func (m *memAttempts) Stats(ctx context.Context, sc attempt.Scope, window time.D
 	return st, nil
 }
 
-func (m *memAttempts) OldestWaiting(ctx context.Context) (map[string]time.Time, error) { return nil, nil }
+func (m *memAttempts) OldestWaiting(ctx context.Context) (map[string]time.Time, error) {
+	return nil, nil
+}
 
 func (m *memAttempts) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attempt.Delivery, []attempt.Event, string, error) {
 	m.mu.Lock()
@@ -201,4 +203,6 @@ func (m *memAttempts) MarkQueued(ctx context.Context, ds []attempt.Delivery) ([]
 	return out, nil
 }
 
-func (m *memAttempts) Prune(ctx context.Context, e, a time.Time, batch int) (int, error) { return 0, nil }
+func (m *memAttempts) Prune(ctx context.Context, e, a time.Time, batch int) (int, error) {
+	return 0, nil
+}
