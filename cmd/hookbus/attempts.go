@@ -302,6 +302,9 @@ func recoverCmd() *cobra.Command {
 			if sub == "" && app == "" && sink == "" {
 				return usage("give --subscription, --application or --sink: whose deliveries to recover")
 			}
+			if since == "" {
+				return usage("--since is required: the start of the range (RFC 3339, or how long ago: 90m, 24h, 7d)")
+			}
 			from, err := parseWhen("since", since)
 			if err != nil {
 				return err
@@ -369,7 +372,6 @@ func recoverCmd() *cobra.Command {
 	c.Flags().BoolVar(&all, "all", false, "every delivery in range, not only those whose last attempt failed")
 	c.Flags().IntVar(&limit, "page-size", 0, "deliveries per request (default: the API's, 500)")
 	c.Flags().StringVar(&cursor, "cursor", "", "go on from this cursor (printed when a recover stopped)")
-	_ = c.MarkFlagRequired("since")
 	return c
 }
 

@@ -173,7 +173,22 @@ func (m *memAttempts) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([
 		}
 		out = append(out, *d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].EventID < out[j].EventID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].EventID+out[i].Sink+out[i].Subscription < out[j].EventID+out[j].Sink+out[j].Subscription
+	})
+	next := ""
+	if q.Cursor != "" {
+		i := slices.IndexFunc(out, func(d attempt.Delivery) bool { return d.EventID+d.Sink+d.Subscription > q.Cursor })
+		if i < 0 {
+			i = len(out)
+		}
+		out = out[i:]
+	}
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+		d := out[len(out)-1]
+		next = d.EventID + d.Sink + d.Subscription
+	}
 	var evs []attempt.Event
 	for _, d := range out {
 		for _, ev := range m.events[d.EventID] {
@@ -182,7 +197,7 @@ func (m *memAttempts) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([
 			}
 		}
 	}
-	return out, evs, "", nil
+	return out, evs, next, nil
 }
 
 func (m *memAttempts) MarkQueued(ctx context.Context, ds []attempt.Delivery) ([]attempt.DeliveryKey, error) {
