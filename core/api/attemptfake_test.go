@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -143,7 +144,7 @@ func (m *memAttempts) Stats(ctx context.Context, sc attempt.Scope, window time.D
 			return 0
 		}
 		slices.Sort(ds)
-		return ds[int(p*float64(len(ds)-1))]
+		return ds[max(0, int(math.Ceil(p*float64(len(ds))))-1)]
 	}
 	st.LatencyP50, st.LatencyP99, st.DelayP50, st.DelayP99 = pct(lat, .5), pct(lat, .99), pct(delay, .5), pct(delay, .99)
 	for _, d := range m.dels {
