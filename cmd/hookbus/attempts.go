@@ -21,13 +21,14 @@ import (
 // The delivery log's commands: attempts list|get, events get, resend,
 // recover and stats, clients of the /v1 delivery-log routes.
 
-// appPrefix is the path of the routes of app, or of the admin routes when
-// app is empty: an application token needs the former.
-func appPrefix(app string) string {
-	if app == "" {
-		return "/v1"
+// prefix is where the delivery-log routes are for this client: with an
+// application token and app, that application's routes (scoped reports
+// true); otherwise the admin routes, where app is a filter.
+func (pc *platformClient) prefix(app string) (path string, scoped bool) {
+	if app != "" && strings.HasPrefix(pc.key, api.TokenPrefix) {
+		return "/v1/applications/" + esc(app), true
 	}
-	return "/v1/applications/" + esc(app)
+	return "/v1", false
 }
 
 // parseWhen reads a time flag: RFC 3339, or a duration back from now
@@ -111,7 +112,11 @@ func attemptsListCmd(pc *platformClient) *cobra.Command {
 					q.Set(flag, t)
 				}
 			}
-			items, body, next, err := pc.listPages(appPrefix(app)+"/attempts", q, limit, cursor, all)
+			prefix, scoped := pc.prefix(app)
+			if app != "" && !scoped {
+				q.Set("application", app)
+			}
+			items, body, next, err := pc.listPages(prefix+"/attempts", q, limit, cursor, all)
 			if err != nil {
 				return err
 			}
@@ -127,7 +132,7 @@ func attemptsListCmd(pc *platformClient) *cobra.Command {
 			})
 		},
 	}
-	c.Flags().StringVar(&app, "application", "", "only this application's (with an application token: required, its own)")
+	c.Flags().StringVar(&app, "application", "", "only this application's (with an application token: required, its own, and only its subscriptions' attempts are shown)")
 	c.Flags().StringVar(&sub, "subscription", "", "only this subscription's")
 	c.Flags().StringVar(&sink, "sink", "", "only this sink's")
 	c.Flags().StringVar(&eventID, "event-id", "", "only this event's")
@@ -181,7 +186,8 @@ func attemptsGetCmd(pc *platformClient) *cobra.Command {
 		Short: "Show one attempt: the request, what the endpoint answered, the error",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := pc.call(http.MethodGet, appPrefix(app)+"/attempts/"+esc(args[0]), nil, http.StatusOK)
+			prefix, _ := pc.prefix(app)
+			resp, err := pc.call(http.MethodGet, prefix+"/attempts/"+esc(args[0]), nil, http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -209,7 +215,8 @@ func eventsCmd() *cobra.Command {
 		Example: "  hookbus events get order-1001",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := pc.call(http.MethodGet, appPrefix(app)+"/events/"+esc(args[0]), nil, http.StatusOK)
+			prefix, _ := pc.prefix(app)
+			resp, err := pc.call(http.MethodGet, prefix+"/events/"+esc(args[0]), nil, http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -268,7 +275,8 @@ func resendCmd() *cobra.Command {
 			} else {
 				body["sink"] = sink
 			}
-			resp, err := pc.call(http.MethodPost, appPrefix(app)+"/resend", body, http.StatusAccepted)
+			prefix, _ := pc.prefix(app)
+			resp, err := pc.call(http.MethodPost, prefix+"/resend", body, http.StatusAccepted)
 			if err != nil {
 				return err
 			}
@@ -279,7 +287,7 @@ func resendCmd() *cobra.Command {
 	pc.flags(c)
 	c.Flags().StringVar(&sub, "subscription", "", "send to this subscription")
 	c.Flags().StringVar(&sink, "sink", "", "send to this sink")
-	c.Flags().StringVar(&app, "application", "", "the application the events and the subscription are of (needed with an application token)")
+	c.Flags().StringVar(&app, "application", "", "the application the events and the subscription are of (needed with an application token; ignored with an admin key)")
 	return c
 }
 
@@ -329,13 +337,17 @@ func recoverCmd() *cobra.Command {
 			if limit > 0 {
 				body["limit"] = limit
 			}
+			prefix, scoped := pc.prefix(app)
+			if app != "" && !scoped {
+				body["application"] = app
+			}
 			var total api.RecoverJSON
 			next := cursor
 			for page := 1; ; page++ {
 				if next != "" {
 					body["cursor"] = next
 				}
-				resp, err := pc.call(http.MethodPost, appPrefix(app)+"/recover", body, http.StatusAccepted)
+				resp, err := pc.call(http.MethodPost, prefix+"/recover", body, http.StatusAccepted)
 				if err != nil {
 					if total.Scanned > 0 {
 						fmt.Fprintf(cmd.ErrOrStderr(), "stopped after queuing %d of %d scanned; to go on: --cursor %s\n", total.Queued, total.Scanned, next)
@@ -365,7 +377,7 @@ func recoverCmd() *cobra.Command {
 	}
 	pc.flags(c)
 	c.Flags().StringVar(&sub, "subscription", "", "the deliveries of this subscription")
-	c.Flags().StringVar(&app, "application", "", "the deliveries of this application (with an application token: required, its own)")
+	c.Flags().StringVar(&app, "application", "", "the deliveries of this application (with an application token: required, its own, with --subscription)")
 	c.Flags().StringVar(&sink, "sink", "", "the deliveries of this sink")
 	c.Flags().StringVar(&since, "since", "", "events received at or after this time (RFC 3339, or how long ago: 90m, 24h, 7d; required)")
 	c.Flags().StringVar(&until, "until", "", "events received before this time (default: now)")

@@ -256,8 +256,12 @@ func deliveryLogRoundTrip(t *testing.T, url string, att attempt.Store, res *cliR
 	if err := json.Unmarshal([]byte(out), &rc); err != nil || rc.Queued != 0 {
 		t.Fatalf("the same recover again: %s %v", out, err)
 	}
-	out, _ = ok("recover", "--application", "acme", "--since", now.Add(-time.Hour).Format(time.RFC3339), "--all")
+	out, _ = ok("recover", "--application", "acme", "--subscription", sub.ID, "--since", now.Add(-time.Hour).Format(time.RFC3339), "--all")
 	contains("recover --all", out, "queued 1 of 1 scanned")
+	if out, stderr, code := run(tok.Token, "recover", "--application", "acme", "--subscription", sub.ID, "--since", "1h", "--all"); code != 0 || !strings.Contains(out, "queued 0 of 0 scanned") {
+		t.Fatalf("recover as acme (already queued): exit %d\n%s%s", code, out, stderr)
+	}
+	fails(tok.Token, 1, "HTTP 422 validation_failed", "recover", "--application", "acme", "--since", "1h")
 	fails(platformKey, 2, "give --subscription, --application or --sink", "recover", "--since", "1h")
 	fails(platformKey, 2, "--since is required", "recover", "--sink", "partner")
 	fails(tok.Token, 1, "HTTP 403 forbidden", "recover", "--sink", "partner", "--since", "1h")

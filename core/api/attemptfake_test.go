@@ -77,7 +77,7 @@ func (m *memAttempts) ListAttempts(ctx context.Context, f attempt.Filter) ([]att
 			(f.Sink != "" && a.Sink != f.Sink) || (f.EventID != "" && a.EventID != f.EventID) || (f.EventType != "" && a.EventType != f.EventType) ||
 			(f.Outcome != "" && a.Outcome != f.Outcome) || (f.Status != 0 && a.StatusCode != f.Status) ||
 			(!f.Since.IsZero() && a.StartedAt.Before(f.Since)) || (!f.Until.IsZero() && !a.StartedAt.Before(f.Until)) ||
-			(f.Cursor != "" && a.ID >= f.Cursor) {
+			(f.Cursor != "" && a.ID >= f.Cursor) || (f.SubscriptionsOnly && a.Subscription == "") {
 			continue
 		}
 		out = append(out, a)

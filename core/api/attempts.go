@@ -175,7 +175,9 @@ func parseTime(v string) (time.Time, error) {
 }
 
 // attemptFilter reads the filters, limit and cursor of an attempt list.
-// app, when not empty, is the path's application: the list is held to it.
+// app, when not empty, is the path's application: the list is held to
+// its deliveries to its subscriptions (the attempts of the operator's
+// other sinks its events reached are not its business).
 func attemptFilter(r *http.Request, app string) (attempt.Filter, []problem.FieldError) {
 	q := r.URL.Query()
 	var errs queryErrors
@@ -195,7 +197,7 @@ func attemptFilter(r *http.Request, app string) (attempt.Filter, []problem.Field
 		if f.Application != "" && f.Application != app {
 			errs.add("application", fmt.Sprintf("is %q, the path's application, here; leave it out", app))
 		}
-		f.Application = app
+		f.Application, f.SubscriptionsOnly = app, true
 	}
 	if f.EventType != "" {
 		if msg := subscription.CheckEventType(f.EventType); msg != "" {
@@ -262,12 +264,19 @@ func (s *Server) listAttempts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newList(out, next))
 }
 
+// ownAttempt tells whether a is one of app's own: a delivery to one of
+// its subscriptions.
+func ownAttempt(a attempt.Attempt, app string) bool {
+	return a.Application == app && a.Subscription != ""
+}
+
 func attemptNotFound(id string) *problem.Problem {
 	return problem.New(http.StatusNotFound, "no attempt with id "+strconv.Quote(id))
 }
 
 // getAttempt serves GET /v1/attempts/{id} and its application-scoped
-// form, where another application's attempt is not found.
+// form, where an attempt that is not a delivery to one of the
+// application's subscriptions is not found.
 func (s *Server) getAttempt(w http.ResponseWriter, r *http.Request) {
 	app, id := r.PathValue("app"), r.PathValue("id")
 	if app != "" {
@@ -276,7 +285,7 @@ func (s *Server) getAttempt(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a, err := s.opts.Attempts.GetAttempt(r.Context(), id)
-	if errors.Is(err, attempt.ErrNotFound) || (err == nil && app != "" && a.Application != app) {
+	if errors.Is(err, attempt.ErrNotFound) || (err == nil && app != "" && !ownAttempt(a, app)) {
 		problem.Write(w, attemptNotFound(id))
 		return
 	}

@@ -284,9 +284,15 @@ func TestAttemptLog(t *testing.T) {
 
 		// An application token: its own application's attempts and events only.
 		tok := f.acmeToken
+		// Its deliveries to its subscriptions: not a3, the operator's
+		// webhook sink partner, which acme's event also reached.
 		got, _ = attemptIDs(t, p.must(http.StatusOK, "GET", "/v1/applications/acme/attempts", tok, nil))
-		if want := []string{a2, a3, a1}; !slices.Equal(got, want) {
+		if want := []string{a2, a1}; !slices.Equal(got, want) {
 			t.Errorf("acme's attempts %v, want %v", got, want)
+		}
+		got, _ = attemptIDs(t, p.must(http.StatusOK, "GET", "/v1/applications/acme/attempts?sink=partner", adminKey, nil))
+		if len(got) != 0 {
+			t.Errorf("acme's attempts at partner %v, want none: not a delivery to its subscriptions", got)
 		}
 		got, _ = attemptIDs(t, p.must(http.StatusOK, "GET", "/v1/applications/acme/attempts?outcome=failed", tok, nil))
 		if len(got) != 0 {
@@ -302,12 +308,13 @@ func TestAttemptLog(t *testing.T) {
 		p.must(http.StatusOK, "GET", "/v1/applications/acme/attempts/"+a1, tok, nil)
 		var scoped EventJSON
 		p.must(http.StatusOK, "GET", "/v1/applications/acme/events/evt_1", tok, nil).json(t, &scoped)
-		if len(scoped.Records) != 2 || len(scoped.Attempts) != 3 {
-			t.Errorf("acme's view of evt_1: %d records, %d attempts", len(scoped.Records), len(scoped.Attempts))
+		if len(scoped.Records) != 1 || scoped.Records[0].Sink != "everyone" || len(scoped.Attempts) != 2 || scoped.Attempts[0].ID != a2 {
+			t.Errorf("acme's view of evt_1 (its subscription's records and attempts only): %+v", scoped)
 		}
 		for _, path := range []string{
 			"/v1/applications/acme/attempts/" + e2, // globex's attempt
 			"/v1/applications/acme/attempts/" + e3, // no application's
+			"/v1/applications/acme/attempts/" + a3, // acme's event, at the operator's sink
 			"/v1/applications/acme/events/evt_2",   // globex's event
 			"/v1/applications/acme/events/evt_3",
 			"/v1/applications/globex/attempts",
@@ -408,7 +415,9 @@ func TestResendAndRecover(t *testing.T) {
 			{"/v1/recover", map[string]any{"sink": "partner", "since": "2026-01-02T00:00:00Z", "limit": 1001}, []string{"limit"}},
 			{"/v1/recover", map[string]any{"sink": "nosuch", "since": "2026-01-02T00:00:00Z"}, []string{"sink"}},
 			{"/v1/recover", map[string]any{"sink": "partner", "since": "2026-01-02T00:00:00Z", "all": true}, []string{"all"}},
-			{"/v1/applications/acme/recover", map[string]any{"application": "globex", "since": "2026-01-02T00:00:00Z"}, []string{"application"}},
+			{"/v1/applications/acme/recover", map[string]any{"application": "globex", "since": "2026-01-02T00:00:00Z", "subscription": f.subA.ID}, []string{"application"}},
+			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z"}, []string{"subscription"}},
+			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z", "sink": "partner"}, []string{"subscription"}},
 		} {
 			a := p.do("POST", tt.path, adminKey, tt.body)
 			if a.status != http.StatusUnprocessableEntity {
@@ -455,19 +464,28 @@ func TestResendAndRecover(t *testing.T) {
 		if _, q := p.res.last(); rc.Queued != 1 || q.Application != "globex" || q.Limit != 10 || !q.Until.Equal(f.now) {
 			t.Errorf("recover of globex: %+v, asked %+v", rc, q)
 		}
-		// The application's own: nothing of acme failed; all of it is its two deliveries.
-		p.must(http.StatusAccepted, "POST", "/v1/applications/acme/recover", f.acmeToken, map[string]any{"since": since}).json(t, &rc)
-		if _, q := p.res.last(); rc.Queued != 0 || q.Application != "acme" {
+		// The application's own subscription: nothing failed; all of it is
+		// its one delivery there.
+		own := map[string]any{"since": since, "subscription": f.subA.ID}
+		p.must(http.StatusAccepted, "POST", "/v1/applications/acme/recover", f.acmeToken, own).json(t, &rc)
+		if _, q := p.res.last(); rc.Queued != 0 || q.Application != "acme" || q.Subscription != f.subA.ID {
 			t.Errorf("acme's failures: %+v, asked %+v", rc, q)
 		}
-		p.must(http.StatusAccepted, "POST", "/v1/applications/acme/recover", f.acmeToken, map[string]any{"since": since, "outcome": "all"}).json(t, &rc)
-		if _, q := p.res.last(); rc.Queued != 2 || !q.All {
+		own["outcome"] = "all"
+		p.must(http.StatusAccepted, "POST", "/v1/applications/acme/recover", f.acmeToken, own).json(t, &rc)
+		if _, q := p.res.last(); rc.Queued != 1 || !q.All {
 			t.Errorf("all of acme's: %+v, asked %+v", rc, q)
+		}
+		// Another application's subscription under acme's path selects nothing.
+		p.must(http.StatusAccepted, "POST", "/v1/applications/acme/recover", f.acmeToken,
+			map[string]any{"since": since, "subscription": f.subB.ID, "outcome": "all"}).json(t, &rc)
+		if rc.Queued != 0 || rc.Scanned != 0 {
+			t.Errorf("acme recovering globex's subscription: %+v", rc)
 		}
 		// Tokens: admin routes 403, another application 404.
 		p.must(http.StatusForbidden, "POST", "/v1/resend", f.acmeToken, map[string]any{"event_ids": []string{"evt_1"}, "sink": "partner"}).problem(t)
 		p.must(http.StatusForbidden, "POST", "/v1/recover", f.acmeToken, map[string]any{"sink": "partner", "since": since}).problem(t)
-		p.must(http.StatusNotFound, "POST", "/v1/applications/globex/recover", f.acmeToken, map[string]any{"since": since}).problem(t)
+		p.must(http.StatusNotFound, "POST", "/v1/applications/globex/recover", f.acmeToken, map[string]any{"since": since, "subscription": f.subB.ID}).problem(t)
 		p.must(http.StatusNotFound, "POST", "/v1/applications/globex/resend", f.acmeToken, map[string]any{"event_ids": []string{"evt_2"}, "subscription": f.subB.ID}).problem(t)
 	})
 }

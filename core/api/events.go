@@ -51,8 +51,9 @@ func eventNotFound(id string) *problem.Problem {
 }
 
 // getEvent serves GET /v1/events/{id} and its application-scoped form,
-// which sees only the records and attempts of its application (an event
-// of another application is not found).
+// which shows only the application's own: the attempts of deliveries to
+// its subscriptions and the records of the sinks that made them (an
+// event that reached none of its subscriptions is not found there).
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	app, id := r.PathValue("app"), r.PathValue("id")
 	if app != "" {
@@ -61,14 +62,32 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	evs, err := s.opts.Attempts.GetEvent(r.Context(), id)
-	if err != nil && !errors.Is(err, attempt.ErrNotFound) {
+	if errors.Is(err, attempt.ErrNotFound) {
+		problem.Write(w, eventNotFound(id))
+		return
+	}
+	if err != nil {
 		s.internal(w, err)
 		return
 	}
-	out := EventJSON{ID: id, Records: []EventRecordJSON{}}
+	as, next, err := s.opts.Attempts.ListAttempts(r.Context(), attempt.Filter{EventID: id, Application: app,
+		SubscriptionsOnly: app != "", Limit: eventAttemptsPage})
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	out := EventJSON{ID: id, Records: []EventRecordJSON{}, Attempts: make([]AttemptJSON, 0, len(as))}
+	ownSinks := map[string]bool{}
+	for _, a := range as {
+		out.Attempts = append(out.Attempts, AttemptToJSON(a, true))
+		ownSinks[a.Sink] = true
+	}
+	if next != "" {
+		out.AttemptsNextCursor = &next
+	}
 	var first time.Time
 	for _, ev := range evs {
-		if app != "" && ev.Application != app {
+		if app != "" && (ev.Application != app || !ownSinks[ev.Sink]) {
 			continue
 		}
 		rec := EventRecordJSON{Sink: ev.Sink, Pipeline: ev.Pipeline, Source: ev.Source, Type: ev.Type,
@@ -92,18 +111,6 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	if len(out.Records) == 0 {
 		problem.Write(w, eventNotFound(id))
 		return
-	}
-	as, next, err := s.opts.Attempts.ListAttempts(r.Context(), attempt.Filter{EventID: id, Application: app, Limit: eventAttemptsPage})
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	out.Attempts = make([]AttemptJSON, 0, len(as))
-	for _, a := range as {
-		out.Attempts = append(out.Attempts, AttemptToJSON(a, true))
-	}
-	if next != "" {
-		out.AttemptsNextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -117,8 +117,9 @@ func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, ResendJSON{Queued: n})
 }
 
-// recoverDeliveries serves POST /v1/recover and POST /v1/applications/{app}/recover
-// (held to that application): one page of the deliveries in range.
+// recoverDeliveries serves POST /v1/recover and POST
+// /v1/applications/{app}/recover (held to that application, and to one of
+// its subscriptions): one page of the deliveries in range.
 func (s *Server) recoverDeliveries(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
 	o, p := readObject(w, r, false, "subscription", "application", "sink", "since", "until", "outcome", "limit", "cursor")
@@ -136,7 +137,12 @@ func (s *Server) recoverDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		q.Application = app
 	}
-	if q.Subscription == "" && q.Application == "" && q.Sink == "" {
+	switch {
+	case app != "" && q.Subscription == "":
+		// An application recovers its own deliveries, to its subscriptions,
+		// not those of the operator's other sinks its events reached.
+		o.fail("subscription", "an application recovers the deliveries of one of its subscriptions; give subscription")
+	case q.Subscription == "" && q.Application == "" && q.Sink == "":
 		o.fail("subscription", "give subscription, application or sink: whose deliveries to recover")
 	}
 	s.checkSink(o, "sink", q.Sink)
