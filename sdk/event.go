@@ -1,6 +1,3 @@
-// Package sdk is what a hookbus plugin author imports: the Event envelope,
-// the Source and Sink interfaces and (in sub-packages) the plugin protocol
-// and a conformance test kit. It never imports hookbus' core.
 package sdk
 
 import (
@@ -20,7 +17,8 @@ import (
 // attributes, or fields a transform script adds) are kept in Extensions and
 // written back at the top level when the event is encoded.
 type Event struct {
-	// ID identifies the event. A producer-given ID is an idempotency key;
+	// ID identifies the event. A producer-given ID is an idempotency key
+	// for queue.dedup_window on the drivers that deduplicate (see Source);
 	// hookbus assigns a ULID when the producer gives none.
 	ID string `json:"id"`
 	// Type is the event type, e.g. "order.paid". Required.

@@ -84,14 +84,38 @@ type Sink interface {
 
 // Emitter is how a Source hands events to hookbus.
 type Emitter interface {
-	// Emit queues a batch of events. It returns nil only once every event of
-	// the batch is durably queued: that is the moment a source may commit its
-	// own offsets. On error nothing of the batch may be counted as queued
-	// and the source should offer the batch again later.
+	// Emit queues a batch of events, all or nothing. It returns nil only
+	// once every event of the batch is durably queued: that is the moment a
+	// source may commit its own offsets. On error nothing of the batch was
+	// queued, and the error says what to do:
+	//
+	//   - errors.Is(err, ErrRejected): hookbus refused the batch for its
+	//     events (an event without a type, one over MaxEventBytes as JSON,
+	//     more than MaxBatchEvents events, a number scripts cannot read).
+	//     The *RejectedError names each event (its index and id) and field.
+	//     Offering the same batch again gets the same answer: drop or fix
+	//     those events and emit the rest (RejectedError.Remaining), then
+	//     commit. hookbus logs every rejection at warn. The valid events of
+	//     a rejected batch are not queued: a batch is queued whole or not at
+	//     all, so offsets stay simple to commit.
+	//   - otherwise (ErrNotQueued, a cancelled ctx, a broken connection): a
+	//     transient failure; offer the batch again later.
 	Emit(ctx context.Context, events []Event) error
 }
 
 // Source produces events.
+//
+// Event ids: an id a source gives an event is its idempotency key. On the
+// queue drivers that deduplicate (embedded and nats), an event whose id
+// hookbus accepted within queue.dedup_window (default 24h, also across
+// restarts) is acked again but not queued twice, so a source that offers a
+// batch again after a crash or an unanswered Emit delivers each event once.
+// Derive ids from what the event is (an offset, the upstream's own id), not
+// from when it was read. A source may leave ids empty: hookbus then assigns
+// a fresh ULID to each event, which is never deduplicated, so an event
+// offered again is delivered again. The redis, postgres and memory drivers
+// do not deduplicate at all; there, sinks see a re-offered event twice
+// either way and can deduplicate on its id.
 type Source interface {
 	// Init configures the source with its `config` block as JSON.
 	Init(ctx context.Context, config json.RawMessage) error

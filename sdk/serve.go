@@ -2,9 +2,13 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,15 +61,20 @@ type ServeOptions struct {
 // plugin must write nothing to stdout before Serve (hookbus reads its
 // handshake there); log to stderr, e.g. through Logger.
 //
+// Serve points the standard log package at hookbus' log (each line at
+// info, without log's own date and time). Once Serve runs, what the plugin
+// writes to os.Stdout or os.Stderr reaches hookbus' log at info too.
+//
 // Serve exits the process when its parent (hookbus) goes away.
 func Serve(opts ServeOptions) {
 	m := manifestOf(opts)
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       m.Name,
-		Output:     os.Stderr,
+		Output:     lockedStderr{},
 		JSONFormat: true,
 		Level:      hclog.Debug,
 	})
+	routeStdLog()
 	go watchParent(logger)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
@@ -123,10 +132,36 @@ func watchParent(logger hclog.Logger) {
 	}
 }
 
-// Logger returns a logger for plugin code. It writes JSON lines to stderr
-// in the form hookbus forwards into its own log (with plugin=<name>).
+// stderr is the process's own standard error, taken before Serve: go-plugin
+// then points os.Stderr at a pipe it streams to hookbus over the
+// connection, which a crash can cut short. hookbus reads this one directly.
+var stderr = os.Stderr
+
+// stderrMu serialises whole lines written to stderr by Logger and the
+// standard log package.
+var stderrMu sync.Mutex
+
+// lockedStderr writes each call's bytes to stderr in one piece.
+type lockedStderr struct{}
+
+func (lockedStderr) Write(p []byte) (int, error) {
+	stderrMu.Lock()
+	defer stderrMu.Unlock()
+	return stderr.Write(p)
+}
+
+// hclogTime is the timestamp layout hookbus (through go-plugin) reads in a
+// plugin's JSON log lines: exactly six fractional digits.
+const hclogTime = "2006-01-02T15:04:05.000000Z07:00"
+
+// Logger returns a logger for plugin code, usable before and after Serve.
+// It writes JSON lines to the process's standard error in the form hookbus
+// reads (hclog's: @timestamp, @level, @message), and each shows up in
+// hookbus' log at its level with plugin=<name>, the other attributes
+// kept. The standard log package's lines (Serve routes them) and plain
+// writes to os.Stderr show up at info.
 func Logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+	return slog.New(slog.NewJSONHandler(lockedStderr{}, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) > 0 {
@@ -135,6 +170,9 @@ func Logger() *slog.Logger {
 			switch a.Key {
 			case slog.TimeKey:
 				a.Key = "@timestamp"
+				if t, ok := a.Value.Any().(time.Time); ok {
+					a.Value = slog.StringValue(t.Format(hclogTime))
+				}
 			case slog.MessageKey:
 				a.Key = "@message"
 			case slog.LevelKey:
@@ -144,6 +182,33 @@ func Logger() *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// stdLogWriter turns each line of the standard log package into an hclog
+// JSON line at info on stderr.
+type stdLogWriter struct{}
+
+func (stdLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	b, err := json.Marshal(map[string]string{
+		"@timestamp": time.Now().Format(hclogTime),
+		"@level":     "info",
+		"@message":   msg,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := (lockedStderr{}).Write(append(b, '\n')); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// routeStdLog points the standard log package at hookbus' log (at info),
+// without its date and time: hookbus stamps every line.
+func routeStdLog() {
+	log.SetOutput(stdLogWriter{})
+	log.SetFlags(log.Flags() &^ (log.Ldate | log.Ltime | log.Lmicroseconds | log.LUTC))
 }
 
 func hclogLevel(v any) string {

@@ -227,9 +227,27 @@ type streamEmitter struct {
 	err     error
 }
 
-// ErrNotQueued is wrapped by the error Emit returns when hookbus answered a
-// batch with a nack: nothing of it was queued, offer it again later.
+// ErrNotQueued is wrapped by the error Emit returns when hookbus could not
+// queue a batch (a transient failure, such as the queue being unavailable):
+// nothing of it was queued, offer it again later. A batch refused for its
+// events gets ErrRejected instead.
 var ErrNotQueued = errors.New("hookbus did not queue the batch")
+
+// nackError turns a nack into Emit's error: a *RejectedError when hookbus
+// refused the batch for its events, else one wrapping ErrNotQueued.
+func nackError(n *pluginv1.Nack) error {
+	if n.GetError().GetCode() != pluginv1.ErrorCode_ERROR_CODE_REJECTED && len(n.Rejections) == 0 {
+		return fmt.Errorf("%w: %s", ErrNotQueued, n.GetError().GetMessage())
+	}
+	re := &RejectedError{Rejections: make([]Rejection, 0, len(n.Rejections))}
+	for _, r := range n.Rejections {
+		re.Rejections = append(re.Rejections, Rejection{Index: int(r.Index), ID: r.Id, Field: r.Field, Reason: r.Message})
+	}
+	if len(re.Rejections) == 0 {
+		re.Rejections = append(re.Rejections, Rejection{Index: -1, Reason: n.GetError().GetMessage()})
+	}
+	return re
+}
 
 func (e *streamEmitter) receive() {
 	for {
@@ -248,7 +266,7 @@ func (e *streamEmitter) receive() {
 			seq = m.Ack.Seq
 		case *pluginv1.RunRequest_Nack:
 			seq = m.Nack.Seq
-			result = fmt.Errorf("%w: %s", ErrNotQueued, m.Nack.GetError().GetMessage())
+			result = nackError(m.Nack)
 		default:
 			continue
 		}

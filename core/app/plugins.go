@@ -341,16 +341,15 @@ type sourceEmitter struct {
 }
 
 func (s sourceEmitter) Emit(ctx context.Context, events []sdk.Event) error {
+	// The same refusals as the http source's (a missing type, too many
+	// events, numbers scripts could not read), as an *sdk.RejectedError
+	// naming each event: the plugin host answers it as a rejection.
+	if err := sdk.CheckBatch(events); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	producerID := make([]bool, len(events))
 	for i := range events {
-		if events[i].Type == "" {
-			return fmt.Errorf("event %d: field \"type\" is required", i)
-		}
-		// The same refusal as the http source's: scripts could not read it.
-		if err := events[i].CheckNumbers(); err != nil {
-			return fmt.Errorf("event %d: %w; nothing of the batch was queued", i, err)
-		}
 		producerID[i] = events[i].ID != ""
 		if events[i].ID == "" {
 			events[i].ID = newID()

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -403,4 +405,53 @@ func TestPluginSourceNumberOutOfRange(t *testing.T) {
 	if v := metricValue(t, a, `hookbus_events_received_total{source="files"}`); v != 2 {
 		t.Errorf("received_total{source=files} = %v, want 2", v)
 	}
+}
+
+// TestPluginSourceEventWithoutType: the host rejects a source's event
+// without a type as sdk.ErrRejected naming the event and field (not as a
+// transient failure), logs it at warn naming the plugin, and the file
+// source skips that line and delivers the others.
+func TestPluginSourceEventWithoutType(t *testing.T) {
+	t.Parallel()
+	rcv := newReceiver(t)
+	in := filepath.Join(t.TempDir(), "in.jsonl")
+	logs := &syncBuffer{}
+	a := runApp(t, loadConfig(t, configHead+`plugins:
+  tail: {path: `+pluginBinary(t, "file-source")+`}
+sources:
+  files:
+    type: tail
+    config: {path: `+in+`, poll_interval: 10ms, batch_size: 10}
+sinks:
+  partner:
+    type: webhook
+    config: {url: `+rcv.srv.URL+`, secret: `+testSecret+`, allow_private_networks: true}
+pipelines:
+  fromfile: {from: [files], to: [partner]}
+`), io.MultiWriter(logs, testWriter{t}))
+	t.Cleanup(func() { stopApp(t, a) })
+	err := sourceEmitter{e: a.Engine, source: "files"}.Emit(context.Background(), []sdk.Event{{ID: "direct-ok", Type: "t"}, {ID: "direct-bad"}})
+	var re *sdk.RejectedError
+	if !errors.Is(err, sdk.ErrRejected) || errors.Is(err, sdk.ErrNotQueued) || !errors.As(err, &re) ||
+		len(re.Rejections) != 1 || re.Rejections[0].Index != 1 || re.Rejections[0].Field != "type" {
+		t.Fatalf("Emit = %v, want sdk.ErrRejected naming event 1 and field type", err)
+	}
+
+	lines := `{"id":"line-0","type":"file.line"}` + "\n" + `{"id":"line-1"}` + "\n" + `{"id":"line-2","type":"file.line"}` + "\n"
+	if err := os.WriteFile(in, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "lines 0 and 2 delivered", func() bool {
+		return len(rcv.attempts("line-0")) == 1 && len(rcv.attempts("line-2")) == 1
+	})
+	for _, id := range []string{"direct-ok", "line-1"} {
+		if n := len(rcv.attempts(id)); n != 0 {
+			t.Errorf("%s delivered %d times, want 0", id, n)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "the rejection and the plugin's warning in the log", func() bool {
+		s := logs.String()
+		return strings.Contains(s, `level=WARN msg="source batch rejected; nothing of it was queued" plugin=tail/files`) &&
+			strings.Contains(s, `level=WARN msg="skipping an event hookbus rejected" plugin=tail/files`)
+	})
 }

@@ -31,12 +31,14 @@ var (
 	crashsink  string
 	hostBin    string
 	fileSource string
+	emitSource string
 )
 
 func TestMain(m *testing.M) {
 	crashsink = testenv.MustBuild("./testdata/crashsink")
 	hostBin = testenv.MustBuild("./testdata/host")
 	fileSource = testenv.MustBuild("../../plugins/file/cmd/file-source")
+	emitSource = testenv.MustBuild("./testdata/emitsource")
 	testenv.Main(m)
 }
 

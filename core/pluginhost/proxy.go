@@ -172,11 +172,20 @@ func (s *sourceProxy) session(ctx context.Context) (*remote.Source, *instance, e
 		return s.sess, inst, nil
 	}
 	sess := inst.client.Source()
+	sess.OnRejected = s.logRejected
 	if err := sess.Init(ctx, s.config); err != nil {
 		return nil, nil, callError(s.p, inst, err)
 	}
 	s.inst, s.sess = inst, sess
 	return sess, inst, nil
+}
+
+// logRejected logs a batch refused for its events, at warn: the source's
+// author must fix it, and it is the source's only sign of the problem
+// besides its own handling of the error.
+func (s *sourceProxy) logRejected(events int, err *sdk.RejectedError) {
+	s.p.logger.Warn("source batch rejected; nothing of it was queued",
+		"events", events, "rejected", len(err.Rejections), "error", err.Error())
 }
 
 func (s *sourceProxy) Init(ctx context.Context, config json.RawMessage) error {

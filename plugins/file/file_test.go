@@ -2,18 +2,27 @@ package file_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/plugins/file"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 var fileSink, fileSource string
@@ -138,4 +147,113 @@ func TestConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkingEmitter checks batches as hookbus does (sdk.CheckBatch) and
+// records the ids of what it accepted.
+type checkingEmitter struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (e *checkingEmitter) Emit(_ context.Context, evs []sdk.Event) error {
+	if err := sdk.CheckBatch(evs); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range evs {
+		e.ids = append(e.ids, ev.ID)
+	}
+	return nil
+}
+
+func (e *checkingEmitter) got() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.ids)
+}
+
+// TestSourceSkipsRejectedEvents: a line hookbus rejects (no type) is
+// skipped with a warning naming it; the lines around it are queued and the
+// offset moves past all three, instead of the batch being offered forever.
+func TestSourceSkipsRejectedEvents(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "in.jsonl")
+	lines := `{"id": "a", "type": "t"}` + "\n" + `{"id": "b"}` + "\n" + `{"id": "c", "type": "t"}` + "\n"
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	src := file.NewSource(logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := src.Init(ctx, json.RawMessage(fmt.Sprintf(`{"path": %q, "poll_interval": "10ms"}`, path))); err != nil {
+		t.Fatal(err)
+	}
+	em := &checkingEmitter{}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, em) }()
+	testenv.Eventually(t, 10*time.Second, "the offset past the three lines", func() bool {
+		b, err := os.ReadFile(path + ".offset")
+		return err == nil && strings.TrimSpace(string(b)) == fmt.Sprint(len(lines))
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := em.got(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("queued %v, want [a c]", got)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"skipping an event hookbus rejected"`) || !strings.Contains(logs.String(), `event 1 (id \"b\"): field \"type\": required`) {
+		t.Errorf("no warning naming the rejected event in:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestSourceBinaryLogs: the built file source's log lines (made with
+// sdk.Logger before Serve) reach the host's log at their level.
+func TestSourceBinaryLogs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.WriteFile(path, []byte("not json\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var logs strings.Builder
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, JSONFormat: true, Output: writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	})})
+	c, err := remote.Start(remote.Options{Cmd: exec.Command(fileSource), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Kill()
+	src := c.Source()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := src.Init(ctx, json.RawMessage(fmt.Sprintf(`{"path": %q, "poll_interval": "10ms"}`, path))); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, &checkingEmitter{}) }()
+	testenv.Eventually(t, 10*time.Second, "the plugin's error line in the host's log", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), `"@level":"error","@message":"skipping a line that is not an event"`)
+	})
+	cancel()
+	<-done
 }

@@ -23,7 +23,7 @@ type SourceConfig struct {
 	Path string `json:"path"`
 	// OffsetPath is where the committed read offset is kept. Default: Path + ".offset".
 	OffsetPath string `json:"offset_path,omitempty"`
-	// BatchSize is the most events per batch. Default 100.
+	// BatchSize is the most events per batch, up to sdk.MaxBatchEvents. Default 100.
 	BatchSize int `json:"batch_size,omitempty"`
 	// PollInterval is how long to wait at the end of the file. Default "200ms".
 	PollInterval string `json:"poll_interval,omitempty"`
@@ -37,7 +37,7 @@ const sourceSchema = `{
   "properties": {
     "path": {"type": "string", "minLength": 1, "description": "JSON-lines file to tail"},
     "offset_path": {"type": "string"},
-    "batch_size": {"type": "integer", "minimum": 1},
+    "batch_size": {"type": "integer", "minimum": 1, "maximum": 1000},
     "poll_interval": {"type": "string"}
   }
 }`
@@ -86,6 +86,9 @@ func parseSourceConfig(config json.RawMessage) (SourceConfig, time.Duration, err
 	}
 	if c.BatchSize < 0 {
 		errs = append(errs, &sdk.ConfigError{Field: "batch_size", Message: "must be positive"})
+	}
+	if c.BatchSize > sdk.MaxBatchEvents {
+		errs = append(errs, &sdk.ConfigError{Field: "batch_size", Message: fmt.Sprintf("%d is over hookbus' limit of %d events per batch", c.BatchSize, sdk.MaxBatchEvents)})
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 100
@@ -139,7 +142,7 @@ func (s *Source) Run(ctx context.Context, emit sdk.Emitter) error {
 			s.wait(ctx)
 			continue
 		}
-		if err := emit.Emit(ctx, events); err != nil {
+		if err := s.emit(ctx, emit, events); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -151,6 +154,28 @@ func (s *Source) Run(ctx context.Context, emit sdk.Emitter) error {
 			return err
 		}
 		offset = next
+	}
+	return nil
+}
+
+// emit emits events until hookbus queued them, skipping (and logging)
+// those it rejects: they would be rejected again however often they were
+// offered. An error is a transient failure: offer the batch again.
+func (s *Source) emit(ctx context.Context, emit sdk.Emitter, events []sdk.Event) error {
+	for len(events) > 0 {
+		err := emit.Emit(ctx, events)
+		var re *sdk.RejectedError
+		if !errors.As(err, &re) {
+			return err
+		}
+		rest := re.Remaining(events)
+		if rest == nil {
+			return err // the batch as a whole; batch_size keeps within the limit
+		}
+		for _, r := range re.Rejections {
+			s.logger.Warn("skipping an event hookbus rejected", "path", s.cfg.Path, "rejection", r.String())
+		}
+		events = rest
 	}
 	return nil
 }

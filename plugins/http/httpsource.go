@@ -66,8 +66,9 @@ func (f PublisherFunc) Publish(ctx context.Context, source string, events []sdk.
 	return f(ctx, source, events)
 }
 
-// DefaultMaxBody is the default largest request body, in bytes (1 MiB).
-const DefaultMaxBody int64 = 1 << 20
+// DefaultMaxBody is the default largest request body, in bytes (1 MiB):
+// sdk.MaxEventBytes, the limit a plugin source's events get too.
+const DefaultMaxBody int64 = sdk.MaxEventBytes
 
 // Options configures the ingest handler. The zero value is usable.
 type Options struct {

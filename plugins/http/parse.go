@@ -101,8 +101,9 @@ func Parse(r *http.Request, maxBatch int) ([]sdk.Event, error) {
 	return parseJSON(body, mediaType, maxBatch)
 }
 
-// DefaultMaxBatch is the default largest number of events in one request.
-const DefaultMaxBatch = 1000
+// DefaultMaxBatch is the default largest number of events in one request:
+// sdk.MaxBatchEvents, the limit of a plugin source's Emit too.
+const DefaultMaxBatch = sdk.MaxBatchEvents
 
 func isStructured(mt string) bool { return mt == MediaCloudEvents || mt == MediaCloudEventsBatch }
 

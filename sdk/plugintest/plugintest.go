@@ -14,6 +14,7 @@ package plugintest
 import (
 	"context"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,14 +42,32 @@ func startBinary(t testing.TB, path string) *remote.Client {
 	return c
 }
 
+// testLogger logs the plugin's lines (info and above) to the test's log.
+// Registered before the plugin is started, its cleanup runs after the
+// plugin was killed, and drops what arrives later (the testing package
+// panics on a Logf after the test).
 func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: testWriter{t}, Level: hclog.Info})
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: w, Level: hclog.Info})
 }
 
-type testWriter struct{ t testing.TB }
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", p)
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Logf("%s", p)
+	}
 	return len(p), nil
 }
 

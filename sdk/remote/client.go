@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,7 +42,10 @@ type Options struct {
 	// environment to it. When Cmd.Env is nil the plugin inherits this
 	// process's environment; otherwise Cmd.Env is its whole environment.
 	Cmd *exec.Cmd
-	// Logger receives the plugin's log lines; nil discards them.
+	// Logger receives the plugin's log lines, each at its level (see
+	// lineLogger: hclog JSON lines as sdk.Logger writes them, the standard
+	// log package's and plain writes to stderr at info, a panic at error),
+	// and go-plugin's own messages; nil discards them.
 	Logger hclog.Logger
 	// StartTimeout bounds the handshake; zero means 10s.
 	StartTimeout time.Duration
@@ -81,11 +83,14 @@ func Start(opts Options) (*Client, error) {
 		SkipHostEnv:      opts.Cmd.Env != nil,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		Logger:           opts.Logger,
+		Logger:           newStderrOff(opts.Logger, opts.Cmd.Path),
 		StartTimeout:     opts.StartTimeout,
-		SyncStdout:       io.Discard,
-		SyncStderr:       io.Discard,
-		GRPCDialOptions:  []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
+		// The process's stderr, and what the plugin writes to os.Stdout and
+		// os.Stderr once sdk.Serve replaced them (go-plugin streams it).
+		Stderr:          newLineLogger(opts.Logger),
+		SyncStdout:      newLineLogger(opts.Logger),
+		SyncStderr:      newLineLogger(opts.Logger),
+		GRPCDialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
 	})
 	name := filepath.Base(opts.Cmd.Path)
 	rpc, err := pc.Client()

@@ -16,6 +16,9 @@ import (
 type Source struct {
 	c   *Client
 	rpc pluginv1.SourceClient
+	// OnRejected, when set, is called with every batch refused for its
+	// events (before the plugin gets the nack), e.g. to log it.
+	OnRejected func(batch int, err *sdk.RejectedError)
 }
 
 // Source returns a proxy for the plugin's source. Call Init before Run.
@@ -110,24 +113,60 @@ func (s *Source) Run(ctx context.Context, emit sdk.Emitter) error {
 	}
 }
 
+// handle hands one batch to emit and answers it. Before emit it checks
+// what only the wire shows (sdk.MaxBatchEvents, sdk.MaxEventBytes, a
+// decodable envelope); emit checks the rest (sdk.CheckBatch). A
+// *sdk.RejectedError, from either, goes back as a nack with
+// ERROR_CODE_REJECTED and one rejection per problem; any other error as a
+// nack with ERROR_CODE_INTERNAL (not queued: offer it again).
 func (s *Source) handle(ctx context.Context, emit sdk.Emitter, b *pluginv1.Batch) *pluginv1.RunRequest {
-	events := make([]sdk.Event, len(b.Events))
-	var err error
-	for i, e := range b.Events {
-		if uerr := json.Unmarshal(e.Json, &events[i]); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("event %d: %w", i, uerr))
-		}
-	}
+	events, err := decodeBatch(b)
 	if err == nil {
 		err = emit.Emit(ctx, events)
 	}
-	if err != nil {
-		return &pluginv1.RunRequest{Msg: &pluginv1.RunRequest_Nack{Nack: &pluginv1.Nack{
-			Seq:   b.Seq,
-			Error: &pluginv1.Error{Code: pluginv1.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()},
-		}}}
+	if err == nil {
+		return &pluginv1.RunRequest{Msg: &pluginv1.RunRequest_Ack{Ack: &pluginv1.Ack{Seq: b.Seq}}}
 	}
-	return &pluginv1.RunRequest{Msg: &pluginv1.RunRequest_Ack{Ack: &pluginv1.Ack{Seq: b.Seq}}}
+	nack := &pluginv1.Nack{Seq: b.Seq, Error: &pluginv1.Error{Code: pluginv1.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()}}
+	var re *sdk.RejectedError
+	if errors.As(err, &re) {
+		if s.OnRejected != nil {
+			s.OnRejected(len(b.Events), re)
+		}
+		nack.Error.Code = pluginv1.ErrorCode_ERROR_CODE_REJECTED
+		for _, r := range re.Rejections {
+			nack.Rejections = append(nack.Rejections, &pluginv1.Rejection{Index: int32(r.Index), Id: r.ID, Field: r.Field, Message: r.Reason})
+		}
+	}
+	return &pluginv1.RunRequest{Msg: &pluginv1.RunRequest_Nack{Nack: nack}}
+}
+
+// decodeBatch decodes a batch's envelopes, or returns a *sdk.RejectedError
+// naming every event too large or not an envelope, or the batch too large.
+func decodeBatch(b *pluginv1.Batch) ([]sdk.Event, error) {
+	if len(b.Events) > sdk.MaxBatchEvents {
+		return nil, &sdk.RejectedError{Rejections: []sdk.Rejection{sdk.BatchTooLarge(len(b.Events))}}
+	}
+	events := make([]sdk.Event, len(b.Events))
+	var rs []sdk.Rejection
+	for i, e := range b.Events {
+		if len(e.Json) > sdk.MaxEventBytes {
+			rs = append(rs, sdk.EventTooLarge(i, "", len(e.Json)))
+			continue
+		}
+		if err := json.Unmarshal(e.Json, &events[i]); err != nil {
+			r := sdk.Rejection{Index: i, Reason: "not an event envelope: " + err.Error()}
+			var fe *sdk.FieldError
+			if errors.As(err, &fe) {
+				r.Field, r.Reason = fe.Field, fe.Err.Error()
+			}
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) > 0 {
+		return nil, &sdk.RejectedError{Rejections: rs}
+	}
+	return events, nil
 }
 
 var _ sdk.Source = (*Source)(nil)

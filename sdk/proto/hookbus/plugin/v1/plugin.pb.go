@@ -49,6 +49,10 @@ const (
 	ErrorCode_ERROR_CODE_FAILED_PRECONDITION ErrorCode = 3
 	// Any other failure inside the plugin.
 	ErrorCode_ERROR_CODE_INTERNAL ErrorCode = 4
+	// The host refused a source's batch because of its events (a missing
+	// type, an event over the size limit, too many events): Nack.rejections
+	// names each problem. Offering the same events again gets the same answer.
+	ErrorCode_ERROR_CODE_REJECTED ErrorCode = 5
 )
 
 // Enum value maps for ErrorCode.
@@ -59,6 +63,7 @@ var (
 		2: "ERROR_CODE_UNIMPLEMENTED",
 		3: "ERROR_CODE_FAILED_PRECONDITION",
 		4: "ERROR_CODE_INTERNAL",
+		5: "ERROR_CODE_REJECTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":         0,
@@ -66,6 +71,7 @@ var (
 		"ERROR_CODE_UNIMPLEMENTED":       2,
 		"ERROR_CODE_FAILED_PRECONDITION": 3,
 		"ERROR_CODE_INTERNAL":            4,
+		"ERROR_CODE_REJECTED":            5,
 	}
 )
 
@@ -1149,10 +1155,17 @@ func (x *Ack) GetSeq() uint64 {
 	return 0
 }
 
+// Nack: nothing of the batch was queued. With error.code
+// ERROR_CODE_INTERNAL (or any code but REJECTED) it was a transient failure
+// (the queue is unavailable): offer the batch again later. With
+// ERROR_CODE_REJECTED the batch was refused for its events, listed in
+// rejections: drop or fix those and offer the rest again.
 type Nack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Error *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// Set with ERROR_CODE_REJECTED: one entry per problem found.
+	Rejections    []*Rejection `protobuf:"bytes,3,rep,name=rejections,proto3" json:"rejections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1201,6 +1214,87 @@ func (x *Nack) GetError() *Error {
 	return nil
 }
 
+func (x *Nack) GetRejections() []*Rejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// Rejection is one reason a batch was refused.
+type Rejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the event in Batch.events; -1 when the problem is the
+	// batch as a whole (more events than the limit).
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The event's id, when it has one.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The envelope member at fault, e.g. "type"; "" when the problem is not
+	// one member's (the event is too large, not a JSON object).
+	Field         string `protobuf:"bytes,3,opt,name=field,proto3" json:"field,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Rejection) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Rejection) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Rejection) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *Rejection) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // RunResponse is a plugin -> host message of the Run stream.
 type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1215,7 +1309,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1321,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1334,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunResponse) GetMsg() isRunResponse_Msg {
@@ -1294,7 +1388,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1400,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1413,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Batch) GetSeq() uint64 {
@@ -1347,7 +1441,7 @@ type Done struct {
 
 func (x *Done) Reset() {
 	*x = Done{}
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1453,7 @@ func (x *Done) String() string {
 func (*Done) ProtoMessage() {}
 
 func (x *Done) ProtoReflect() protoreflect.Message {
-	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_hookbus_plugin_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1466,7 @@ func (x *Done) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Done.ProtoReflect.Descriptor instead.
 func (*Done) Descriptor() ([]byte, []int) {
-	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_hookbus_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Done) GetError() *Error {
@@ -1445,10 +1539,18 @@ const file_hookbus_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x04nack\x18\x02 \x01(\v2\x17.hookbus.plugin.v1.NackH\x00R\x04nackB\x05\n" +
 	"\x03msg\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"H\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x86\x01\n" +
 	"\x04Nack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
-	"\x05error\x18\x02 \x01(\v2\x18.hookbus.plugin.v1.ErrorR\x05error\"u\n" +
+	"\x05error\x18\x02 \x01(\v2\x18.hookbus.plugin.v1.ErrorR\x05error\x12<\n" +
+	"\n" +
+	"rejections\x18\x03 \x03(\v2\x1c.hookbus.plugin.v1.RejectionR\n" +
+	"rejections\"a\n" +
+	"\tRejection\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"u\n" +
 	"\vRunResponse\x120\n" +
 	"\x05batch\x18\x01 \x01(\v2\x18.hookbus.plugin.v1.BatchH\x00R\x05batch\x12-\n" +
 	"\x04done\x18\x02 \x01(\v2\x17.hookbus.plugin.v1.DoneH\x00R\x04doneB\x05\n" +
@@ -1457,13 +1559,14 @@ const file_hookbus_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x120\n" +
 	"\x06events\x18\x02 \x03(\v2\x18.hookbus.plugin.v1.EventR\x06events\"6\n" +
 	"\x04Done\x12.\n" +
-	"\x05error\x18\x01 \x01(\v2\x18.hookbus.plugin.v1.ErrorR\x05error*\xa1\x01\n" +
+	"\x05error\x18\x01 \x01(\v2\x18.hookbus.plugin.v1.ErrorR\x05error*\xba\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ERROR_CODE_INVALID_CONFIG\x10\x01\x12\x1c\n" +
 	"\x18ERROR_CODE_UNIMPLEMENTED\x10\x02\x12\"\n" +
 	"\x1eERROR_CODE_FAILED_PRECONDITION\x10\x03\x12\x17\n" +
-	"\x13ERROR_CODE_INTERNAL\x10\x04*\\\n" +
+	"\x13ERROR_CODE_INTERNAL\x10\x04\x12\x17\n" +
+	"\x13ERROR_CODE_REJECTED\x10\x05*\\\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1495,7 +1598,7 @@ func file_hookbus_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_hookbus_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hookbus_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_hookbus_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_hookbus_plugin_v1_plugin_proto_goTypes = []any{
 	(ErrorCode)(0),                 // 0: hookbus.plugin.v1.ErrorCode
 	(Outcome)(0),                   // 1: hookbus.plugin.v1.Outcome
@@ -1519,9 +1622,10 @@ var file_hookbus_plugin_v1_plugin_proto_goTypes = []any{
 	(*RunRequest)(nil),             // 19: hookbus.plugin.v1.RunRequest
 	(*Ack)(nil),                    // 20: hookbus.plugin.v1.Ack
 	(*Nack)(nil),                   // 21: hookbus.plugin.v1.Nack
-	(*RunResponse)(nil),            // 22: hookbus.plugin.v1.RunResponse
-	(*Batch)(nil),                  // 23: hookbus.plugin.v1.Batch
-	(*Done)(nil),                   // 24: hookbus.plugin.v1.Done
+	(*Rejection)(nil),              // 22: hookbus.plugin.v1.Rejection
+	(*RunResponse)(nil),            // 23: hookbus.plugin.v1.RunResponse
+	(*Batch)(nil),                  // 24: hookbus.plugin.v1.Batch
+	(*Done)(nil),                   // 25: hookbus.plugin.v1.Done
 }
 var file_hookbus_plugin_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: hookbus.plugin.v1.Error.code:type_name -> hookbus.plugin.v1.ErrorCode
@@ -1538,31 +1642,32 @@ var file_hookbus_plugin_v1_plugin_proto_depIdxs = []int32{
 	20, // 11: hookbus.plugin.v1.RunRequest.ack:type_name -> hookbus.plugin.v1.Ack
 	21, // 12: hookbus.plugin.v1.RunRequest.nack:type_name -> hookbus.plugin.v1.Nack
 	3,  // 13: hookbus.plugin.v1.Nack.error:type_name -> hookbus.plugin.v1.Error
-	23, // 14: hookbus.plugin.v1.RunResponse.batch:type_name -> hookbus.plugin.v1.Batch
-	24, // 15: hookbus.plugin.v1.RunResponse.done:type_name -> hookbus.plugin.v1.Done
-	4,  // 16: hookbus.plugin.v1.Batch.events:type_name -> hookbus.plugin.v1.Event
-	3,  // 17: hookbus.plugin.v1.Done.error:type_name -> hookbus.plugin.v1.Error
-	5,  // 18: hookbus.plugin.v1.Plugin.Describe:input_type -> hookbus.plugin.v1.DescribeRequest
-	7,  // 19: hookbus.plugin.v1.Plugin.ValidateConfig:input_type -> hookbus.plugin.v1.ValidateConfigRequest
-	9,  // 20: hookbus.plugin.v1.Sink.Init:input_type -> hookbus.plugin.v1.SinkInitRequest
-	12, // 21: hookbus.plugin.v1.Sink.Deliver:input_type -> hookbus.plugin.v1.DeliverRequest
-	15, // 22: hookbus.plugin.v1.Sink.Close:input_type -> hookbus.plugin.v1.CloseRequest
-	17, // 23: hookbus.plugin.v1.Source.Init:input_type -> hookbus.plugin.v1.SourceInitRequest
-	19, // 24: hookbus.plugin.v1.Source.Run:input_type -> hookbus.plugin.v1.RunRequest
-	15, // 25: hookbus.plugin.v1.Source.Close:input_type -> hookbus.plugin.v1.CloseRequest
-	6,  // 26: hookbus.plugin.v1.Plugin.Describe:output_type -> hookbus.plugin.v1.DescribeResponse
-	8,  // 27: hookbus.plugin.v1.Plugin.ValidateConfig:output_type -> hookbus.plugin.v1.ValidateConfigResponse
-	10, // 28: hookbus.plugin.v1.Sink.Init:output_type -> hookbus.plugin.v1.SinkInitResponse
-	14, // 29: hookbus.plugin.v1.Sink.Deliver:output_type -> hookbus.plugin.v1.DeliverResponse
-	16, // 30: hookbus.plugin.v1.Sink.Close:output_type -> hookbus.plugin.v1.CloseResponse
-	18, // 31: hookbus.plugin.v1.Source.Init:output_type -> hookbus.plugin.v1.SourceInitResponse
-	22, // 32: hookbus.plugin.v1.Source.Run:output_type -> hookbus.plugin.v1.RunResponse
-	16, // 33: hookbus.plugin.v1.Source.Close:output_type -> hookbus.plugin.v1.CloseResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	22, // 14: hookbus.plugin.v1.Nack.rejections:type_name -> hookbus.plugin.v1.Rejection
+	24, // 15: hookbus.plugin.v1.RunResponse.batch:type_name -> hookbus.plugin.v1.Batch
+	25, // 16: hookbus.plugin.v1.RunResponse.done:type_name -> hookbus.plugin.v1.Done
+	4,  // 17: hookbus.plugin.v1.Batch.events:type_name -> hookbus.plugin.v1.Event
+	3,  // 18: hookbus.plugin.v1.Done.error:type_name -> hookbus.plugin.v1.Error
+	5,  // 19: hookbus.plugin.v1.Plugin.Describe:input_type -> hookbus.plugin.v1.DescribeRequest
+	7,  // 20: hookbus.plugin.v1.Plugin.ValidateConfig:input_type -> hookbus.plugin.v1.ValidateConfigRequest
+	9,  // 21: hookbus.plugin.v1.Sink.Init:input_type -> hookbus.plugin.v1.SinkInitRequest
+	12, // 22: hookbus.plugin.v1.Sink.Deliver:input_type -> hookbus.plugin.v1.DeliverRequest
+	15, // 23: hookbus.plugin.v1.Sink.Close:input_type -> hookbus.plugin.v1.CloseRequest
+	17, // 24: hookbus.plugin.v1.Source.Init:input_type -> hookbus.plugin.v1.SourceInitRequest
+	19, // 25: hookbus.plugin.v1.Source.Run:input_type -> hookbus.plugin.v1.RunRequest
+	15, // 26: hookbus.plugin.v1.Source.Close:input_type -> hookbus.plugin.v1.CloseRequest
+	6,  // 27: hookbus.plugin.v1.Plugin.Describe:output_type -> hookbus.plugin.v1.DescribeResponse
+	8,  // 28: hookbus.plugin.v1.Plugin.ValidateConfig:output_type -> hookbus.plugin.v1.ValidateConfigResponse
+	10, // 29: hookbus.plugin.v1.Sink.Init:output_type -> hookbus.plugin.v1.SinkInitResponse
+	14, // 30: hookbus.plugin.v1.Sink.Deliver:output_type -> hookbus.plugin.v1.DeliverResponse
+	16, // 31: hookbus.plugin.v1.Sink.Close:output_type -> hookbus.plugin.v1.CloseResponse
+	18, // 32: hookbus.plugin.v1.Source.Init:output_type -> hookbus.plugin.v1.SourceInitResponse
+	23, // 33: hookbus.plugin.v1.Source.Run:output_type -> hookbus.plugin.v1.RunResponse
+	16, // 34: hookbus.plugin.v1.Source.Close:output_type -> hookbus.plugin.v1.CloseResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hookbus_plugin_v1_plugin_proto_init() }
@@ -1574,7 +1679,7 @@ func file_hookbus_plugin_v1_plugin_proto_init() {
 		(*RunRequest_Ack)(nil),
 		(*RunRequest_Nack)(nil),
 	}
-	file_hookbus_plugin_v1_plugin_proto_msgTypes[20].OneofWrappers = []any{
+	file_hookbus_plugin_v1_plugin_proto_msgTypes[21].OneofWrappers = []any{
 		(*RunResponse_Batch)(nil),
 		(*RunResponse_Done)(nil),
 	}
@@ -1584,7 +1689,7 @@ func file_hookbus_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hookbus_plugin_v1_plugin_proto_rawDesc), len(file_hookbus_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -377,9 +377,11 @@ type SourceClient interface {
 	Init(ctx context.Context, in *SourceInitRequest, opts ...grpc.CallOption) (*SourceInitResponse, error)
 	// Run: the plugin sends batches, each with a sequence number; the host
 	// answers every batch with an ack (durably queued: the plugin may commit its
-	// offsets) or a nack (nothing queued: offer the batch again later). The
-	// plugin ends the stream with a final message carrying done; the host ends
-	// it by cancelling the call.
+	// offsets) or a nack (nothing queued: offer the batch again later, or, with
+	// ERROR_CODE_REJECTED, drop the events Nack.rejections names first). A
+	// batch holds at most 1000 events of at most 1 MiB (1048576 bytes) of
+	// JSON each. The plugin ends the stream with a final message carrying
+	// done; the host ends it by cancelling the call.
 	Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RunRequest, RunResponse], error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -434,9 +436,11 @@ type SourceServer interface {
 	Init(context.Context, *SourceInitRequest) (*SourceInitResponse, error)
 	// Run: the plugin sends batches, each with a sequence number; the host
 	// answers every batch with an ack (durably queued: the plugin may commit its
-	// offsets) or a nack (nothing queued: offer the batch again later). The
-	// plugin ends the stream with a final message carrying done; the host ends
-	// it by cancelling the call.
+	// offsets) or a nack (nothing queued: offer the batch again later, or, with
+	// ERROR_CODE_REJECTED, drop the events Nack.rejections names first). A
+	// batch holds at most 1000 events of at most 1 MiB (1048576 bytes) of
+	// JSON each. The plugin ends the stream with a final message carrying
+	// done; the host ends it by cancelling the call.
 	Run(grpc.BidiStreamingServer[RunRequest, RunResponse]) error
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedSourceServer()
