@@ -63,6 +63,9 @@ func orDash(s string) string {
 	return cell(s)
 }
 
+// ms formats milliseconds without an exponent.
+func ms(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
 // shorten cuts s for a table column.
 func shorten(s string, n int) string {
 	if len(s) <= n {
@@ -125,8 +128,8 @@ func attemptsListCmd(pc *platformClient) *cobra.Command {
 				for _, raw := range items {
 					var a api.AttemptJSON
 					_ = json.Unmarshal(raw, &a)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%g\t%s\n", a.ID, a.StartedAt, cell(a.EventID), cell(a.EventType), cell(a.Sink),
-						orDash(a.Subscription), a.Number, a.Outcome, statusText(a.StatusCode), a.DurationMS, orDash(shorten(a.Error, 60)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.StartedAt, cell(a.EventID), cell(a.EventType), cell(a.Sink),
+						orDash(a.Subscription), a.Number, a.Outcome, statusText(a.StatusCode), ms(a.DurationMS), orDash(shorten(a.Error, 60)))
 				}
 				moreHint(cmd, next)
 			})
@@ -157,7 +160,7 @@ func attemptRows(tw *tabwriter.Writer, a api.AttemptJSON) {
 		{"ID", a.ID}, {"EVENT", cell(a.EventID)}, {"TYPE", cell(a.EventType)}, {"SINK", cell(a.Sink)}, {"PIPELINE", orDash(a.Pipeline)},
 		{"APPLICATION", orDash(a.Application)}, {"SUBSCRIPTION", orDash(a.Subscription)}, {"NUMBER", strconv.Itoa(a.Number)},
 		{"OUTCOME", a.Outcome}, {"STATUS", statusText(a.StatusCode)}, {"ERROR", orDash(a.Error)}, {"RECEIVED", received},
-		{"STARTED", a.StartedAt}, {"DURATION", fmt.Sprintf("%g ms", a.DurationMS)}, {"URL", orDash(a.URL)}, {"WEBHOOK ID", orDash(a.WebhookID)},
+		{"STARTED", a.StartedAt}, {"DURATION", ms(a.DurationMS) + " ms"}, {"URL", orDash(a.URL)}, {"WEBHOOK ID", orDash(a.WebhookID)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
@@ -233,8 +236,8 @@ func eventsCmd() *cobra.Command {
 				fmt.Fprintln(tw)
 				fmt.Fprintln(tw, "ATTEMPT\tSTARTED\tSINK\tSUBSCRIPTION\tN\tOUTCOME\tSTATUS\tMS\tERROR")
 				for _, a := range ev.Attempts {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%g\t%s\n", a.ID, a.StartedAt, cell(a.Sink), orDash(a.Subscription), a.Number,
-						a.Outcome, statusText(a.StatusCode), a.DurationMS, orDash(shorten(a.Error, 60)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.StartedAt, cell(a.Sink), orDash(a.Subscription), a.Number,
+						a.Outcome, statusText(a.StatusCode), ms(a.DurationMS), orDash(shorten(a.Error, 60)))
 				}
 				if ev.AttemptsNextCursor != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "more attempts: hookbus attempts list --event-id %s --cursor %s\n", ev.ID, *ev.AttemptsNextCursor)
@@ -422,8 +425,8 @@ func statsCmd() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "WINDOW\t%s\nATTEMPTS\t%d\nDELIVERED\t%d\nRETRIED\t%d\nFAILED\t%d\n", s.Window, s.Attempts, s.Delivered, s.Retried, s.Failed)
 				fmt.Fprintf(tw, "SUCCESS RATE\t%.2f%%\nDELIVERY SUCCESS RATE\t%.2f%%\n", 100*s.SuccessRate, 100*s.DeliverySuccessRate)
-				fmt.Fprintf(tw, "LATENCY P50\t%g ms\nLATENCY P99\t%g ms\nDELAY P50\t%g ms\nDELAY P99\t%g ms\nOLDEST WAITING\t%s\n",
-					s.LatencyP50MS, s.LatencyP99MS, s.DelayP50MS, s.DelayP99MS, oldest)
+				fmt.Fprintf(tw, "LATENCY P50\t%s ms\nLATENCY P99\t%s ms\nDELAY P50\t%s ms\nDELAY P99\t%s ms\nOLDEST WAITING\t%s\n",
+					ms(s.LatencyP50MS), ms(s.LatencyP99MS), ms(s.DelayP50MS), ms(s.DelayP99MS), oldest)
 			})
 		},
 	}
