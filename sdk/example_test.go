@@ -49,12 +49,16 @@ func (s *LogSink) Init(_ context.Context, raw json.RawMessage) (sdk.SinkInfo, er
 }
 
 // Deliver answers once per delivery, in order: ok, or retry when the write
-// failed (hookbus owns the retry schedule).
-func (s *LogSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+// failed or ctx is done (hookbus owns the retry schedule).
+func (s *LogSink) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]sdk.Result, len(batch))
 	for i, d := range batch {
+		if err := ctx.Err(); err != nil {
+			out[i] = sdk.Result{Outcome: sdk.Retry, Reason: err.Error()}
+			continue
+		}
 		if d.Event.Type == "" {
 			out[i] = sdk.Result{Outcome: sdk.Permanent, Reason: "event has no type"}
 			continue

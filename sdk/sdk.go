@@ -62,15 +62,20 @@ type Result struct {
 // SinkInfo is what a sink tells hookbus after Init.
 type SinkInfo struct {
 	// MaxInFlight bounds how many deliveries hookbus hands the sink at once,
-	// across the deliveries of a batch and concurrent Deliver calls.
-	// Zero means hookbus picks a default.
+	// counting every delivery of every Deliver call running: 1 means one
+	// call with one delivery at a time. A max_in_flight key in the sink's
+	// config block overrides it; zero means hookbus picks (64). A plugin
+	// sink gets calls of up to 64 deliveries, at most 4 at once, so values
+	// above 256 change nothing; see "Sinks" in the package doc.
 	MaxInFlight int
 }
 
 // Sink delivers events somewhere.
 type Sink interface {
-	// Init configures the sink with its `config` block as JSON. An error
-	// rejects the configuration; its message is shown to the user.
+	// Init configures the sink with its `config` block as JSON, without
+	// the keys hookbus keeps for itself (retry, max_in_flight,
+	// max_retry_after). An error rejects the configuration; its message is
+	// shown to the user.
 	Init(ctx context.Context, config json.RawMessage) (SinkInfo, error)
 	// Deliver tries every delivery of the batch and returns exactly one
 	// Result per Delivery, in the same order. It must be safe to call
@@ -131,7 +136,11 @@ type Manifest struct {
 	Name string `json:"name"`
 	// Kinds lists what the plugin serves: "source", "sink" or both.
 	Kinds []string `json:"kinds"`
-	// ConfigSchema is a JSON Schema of the plugin's `config` block.
+	// ConfigSchema is a JSON Schema of the plugin's `config` block
+	// (without the keys hookbus reserves in a sink's block: retry,
+	// max_in_flight, max_retry_after). Draft 2020-12 unless its "$schema"
+	// names draft-04, -06, -07 or 2019-09; see "Config schemas" in the
+	// package doc.
 	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
 	Version      string          `json:"version,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 // started by hookbus (a user running it by hand gets a helpful message) and
 // speaks protocol version 1.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  ProtocolVersion,
 	MagicCookieKey:   "HOOKBUS_PLUGIN",
 	MagicCookieValue: "hookbus-plugin-7c4f1e2a",
 }
@@ -33,6 +34,12 @@ var Handshake = plugin.HandshakeConfig{
 // which costs a PING round trip per burst of small messages; on a loopback
 // Deliver stream that cut the CPU per delivery by about a tenth.
 const flowWindow = 1 << 20
+
+// maxMessage is the largest gRPC message a plugin takes, as large as the
+// host's (go-plugin's dial options): a Deliver request holds up to 64
+// deliveries of events of up to 1 MiB each (and scripts may grow them),
+// far above gRPC's default limit of 4 MiB.
+const maxMessage = math.MaxInt32
 
 // PluginName is the key under which a plugin process serves the hookbus
 // protocol in go-plugin's plugin set.
@@ -80,7 +87,8 @@ func Serve(opts ServeOptions) {
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &servedPlugin{opts: opts, manifest: m}},
 		GRPCServer: func(o []grpc.ServerOption) *grpc.Server {
-			return plugin.DefaultGRPCServer(append(o, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow)))
+			return plugin.DefaultGRPCServer(append(o, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
+				grpc.MaxRecvMsgSize(maxMessage)))
 		},
 		Logger: logger,
 	})

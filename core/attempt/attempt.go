@@ -14,9 +14,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outcome is what became of one attempt. Its values are stored and shown
@@ -274,9 +276,10 @@ type Store interface {
 	// of the next page.
 	Deliveries(ctx context.Context, q RecoverQuery) ([]Delivery, []Event, string, error)
 	// MarkQueued marks deliveries as queued again (Delivery.Queued) and
-	// returns those it marked: a key already queued, or unknown, is left
-	// out, so two recovers never both queue one delivery. A resend of a
-	// delivery with no state yet creates it, queued.
+	// returns those it marked: a key already queued is left out, so two
+	// recovers never both queue one delivery. A key with no state yet (a
+	// resend to a subscription that never had the event) is created,
+	// queued, and returned.
 	MarkQueued(ctx context.Context, keys []Delivery) ([]DeliveryKey, error)
 	// Prune deletes up to batch events on record (with their deliveries)
 	// received before eventsBefore and up to batch attempts started before
@@ -365,4 +368,39 @@ type Resender interface {
 	// that are not already queued (Store.MarkQueued), so running the same
 	// recover twice queues each delivery once.
 	Recover(ctx context.Context, q RecoverQuery) (RecoverResult, error)
+}
+
+// Validate tells whether e can be kept: its attempt has an ID, an event
+// ID, a sink, a number of at least 1, a start time and one of the
+// outcomes; its event, when there is one, is the attempt's event and
+// sink (or leaves them empty). The error names the field.
+func (e *Entry) Validate() error {
+	a := &e.Attempt
+	switch {
+	case a.ID == "":
+		return errors.New("attempt.id is empty")
+	case a.EventID == "":
+		return fmt.Errorf("attempt %s: event_id is empty", a.ID)
+	case a.Sink == "":
+		return fmt.Errorf("attempt %s: sink is empty", a.ID)
+	case a.Number < 1:
+		return fmt.Errorf("attempt %s: number is %d, not at least 1", a.ID, a.Number)
+	case a.StartedAt.IsZero():
+		return fmt.Errorf("attempt %s: started_at is not set", a.ID)
+	case !a.Outcome.Valid():
+		return fmt.Errorf("attempt %s: outcome %q is not one of delivered, retry, failed", a.ID, a.Outcome)
+	}
+	if ev := e.Event; ev != nil {
+		if ev.ID != "" && ev.ID != a.EventID {
+			return fmt.Errorf("attempt %s: event.id %q is not the attempt's event_id %q", a.ID, ev.ID, a.EventID)
+		}
+		if ev.Sink != "" && ev.Sink != a.Sink {
+			return fmt.Errorf("attempt %s: event.sink %q is not the attempt's sink %q", a.ID, ev.Sink, a.Sink)
+		}
+		// Kept as text: JSON in UTF-8 (PostgreSQL refuses anything else).
+		if len(ev.Payload) > 0 && (!json.Valid(ev.Payload) || !utf8.Valid(ev.Payload)) {
+			return fmt.Errorf("attempt %s: event.payload is not JSON in UTF-8", a.ID)
+		}
+	}
+	return nil
 }

@@ -50,6 +50,9 @@ var migrations = []migration{
 	{version: 4, name: "applications, subscriptions, application tokens, subscription change feed",
 		stmts:    platformSchema(`seq INTEGER PRIMARY KEY AUTOINCREMENT`, `TEXT`),
 		postgres: platformSchema(`seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY`, `TEXT COLLATE "C"`)},
+	{version: 5, name: "delivery log: attempts, events on record, deliveries, per-minute figures",
+		stmts:    logSchema(`TEXT`, `BLOB`),
+		postgres: logSchema(`TEXT COLLATE "C"`, `BYTEA`)},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

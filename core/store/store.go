@@ -1,10 +1,11 @@
 // Package store keeps hookbus' records that must be listed and queried:
 // dead letters and the open platform's applications, subscriptions and
-// application tokens (and, later, delivery logs). SQLite under data_dir is
-// the default; PostgreSQL serves several instances.
+// application tokens, and the delivery log (attempts, events on record,
+// deliveries and their figures). SQLite under data_dir is the default;
+// PostgreSQL serves several instances.
 //
 // The store implements the Store interfaces of the domain packages
-// (deadletter.Store, subscription.Store); it imports those leaves and
+// (deadletter.Store, subscription.Store, attempt.Store); it imports those leaves and
 // never the engine. Its schema is a numbered list of migrations
 // (migrate.go).
 package store

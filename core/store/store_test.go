@@ -29,7 +29,7 @@ type testDB struct {
 }
 
 // open opens the store on db.
-func (db testDB) open(t *testing.T) *Store {
+func (db testDB) open(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), db.driver, db.dsn, db.dir)
 	if err != nil {
@@ -41,7 +41,7 @@ func (db testDB) open(t *testing.T) *Store {
 
 // postgresRunning tells whether the machine's PostgreSQL answers; in CI its
 // absence fails the test. Tests then cover SQLite alone.
-func postgresRunning(t *testing.T) bool {
+func postgresRunning(t testing.TB) bool {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", "127.0.0.1:5432", 2*time.Second)
 	if err != nil {
@@ -58,7 +58,7 @@ func postgresRunning(t *testing.T) bool {
 // freshDBs returns an empty SQLite database and, when PostgreSQL runs, an
 // empty schema of its own in the shared test database (so the test runs
 // beside others using that database), dropped at the end.
-func freshDBs(t *testing.T) []testDB {
+func freshDBs(t testing.TB) []testDB {
 	t.Helper()
 	dir := t.TempDir()
 	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "hookbus.db"))

@@ -25,13 +25,9 @@ import (
 	"github.com/hookbus/hookbus/sdk/remote"
 )
 
-var fileSink, fileSource string
-
-func TestMain(m *testing.M) {
-	fileSink = testenv.MustBuild("./cmd/file-sink")
-	fileSource = testenv.MustBuild("./cmd/file-source")
-	testenv.Main(m)
-}
+// fileSink and fileSource build the plugin binaries (once per test run).
+func fileSink(t testing.TB) string   { return plugintest.Build(t, "./cmd/file-sink") }
+func fileSource(t testing.TB) string { return plugintest.Build(t, "./cmd/file-source") }
 
 func sinkOptions(t *testing.T) (plugintest.SinkOptions, string) {
 	path := filepath.Join(t.TempDir(), "out.jsonl")
@@ -88,7 +84,7 @@ func TestSinkConformance(t *testing.T) {
 
 func TestSinkBinaryConformance(t *testing.T) {
 	opts, _ := sinkOptions(t)
-	plugintest.RunSinkBinary(t, fileSink, opts)
+	plugintest.RunSinkBinary(t, fileSink(t), opts)
 }
 
 func sourceOptions(t *testing.T) plugintest.SourceOptions {
@@ -121,11 +117,11 @@ func TestSourceConformance(t *testing.T) {
 }
 
 func TestSourceBinaryConformance(t *testing.T) {
-	plugintest.RunSourceBinary(t, fileSource, sourceOptions(t))
+	plugintest.RunSourceBinary(t, fileSource(t), sourceOptions(t))
 }
 
 func TestDescribeBinary(t *testing.T) {
-	m := plugintest.Describe(t, fileSink)
+	m := plugintest.Describe(t, fileSink(t))
 	if m.Name != "file" || len(m.Kinds) != 1 || m.Kinds[0] != "sink" || !json.Valid(m.ConfigSchema) || len(m.ConfigSchema) == 0 {
 		t.Fatalf("manifest = %+v", m)
 	}
@@ -236,7 +232,7 @@ func TestSourceBinaryLogs(t *testing.T) {
 		defer mu.Unlock()
 		return logs.Write(p)
 	})})
-	c, err := remote.Start(remote.Options{Cmd: exec.Command(fileSource), Logger: logger})
+	c, err := remote.Start(remote.Options{Cmd: exec.Command(fileSource(t)), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

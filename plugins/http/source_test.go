@@ -16,19 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hookbus/hookbus/internal/testenv"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
 )
 
-// sourceBin is the built hookbus-http-source plugin.
-var sourceBin string
-
-func TestMain(m *testing.M) {
-	sourceBin = testenv.MustBuild("./cmd/hookbus-http-source")
-	testenv.Main(m)
-}
+// sourceBin builds the hookbus-http-source plugin (once per test run).
+func sourceBin(t testing.TB) string { return plugintest.Build(t, "./cmd/hookbus-http-source") }
 
 // freeAddr returns a loopback address with a port nobody listens on. The
 // conformance suite makes a fresh source (a fresh process for the binary)
@@ -104,11 +98,11 @@ func TestSourceConformance(t *testing.T) {
 }
 
 func TestSourceBinaryConformance(t *testing.T) {
-	plugintest.RunSourceBinary(t, sourceBin, sourceOptions(t))
+	plugintest.RunSourceBinary(t, sourceBin(t), sourceOptions(t))
 }
 
 func TestSourceBinaryDescribe(t *testing.T) {
-	m := plugintest.Describe(t, sourceBin)
+	m := plugintest.Describe(t, sourceBin(t))
 	if m.Name != httpsource.SourceName || len(m.Kinds) != 1 || m.Kinds[0] != sdk.KindSource || !json.Valid(m.ConfigSchema) {
 		t.Fatalf("manifest = %+v", m)
 	}

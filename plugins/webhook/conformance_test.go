@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/signing"
-	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
@@ -24,13 +23,8 @@ import (
 
 const conformanceSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-// pluginBin is the built hookbus-webhook plugin.
-var pluginBin string
-
-func TestMain(m *testing.M) {
-	pluginBin = testenv.MustBuild("./cmd/hookbus-webhook")
-	testenv.Main(m)
-}
+// pluginBin builds the hookbus-webhook plugin (once per test run).
+func pluginBin(t testing.TB) string { return plugintest.Build(t, "./cmd/hookbus-webhook") }
 
 // conformanceReceiver answers by event id prefix: "retry-" gets 503,
 // "perm-" gets 400, anything else 204. It records the ids whose signature
@@ -124,17 +118,17 @@ func TestSinkConformance(t *testing.T) {
 }
 
 func TestSinkBinaryConformance(t *testing.T) {
-	plugintest.RunSinkBinary(t, pluginBin, conformanceOptions(t))
+	plugintest.RunSinkBinary(t, pluginBin(t), conformanceOptions(t))
 }
 
 // TestBinaryReportsConfigErrorsByKey checks that the plugin's own
 // validation reaches the host with its key paths and messages.
 func TestBinaryReportsConfigErrorsByKey(t *testing.T) {
-	m := plugintest.Describe(t, pluginBin)
+	m := plugintest.Describe(t, pluginBin(t))
 	if m.Name != webhook.Name || len(m.Kinds) != 1 || m.Kinds[0] != sdk.KindSink || !json.Valid(m.ConfigSchema) {
 		t.Fatalf("manifest = %+v", m)
 	}
-	c, err := remote.Start(remote.Options{Cmd: exec.Command(pluginBin), CallTimeout: plugintest.Timeout})
+	c, err := remote.Start(remote.Options{Cmd: exec.Command(pluginBin(t)), CallTimeout: plugintest.Timeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,30 @@
 // Package plugintest is the conformance suite for hookbus plugins. Run it
 // from your plugin's tests, against the Go value (RunSink, RunSource) and
 // against the built binary started the way hookbus starts it
-// (RunSinkBinary, RunSourceBinary):
+// (RunSinkBinary, RunSourceBinary), and run those tests with the race
+// detector, since hookbus calls Deliver concurrently:
 //
+//	// go test -race ./...
 //	func TestConformance(t *testing.T) {
-//		plugintest.RunSink(t, func() sdk.Sink { return &MySink{} }, plugintest.SinkOptions{
-//			Config:    json.RawMessage(`{"url": "..."}`),
-//			BadConfig: json.RawMessage(`{}`),
-//		})
+//		opts := plugintest.SinkOptions{
+//			Config:    json.RawMessage(`{"url": "https://example.test"}`),
+//			BadConfig: json.RawMessage(`{"url": "ftp://example.test"}`),
+//		}
+//		plugintest.RunSink(t, func() sdk.Sink { return &MySink{} }, opts)
+//		// Build compiles ./cmd/acme once per test run (with -race here).
+//		plugintest.RunSinkBinary(t, plugintest.Build(t, "./cmd/acme"), opts)
 //	}
+//
+// Besides delivering (or emitting) and what follows from it, the suite
+// checks the configuration contract. Describe's ConfigSchema must be a
+// valid JSON Schema (draft 2020-12 unless its "$schema" names draft-04,
+// -06, -07 or 2019-09, as hookbus reads it), Config must pass it and
+// ValidateConfig, and BadConfig, which Init must reject, must be refused
+// by the schema or ValidateConfig too, so that `hookbus validate` and
+// `hookbus run` agree. A sink must answer Retry for every delivery of a
+// Deliver call whose context is already done. On the Go value, the checks
+// of Describe and ValidateConfig apply when the value implements
+// sdk.Describer and sdk.ConfigValidator; over the wire they always do.
 package plugintest
 
 import (

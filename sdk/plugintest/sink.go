@@ -1,7 +1,6 @@
 package plugintest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -37,7 +36,7 @@ type SinkCase struct {
 // one for each check).
 func RunSink(t *testing.T, newSink func() sdk.Sink, opts SinkOptions) {
 	t.Helper()
-	runSink(t, func(*testing.T) sdk.Sink { return newSink() }, opts)
+	runSink(t, func(*testing.T) sdk.Sink { return newSink() }, inProcess(sdk.KindSink, func() any { return newSink() }), opts)
 }
 
 // RunSinkBinary runs the conformance suite against the plugin binary at
@@ -45,7 +44,7 @@ func RunSink(t *testing.T, newSink func() sdk.Sink, opts SinkOptions) {
 // process for each check).
 func RunSinkBinary(t *testing.T, path string, opts SinkOptions) {
 	t.Helper()
-	runSink(t, func(t *testing.T) sdk.Sink { return startBinary(t, path).Sink() }, opts)
+	runSink(t, func(t *testing.T) sdk.Sink { return startBinary(t, path).Sink() }, overWire(sdk.KindSink, path), opts)
 }
 
 // SampleEvents returns n distinct events for tests.
@@ -68,7 +67,8 @@ func SampleEvents(n int) []sdk.Delivery {
 	return out
 }
 
-func runSink(t *testing.T, newSink func(*testing.T) sdk.Sink, opts SinkOptions) {
+func runSink(t *testing.T, newSink func(*testing.T) sdk.Sink, c checker, opts SinkOptions) {
+	runConfigChecks(t, c, opts.Config, opts.BadConfig)
 	if opts.BadConfig != nil {
 		t.Run("RejectsBadConfig", func(t *testing.T) {
 			s := newSink(t)
@@ -127,11 +127,18 @@ func runSink(t *testing.T, newSink func(*testing.T) sdk.Sink, opts SinkOptions) 
 			}()
 		}
 		wg.Wait()
-		// A cancelled context still gets one result per delivery.
-		cctx, cancel := context.WithCancel(ctx)
-		cancel()
-		if got := s.Deliver(cctx, SampleEvents(2)); len(got) != 2 {
+		// A cancelled context still gets one result per delivery, each a
+		// Retry: nothing may count as delivered (or given up on) once
+		// hookbus stopped waiting for the answer.
+		got := s.Deliver(ctxCancelled(), SampleEvents(2))
+		if len(got) != 2 {
 			t.Errorf("cancelled Deliver: %d results for 2 deliveries", len(got))
+		}
+		for i, r := range got {
+			if r.Outcome != sdk.Retry {
+				t.Errorf("Deliver on a cancelled context: delivery %d: outcome %v, want retry "+
+					"(when ctx is done, unfinished deliveries are reported as Retry; hookbus records an ok as delivered and never sends it again)", i, r.Outcome)
+			}
 		}
 		if opts.Check != nil {
 			opts.Check(t)

@@ -38,7 +38,7 @@ type SourceOptions struct {
 // deduplicated, and tells events apart by their content.
 func RunSource(t *testing.T, newSource func() sdk.Source, opts SourceOptions) {
 	t.Helper()
-	runSource(t, func(*testing.T) sdk.Source { return newSource() }, opts)
+	runSource(t, func(*testing.T) sdk.Source { return newSource() }, inProcess(sdk.KindSource, func() any { return newSource() }), opts)
 }
 
 // RunSourceBinary runs the conformance suite against the plugin binary at
@@ -50,7 +50,7 @@ func RunSourceBinary(t *testing.T, path string, opts SourceOptions) {
 		s := startBinary(t, path).Source()
 		s.OnRejected = func(_ int, err *sdk.RejectedError) { reportRejected(t, err) }
 		return s
-	}, opts)
+	}, overWire(sdk.KindSource, path), opts)
 }
 
 var (
@@ -209,7 +209,8 @@ func (r *running) stop(t *testing.T, s sdk.Source) {
 	}
 }
 
-func runSource(t *testing.T, newSource func(*testing.T) sdk.Source, opts SourceOptions) {
+func runSource(t *testing.T, newSource func(*testing.T) sdk.Source, c checker, opts SourceOptions) {
+	runConfigChecks(t, c, opts.Config, opts.BadConfig)
 	feed := opts.Feed
 	if feed == nil {
 		feed = func(testing.TB, int) {} // the source produces events on its own

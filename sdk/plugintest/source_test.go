@@ -48,6 +48,25 @@ func (s *tickSource) Run(ctx context.Context, emit sdk.Emitter) error {
 	}
 }
 
+// describedTick is a tickSource that publishes a config schema.
+type describedTick struct {
+	tickSource
+	schema string
+}
+
+func (s *describedTick) Describe() sdk.Manifest {
+	return sdk.Manifest{Name: "tick", ConfigSchema: json.RawMessage(s.schema)}
+}
+
+// TestSuiteFailsSourceWithBadSchema: the source suite checks the config
+// schema as the sink suite does.
+func TestSuiteFailsSourceWithBadSchema(t *testing.T) {
+	out, passed := runHelper(t, "source-bad-schema")
+	if passed || !strings.Contains(out, "ConfigSchema is not a valid JSON Schema") {
+		t.Fatalf("the suite passed, or did not name the schema (passed %v):\n%s", passed, out)
+	}
+}
+
 // TestSourceWithoutFeedOrIDs: a source that produces events on its own,
 // leaving ids to hookbus, passes the suite without a Feed.
 func TestSourceWithoutFeedOrIDs(t *testing.T) {
@@ -67,6 +86,12 @@ func TestHelperSuites(t *testing.T) {
 		plugintest.RunSource(t, func() sdk.Source { return &tickSource{noType: true} }, plugintest.SourceOptions{})
 	case "noid":
 		plugintest.RunSource(t, func() sdk.Source { return &tickSource{} }, plugintest.SourceOptions{})
+	case "source-bad-schema":
+		plugintest.RunSource(t, func() sdk.Source {
+			return &describedTick{schema: `{"type": "object", "required": "url"}`}
+		}, plugintest.SourceOptions{})
+	default:
+		runSinkHelper(t, os.Getenv(helperEnv))
 	}
 }
 
