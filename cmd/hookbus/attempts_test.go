@@ -48,7 +48,7 @@ func (r *cliResender) Recover(ctx context.Context, q attempt.RecoverQuery) (atte
 // loopback HTTP.
 func deliveryLogServer(t *testing.T, st *store.Store) (string, attempt.Store, *cliResender) {
 	t.Helper()
-	att := attemptsOf(st)
+	var att attempt.Store = st
 	res := &cliResender{st: att}
 	srv := api.New(api.Options{APIKeys: []string{platformKey}, Store: st, Subscriptions: st, Attempts: att, Resender: res,
 		SinkKnown: func(n string) bool { return n == "partner" || n == "everyone" }})

@@ -105,7 +105,7 @@ func newPlatform(t *testing.T, st *store.Store, opts *Options) *platform {
 	}
 	o.Subscriptions = st
 	o.Store = st
-	o.Attempts = attemptsOf(st)
+	o.Attempts = st
 	var res *testResender
 	if o.Resender == nil {
 		res = &testResender{st: o.Attempts}

@@ -35,7 +35,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		Admin:         nopAdmin{},
 		Registry:      prometheus.NewRegistry(),
 		Subscriptions: (*store.Store)(nil),
-		Attempts:      attemptsOf(nil),
+		Attempts:      (*store.Store)(nil),
 		Resender:      &testResender{},
 	})
 	registered := map[string]bool{}
