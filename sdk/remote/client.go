@@ -110,19 +110,24 @@ func Start(opts Options) (*Client, error) {
 	return c, nil
 }
 
+// speakHint says how a plugin gets the protocol right, for plugins in any
+// language.
+const speakHint = "a plugin must speak the hookbus plugin protocol: sdk.Serve does in Go, sdk/PROTOCOL.md says how in other languages"
+
 func startError(name string, err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		line, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
 		if strings.TrimSpace(line) == "" {
-			return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+			return fmt.Errorf("plugin %s exited before completing the handshake (%s; see its log): %w", name, speakHint, ErrUnavailable)
 		}
-		return fmt.Errorf("plugin %s: handshake failed: it wrote %q to stdout; a hookbus plugin must call sdk.Serve and write nothing to stdout before it (log to stderr): %w", name, line, ErrUnavailable)
+		return fmt.Errorf("plugin %s: handshake failed: it wrote %q to stdout; a hookbus plugin's first line on stdout is its handshake line, "+
+			"and it logs to stderr (%s): %w", name, line, speakHint, ErrUnavailable)
 	case strings.Contains(msg, "Incompatible API version"):
 		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version: %v: %w", name, err, ErrUnavailable)
 	case strings.Contains(msg, "exited before we could connect"):
-		return fmt.Errorf("plugin %s exited before completing the handshake (is it built with sdk.Serve? see its log): %w", name, ErrUnavailable)
+		return fmt.Errorf("plugin %s exited before completing the handshake (%s; see its log): %w", name, speakHint, ErrUnavailable)
 	}
 	return fmt.Errorf("plugin %s: start: %v: %w", name, err, ErrUnavailable)
 }
