@@ -29,6 +29,7 @@ type benchReport struct {
 		Batch       int      `json:"batch"`
 		Rate        float64  `json:"rate,omitempty"`
 		Runs        int      `json:"runs"`
+		AttemptLog  string   `json:"attempt_log"`
 	} `json:"options"`
 	// Runs holds each round's results, the direct baseline first.
 	Runs      [][]bench.Result `json:"runs"`
@@ -36,7 +37,7 @@ type benchReport struct {
 }
 
 func benchCmd() *cobra.Command {
-	var drivers, url, scenarios, mode, cpuprofile string
+	var drivers, url, scenarios, mode, cpuprofile, attemptLog string
 	var o bench.Options
 	var runs int
 	var progress, asJSON, inProcess bool
@@ -77,6 +78,17 @@ func benchCmd() *cobra.Command {
 					return usage("scenario plugin-sink: %v; pass --webhook-plugin PATH", err)
 				}
 				o.WebhookPlugin = p
+			}
+			var logSettings []string // the delivery log settings each scenario runs with
+			switch attemptLog {
+			case "on", "off":
+				if cmd.Flags().Changed("attempt-log") {
+					logSettings = []string{attemptLog}
+				}
+			case "both":
+				logSettings = []string{"off", "on"}
+			default:
+				return usage("--attempt-log: want on, off or both, got %q", attemptLog)
 			}
 			if o.Dead != "503" && o.Dead != "hang" {
 				return usage("--dead: want 503 or hang, got %q", o.Dead)
@@ -130,6 +142,7 @@ func benchCmd() *cobra.Command {
 			var rep benchReport
 			rep.Options.Scenarios, rep.Options.Drivers = list, splitList(drivers)
 			rep.Options.Events, rep.Options.Concurrency, rep.Options.Batch, rep.Options.Rate, rep.Options.Runs = o.Events, o.Concurrency, o.Batch, o.Rate, runs
+			rep.Options.AttemptLog = attemptLog
 			for r := 1; r <= runs && ctx.Err() == nil; r++ {
 				var round []bench.Result
 				measure := func(ro bench.Options) {
@@ -160,7 +173,20 @@ func benchCmd() *cobra.Command {
 						if d == "nats" {
 							so.QueueURL = url
 						}
-						measure(so)
+						if len(logSettings) == 0 {
+							measure(so)
+							continue
+						}
+						// Both settings in every round, in turn first, so
+						// neither always runs on a warmer machine.
+						settings := slices.Clone(logSettings)
+						if r%2 == 0 {
+							slices.Reverse(settings)
+						}
+						for _, l := range settings {
+							so.AttemptLog = l
+							measure(so)
+						}
 					}
 				}
 				bench.Compare(round)
@@ -200,6 +226,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().DurationVar(&o.AttemptTimeout, "attempt-timeout", bench.DefaultAttemptTimeout, "subscriptions-dead: the subscriptions sink's timeout, which ends each attempt to a dead subscription")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
 	c.Flags().StringVar(&o.ProfileDir, "profile", "", "turn on server.pprof in hookbus and write to this directory, per run (run<N>-<scenario>-<driver>.*): the CPU profile of the whole run merged from 2 s segments (.cpu.pprof; backlog: also .drain.cpu.pprof) and heap profiles (.end.heap.pprof; backlog: also .queued and .settled)")
+	c.Flags().StringVar(&attemptLog, "attempt-log", "on", "the delivery log (store.attempt_log) of the hookbus under test: on, off, or both (each scenario with and without it in every round, reported with the ratio)")
 	c.Flags().StringVar(&o.MemoryLimit, "memory-limit", "", "server.memory_limit of the hookbus under test, like 160MiB (default: none, or GOMEMLIMIT)")
 	c.Flags().IntVar(&o.ProfileSeconds, "profile-seconds", 0, "with --profile, profile the CPU of only the first N seconds of each run (and of the backlog drain); 0: the whole run")
 	c.Flags().BoolVar(&progress, "progress", false, "print a live progress line on stderr (default when stderr is a terminal)")

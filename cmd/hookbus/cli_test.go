@@ -276,6 +276,49 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// TestBenchAttemptLogBoth: --attempt-log both runs each scenario with the
+// delivery log off and on in every round, in turn first, and compares
+// them; a bad value is refused.
+func TestBenchAttemptLogBoth(t *testing.T) {
+	out := runCLI(t, "bench", "--drivers", "memory", "--scenario", "passthrough", "--events", "200", "--concurrency", "4", "--runs", "2",
+		"--attempt-log", "both", "--json")
+	var rep struct {
+		Runs [][]struct {
+			Scenario         string  `json:"scenario"`
+			AttemptLog       string  `json:"attempt_log"`
+			Delivered        int     `json:"delivered"`
+			RelativeToLogOff float64 `json:"relative_to_log_off"`
+		} `json:"runs"`
+		Summaries []struct {
+			AttemptLog       string  `json:"attempt_log"`
+			RelativeToLogOff float64 `json:"relative_to_log_off"`
+		} `json:"summaries"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not one JSON document: %v\n%s", err, out)
+	}
+	if len(rep.Runs) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for i, first := range []string{"off", "on"} {
+		round := rep.Runs[i]
+		if len(round) != 3 || round[1].AttemptLog != first || round[1].AttemptLog == round[2].AttemptLog {
+			t.Fatalf("round %d: %+v", i+1, round)
+		}
+		for _, r := range round[1:] {
+			if r.Delivered != 200 || (r.AttemptLog == "on") != (r.RelativeToLogOff > 0) {
+				t.Errorf("round %d: %+v", i+1, r)
+			}
+		}
+	}
+	if len(rep.Summaries) != 3 || rep.Summaries[1].AttemptLog != "off" || rep.Summaries[2].AttemptLog != "on" || rep.Summaries[2].RelativeToLogOff <= 0 {
+		t.Errorf("summaries %+v", rep.Summaries)
+	}
+	if _, stderr, code := runExit(t, "", "bench", "--attempt-log", "sometimes"); code == 0 || !strings.Contains(stderr, "--attempt-log: want on, off or both") {
+		t.Errorf("bad --attempt-log: exit %d, %s", code, stderr)
+	}
+}
+
 // TestBenchDirectMode: --mode direct measures only the generator straight
 // to the receiver, and --progress writes the live line to stderr.
 func TestBenchDirectMode(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/api"
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -72,6 +73,16 @@ type App struct {
 	Subscriptions *subscription.Live
 	subChanges    subscriptions.Changes
 	Engine        *pipeline.Engine
+	// Attempts is the delivery log (attempts, events on record, the
+	// state of each delivery) on the store: what the API reads and what
+	// resend and recover send again from. It is set even when
+	// store.attempt_log is false (nothing new is recorded then).
+	Attempts attempt.Store
+	// attemptWriter records the engine's attempts in Attempts off the
+	// delivery path (nil when store.attempt_log is false); pruneDone is
+	// closed when the pruner has stopped.
+	attemptWriter *attempt.Writer
+	pruneDone     chan struct{}
 	api           *api.Server
 	srv           *http.Server
 	ln            net.Listener
@@ -158,8 +169,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, err
 	}
 	a.rt.Store(rt)
+	a.Metrics.Declare(rt.topology())
+	if err := a.openAttemptLog(cfg); err != nil {
+		return nil, err
+	}
+	a.registerOldestWaiting()
 	a.Engine, err = pipeline.New(pipeline.Options{
-		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Metrics: a.Metrics, Logger: log,
+		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Attempts: a.recorder(), Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
 	})
 	if err != nil {
@@ -241,6 +257,7 @@ func (a *App) Start(ctx context.Context) error {
 		a.log.Error("retries left on old retry topics could not all be moved back; they stay there until the next start", "error", err)
 	}
 	a.handleStaleGroups(rctx)
+	a.startPruner()
 	sc := a.boot.Server
 	ln, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
@@ -360,6 +377,8 @@ func (a *App) closeResources() error {
 		a.Subscriptions.Close()
 		a.Subscriptions = nil
 	}
+	// The engine records no more (closed, or never started).
+	a.closeAttemptLog()
 	if a.Store != nil {
 		if err := a.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: %w", err))

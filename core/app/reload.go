@@ -243,6 +243,7 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	res.Changes = diff(cur, next)
 	applyErr := a.apply(ctx, cur, next)
 	a.rt.Store(next)
+	a.Metrics.Declare(next.topology())
 	a.api.SetAPIKeys(cfg.Server.APIKeys)
 	if hash := configHash(cfgBytes, next); hash != res.Hash || !res.Changes.Empty() {
 		a.status.loaded(cfg.File, hash)
@@ -284,6 +285,10 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("store.dsn", cur.Store.DSN, next.Store.DSN)
 	check("store.encryption_key", cur.Store.EncryptionKey, next.Store.EncryptionKey)
 	check("store.old_encryption_keys", cur.Store.OldEncryptionKeys, next.Store.OldEncryptionKeys)
+	// The engine records through the Writer it was built with; the
+	// retentions are read by the pruner at each pass, so a reload applies
+	// them.
+	check("store.attempt_log", cur.Store.AttemptLog, next.Store.AttemptLog)
 	check("log.level", cur.Log.Level, next.Log.Level)
 	check("log.format", cur.Log.Format, next.Log.Format)
 	check("reload.watch", cur.Reload.Watch, next.Reload.Watch)

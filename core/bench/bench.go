@@ -109,7 +109,7 @@ type Options struct {
 	// again (RSSAfter); default 5s.
 	Settle time.Duration
 	// ProfileDir, when set, turns on server.pprof in hookbus and writes
-	// its profiles there, named [run<Round>-]<scenario>-<driver>: the CPU
+	// its profiles there, named [run<Round>-]<scenario>-<driver>[-log-<AttemptLog>]: the CPU
 	// profile of the whole run, merged from 2 s segments (.cpu.pprof), and
 	// for Backlog that of the drain alone (.drain.cpu.pprof); heap profiles
 	// after the deliveries (.end.heap.pprof) and, for Backlog, when every
@@ -123,6 +123,11 @@ type Options struct {
 	// MemoryLimit, when set, is the server.memory_limit of the hookbus
 	// under test ("160MiB").
 	MemoryLimit string
+	// AttemptLog is "off" to run hookbus with store.attempt_log false,
+	// "on" (or "") with the delivery log on, its default. When set, the
+	// result names it and Compare sets the ratio of an "on" run to the
+	// "off" run of the same round (RelativeToLogOff).
+	AttemptLog string
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
@@ -242,6 +247,12 @@ type Result struct {
 	DirectEventsPerS float64 `json:"direct_events_per_s,omitempty"`
 	RatioToDirect    float64 `json:"ratio_to_direct,omitempty"`
 	InProcessRatio   float64 `json:"in_process_ratio,omitempty"`
+	// AttemptLog is Options.AttemptLog ("on", "off" or "" when not set);
+	// RelativeToLogOff, on an "on" run, is its events/s over those of the
+	// "off" run of the same scenario in the same round (set by Compare):
+	// 1 minus it is what the delivery log costs.
+	AttemptLog       string  `json:"attempt_log,omitempty"`
+	RelativeToLogOff float64 `json:"relative_to_log_off,omitempty"`
 
 	// SlowEndpoint: the healthy sink's events/s alone (measured just
 	// before), the ratio of EventsPerS to it, and the attempts the dead
@@ -364,7 +375,8 @@ const benchSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // runHookbus runs one scenario through hookbus.
 func runHookbus(ctx context.Context, o Options) (Result, error) {
-	res := Result{Scenario: o.Scenario, Driver: o.Driver, Sink: "webhook", Process: "in-process", Events: o.Events, OfferedRate: o.Rate}
+	res := Result{Scenario: o.Scenario, Driver: o.Driver, Sink: "webhook", Process: "in-process", Events: o.Events, OfferedRate: o.Rate,
+		AttemptLog: o.AttemptLog}
 	if o.Binary != "" {
 		res.Process = "child"
 	}
@@ -502,6 +514,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		"sources":   map[string]any{"load": map[string]any{"type": "http"}},
 		"sinks":     sinks,
 		"pipelines": map[string]any{"load": pipeline},
+		"store":     map[string]any{"attempt_log": o.AttemptLog != "off"},
 	}
 	h, err := startHost(ctx, o, dir, cfg)
 	if err != nil {

@@ -240,6 +240,37 @@ func TestCompareAndSummarizeTakeSameRoundRatiosAndMedians(t *testing.T) {
 	}
 }
 
+// With the delivery log on and off in each round, each "on" run is
+// compared with the "off" run of its round, and the summaries keep the
+// two settings apart with the median of the per-round ratios.
+func TestCompareTheDeliveryLogOnAndOff(t *testing.T) {
+	r := func(log string, eps float64) Result {
+		return Result{Scenario: Passthrough, Driver: "embedded", Sink: "webhook", AttemptLog: log, EventsPerS: eps}
+	}
+	runs := [][]Result{
+		{{Scenario: Direct, EventsPerS: 10000}, r("off", 1000), r("on", 900)},
+		{{Scenario: Direct, EventsPerS: 10000}, r("on", 800), r("off", 1000)},
+		{{Scenario: Direct, EventsPerS: 10000}, r("off", 2000), r("on", 1900)},
+	}
+	for _, round := range runs {
+		Compare(round)
+	}
+	if got := runs[1][1].RelativeToLogOff; got != 0.8 || runs[1][2].RelativeToLogOff != 0 {
+		t.Fatalf("round 2: %+v", runs[1])
+	}
+	got := Summarize(runs)
+	if len(got) != 3 || got[1].AttemptLog != "off" || got[2].AttemptLog != "on" {
+		t.Fatalf("summaries %+v", got)
+	}
+	// Ratios 0.9, 0.8, 0.95: the median is 0.9.
+	if on := got[2]; on.RelativeToLogOff != 0.9 || on.EventsPerS != 900 || !strings.Contains(on.String(), "0.90× log off: the delivery log costs 10.0%") {
+		t.Errorf("on: %+v %q", on, on.String())
+	}
+	if off := got[1]; off.RelativeToLogOff != 0 || !strings.Contains(off.String(), "log off") {
+		t.Errorf("off: %+v %q", off, off.String())
+	}
+}
+
 // TestSubscriptionsDeadScenario runs subscriptions-dead small, in
 // process, in both orders (rounds 1 and 2): the subscriptions are created
 // through the API, every event reaches each healthy subscription of its

@@ -54,6 +54,9 @@ func newProfiler(o Options, h host) *profiler {
 	if o.withoutDead {
 		name += "-without-dead"
 	}
+	if o.AttemptLog != "" {
+		name += "-log-" + o.AttemptLog
+	}
 	if o.Round > 0 {
 		name = "run" + strconv.Itoa(o.Round) + "-" + name
 	}

@@ -31,6 +31,20 @@ func Compare(round []Result) {
 			r.InProcessRatio = r.EventsPerS / b
 		}
 	}
+	// The delivery log on against off, scenario by scenario.
+	type key struct{ scenario, driver, sink string }
+	off := map[key]float64{}
+	for _, r := range round {
+		if r.AttemptLog == "off" {
+			off[key{r.Scenario, r.Driver, r.Sink}] = r.EventsPerS
+		}
+	}
+	for i := range round {
+		r := &round[i]
+		if b := off[key{r.Scenario, r.Driver, r.Sink}]; r.AttemptLog != "off" && r.AttemptLog != "" && b > 0 {
+			r.RelativeToLogOff = r.EventsPerS / b
+		}
+	}
 }
 
 // Summary is the median over runs of one scenario, driver and sink.
@@ -50,6 +64,10 @@ type Summary struct {
 	InProcessRatio   float64 `json:"in_process_ratio,omitempty"`
 	RelativeToAlone  float64 `json:"relative_to_alone,omitempty"`
 	AloneEventsPerS  float64 `json:"alone_events_per_s,omitempty"`
+	// AttemptLog is the runs' Options.AttemptLog; RelativeToLogOff the
+	// median of their RelativeToLogOff.
+	AttemptLog       string  `json:"attempt_log,omitempty"`
+	RelativeToLogOff float64 `json:"relative_to_log_off,omitempty"`
 	// DeliveriesPerS and AloneDeliveriesPerS are the medians of the runs'
 	// (Subscriptions, SubscriptionsDead).
 	DeliveriesPerS      float64       `json:"deliveries_per_s,omitempty"`
@@ -71,12 +89,12 @@ type Summary struct {
 // results, after Compare) and returns one Summary per scenario, driver and
 // sink, in first-seen order.
 func Summarize(runs [][]Result) []Summary {
-	type key struct{ scenario, driver, sink string }
+	type key struct{ scenario, driver, sink, log string }
 	var order []key
 	by := map[key][]Result{}
 	for _, run := range runs {
 		for _, r := range run {
-			k := key{r.Scenario, r.Driver, r.Sink}
+			k := key{r.Scenario, r.Driver, r.Sink, r.AttemptLog}
 			if _, ok := by[k]; !ok {
 				order = append(order, k)
 			}
@@ -102,7 +120,8 @@ func Summarize(runs [][]Result) []Summary {
 			return int64(med(func(r Result) float64 { return float64(f(r)) }))
 		}
 		s := Summary{
-			Scenario: k.scenario, Driver: k.driver, Sink: k.sink, Runs: len(rs),
+			Scenario: k.scenario, Driver: k.driver, Sink: k.sink, AttemptLog: k.log, Runs: len(rs),
+			RelativeToLogOff:    med(func(r Result) float64 { return r.RelativeToLogOff }),
 			EventsPerS:          med(func(r Result) float64 { return r.EventsPerS }),
 			DirectEventsPerS:    med(func(r Result) float64 { return r.DirectEventsPerS }),
 			RatioToDirect:       med(func(r Result) float64 { return r.RatioToDirect }),
@@ -164,11 +183,22 @@ func label(scenario, driver, sink string) string {
 	return fmt.Sprintf("%-18s %-9s %-14s", scenario, driver, sink)
 }
 
+// logLabel names the delivery log's setting of a run, when it was set.
+func logLabel(setting string) string {
+	if setting == "" {
+		return ""
+	}
+	return fmt.Sprintf(" log %-3s", setting)
+}
+
 // String is one line: the figures, the comparisons and, for a partial
 // run, why it ended.
 func (r Result) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %7d/%d events  %8.0f events/s", label(r.Scenario, r.Driver, r.Sink), r.Delivered, r.Events, r.EventsPerS)
+	fmt.Fprintf(&b, "%s%s %7d/%d events  %8.0f events/s", label(r.Scenario, r.Driver, r.Sink), logLabel(r.AttemptLog), r.Delivered, r.Events, r.EventsPerS)
+	if r.RelativeToLogOff > 0 {
+		fmt.Fprintf(&b, " (%.2f× log off)", r.RelativeToLogOff)
+	}
 	if r.RatioToDirect > 0 {
 		fmt.Fprintf(&b, " (%.2f× direct %.0f/s)", r.RatioToDirect, r.DirectEventsPerS)
 	}
@@ -214,7 +244,10 @@ func (r Result) String() string {
 // String is one line with the medians.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s median of %d: %8.0f events/s", label(s.Scenario, s.Driver, s.Sink), s.Runs, s.EventsPerS)
+	fmt.Fprintf(&b, "%s%s median of %d: %8.0f events/s", label(s.Scenario, s.Driver, s.Sink), logLabel(s.AttemptLog), s.Runs, s.EventsPerS)
+	if s.RelativeToLogOff > 0 {
+		fmt.Fprintf(&b, " (%.2f× log off: the delivery log costs %.1f%%)", s.RelativeToLogOff, 100*(1-s.RelativeToLogOff))
+	}
 	if s.RatioToDirect > 0 {
 		fmt.Fprintf(&b, " (%.2f× direct %.0f/s)", s.RatioToDirect, s.DirectEventsPerS)
 	}

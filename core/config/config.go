@@ -156,7 +156,25 @@ type Store struct {
 	// reencrypt` has moved them to EncryptionKey. Empty entries (an unset
 	// variable) are no key.
 	OldEncryptionKeys []string `koanf:"old_encryption_keys"`
+	// AttemptLog records every delivery attempt of every sink in the
+	// store (the delivery log), with the events on record. Default true;
+	// false records nothing (the log already kept can still be read).
+	// Only a restart changes it.
+	AttemptLog bool `koanf:"attempt_log"`
+	// EventRetention is how long the events on record (the payloads kept
+	// to be looked at and sent again) are kept. Default 168h (7 days).
+	// A reload applies it.
+	EventRetention time.Duration `koanf:"event_retention"`
+	// AttemptRetention is how long the attempts of the delivery log are
+	// kept. Default 720h (30 days). A reload applies it.
+	AttemptRetention time.Duration `koanf:"attempt_retention"`
 }
+
+// Defaults of the delivery log's retention.
+const (
+	DefaultEventRetention   = 168 * time.Hour
+	DefaultAttemptRetention = 720 * time.Hour
+)
 
 // Plugin is an out-of-process plugin binary.
 type Plugin struct {
@@ -295,7 +313,10 @@ func defaults() map[string]any {
 			"max_deliveries": 10,
 		},
 		"store": map[string]any{
-			"driver": StoreSQLite,
+			"driver":            StoreSQLite,
+			"attempt_log":       true,
+			"event_retention":   DefaultEventRetention.String(),
+			"attempt_retention": DefaultAttemptRetention.String(),
 		},
 		"scripts": map[string]any{
 			"timeout":      "100ms",
@@ -331,7 +352,7 @@ func Default() *Config {
 		},
 		DataDir:   "./data",
 		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
-		Store:     Store{Driver: StoreSQLite},
+		Store:     Store{Driver: StoreSQLite, AttemptLog: true, EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},
 		Sinks:     map[string]Component{},

@@ -172,7 +172,8 @@ func TestLoadYAML(t *testing.T) {
 		},
 		DataDir: filepath.Join(dir, "state"),
 		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
-		Store:   Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus"},
+		Store: Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus", AttemptLog: true,
+			EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins: map[string]Plugin{"acme": {
 			Path: filepath.Join(dir, "bin/acme-plugin"),
 			Args: []string{"--verbose"},
@@ -427,6 +428,27 @@ func TestStoreEncryptionKeyFromEnvironment(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), bad) || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Fatalf("the error shows the key: %v", err)
+	}
+}
+
+// The delivery log is on by default, with 7 days of events and 30 days
+// of attempts; the file and the environment change them.
+func TestDeliveryLogKeys(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(writeConfig(t, "version: 1\n"), LoadOptions{Env: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Store.AttemptLog || cfg.Store.EventRetention != 168*time.Hour || cfg.Store.AttemptRetention != 720*time.Hour {
+		t.Fatalf("defaults: store = %+v", cfg.Store)
+	}
+	cfg, err = Load(writeConfig(t, "version: 1\nstore:\n  attempt_log: false\n  event_retention: 24h\n"),
+		LoadOptions{Env: []string{"HOOKBUS_STORE__ATTEMPT_RETENTION=48h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.AttemptLog || cfg.Store.EventRetention != 24*time.Hour || cfg.Store.AttemptRetention != 48*time.Hour {
+		t.Fatalf("set: store = %+v", cfg.Store)
 	}
 }
 
@@ -692,6 +714,15 @@ store:
 			want: []wantErr{
 				{"store.encryption_key", 3, "must be the base64 of 32 random bytes (make one with: openssl rand -base64 32); this decodes to 5 bytes"},
 				{"store.old_encryption_keys[1]", 6, "this is not valid base64"},
+			},
+		},
+		{
+			name: "delivery log retention must be a positive duration",
+			yaml: "version: 1\nstore:\n  attempt_log: maybe\n  event_retention: 0s\n  attempt_retention: -1h\n",
+			want: []wantErr{
+				{"store.attempt_log", 3, "expected true or false"},
+				{"store.event_retention", 4, "must be a positive duration, like 168h (got 0s)"},
+				{"store.attempt_retention", 5, "must be a positive duration, like 720h (got -1h0m0s)"},
 			},
 		},
 		{

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/sdk"
@@ -155,6 +156,17 @@ func (v *validator) queueAndStore() {
 		}
 		if msg := checkEncryptionKey(k); msg != "" {
 			v.add(fmt.Sprintf("store.old_encryption_keys[%d]", i), "%s", msg)
+		}
+	}
+	for _, r := range []struct {
+		key, example string
+		d            time.Duration
+	}{{"store.event_retention", "168h", s.EventRetention}, {"store.attempt_retention", "720h", s.AttemptRetention}} {
+		switch {
+		case r.d <= 0:
+			v.add(r.key, "must be a positive duration, like %s (got %s)", r.example, r.d)
+		case r.d < time.Second:
+			v.add(r.key, "must be at least 1s, like %s (got %s)", r.example, r.d)
 		}
 	}
 }

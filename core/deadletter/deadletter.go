@@ -51,6 +51,12 @@ const (
 	KindDiscarded Kind = "discarded"
 )
 
+// Kinds returns every kind of dead letter (the metrics create a series of
+// each at zero).
+func Kinds() []Kind {
+	return []Kind{KindScript, KindPermanent, KindExhausted, KindInvalid, KindPanic, KindPoison, KindDiscarded}
+}
+
 // ReasonPoisonBeforeSteps starts the reason of a poison dead letter found
 // before its pipeline's steps ran: Replay sends it through the steps again,
 // where a poison message of a sink topic (already transformed) goes to its

@@ -2,6 +2,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -40,7 +42,23 @@ type Metrics struct {
 	// ComponentReady is 1 for a component that works, 0 while it cannot
 	// (a plugin source or sink still initialising): component ("sink partner").
 	ComponentReady *prometheus.GaugeVec
+
+	// The topology last declared (see Declare): the sinks the oldest
+	// waiting gauge reports.
+	mu    sync.Mutex
+	sinks []string
 }
+
+// DelayBuckets are the boundaries of hookbus_delivery_delay_seconds, in
+// seconds: fine below a second (an event delivered at once), and every
+// boundary an SLO on webhook delivery is usually written with (1 s, 5 s,
+// 30 s, 1 min, 5 min, 1 h), up to a day of retries.
+var DelayBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400}
+
+// AttemptBuckets are the boundaries of hookbus_delivery_attempt_seconds,
+// in seconds: one HTTP request, from a loopback answer to a sink's
+// timeout.
+var AttemptBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // New creates the collectors on a fresh registry (with Go and process collectors).
 func New() *Metrics {
@@ -53,8 +71,8 @@ func New() *Metrics {
 	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_events_dead_lettered_total", Help: "Events dead-lettered, by reason kind."}, []string{"pipeline", "sink", "kind"})
 	m.Attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_attempts_total", Help: "Delivery attempts by outcome and status class."}, []string{"sink", "outcome", "status_class"})
 	m.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_retries_total", Help: "Deliveries scheduled for a retry."}, []string{"sink"})
-	m.EndToEnd = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_delay_seconds", Help: "Time from ingest to successful delivery.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16)}, []string{"sink"})
-	m.AttemptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_attempt_seconds", Help: "Duration of one delivery attempt.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}, []string{"sink"})
+	m.EndToEnd = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_delay_seconds", Help: "Time from ingest to successful delivery.", Buckets: DelayBuckets}, []string{"sink"})
+	m.AttemptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_delivery_attempt_seconds", Help: "Duration of one delivery attempt.", Buckets: AttemptBuckets}, []string{"sink"})
 	m.ScriptTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hookbus_script_duration_seconds", Help: "Duration of one script call.", Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"script"})
 	m.ScriptErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_script_errors_total", Help: "Script calls that threw, timed out or returned a bad value."}, []string{"script"})
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_deliveries_in_flight", Help: "Deliveries currently running per sink."}, []string{"sink"})

@@ -22,6 +22,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -104,8 +105,12 @@ type Options struct {
 	Pipelines   []Pipeline
 	Sinks       map[string]Sink
 	DeadLetters deadletter.Recorder // may be nil: dead letters are then only logged
-	Metrics     *metrics.Metrics
-	Logger      *slog.Logger
+	// Attempts, when set, is told of every delivery attempt of every sink
+	// (the delivery log); nil: no attempt is recorded. Record must not
+	// block (attempt.Writer does not).
+	Attempts attempt.Recorder
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 	// CloseTimeout bounds how long Close waits for in-flight work.
 	CloseTimeout time.Duration
 	// SourceConcurrency bounds unacked source messages per pipeline (default 256).

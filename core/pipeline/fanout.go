@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -71,6 +72,10 @@ type TargetResult struct {
 	// filter that threw, KindDiscarded for a target that no longer exists
 	// or no longer takes deliveries.
 	Kind deadletter.Kind
+	// Detail, when not nil, tells more of the attempt (URL, headers, the
+	// start of the response) for the delivery log; the engine redacts its
+	// headers (see DetailedSink).
+	Detail *attempt.Detail
 }
 
 // tried tells whether a request was made (or refused on the way, as by
@@ -149,7 +154,7 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		ctx := context.WithoutCancel(msg.Context())
 		st := r.acquire()
 		defer st.release()
-		tr := e.deliverTarget(ctx, r, st, t, d)
+		tr, at := e.deliverTarget(ctx, r, st, t, d)
 		switch {
 		case tr.Defer > 0:
 			return e.deferPair(r, d, tr)
@@ -161,14 +166,21 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			}
 			return nil
 		}
+		// Every other result is an attempt of the pair, logged: one not
+		// tried because its endpoint is failing (NotTried) too, since it
+		// counts on the schedule like one that was, and the last of them
+		// is the delivery's outcome (a recover looks for the failed ones).
+		// Those that made no request have a zero duration and no status.
 		res := tr.Result
 		switch res.Outcome {
 		case sdk.OK:
 			e.deferred.forget(msg.UUID)
+			e.recordAttempt(r.name, d, at, attempt.Delivered, res, tr.Detail)
 			e.delivered(ctx, r, d, res)
 			return nil
 		case sdk.Permanent:
 			e.deferred.forget(msg.UUID)
+			e.recordAttempt(r.name, d, at, attempt.Failed, res, tr.Detail)
 			kind := tr.Kind
 			if kind == "" {
 				kind = deadletter.KindPermanent
@@ -181,26 +193,30 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			if res.Reason == "" {
 				res.Reason = "failed"
 			}
-			if _, more := st.spec.Schedule.Next(d.attempt, res.RetryAfter); !more {
-				e.deferred.forget(msg.UUID) // dead-lettered as exhausted
-			}
-			return e.deliveryFailed(r, st, d, res)
+			return e.deliveryFailed(r, st, d, res, func(more bool) {
+				if !more {
+					e.deferred.forget(msg.UUID) // dead-lettered as exhausted
+				}
+				e.recordAttempt(r.name, d, at, failedOutcome(more), res, tr.Detail)
+			})
 		}
 	}
 }
 
 // deliverTarget hands one pair to the fan-out sink version st, measured
 // when it made an attempt.
-func (e *Engine) deliverTarget(ctx context.Context, r *sinkRunner, st *sinkState, t Target, d *sinkDelivery) TargetResult {
+func (e *Engine) deliverTarget(ctx context.Context, r *sinkRunner, st *sinkState, t Target, d *sinkDelivery) (TargetResult, attemptTiming) {
 	r.inFlight.Inc()
 	start := time.Now()
 	tr := st.spec.Fanout.DeliverTarget(ctx, t, sdk.Delivery{Event: d.ev, Attempt: d.attempt, Pipeline: d.pipeline, Raw: d.msg.Payload})
 	r.inFlight.Dec()
+	at := attemptTiming{start: start}
 	if tr.tried() {
-		r.attemptTime.Observe(time.Since(start).Seconds())
+		at.duration = time.Since(start)
+		r.attemptTime.Observe(at.duration.Seconds())
 		e.m.Attempts.WithLabelValues(r.name, tr.Result.Outcome.String(), metrics.StatusClass(tr.Result.StatusCode)).Inc()
 	}
-	return tr
+	return tr, at
 }
 
 // deferPair hands a pair back to be tried after tr.Defer without counting

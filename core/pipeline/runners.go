@@ -173,8 +173,11 @@ type sinkRunner struct {
 type sinkState struct {
 	spec    Sink
 	deliver func(ctx context.Context, d sdk.Delivery) sdk.Result
-	batcher *batcher
-	uses    sync.WaitGroup
+	// detailed, when set, is the sink's DeliverDetailed (single
+	// deliveries only), which the engine calls when it logs attempts.
+	detailed DetailedSink
+	batcher  *batcher
+	uses     sync.WaitGroup
 }
 
 // acquire returns the current state, counted as in use until release.
@@ -212,6 +215,8 @@ func newSinkState(s Sink) *sinkState {
 	if s.Batch > 1 {
 		st.batcher = newBatcher(sink, s.Batch, s.MaxInFlight)
 		st.deliver = st.batcher.deliver
+	} else {
+		st.detailed, _ = sink.(DetailedSink)
 	}
 	return st
 }

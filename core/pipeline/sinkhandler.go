@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -55,16 +56,20 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		// included (a replaced sink's schedule does not apply to it).
 		st := r.acquire()
 		defer st.release()
-		res := e.deliver(ctx, r, st, d)
+		res, at, detail := e.deliver(ctx, r, st, d)
 		switch res.Outcome {
 		case sdk.OK:
+			e.recordAttempt(r.name, d, at, attempt.Delivered, res, detail)
 			e.delivered(ctx, r, d, res)
 			return nil
 		case sdk.Permanent:
+			e.recordAttempt(r.name, d, at, attempt.Failed, res, detail)
 			e.log.Warn("permanent delivery failure", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode)...)
 			return e.deadLetter(msg, d.ev, d.pipeline, r.name, deadletter.KindPermanent, res.Reason, d.attempt)
 		default:
-			return e.deliveryFailed(r, st, d, res)
+			return e.deliveryFailed(r, st, d, res, func(more bool) {
+				e.recordAttempt(r.name, d, at, failedOutcome(more), res, detail)
+			})
 		}
 	}
 }
@@ -91,14 +96,24 @@ func (e *Engine) admitDelivery(sink string, msg *message.Message) (d *sinkDelive
 }
 
 // deliver makes one delivery attempt to the sink version st, measured.
-func (e *Engine) deliver(ctx context.Context, r *sinkRunner, st *sinkState, d *sinkDelivery) sdk.Result {
+// With the delivery log on, a sink that tells the detail of its attempts
+// (DetailedSink) is asked for it.
+func (e *Engine) deliver(ctx context.Context, r *sinkRunner, st *sinkState, d *sinkDelivery) (sdk.Result, attemptTiming, *attempt.Detail) {
 	r.inFlight.Inc()
 	start := time.Now()
-	res := st.deliver(ctx, sdk.Delivery{Event: d.ev, Attempt: d.attempt, Pipeline: d.pipeline, Raw: d.msg.Payload})
+	dl := sdk.Delivery{Event: d.ev, Attempt: d.attempt, Pipeline: d.pipeline, Raw: d.msg.Payload}
+	var res sdk.Result
+	var detail *attempt.Detail
+	if st.detailed != nil && e.opts.Attempts != nil {
+		res, detail = st.detailed.DeliverDetailed(ctx, dl)
+	} else {
+		res = st.deliver(ctx, dl)
+	}
+	took := time.Since(start)
 	r.inFlight.Dec()
-	r.attemptTime.Observe(time.Since(start).Seconds())
+	r.attemptTime.Observe(took.Seconds())
 	e.m.Attempts.WithLabelValues(r.name, res.Outcome.String(), metrics.StatusClass(res.StatusCode)).Inc()
-	return res
+	return res, attemptTiming{start: start, duration: took}, detail
 }
 
 // delivered records a successful delivery.
@@ -114,9 +129,13 @@ func (e *Engine) delivered(ctx context.Context, r *sinkRunner, d *sinkDelivery, 
 
 // deliveryFailed schedules the next attempt of a delivery that may be
 // retried, after the delay st's schedule gives, or dead-letters it when
-// the schedule is exhausted.
-func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, res sdk.Result) error {
+// the schedule is exhausted. record, when not nil, is told which (more:
+// another attempt follows) before either happens.
+func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, res sdk.Result, record func(more bool)) error {
 	delay, ok := st.spec.Schedule.Next(d.attempt, res.RetryAfter)
+	if record != nil {
+		record(ok)
+	}
 	if !ok {
 		e.log.Warn("giving up after last attempt", d.logArgs(r.name, "reason", res.Reason)...)
 		return e.deadLetter(d.msg, d.ev, d.pipeline, r.name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", d.attempt, res.Reason), d.attempt)

@@ -37,6 +37,20 @@ func NeedService(t testing.TB, addr string) {
 	c.Close()
 }
 
+// NeedCommand returns the path of the command name on PATH, or skips the
+// test (fails it in CI) when there is none.
+func NeedCommand(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if CI() {
+			t.Fatalf("%s is not installed (required in CI): %v", name, err)
+		}
+		t.Skipf("%s is not installed: %v", name, err)
+	}
+	return path
+}
+
 // Slow is the factor deadlines that are not themselves under test are
 // stretched by: HOOKBUS_TEST_SLOW when set (e.g. 3 on a loaded machine),
 // else 2 under the race detector, else 1.

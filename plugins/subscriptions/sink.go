@@ -41,6 +41,7 @@ import (
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/subscription"
+	"github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -300,7 +301,7 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	default:
 		s.afterFailure(ctx, st, end)
 	}
-	return pipeline.TargetResult{Result: a.Result}
+	return pipeline.TargetResult{Result: a.Result, Detail: a.Detail()}
 }
 
 // lookup finds t in the live index. A subscription the index does not
@@ -441,4 +442,6 @@ var (
 	_ sdk.ConfigValidator = (*Sink)(nil)
 	_ sdk.Describer       = (*Sink)(nil)
 	_ pipeline.Fanout     = (*Sink)(nil)
+	// The webhook sink tells the engine the detail of its attempts.
+	_ pipeline.DetailedSink = (*webhook.Webhook)(nil)
 )

@@ -25,6 +25,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/retry"
@@ -49,8 +50,9 @@ const (
 	// maxDrain is how much of a response body is read so the connection
 	// can be reused; a longer body costs a new connection.
 	maxDrain = 64 << 10
-	// keepBody is how much of the response body an Attempt keeps.
-	keepBody = 1 << 10
+	// keepBody is how much of the response body an Attempt keeps: what
+	// the delivery log keeps of it.
+	keepBody = attempt.MaxResponseBody
 	// reasonBody is how much of the response body goes into a Reason.
 	reasonBody = 200
 )
@@ -99,8 +101,30 @@ type Attempt struct {
 	// Err is the transport error when no response arrived (connection
 	// refused, timeout, refused by the SSRF guard, ...).
 	Err error
-	// ResponseBody holds the first KiB of the response body.
+	// ResponseBody holds the first 4 KiB (attempt.MaxResponseBody) of the
+	// response body.
 	ResponseBody []byte
+	// URL is where the request went and WebhookID its webhook-id (both
+	// empty when no request was built).
+	URL       string
+	WebhookID string
+	// RequestHeader is the request's header as sent, credentials
+	// included: redact it (attempt.Redact) before it is shown or kept.
+	RequestHeader http.Header
+	// ResponseHeader is the response's header (nil without a response).
+	ResponseHeader http.Header
+}
+
+// Detail is the attempt as the delivery log records it. Its headers are
+// those sent and received, not yet redacted (the engine redacts them
+// before it records them).
+func (a Attempt) Detail() *attempt.Detail {
+	d := &attempt.Detail{URL: a.URL, WebhookID: a.WebhookID, RequestHeaders: a.RequestHeader, ResponseHeaders: a.ResponseHeader,
+		ResponseBody: a.ResponseBody}
+	if a.Err != nil {
+		d.Err = a.Result.Reason
+	}
+	return d
 }
 
 // New returns a ready sink for cfg. Zero optional fields get their defaults.
@@ -237,6 +261,13 @@ func (w *Webhook) DeliverAttempt(ctx context.Context, d sdk.Delivery) Attempt {
 	return w.attempt(ctx, d)
 }
 
+// DeliverDetailed POSTs one delivery (within max_in_flight) and returns
+// its result with the detail of the attempt (pipeline.DetailedSink).
+func (w *Webhook) DeliverDetailed(ctx context.Context, d sdk.Delivery) (sdk.Result, *attempt.Detail) {
+	a := w.DeliverAttempt(ctx, d)
+	return a.Result, a.Detail()
+}
+
 // Close releases idle connections.
 func (w *Webhook) Close(context.Context) error {
 	if w.transport != nil {
@@ -306,14 +337,15 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 
 	start := time.Now()
 	resp, err := w.client.Do(req)
+	a := Attempt{URL: w.cfg.URL, WebhookID: d.Event.ID, RequestHeader: req.Header}
 	if err != nil {
-		a := Attempt{Latency: time.Since(start), Err: err}
+		a.Latency, a.Err = time.Since(start), err
 		a.Result = w.transportFailure(ctx, reqCtx, err)
 		return a
 	}
 	kept, _ := drain(resp.Body)
 	resp.Body.Close()
-	a := Attempt{Latency: time.Since(start), ResponseBody: kept}
+	a.Latency, a.ResponseBody, a.ResponseHeader = time.Since(start), kept, resp.Header
 	a.Result = w.judge(resp, kept, now)
 	return a
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
@@ -307,8 +308,40 @@ func TestDeliverLongErrorBodyIsTruncated(t *testing.T) {
 	if len(r.Reason) > len("HTTP 422: ")+200 || strings.Contains(r.Reason, "\uFFFD") {
 		t.Fatalf("reason not cut cleanly (%d bytes): %q", len(r.Reason), r.Reason)
 	}
-	if len(a.ResponseBody) != 1024 {
-		t.Fatalf("ResponseBody has %d bytes, want 1024", len(a.ResponseBody))
+	if len(a.ResponseBody) != attempt.MaxResponseBody {
+		t.Fatalf("ResponseBody has %d bytes, want %d", len(a.ResponseBody), attempt.MaxResponseBody)
+	}
+}
+
+func TestDeliverDetailedTellsRequestAndResponse(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		w.Header().Set("X-Receiver", "yes")
+		w.WriteHeader(503)
+		io.WriteString(w, "busy")
+	}).start(t)
+	w := localSink(t, rc.srv.URL, map[string]any{"headers": map[string]any{"Authorization": "Bearer s3cret"}})
+	res, d := w.DeliverDetailed(context.Background(), event("evt_detail"))
+	if res.Outcome != sdk.Retry || res.StatusCode != 503 {
+		t.Fatalf("result = %+v", res)
+	}
+	if d == nil || d.URL != rc.srv.URL || d.WebhookID != "evt_detail" || string(d.ResponseBody) != "busy" ||
+		d.ResponseHeaders.Get("X-Receiver") != "yes" || d.Err != "" {
+		t.Fatalf("detail = %+v", d)
+	}
+	if d.RequestHeaders.Get(HeaderID) != "evt_detail" || d.RequestHeaders.Get(HeaderSignature) == "" ||
+		d.RequestHeaders.Get("Authorization") != "Bearer s3cret" {
+		t.Fatalf("request headers = %v", d.RequestHeaders)
+	}
+	if got := attempt.Redact(d.RequestHeaders).Get("Authorization"); got != "[redacted]" {
+		t.Fatalf("redacted Authorization = %q", got)
+	}
+
+	// No response: the transport error is the detail's.
+	dead := localSink(t, "http://127.0.0.1:1/", nil)
+	res, d = dead.DeliverDetailed(context.Background(), event("evt_refused"))
+	if res.Outcome != sdk.Retry || d == nil || d.Err == "" || d.ResponseHeaders != nil || d.URL != "http://127.0.0.1:1/" {
+		t.Fatalf("refused: result %+v, detail %+v", res, d)
 	}
 }
 
