@@ -85,6 +85,15 @@
 // as hookbus starts it, built by plugintest.Build. Run it with -race
 // (go test -race ./...): Deliver is called concurrently.
 //
+// # Debugging
+//
+// Start the plugin yourself with HOOKBUS_PLUGIN_DEBUG=1 (DebugEnv), for
+// example as "HOOKBUS_PLUGIN_DEBUG=1 dlv debug ./cmd/acme": Serve then
+// prints an address such as unix:/tmp/plugin123 and waits for hookbus,
+// which attaches to it when plugins.<name>.reattach holds that address
+// (HOOKBUS_PLUGINS__<NAME>__REATTACH=unix:/tmp/plugin123 hookbus run).
+// The plugin's logs then go to its own terminal.
+//
 // # Compatibility
 //
 // Version is this SDK's semantic version; its major version is the plugin

@@ -82,8 +82,17 @@ func Serve(opts ServeOptions) {
 		Level:      hclog.Debug,
 	})
 	routeStdLog()
+	cfg := serveConfig(opts, m, logger)
+	if debugMode() {
+		serveDebug(cfg, m.Name)
+		return
+	}
 	go watchParent(logger)
-	plugin.Serve(&plugin.ServeConfig{
+	plugin.Serve(cfg)
+}
+
+func serveConfig(opts ServeOptions, m Manifest, logger hclog.Logger) *plugin.ServeConfig {
+	return &plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &servedPlugin{opts: opts, manifest: m}},
 		GRPCServer: func(o []grpc.ServerOption) *grpc.Server {
@@ -91,7 +100,7 @@ func Serve(opts ServeOptions) {
 				grpc.MaxRecvMsgSize(maxMessage)))
 		},
 		Logger: logger,
-	})
+	}
 }
 
 func manifestOf(opts ServeOptions) Manifest {

@@ -134,3 +134,58 @@ pipelines:
 		}
 	}
 }
+
+// TestPluginConfigProblemsAllAtOnce: validate and run report the same
+// problems of plugin config blocks, in one round, in config.Load's format
+// (file:line: key path: message), with exit code 2: the schema's (an
+// unknown key at its own path) and the plugin's own check's together.
+func TestPluginConfigProblemsAllAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	crash := testenv.BuildBinary(t, "../../core/pluginhost/testdata/crashsink")
+	files := testenv.BuildBinary(t, "../../plugins/file/cmd/file-sink")
+	cfg := writeConfig(t, dir, `version: 1
+server: {listen: "`+freeAddr(t)+`"}
+data_dir: `+filepath.Join(dir, "data")+`
+queue: {driver: memory}
+plugins:
+  crash: {path: `+crash+`}
+  files: {path: `+files+`}
+sources:
+  shop: {type: http}
+sinks:
+  a:
+    type: crash
+    config:
+      crash_every: -1
+      colour: red
+  b:
+    type: files
+    config:
+      max_line_bytes: big
+pipelines:
+  all: {from: [shop], to: [a, b]}
+`)
+	want := []string{
+		"config.yaml:14: sinks.a.config.crash_every: crashsink wants crash_every >= 0, got -1",
+		"config.yaml:15: sinks.a.config.colour: unknown key",
+		"config.yaml:18: sinks.b.config.path: required",
+		"config.yaml:19: sinks.b.config.max_line_bytes: got string, want integer",
+	}
+	for _, cmd := range []string{"validate", "run"} {
+		t.Run(cmd, func(t *testing.T) {
+			_, stderr, code := runExit(t, "", cmd, "--config", cfg)
+			if code != 2 {
+				t.Fatalf("%s: exit %d, want 2\n%s", cmd, code, stderr)
+			}
+			var got []string
+			for _, l := range strings.Split(stderr, "\n") {
+				if strings.Contains(l, "config.yaml:") {
+					got = append(got, l[strings.Index(l, "config.yaml:"):])
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s reported\n%s\nwant\n%s\nstderr:\n%s", cmd, strings.Join(got, "\n"), strings.Join(want, "\n"), stderr)
+			}
+		})
+	}
+}

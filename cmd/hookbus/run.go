@@ -39,6 +39,19 @@ func loadConfig(path string, log *slog.Logger) (*config.Config, error) {
 	return cfg, nil
 }
 
+// invalidConfig turns problems that plugins and components found in the
+// configuration at path (*config.Errors) into a usage error (exit 2), in
+// the format of Load's: file, line, key path, every problem. Other errors
+// come back as they are.
+func invalidConfig(path string, err error) error {
+	var errs *config.Errors
+	if !errors.As(err, &errs) {
+		return err
+	}
+	located := config.Locate(path, *errs)
+	return usageError{fmt.Errorf("invalid configuration:\n%w", &located)}
+}
+
 func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
 	if cfg.Log.Format == "json" {
@@ -73,19 +86,11 @@ func runCmd() *cobra.Command {
 			a, err := app.New(ctx, cfg, log)
 			if err != nil {
 				// Config blocks the plugins rejected, all of them, exit 2 like validate.
-				var errs *config.Errors
-				if errors.As(err, &errs) {
-					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
-				}
-				return err
+				return invalidConfig(path, err)
 			}
 			if err := a.Start(ctx); err != nil {
 				_ = a.Shutdown(context.Background())
-				var errs *config.Errors
-				if errors.As(err, &errs) {
-					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
-				}
-				return err
+				return invalidConfig(path, err)
 			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -132,7 +137,7 @@ func validateCmd() *cobra.Command {
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				if err := app.ValidatePlugins(ctx, cfg, log); err != nil {
-					return usageError{fmt.Errorf("invalid configuration:\n%s", err)}
+					return invalidConfig(path, err)
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d sources, %d sinks, %d pipelines)\n", path, len(cfg.Sources), len(cfg.Sinks), len(cfg.Pipelines))

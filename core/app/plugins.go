@@ -30,7 +30,7 @@ func PluginSpec(p config.Plugin) pluginhost.Spec {
 	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		env = append(env, k+"="+p.Env[k])
 	}
-	return pluginhost.Spec{Path: p.Path, SHA256: p.SHA256, Args: p.Args, Env: env}
+	return pluginhost.Spec{Path: p.Path, SHA256: p.SHA256, Args: p.Args, Env: env, Reattach: p.Reattach}
 }
 
 // Plugin sinks that cannot initialise (the plugin hangs past its
@@ -160,6 +160,10 @@ func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName strin
 	si := &sinkInst{}
 	ps := &pendingSink{ready: make(chan struct{}), settings: settings}
 	ps.pluginInit = newPluginInit(a, sdk.KindSink, sinkName, c, p, func(ctx context.Context, pl *pluginhost.Plugin) error {
+		// The checks of `hookbus validate` first: every problem at once.
+		if err := pl.Validate(ctx, sdk.KindSink, raw); err != nil {
+			return err
+		}
 		s, info, err := pl.Sink(ctx, raw)
 		if err != nil {
 			return err
@@ -402,6 +406,9 @@ func (a *App) startSources(rt *runtime) error {
 		}
 		var src sdk.Source
 		pi := newPluginInit(a, sdk.KindSource, name, c, p, func(ctx context.Context, pl *pluginhost.Plugin) (err error) {
+			if err := pl.Validate(ctx, sdk.KindSource, raw); err != nil {
+				return err
+			}
 			src, err = pl.Source(ctx, raw)
 			return err
 		})
@@ -462,7 +469,8 @@ func (a *App) runSource(ctx context.Context, name string, src sdk.Source, done c
 
 // ValidatePlugins starts each plugin used by a source or sink briefly and
 // checks its config block against the plugin's schema and its own
-// validation. Problems carry the block's key path. Plugins are checked in
+// validation. Problems are *config.Errors carrying the block's key path
+// (config.Locate adds the file's lines). Plugins are checked in
 // parallel, each within its init_timeout: a plugin that does not answer in
 // time is reported as such, naming the component.
 func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -471,7 +479,7 @@ func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 	type job struct {
 		kind, section, name string
 		c                   config.Component
-		errs                []error
+		errs                config.Errors
 	}
 	var jobs []*job
 	for _, n := range cfg.SourceNames() {
@@ -489,17 +497,18 @@ func ValidatePlugins(ctx context.Context, cfg *config.Config, log *slog.Logger) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, e := range validatePlugin(ctx, host, j.kind, j.section+"."+j.name+".config", j.c, p) {
-				j.errs = append(j.errs, e)
-			}
+			j.errs = validatePlugin(ctx, host, j.kind, j.section+"."+j.name+".config", j.c, p)
 		}()
 	}
 	wg.Wait()
-	var errs []error
+	var errs config.Errors
 	for _, j := range jobs {
 		errs = append(errs, j.errs...)
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return &errs
 }
 
 // validatePlugin checks one component's config block with its plugin.
@@ -537,19 +546,21 @@ func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base strin
 	return out
 }
 
+// collectConfigErrors gathers every *sdk.ConfigError in err's tree, also
+// below a wrapping error (a rejection the init step wrapped keeps all its fields).
 func collectConfigErrors(err error, out *[]*sdk.ConfigError) {
-	var ce *sdk.ConfigError
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			collectConfigErrors(e, out)
-		}
-		return
-	}
-	if errors.As(err, &ce) {
+	if ce, ok := err.(*sdk.ConfigError); ok {
 		*out = append(*out, ce)
 		return
 	}
-	if u := errors.Unwrap(err); u != nil {
-		collectConfigErrors(u, out)
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			collectConfigErrors(e, out)
+		}
+	case interface{ Unwrap() error }:
+		if e := u.Unwrap(); e != nil {
+			collectConfigErrors(e, out)
+		}
 	}
 }

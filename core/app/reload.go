@@ -317,10 +317,7 @@ func (a *App) validateChangedPlugins(ctx context.Context, cur, next *config.Conf
 			errs = append(errs, validatePlugin(ctx, a.host, sec.kind, sec.section+"."+name+".config", c, p)...)
 		}
 	}
-	for i := range errs {
-		errs[i].File = next.File
-	}
-	return errs
+	return config.Locate(next.File, errs)
 }
 
 // AdminReload implements api.Admin: POST /v1/admin/reload.

@@ -192,6 +192,12 @@ type Plugin struct {
 	// that does not answer in time is retried in the background. Zero
 	// means DefaultPluginInitTimeout.
 	InitTimeout time.Duration `koanf:"init_timeout"`
+	// Reattach, when set, is the address of the plugin serving in debug
+	// mode, as it printed it ("unix:/tmp/plugin123" or "tcp:host:port"):
+	// hookbus attaches to that process instead of starting Path, so that
+	// it can run under a debugger (see sdk.DebugEnv). For development only;
+	// usually set through HOOKBUS_PLUGINS__<NAME>__REATTACH.
+	Reattach string `koanf:"reattach"`
 }
 
 // DefaultPluginInitTimeout is plugins.<name>.init_timeout when unset.

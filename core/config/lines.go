@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,4 +119,31 @@ func parseLines(data []byte) (lineIndex, error) {
 		return lineIndex{root: doc.Content[0]}, nil
 	}
 	return lineIndex{}, nil
+}
+
+// Locate returns errs with File and Line filled in for the problems that
+// name a key path in the YAML file at file (as the caller names it) but
+// carry no line yet, such as the problems plugins report about their
+// config blocks after Load; a path not in the file gets the line of its
+// nearest parent that is. The result is sorted as Load sorts. When the file
+// cannot be read or parsed, the problems are returned as they are, sorted.
+func Locate(file string, errs Errors) Errors {
+	out := slices.Clone(errs)
+	if file != "" {
+		if data, err := readFile(file); err == nil {
+			if ix, err := parseLines(data); err == nil {
+				for i := range out {
+					e := &out[i]
+					if e.File != "" || e.Line != 0 {
+						continue
+					}
+					e.File = file
+					if e.Path != "" {
+						e.Line, _ = ix.line(e.Path)
+					}
+				}
+			}
+		}
+	}
+	return sortErrors(out)
 }

@@ -243,6 +243,11 @@ func (v *validator) plugin(name string) {
 	if p.InitTimeout < 0 {
 		v.add(path+".init_timeout", "must not be negative, got %s", p.InitTimeout)
 	}
+	if r := p.Reattach; r != "" {
+		if n, addr, _ := strings.Cut(r, ":"); n != "unix" && n != "tcp" || addr == "" {
+			v.add(path+".reattach", "%q is not a plugin debug address: use what the plugin printed, unix:/path/to/socket or tcp:host:port", r)
+		}
+	}
 	v.c.Plugins[name] = p
 }
 

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 // Spec says how to run a plugin binary.
@@ -36,6 +38,11 @@ type Spec struct {
 	Args []string
 	// Env holds extra environment variables ("KEY=value"), added to hookbus' own.
 	Env []string
+	// Reattach, when set, is the address of the plugin already serving in
+	// debug mode (sdk.DebugEnv), e.g. "unix:/tmp/plugin123": hookbus
+	// attaches to that process instead of starting Path (whose checksum
+	// is then not checked), and a restart attaches again.
+	Reattach string
 	// CallTimeout bounds every call to the plugin, including the wait for
 	// one Deliver answer; a plugin that takes longer is restarted. Zero means 60s.
 	CallTimeout time.Duration
@@ -72,6 +79,11 @@ func (s Spec) Validate() error {
 	var errs []error
 	if s.Path == "" {
 		errs = append(errs, errors.New("path: required"))
+	}
+	if s.Reattach != "" {
+		if _, _, err := remote.ParseReattach(s.Reattach); err != nil {
+			errs = append(errs, fmt.Errorf("reattach: %w", err))
+		}
 	}
 	if s.SHA256 != "" {
 		if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != sha256.Size {

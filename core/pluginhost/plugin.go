@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hookbus/hookbus/sdk"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
 	"github.com/hookbus/hookbus/sdk/remote"
 )
 
@@ -106,7 +108,9 @@ func (p *Plugin) Pid() int {
 // parked until the process is gone: Pdeathsig fires when the thread that
 // forked the child exits.
 func (p *Plugin) launch(ctx context.Context) (*instance, error) {
-	if err := verifyChecksum(p.spec.Path, p.spec.SHA256); err != nil {
+	if p.spec.Reattach != "" {
+		p.logger.Warn("attaching to the plugin in debug mode instead of starting it", "address", p.spec.Reattach)
+	} else if err := verifyChecksum(p.spec.Path, p.spec.SHA256); err != nil {
 		return nil, fmt.Errorf("plugin %q: %w", p.name, err)
 	}
 	type result struct {
@@ -124,6 +128,7 @@ func (p *Plugin) launch(ctx context.Context) (*instance, error) {
 		setDeathSignal(cmd)
 		c, err := remote.Start(remote.Options{
 			Cmd:          cmd,
+			Reattach:     p.spec.Reattach,
 			Logger:       newSlogAdapter(p.logger),
 			StartTimeout: p.spec.StartTimeout,
 			CallTimeout:  p.spec.CallTimeout,
@@ -283,9 +288,13 @@ func (p *Plugin) Describe(ctx context.Context) (sdk.Manifest, error) {
 }
 
 // Validate checks a config block for the plugin's kind ("source" or
-// "sink"): against the JSON Schema of its manifest first, then with the
-// plugin's own ValidateConfig. Problems are *sdk.ConfigError values
-// (errors.Join-ed) carrying the plugin's own messages.
+// "sink"): against the JSON Schema of its manifest and with the plugin's
+// own ValidateConfig, both, so that one round reports every problem. A
+// rejected block is a *remote.Error with code ERROR_CODE_INVALID_CONFIG
+// whose Fields are every problem (*sdk.ConfigError, errors.As finds them):
+// the schema's, then the plugin's own for fields the schema did not
+// already report. A plugin that cannot be reached gives an error wrapping
+// remote.ErrUnavailable instead.
 func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessage) error {
 	m, err := p.Describe(ctx)
 	if err != nil {
@@ -294,14 +303,41 @@ func (p *Plugin) Validate(ctx context.Context, kind string, config json.RawMessa
 	if !hasKind(m, kind) {
 		return fmt.Errorf("plugin %q serves %v, not a %s", p.name, m.Kinds, kind)
 	}
+	var problems []*sdk.ConfigError
 	if err := ValidateSchema(m.ConfigSchema, config); err != nil {
-		return err
+		problems = configProblems(err)
 	}
 	inst, err := p.current(ctx)
 	if err != nil {
 		return err
 	}
-	return inst.client.ValidateConfig(ctx, kind, config)
+	if err := inst.client.ValidateConfig(ctx, kind, config); err != nil {
+		var re *remote.Error
+		if !errors.As(err, &re) {
+			return err // the plugin did not answer: nothing to report yet
+		}
+		reported := map[string]bool{}
+		for _, ce := range problems {
+			reported[ce.Field] = true
+		}
+		own := re.Fields
+		if len(own) == 0 {
+			own = []*sdk.ConfigError{{Message: re.Message}}
+		}
+		for _, ce := range own {
+			if ce.Field == "" || !reported[ce.Field] {
+				problems = append(problems, ce)
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(problems))
+	for i, ce := range problems {
+		msgs[i] = ce.Error()
+	}
+	return &remote.Error{Code: pluginv1.ErrorCode_ERROR_CODE_INVALID_CONFIG, Message: strings.Join(msgs, "; "), Fields: problems}
 }
 
 func hasKind(m sdk.Manifest, kind string) bool {

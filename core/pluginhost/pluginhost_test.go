@@ -25,6 +25,8 @@ import (
 	"github.com/hookbus/hookbus/internal/testenv"
 	"github.com/hookbus/hookbus/sdk"
 	"github.com/hookbus/hookbus/sdk/plugintest"
+	pluginv1 "github.com/hookbus/hookbus/sdk/proto/hookbus/plugin/v1"
+	"github.com/hookbus/hookbus/sdk/remote"
 )
 
 var (
@@ -232,7 +234,7 @@ func TestInvalidConfigRejectedWithPluginMessage(t *testing.T) {
 	}{
 		{"plugin's own check", `{"crash_every": -1}`, "crash_every", "crashsink wants crash_every >= 0, got -1"},
 		{"schema type", `{"crash_every": "often"}`, "crash_every", "got string, want integer"},
-		{"schema unknown key", `{"colour": 1}`, "", "additional properties 'colour' not allowed"},
+		{"schema unknown key", `{"colour": 1}`, "colour", "unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,6 +247,19 @@ func TestInvalidConfigRejectedWithPluginMessage(t *testing.T) {
 				t.Fatalf("ConfigError = {%q %q}, want {%q ...%q...}", ce.Field, ce.Message, tt.field, tt.want)
 			}
 		})
+	}
+	// The schema's problems and the plugin's own, in one round, each field once.
+	err = p.Validate(ctx(t), sdk.KindSink, json.RawMessage(`{"crash_every": -1, "colour": 1, "size": 2}`))
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Code != pluginv1.ErrorCode_ERROR_CODE_INVALID_CONFIG {
+		t.Fatalf("Validate = %v, want a *remote.Error with ERROR_CODE_INVALID_CONFIG", err)
+	}
+	var got []string
+	for _, f := range re.Fields {
+		got = append(got, f.Error())
+	}
+	if want := "colour: unknown key|size: unknown key|crash_every: crashsink wants crash_every >= 0, got -1"; strings.Join(got, "|") != want {
+		t.Errorf("Validate fields = %q, want %q", strings.Join(got, "|"), want)
 	}
 	if err := p.Validate(ctx(t), sdk.KindSink, json.RawMessage(`{"crash_every": 3}`)); err != nil {
 		t.Fatalf("valid config: %v", err)
@@ -308,12 +323,25 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := strings.Fields(string(sum))[0]
+	// Plugins in any language: these scripts start but do not speak the protocol.
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	silent := script("silent", "exec sleep 30")
+	v2 := script("v2", "echo '1|2|unix|/tmp/nowhere|grpc|'; exec sleep 30")
 	tests := []struct {
 		name string
 		spec pluginhost.Spec
 		want string
 	}{
-		{"stdout noise", pluginhost.Spec{Path: crashsink, Env: []string{"CRASHSINK_NOISE=1"}}, `wrote "hello from a chatty plugin" to stdout`},
+		{"stdout noise", pluginhost.Spec{Path: crashsink, Env: []string{"CRASHSINK_NOISE=1"}}, `its first line on stdout was "hello from a chatty plugin", not the handshake line`},
+		{"no handshake line", pluginhost.Spec{Path: silent, StartTimeout: 300 * time.Millisecond}, "printed no handshake line on stdout within the start timeout (sdk/PROTOCOL.md section 2)"},
+		{"other protocol version", pluginhost.Spec{Path: v2}, "speaks another hookbus plugin protocol version (hookbus speaks 1"},
 		{"checksum mismatch", pluginhost.Spec{Path: crashsink, SHA256: strings.Repeat("0", 64)}, "checksum mismatch"},
 		{"bad checksum", pluginhost.Spec{Path: crashsink, SHA256: "abc"}, "sha256: \"abc\" is not a hex SHA-256"},
 		{"missing binary", pluginhost.Spec{Path: "/nonexistent/plugin"}, "/nonexistent/plugin"},
@@ -325,6 +353,12 @@ func TestStartErrors(t *testing.T) {
 			_, err := h.Start(ctx(t), "x", tt.spec)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Start = %v, want %q", err, tt.want)
+			}
+			// Advice for any language: no Go-only remedy.
+			for _, goOnly := range []string{"built with sdk.Serve", "must call sdk.Serve", "go build"} {
+				if strings.Contains(err.Error(), goOnly) {
+					t.Errorf("Start = %v: Go-only advice %q", err, goOnly)
+				}
 			}
 		})
 	}
@@ -490,5 +524,21 @@ func TestSourceRunsAgainAfterCrash(t *testing.T) {
 	}
 	if err := src.Close(ctx(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTransportErrorsPointAtTheProtocol: a plugin (in any language) that
+// gets the handshake's certificate or the TLS of the connection wrong is
+// told which part of sdk/PROTOCOL.md to read.
+func TestTransportErrorsPointAtTheProtocol(t *testing.T) {
+	notls := testenv.BuildBinary(t, "./testdata/notls")
+	h, _, _ := newHost(t)
+	_, err := h.Describe(ctx(t), "badcert", pluginhost.Spec{Path: notls, Env: []string{"NOTLS_CERT=" + strings.Repeat("!", 60)}})
+	if err == nil || !strings.Contains(err.Error(), "the certificate in its handshake line (field 6) is not valid") || !strings.Contains(err.Error(), "sdk/PROTOCOL.md sections 2-3") {
+		t.Errorf("bad certificate field: %v", err)
+	}
+	_, err = h.Describe(ctx(t), "notls", pluginhost.Spec{Path: notls})
+	if err == nil || !strings.Contains(err.Error(), "the plugin must serve TLS") || !strings.Contains(err.Error(), "sdk/PROTOCOL.md section 3") {
+		t.Errorf("no TLS: %v", err)
 	}
 }

@@ -341,6 +341,17 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 			args = append(args, c.val)
 		}
 	}
+	// The conditions of the partial indexes (logschema.go), which the
+	// planner cannot infer from a bound parameter.
+	if f.Application != "" {
+		where = append(where, `application <> ''`)
+	}
+	if f.Subscription != "" {
+		where = append(where, `subscription <> ''`)
+	}
+	if f.Outcome == attempt.Retry || f.Outcome == attempt.Failed {
+		where = append(where, `outcome <> 'delivered'`)
+	}
 	if !f.Since.IsZero() {
 		where = append(where, `started_at >= ?`)
 		args = append(args, f.Since.UnixNano())

@@ -84,7 +84,8 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 	}
 	for _, c := range []struct{ col, val string }{{"subscription", q.Subscription}, {"application", q.Application}, {"sink", q.Sink}} {
 		if c.val != "" {
-			where = append(where, `d.`+c.col+` = ?`)
+			// The partial indexes' condition (logschema.go) beside the value.
+			where = append(where, `d.`+c.col+` = ?`, `d.`+c.col+` <> ''`)
 			args = append(args, c.val)
 		}
 	}

@@ -247,8 +247,8 @@ func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Dura
 		column = "subscription"
 	}
 	var oldest sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, s.q(`SELECT MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = ? AND `+column+` = ?`),
-		string(attempt.Retry), name).Scan(&oldest); err != nil {
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = 'retry' AND `+column+` = ?`),
+		name).Scan(&oldest); err != nil {
 		return st, fmt.Errorf("store: stats of %s %q: oldest waiting: %w", kind, name, err)
 	}
 	if oldest.Valid {
@@ -291,7 +291,7 @@ func percentile(h []int64, p float64) time.Duration {
 // OldestWaiting returns, per sink, the ingest time of the oldest delivery
 // whose last attempt was a retry (sinks with none are absent).
 func (s *Store) OldestWaiting(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT sink, MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = ? GROUP BY sink`), string(attempt.Retry))
+	rows, err := s.db.QueryContext(ctx, `SELECT sink, MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = 'retry' GROUP BY sink`)
 	if err != nil {
 		return nil, fmt.Errorf("store: oldest waiting: %w", err)
 	}

@@ -132,7 +132,8 @@ func TestConfigErrors(t *testing.T) {
 		name, config, want string
 	}{
 		{"missing path", `{}`, "path: file sink needs a path"},
-		{"unknown field", `{"path": "x", "colour": 1}`, `unknown field "colour"`},
+		{"unknown field", `{"path": "x", "colour": 1}`, "colour: unknown key"},
+		{"every problem", `{"colour": 1, "max_line_bytes": "big"}`, "colour: unknown key\nmax_line_bytes: want int, got \"big\"\npath: file sink needs a path"},
 		{"negative", `{"path": "x", "max_line_bytes": -1}`, "max_line_bytes: must not be negative"},
 	}
 	for _, tt := range tests {

@@ -60,12 +60,7 @@ func (s *Sink) ValidateConfig(config json.RawMessage) error {
 
 func parseSinkConfig(config json.RawMessage) (SinkConfig, error) {
 	var c SinkConfig
-	dec := json.NewDecoder(bytes.NewReader(config))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, &sdk.ConfigError{Message: "file sink: " + err.Error()}
-	}
-	var errs []error
+	errs := decodeConfig(config, &c)
 	if c.Path == "" {
 		errs = append(errs, &sdk.ConfigError{Field: "path", Message: "file sink needs a path"})
 	}

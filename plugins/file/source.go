@@ -72,12 +72,7 @@ func (s *Source) ValidateConfig(config json.RawMessage) error {
 
 func parseSourceConfig(config json.RawMessage) (SourceConfig, time.Duration, error) {
 	var c SourceConfig
-	dec := json.NewDecoder(bytes.NewReader(config))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, 0, &sdk.ConfigError{Message: "file source: " + err.Error()}
-	}
-	var errs []error
+	errs := decodeConfig(config, &c)
 	if c.Path == "" {
 		errs = append(errs, &sdk.ConfigError{Field: "path", Message: "file source needs a path"})
 	}

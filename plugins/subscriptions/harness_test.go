@@ -302,12 +302,12 @@ type receiver struct {
 	std      []*standardwebhooks.Webhook
 	disagree int // requests the two verifiers judged differently
 
-	mu       sync.Mutex
-	got      []arrival
-	status   func(id string, n int) int // answer to the n-th request for id (0: 200)
-	hang     chan struct{}              // when set, requests wait for it to close
-	inFlight int
-	peak     int
+	mu     sync.Mutex
+	got    []arrival
+	status func(id string, n int) int // answer to the n-th request for id (0: 200)
+	hang   chan struct{}              // when set, requests wait for it to close
+	// starts are the arrival times of the requests that hung.
+	starts []time.Time
 }
 
 // newReceiver listens on loopback; it answers 401 to a request its first
@@ -377,15 +377,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	r.disagree += disagree
-	r.inFlight++
-	r.peak = max(r.peak, r.inFlight)
 	hang := r.hang
+	if hang != nil {
+		r.starts = append(r.starts, time.Now())
+	}
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.inFlight--
-		r.mu.Unlock()
-	}()
 	if hang != nil {
 		select {
 		case <-hang:
@@ -433,10 +429,22 @@ func (r *receiver) arrivals() []arrival {
 	return slices.Clone(r.got)
 }
 
-func (r *receiver) peakInFlight() int {
+// closestHangs returns the shortest time between the arrivals of two
+// consecutive hanging requests, and how many arrived. The server learns
+// that a client gave up on a request only when it sees the connection
+// close, which a busy machine may delay past the client's next request:
+// arrival times, unlike the count of handlers still running, show
+// whether the client sent a request before its previous one timed out.
+func (r *receiver) closestHangs() (time.Duration, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.peak
+	closest := time.Duration(-1)
+	for i := 1; i < len(r.starts); i++ {
+		if d := r.starts[i].Sub(r.starts[i-1]); closest < 0 || d < closest {
+			closest = d
+		}
+	}
+	return closest, len(r.starts)
 }
 
 func (r *receiver) setStatus(f func(id string, n int) int) {

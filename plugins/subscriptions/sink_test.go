@@ -310,17 +310,25 @@ func testDeadSubscription(t *testing.T, q string) {
 		}
 		return true
 	})
-	if p := dead.peakInFlight(); p > 1 {
-		t.Fatalf("the dead subscription held %d attempts in flight, want at most 1", p)
-	}
+	oneAtATime(t, dead)
 	t.Logf("healthy done; %v deferrals of the dead subscription's pairs", counter(h.m.Deferrals.WithLabelValues("partners", "max_in_flight")))
 	// After circuitThreshold timeouts its circuit opens: its pairs are
 	// skipped (failed attempts, not tried) instead of waiting for a place.
 	testenv.Eventually(t, 60*time.Second, "attempts to the dead endpoint skipped", func() bool {
 		return counter(h.m.NotTried.WithLabelValues("partners")) > 0
 	})
-	if p := dead.peakInFlight(); p > 1 {
-		t.Fatalf("the dead subscription held %d attempts in flight, want at most 1", p)
+	oneAtATime(t, dead)
+}
+
+// oneAtATime fails t when the dead subscription's receiver got a request
+// before the previous one could have timed out (the sink's 1s timeout):
+// its window must hold one attempt at a time. Two attempts let out
+// together arrive within milliseconds of each other; consecutive ones a
+// timeout apart.
+func oneAtATime(t *testing.T, dead *receiver) {
+	t.Helper()
+	if gap, n := dead.closestHangs(); n > 1 && gap < 500*time.Millisecond {
+		t.Fatalf("the dead subscription got two of %d attempts %v apart, want one at a time (each waits for the 1s timeout)", n, gap)
 	}
 }
 

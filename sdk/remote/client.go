@@ -42,6 +42,11 @@ type Options struct {
 	// environment to it. When Cmd.Env is nil the plugin inherits this
 	// process's environment; otherwise Cmd.Env is its whole environment.
 	Cmd *exec.Cmd
+	// Reattach, when set, is the address of a plugin serving in debug mode
+	// (sdk.DebugEnv), e.g. "unix:/tmp/plugin123": Start attaches to it
+	// instead of starting Cmd, which then only names the plugin. Kill
+	// leaves that process to the developer; it exits when disconnected.
+	Reattach string
 	// Logger receives the plugin's log lines, each at its level (see
 	// lineLogger: hclog JSON lines as sdk.Logger writes them, the standard
 	// log package's and plain writes to stderr at info, a panic at error),
@@ -60,6 +65,7 @@ type Client struct {
 	conn        *grpc.ClientConn
 	pid         int
 	callTimeout time.Duration
+	detach      func() // ends the watch of a reattached plugin, nil otherwise
 }
 
 // Start starts the plugin process and completes the handshake.
@@ -73,7 +79,7 @@ func Start(opts Options) (*Client, error) {
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = 60 * time.Second
 	}
-	pc := plugin.NewClient(&plugin.ClientConfig{
+	cc := &plugin.ClientConfig{
 		HandshakeConfig: sdk.Handshake,
 		Plugins:         plugin.PluginSet{sdk.PluginName: connPlugin{}},
 		Cmd:             opts.Cmd,
@@ -91,43 +97,66 @@ func Start(opts Options) (*Client, error) {
 		SyncStdout:      newLineLogger(opts.Logger),
 		SyncStderr:      newLineLogger(opts.Logger),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow), grpc.WithInitialConnWindowSize(flowWindow)},
-	})
+	}
 	name := filepath.Base(opts.Cmd.Path)
+	detach := func() {}
+	if opts.Reattach != "" {
+		rc, d, err := reattachConfig(opts.Reattach)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", name, err)
+		}
+		cc.Cmd, cc.Reattach, cc.SkipHostEnv, detach = nil, rc, false, d
+	}
+	pc := plugin.NewClient(cc)
 	rpc, err := pc.Client()
 	if err != nil {
 		pc.Kill()
+		detach()
 		return nil, startError(name, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
 		pc.Kill()
+		detach()
 		return nil, fmt.Errorf("plugin %s: %w", name, err)
 	}
-	c := &Client{pc: pc, conn: raw.(*grpc.ClientConn), callTimeout: opts.CallTimeout}
+	c := &Client{pc: pc, conn: raw.(*grpc.ClientConn), callTimeout: opts.CallTimeout, detach: detach}
+	if opts.Reattach != "" {
+		// go-plugin's Kill leaves a reattached plugin and its connection alone.
+		c.detach = func() { detach(); _ = c.conn.Close() }
+	}
 	if opts.Cmd.Process != nil {
 		c.pid = opts.Cmd.Process.Pid
 	}
 	return c, nil
 }
 
-// speakHint says how a plugin gets the protocol right, for plugins in any
-// language.
-const speakHint = "a plugin must speak the hookbus plugin protocol: sdk.Serve does in Go, sdk/PROTOCOL.md says how in other languages"
-
+// startError words a failed start for plugins in any language: what
+// hookbus expected, with the section of sdk/PROTOCOL.md that says how.
 func startError(name string, err error) error {
 	msg := err.Error()
+	exited := fmt.Errorf("plugin %s exited before completing the handshake; its log above says why "+
+		"(a plugin must listen and print its handshake line on stdout within the start timeout, "+
+		"see sdk/PROTOCOL.md sections 1-2; Go plugins do it in sdk.Serve): %w", name, ErrUnavailable)
 	switch {
 	case strings.Contains(msg, "Unrecognized remote plugin message"):
 		line, _, _ := strings.Cut(strings.TrimPrefix(msg, "Unrecognized remote plugin message: "), "\n")
 		if strings.TrimSpace(line) == "" {
-			return fmt.Errorf("plugin %s exited before completing the handshake (%s; see its log): %w", name, speakHint, ErrUnavailable)
+			return exited
 		}
-		return fmt.Errorf("plugin %s: handshake failed: it wrote %q to stdout; a hookbus plugin's first line on stdout is its handshake line, "+
-			"and it logs to stderr (%s): %w", name, line, speakHint, ErrUnavailable)
-	case strings.Contains(msg, "Incompatible API version"):
-		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version: %v: %w", name, err, ErrUnavailable)
+		return fmt.Errorf("plugin %s: handshake failed: its first line on stdout was %q, not the handshake line "+
+			"(CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|grpc|CERT, sdk/PROTOCOL.md section 2): write nothing to stdout before it and log to stderr: %w",
+			name, line, ErrUnavailable)
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
+		return fmt.Errorf("plugin %s speaks another hookbus plugin protocol version (hookbus speaks %d, offered in PLUGIN_PROTOCOL_VERSIONS; sdk/PROTOCOL.md section 2): %v: %w",
+			name, sdk.ProtocolVersion, err, ErrUnavailable)
 	case strings.Contains(msg, "exited before we could connect"):
-		return fmt.Errorf("plugin %s exited before completing the handshake (%s; see its log): %w", name, speakHint, ErrUnavailable)
+		return exited
+	case strings.Contains(msg, "error parsing server cert"):
+		return fmt.Errorf("plugin %s: the certificate in its handshake line (field 6) is not valid: it must be the server certificate's DER "+
+			"in standard base64 without padding (sdk/PROTOCOL.md sections 2-3): %v: %w", name, err, ErrUnavailable)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("plugin %s printed no handshake line on stdout within the start timeout (sdk/PROTOCOL.md section 2): %w", name, ErrUnavailable)
 	}
 	return fmt.Errorf("plugin %s: start: %v: %w", name, err, ErrUnavailable)
 }
@@ -138,8 +167,12 @@ func (c *Client) Pid() int { return c.pid }
 // Exited reports whether the process has exited.
 func (c *Client) Exited() bool { return c.pc.Exited() }
 
-// Kill stops the process: gracefully first, then by force.
-func (c *Client) Kill() { c.pc.Kill() }
+// Kill stops the process: gracefully first, then by force. A reattached
+// plugin (Options.Reattach) is only disconnected: it goes on serving.
+func (c *Client) Kill() {
+	c.pc.Kill()
+	c.detach()
+}
 
 // Ping checks that the plugin answers its health service.
 func (c *Client) Ping(ctx context.Context) error {
@@ -182,6 +215,10 @@ func (c *Client) ValidateConfig(ctx context.Context, kind string, config json.Ra
 }
 
 func transportError(call string, err error) error {
+	if strings.Contains(err.Error(), "authentication handshake failed") {
+		return fmt.Errorf("%s: %v (the plugin must serve TLS with the certificate of its handshake line and accept hookbus' "+
+			"PLUGIN_CLIENT_CERT, negotiating h2 by ALPN; sdk/PROTOCOL.md section 3): %w", call, err, ErrUnavailable)
+	}
 	return fmt.Errorf("%s: %v: %w", call, err, ErrUnavailable)
 }
 
