@@ -68,7 +68,8 @@ func (r *logReceiver) requests(id string) []string {
 
 // TestDeliveryLogEndToEnd: a running hookbus records its subscription
 // deliveries (delivered, retried, failed), and the CLI finds them, shows
-// the event and the figures, on SQLite and PostgreSQL.
+// the event and the figures, resends and recovers through the engine to
+// the receiver, on SQLite and PostgreSQL.
 func TestDeliveryLogEndToEnd(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -171,5 +172,32 @@ func deliveryLogEndToEnd(t *testing.T, url string) {
 	}
 	if out, stderr, code := run(tok.Token, "attempts", "list", "--application", "acme", "--outcome", "failed"); code != 0 || !strings.Contains(out, failed[0].ID) {
 		t.Fatalf("the application's token: exit %d\n%s%s", code, out, stderr)
+	}
+	// Resend: ok-1 again, with the same webhook-id.
+	if out := ok("resend", "--subscription", sub.ID, "ok-1"); !strings.Contains(out, "queued 1") {
+		t.Fatalf("resend: %s", out)
+	}
+	testenv.Eventually(t, 30*time.Second, "ok-1 delivered again", func() bool { return len(rcv.requests("ok-1")) == 2 })
+	if ids := rcv.requests("ok-1"); ids[0] != ids[1] || ids[0] == "" {
+		t.Errorf("webhook-ids of ok-1: %v, want the same twice", ids)
+	}
+	// Recover: fail-1, the one failed delivery, once however often it runs.
+	rcv.healed.Store(true)
+	if out := ok("recover", "--subscription", sub.ID, "--since", "1h"); !strings.Contains(out, "queued 1 of 1 scanned") {
+		t.Fatalf("recover: %s", out)
+	}
+	if out := ok("recover", "--subscription", sub.ID, "--since", "1h"); !strings.Contains(out, "queued 0 of") {
+		t.Fatalf("recover again: %s", out)
+	}
+	testenv.Eventually(t, 30*time.Second, "fail-1 recovered", func() bool {
+		for _, a := range list("--event-id", "fail-1") {
+			if a.Outcome == "delivered" {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(rcv.requests("fail-1")); n != 2 {
+		t.Errorf("fail-1 reached the receiver %d times, want 2 (the failure, the one recovery)", n)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/operational"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/pluginhost"
 	"github.com/hookbus/hookbus/core/queue"
@@ -73,6 +74,9 @@ type App struct {
 	Subscriptions *subscription.Live
 	subChanges    subscriptions.Changes
 	Engine        *pipeline.Engine
+	// ops makes the operational events, published through Engine into
+	// operational_events.source (none while it is unset).
+	ops *operational.Emitter
 	// Attempts is the delivery log (attempts, events on record, the
 	// state of each delivery) on the store: what the API reads and what
 	// resend and recover send again from. It is set even when
@@ -152,6 +156,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		log = slog.Default()
 	}
 	a = &App{boot: cfg, log: log, Metrics: metrics.New(), served: make(chan error, 1)}
+	// Before the sinks are built: the subscriptions sinks make events
+	// through it. It publishes through the engine, built below, which no
+	// delivery precedes.
+	a.ops = operational.NewEmitter(operational.PublisherFunc(func(ctx context.Context, source string, evs []sdk.Event) error {
+		return a.Engine.Publish(ctx, source, evs)
+	}), operationalSettings(cfg), log)
 	a.readiness = &readiness{gauge: a.Metrics.ComponentReady, notReady: map[string]string{}}
 	a.bgCtx, a.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	a.runCtx = a.bgCtx
@@ -177,6 +187,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.Engine, err = pipeline.New(pipeline.Options{
 		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Attempts: a.recorder(), Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
+		Operational: a.ops,
 	})
 	if err != nil {
 		return nil, err
@@ -406,4 +417,10 @@ func scriptName(cfg *config.Config, path string) string {
 		}
 	}
 	return path
+}
+
+// operationalSettings are cfg's operational_events as the Emitter takes
+// them.
+func operationalSettings(cfg *config.Config) operational.Settings {
+	return operational.Settings{Source: cfg.OperationalEvents.Source, FailingAfter: cfg.OperationalEvents.FailingAfter}
 }

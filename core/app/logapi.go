@@ -9,5 +9,8 @@ func (a *App) deliveryLogAPI() (attempt.Store, attempt.Resender) {
 	if a.Attempts == nil {
 		return nil, nil
 	}
+	if rs := a.resender(); rs != nil {
+		return a.Attempts, rs
+	}
 	return a.Attempts, nil
 }

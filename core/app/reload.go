@@ -243,6 +243,8 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	res.Changes = diff(cur, next)
 	applyErr := a.apply(ctx, cur, next)
 	a.rt.Store(next)
+	// After the pipelines that read a new source are applied.
+	a.ops.Configure(operationalSettings(cfg))
 	a.Metrics.Declare(next.topology())
 	a.api.SetAPIKeys(cfg.Server.APIKeys)
 	if hash := configHash(cfgBytes, next); hash != res.Hash || !res.Changes.Empty() {

@@ -222,7 +222,7 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	subs, _ := s.(*subscriptions.Sink)
 	if subs != nil {
 		subs.Provision(subscriptions.Host{Sink: name, Index: a.Subscriptions, Store: a.Store, Changes: &a.subChanges,
-			Scripts: ScriptOptions(cfg, a.log), Metrics: a.Metrics, Logger: a.log})
+			Scripts: ScriptOptions(cfg, a.log), Operational: a.ops, Metrics: a.Metrics, Logger: a.log})
 	}
 	info, err := s.Init(ctx, raw)
 	if err != nil {

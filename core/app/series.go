@@ -14,7 +14,8 @@ import (
 // series at zero.
 func (rt *runtime) topology() metrics.Topology {
 	cfg := rt.cfg
-	t := metrics.Topology{Sources: cfg.SourceNames(), Sinks: cfg.SinkNames()}
+	// The operational events' source too: hookbus publishes into it.
+	t := metrics.Topology{Sources: cfg.PipelineSources(), Sinks: cfg.SinkNames()}
 	for _, name := range cfg.PipelineNames() {
 		for _, sink := range cfg.Pipelines[name].To {
 			t.Routes = append(t.Routes, metrics.Route{Pipeline: name, Sink: sink})

@@ -44,6 +44,9 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Reload configures how a running instance picks up changes.
 	Reload Reload `koanf:"reload"`
+	// OperationalEvents, when its source is set, makes hookbus publish
+	// its operational events into that source.
+	OperationalEvents OperationalEvents `koanf:"operational_events"`
 
 	// File is the absolute path of the loaded configuration file, "" when
 	// none was loaded. Relative paths in the configuration are resolved
@@ -276,6 +279,21 @@ type Reload struct {
 	Watch bool `koanf:"watch"`
 }
 
+// OperationalEvents configures hookbus' operational events
+// (delivery.exhausted, delivery.failing, subscription.disabled,
+// subscription.recovered): ordinary events published into a source of
+// their own, which pipelines name in `from` to route them to any sink.
+type OperationalEvents struct {
+	// Source names the source the events are published into. It is not
+	// declared under sources (it has no type: only hookbus publishes
+	// into it, nothing can be sent to it from outside), and some pipeline
+	// must read it. Empty (the default): no operational events.
+	Source string `koanf:"source"`
+	// FailingAfter is how many failed attempts in a row to one
+	// subscription make a delivery.failing event. Default 5.
+	FailingAfter int `koanf:"failing_after"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info (default), warn or error.
@@ -338,6 +356,10 @@ func defaults() map[string]any {
 		"reload": map[string]any{
 			"watch": true,
 		},
+		"operational_events": map[string]any{
+			"source":        "",
+			"failing_after": 5,
+		},
 	}
 }
 
@@ -366,11 +388,24 @@ func Default() *Config {
 		Scripts:   Scripts{Timeout: 100 * time.Millisecond, MaxPayload: MiB, MaxMemory: 64 * MiB, MaxTimeouts: 3},
 		Log:       Log{Level: "info", Format: "text"},
 		Reload:    Reload{Watch: true},
+
+		OperationalEvents: OperationalEvents{FailingAfter: 5},
 	}
 }
 
 // SourceNames returns the source names, sorted.
 func (c *Config) SourceNames() []string { return slices.Sorted(maps.Keys(c.Sources)) }
+
+// PipelineSources returns the sources a pipeline may read, sorted: the
+// declared ones and the operational events' source.
+func (c *Config) PipelineSources() []string {
+	names := c.SourceNames()
+	if src := c.OperationalEvents.Source; validName.MatchString(src) && !slices.Contains(names, src) {
+		names = append(names, src)
+		slices.Sort(names)
+	}
+	return names
+}
 
 // SinkNames returns the sink names, sorted.
 func (c *Config) SinkNames() []string { return slices.Sorted(maps.Keys(c.Sinks)) }

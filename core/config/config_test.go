@@ -202,6 +202,8 @@ func TestLoadYAML(t *testing.T) {
 		Log:     Log{Level: "debug", Format: "json"},
 		Reload:  Reload{Watch: true},
 		File:    path,
+
+		OperationalEvents: OperationalEvents{FailingAfter: 5},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded config differs:\n got %#v\nwant %#v", cfg, want)

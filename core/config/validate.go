@@ -96,6 +96,7 @@ func (c *Config) validate(chk Checkers) []Error {
 	for _, name := range c.PipelineNames() {
 		v.pipeline(name)
 	}
+	v.operationalEvents()
 	return v.errs
 }
 
@@ -349,7 +350,7 @@ func (v *validator) pipeline(name string) {
 	path := "pipelines." + name
 	v.name(path, name)
 	p := v.c.Pipelines[name]
-	v.refs(path+".from", p.From, "source", v.c.SourceNames())
+	v.refs(path+".from", p.From, "source", v.c.PipelineSources())
 	v.refs(path+".to", p.To, "sink", v.c.SinkNames())
 	steps := slices.Clone(p.Steps)
 	for i, st := range steps {
@@ -420,4 +421,33 @@ func validNamespace(s string) bool {
 		}
 	}
 	return true
+}
+
+// operationalEvents checks the operational_events block: a source name of
+// its own (not one under sources, which would let anyone who can send to
+// that source forge operational events) that some pipeline reads.
+func (v *validator) operationalEvents() {
+	o := v.c.OperationalEvents
+	if o.FailingAfter < 1 {
+		v.add("operational_events.failing_after", "must be at least 1 (failed attempts in a row), got %d", o.FailingAfter)
+	}
+	if o.Source == "" {
+		return
+	}
+	const key = "operational_events.source"
+	if !validName.MatchString(o.Source) {
+		v.add(key, "%q: use letters, digits, - and _, starting with a letter or digit", o.Source)
+		return
+	}
+	if _, ok := v.c.Sources[o.Source]; ok {
+		v.add(key, "%q is also declared under sources: the operational events' source is hookbus' own and is not declared there "+
+			"(remove sources.%s, or name another source here)", o.Source, o.Source)
+		return
+	}
+	for _, p := range v.c.Pipelines {
+		if slices.Contains(p.From, o.Source) {
+			return
+		}
+	}
+	v.add(key, "no pipeline reads %q: add one with `from: [%s]` and the sinks the operational events go to", o.Source, o.Source)
 }

@@ -154,6 +154,7 @@ func Replay(ctx context.Context, pub Publisher, dl DeadLetter) error {
 	m.Metadata.Set(envelope.Sink, dl.Sink)
 	m.Metadata.Set(envelope.Source, dl.Source)
 	m.Metadata.Set(envelope.DedupID, "replay/"+dl.ID)
+	m.Metadata.Set(envelope.Redelivery, "replay/"+dl.ID)
 	m.SetContext(ctx)
 	switch {
 	case dl.Sink == "":

@@ -45,6 +45,11 @@ const (
 	// (one message per event and subscription).
 	Application  = "hookbus_application"
 	Subscription = "hookbus_subscription"
+	// Redelivery names the redelivery (a resend, a recover, a replay)
+	// that queued a delivery again; it stays on the delivery's retries.
+	// Absent on a delivery's first run. Operational events about a
+	// delivery tell one run from the next by it.
+	Redelivery = "hookbus_redelivery"
 )
 
 // SourceTopic is the topic a source's events are queued on.

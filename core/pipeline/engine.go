@@ -26,6 +26,7 @@ import (
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/operational"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/sdk"
@@ -124,6 +125,12 @@ type Options struct {
 	// ScriptTimeoutBackoff is the wait before the first retry after a
 	// timeout, doubling for each further one (default 1s).
 	ScriptTimeoutBackoff time.Duration
+	// Operational, when it names a source, is where the engine publishes
+	// a delivery.exhausted event for each delivery dead-lettered after
+	// its last attempt failed (see operational.DeliveryExhausted), and
+	// marks the deliveries of that source's events as operational.Quiet.
+	// May be nil.
+	Operational *operational.Emitter
 	// MaxDeliveries is how many deliveries in a row without an outcome a
 	// message may have (queue.MetaDeliveries, on drivers that count them)
 	// before it is dead-lettered as poison (default 10).

@@ -110,7 +110,7 @@ func (e *Engine) fanoutHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		msgs := make([]*message.Message, len(targets))
 		for i, t := range targets {
 			pm := message.NewMessage(watermill.NewULID(), msg.Payload)
-			for _, k := range []string{envelope.ReceivedAt, envelope.Source, envelope.Pipeline} {
+			for _, k := range []string{envelope.ReceivedAt, envelope.Source, envelope.Pipeline, envelope.Redelivery} {
 				if v := msg.Metadata.Get(k); v != "" {
 					pm.Metadata.Set(k, v)
 				}
@@ -151,7 +151,7 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			// The driver counted this pair's deferrals as deliveries.
 			d.attempt = max(1, d.attempt-e.deferred.count(msg.UUID))
 		}
-		ctx := context.WithoutCancel(msg.Context())
+		ctx := e.deliveryContext(msg)
 		st := r.acquire()
 		defer st.release()
 		tr, at := e.deliverTarget(ctx, r, st, t, d)
@@ -184,6 +184,9 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			kind := tr.Kind
 			if kind == "" {
 				kind = deadletter.KindPermanent
+			}
+			if kind == deadletter.KindPermanent {
+				return e.giveUp(ctx, r.name, d, kind, res.Reason, res)
 			}
 			return e.deadLetter(msg, d.ev, d.pipeline, r.name, kind, res.Reason, d.attempt)
 		default:

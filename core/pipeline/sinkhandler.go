@@ -51,7 +51,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		// A delivery in flight at shutdown is finished, not cut off: the
 		// router waits for it (up to CloseTimeout) and the sink's own
 		// timeout bounds it.
-		ctx := context.WithoutCancel(msg.Context())
+		ctx := e.deliveryContext(msg)
 		// The sink version this delivery uses to the end, its outcome
 		// included (a replaced sink's schedule does not apply to it).
 		st := r.acquire()
@@ -65,7 +65,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		case sdk.Permanent:
 			e.recordAttempt(r.name, d, at, attempt.Failed, res, detail)
 			e.log.Warn("permanent delivery failure", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode)...)
-			return e.deadLetter(msg, d.ev, d.pipeline, r.name, deadletter.KindPermanent, res.Reason, d.attempt)
+			return e.giveUp(ctx, r.name, d, deadletter.KindPermanent, res.Reason, res)
 		default:
 			return e.deliveryFailed(r, st, d, res, func(more bool) {
 				e.recordAttempt(r.name, d, at, failedOutcome(more), res, detail)
@@ -138,7 +138,7 @@ func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, r
 	}
 	if !ok {
 		e.log.Warn("giving up after last attempt", d.logArgs(r.name, "reason", res.Reason)...)
-		return e.deadLetter(d.msg, d.ev, d.pipeline, r.name, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", d.attempt, res.Reason), d.attempt)
+		return e.giveUp(e.deliveryContext(d.msg), r.name, d, deadletter.KindExhausted, fmt.Sprintf("gave up after %d attempts: %s", d.attempt, res.Reason), res)
 	}
 	r.retries.Inc()
 	if ok, held := r.failures.allow(time.Now()); ok {

@@ -6,14 +6,17 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/subscription"
+	"github.com/hookbus/hookbus/sdk"
 )
 
 // storeTimeout bounds one write of what the sink learnt of a subscription.
 const storeTimeout = 10 * time.Second
 
 // afterSuccess clears the subscription's FailingSince in the store, once
-// per run of failures.
-func (s *Sink) afterSuccess(ctx context.Context, st *subState) {
+// per run of failures, and ends the run of failed attempts counted for
+// delivery.failing (d is the attempt's delivery).
+func (s *Sink) afterSuccess(ctx context.Context, st *subState, d sdk.Delivery) {
+	s.deliveredAttempt(ctx, st, d)
 	if !st.writeMu.TryLock() {
 		return // a write is under way; a later attempt tries again
 	}
@@ -43,8 +46,14 @@ func (s *Sink) afterSuccess(ctx context.Context, st *subState) {
 
 // afterFailure marks the subscription failing in the store at the first
 // failure of a run (one write per run), and disables it once it has
-// failed for disable_after.
-func (s *Sink) afterFailure(ctx context.Context, st *subState, now time.Time) {
+// failed for disable_after; then it counts the failed attempt tr for
+// delivery.failing.
+func (s *Sink) afterFailure(ctx context.Context, st *subState, now time.Time, tr trigger) {
+	s.markFailing(ctx, st, now, tr)
+	s.failedAttempt(ctx, st, now, tr)
+}
+
+func (s *Sink) markFailing(ctx context.Context, st *subState, now time.Time, tr trigger) {
 	st.mu.Lock()
 	sub, stored, disabled := st.sub, st.stored, st.disabled != ""
 	st.mu.Unlock()
@@ -72,14 +81,15 @@ func (s *Sink) afterFailure(ctx context.Context, st *subState, now time.Time) {
 		st.stored = since
 		st.mu.Unlock()
 	case now.Sub(stored) > s.cfg.DisableAfter:
-		s.disable(ctx, st, "failing since "+stored.UTC().Format(time.RFC3339), "failing")
+		s.disable(ctx, st, "failing since "+stored.UTC().Format(time.RFC3339), "failing", tr)
 	}
 }
 
 // disable disables the subscription in the store (so every instance stops
-// delivering to it), logged at warn and counted; its pairs still queued
-// are discarded from then on.
-func (s *Sink) disable(ctx context.Context, st *subState, reason, label string) {
+// delivering to it), logged at warn, counted and told as a
+// subscription.disabled event (tr is the attempt that decided it); its
+// pairs still queued are discarded from then on.
+func (s *Sink) disable(ctx context.Context, st *subState, reason, label string, tr trigger) {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
 	st.mu.Lock()
@@ -88,10 +98,14 @@ func (s *Sink) disable(ctx context.Context, st *subState, reason, label string) 
 	if done {
 		return
 	}
+	// The version this call disabled: the operational event's id.
+	var version time.Time
 	err := s.updateSub(ctx, sub, func(x *subscription.Subscription) bool {
 		if x.Disabled {
+			version = time.Time{}
 			return false
 		}
+		version = x.Updated
 		x.Disabled, x.DisabledReason = true, reason
 		return true
 	})
@@ -104,6 +118,9 @@ func (s *Sink) disable(ctx context.Context, st *subState, reason, label string) 
 	st.mu.Unlock()
 	s.host.Metrics.SubscriptionsDisabled.WithLabelValues(s.host.Sink, label).Inc()
 	s.host.Logger.Warn("subscription disabled", "sink", s.host.Sink, "application", sub.App, "subscription", sub.ID, "reason", reason)
+	if !version.IsZero() {
+		s.disabledEvent(ctx, st, sub, reason, version, tr)
+	}
 }
 
 // updateTries is how many times updateSub reads and writes a subscription

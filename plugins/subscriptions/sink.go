@@ -36,6 +36,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/metrics"
+	"github.com/hookbus/hookbus/core/operational"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/script"
@@ -75,8 +76,12 @@ type Host struct {
 	Changes *Changes
 	// Scripts are the limits subscription filters run under.
 	Scripts script.Options
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	// Operational, when set, makes the operational events about
+	// subscriptions: delivery.failing, subscription.disabled and
+	// subscription.recovered (see core/operational).
+	Operational *operational.Emitter
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
 }
 
 // Sink is the subscriptions sink. Provision it, then Init it; it is safe
@@ -274,8 +279,9 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	case adm.defer_ > 0:
 		return pipeline.TargetResult{Defer: adm.defer_, DeferReason: adm.reason}
 	case adm.notTried != "":
-		s.afterFailure(ctx, st, now)
-		return pipeline.TargetResult{NotTried: true, Result: sdk.Result{Outcome: sdk.Retry, Reason: adm.notTried}}
+		res := sdk.Result{Outcome: sdk.Retry, Reason: adm.notTried}
+		s.afterFailure(ctx, st, now, trigger{d, res})
+		return pipeline.TargetResult{NotTried: true, Result: res}
 	}
 	if adm.wait > 0 {
 		t := time.NewTimer(adm.wait)
@@ -295,11 +301,11 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	st.done(adm.started, end, a.Latency, judge(a))
 	switch {
 	case a.Result.Outcome == sdk.OK:
-		s.afterSuccess(ctx, st)
+		s.afterSuccess(ctx, st, d)
 	case a.Result.StatusCode == 410:
-		s.disable(ctx, st, "410 Gone", "gone")
+		s.disable(ctx, st, "410 Gone", "gone", trigger{d, a.Result})
 	default:
-		s.afterFailure(ctx, st, end)
+		s.afterFailure(ctx, st, end, trigger{d, a.Result})
 	}
 	return pipeline.TargetResult{Result: a.Result, Detail: a.Detail()}
 }

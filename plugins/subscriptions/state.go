@@ -105,6 +105,12 @@ type subState struct {
 	stored   time.Time
 	disabled string
 
+	// The run of failed attempts counted for delivery.failing (in this
+	// process): how many in a row, and since when (the store's
+	// FailingSince when known, so that instances name the run alike).
+	opFailures int
+	opSince    time.Time
+
 	hook    *webhook.Webhook
 	hookKey string
 	// hookFor is the version hook was checked against, valid until
