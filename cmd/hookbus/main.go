@@ -1,6 +1,7 @@
 // Command hookbus is the hookbus event bus: run it, validate its
 // configuration, try scripts, send events, manage dead letters and the
-// applications, subscriptions and tokens of the open platform.
+// applications, subscriptions and tokens of the open platform, and find
+// out what happened to an event (the delivery log).
 package main
 
 import (
@@ -59,7 +60,7 @@ func newRoot() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd(),
-		appsCmd(), subscriptionsCmd(), tokensCmd())
+		appsCmd(), subscriptionsCmd(), tokensCmd(), attemptsCmd(), eventsCmd(), resendCmd(), recoverCmd(), statsCmd())
 	root.AddCommand(storeCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)

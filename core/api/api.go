@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/problem"
 	"github.com/hookbus/hookbus/core/subscription"
@@ -63,6 +64,14 @@ type Options struct {
 	// CompileFilter checks a subscription's filter script, naming the line
 	// of a syntax error; nil: compiled with the default script limits.
 	CompileFilter func(src string) error
+
+	// Attempts, when set, serves the delivery log: the attempt lists, one
+	// attempt, the events on record and the stats routes (the
+	// application-scoped ones need Subscriptions too).
+	Attempts attempt.Store
+	// Resender, when set, serves POST /v1/resend and /v1/recover (and, with
+	// Subscriptions, their application-scoped forms).
+	Resender attempt.Resender
 }
 
 // Server is the HTTP handler of a hookbus instance.

@@ -19,6 +19,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 
+	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/problem"
 	"github.com/hookbus/hookbus/core/store"
 	"github.com/hookbus/hookbus/core/subscription"
@@ -87,11 +88,15 @@ type platform struct {
 	url string
 	st  *store.Store
 	srv *Server
+	// att is the delivery log the server reads (st's); res the Resender
+	// it calls, when the test did not give one.
+	att attempt.Store
+	res *testResender
 }
 
 // newPlatform serves the API on st over loopback HTTP. opts may be nil;
-// Subscriptions, Store and (unless opts sets NoKeys) the admin keys are
-// filled in.
+// Subscriptions, Store, Attempts, a testResender (unless opts has a
+// Resender) and (unless opts is given) the admin keys are filled in.
 func newPlatform(t *testing.T, st *store.Store, opts *Options) *platform {
 	t.Helper()
 	o := Options{APIKeys: []string{adminKey, otherKey}}
@@ -100,10 +105,16 @@ func newPlatform(t *testing.T, st *store.Store, opts *Options) *platform {
 	}
 	o.Subscriptions = st
 	o.Store = st
+	o.Attempts = st
+	var res *testResender
+	if o.Resender == nil {
+		res = &testResender{st: o.Attempts}
+		o.Resender = res
+	}
 	srv := New(o)
 	hs := httptest.NewServer(validating(t, srv))
 	t.Cleanup(hs.Close)
-	return &platform{t: t, url: hs.URL, st: st, srv: srv}
+	return &platform{t: t, url: hs.URL, st: st, srv: srv, att: o.Attempts, res: res}
 }
 
 // answer is an HTTP answer.

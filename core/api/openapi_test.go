@@ -35,6 +35,8 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		Admin:         nopAdmin{},
 		Registry:      prometheus.NewRegistry(),
 		Subscriptions: (*store.Store)(nil),
+		Attempts:      (*store.Store)(nil),
+		Resender:      &testResender{},
 	})
 	registered := map[string]bool{}
 	for _, rt := range srv.routes() {

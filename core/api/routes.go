@@ -71,6 +71,26 @@ func (s *Server) routes() []route {
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions/{sub}/rotate-secret", appScoped, s.rotateSecret)
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions/{sub}/test", appScoped, s.testSubscription)
 	}
+	if o.Attempts != nil {
+		add(http.MethodGet, "/v1/attempts", adminOnly, s.listAttempts)
+		add(http.MethodGet, "/v1/attempts/{id}", adminOnly, s.getAttempt)
+		add(http.MethodGet, "/v1/events/{id}", adminOnly, s.getEvent)
+		add(http.MethodGet, "/v1/sinks/{sink}/stats", adminOnly, s.sinkStats)
+		if o.Subscriptions != nil {
+			add(http.MethodGet, "/v1/applications/{app}/attempts", appScoped, s.listAttempts)
+			add(http.MethodGet, "/v1/applications/{app}/attempts/{id}", appScoped, s.getAttempt)
+			add(http.MethodGet, "/v1/applications/{app}/events/{id}", appScoped, s.getEvent)
+			add(http.MethodGet, "/v1/applications/{app}/subscriptions/{sub}/stats", appScoped, s.subscriptionStats)
+		}
+	}
+	if o.Resender != nil {
+		add(http.MethodPost, "/v1/resend", adminOnly, s.resend)
+		add(http.MethodPost, "/v1/recover", adminOnly, s.recoverDeliveries)
+		if o.Subscriptions != nil {
+			add(http.MethodPost, "/v1/applications/{app}/resend", appScoped, s.resend)
+			add(http.MethodPost, "/v1/applications/{app}/recover", appScoped, s.recoverDeliveries)
+		}
+	}
 	add(http.MethodGet, "/v1/openapi.json", public, s.openAPI)
 	add(http.MethodGet, "/healthz", public, s.healthz)
 	add(http.MethodGet, "/readyz", public, s.readyz)

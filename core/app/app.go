@@ -200,6 +200,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			return ok && registry.Default.IsIngest(c.Type) && a.Engine.HasSource(name)
 		},
 	})
+	attempts, resender := a.deliveryLogAPI()
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
 		NotReady:  a.readiness.list,
@@ -217,6 +218,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			return res, err
 		},
 		AllowPrivateNetworks: a.AllowPrivateNetworks,
+		// The delivery log: attempts, events on record, stats, resend, recover.
+		Attempts: attempts,
+		Resender: resender,
 		// Filters compile under the configured script limits.
 		CompileFilter: func(src string) error {
 			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))

@@ -195,6 +195,11 @@ type Filter struct {
 	Status int
 	// Since and Until bound StartedAt: Since <= started < Until.
 	Since, Until time.Time
+	// SubscriptionsOnly keeps only the attempts of deliveries to a
+	// subscription (Subscription set): what an application's own view
+	// shows, without the attempts of the operator's other sinks that its
+	// events also reached.
+	SubscriptionsOnly bool
 	// Limit is the page size (the store caps it); Cursor the position a
 	// previous page ended at.
 	Limit  int

@@ -360,6 +360,9 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 		where = append(where, `started_at < ?`)
 		args = append(args, f.Until.UnixNano())
 	}
+	if f.SubscriptionsOnly {
+		where = append(where, `subscription <> ''`)
+	}
 	if before != "" {
 		where = append(where, `id < ?`)
 		args = append(args, before)
