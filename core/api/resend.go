@@ -45,11 +45,15 @@ func (s *Server) checkSink(o *object, field, sink string) {
 }
 
 // resendError answers a Resender's error: unknown events, subscriptions
-// or sinks are 404 naming them; anything else internal.
+// or sinks are 404 naming them; a resend that cannot be done as asked
+// (attempt.ErrRefused: a disabled subscription, an event type it does not
+// take) 409 saying what to change; anything else internal.
 func (s *Server) resendError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, attempt.ErrNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, err.Error()))
+	case errors.Is(err, attempt.ErrRefused):
+		problem.Write(w, problem.New(http.StatusConflict, err.Error()))
 	case errors.Is(err, attempt.ErrBadCursor):
 		problem.Write(w, problem.Validation("invalid recover", problem.FieldError{Field: "cursor",
 			Message: "is not a cursor of this recover; pass the next_cursor of the previous call"}))

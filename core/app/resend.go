@@ -71,6 +71,11 @@ func notFound(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", attempt.ErrNotFound, fmt.Sprintf(format, args...))
 }
 
+// refused is an error wrapping attempt.ErrRefused with msg.
+func refused(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", attempt.ErrRefused, fmt.Sprintf(format, args...))
+}
+
 // Resend implements attempt.Resender. With a subscription, each event is
 // sent to it as a new delivery of the fan-out sink that has the event on
 // record (r.Sink, when set with a subscription, names that sink); with a
@@ -90,7 +95,7 @@ func (s *Resender) Resend(ctx context.Context, r attempt.ResendRequest) (int, er
 		return 0, errors.New("resend: give a subscription or a sink")
 	}
 	if r.Application != "" && r.Subscription == "" {
-		return 0, notFound("an application resends to its own subscriptions only: give subscription")
+		return 0, refused("an application resends to its own subscriptions only: give subscription")
 	}
 	sinks := s.sinks()
 	if r.Sink != "" {
@@ -99,7 +104,7 @@ func (s *Resender) Resend(ctx context.Context, r attempt.ResendRequest) (int, er
 		case !ok:
 			return 0, notFound("no sink named %q is configured", r.Sink)
 		case r.Subscription != "" && !fanout:
-			return 0, notFound("sink %q is not a subscriptions sink: it has no subscription %q", r.Sink, r.Subscription)
+			return 0, refused("sink %q is not a subscriptions sink: it has no subscription %q", r.Sink, r.Subscription)
 		}
 	}
 	var sub subscription.Subscription
@@ -109,7 +114,7 @@ func (s *Resender) Resend(ctx context.Context, r attempt.ResendRequest) (int, er
 			return 0, err
 		}
 		if sub.Disabled {
-			return 0, notFound("subscription %q is disabled: enable it first (PATCH {\"disabled\": false})", sub.ID)
+			return 0, refused("subscription %q is disabled: enable it first (PATCH {\"disabled\": false})", sub.ID)
 		}
 	}
 	batch := "resend/" + watermill.NewULID()
@@ -214,11 +219,11 @@ func (s *Resender) toSubscription(recs []attempt.Event, r attempt.ResendRequest,
 		}
 		switch len(fanouts) {
 		case 0:
-			return pipeline.Redelivery{}, notFound("no subscriptions sink is configured to deliver event %q to subscription %q", id, sub.ID)
+			return pipeline.Redelivery{}, refused("no subscriptions sink is configured to deliver event %q to subscription %q", id, sub.ID)
 		case 1:
 			sink = fanouts[0]
 		default:
-			return pipeline.Redelivery{}, notFound("event %q never went through a subscriptions sink, and several are configured (%s): give sink to choose one",
+			return pipeline.Redelivery{}, refused("event %q never went through a subscriptions sink, and several are configured (%s): give sink to choose one",
 				id, strings.Join(fanouts, ", "))
 		}
 	}
@@ -230,7 +235,7 @@ func (s *Resender) toSubscription(recs []attempt.Event, r attempt.ResendRequest,
 		return pipeline.Redelivery{}, notFound("event %q is for application %q, not subscription %q's", id, rec.Application, sub.ID)
 	}
 	if !sub.Matches(rec.Type) {
-		return pipeline.Redelivery{}, notFound("subscription %q does not take events of type %q (event %q; its event_types: %s)",
+		return pipeline.Redelivery{}, refused("subscription %q does not take events of type %q (event %q; its event_types: %s)",
 			sub.ID, rec.Type, id, strings.Join(sub.EventTypes, ", "))
 	}
 	return pipeline.Redelivery{Event: *rec, Sink: sink, Application: sub.App, Subscription: sub.ID}, nil

@@ -253,6 +253,10 @@ type RecoverQuery struct {
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrBadCursor = errors.New("invalid page cursor")
+	// ErrRefused: a resend names what exists but cannot be done as asked
+	// (a disabled subscription, an event type it does not take, a sink
+	// to choose); the error's text says what to change.
+	ErrRefused = errors.New("refused")
 )
 
 // Store keeps the delivery log. Implementations are safe for concurrent
