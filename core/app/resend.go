@@ -196,6 +196,19 @@ func (s *Resender) subscription(ctx context.Context, app, id string) (subscripti
 // record, else the only fan-out sink configured.
 func (s *Resender) toSubscription(recs []attempt.Event, r attempt.ResendRequest, sub subscription.Subscription, sinks map[string]bool) (pipeline.Redelivery, error) {
 	id := recs[0].ID
+	// Event ids come from producers, so records of one id may be of
+	// different applications: only those of sub's application (and, for
+	// an admin, those of none: a broadcast event) may go to its URL.
+	var mine []attempt.Event
+	for _, e := range recs {
+		if e.Application == sub.App || e.Application == "" && r.Application == "" {
+			mine = append(mine, e)
+		}
+	}
+	if len(mine) == 0 {
+		return pipeline.Redelivery{}, notFound("no event %q on record for application %q", id, sub.App)
+	}
+	recs = mine
 	var rec *attempt.Event
 	sink := r.Sink
 	if sink != "" {
@@ -232,7 +245,7 @@ func (s *Resender) toSubscription(recs []attempt.Event, r attempt.ResendRequest,
 	}
 	if rec.Application != "" && rec.Application != sub.App {
 		// Never another application's event to this application's URL.
-		return pipeline.Redelivery{}, notFound("event %q is for application %q, not subscription %q's", id, rec.Application, sub.ID)
+		return pipeline.Redelivery{}, notFound("no event %q on record for application %q", id, sub.App)
 	}
 	if !sub.Matches(rec.Type) {
 		return pipeline.Redelivery{}, refused("subscription %q does not take events of type %q (event %q; its event_types: %s)",
@@ -293,6 +306,14 @@ func (s *Resender) Recover(ctx context.Context, q attempt.RecoverQuery) (attempt
 		}
 		rec, onRecord := records[[2]string{d.EventID, d.Sink}]
 		if !ok || !onRecord {
+			continue
+		}
+		if rec.Application != "" && rec.Application != d.Application {
+			// Event ids come from producers: another application's event
+			// with this id is on record for the sink. Its payload never goes
+			// to this delivery's URL.
+			s.log.Warn("recover: skipped a delivery whose event on record is another application's (two events share an id)",
+				"sink", d.Sink, "event_id", d.EventID, "subscription", d.Subscription)
 			continue
 		}
 		rds = append(rds, pipeline.Redelivery{Event: rec, Sink: d.Sink, Application: d.Application, Subscription: d.Subscription, ID: recoverID(d)})

@@ -184,7 +184,7 @@ func testResendAndRecover(t *testing.T, driver string) {
 		{"app token, another application's subscription", attempt.ResendRequest{EventIDs: []string{"e1"}, Subscription: f.subG.ID, Application: "acme"}, f.subG.ID},
 		{"app token, another application's event", attempt.ResendRequest{EventIDs: []string{"g1"}, Subscription: f.subA.ID, Application: "acme"}, `"g1"`},
 		{"app token, a sink", attempt.ResendRequest{EventIDs: []string{"e1"}, Sink: "partners", Application: "acme"}, "subscription"}, // refused
-		{"admin, one application's event to another's subscription", attempt.ResendRequest{EventIDs: []string{"g1"}, Subscription: f.subA.ID}, "globex"},
+		{"admin, one application's event to another's subscription", attempt.ResendRequest{EventIDs: []string{"g1"}, Subscription: f.subA.ID}, `"g1"`},
 	}
 	for _, tc := range refused {
 		n, err := rs.Resend(ctx, tc.req)
@@ -243,5 +243,19 @@ func testResendAndRecover(t *testing.T, driver string) {
 	}
 	if d := f.rA.attempts("e1"); len(d) == 1 && string(d[0].Event.Data) != `{"order":"e1"}` {
 		t.Errorf("e1 resent with data %s, want the payload on record", d[0].Event.Data)
+	}
+
+	// Two applications' events share an id (ids come from producers):
+	// globex's is on record for the sink first, acme's delivery of its own
+	// "dup" failed. Neither a recover nor an admin's resend sends globex's
+	// payload to acme's URL.
+	dupAt := since.Add(-30 * time.Minute)
+	record(onRecord("dup", "globex", "partners", dupAt), f.subG, attempt.Delivered)
+	record(onRecord("dup", "acme", "partners", dupAt), f.subA, attempt.Failed)
+	if res, err := rs.Recover(ctx, attempt.RecoverQuery{Subscription: f.subA.ID, Since: dupAt, Until: dupAt.Add(time.Second)}); err != nil || res.Queued != 0 || res.Scanned != 1 {
+		t.Errorf("recover of a delivery whose record is another application's = %+v, %v; want 1 scanned, none queued", res, err)
+	}
+	if n, err := rs.Resend(ctx, attempt.ResendRequest{EventIDs: []string{"dup"}, Subscription: f.subA.ID}); !errors.Is(err, attempt.ErrNotFound) || n != 0 || strings.Contains(err.Error(), "globex") {
+		t.Errorf("admin resend of another application's record = %d, %v; want not found, not naming globex", n, err)
 	}
 }
