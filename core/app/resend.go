@@ -357,7 +357,9 @@ func (s *Resender) recoverable(ctx context.Context, d attempt.Delivery, sinks ma
 	case err != nil:
 		return false, fmt.Errorf("recover: subscription %q: %w", d.Subscription, err)
 	}
-	return !sub.Disabled, nil
+	// A delivery the subscription would no longer take is filtered when
+	// it arrives, with no attempt to end its mark: it is not queued.
+	return !sub.Disabled && sub.Matches(d.EventType), nil
 }
 
 // recoverID names the redelivery of d by the delivery and its state: the

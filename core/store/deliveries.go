@@ -77,10 +77,10 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 	if err != nil {
 		return nil, nil, "", err
 	}
-	where := []string{`(d.queued = 0 OR d.queued <= d.last_attempt)`, `d.received_at >= ?`, `d.received_at < ?`}
-	args := []any{q.Since.UnixNano(), until.UnixNano()}
+	where := []string{`(d.queued = 0 OR d.queued <= d.last_attempt OR d.queued < ?)`, `d.received_at >= ?`, `d.received_at < ?`}
+	args := []any{s.now().Add(-MarkTTL).UnixNano(), q.Since.UnixNano(), until.UnixNano()}
 	if q.Since.IsZero() {
-		args[0] = int64(0)
+		args[1] = int64(0)
 	}
 	for _, c := range []struct{ col, val string }{{"subscription", q.Subscription}, {"application", q.Application}, {"sink", q.Sink}} {
 		if c.val != "" {
@@ -126,7 +126,7 @@ func (s *Store) Deliveries(ctx context.Context, q attempt.RecoverQuery) ([]attem
 			&ev.ID, &ev.Sink, &ev.Pipeline, &ev.Source, &ev.Type, &ev.Application, &evReceived, &payload, &meta); err != nil {
 			return nil, nil, "", fmt.Errorf("store: deliveries: %w", err)
 		}
-		d.ReceivedAt, d.LastAttempt, d.LastOutcome, d.Queued = fromNanos(received), fromNanos(last), attempt.Outcome(outcome), queued != 0 && queued > last
+		d.ReceivedAt, d.LastAttempt, d.LastOutcome, d.Queued = fromNanos(received), fromNanos(last), attempt.Outcome(outcome), queued != 0 && queued > last && queued >= s.now().Add(-MarkTTL).UnixNano()
 		out = append(out, d)
 		if k := (attempt.DeliveryKey{EventID: ev.ID, Sink: ev.Sink}); !seen[k] {
 			seen[k] = true
@@ -168,7 +168,7 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	// queued holds the time of the mark (unix nanoseconds, never 0); the
 	// mark counts while no attempt started at or after it.
-	update, insert := s.q(`UPDATE hookbus_deliveries SET queued = ? WHERE event_id = ? AND sink = ? AND subscription = ? AND (queued = 0 OR queued <= last_attempt)`),
+	update, insert := s.q(`UPDATE hookbus_deliveries SET queued = ? WHERE event_id = ? AND sink = ? AND subscription = ? AND (queued = 0 OR queued <= last_attempt OR queued < ?)`),
 		s.q(`INSERT INTO hookbus_deliveries (`+strings.Join(deliveryColumns, ", ")+`) VALUES (?, ?, ?, ?, ?, ?, 0, '', 0, 0, ?)
 			ON CONFLICT (event_id, sink, subscription) DO NOTHING`)
 	now := s.now()
@@ -178,7 +178,7 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 		if at.IsZero() {
 			at = now
 		}
-		res, err := tx.ExecContext(ctx, update, max(1, at.UnixNano()), k.EventID, k.Sink, k.Subscription)
+		res, err := tx.ExecContext(ctx, update, max(1, at.UnixNano()), k.EventID, k.Sink, k.Subscription, now.Add(-MarkTTL).UnixNano())
 		if err != nil {
 			return nil, fmt.Errorf("store: mark queued: %w", err)
 		}
@@ -207,6 +207,12 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 	}
 	return marked, nil
 }
+
+// MarkTTL is how long a resend's or recover's mark keeps a delivery out
+// of recovers when no attempt of it is recorded: a redelivery that never
+// makes an attempt (filtered on its way, or its attempt lost from the
+// log) can be recovered again after it.
+const MarkTTL = time.Hour
 
 // DefaultPruneBatch is Prune's batch when asked for 0.
 const DefaultPruneBatch = 1000

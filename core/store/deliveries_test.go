@@ -130,13 +130,21 @@ func TestDeliveriesAndMarkQueued(t *testing.T) {
 		if got, _ := list(attempt.RecoverQuery{Subscription: "sub_r", Since: since}); !slices.Equal(got, []string{"evt_4", "evt_6", "evt_8"}) {
 			t.Errorf("after marking: %v", got)
 		}
-		// The resend of evt_0 fails again (attempt 1 of a new delivery):
-		// it is no longer queued and fails in the list again.
-		resent := attempt.Attempt{ID: ids.at(now), EventID: "evt_0", Sink: "subs", Subscription: "sub_r", Application: "app_r", EventType: "order.paid",
-			Number: 1, StartedAt: now.Add(-time.Minute), Outcome: attempt.Failed, ReceivedAt: now.Add(-10 * time.Hour)}
+		// An older attempt of evt_0 written late (it started before the
+		// mark) leaves it queued.
+		late := attempt.Attempt{ID: ids.at(now.Add(-time.Minute)), EventID: "evt_0", Sink: "subs", Subscription: "sub_r", Application: "app_r", EventType: "order.paid",
+			Number: 3, StartedAt: now.Add(-time.Minute), Outcome: attempt.Retry, ReceivedAt: now.Add(-10 * time.Hour)}
+		mustWrite(t, s, attempt.Entry{Attempt: late})
+		if got, _ := list(attempt.RecoverQuery{Subscription: "sub_r", Since: since, All: true}); slices.Contains(got, "evt_0") {
+			t.Errorf("an attempt older than the mark ended it: %v", got)
+		}
+		// The resend of evt_0 fails again (attempt 1 of a new delivery,
+		// after the mark): it is no longer queued and fails in the list again.
+		resent := attempt.Attempt{ID: ids.at(now.Add(time.Second)), EventID: "evt_0", Sink: "subs", Subscription: "sub_r", Application: "app_r", EventType: "order.paid",
+			Number: 1, StartedAt: now.Add(time.Second), Outcome: attempt.Failed, ReceivedAt: now.Add(-10 * time.Hour)}
 		mustWrite(t, s, attempt.Entry{Attempt: resent})
 		got, all := list(attempt.RecoverQuery{Subscription: "sub_r", Since: since})
-		if !slices.Equal(got, []string{"evt_0", "evt_4", "evt_6", "evt_8"}) || all[0].Attempts != 3 || !all[0].LastAttempt.Equal(resent.StartedAt) {
+		if !slices.Equal(got, []string{"evt_0", "evt_4", "evt_6", "evt_8"}) || all[0].Attempts != 4 || !all[0].LastAttempt.Equal(resent.StartedAt) {
 			t.Errorf("after the resend: %v %+v", got, all)
 		}
 		// A redelivery of evt_4 whose attempt is recorded before its mark
@@ -162,6 +170,13 @@ func TestDeliveriesAndMarkQueued(t *testing.T) {
 		if got, _ = list(attempt.RecoverQuery{Subscription: "sub_r", Since: since}); !slices.Equal(got, []string{"evt_0", "evt_6", "evt_8"}) {
 			t.Errorf("after marking evt_4 at now: %v", got)
 		}
+		// A mark no attempt followed (a redelivery filtered on its way)
+		// expires after MarkTTL: evt_4 can be recovered again.
+		s.now = func() time.Time { return now.Add(MarkTTL + time.Minute) }
+		if got, _ = list(attempt.RecoverQuery{Subscription: "sub_r", Since: since}); !slices.Contains(got, "evt_4") {
+			t.Errorf("a mark older than MarkTTL still holds: %v", got)
+		}
+		s.now = func() time.Time { return now }
 		// A resend to a subscription that never had the event creates its delivery, queued.
 		fresh := attempt.Delivery{DeliveryKey: attempt.DeliveryKey{EventID: "evt_1", Sink: "subs", Subscription: "sub_new"}, Application: "app_r", ReceivedAt: now.Add(-9 * time.Hour)}
 		if m, err := s.MarkQueued(ctx, []attempt.Delivery{fresh, fresh}); err != nil || !slices.Equal(m, []attempt.DeliveryKey{fresh.DeliveryKey}) {
