@@ -87,7 +87,10 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	var first time.Time
 	for _, ev := range evs {
-		if app != "" && (ev.Application != app || !ownSinks[ev.Sink]) {
+		// An application sees the records of its own events, and of events
+		// of no application (broadcast to every one) that reached it,
+		// on the sinks that delivered to its subscriptions.
+		if app != "" && (ev.Application != app && ev.Application != "" || !ownSinks[ev.Sink]) {
 			continue
 		}
 		rec := EventRecordJSON{Sink: ev.Sink, Pipeline: ev.Pipeline, Source: ev.Source, Type: ev.Type,

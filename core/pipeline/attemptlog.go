@@ -93,7 +93,9 @@ func (e *Engine) recordAttempt(sink string, d *sinkDelivery, at attemptTiming, o
 			Pipeline:    d.pipeline,
 			Source:      a.Source,
 			Type:        d.ev.Type,
-			Application: a.Application,
+			// The event's own application, not the pair's: a broadcast
+			// event is no one application's.
+			Application: applicationOf(d.ev),
 			ReceivedAt:  a.ReceivedAt,
 			Payload:     json.RawMessage(d.msg.Payload),
 			Metadata:    redeliveryMetadata(md),
