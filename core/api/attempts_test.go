@@ -417,7 +417,9 @@ func TestResendAndRecover(t *testing.T) {
 			{"/v1/recover", map[string]any{"sink": "partner", "since": "2026-01-02T00:00:00Z", "all": true}, []string{"all"}},
 			{"/v1/applications/acme/recover", map[string]any{"application": "globex", "since": "2026-01-02T00:00:00Z", "subscription": f.subA.ID}, []string{"application"}},
 			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z"}, []string{"subscription"}},
-			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z", "sink": "partner"}, []string{"subscription"}},
+			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z", "sink": "partner"}, []string{"subscription", "sink"}},
+			// An application cannot probe which sinks the operator runs.
+			{"/v1/applications/acme/recover", map[string]any{"since": "2026-01-02T00:00:00Z", "subscription": f.subA.ID, "sink": "no-such-sink"}, []string{"sink"}},
 		} {
 			a := p.do("POST", tt.path, adminKey, tt.body)
 			if a.status != http.StatusUnprocessableEntity {

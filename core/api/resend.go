@@ -149,7 +149,12 @@ func (s *Server) recoverDeliveries(w http.ResponseWriter, r *http.Request) {
 	case q.Subscription == "" && q.Application == "" && q.Sink == "":
 		o.fail("subscription", "give subscription, application or sink: whose deliveries to recover")
 	}
-	s.checkSink(o, "sink", q.Sink)
+	if app != "" && q.Sink != "" {
+		// Which sinks the operator runs is not an application's business.
+		o.fail("sink", "an application recovers by subscription; leave sink out")
+	} else {
+		s.checkSink(o, "sink", q.Sink)
+	}
 	q.Since = o.time("since")
 	if q.Since.IsZero() && !o.failed("since") {
 		o.fail("since", "is required: the start of the range (RFC 3339), by the events' ingest time")

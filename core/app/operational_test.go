@@ -61,6 +61,16 @@ func opsEvents(t *testing.T, r *receiver) []opsEvent {
 		if d.WebhookID != d.ID {
 			t.Errorf("operational event %s came with webhook-id %s", d.ID, d.WebhookID)
 		}
+		// An event about an application's deliveries names it as its
+		// application attribute (a subscriptions sink gives it to that
+		// application only); one about a plain sink names none.
+		var app string
+		if raw, ok := d.Event.Extensions["application"]; ok {
+			_ = json.Unmarshal(raw, &app)
+		}
+		if app != data.Application {
+			t.Errorf("operational event %s has application attribute %q, data.application %q", d.ID, app, data.Application)
+		}
 		out = append(out, opsEvent{id: d.ID, typ: d.Event.Type, source: d.Event.Source, subject: d.Event.Subject, data: data})
 	}
 	return out

@@ -324,7 +324,7 @@ func sensitive(name string) bool {
 	case "webhook-signature", "webhook-id", "webhook-timestamp":
 		return false
 	}
-	for _, w := range []string{"token", "secret", "key", "auth", "password", "session", "signature"} {
+	for _, w := range []string{"token", "secret", "key", "auth", "pass", "pwd", "credential", "jwt", "session", "signature", "cookie"} {
 		if strings.Contains(n, w) {
 			return true
 		}

@@ -586,6 +586,10 @@ func (r run) delivered() int {
 
 // measure sends the events and waits for their delivery, filling res.
 func measure(ctx context.Context, o Options, r run, res *Result) {
+	// The run's clock starts with its timeout: a run cut off by it lasted
+	// at least the timeout (the setup below can take a while on a busy
+	// machine).
+	start := time.Now()
 	tctx, cancel := context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timeout after %s", o.Timeout))
 	defer cancel()
 	gen := newGenerator(r.url, o)
@@ -595,7 +599,6 @@ func measure(ctx context.Context, o Options, r run, res *Result) {
 	}
 	prof := newProfiler(o, r.host)
 	defer prof.report(res)
-	start := time.Now()
 	genErr := make(chan error, 1)
 	go func() { genErr <- gen.run(tctx) }()
 	allDone := make(chan struct{})

@@ -162,6 +162,13 @@ func (e *Emitter) Emit(ctx context.Context, typ, id, subject string, data Data) 
 		return fmt.Errorf("operational event %s: %w", typ, err)
 	}
 	ev := sdk.Event{ID: id, Type: typ, Source: src, Subject: subject, Time: time.Now().UTC(), Data: b}
+	if data.Application != "" {
+		// The event is about that application's deliveries: a
+		// subscriptions sink gives it to that application's
+		// subscriptions only, never to every one (broadcast).
+		app, _ := json.Marshal(data.Application)
+		ev.Extensions = map[string]json.RawMessage{"application": app}
+	}
 	if err := e.pub.Publish(ctx, src, []sdk.Event{ev}); err != nil {
 		return fmt.Errorf("operational event %s %s: %w", typ, id, err)
 	}
