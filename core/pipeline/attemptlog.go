@@ -88,11 +88,11 @@ func (e *Engine) recordAttempt(sink string, d *sinkDelivery, at attemptTiming, o
 	entry := attempt.Entry{Attempt: a}
 	if d.attempt == 1 {
 		entry.Event = &attempt.Event{
-			ID:          d.ev.ID,
-			Sink:        sink,
-			Pipeline:    d.pipeline,
-			Source:      a.Source,
-			Type:        d.ev.Type,
+			ID:       d.ev.ID,
+			Sink:     sink,
+			Pipeline: d.pipeline,
+			Source:   a.Source,
+			Type:     d.ev.Type,
 			// The event's own application, not the pair's: a broadcast
 			// event is no one application's.
 			Application: applicationOf(d.ev),

@@ -295,7 +295,7 @@ func (s *Store) writeDeliveries(ctx context.Context, tx *sql.Tx, entries []attem
 	later := `(excluded.last_attempt, excluded.last_number) > (` + d + `.last_attempt, ` + d + `.last_number)`
 	suffix := ` ON CONFLICT (event_id, sink, subscription) DO UPDATE SET
 		attempts = ` + d + `.attempts + excluded.attempts,
-		queued = CASE WHEN excluded.last_attempt >= `+d+`.queued THEN 0 ELSE `+d+`.queued END,
+		queued = CASE WHEN excluded.last_attempt >= ` + d + `.queued THEN 0 ELSE ` + d + `.queued END,
 		application = CASE WHEN ` + d + `.application = '' THEN excluded.application ELSE ` + d + `.application END,
 		event_type = CASE WHEN ` + d + `.event_type = '' THEN excluded.event_type ELSE ` + d + `.event_type END,
 		received_at = CASE WHEN ` + d + `.received_at = 0 THEN excluded.received_at ELSE ` + d + `.received_at END,
