@@ -101,9 +101,20 @@ func attemptRow(a *attempt.Attempt) ([]any, error) {
 	if body == nil {
 		body = []byte{} // the column is NOT NULL
 	}
-	return []any{a.ID, a.EventID, a.EventType, a.Sink, a.Pipeline, a.Source, a.Application, a.Subscription,
+	return []any{a.ID, a.EventID, text(a.EventType), a.Sink, text(a.Pipeline), text(a.Source), a.Application, a.Subscription,
 		a.Number, nanos(a.StartedAt), int64(a.Duration), nanos(a.ReceivedAt), string(a.Outcome), a.StatusCode,
-		strings.ToValidUTF8(attempt.Truncate(a.Error, attempt.MaxErrorText), "\uFFFD"), a.URL, a.WebhookID, req, resp, body}, nil
+		text(attempt.Truncate(a.Error, attempt.MaxErrorText)), text(a.URL), text(a.WebhookID), req, resp, body}, nil
+}
+
+// text makes s storable in a text column of both databases: valid UTF-8
+// and no NUL (which PostgreSQL refuses, failing the whole batch). Error
+// texts and event types come from sinks and sources hookbus does not
+// control.
+func text(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func scanAttempt(r scanner) (attempt.Attempt, error) {
@@ -222,7 +233,7 @@ func (s *Store) writeEvents(ctx context.Context, tx *sql.Tx, entries []attempt.E
 		if payload == "" {
 			payload = "null"
 		}
-		rows = append(rows, []any{id, sink, ev.Pipeline, ev.Source, ev.Type, ev.Application, nanos(ev.ReceivedAt), payload, string(meta)})
+		rows = append(rows, []any{id, sink, text(ev.Pipeline), text(ev.Source), text(ev.Type), ev.Application, nanos(ev.ReceivedAt), payload, string(meta)})
 	}
 	slices.SortFunc(rows, func(a, b []any) int {
 		return cmp.Or(cmp.Compare(a[0].(string), b[0].(string)), cmp.Compare(a[1].(string), b[1].(string)))
@@ -288,7 +299,7 @@ func (s *Store) writeDeliveries(ctx context.Context, tx *sql.Tx, entries []attem
 			// delivery still falls in recover's and OldestWaiting's ranges.
 			recv = nanos(st.last.StartedAt)
 		}
-		rows = append(rows, []any{k.EventID, k.Sink, k.Subscription, st.d.Application, st.d.EventType, recv,
+		rows = append(rows, []any{k.EventID, k.Sink, k.Subscription, st.d.Application, text(st.d.EventType), recv,
 			st.d.Attempts, string(st.last.Outcome), st.last.Number, nanos(st.last.StartedAt), 0})
 	}
 	const d = `hookbus_deliveries`

@@ -191,7 +191,7 @@ func (s *Store) MarkQueued(ctx context.Context, keys []attempt.Delivery) ([]atte
 			if received.IsZero() {
 				received = now
 			}
-			if res, err = tx.ExecContext(ctx, insert, k.EventID, k.Sink, k.Subscription, k.Application, k.EventType, received.UnixNano(), max(1, at.UnixNano())); err != nil {
+			if res, err = tx.ExecContext(ctx, insert, k.EventID, k.Sink, k.Subscription, k.Application, text(k.EventType), received.UnixNano(), max(1, at.UnixNano())); err != nil {
 				return nil, fmt.Errorf("store: mark queued: %w", err)
 			}
 			if n, err = res.RowsAffected(); err != nil {
