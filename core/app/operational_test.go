@@ -135,7 +135,12 @@ func TestOperationalEventsReachAWebhookSink(t *testing.T) {
 		if status, body := post(t, a, "apps", "application/json", `{"id":"`+id+`","type":"order.paid","application":"acme"}`); status != http.StatusAccepted {
 			t.Fatalf("ingest %s: %d %v", id, status, body)
 		}
-		testenv.Eventually(t, 30*time.Second, id+" tried", func() bool { return len(sub.attempts(id)) == 1 })
+		// Its outcome counted by the sink, not only its request received:
+		// the attempt is in the delivery log once the sink has judged it.
+		testenv.Eventually(t, 30*time.Second, id+" tried and judged", func() bool {
+			as, _, err := a.Attempts.ListAttempts(ctx, attempt.Filter{EventID: id})
+			return len(sub.attempts(id)) == 1 && err == nil && len(as) == 1
+		})
 	}
 
 	testenv.Eventually(t, 60*time.Second, "every operational event at the pager", func() bool {
