@@ -521,8 +521,11 @@ func validatePlugin(ctx context.Context, host *pluginhost.Host, kind, base strin
 	if err == nil {
 		timeout := p.InitTimeoutOrDefault()
 		cctx, cancel := context.WithTimeout(ctx, timeout)
+		deadline, _ := cctx.Deadline()
 		err = host.Validate(cctx, c.Type, PluginSpec(p), kind, raw)
-		if err != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		// gRPC ends the call on its own timer for the deadline, which may
+		// fire before cctx's: the clock, not cctx.Err, tells a timeout.
+		if err != nil && (errors.Is(cctx.Err(), context.DeadlineExceeded) || !time.Now().Before(deadline)) {
 			err = fmt.Errorf("plugin %s did not answer its config check within %s (plugins.%s.init_timeout): %w", c.Type, timeout, c.Type, err)
 		}
 		cancel()
