@@ -60,8 +60,9 @@ func (e *Engine) recordAttempt(sink string, d *sinkDelivery, at attemptTiming, o
 		Outcome:      outcome,
 		StatusCode:   res.StatusCode,
 	}
+	evApp := applicationOf(d.ev)
 	if a.Application == "" {
-		a.Application = applicationOf(d.ev)
+		a.Application = evApp
 	}
 	if ns, err := strconv.ParseInt(md.Get(envelope.ReceivedAt), 10, 64); err == nil {
 		a.ReceivedAt = time.Unix(0, ns)
@@ -95,7 +96,7 @@ func (e *Engine) recordAttempt(sink string, d *sinkDelivery, at attemptTiming, o
 			Type:     d.ev.Type,
 			// The event's own application, not the pair's: a broadcast
 			// event is no one application's.
-			Application: applicationOf(d.ev),
+			Application: evApp,
 			ReceivedAt:  a.ReceivedAt,
 			Payload:     json.RawMessage(d.msg.Payload),
 			Metadata:    redeliveryMetadata(md),
