@@ -19,6 +19,7 @@ import (
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/core/console"
 	"github.com/hookbus/hookbus/core/datadir"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/operational"
@@ -88,6 +89,7 @@ type App struct {
 	attemptWriter *attempt.Writer
 	pruneDone     chan struct{}
 	api           *api.Server
+	console       *console.Console
 	srv           *http.Server
 	ln            net.Listener
 	cancel        context.CancelFunc
@@ -225,6 +227,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		CompileFilter: func(src string) error {
 			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))
 		}})
+	// The console and the portal: pages made from the same API, in process.
+	if a.console, err = console.New(console.Options{API: a.api, Logger: log}); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	cfgBytes, _ := os.ReadFile(cfg.File)
 	a.status.loaded(cfg.File, configHash(cfgBytes, rt))
 	return a, nil
@@ -283,7 +289,7 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.srv = &http.Server{
-		Handler: a.api,
+		Handler: a.Handler(),
 		// ReadTimeout covers the body too: a client trickling its body is cut
 		// off instead of holding a connection (and a slot) for minutes.
 		ReadHeaderTimeout: min(10*time.Second, orDefault(sc.ReadTimeout, 30*time.Second)),
@@ -336,8 +342,20 @@ func orDefault(d, def time.Duration) time.Duration {
 // Addr is the address the HTTP server listens on.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
-// Handler is the HTTP handler (for tests that serve it themselves).
-func (a *App) Handler() http.Handler { return a.api }
+// Handler is the HTTP handler: the console's and the portal's pages, and
+// the API for everything else (tests serve it themselves).
+func (a *App) Handler() http.Handler {
+	if a.console == nil {
+		return a.api
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if console.Owns(r.URL.Path) {
+			a.console.ServeHTTP(w, r)
+			return
+		}
+		a.api.ServeHTTP(w, r)
+	})
+}
 
 // Shutdown stops taking requests, drains in-flight work and closes everything.
 func (a *App) Shutdown(ctx context.Context) error {

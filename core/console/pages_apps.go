@@ -1,0 +1,4 @@
+package console
+
+// routesApps registers its pages.
+func (c *Console) routesApps() {}

@@ -1,0 +1,4 @@
+package console
+
+// routesDeadLetters registers its pages.
+func (c *Console) routesDeadLetters() {}

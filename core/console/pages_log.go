@@ -1,0 +1,4 @@
+package console
+
+// routesLog registers its pages.
+func (c *Console) routesLog() {}
