@@ -392,26 +392,20 @@ func recoverCmd() *cobra.Command {
 
 func statsCmd() *cobra.Command {
 	pc := &platformClient{}
-	var sub, sink, window string
+	var sub, app, sink, window string
 	c := &cobra.Command{
-		Use:     "stats (--subscription APP/SUB | --sink NAME) [--window 1h|24h|7d]",
-		Short:   "Show a subscription's or a sink's delivery figures",
-		Long:    "Attempts, deliveries, retries and failures, the success rates, attempt latency and ingest-to-delivery\ndelay (p50/p99) over the window, and the oldest event still waiting for a retry.",
-		Example: "  hookbus stats --subscription acme/sub_01J... --window 1h\n  hookbus stats --sink partner",
+		Use:   "stats (--subscription APP/SUB | --application APP | --sink NAME) [--window 1h|24h|7d]",
+		Short: "Show a subscription's, an application's or a sink's delivery figures",
+		Long: "Attempts, deliveries, retries and failures, the success rates, attempt latency and ingest-to-delivery\n" +
+			"delay (p50/p99) over the window, the oldest event still waiting for a retry, and the attempts step by\n" +
+			"step (per minute for 1h, per hour above; --json gives each step's figures).\n" +
+			"An application's figures are those of all its subscriptions.",
+		Example: "  hookbus stats --subscription acme/sub_01J... --window 1h\n  hookbus stats --application acme\n  hookbus stats --sink partner",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var path string
-			switch {
-			case (sub == "") == (sink == ""):
-				return usage("give --subscription APP/SUB or --sink NAME (one of them)")
-			case sub != "":
-				app, id, ok := strings.Cut(sub, "/")
-				if !ok || app == "" || id == "" {
-					return usage("--subscription %q: want APP/SUB, e.g. acme/sub_01J...", sub)
-				}
-				path = subPath(app, id) + "/stats"
-			default:
-				path = "/v1/sinks/" + esc(sink) + "/stats"
+			path, err := statsPath(sub, app, sink)
+			if err != nil {
+				return err
 			}
 			resp, err := pc.call(http.MethodGet, path+"?window="+url.QueryEscape(window), nil, http.StatusOK)
 			if err != nil {
@@ -427,12 +421,61 @@ func statsCmd() *cobra.Command {
 				fmt.Fprintf(tw, "SUCCESS RATE\t%.2f%%\nDELIVERY SUCCESS RATE\t%.2f%%\n", 100*s.SuccessRate, 100*s.DeliverySuccessRate)
 				fmt.Fprintf(tw, "LATENCY P50\t%s ms\nLATENCY P99\t%s ms\nDELAY P50\t%s ms\nDELAY P99\t%s ms\nOLDEST WAITING\t%s\n",
 					ms(s.LatencyP50MS), ms(s.LatencyP99MS), ms(s.DelayP50MS), ms(s.DelayP99MS), oldest)
+				if len(s.Series) > 0 {
+					fmt.Fprintf(tw, "ATTEMPTS OVER TIME\t%s (from %s)\n", sparkline(s.Series), s.Series[0].Start)
+				}
 			})
 		},
 	}
 	pc.flags(c)
 	c.Flags().StringVar(&sub, "subscription", "", "a subscription, as APP/SUB")
+	c.Flags().StringVar(&app, "application", "", "an application: all its subscriptions")
 	c.Flags().StringVar(&sink, "sink", "", "a configured sink")
 	c.Flags().StringVar(&window, "window", "24h", "the window: 1h, 24h or 7d")
 	return c
+}
+
+// statsPath is the API path of the figures of exactly one of a
+// subscription (APP/SUB), an application and a sink.
+func statsPath(sub, app, sink string) (string, error) {
+	set := 0
+	for _, v := range []string{sub, app, sink} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		return "", usage("give --subscription APP/SUB, --application APP or --sink NAME (one of them)")
+	}
+	switch {
+	case sub != "":
+		a, id, ok := strings.Cut(sub, "/")
+		if !ok || a == "" || id == "" {
+			return "", usage("--subscription %q: want APP/SUB, e.g. acme/sub_01J...", sub)
+		}
+		return subPath(a, id) + "/stats", nil
+	case app != "":
+		return "/v1/applications/" + esc(app) + "/stats", nil
+	}
+	return "/v1/sinks/" + esc(sink) + "/stats", nil
+}
+
+// sparkline draws the attempts of a series as one block character per
+// step, the tallest for the busiest step (a space for none).
+func sparkline(points []api.PointJSON) string {
+	const blocks = "▁▂▃▄▅▆▇█"
+	levels := []rune(blocks)
+	var top int64
+	for _, p := range points {
+		top = max(top, p.Attempts)
+	}
+	var b strings.Builder
+	for _, p := range points {
+		if p.Attempts == 0 || top == 0 {
+			b.WriteRune(' ')
+			continue
+		}
+		b.WriteRune(levels[p.Attempts*int64(len(levels)-1)/top])
+	}
+	return b.String()
 }

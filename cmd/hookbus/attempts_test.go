@@ -280,5 +280,48 @@ func deliveryLogRoundTrip(t *testing.T, url string, att attempt.Store, res *cliR
 	fails(platformKey, 1, "HTTP 404 not_found", "stats", "--sink", "nosuch")
 	fails(platformKey, 1, "HTTP 422 validation_failed", "stats", "--sink", "partner", "--window", "2h")
 	fails(platformKey, 2, "want APP/SUB", "stats", "--subscription", sub.ID)
+	out, _ = ok("stats", "--application", "acme", "--window", "1h")
+	contains("stats --application", out, "WINDOW", "1h", "ATTEMPTS", "SUCCESS RATE", "50.00%", "ATTEMPTS OVER TIME")
+	out, _ = ok("stats", "--application", "acme", "--window", "7d", "--json")
+	s = api.StatsJSON{}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Window != "7d" || s.Attempts == 0 || len(s.Series) != 168 {
+		t.Fatalf("stats --application --json: %+v %v", s, err)
+	}
+	var total int64
+	for _, p := range s.Series {
+		total += p.Attempts
+	}
+	if total != s.Attempts {
+		t.Errorf("stats --application: the series sums to %d attempts, the figures say %d", total, s.Attempts)
+	}
+	if out, stderr, code := run(tok.Token, "stats", "--application", "acme"); code != 0 || !strings.Contains(out, "ATTEMPTS") {
+		t.Fatalf("stats --application as acme: exit %d\n%s%s", code, out, stderr)
+	}
+	fails(platformKey, 1, "HTTP 404 not_found", "stats", "--application", "nosuch")
+	fails(platformKey, 2, "give --subscription APP/SUB, --application APP or --sink NAME", "stats", "--application", "acme", "--sink", "partner")
+	fails(platformKey, 2, "give --subscription APP/SUB, --application APP or --sink NAME", "stats")
 	fails(tok.Token, 1, "HTTP 403 forbidden", "stats", "--sink", "partner")
+}
+
+func TestSparkline(t *testing.T) {
+	pts := func(n ...int64) []api.PointJSON {
+		out := make([]api.PointJSON, len(n))
+		for i, a := range n {
+			out[i].Attempts = a
+		}
+		return out
+	}
+	for _, c := range []struct {
+		in   []api.PointJSON
+		want string
+	}{
+		{pts(0, 0, 0), "   "},
+		{pts(0, 1, 7, 14), " ▁▄█"},
+		{pts(5), "█"},
+		{nil, ""},
+	} {
+		if got := sparkline(c.in); got != c.want {
+			t.Errorf("sparkline(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }

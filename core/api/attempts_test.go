@@ -548,6 +548,98 @@ func TestStats(t *testing.T) {
 	})
 }
 
+// seriesTotals sums the points of a series and checks their steps: n
+// points, step apart, oldest first, the last one the step of the answer.
+func seriesTotals(t *testing.T, s StatsJSON, n int, step time.Duration) (attempts, delivered, failed int64) {
+	t.Helper()
+	if len(s.Series) != n {
+		t.Fatalf("%s series: %d points, want %d", s.Window, len(s.Series), n)
+	}
+	var prev time.Time
+	for i, pt := range s.Series {
+		start, err := time.Parse(time.RFC3339Nano, pt.Start)
+		if err != nil || !start.Equal(start.Truncate(step)) || i > 0 && start.Sub(prev) != step {
+			t.Fatalf("%s series: point %d starts at %q (%v) after %v", s.Window, i, pt.Start, err, prev)
+		}
+		prev = start
+		want := 0.0
+		if pt.Attempts > 0 {
+			want = float64(pt.Delivered) / float64(pt.Attempts)
+		}
+		if pt.SuccessRate != want || pt.Delivered+pt.Failed > pt.Attempts || pt.Delivered == 0 && pt.DelayP99MS != 0 {
+			t.Errorf("%s series: point %d = %+v", s.Window, i, pt)
+		}
+		attempts, delivered, failed = attempts+pt.Attempts, delivered+pt.Delivered, failed+pt.Failed
+	}
+	if last := time.Now().UTC().Truncate(step); prev.After(last) || prev.Before(last.Add(-step)) {
+		t.Errorf("%s series: the last point starts at %v, now's step at %v", s.Window, prev, last)
+	}
+	return attempts, delivered, failed
+}
+
+// TestApplicationStats: an application's figures are those of its
+// subscriptions; every stats answer carries its series; another
+// application's token reads nothing.
+func TestApplicationStats(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *store.Store) {
+		p := newPlatform(t, st, &Options{APIKeys: []string{adminKey},
+			SinkKnown: func(n string) bool { return n == "partner" || n == "everyone" }})
+		f := seedLog(t, p)
+		var s StatsJSON
+		// acme: a1 (retry) and a2 (delivered) to its subscription; a3 went
+		// to the operator's sink partner and is not acme's.
+		p.must(http.StatusOK, "GET", "/v1/applications/acme/stats?window=1h", f.acmeToken, nil).json(t, &s)
+		if s.Window != "1h" || s.Attempts != 2 || s.Delivered != 1 || s.Retried != 1 || s.Failed != 0 || s.SuccessRate != 0.5 ||
+			!near(s.DelayP99MS, 5030) || s.OldestWaiting != nil {
+			t.Errorf("acme stats: %+v", s)
+		}
+		if a, d, fl := seriesTotals(t, s, 60, time.Minute); a != 2 || d != 1 || fl != 0 {
+			t.Errorf("acme 1h series sums to %d attempts, %d delivered, %d failed", a, d, fl)
+		}
+		p.must(http.StatusOK, "GET", "/v1/applications/acme/stats", adminKey, nil).json(t, &s)
+		if s.Window != "24h" || s.Attempts != 2 {
+			t.Errorf("acme stats, default window: %+v", s)
+		}
+		if a, _, _ := seriesTotals(t, s, 24, time.Hour); a != 2 {
+			t.Errorf("acme 24h series sums to %d attempts", a)
+		}
+		p.must(http.StatusOK, "GET", "/v1/applications/globex/stats?window=7d", f.globexTk, nil).json(t, &s)
+		if s.Attempts != 1 || s.Failed != 1 || s.SuccessRate != 0 {
+			t.Errorf("globex stats: %+v", s)
+		}
+		if a, d, fl := seriesTotals(t, s, 168, time.Hour); a != 1 || d != 0 || fl != 1 {
+			t.Errorf("globex 7d series sums to %d attempts, %d delivered, %d failed", a, d, fl)
+		}
+		// The other stats answers carry their series too.
+		p.must(http.StatusOK, "GET", "/v1/sinks/partner/stats?window=1h", adminKey, nil).json(t, &s)
+		if a, d, fl := seriesTotals(t, s, 60, time.Minute); a != 2 || d != 1 || fl != 1 {
+			t.Errorf("partner 1h series sums to %d attempts, %d delivered, %d failed", a, d, fl)
+		}
+		p.must(http.StatusOK, "GET", "/v1/applications/acme/subscriptions/"+f.subA.ID+"/stats?window=7d", f.acmeToken, nil).json(t, &s)
+		if a, _, _ := seriesTotals(t, s, 168, time.Hour); a != 2 {
+			t.Errorf("subA 7d series sums to %d attempts", a)
+		}
+		// An application with no traffic: zeros, every step present.
+		p.createApp("initech")
+		p.must(http.StatusOK, "GET", "/v1/applications/initech/stats?window=1h", adminKey, nil).json(t, &s)
+		if a, _, _ := seriesTotals(t, s, 60, time.Minute); a != 0 || s.Attempts != 0 {
+			t.Errorf("initech stats: %+v", s)
+		}
+
+		// Tenancy: another application's token is 404, as for an unknown one.
+		p.must(http.StatusNotFound, "GET", "/v1/applications/acme/stats", f.globexTk, nil).problem(t)
+		p.must(http.StatusNotFound, "GET", "/v1/applications/globex/stats?window=1h", f.acmeToken, nil).problem(t)
+		p.must(http.StatusNotFound, "GET", "/v1/applications/nosuch/stats", adminKey, nil).problem(t)
+		p.must(http.StatusUnauthorized, "GET", "/v1/applications/acme/stats", "", nil).problem(t)
+		for _, q := range []string{"?window=2h", "?window=", "?from=1h"} {
+			pr := p.must(http.StatusUnprocessableEntity, "GET", "/v1/applications/acme/stats"+q, adminKey, nil).problem(t)
+			if len(pr.Errors) == 0 {
+				t.Errorf("application stats%s: no field named", q)
+			}
+		}
+	})
+}
+
 // near tells whether a percentile the store estimated is within one of
 // its histogram buckets (each 1.3 times as wide as the one before) of
 // the exact one.

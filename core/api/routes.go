@@ -81,6 +81,7 @@ func (s *Server) routes() []route {
 			add(http.MethodGet, "/v1/applications/{app}/attempts/{id}", appScoped, s.getAttempt)
 			add(http.MethodGet, "/v1/applications/{app}/events/{id}", appScoped, s.getEvent)
 			add(http.MethodGet, "/v1/applications/{app}/subscriptions/{sub}/stats", appScoped, s.subscriptionStats)
+			add(http.MethodGet, "/v1/applications/{app}/stats", appScoped, s.applicationStats)
 		}
 	}
 	if o.Resender != nil {

@@ -16,8 +16,8 @@ var StatsWindows = map[string]time.Duration{"1h": time.Hour, "24h": 24 * time.Ho
 // DefaultStatsWindow is the window without ?window=.
 const DefaultStatsWindow = "24h"
 
-// StatsJSON is the API form of a sink's or a subscription's figures over
-// a window (computed from the attempt log).
+// StatsJSON is the API form of a sink's, an application's or a
+// subscription's figures over a window (computed from the attempt log).
 type StatsJSON struct {
 	Window    string `json:"window"`
 	Attempts  int64  `json:"attempts"`
@@ -35,11 +35,41 @@ type StatsJSON struct {
 	// OldestWaiting is the ingest time of the oldest event still waiting
 	// for a retry; null when none waits.
 	OldestWaiting *string `json:"oldest_waiting"`
+	// Series are the figures step by step over the window, oldest first:
+	// a point per minute for 1h, per hour for 24h and 7d, every step
+	// present, the last one the current step so far.
+	Series []PointJSON `json:"series"`
 }
 
-// StatsToJSON converts figures to their API form.
-func StatsToJSON(st attempt.Stats, window string) StatsJSON {
-	out := StatsJSON{Window: window, Attempts: st.Attempts, Delivered: st.Delivered, Retried: st.Retried, Failed: st.Failed,
+// PointJSON is one step of a series: the attempts started in
+// [start, start + step).
+type PointJSON struct {
+	Start     string `json:"start"`
+	Attempts  int64  `json:"attempts"`
+	Delivered int64  `json:"delivered"`
+	Failed    int64  `json:"failed"`
+	// SuccessRate is delivered / attempts, 0 with no attempt.
+	SuccessRate float64 `json:"success_rate"`
+	DelayP99MS  float64 `json:"delay_p99_ms"`
+}
+
+// SeriesToJSON converts the points of a series to their API form (an
+// empty series is an empty array, never null).
+func SeriesToJSON(points []attempt.Point) []PointJSON {
+	out := make([]PointJSON, len(points))
+	for i, p := range points {
+		out[i] = PointJSON{Start: timeJSON(p.Start), Attempts: p.Attempts, Delivered: p.Delivered, Failed: p.Failed,
+			DelayP99MS: millis(p.DelayP99)}
+		if p.Attempts > 0 {
+			out[i].SuccessRate = float64(p.Delivered) / float64(p.Attempts)
+		}
+	}
+	return out
+}
+
+// StatsToJSON converts figures and their series to their API form.
+func StatsToJSON(st attempt.Stats, series []attempt.Point, window string) StatsJSON {
+	out := StatsJSON{Window: window, Series: SeriesToJSON(series), Attempts: st.Attempts, Delivered: st.Delivered, Retried: st.Retried, Failed: st.Failed,
 		SuccessRate: st.SuccessRate, DeliverySuccessRate: st.DeliverySuccessRate,
 		LatencyP50MS: millis(st.LatencyP50), LatencyP99MS: millis(st.LatencyP99),
 		DelayP50MS: millis(st.DelayP50), DelayP99MS: millis(st.DelayP99)}
@@ -68,14 +98,35 @@ func statsWindow(r *http.Request) (string, time.Duration, *problem.Problem) {
 	return name, StatsWindows[name], nil
 }
 
-// writeStats answers the figures of scope.
+// writeStats answers the figures of scope and their series.
 func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, scope attempt.Scope, name string, window time.Duration) {
 	st, err := s.opts.Attempts.Stats(r.Context(), scope, window)
 	if err != nil {
 		s.internal(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, StatsToJSON(st, name))
+	series, err := s.opts.Attempts.Series(r.Context(), scope, window)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, StatsToJSON(st, series, name))
+}
+
+// applicationStats serves GET /v1/applications/{app}/stats: the figures
+// of all the application's subscriptions (not of the other sinks its
+// events reached, which are the operator's).
+func (s *Server) applicationStats(w http.ResponseWriter, r *http.Request) {
+	name, window, p := statsWindow(r)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	app, ok := s.application(w, r)
+	if !ok {
+		return
+	}
+	s.writeStats(w, r, attempt.Scope{Application: app.ID}, name, window)
 }
 
 // subscriptionStats serves GET /v1/applications/{app}/subscriptions/{sub}/stats.

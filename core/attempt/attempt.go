@@ -206,10 +206,28 @@ type Filter struct {
 	Cursor string
 }
 
-// Scope names what figures are about: a sink, or one subscription.
+// Scope names what figures are about: one subscription, one
+// application (all its subscriptions), or a sink. When several are set
+// the narrowest wins: Subscription, then Application, then Sink.
 type Scope struct {
 	Sink         string
 	Subscription string
+	// Application scopes the figures to the deliveries to the
+	// application's subscriptions (attempts with both Application and
+	// Subscription set): not the attempts of other sinks its events
+	// reached, which are the operator's.
+	Application string
+}
+
+// Point is one step of a Series: the figures of the attempts started in
+// [Start, Start+step).
+type Point struct {
+	Start time.Time
+	// Attempts = Delivered + Retried + Failed.
+	Attempts, Delivered, Retried, Failed int64
+	// DelayP99 is the 99th percentile of the time from ingest to the end
+	// of the step's delivered attempts (0 when none was delivered).
+	DelayP99 time.Duration
 }
 
 // Stats are the figures of a Scope over a window.
@@ -278,6 +296,12 @@ type Store interface {
 	GetEvent(ctx context.Context, id string) ([]Event, error)
 	// Stats computes the figures of scope over the window that ends at now.
 	Stats(ctx context.Context, scope Scope, window time.Duration) (Stats, error)
+	// Series returns the figures of scope over the window that ends at
+	// now, step by step: a step of a minute for windows up to an hour, of
+	// an hour above. Every step is present (zeros where nothing
+	// happened), oldest first; the last is the step now is in, so far.
+	// A window of one hour has 60 points, of 24 hours 24, of 7 days 168.
+	Series(ctx context.Context, scope Scope, window time.Duration) ([]Point, error)
 	// OldestWaiting returns, per sink, the ingest time of the oldest event
 	// whose last attempt was a retry.
 	OldestWaiting(ctx context.Context) (map[string]time.Time, error)

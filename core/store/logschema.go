@@ -23,8 +23,8 @@ import "strings"
 //     indexes by subscription, application and sink then the order
 //     Deliveries lists in (ingest time, key) for recover, by last outcome for the oldest waiting event, by ingest
 //     time for pruning.
-//   - hookbus_attempt_stats: figures per scope (kind 'sink' or
-//     'subscription', and its name), per minute and per hour (period 60
+//   - hookbus_attempt_stats: figures per scope (kind 'sink',
+//     'subscription' or 'application', and its name), per minute and per hour (period 60
 //     or 3600 seconds, from start, unix seconds), added to in the
 //     transaction that writes the attempts (stats.go).
 func logSchema(id, blob string) []string {

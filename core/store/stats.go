@@ -44,6 +44,7 @@ const (
 const (
 	scopeSink         = "sink"
 	scopeSubscription = "subscription"
+	scopeApplication  = "application"
 )
 
 // bucketBounds[i] is the upper bound of bucket i (the last bucket has none).
@@ -113,7 +114,9 @@ func (r *rollup) add(a *attempt.Attempt) {
 
 // rollups sums the attempts inserted into one row per scope, period and
 // period start of their start time: the sink's scope, and the
-// subscription's when there is one.
+// subscription's and its application's when there is a subscription (an
+// application's figures are those of its subscriptions, as its own view
+// of the log shows only them).
 func rollups(inserted []*attempt.Attempt) map[rollupKey]*rollup {
 	out := map[rollupKey]*rollup{}
 	keys := make([]rollupKey, 0, 4)
@@ -125,6 +128,9 @@ func rollups(inserted []*attempt.Attempt) map[rollupKey]*rollup {
 			keys = append(keys, rollupKey{scopeSink, a.Sink, p, start})
 			if a.Subscription != "" {
 				keys = append(keys, rollupKey{scopeSubscription, a.Subscription, p, start})
+				if a.Application != "" {
+					keys = append(keys, rollupKey{scopeApplication, a.Application, p, start})
+				}
 			}
 		}
 		for _, k := range keys {
@@ -180,8 +186,37 @@ func (s *Store) writeRollups(ctx context.Context, tx *sql.Tx, rs map[rollupKey]*
 	return s.insertRows(ctx, tx, "hookbus_attempt_stats", cols, rows, suffix, nil)
 }
 
-// Stats computes the figures of scope (a subscription when
-// scope.Subscription is set, else the sink scope.Sink) over the window
+// statsScope is where the figures of a scope are kept: its rows' kind
+// and name, and the condition on hookbus_deliveries that selects its
+// deliveries (with one ? for name).
+type statsScope struct {
+	kind, name, deliveries string
+}
+
+// resolveScope picks the narrowest scope set: a subscription, then an
+// application, then a sink.
+func resolveScope(scope attempt.Scope) (statsScope, error) {
+	switch {
+	case scope.Subscription != "":
+		return statsScope{scopeSubscription, scope.Subscription, `subscription = ?`}, nil
+	case scope.Application != "":
+		return statsScope{scopeApplication, scope.Application, `application = ? AND subscription <> ''`}, nil
+	case scope.Sink != "":
+		return statsScope{scopeSink, scope.Sink, `sink = ?`}, nil
+	}
+	return statsScope{}, fmt.Errorf("scope: sink, application or subscription is required")
+}
+
+// sumColumns are the SQL sums of cols, as BIGINT (0 with no row).
+func sumColumns(cols []string) string {
+	sums := make([]string, len(cols))
+	for i, c := range cols {
+		sums[i] = `CAST(COALESCE(SUM(` + c + `), 0) AS BIGINT)`
+	}
+	return strings.Join(sums, ", ")
+}
+
+// Stats computes the figures of scope (see resolveScope) over the window
 // that ends now, from the figures' rows: the window starts at the
 // beginning of the minute now-window falls in, so it may take in up to a
 // minute more than asked. The counts are exact.
@@ -197,18 +232,11 @@ func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Dura
 	if window <= 0 {
 		return st, fmt.Errorf("store: stats: window must be positive, not %v", window)
 	}
-	kind, name := scopeSubscription, scope.Subscription
-	if name == "" {
-		kind, name = scopeSink, scope.Sink
-	}
-	if name == "" {
-		return st, fmt.Errorf("store: stats: scope: sink or subscription is required")
+	sc, err := resolveScope(scope)
+	if err != nil {
+		return st, fmt.Errorf("store: stats: %w", err)
 	}
 	cols := statColumns()
-	sums := make([]string, len(cols))
-	for i, c := range cols {
-		sums[i] = `CAST(COALESCE(SUM(` + c + `), 0) AS BIGINT)`
-	}
 	// The minutes up to the first whole hour, then the hours (the current
 	// one holds what happened in it so far).
 	from := floorTo(s.now().Add(-window).Unix(), minutePeriod)
@@ -219,13 +247,13 @@ func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Dura
 	for i := range part {
 		dest[i] = &part[i]
 	}
-	query := s.q(`SELECT ` + strings.Join(sums, ", ") + ` FROM hookbus_attempt_stats WHERE kind = ? AND name = ? AND period = ? AND start >= ? AND start < ?`)
+	query := s.q(`SELECT ` + sumColumns(cols) + ` FROM hookbus_attempt_stats WHERE kind = ? AND name = ? AND period = ? AND start >= ? AND start < ?`)
 	for _, r := range []struct{ period, from, to int64 }{{minutePeriod, from, hours}, {hourPeriod, hours, math.MaxInt64}} {
 		if r.from >= r.to {
 			continue
 		}
-		if err := s.db.QueryRowContext(ctx, query, kind, name, r.period, r.from, r.to).Scan(dest...); err != nil {
-			return st, fmt.Errorf("store: stats of %s %q: %w", kind, name, err)
+		if err := s.db.QueryRowContext(ctx, query, sc.kind, sc.name, r.period, r.from, r.to).Scan(dest...); err != nil {
+			return st, fmt.Errorf("store: stats of %s %q: %w", sc.kind, sc.name, err)
 		}
 		for i, v := range part {
 			vals[i] += v
@@ -242,19 +270,82 @@ func (s *Store) Stats(ctx context.Context, scope attempt.Scope, window time.Dura
 	st.LatencyP50, st.LatencyP99 = percentile(latency, 0.50), percentile(latency, 0.99)
 	st.DelayP50, st.DelayP99 = percentile(delay, 0.50), percentile(delay, 0.99)
 
-	column := "sink"
-	if kind == scopeSubscription {
-		column = "subscription"
-	}
 	var oldest sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, s.q(`SELECT MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = 'retry' AND `+column+` = ?`),
-		name).Scan(&oldest); err != nil {
-		return st, fmt.Errorf("store: stats of %s %q: oldest waiting: %w", kind, name, err)
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT MIN(received_at) FROM hookbus_deliveries WHERE last_outcome = 'retry' AND `+sc.deliveries),
+		sc.name).Scan(&oldest); err != nil {
+		return st, fmt.Errorf("store: stats of %s %q: oldest waiting: %w", sc.kind, sc.name, err)
 	}
 	if oldest.Valid {
 		st.OldestWaiting = fromNanos(oldest.Int64)
 	}
 	return st, nil
+}
+
+// seriesSteps is the step of the series of a window and how many steps
+// it has: minutes up to an hour, hours above, enough to cover the window.
+func seriesSteps(window time.Duration) (step int64, n int) {
+	step = minutePeriod
+	if window > time.Hour {
+		step = hourPeriod
+	}
+	stepD := time.Duration(step) * time.Second
+	return step, int((window + stepD - 1) / stepD)
+}
+
+// Series returns the figures of scope step by step over the window that
+// ends now (see attempt.Store), read in one query from the rows of the
+// step's period: the last point is the step now is in, the first n-1
+// steps before it, so the points reach back between window-step and
+// window from now. DelayP99 per point is read from its delay histogram,
+// with Stats' precision.
+func (s *Store) Series(ctx context.Context, scope attempt.Scope, window time.Duration) ([]attempt.Point, error) {
+	if window <= 0 {
+		return nil, fmt.Errorf("store: series: window must be positive, not %v", window)
+	}
+	sc, err := resolveScope(scope)
+	if err != nil {
+		return nil, fmt.Errorf("store: series: %w", err)
+	}
+	step, n := seriesSteps(window)
+	last := floorTo(s.now().Unix(), step)
+	first := last - int64(n-1)*step
+	points := make([]attempt.Point, n)
+	for i := range points {
+		points[i].Start = time.Unix(first+int64(i)*step, 0).UTC()
+	}
+	cols := []string{"attempts", "delivered", "retried", "failed"}
+	for i := range histBuckets {
+		cols = append(cols, fmt.Sprintf("d%02d", i))
+	}
+	query := s.q(`SELECT start, ` + sumColumns(cols) + ` FROM hookbus_attempt_stats WHERE kind = ? AND name = ? AND period = ? AND start >= ? AND start <= ? GROUP BY start`)
+	rows, err := s.db.QueryContext(ctx, query, sc.kind, sc.name, step, first, last)
+	if err != nil {
+		return nil, fmt.Errorf("store: series of %s %q: %w", sc.kind, sc.name, err)
+	}
+	defer rows.Close()
+	var start int64
+	vals := make([]int64, len(cols))
+	dest := make([]any, 0, 1+len(cols))
+	dest = append(dest, &start)
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("store: series of %s %q: %w", sc.kind, sc.name, err)
+		}
+		i := (start - first) / step
+		if start%step != 0 || i < 0 || i >= int64(n) {
+			continue // not a start of this period: never written so
+		}
+		p := &points[i]
+		p.Attempts, p.Delivered, p.Retried, p.Failed = vals[0], vals[1], vals[2], vals[3]
+		p.DelayP99 = percentile(vals[4:], 0.99)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: series of %s %q: %w", sc.kind, sc.name, err)
+	}
+	return points, nil
 }
 
 // percentile reads the p-quantile (0 < p < 1) of a histogram of

@@ -16,17 +16,25 @@ import (
 
 // traffic makes the attempts of events events received in the span before
 // now: each has 1 to 4 attempts, retries then a delivered, failed or (for
-// some) a retry still waiting. Subscriptions sub_s and sub_t of sink subs
-// and sink audit (no subscription) share them.
+// some) a retry still waiting. Subscriptions sub_s and sub_u (of
+// application app_1) and sub_t (of app_2) of sink subs, and sink audit
+// (no subscription) share them; some of audit's events name app_1, whose
+// figures must not count them (they are not its subscriptions').
 func traffic(now time.Time, events int, span time.Duration, seed uint64) []attempt.Entry {
 	r := rand.New(rand.NewPCG(seed, seed))
 	ids := newAttemptIDs()
 	var out []attempt.Entry
 	for e := range events {
 		received := now.Add(-time.Duration(r.Int64N(int64(span))))
-		sink, sub := "subs", []string{"sub_s", "sub_t"}[e%2]
+		sink, sub, app := "subs", []string{"sub_s", "sub_u", "sub_s", "sub_t"}[e%4], "app_1"
+		if sub == "sub_t" {
+			app = "app_2"
+		}
 		if e%3 == 2 {
-			sink, sub = "audit", ""
+			sink, sub, app = "audit", "", ""
+			if e%2 == 0 {
+				app = "app_1"
+			}
 		}
 		n := 1 + r.IntN(4)
 		started := received.Add(time.Duration(r.IntN(2000)) * time.Millisecond)
@@ -47,10 +55,7 @@ func traffic(now time.Time, events int, span time.Duration, seed uint64) []attem
 				break
 			}
 			a := attempt.Attempt{ID: ids.at(started), EventID: fmt.Sprintf("evt_%d", e), EventType: "order.paid", Sink: sink, Subscription: sub,
-				Number: j, StartedAt: started, Duration: d, ReceivedAt: received, Outcome: outcome}
-			if sub != "" {
-				a.Application = "app_1"
-			}
+				Number: j, StartedAt: started, Duration: d, ReceivedAt: received, Outcome: outcome, Application: app}
 			entry := attempt.Entry{Attempt: a}
 			if j == 1 {
 				entry.Event = ev
@@ -119,6 +124,10 @@ func checkPercentile(t *testing.T, what string, got, want time.Duration) {
 	}
 }
 
+// ofApp1 selects the attempts app_1's figures count: those of its
+// subscriptions.
+func ofApp1(a *attempt.Attempt) bool { return a.Application == "app_1" && a.Subscription != "" }
+
 func TestStats(t *testing.T) {
 	ctx := context.Background()
 	// Not on the hour: windows begin with minutes, then hours.
@@ -140,6 +149,10 @@ func TestStats(t *testing.T) {
 				{attempt.Scope{Subscription: "sub_s"}, func(a *attempt.Attempt) bool { return a.Subscription == "sub_s" }},
 				{attempt.Scope{Sink: "subs"}, func(a *attempt.Attempt) bool { return a.Sink == "subs" }},
 				{attempt.Scope{Sink: "audit"}, func(a *attempt.Attempt) bool { return a.Sink == "audit" }},
+				{attempt.Scope{Application: "app_1"}, ofApp1},
+				// The narrowest scope wins.
+				{attempt.Scope{Sink: "audit", Application: "app_1"}, ofApp1},
+				{attempt.Scope{Application: "app_2", Subscription: "sub_s"}, func(a *attempt.Attempt) bool { return a.Subscription == "sub_s" }},
 			} {
 				for _, window := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour} {
 					want, latency, delay := expectedStats(entries, c.in, now.Add(-window))
