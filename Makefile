@@ -1,9 +1,10 @@
 # hookbus: `make run` starts the example configuration, `make test` runs every test,
-# `make fuzz` runs every fuzz target for FUZZTIME each (`FUZZTIME=5m make fuzz`).
+# `make fuzz` runs every fuzz target for FUZZTIME each (`FUZZTIME=5m make fuzz`),
+# `make screenshots` regenerates docs/screenshots from the console's browser test (needs chromium).
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: build run test fuzz bench vet
+.PHONY: build run test fuzz bench vet screenshots
 
 build:
 	$(GO) build -o bin/hookbus ./cmd/hookbus
@@ -21,3 +22,9 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The console's end-to-end test writes its screenshots where HOOKBUS_SCREENSHOTS says
+# (default test-artifacts/screenshots, not committed); here into the README's images.
+# ./core/console/... only once the package exists (go test fails on a pattern without a directory).
+screenshots:
+	HOOKBUS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestConsole' ./cmd/hookbus/ $(if $(wildcard core/console),./core/console/...)

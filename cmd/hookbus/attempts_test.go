@@ -302,3 +302,26 @@ func deliveryLogRoundTrip(t *testing.T, url string, att attempt.Store, res *cliR
 	fails(platformKey, 2, "give --subscription APP/SUB, --application APP or --sink NAME", "stats")
 	fails(tok.Token, 1, "HTTP 403 forbidden", "stats", "--sink", "partner")
 }
+
+func TestSparkline(t *testing.T) {
+	pts := func(n ...int64) []api.PointJSON {
+		out := make([]api.PointJSON, len(n))
+		for i, a := range n {
+			out[i].Attempts = a
+		}
+		return out
+	}
+	for _, c := range []struct {
+		in   []api.PointJSON
+		want string
+	}{
+		{pts(0, 0, 0), "   "},
+		{pts(0, 1, 7, 14), " ▁▄█"},
+		{pts(5), "█"},
+		{nil, ""},
+	} {
+		if got := sparkline(c.in); got != c.want {
+			t.Errorf("sparkline(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
