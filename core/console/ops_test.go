@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/internal/browsertest"
 	"github.com/hookbus/hookbus/internal/testenv"
 )
 
@@ -301,4 +302,57 @@ func TestOverview(t *testing.T) {
 		!strings.Contains(acme, "Healthy in the last hour") {
 		t.Errorf("acme's card: %s", acme)
 	}
+}
+
+// TestDeadLettersInBrowser drives the list with a browser: "select all"
+// and "Replay selected" (a button outside the table's form), the
+// confirmation of "Replay all shown", and the overview at phone width,
+// all without a CSP violation or a script error.
+func TestDeadLettersInBrowser(t *testing.T) {
+	b := browsertest.New(t)
+	e := newEnv(t, "")
+	e.rcv.answer(http.StatusBadRequest, "")
+	for _, id := range []string{"br-1", "br-2", "br-3"} {
+		e.send(t, "shop", `{"id":"`+id+`","type":"order.paid"}`)
+	}
+	v := e.visitor(t)
+	v.mustLogin()
+	v.waitDeadLetters("/console/dead-letters", 3)
+	e.rcv.answer(http.StatusOK, "")
+
+	b.Navigate(e.base + "/console/login")
+	b.SetValue("#key", adminKey)
+	b.Submit("#key")
+	b.WaitLocation("/console/")
+	b.WaitReady(`[data-testid="sink-cards"]`)
+	b.Navigate(e.base + "/console/dead-letters")
+	b.WaitReady(`[data-testid="dl-row"]`)
+	b.Click("#dl-all")
+	b.Click(`[data-testid="dl-replay-selected"]`)
+	b.WaitText(".flash", "Queued 3 dead letters for delivery again.")
+	testenv.Eventually(t, 30*time.Second, "the replayed events at the receiver", func() bool {
+		return e.rcv.received(`"br-1"`) && e.rcv.received(`"br-2"`) && e.rcv.received(`"br-3"`)
+	})
+
+	// Replay all shown asks first; answered yes here.
+	e.rcv.answer(http.StatusBadRequest, "")
+	e.send(t, "shop", `{"id":"br-4","type":"order.paid"}`)
+	v.waitDeadLetters("/console/dead-letters", 1)
+	e.rcv.answer(http.StatusOK, "")
+	b.Navigate(e.base + "/console/dead-letters")
+	b.WaitReady(`[data-testid="dl-replay-all"]`)
+	b.Eval(`window.confirm = (msg) => { window.asked = msg; return true; }`, nil)
+	b.Click(`[data-testid="dl-replay-all"]`)
+	b.WaitText(".flash", "Queued 1 dead letter for delivery again.")
+	b.WaitText("main", "No dead letters: every event was delivered or filtered.")
+
+	b.SetViewport(browsertest.PhoneWidth, browsertest.PhoneHeight)
+	b.Navigate(e.base + "/console/")
+	b.WaitReady(`[data-testid="stats-card"][data-name="partner"] svg.spark`)
+	var overflow bool
+	b.Eval(`document.documentElement.scrollWidth > window.innerWidth + 1`, &overflow)
+	if overflow {
+		t.Error("the overview is wider than a phone")
+	}
+	b.AssertClean()
 }
