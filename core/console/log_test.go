@@ -3,10 +3,12 @@ package console_test
 import (
 	"bytes"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +63,8 @@ func (e *env) send(t *testing.T, source string, ev map[string]any) string {
 	}
 	return res.IDs[0]
 }
+
+var nextPage = regexp.MustCompile(`<a href="([^"]+)" data-testid="next-page"`)
 
 var attemptRow = regexp.MustCompile(`data-testid="attempt-row" data-attempt="([^"]+)" data-outcome="([^"]+)"`)
 
@@ -187,6 +191,37 @@ func TestDeliveryLogConsole(t *testing.T) {
 	all := rows(p.body)
 	if len(all) < 3 || strings.Contains(p.body, `data-testid="next-page"`) {
 		t.Fatalf("sink filter: %d rows", len(all))
+	}
+	// Page by page (?limit= sets the page size): the same attempts, in
+	// the same order, and the filter kept.
+	var paged []row
+	next := "/console/attempts?sink=partner&limit=1"
+	for next != "" {
+		p := v.get(next)
+		if p.status != http.StatusOK {
+			t.Fatalf("%s: %d", next, p.status)
+		}
+		r := rows(p.body)
+		if len(r) != 1 {
+			t.Fatalf("%s: %d rows", next, len(r))
+		}
+		paged = append(paged, r[0])
+		next = ""
+		if m := nextPage.FindStringSubmatch(p.body); m != nil {
+			next = html.UnescapeString(m[1])
+			if !strings.Contains(next, "sink=partner") || !strings.Contains(next, "limit=1") {
+				t.Fatalf("next page link drops the filter: %s", next)
+			}
+		}
+		if len(paged) > len(all) {
+			t.Fatal("more pages than attempts")
+		}
+	}
+	if !slices.Equal(paged, all) {
+		t.Fatalf("pages %v, one page %v", paged, all)
+	}
+	if p := v.get("/console/attempts?limit=0"); !strings.Contains(p.body, "limit: must be an integer") {
+		t.Fatalf("bad limit: %s", p.body)
 	}
 
 	// Recover: since is required; then every delivery of the sink again.

@@ -33,7 +33,8 @@ func (c *Console) routesLog() {
 	}
 }
 
-// logPageSize is how many attempts one page of the log shows.
+// logPageSize is how many attempts one page of the log shows (unless
+// the address says ?limit=).
 const logPageSize = 50
 
 // logAPI is the API path of the log's routes for rq: the admin routes in
@@ -142,8 +143,15 @@ func (c *Console) logList(rq *request) {
 		rq.render("attempts", p)
 		return
 	}
+	// limit is not a filter of the form; a link may set the page size
+	// (the API checks it) and the next page keeps it.
+	if lim := strings.TrimSpace(in.Get("limit")); lim != "" {
+		q.Set("limit", lim)
+	}
 	filter := q.Encode()
-	q.Set("limit", itoa(logPageSize))
+	if !q.Has("limit") {
+		q.Set("limit", itoa(logPageSize))
+	}
 	if cur := in.Get("cursor"); cur != "" {
 		q.Set("cursor", cur)
 	}
