@@ -169,7 +169,45 @@ func appsCmd() *cobra.Command {
 			"through the management API of a running instance (--url, --api-key or HOOKBUS_API_KEY).",
 	}
 	pc.flags(c)
-	c.AddCommand(appsCreateCmd(pc), appsListCmd(pc), appsGetCmd(pc), appsUpdateCmd(pc), appsDeleteCmd(pc))
+	c.AddCommand(appsCreateCmd(pc), appsListCmd(pc), appsGetCmd(pc), appsUpdateCmd(pc), appsDeleteCmd(pc), appsPortalCmd(pc))
+	return c
+}
+
+// appsPortalCmd makes a portal link (POST /v1/applications/{app}/portal)
+// and prints its URL alone on stdout, so a script can capture it; when it
+// expires goes to stderr.
+func appsPortalCmd(pc *platformClient) *cobra.Command {
+	var ttl string
+	c := &cobra.Command{
+		Use:   "portal APP [--ttl 1h]",
+		Short: "Make a short-lived link to an application's portal (admin keys only)",
+		Long: "Make a portal link for the application and print its URL. Whoever opens it manages that application's\n" +
+			"subscriptions and sees its delivery log until the link expires (--ttl, 1m to 24h; default\n" +
+			"console.portal.link_ttl) or its token is revoked (hookbus tokens delete APP TOKEN_ID).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := map[string]any{}
+			if ttl != "" {
+				body["ttl"] = ttl
+			}
+			resp, err := pc.call(http.MethodPost, "/v1/applications/"+esc(args[0])+"/portal", body, http.StatusCreated)
+			if err != nil {
+				return err
+			}
+			var link api.PortalLinkJSON
+			if err := json.Unmarshal(resp, &link); err != nil {
+				return fmt.Errorf("portal link answer: %w", err)
+			}
+			if pc.asJSON {
+				_, err := cmd.OutOrStdout().Write(append(bytes.TrimRight(resp, "\n"), '\n'))
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), link.URL)
+			fmt.Fprintf(cmd.ErrOrStderr(), "expires at %s; revoke it with: hookbus tokens delete %s %s\n", link.ExpiresAt, args[0], link.TokenID)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&ttl, "ttl", "", "how long the link lasts, 1m to 24h (default: console.portal.link_ttl)")
 	return c
 }
 
@@ -736,13 +774,16 @@ func tokensListCmd(pc *platformClient) *cobra.Command {
 			}
 			var page struct{ Data []api.TokenJSON }
 			return pc.print(cmd, resp, &page, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "ID\tNAME\tCREATED\tLAST USED")
+				fmt.Fprintln(tw, "ID\tNAME\tKIND\tCREATED\tLAST USED\tEXPIRES")
 				for _, t := range page.Data {
-					last := "-"
+					last, expires := "-", "never"
 					if t.LastUsedAt != nil {
 						last = *t.LastUsedAt
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, cell(t.Name), t.CreatedAt, last)
+					if t.ExpiresAt != nil {
+						expires = *t.ExpiresAt
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, cell(t.Name), t.Kind, t.CreatedAt, last, expires)
 				}
 			})
 		},

@@ -237,6 +237,20 @@ func platformRoundTrip(t *testing.T, url string) {
 	contains("tokens delete", ok("tokens", "delete", "acme", tok.ID), "revoked token "+tok.ID)
 	fails(tok.Token, "HTTP 401 unauthorized", "apps", "get", "acme")
 
+	// Portal links: the URL alone on stdout; its token reaches the application.
+	out, stderr, code := run(platformKey, "apps", "portal", "acme", "--ttl", "30m")
+	link := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(link, url+"/portal/login?token=hbat_") || strings.Contains(link, "\n") || !strings.Contains(stderr, "expires at") {
+		t.Fatalf("apps portal: exit %d\n%s%s", code, out, stderr)
+	}
+	portalTok := link[strings.Index(link, "token=")+len("token="):]
+	if out, stderr, code := run(portalTok, "subscriptions", "list", "acme"); code != 0 || !strings.Contains(out, sub.ID) {
+		t.Fatalf("list with the portal token: exit %d\n%s%s", code, out, stderr)
+	}
+	fails(portalTok, "HTTP 403 forbidden", "apps", "portal", "acme")
+	fails(platformKey, "ttl: must be from 1m to 24h", "apps", "portal", "acme", "--ttl", "48h")
+	contains("tokens list", ok("tokens", "list", "acme"), "KIND", "EXPIRES", "portal")
+
 	// Deletes: done, then 404.
 	contains("subscriptions delete", ok("subscriptions", "delete", "acme", sub.ID), "deleted subscription "+sub.ID)
 	fails(platformKey, "HTTP 404 not_found", "subscriptions", "delete", "acme", sub.ID)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -72,6 +73,16 @@ type Options struct {
 	// Resender, when set, serves POST /v1/resend and /v1/recover (and, with
 	// Subscriptions, their application-scoped forms).
 	Resender attempt.Resender
+
+	// PortalBaseURL is the base of portal links (console.public_url, like
+	// "https://hooks.example.com"); empty: the scheme and Host of the
+	// request that made the link.
+	PortalBaseURL string
+	// PortalLinkTTL is a portal link's lifetime when the request gives
+	// none (console.portal.link_ttl); 0: subscription.DefaultPortalLinkTTL.
+	PortalLinkTTL time.Duration
+	// Now is the clock tokens expire by; nil: time.Now. Tests set it.
+	Now func() time.Time
 }
 
 // Server is the HTTP handler of a hookbus instance.
@@ -118,6 +129,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "ready": true})
+}
+
+// now is the time by the server's clock.
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
 
 // SetReady marks the instance ready (or not) for /readyz.

@@ -142,6 +142,10 @@ func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 	}
 	if strings.HasPrefix(token, TokenPrefix) && s.opts.Subscriptions != nil {
 		tok, err := s.lookupToken(r.Context(), token)
+		if err == nil && tok.Expired(s.now()) {
+			s.dropExpired(r.Context(), tok)
+			return principal{}, unauthorized("token expired")
+		}
 		if err == nil {
 			return principal{app: tok.App, token: tok.ID}, nil
 		}
@@ -158,11 +162,24 @@ func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 	return principal{}, unauthorized("invalid API key")
 }
 
+// dropExpired deletes an expired token (expired tokens are deleted
+// lazily: when they are next presented or listed) and forgets it. A
+// failure is only logged: the token is refused whether or not it is gone.
+func (s *Server) dropExpired(ctx context.Context, tok subscription.Token) {
+	s.tokens.forget(func(t subscription.Token) bool { return t.ID == tok.ID })
+	err := s.opts.Subscriptions.DeleteToken(ctx, tok.App, tok.ID)
+	if err != nil && !errors.Is(err, subscription.ErrNotFound) {
+		s.opts.Logger.Warn("api: cannot delete an expired application token; it is refused all the same",
+			"application", tok.App, "token_id", tok.ID, "error", err)
+	}
+}
+
 func unauthorized(detail string) *problem.Problem {
 	return problem.New(http.StatusUnauthorized, detail)
 }
 
 // lookupToken finds an application token by its hash, through the cache.
+// The caller checks its expiry (on every use, cached or not).
 func (s *Server) lookupToken(ctx context.Context, token string) (subscription.Token, error) {
 	h := sha256.Sum256([]byte(token))
 	now := time.Now()

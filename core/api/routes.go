@@ -61,6 +61,7 @@ func (s *Server) routes() []route {
 		add(http.MethodPost, "/v1/applications/{app}/tokens", adminOnly, s.createToken)
 		add(http.MethodGet, "/v1/applications/{app}/tokens", adminOnly, s.listTokens)
 		add(http.MethodDelete, "/v1/applications/{app}/tokens/{token}", adminOnly, s.deleteToken)
+		add(http.MethodPost, "/v1/applications/{app}/portal", adminOnly, s.createPortalLink)
 
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions", appScoped, s.createSubscription)
 		add(http.MethodGet, "/v1/applications/{app}/subscriptions", appScoped, s.listSubscriptions)

@@ -20,13 +20,25 @@ type TokenJSON struct {
 	CreatedAt   string `json:"created_at"`
 	// LastUsedAt is null when the store does not know.
 	LastUsedAt *string `json:"last_used_at"`
+	// Kind is "api" (made with POST …/tokens) or "portal" (made for a
+	// portal link).
+	Kind string `json:"kind"`
+	// ExpiresAt is null for a token that never expires.
+	ExpiresAt *string `json:"expires_at"`
 }
 
 func tokenJSON(t subscription.Token) TokenJSON {
-	out := TokenJSON{ID: t.ID, Application: t.App, Name: t.Name, CreatedAt: timeJSON(t.Created)}
+	out := TokenJSON{ID: t.ID, Application: t.App, Name: t.Name, CreatedAt: timeJSON(t.Created), Kind: t.Kind}
+	if out.Kind == "" {
+		out.Kind = subscription.TokenKindAPI
+	}
 	if !t.LastUsed.IsZero() {
 		s := timeJSON(t.LastUsed)
 		out.LastUsedAt = &s
+	}
+	if !t.ExpiresAt.IsZero() {
+		s := timeJSON(t.ExpiresAt)
+		out.ExpiresAt = &s
 	}
 	return out
 }
@@ -58,7 +70,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := s.opts.Subscriptions.CreateToken(r.Context(), subscription.Token{
-		ID: newID("tok_"), App: a.ID, Hash: hash, Name: name, Created: time.Now().UTC()})
+		ID: newID("tok_"), App: a.ID, Hash: hash, Name: name, Kind: subscription.TokenKindAPI, Created: time.Now().UTC()})
 	if errors.Is(err, subscription.ErrNotFound) {
 		problem.Write(w, applicationNotFound(a.ID))
 		return
@@ -73,7 +85,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, out)
 }
 
-// listTokens lists an application's tokens, without their values.
+// listTokens lists an application's tokens, without their values. The
+// expired ones are deleted on the way (expired tokens are deleted lazily)
+// and not listed.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.application(w, r)
 	if !ok {
@@ -84,8 +98,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, err)
 		return
 	}
+	now := s.now()
 	out := make([]TokenJSON, 0, len(toks))
 	for _, t := range toks {
+		if t.Expired(now) {
+			s.dropExpired(r.Context(), t)
+			continue
+		}
 		out = append(out, tokenJSON(t))
 	}
 	writeJSON(w, http.StatusOK, newList(out, ""))

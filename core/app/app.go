@@ -223,6 +223,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		// The delivery log: attempts, events on record, stats, resend, recover.
 		Attempts: attempts,
 		Resender: resender,
+		// Portal links (restart-only keys).
+		PortalBaseURL: cfg.Console.PublicURL,
+		PortalLinkTTL: cfg.Console.Portal.LinkTTL,
 		// Filters compile under the configured script limits.
 		CompileFilter: func(src string) error {
 			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))

@@ -295,6 +295,13 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("log.format", cur.Log.Format, next.Log.Format)
 	check("reload.watch", cur.Reload.Watch, next.Reload.Watch)
 	check("scripts.max_timeouts", cur.Scripts.MaxTimeouts, next.Scripts.MaxTimeouts)
+	// The console and the API's portal links are built once with these;
+	// only console.portal.frame_ancestors (read per request) a reload applies.
+	check("console.enabled", cur.Console.Enabled, next.Console.Enabled)
+	check("console.public_url", cur.Console.PublicURL, next.Console.PublicURL)
+	check("console.session_ttl", cur.Console.SessionTTL, next.Console.SessionTTL)
+	check("console.session_key", cur.Console.SessionKey, next.Console.SessionKey)
+	check("console.portal.link_ttl", cur.Console.Portal.LinkTTL, next.Console.Portal.LinkTTL)
 	return keys
 }
 

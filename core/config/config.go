@@ -14,6 +14,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/hookbus/hookbus/core/subscription"
 )
 
 // Config is the whole hookbus configuration.
@@ -47,6 +49,9 @@ type Config struct {
 	// OperationalEvents, when its source is set, makes hookbus publish
 	// its operational events into that source.
 	OperationalEvents OperationalEvents `koanf:"operational_events"`
+	// Console configures the operator console (/console) and the
+	// application portal (/portal) the binary serves.
+	Console Console `koanf:"console"`
 
 	// File is the absolute path of the loaded configuration file, "" when
 	// none was loaded. Relative paths in the configuration are resolved
@@ -173,6 +178,9 @@ type Store struct {
 	AttemptRetention time.Duration `koanf:"attempt_retention"`
 }
 
+// DefaultSessionTTL is console.session_ttl when unset.
+const DefaultSessionTTL = 12 * time.Hour
+
 // Defaults of the delivery log's retention.
 const (
 	DefaultEventRetention   = 168 * time.Hour
@@ -294,6 +302,44 @@ type OperationalEvents struct {
 	FailingAfter int `koanf:"failing_after"`
 }
 
+// Console configures the operator console and the application portal.
+// Every key but portal.frame_ancestors is read once at start (a reload
+// that changes one is refused); frame_ancestors a reload applies.
+type Console struct {
+	// Enabled serves the operator console at /console and the portal at
+	// /portal. Default true.
+	Enabled bool `koanf:"enabled"`
+	// PublicURL is the base URL of portal links, like
+	// "https://hooks.example.com": an http(s) URL without query or
+	// fragment. Empty (the default): the scheme and Host of the request
+	// that makes the link (set it behind a proxy that terminates TLS).
+	PublicURL string `koanf:"public_url"`
+	// SessionTTL is how long a console login lasts. Default 12h.
+	SessionTTL time.Duration `koanf:"session_ttl"`
+	// SessionKey seals the session cookies: a secret of at least 32
+	// characters, typically "${HOOKBUS_CONSOLE_SESSION_KEY}". Empty (the
+	// default): a random key per process, so sessions end on restart; set
+	// it when several instances share a load balancer.
+	SessionKey string `koanf:"session_key"`
+	// Portal configures the application portal.
+	Portal Portal `koanf:"portal"`
+}
+
+// MinSessionKey is the shortest console.session_key.
+const MinSessionKey = 32
+
+// Portal configures the application portal.
+type Portal struct {
+	// LinkTTL is the default lifetime of a portal link and of the session
+	// it opens, from 1m to 24h. Default 1h.
+	LinkTTL time.Duration `koanf:"link_ttl"`
+	// FrameAncestors are the origins allowed to embed /portal in an
+	// iframe (its Content-Security-Policy frame-ancestors): each an origin
+	// (scheme://host[:port], like "https://dev.example.com") or "'self'".
+	// Empty (the default): nobody may frame it. A reload applies it.
+	FrameAncestors []string `koanf:"frame_ancestors"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info (default), warn or error.
@@ -360,6 +406,16 @@ func defaults() map[string]any {
 			"source":        "",
 			"failing_after": 5,
 		},
+		"console": map[string]any{
+			"enabled":     true,
+			"public_url":  "",
+			"session_ttl": DefaultSessionTTL.String(),
+			"session_key": "",
+			"portal": map[string]any{
+				"link_ttl":        subscription.DefaultPortalLinkTTL.String(),
+				"frame_ancestors": []string{},
+			},
+		},
 	}
 }
 
@@ -390,6 +446,8 @@ func Default() *Config {
 		Reload:    Reload{Watch: true},
 
 		OperationalEvents: OperationalEvents{FailingAfter: 5},
+		Console: Console{Enabled: true, SessionTTL: DefaultSessionTTL,
+			Portal: Portal{LinkTTL: subscription.DefaultPortalLinkTTL, FrameAncestors: []string{}}},
 	}
 }
 

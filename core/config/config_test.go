@@ -204,6 +204,7 @@ func TestLoadYAML(t *testing.T) {
 		File:    path,
 
 		OperationalEvents: OperationalEvents{FailingAfter: 5},
+		Console:           Default().Console,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("loaded config differs:\n got %#v\nwant %#v", cfg, want)
@@ -502,7 +503,7 @@ colour: blue
 			want: []wantErr{
 				{"pipelines.p.steps[0]", 8, "a step needs filter or transform"},
 				{"pipelines.p.steps[0].filtr", 8, "unknown key"},
-				{"colour", 10, "unknown key (valid keys: data_dir, log,"},
+				{"colour", 10, "unknown key (valid keys: console, data_dir, log,"},
 			},
 		},
 		{

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/sinkopts"
+	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -97,6 +99,7 @@ func (c *Config) validate(chk Checkers) []Error {
 		v.pipeline(name)
 	}
 	v.operationalEvents()
+	v.console()
 	return v.errs
 }
 
@@ -450,4 +453,74 @@ func (v *validator) operationalEvents() {
 		}
 	}
 	v.add(key, "no pipeline reads %q: add one with `from: [%s]` and the sinks the operational events go to", o.Source, o.Source)
+}
+
+// console checks the console block: a public URL that portal links can
+// start with, a session key long enough to seal cookies, lifetimes within
+// their bounds and frame ancestors that are origins.
+func (v *validator) console() {
+	c := v.c.Console
+	if c.PublicURL != "" {
+		if msg := checkPublicURL(c.PublicURL); msg != "" {
+			v.add("console.public_url", "%s", msg)
+		}
+	}
+	if c.SessionTTL <= 0 {
+		v.add("console.session_ttl", "must be a positive duration, like 12h")
+	}
+	if c.SessionKey != "" && len(c.SessionKey) < MinSessionKey {
+		v.add("console.session_key", "must be at least %d characters (got %d); `openssl rand -base64 32` makes one, or leave it empty for a random key per process",
+			MinSessionKey, len(c.SessionKey))
+	}
+	if ttl := c.Portal.LinkTTL; ttl < subscription.PortalLinkMinTTL || ttl > subscription.PortalLinkMaxTTL {
+		v.add("console.portal.link_ttl", "must be from 1m to 24h, got %s", ttl)
+	}
+	for i, o := range c.Portal.FrameAncestors {
+		if msg := checkFrameAncestor(o); msg != "" {
+			v.add(fmt.Sprintf("console.portal.frame_ancestors[%d]", i), "%s", msg)
+		}
+	}
+}
+
+// checkPublicURL returns what is wrong with console.public_url, or "".
+func checkPublicURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not a URL: %v", raw, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("%q must be an http or https URL, like https://hooks.example.com", raw)
+	case u.Host == "":
+		return fmt.Sprintf("%q has no host", raw)
+	case u.User != nil:
+		return fmt.Sprintf("%q must not carry user info", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Sprintf("%q must have no query or fragment: portal links add their own", raw)
+	}
+	return ""
+}
+
+// checkFrameAncestor returns what is wrong with one entry of
+// console.portal.frame_ancestors, or "": it must be "'self'" or an origin,
+// scheme://host[:port] with no path, so it cannot widen the CSP directive
+// it goes into (no spaces, semicolons, commas or wildcards).
+func checkFrameAncestor(o string) string {
+	if o == "'self'" {
+		return ""
+	}
+	const want = "must be an origin (scheme://host[:port], like https://dev.example.com) or 'self'"
+	if strings.ContainsAny(o, " \t;,*'\"") {
+		return fmt.Sprintf("%q %s", o, want)
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") {
+		return fmt.Sprintf("%q %s", o, want)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("%q: port must be a number from 1 to 65535", o)
+		}
+	}
+	return ""
 }

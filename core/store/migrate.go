@@ -53,6 +53,13 @@ var migrations = []migration{
 	{version: 5, name: "delivery log: attempts, events on record, deliveries, per-minute figures",
 		stmts:    logSchema(`TEXT`, `BLOB`),
 		postgres: logSchema(`TEXT COLLATE "C"`, `BYTEA`)},
+	// expires_at is unix nanoseconds, NULL for a token that never
+	// expires; kind is "" (an ordinary token made before kinds), "api"
+	// or "portal".
+	{version: 6, name: "application tokens: kind and expiry", stmts: []string{
+		`ALTER TABLE hookbus_app_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE hookbus_app_tokens ADD COLUMN expires_at BIGINT`,
+	}},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

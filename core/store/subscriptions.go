@@ -631,13 +631,14 @@ func (s *Store) DeleteSubscription(ctx context.Context, app, id string) error {
 
 // Tokens.
 
-const tokenColumns = `id, app, hash, name, created_at, last_used`
+const tokenColumns = `id, app, hash, name, created_at, last_used, kind, expires_at`
 
 func scanToken(r scanner) (subscription.Token, error) {
 	var t subscription.Token
 	var hash string
 	var created, used int64
-	if err := r.Scan(&t.ID, &t.App, &hash, &t.Name, &created, &used); err != nil {
+	var expires sql.NullInt64
+	if err := r.Scan(&t.ID, &t.App, &hash, &t.Name, &created, &used, &t.Kind, &expires); err != nil {
 		return t, err
 	}
 	h, err := hex.DecodeString(hash)
@@ -645,12 +646,25 @@ func scanToken(r scanner) (subscription.Token, error) {
 		return t, fmt.Errorf("store: token %s: hash: %w", t.ID, err)
 	}
 	t.Hash, t.Created, t.LastUsed = h, fromNanos(created), fromNanos(used)
+	if expires.Valid {
+		t.ExpiresAt = fromNanos(expires.Int64)
+	}
 	return t, nil
 }
 
+// tokenExpiry is how a token's ExpiresAt is stored: NULL for never.
+func tokenExpiry(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: nanos(t), Valid: true}
+}
+
 // CreateToken stores a token of application t.App (ErrNotFound when there
-// is none): its SHA-256 Hash, never the token. An empty ID is generated
-// ("tok_" + a ULID); an ID or hash already stored is ErrConflict.
+// is none): its SHA-256 Hash, never the token, with its Kind and
+// ExpiresAt. An empty ID is generated ("tok_" + a ULID); an ID or hash
+// already stored is ErrConflict. Expired tokens stay stored until
+// deleted: whoever checks a token checks its ExpiresAt.
 func (s *Store) CreateToken(ctx context.Context, t subscription.Token) (subscription.Token, error) {
 	if len(t.Hash) != sha256.Size {
 		return t, fmt.Errorf("store: token hash must be a SHA-256 (%d bytes), got %d bytes", sha256.Size, len(t.Hash))
@@ -660,6 +674,7 @@ func (s *Store) CreateToken(ctx context.Context, t subscription.Token) (subscrip
 	}
 	now := s.now().UnixNano()
 	t.Created, t.LastUsed = fromNanos(now), time.Time{}
+	t.ExpiresAt = asStored(t.ExpiresAt)
 	// In a change transaction: an application deleted meanwhile would
 	// leave a token that reaches an application created again later under
 	// the same ID.
@@ -667,8 +682,8 @@ func (s *Store) CreateToken(ctx context.Context, t subscription.Token) (subscrip
 		if err := s.appExists(ctx, tx, t.App); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_app_tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING`),
-			t.ID, t.App, hex.EncodeToString(t.Hash), t.Name, now)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_app_tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT DO NOTHING`),
+			t.ID, t.App, hex.EncodeToString(t.Hash), t.Name, now, t.Kind, tokenExpiry(t.ExpiresAt))
 		if err != nil {
 			return fmt.Errorf("store: create token %s: %w", t.ID, err)
 		}

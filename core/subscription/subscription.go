@@ -98,6 +98,31 @@ type Token struct {
 	Name     string
 	Created  time.Time
 	LastUsed time.Time
+	// Kind is what the token was made for: "" or TokenKindAPI for an
+	// ordinary token, TokenKindPortal for the token of a portal link.
+	// Both reach the same routes.
+	Kind string
+	// ExpiresAt, when not zero, is when the token stops working.
+	ExpiresAt time.Time
+}
+
+// The kinds of application token.
+const (
+	TokenKindAPI    = "api"
+	TokenKindPortal = "portal"
+)
+
+// Bounds of a portal link's lifetime (console.portal.link_ttl and the
+// ttl of POST /v1/applications/{app}/portal), and its default.
+const (
+	PortalLinkMinTTL     = time.Minute
+	PortalLinkMaxTTL     = 24 * time.Hour
+	DefaultPortalLinkTTL = time.Hour
+)
+
+// Expired reports whether the token has stopped working at now.
+func (t Token) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
 // Page asks for one page of a list: at most Limit items after Cursor (an
