@@ -97,6 +97,12 @@ func (o *object) get(k string, dst any, want string) bool {
 		clearValue(dst)
 		return true
 	}
+	switch dst.(type) {
+	case *map[string]string, *map[string]any:
+		// json.Unmarshal adds to a map it is given: a PATCH replaces an
+		// object member as a whole, so start from an empty one.
+		clearValue(dst)
+	}
 	if err := json.Unmarshal(raw, dst); err != nil {
 		o.fail(k, "must be "+want)
 	}

@@ -491,6 +491,13 @@ func TestUpdatesMerge(t *testing.T) {
 			got.RateLimit != 2.5 || got.MaxInFlight != 4 || got.Metadata["k"] != "v" || got.Secret != "" {
 			t.Fatalf("after PATCH description: %+v, was %+v", got, s)
 		}
+		// An object member is replaced as a whole, not merged into the stored one.
+		got = SubscriptionJSON{}
+		p.must(http.StatusOK, "PATCH", "/v1/applications/acme/subscriptions/"+s.ID, adminKey,
+			map[string]any{"headers": map[string]string{"X-Env": "prod"}, "metadata": map[string]any{"n": 1}}).json(t, &got)
+		if len(got.Headers) != 1 || got.Headers["X-Env"] != "prod" || len(got.Metadata) != 1 || got.Metadata["n"] != 1.0 {
+			t.Fatalf("after PATCH headers and metadata: %+v", got)
+		}
 		p.must(http.StatusOK, "GET", "/v1/applications/acme/subscriptions/"+s.ID, adminKey, nil).json(t, &got)
 		if got.Secret != "" {
 			t.Fatal("GET answered the secret")
