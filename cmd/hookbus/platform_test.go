@@ -240,7 +240,7 @@ func platformRoundTrip(t *testing.T, url string) {
 	// Portal links: the URL alone on stdout; its token reaches the application.
 	out, stderr, code := run(platformKey, "apps", "portal", "acme", "--ttl", "30m")
 	link := strings.TrimSpace(out)
-	if code != 0 || !strings.HasPrefix(link, url+"/portal/login?token=hbat_") || strings.Contains(link, "\n") || !strings.Contains(stderr, "expires at") {
+	if code != 0 || !strings.HasPrefix(link, url+"/portal/login?app=acme&token=hbat_") || strings.Contains(link, "\n") || !strings.Contains(stderr, "expires at") {
 		t.Fatalf("apps portal: exit %d\n%s%s", code, out, stderr)
 	}
 	portalTok := link[strings.Index(link, "token=")+len("token="):]

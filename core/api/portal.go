@@ -56,7 +56,7 @@ func (s *Server) createPortalLink(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, err)
 		return
 	}
-	link := s.portalBase(r) + PortalLoginPath + "?" + url.Values{"token": {value}}.Encode()
+	link := s.portalBase(r) + PortalLoginPath + "?" + url.Values{"app": {a.ID}, "token": {value}}.Encode()
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, PortalLinkJSON{URL: link, ExpiresAt: timeJSON(tok.ExpiresAt), TokenID: tok.ID})
 }

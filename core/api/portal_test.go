@@ -36,7 +36,7 @@ func (p *platform) portalLink(app string, body any) (PortalLinkJSON, string) {
 		p.t.Fatalf("portal link URL %q: %v", link.URL, err)
 	}
 	tok := u.Query().Get("token")
-	if !strings.HasSuffix(u.Path, "/portal/login") || !strings.HasPrefix(tok, TokenPrefix) || link.TokenID == "" {
+	if !strings.HasSuffix(u.Path, "/portal/login") || u.Query().Get("app") == "" || !strings.HasPrefix(tok, TokenPrefix) || link.TokenID == "" {
 		p.t.Fatalf("portal link = %+v", link)
 	}
 	return link, tok
@@ -62,8 +62,8 @@ func TestPortalLink(t *testing.T) {
 
 		// Without public_url: the request's scheme and Host; default ttl 1h.
 		link, tok := p.portalLink("acme", nil)
-		if !strings.HasPrefix(link.URL, p.url+"/portal/login?token=hbat_") {
-			t.Errorf("url %q does not start with %s/portal/login?token=", link.URL, p.url)
+		if !strings.HasPrefix(link.URL, p.url+"/portal/login?app=acme&token=hbat_") {
+			t.Errorf("url %q does not start with %s/portal/login?app=acme&token=", link.URL, p.url)
 		}
 		exp, err := time.Parse(time.RFC3339, link.ExpiresAt)
 		if err != nil || !strings.HasSuffix(link.ExpiresAt, "Z") {
@@ -208,7 +208,7 @@ func TestPortalLinkPublicURL(t *testing.T) {
 		p := newPlatform(t, st, &Options{APIKeys: []string{adminKey}, PortalBaseURL: base})
 		p.createApp("acme")
 		link, tok := p.portalLink("acme", nil)
-		if want := "https://hooks.example.com/bus/portal/login?token=" + tok; link.URL != want {
+		if want := "https://hooks.example.com/bus/portal/login?app=acme&token=" + tok; link.URL != want {
 			t.Errorf("base %s: url %s, want %s", base, link.URL, want)
 		}
 		p.must(http.StatusOK, "GET", "/v1/applications/acme", tok, nil)

@@ -231,8 +231,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			return api.CheckFilter(script.CompileSource("filter", src, ScriptOptions(a.rt.Load().cfg, log)))
 		}})
 	// The console and the portal: pages made from the same API, in process.
-	if a.console, err = console.New(console.Options{API: a.api, Logger: log}); err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+	if cc := cfg.Console; cc.Enabled {
+		a.console, err = console.New(console.Options{API: a.api, Logger: log, SessionTTL: cc.SessionTTL, SessionKey: cc.SessionKey,
+			PortalTTL: cc.Portal.LinkTTL, FrameAncestors: cc.Portal.FrameAncestors})
+		if err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
 	}
 	cfgBytes, _ := os.ReadFile(cfg.File)
 	a.status.loaded(cfg.File, configHash(cfgBytes, rt))

@@ -247,6 +247,9 @@ func (a *App) reload(ctx context.Context, trigger string) (ReloadResult, error) 
 	a.ops.Configure(operationalSettings(cfg))
 	a.Metrics.Declare(next.topology())
 	a.api.SetAPIKeys(cfg.Server.APIKeys)
+	if a.console != nil {
+		a.console.SetFrameAncestors(cfg.Console.Portal.FrameAncestors)
+	}
 	if hash := configHash(cfgBytes, next); hash != res.Hash || !res.Changes.Empty() {
 		a.status.loaded(cfg.File, hash)
 	}

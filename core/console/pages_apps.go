@@ -21,6 +21,7 @@ func (c *Console) routesApps() {
 	c.portalPage("GET /portal/{$}", c.applicationPage)
 	c.console("POST /console/applications/{app}/edit", c.editApplication)
 	c.console("POST /console/applications/{app}/delete", c.deleteApplication)
+	c.console("POST /console/applications/{app}/portal", c.createPortalLink)
 
 	c.both("POST", "/subscriptions", c.createSubscription)
 	c.both("GET", "/subscriptions/{sub}", c.subscriptionPage)
