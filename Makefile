@@ -25,6 +25,5 @@ bench:
 
 # The console's end-to-end test writes its screenshots where HOOKBUS_SCREENSHOTS says
 # (default test-artifacts/screenshots, not committed); here into the README's images.
-# ./core/console/... only once the package exists (go test fails on a pattern without a directory).
 screenshots:
-	HOOKBUS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestConsole' ./cmd/hookbus/ $(if $(wildcard core/console),./core/console/...)
+	HOOKBUS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestConsole' ./core/console/
