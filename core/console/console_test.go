@@ -144,3 +144,56 @@ func TestTemplatesNeedNoInlineCode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPortalFraming: frame_ancestors lets the named origins frame the
+// portal (and only the portal), with a cookie a cross-site frame gets;
+// a reload changes it.
+func TestPortalFraming(t *testing.T) {
+	e := newEnv(t, "console:\n  portal:\n    frame_ancestors: [\"https://dev.example.com\"]\n")
+	v := e.visitor(t)
+	p := v.get("/portal/login")
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors https://dev.example.com") {
+		t.Errorf("portal CSP: %q", csp)
+	}
+	if p.header.Get("X-Frame-Options") != "" {
+		t.Errorf("the portal says X-Frame-Options %q", p.header.Get("X-Frame-Options"))
+	}
+	c := v.get("/console/login")
+	if csp := c.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || c.header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("console framing: %q, %q", csp, c.header.Get("X-Frame-Options"))
+	}
+	// A portal session opened from an application token.
+	e.call(t, http.MethodPost, "/v1/applications", `{"id":"acme","name":"Acme"}`, http.StatusCreated, nil)
+	var tok struct {
+		Token string `json:"token"`
+	}
+	e.call(t, http.MethodPost, "/v1/applications/acme/tokens", `{"name":"t"}`, http.StatusCreated, &tok)
+	login := v.get("/portal/login?app=acme&token=" + url.QueryEscape(tok.Token))
+	if login.status != http.StatusSeeOther {
+		t.Fatalf("portal login: %d", login.status)
+	}
+	var pc *http.Cookie
+	for _, s := range login.header.Values("Set-Cookie") {
+		if strings.HasPrefix(s, "hookbus_portal=") {
+			pc, _ = http.ParseSetCookie(s)
+		}
+	}
+	if pc == nil || pc.SameSite != http.SameSiteNoneMode || !pc.Secure || !pc.HttpOnly || pc.Path != "/portal" {
+		t.Errorf("framed portal cookie: %+v", pc)
+	}
+
+	// Reloaded without frame_ancestors: nobody may frame it.
+	cfg := filepath.Join(e.dir, "config.yaml")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), `frame_ancestors: ["https://dev.example.com"]`, `frame_ancestors: []`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.call(t, http.MethodPost, "/v1/admin/reload", "", http.StatusOK, nil)
+	p = v.get("/portal/login")
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || p.header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("after the reload: %q, %q", csp, p.header.Get("X-Frame-Options"))
+	}
+}

@@ -87,6 +87,12 @@ func TestConsoleEndToEnd(t *testing.T) {
 	testenv.Eventually(t, wait, "e2e-1 at acme's endpoint", func() bool { return acmeEP.received(`"e2e-1"`) })
 	untilRows(b, "/console/attempts?subscription="+url.QueryEscape(subID), `[data-testid="attempt-row"][data-outcome="delivered"]`)
 	b.Screenshot("console-delivery-log")
+	// Times: the viewer's zone in the page, UTC on hover.
+	var timeOK bool
+	b.Eval(`(() => { const t = document.querySelector("time[datetime]"); return !!t && t.dataset.local === "1" && / UTC$/.test(t.title) })()`, &timeOK)
+	if !timeOK {
+		t.Error("the log's times are not shown in the viewer's zone with UTC on hover")
+	}
 
 	// The endpoint fails: the attempt shows the partner's answer.
 	acmeEP.answer(http.StatusInternalServerError, `{"error":"partner database is down"}`)
