@@ -62,14 +62,14 @@ func TestAuth(t *testing.T) {
 		created.json(t, &mine)
 		p.must(http.StatusOK, "PATCH", "/v1/applications/acme/subscriptions/"+mine.ID, tok.Token, map[string]any{"description": "mine"})
 		p.must(http.StatusOK, "POST", "/v1/applications/acme/subscriptions/"+mine.ID+"/rotate-secret", tok.Token, nil)
-		p.must(http.StatusOK, "PATCH", "/v1/applications/acme", tok.Token, map[string]any{"name": "Acme Inc"})
+		// The application's name and metadata are the operator's.
+		p.must(http.StatusForbidden, "PATCH", "/v1/applications/acme", tok.Token, map[string]any{"name": "Acme Inc"}).problem(t)
 
 		// Another application's paths: the same 404 as an application
 		// that does not exist.
 		absent := p.must(http.StatusNotFound, "GET", "/v1/applications/nosuch", tok.Token, nil).problem(t)
 		for _, rq := range []struct{ method, path string }{
 			{"GET", "/v1/applications/globex"},
-			{"PATCH", "/v1/applications/globex"},
 			{"GET", "/v1/applications/globex/subscriptions"},
 			{"POST", "/v1/applications/globex/subscriptions"},
 			{"GET", "/v1/applications/globex/subscriptions/" + other.ID},

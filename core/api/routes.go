@@ -55,7 +55,7 @@ func (s *Server) routes() []route {
 		add(http.MethodPost, "/v1/applications", adminOnly, s.createApplication)
 		add(http.MethodGet, "/v1/applications", adminOnly, s.listApplications)
 		add(http.MethodGet, "/v1/applications/{app}", appScoped, s.getApplicationRoute)
-		add(http.MethodPatch, "/v1/applications/{app}", appScoped, s.updateApplication)
+		add(http.MethodPatch, "/v1/applications/{app}", adminOnly, s.updateApplication)
 		add(http.MethodDelete, "/v1/applications/{app}", adminOnly, s.deleteApplication)
 
 		add(http.MethodPost, "/v1/applications/{app}/tokens", adminOnly, s.createToken)

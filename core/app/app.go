@@ -233,7 +233,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	// The console and the portal: pages made from the same API, in process.
 	if cc := cfg.Console; cc.Enabled {
 		a.console, err = console.New(console.Options{API: a.api, Logger: log, SessionTTL: cc.SessionTTL, SessionKey: cc.SessionKey,
-			PortalTTL: cc.Portal.LinkTTL, FrameAncestors: cc.Portal.FrameAncestors})
+			PortalTTL: cc.Portal.LinkTTL, FrameAncestors: cc.Portal.FrameAncestors, PublicURL: cc.PublicURL})
 		if err != nil {
 			return nil, fmt.Errorf("console: %w", err)
 		}

@@ -340,6 +340,10 @@ func Redact(h http.Header) http.Header {
 	return out
 }
 
+// Sensitive reports whether a header of that name may carry a credential
+// (what Redact hides).
+func Sensitive(name string) bool { return sensitive(name) }
+
 func sensitive(name string) bool {
 	n := strings.ToLower(name)
 	switch n {

@@ -13,6 +13,7 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -38,6 +39,10 @@ type Options struct {
 	// frame (CSP frame-ancestors); empty: none. A reload may change them
 	// (SetFrameAncestors).
 	FrameAncestors []string
+	// PublicURL is console.public_url: when https, cookies are Secure
+	// even over plain HTTP from a proxy, and its host is an accepted
+	// Origin of forms.
+	PublicURL string
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 }
@@ -49,6 +54,9 @@ type Console struct {
 	mux       *http.ServeMux
 	ancestors atomic.Pointer[[]string]
 	logins    *loginLimiter
+	public    *url.URL
+	// ended are the sessions signed out before their expiry.
+	ended *endedSessions
 }
 
 // Cookie names. The console's is strict same-site; the portal's is lax
@@ -83,7 +91,11 @@ func New(opts Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{opts: opts, seal: seal, mux: http.NewServeMux(), logins: newLoginLimiter()}
+	public, err := url.Parse(opts.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("console: public URL: %w", err)
+	}
+	c := &Console{opts: opts, seal: seal, mux: http.NewServeMux(), logins: newLoginLimiter(), public: public, ended: newEndedSessions()}
 	c.SetFrameAncestors(opts.FrameAncestors)
 	c.routes()
 	return c, nil
@@ -124,22 +136,30 @@ func (c *Console) secure(w http.ResponseWriter, portal bool) {
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors "+frame)
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
+	// on the pages' own form posts, which sameOrigin refuses.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 }
 
 // portalCookieSpec is the portal's cookie, by whether it may be framed.
 func (c *Console) portalCookieSpec(r *http.Request) cookieSpec {
 	if len(*c.ancestors.Load()) > 0 {
-		return cookieSpec{name: portalCookie, path: "/portal", sameSite: http.SameSiteNoneMode, secure: true}
+		return cookieSpec{name: portalCookie, path: "/portal", sameSite: http.SameSiteNoneMode, secure: true, partitioned: true}
 	}
-	return cookieSpec{name: portalCookie, path: "/portal", sameSite: http.SameSiteLaxMode, secure: r.TLS != nil}
+	return cookieSpec{name: portalCookie, path: "/portal", sameSite: http.SameSiteLaxMode, secure: c.https(r)}
 }
 
-func consoleCookieSpec(r *http.Request) cookieSpec {
-	return cookieSpec{name: consoleCookie, path: "/console", sameSite: http.SameSiteStrictMode, secure: r.TLS != nil}
+func (c *Console) consoleCookieSpec(r *http.Request) cookieSpec {
+	return cookieSpec{name: consoleCookie, path: "/console", sameSite: http.SameSiteStrictMode, secure: c.https(r)}
 }
+
+// https reports whether the browser reached r over HTTPS: the request
+// came over TLS, or console.public_url is https (a proxy in front
+// terminates TLS). Cookies are Secure then.
+func (c *Console) https(r *http.Request) bool { return r.TLS != nil || c.public.Scheme == "https" }
 
 // request is one page request of a signed-in session.
 type request struct {
@@ -158,15 +178,17 @@ type handler func(rq *request)
 
 // sameOrigin reports whether a state-changing request comes from the
 // console's own pages: browsers send Sec-Fetch-Site (and Origin) with
-// every POST; a request that says another site sent it is refused even
-// with a valid CSRF token.
-func sameOrigin(r *http.Request) bool {
+// every POST; a request that says another site (or an opaque origin,
+// "null") sent it is refused even with a valid CSRF token. The origin's
+// host is the request's Host or console.public_url's (a proxy may
+// rewrite Host).
+func (c *Console) sameOrigin(r *http.Request) bool {
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
+		if err != nil || o == "null" || (u.Host != r.Host && (c.public.Host == "" || u.Host != c.public.Host)) {
 			return false
 		}
 	}
@@ -181,7 +203,7 @@ const maxForm = 1 << 20
 // same-origin request.
 func (c *Console) signedIn(portal bool, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		spec := consoleCookieSpec(r)
+		spec := c.consoleCookieSpec(r)
 		if portal {
 			spec = c.portalCookieSpec(r)
 		}
@@ -189,6 +211,9 @@ func (c *Console) signedIn(portal bool, h handler) http.Handler {
 		ck, err := r.Cookie(spec.name)
 		if err == nil {
 			sess, err = c.seal.open(spec.name, ck.Value, c.opts.Now())
+		}
+		if err == nil && c.ended.has(sess.ID) {
+			err = errBadSession
 		}
 		if err != nil || (portal && sess.App == "") || (!portal && sess.App != "") {
 			if ck != nil {
@@ -213,7 +238,7 @@ func (c *Console) signedIn(portal bool, h handler) http.Handler {
 				rq.status(http.StatusBadRequest, "The form could not be read: "+err.Error())
 				return
 			}
-			if !sameOrigin(r) || !sameToken(r.PostForm.Get("csrf"), sess.CSRF) {
+			if !c.sameOrigin(r) || !sameToken(r.PostForm.Get("csrf"), sess.CSRF) {
 				rq.status(http.StatusForbidden, "This form is stale or did not come from this site (CSRF check). Reload the page and try again.")
 				return
 			}
@@ -247,7 +272,7 @@ func appAPI(app string) string { return "/v1/applications/" + esc(app) }
 func (rq *request) redirect(path, flash string) {
 	if flash != "" {
 		http.SetCookie(rq.w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(flash), Path: rq.base(), MaxAge: 60,
-			HttpOnly: true, Secure: rq.r.TLS != nil, SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: rq.c.https(rq.r), SameSite: http.SameSiteLaxMode})
 	}
 	http.Redirect(rq.w, rq.r, path, http.StatusSeeOther)
 }
@@ -259,7 +284,7 @@ func (rq *request) takeFlash() string {
 		return ""
 	}
 	http.SetCookie(rq.w, &http.Cookie{Name: flashCookie, Value: "", Path: rq.base(), MaxAge: -1, HttpOnly: true,
-		Secure: rq.r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		Secure: rq.c.https(rq.r), SameSite: http.SameSiteLaxMode})
 	msg, err := url.QueryUnescape(ck.Value)
 	if err != nil || len(msg) > 500 {
 		return ""
@@ -279,7 +304,7 @@ func (rq *request) fail(err error) {
 				rq.c.portalExpired(rq.w, rq.r)
 				return
 			}
-			consoleCookieSpec(rq.r).clear(rq.w)
+			rq.c.consoleCookieSpec(rq.r).clear(rq.w)
 			http.Redirect(rq.w, rq.r, "/console/login?expired=1", http.StatusSeeOther)
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ func (l *loginLimiter) allow(remote string) bool {
 	if err != nil {
 		host = remote
 	}
+	// One bucket per IPv6 /64: one host usually holds all of it.
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = ip.Mask(net.CIDRMask(64, 128)).String()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim, ok := l.m[host]
@@ -53,6 +58,9 @@ type loginData struct {
 
 // safeNext keeps a sign-in's destination to the console's own pages.
 func safeNext(next string) string {
+	if p, _, _ := strings.Cut(next, "?"); path.Clean(p) != p && path.Clean(p)+"/" != p {
+		return "/console/"
+	}
 	if !strings.HasPrefix(next, "/console/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") ||
 		strings.HasPrefix(next, "/console/login") {
 		return "/console/"
@@ -63,8 +71,8 @@ func safeNext(next string) string {
 // loginSpec is the cookie holding the sign-in form's CSRF token before
 // there is a session (a double-submit token: a page of another site can
 // neither read it nor set it).
-func loginSpec(r *http.Request) cookieSpec {
-	return cookieSpec{name: loginCookie, path: "/console/login", sameSite: http.SameSiteStrictMode, secure: r.TLS != nil}
+func (c *Console) loginSpec(r *http.Request) cookieSpec {
+	return cookieSpec{name: loginCookie, path: "/console/login", sameSite: http.SameSiteStrictMode, secure: c.https(r)}
 }
 
 // loginPage shows the sign-in form.
@@ -74,7 +82,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string, d loginData) {
 	token := randomToken()
-	loginSpec(r).set(w, token, c.opts.Now().Add(time.Hour))
+	c.loginSpec(r).set(w, token, c.opts.Now().Add(time.Hour))
 	c.write(w, code, "login", page{Title: "Sign in", Base: "/console", CSRF: token, Error: msg, Data: d})
 }
 
@@ -87,7 +95,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	d := loginData{Next: safeNext(r.PostForm.Get("next"))}
 	ck, err := r.Cookie(loginCookie)
-	if err != nil || !sameOrigin(r) || !sameToken(r.PostForm.Get("csrf"), ck.Value) {
+	if err != nil || !c.sameOrigin(r) || !sameToken(r.PostForm.Get("csrf"), ck.Value) {
 		c.renderLogin(w, r, http.StatusForbidden, "This form is stale or did not come from this site (CSRF check). Try again.", d)
 		return
 	}
@@ -113,19 +121,20 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp := c.opts.Now().Add(c.opts.SessionTTL)
-	val, err := c.seal.seal(consoleCookie, session{Bearer: key, CSRF: randomToken(), Expires: exp.Unix()})
+	val, err := c.seal.seal(consoleCookie, session{Bearer: key, CSRF: randomToken(), Expires: exp.Unix(), ID: randomToken()})
 	if err != nil {
 		c.renderLogin(w, r, http.StatusInternalServerError, "The session could not be opened.", d)
 		return
 	}
-	loginSpec(r).clear(w)
-	consoleCookieSpec(r).set(w, val, exp)
+	c.loginSpec(r).clear(w)
+	c.consoleCookieSpec(r).set(w, val, exp)
 	http.Redirect(w, r, d.Next, http.StatusSeeOther)
 }
 
 // logout ends the console session.
 func (c *Console) logout(rq *request) {
-	consoleCookieSpec(rq.r).clear(rq.w)
+	rq.c.ended.end(rq.sess, rq.c.opts.Now())
+	rq.c.consoleCookieSpec(rq.r).clear(rq.w)
 	http.Redirect(rq.w, rq.r, "/console/login", http.StatusSeeOther)
 }
 
@@ -150,7 +159,7 @@ func (c *Console) portalLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	exp := c.opts.Now().Add(c.opts.PortalTTL)
-	val, err := c.seal.seal(portalCookie, session{Bearer: token, App: app, CSRF: randomToken(), Expires: exp.Unix()})
+	val, err := c.seal.seal(portalCookie, session{Bearer: token, App: app, CSRF: randomToken(), Expires: exp.Unix(), ID: randomToken()})
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
@@ -166,6 +175,7 @@ func (c *Console) portalExpired(w http.ResponseWriter, r *http.Request) {
 
 // portalLogout ends the portal session.
 func (c *Console) portalLogout(rq *request) {
+	rq.c.ended.end(rq.sess, rq.c.opts.Now())
 	rq.c.portalCookieSpec(rq.r).clear(rq.w)
 	rq.c.write(rq.w, http.StatusOK, "expired", page{Title: "Signed out", Portal: true, Base: "/portal",
 		Flash: "You left the portal. Open a new portal link to come back."})

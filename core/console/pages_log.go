@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -267,7 +268,9 @@ func (c *Console) logEvent(rq *request) {
 // backTo is where an action returns: the form's back path when it is one
 // of rq's own pages, else the delivery log.
 func (rq *request) backTo(back string) string {
-	if strings.HasPrefix(back, rq.base()+"/") && !strings.HasPrefix(back, "//") && !strings.Contains(back, "\\") {
+	p, _, _ := strings.Cut(back, "?")
+	clean := path.Clean(p) == p || path.Clean(p)+"/" == p
+	if clean && strings.HasPrefix(back, rq.base()+"/") && !strings.HasPrefix(back, "//") && !strings.Contains(back, "\\") {
 		if u, err := url.Parse(back); err == nil && u.Scheme == "" && u.Host == "" {
 			return back
 		}

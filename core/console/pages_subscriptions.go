@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/hookbus/hookbus/core/api"
+	"github.com/hookbus/hookbus/core/attempt"
 )
 
 // subForm is what a subscription's form holds, as the user typed it (kept
@@ -46,10 +47,44 @@ func subFormOf(s api.SubscriptionJSON) subForm {
 	slices.Sort(names)
 	var b strings.Builder
 	for _, k := range names {
-		fmt.Fprintf(&b, "%s: %s\n", k, s.Headers[k])
+		v := s.Headers[k]
+		if attempt.Sensitive(k) {
+			v = hiddenValue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", k, v)
 	}
 	f.Headers = b.String()
 	return f
+}
+
+// hiddenValue stands in the edit form for the value of a header that may
+// carry a credential: saved as it is, it keeps the stored value.
+const hiddenValue = "[hidden: unchanged]"
+
+// maskHeader is a header's value as a page shows it.
+func maskHeader(name, value string) string {
+	if attempt.Sensitive(name) {
+		return "[hidden]"
+	}
+	return value
+}
+
+// keepHidden puts the stored values back into the headers of an edit
+// form whose lines still read hiddenValue.
+func keepHidden(form string, stored map[string]string) string {
+	lines := strings.Split(form, "\n")
+	for i, line := range lines {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(value) != hiddenValue {
+			continue
+		}
+		for k, v := range stored {
+			if strings.EqualFold(k, strings.TrimSpace(name)) {
+				lines[i] = strings.TrimSpace(name) + ": " + v
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // splitTypes splits event types separated by commas or white space.
@@ -323,7 +358,16 @@ func (c *Console) editSubscription(rq *request) {
 	app, id := rq.appOf(), rq.r.PathValue("sub")
 	form := readSubForm(rq.r.PostForm)
 	keep := func(d *subscriptionData) { d.Form = form }
-	body, errs := form.body(!rq.portal, false)
+	toSend := form
+	if strings.Contains(form.Headers, hiddenValue) {
+		var cur api.SubscriptionJSON
+		if err := rq.api.get(rq.r.Context(), subAPI(app, id), nil, &cur); err != nil {
+			rq.fail(err)
+			return
+		}
+		toSend.Headers = keepHidden(form.Headers, cur.Headers)
+	}
+	body, errs := toSend.body(!rq.portal, false)
 	if len(errs) > 0 {
 		c.renderSubscription(rq, http.StatusUnprocessableEntity, "Not saved: see the fields below.", errs, keep)
 		return

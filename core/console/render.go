@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 //go:embed templates static
@@ -54,9 +55,14 @@ var funcs = template.FuncMap{
 	"join":    strings.Join,
 	"has":     func(m map[string]string, k string) bool { _, ok := m[k]; return ok },
 	"escpath": url.PathEscape,
+	"mask":    maskHeader,
 	"trunc": func(n int, s string) string {
 		if len(s) <= n {
 			return s
+		}
+		// Cut at a character's start, not inside one.
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
 		}
 		return s[:n] + "…"
 	},

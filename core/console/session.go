@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -29,6 +30,55 @@ type session struct {
 	CSRF string `json:"c"`
 	// Expires is the session's end, in Unix seconds.
 	Expires int64 `json:"e"`
+	// ID names the session, so that signing out ends it on the server too.
+	ID string `json:"i"`
+}
+
+// endedSessions remembers the sessions signed out before they expired,
+// until they do: a copy of the cookie kept from before is refused. It is
+// in memory, so on this instance only (another instance sharing the
+// session key accepts the copy until it expires).
+type endedSessions struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// maxEnded bounds the sessions remembered; beyond it the ones that
+// expire first are forgotten first.
+const maxEnded = 100000
+
+func newEndedSessions() *endedSessions { return &endedSessions{m: map[string]int64{}} }
+
+func (e *endedSessions) end(s session, now time.Time) {
+	if s.ID == "" {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.m) >= maxEnded {
+		for id, exp := range e.m {
+			if exp <= now.Unix() {
+				delete(e.m, id)
+			}
+		}
+		for id := range e.m {
+			if len(e.m) < maxEnded {
+				break
+			}
+			delete(e.m, id)
+		}
+	}
+	e.m[s.ID] = s.Expires
+}
+
+func (e *endedSessions) has(id string) bool {
+	if id == "" {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.m[id]
+	return ok
 }
 
 // sealer seals and opens session cookies.
@@ -111,14 +161,18 @@ type cookieSpec struct {
 	path     string
 	sameSite http.SameSite
 	secure   bool
+	// partitioned keeps a framed portal's cookie in a jar of the framing
+	// site (CHIPS), where browsers block other third-party cookies.
+	partitioned bool
 }
 
 func (cs cookieSpec) set(w http.ResponseWriter, value string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: cs.name, Value: value, Path: cs.path, Expires: expires,
-		MaxAge: max(1, int(time.Until(expires).Seconds())), HttpOnly: true, Secure: cs.secure, SameSite: cs.sameSite})
+		MaxAge: max(1, int(time.Until(expires).Seconds())), HttpOnly: true, Secure: cs.secure, SameSite: cs.sameSite,
+		Partitioned: cs.partitioned})
 }
 
 func (cs cookieSpec) clear(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: cs.name, Value: "", Path: cs.path, MaxAge: -1, HttpOnly: true,
-		Secure: cs.secure, SameSite: cs.sameSite})
+		Secure: cs.secure, SameSite: cs.sameSite, Partitioned: cs.partitioned})
 }
