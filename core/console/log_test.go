@@ -1,10 +1,7 @@
 package console_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"html"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -16,39 +13,15 @@ import (
 	"github.com/hookbus/hookbus/internal/testenv"
 )
 
-// call makes one API request with key and decodes the answer into out
-// (when not nil); it returns the status.
+// callAs makes one API request with key and decodes the answer into out
+// (when not nil; then the answer must be a 2xx); it returns the status.
 func (e *env) callAs(t *testing.T, method, path, key string, body, out any) int {
 	t.Helper()
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
+	code := e.apiCall(t, method, path, key, body, out)
+	if code >= 300 && out != nil {
+		t.Fatalf("%s %s: %d", method, path, code)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
-	}
-	if resp.StatusCode >= 300 && out != nil {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, data)
-	}
-	return resp.StatusCode
+	return code
 }
 
 // send posts one event to source and returns its id.
