@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/queue"
@@ -229,9 +230,13 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 		return nil, configErrors("sinks."+name+".config", err)
 	}
 	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}, subs: subs}
-	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule()}
+	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule(), Circuit: settings.Breaker()}
 	if f, ok := s.(pipeline.Fanout); ok {
-		si.spec.Fanout = f
+		si.spec.Fanout, si.spec.Circuit = f, circuit.Settings{}
+		if settings.CircuitSet() {
+			_ = s.Close(ctx)
+			return nil, configErrors("sinks."+name+".config", &sdk.ConfigError{Field: "circuit", Message: "not for a " + c.Type + " sink: each of its targets has a circuit of its own"})
+		}
 	}
 	return si, nil
 }
