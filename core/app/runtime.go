@@ -216,6 +216,11 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	if err != nil {
 		return nil, configErrors("sinks."+name+".config", err)
 	}
+	if t, err := registry.Default.Sink(c.Type); err == nil {
+		if err := t.CheckCircuit(settings); err != nil {
+			return nil, configErrors("sinks."+name+".config", err)
+		}
+	}
 	s, ok := registry.Default.NewSink(c.Type, settings)
 	if !ok {
 		return a.pluginSink(ctx, cfg, name, c, raw, settings)
@@ -232,11 +237,8 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}, subs: subs}
 	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule(), Circuit: settings.Breaker()}
 	if f, ok := s.(pipeline.Fanout); ok {
+		// Its targets have circuits of their own (registry.Sink.OwnCircuits).
 		si.spec.Fanout, si.spec.Circuit = f, circuit.Settings{}
-		if settings.CircuitSet() {
-			_ = s.Close(ctx)
-			return nil, configErrors("sinks."+name+".config", &sdk.ConfigError{Field: "circuit", Message: "not for a " + c.Type + " sink: each of its targets has a circuit of its own"})
-		}
 	}
 	return si, nil
 }
