@@ -270,6 +270,10 @@ func TestSinkCircuitRestartLosesNothing(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the circuit open", func() bool {
 		return gaugeValue(t, m.CircuitOpen.WithLabelValues("dead")) == 1
 	})
+	// The attempts let go before it opened have ended.
+	testenv.Eventually(t, 30*time.Second, "no attempt in flight", func() bool {
+		return gaugeValue(t, m.InFlight.WithLabelValues("dead")) == 0
+	})
 	before := len(dead.requests())
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
