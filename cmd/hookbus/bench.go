@@ -93,6 +93,9 @@ func benchCmd() *cobra.Command {
 			if o.Dead != "503" && o.Dead != "hang" {
 				return usage("--dead: want 503 or hang, got %q", o.Dead)
 			}
+			if o.Circuit != "" && o.Circuit != "on" && o.Circuit != "off" {
+				return usage("--circuit: want on or off, got %q", o.Circuit)
+			}
 			if o.DeadSubscriptions == 0 && cmd.Flags().Changed("dead-subscriptions") {
 				o.DeadSubscriptions = -1 // none, not the default tenth
 			}
@@ -221,6 +224,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&runs, "runs", 3, "rounds; each runs the direct baseline then every scenario and driver")
 	c.Flags().StringVar(&o.WebhookPlugin, "webhook-plugin", "", "path of the hookbus-webhook plugin binary for plugin-sink (default: beside hookbus or on PATH); adds plugin-sink")
 	c.Flags().StringVar(&o.Dead, "dead", "503", "how slow-endpoint's dead endpoint fails: 503 or hang")
+	c.Flags().StringVar(&o.Circuit, "circuit", "", "slow-endpoint: the dead sink's circuit breaker, on (its default) or off (circuit: {enabled: false}: every dead event attempted)")
 	c.Flags().IntVar(&o.Subscriptions, "subscriptions", bench.DefaultSubscriptions, "subscriptions-dead: subscriptions in all, 10 per application")
 	c.Flags().IntVar(&o.DeadSubscriptions, "dead-subscriptions", 0, "subscriptions-dead: how many of them never answer (default: a tenth of --subscriptions)")
 	c.Flags().DurationVar(&o.AttemptTimeout, "attempt-timeout", bench.DefaultAttemptTimeout, "subscriptions-dead: the subscriptions sink's timeout, which ends each attempt to a dead subscription")

@@ -108,7 +108,11 @@ func TestDriverSuite(t *testing.T) {
       secret: ` + testSecret + `
       allow_private_networks: true
       retry: {schedule: [1h]}
+      circuit: {enabled: false}
 `
+				// The circuit off: every dead event is attempted once, and
+				// its retry waits in the queue (the circuit's own tests are
+				// in core/pipeline).
 				cfg := driverConfig(t, d.name, d.url, rcv.srv.URL, "", dead)
 				p := cfg.Pipelines["orders"]
 				p.To = []string{"dead", "partner"}

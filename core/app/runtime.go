@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/queue"
@@ -215,6 +216,11 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	if err != nil {
 		return nil, configErrors("sinks."+name+".config", err)
 	}
+	if t, err := registry.Default.Sink(c.Type); err == nil {
+		if err := t.CheckCircuit(settings); err != nil {
+			return nil, configErrors("sinks."+name+".config", err)
+		}
+	}
 	s, ok := registry.Default.NewSink(c.Type, settings)
 	if !ok {
 		return a.pluginSink(ctx, cfg, name, c, raw, settings)
@@ -229,9 +235,10 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 		return nil, configErrors("sinks."+name+".config", err)
 	}
 	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}, subs: subs}
-	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule()}
+	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule(), Circuit: settings.Breaker()}
 	if f, ok := s.(pipeline.Fanout); ok {
-		si.spec.Fanout = f
+		// Its targets have circuits of their own (registry.Sink.OwnCircuits).
+		si.spec.Fanout, si.spec.Circuit = f, circuit.Settings{}
 	}
 	return si, nil
 }

@@ -92,6 +92,11 @@ type Options struct {
 	// Dead is how the dead endpoint of SlowEndpoint fails: "503" (default)
 	// or "hang" (never answers; the sink's timeout ends each attempt).
 	Dead string
+	// Circuit is "off" to run SlowEndpoint's dead sink with `circuit:
+	// {enabled: false}` (every dead event attempted, as before sinks had
+	// circuits); "on" or "" leaves the sink's circuit breaker on, its
+	// default.
+	Circuit string
 	// Timeout bounds waiting for the deliveries; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// Subscriptions (default 1000) and DeadSubscriptions (default a tenth
@@ -262,6 +267,8 @@ type Result struct {
 	AloneEventsPerS float64 `json:"alone_events_per_s,omitempty"`
 	RelativeToAlone float64 `json:"relative_to_alone,omitempty"`
 	DeadAttempts    int64   `json:"dead_attempts,omitempty"`
+	// Circuit is SlowEndpoint's Options.Circuit ("" when not set).
+	Circuit string `json:"circuit,omitempty"`
 	// DeliveriesPerS is EventsPerS times the deliveries each event makes
 	// (Subscriptions: one per subscription); for SubscriptionsDead, the
 	// deliveries to healthy subscriptions (Deliveries) per second.
@@ -483,6 +490,10 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		r.dead = dead
 		sinks["dead"] = map[string]any{"type": sinkType, "config": map[string]any{
 			"url": dead.url(), "secret": benchSecret, "allow_private_networks": true, "max_in_flight": 64, "timeout": "2s"}}
+		if o.Circuit == "off" {
+			sinks["dead"].(map[string]any)["config"].(map[string]any)["circuit"] = map[string]any{"enabled": false}
+		}
+		res.Circuit = o.Circuit
 		to = append(to, "dead")
 	}
 	pipeline := map[string]any{"from": []string{"load"}, "to": to}

@@ -212,6 +212,9 @@ func (r Result) String() string {
 	}
 	if r.Scenario == SlowEndpoint {
 		fmt.Fprintf(&b, "  alone %.0f/s: %.2f× alone, %d dead attempts", r.AloneEventsPerS, r.RelativeToAlone, r.DeadAttempts)
+		if r.Circuit != "" {
+			fmt.Fprintf(&b, " (circuit %s)", r.Circuit)
+		}
 	}
 	if r.Scenario == Subscriptions {
 		fmt.Fprintf(&b, "  %.0f deliveries/s: %.2f× one webhook sink (%.0f/s)", r.DeliveriesPerS, r.RelativeToAlone, r.AloneEventsPerS)

@@ -32,6 +32,9 @@ type Metrics struct {
 	// endpoint is failing (its circuit is open); each counts as a failed
 	// attempt of its delivery: sink.
 	NotTried *prometheus.CounterVec
+	// CircuitOpen is 1 while a sink's circuit is open (its events wait in
+	// the queue, unattempted, for its endpoint to recover), else 0: sink.
+	CircuitOpen *prometheus.GaugeVec
 	// SubscriptionsDisabled counts subscriptions a sink disabled: sink,
 	// reason ("gone": the endpoint answered 410; "failing": every attempt
 	// failed for disable_after).
@@ -81,7 +84,8 @@ func New() *Metrics {
 	m.Deferrals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_deferrals_total", Help: "Deliveries handed back to the queue without counting an attempt: their target was at its max_in_flight or rate limit."}, []string{"sink", "reason"})
 	m.NotTried = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_delivery_not_tried_total", Help: "Attempts skipped because the target's endpoint is failing (circuit open); each counts as a failed attempt."}, []string{"sink"})
 	m.SubscriptionsDisabled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookbus_subscriptions_disabled_total", Help: "Subscriptions disabled by a sink: 410 Gone, or failing for disable_after."}, []string{"sink", "reason"})
-	r.MustRegister(m.PluginInitFailures, m.ComponentReady, m.Deferrals, m.NotTried, m.SubscriptionsDisabled)
+	m.CircuitOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hookbus_sink_circuit_open", Help: "1 while a sink's circuit is open: its endpoint kept failing, and its events wait in the queue, unattempted, until a probe succeeds."}, []string{"sink"})
+	r.MustRegister(m.PluginInitFailures, m.ComponentReady, m.Deferrals, m.NotTried, m.SubscriptionsDisabled, m.CircuitOpen)
 	r.MustRegister(m.Received, m.Filtered, m.Delivered, m.DeadLettered, m.Attempts, m.Retries, m.EndToEnd, m.AttemptTime, m.ScriptTime, m.ScriptErrors, m.InFlight)
 	return m
 }

@@ -49,7 +49,7 @@ func DisableReasons() []string { return []string{"gone", "failing"} }
 // Declare creates, at zero, every labelled series of t's components that
 // does not exist yet: received per source; filtered, delivered and
 // dead-lettered (per kind) per route; attempts per outcome and status
-// class, retries, not-tried, in-flight and both histograms per sink;
+// class, retries, not-tried, circuit-open, in-flight and both histograms per sink;
 // deferrals and disabled subscriptions per fan-out sink; duration and
 // errors per script. Series that exist keep their values.
 //
@@ -79,6 +79,7 @@ func (m *Metrics) Declare(t Topology) {
 		}
 		m.Retries.WithLabelValues(s)
 		m.NotTried.WithLabelValues(s)
+		m.CircuitOpen.WithLabelValues(s)
 		m.InFlight.WithLabelValues(s)
 		m.EndToEnd.WithLabelValues(s)
 		m.AttemptTime.WithLabelValues(s)

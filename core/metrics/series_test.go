@@ -91,6 +91,7 @@ func TestDeclare(t *testing.T) {
 		{"hookbus_delivery_attempts_total", 2 * 3 * 5, "outcome=retry,sink=partner,status_class=5xx"},
 		{"hookbus_delivery_retries_total", 2, "sink=subs"},
 		{"hookbus_delivery_not_tried_total", 2, "sink=partner"},
+		{"hookbus_sink_circuit_open", 2, "sink=partner"},
 		{"hookbus_deliveries_in_flight", 2, "sink=partner"},
 		{"hookbus_delivery_delay_seconds", 2, "sink=partner"},
 		{"hookbus_delivery_attempt_seconds", 2, "sink=subs"},

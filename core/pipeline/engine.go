@@ -23,6 +23,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -93,6 +94,10 @@ type Sink struct {
 	// queue, and delivers to the sink it returns; a zero window keeps
 	// MaxInFlight. Sink is not used for such a sink.
 	Resolve func() (sdk.Sink, int)
+	// Circuit configures the sink's circuit breaker (see awaitCircuit);
+	// the zero value turns it off. A fan-out sink has none (its targets
+	// have their own).
+	Circuit circuit.Settings
 	// Fanout, when set, makes this a fan-out sink: each event goes to the
 	// targets Fanout names, each (event, target) pair a delivery of its
 	// own (see Fanout). MaxInFlight bounds the pairs handed out at once;
@@ -171,6 +176,12 @@ type Engine struct {
 	// deferred counts the deferrals of fan-out deliveries nacked back to
 	// drivers with delayed nacks (see deferPair).
 	deferred deferrals
+	// heldBack counts the hand-backs of deliveries an open circuit held
+	// (see holdBack), to take them off the attempt count.
+	heldBack deferrals
+	// circuitHold is how long an open circuit holds a delivery before
+	// handing it back (the constant; tests shorten it).
+	circuitHold time.Duration
 }
 
 // sinkWindow is how many of s's messages its subscriber hands out at once.
@@ -195,7 +206,7 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("pipeline: no queue")
 	}
 	opts.setDefaults()
-	e := &Engine{opts: opts, q: opts.Queue, log: opts.Logger, m: opts.Metrics, runErr: make(chan error, 1), closing: make(chan struct{}),
+	e := &Engine{opts: opts, q: opts.Queue, log: opts.Logger, m: opts.Metrics, runErr: make(chan error, 1), closing: make(chan struct{}), circuitHold: circuitHold,
 		pipes: map[string]*pipeRunner{}, sinks: map[string]*sinkRunner{}}
 	e.sources.Store(&map[string]bool{})
 	// One retry strategy for the driver, chosen here: a copy due later

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/queue"
 	"github.com/hookbus/hookbus/sdk"
@@ -162,9 +163,12 @@ type sinkRunner struct {
 
 	// failures folds the info lines of failed attempts (see failureLog).
 	failures failureLog
+	// breaker is the sink's circuit (see awaitCircuit); it outlives an
+	// in-place swap of the sink's version.
+	breaker circuit.Breaker
 
 	// The per-sink series, looked up once rather than per delivery.
-	inFlight              prometheus.Gauge
+	inFlight, circuitOpen prometheus.Gauge
 	retries, notTried     prometheus.Counter
 	attemptTime, endToEnd prometheus.Observer
 }
@@ -488,6 +492,7 @@ func (e *Engine) stopSink(r *sinkRunner) {
 	if pairs != nil {
 		pairs.stop(e.opts.CloseTimeout)
 	}
+	r.circuitOpen.Set(0)
 	r.mu.RLock()
 	st := r.state
 	r.mu.RUnlock()
@@ -615,14 +620,18 @@ type lateStart struct {
 }
 
 func (e *Engine) newSinkRunner(name, topic string, window int) *sinkRunner {
-	return &sinkRunner{
+	r := &sinkRunner{
 		name: name, topic: topic, window: window,
 		inFlight:    e.m.InFlight.WithLabelValues(name),
+		circuitOpen: e.m.CircuitOpen.WithLabelValues(name),
 		attemptTime: e.m.AttemptTime.WithLabelValues(name),
 		endToEnd:    e.m.EndToEnd.WithLabelValues(name),
 		retries:     e.m.Retries.WithLabelValues(name),
 		notTried:    e.m.NotTried.WithLabelValues(name),
 	}
+	// A new runner's circuit is closed (one replaced may have been open).
+	r.circuitOpen.Set(0)
+	return r
 }
 
 // startWhenReady adds a late sink's consumer to the running router once

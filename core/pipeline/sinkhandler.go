@@ -48,6 +48,13 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		if !ok {
 			return err
 		}
+		// The driver counted the circuit's hand-backs as deliveries.
+		held := e.heldBack.count(msg.UUID)
+		d.attempt = max(1, d.attempt-held)
+		probe, ok := e.awaitCircuit(r, msg)
+		if !ok {
+			return e.holdBack(msg)
+		}
 		// A delivery in flight at shutdown is finished, not cut off: the
 		// router waits for it (up to CloseTimeout) and the sink's own
 		// timeout bounds it.
@@ -57,6 +64,12 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		st := r.acquire()
 		defer st.release()
 		res, at, detail := e.deliver(ctx, r, st, d)
+		e.judgeCircuit(r, probe, res)
+		if held > 0 && (res.Outcome != sdk.Retry || e.delayer != nil) {
+			// Settled, or retried as a copy that carries its attempt: a
+			// redelivery of this message no longer follows.
+			e.heldBack.forget(msg.UUID)
+		}
 		switch res.Outcome {
 		case sdk.OK:
 			e.recordAttempt(r.name, d, at, attempt.Delivered, res, detail)
@@ -68,6 +81,9 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			return e.giveUp(ctx, r.name, d, deadletter.KindPermanent, res.Reason, res)
 		default:
 			return e.deliveryFailed(r, st, d, res, func(more bool) {
+				if held > 0 && !more {
+					e.heldBack.forget(msg.UUID)
+				}
 				e.recordAttempt(r.name, d, at, failedOutcome(more), res, detail)
 			})
 		}

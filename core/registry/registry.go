@@ -47,6 +47,19 @@ type Sink struct {
 	// block's shared settings, which hookbus applies itself (retries, the
 	// window), so that a sink can size its own resources to them.
 	New func(sinkopts.Settings) sdk.Sink
+	// OwnCircuits tells that the type keeps a circuit per target itself
+	// (the subscriptions sink): a `circuit` block, the sink-wide breaker,
+	// is then refused.
+	OwnCircuits bool
+}
+
+// CheckCircuit refuses a `circuit` block for a type with circuits of its
+// own.
+func (s Sink) CheckCircuit(settings sinkopts.Settings) error {
+	if s.OwnCircuits && settings.CircuitSet() {
+		return &sdk.ConfigError{Field: "circuit", Message: "not for a " + s.Name + " sink: each of its targets has a circuit of its own"}
+	}
+	return nil
 }
 
 // Source is a source type.
@@ -240,11 +253,11 @@ func (r *Registry) SinkSchema(typ string) (json.RawMessage, error) {
 // the type's own keys. ok is false when typ is not registered.
 func (r *Registry) CheckSink(typ string, raw json.RawMessage) (ok bool, err error) {
 	t, lerr := r.Sink(typ)
-	rest, _, serr := sinkopts.Split(raw)
+	rest, settings, serr := sinkopts.Split(raw)
 	if lerr != nil {
 		return false, serr
 	}
-	return true, errors.Join(serr, t.Spec.Check(rest))
+	return true, errors.Join(serr, t.CheckCircuit(settings), t.Spec.Check(rest))
 }
 
 // table is one kind's entries, in registration order.

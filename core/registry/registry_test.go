@@ -204,3 +204,24 @@ func fields(err error) map[string]string {
 	}
 	return out
 }
+
+// A type with circuits of its own refuses the sink-wide `circuit` block;
+// other types take it.
+func TestCheckSinkCircuit(t *testing.T) {
+	t.Parallel()
+	r := registry.New()
+	r.RegisterSink(sinkType("file"))
+	own := sinkType("fanout")
+	own.OwnCircuits = true
+	r.RegisterSink(own)
+	if _, err := r.CheckSink("file", json.RawMessage(`{"path": "x", "circuit": {"failures": 3}}`)); err != nil {
+		t.Fatalf("file with a circuit: %v", err)
+	}
+	if _, err := r.CheckSink("fanout", json.RawMessage(`{"path": "x"}`)); err != nil {
+		t.Fatalf("fanout without a circuit: %v", err)
+	}
+	_, err := r.CheckSink("fanout", json.RawMessage(`{"path": "x", "circuit": {"enabled": false}}`))
+	if got := fields(err); len(got) != 1 || !strings.Contains(got["circuit"], "circuit of its own") {
+		t.Fatalf("fanout with a circuit: %v", got)
+	}
+}

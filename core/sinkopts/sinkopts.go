@@ -1,6 +1,6 @@
 // Package sinkopts holds the settings every sink shares, whatever its
-// type: the retry schedule, the cap on a receiver's Retry-After and the
-// delivery window. They sit inside the sink's `config` block (DESIGN.md's
+// type: the retry schedule, the cap on a receiver's Retry-After, the
+// delivery window and the circuit breaker. They sit inside the sink's `config` block (DESIGN.md's
 // contract), and hookbus, not the sink, acts on them: Split takes them out
 // of the block once, for every sink type, built in or plugin, with the same
 // rules and defaults, and the type gets the rest.
@@ -9,12 +9,15 @@ package sinkopts
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/spec"
+	"github.com/hookbus/hookbus/sdk"
 )
 
 // Defaults and bounds of the shared settings.
@@ -38,9 +41,12 @@ type Settings struct {
 	// MaxRetryAfter (`max_retry_after`, default 1h) caps how long a
 	// receiver's Retry-After (sdk.Result.RetryAfter) can postpone a retry.
 	MaxRetryAfter time.Duration `json:"max_retry_after" default:"1h" check:"nonnegative" doc:"Cap on a receiver's Retry-After (Go duration)."`
+	// Circuit (`circuit`) is the sink's circuit breaker.
+	Circuit Circuit `json:"circuit" doc:"Stops attempts to an endpoint that keeps failing, for a cooldown (not for subscriptions sinks: each subscription has its own circuit)."`
 
-	// explicitWindow is set by Split when the block sets max_in_flight.
-	explicitWindow bool
+	// explicitWindow is set by Split when the block sets max_in_flight;
+	// explicitCircuit when it has a circuit block.
+	explicitWindow, explicitCircuit bool
 }
 
 // Retry is the `retry` block.
@@ -52,6 +58,49 @@ type Retry struct {
 	// (In Go, nil means the default.)
 	Schedule []time.Duration `json:"schedule" default:"5s,5m,30m,2h,5h,10h,10h" maxItems:"100" check:"positive" doc:"Waits before each retry; len+1 attempts in all."`
 }
+
+// Circuit is the `circuit` block: after `failures` failed attempts in a
+// row (connection errors, timeouts, 408, 429, 5xx: the failures worth a
+// retry), the sink's events wait in the queue, unattempted, for
+// `cooldown`; then one probe goes, and its success closes the circuit
+// while its failure opens it again for twice as long, up to
+// `max_cooldown`. On by default; `enabled: false` turns it off.
+type Circuit struct {
+	// Enabled (`circuit.enabled`, default true) turns the breaker on. Split
+	// sets it: true unless the block says false.
+	Enabled bool `json:"enabled" doc:"Turns the circuit breaker on (default true)."`
+	// Failures (`circuit.failures`, default 10) failed attempts in a row
+	// open the circuit.
+	Failures int `json:"failures" default:"10" min:"1" max:"1000000" doc:"Failed attempts in a row that open the circuit."`
+	// Cooldown (`circuit.cooldown`, default 5s) is how long the circuit
+	// first stays open.
+	Cooldown time.Duration `json:"cooldown" default:"5s" check:"positive" doc:"How long the circuit first stays open (Go duration); doubles after each failed probe."`
+	// MaxCooldown (`circuit.max_cooldown`, default 5m) caps the cooldown.
+	MaxCooldown time.Duration `json:"max_cooldown" default:"5m" check:"positive" doc:"Cap on the cooldown (Go duration)."`
+}
+
+// Validate checks the rules of the shared keys a tag cannot say.
+func (s Settings) Validate() error {
+	c := s.Circuit
+	if c.Cooldown > 0 && c.MaxCooldown > 0 && c.MaxCooldown < c.Cooldown {
+		return &sdk.ConfigError{Field: "circuit.max_cooldown", Message: fmt.Sprintf("must be at least circuit.cooldown (%s), got %s", c.Cooldown, c.MaxCooldown)}
+	}
+	return nil
+}
+
+// Breaker returns the settings of the sink's circuit breaker: the zero
+// value (off) when the block turns it off.
+func (s Settings) Breaker() circuit.Settings {
+	c := s.Circuit
+	if !c.Enabled {
+		return circuit.Settings{}
+	}
+	return circuit.Settings{Failures: c.Failures, Cooldown: c.Cooldown, MaxCooldown: c.MaxCooldown}
+}
+
+// CircuitSet tells whether the block has a `circuit` block (a sink type
+// with circuits of its own refuses one).
+func (s Settings) CircuitSet() bool { return s.explicitCircuit }
 
 // Spec is the spec of the shared keys.
 var Spec = spec.For[Settings]()
@@ -90,6 +139,7 @@ func (s Settings) Window(declared int) int {
 // Defaults returns the settings of a block that sets none of the keys.
 func Defaults() Settings {
 	s, _ := Spec.Decode(nil)
+	s.Circuit.Enabled = true
 	return s
 }
 
@@ -120,11 +170,26 @@ func Split(raw json.RawMessage) (json.RawMessage, Settings, error) {
 	}
 	s, serr := Spec.Decode(own)
 	_, s.explicitWindow = shared["max_in_flight"]
+	_, s.explicitCircuit = shared["circuit"]
+	s.Circuit.Enabled = circuitEnabled(shared["circuit"])
 	rest, err := json.Marshal(m)
 	if err != nil {
 		return raw, s, err
 	}
 	return rest, s, serr
+}
+
+// circuitEnabled tells whether a `circuit` block (nil: absent) leaves the
+// breaker on: unless it says `enabled: false`. (A default of true cannot
+// be a tag: the spec applies defaults to zero values, and false is one.)
+func circuitEnabled(raw json.RawMessage) bool {
+	var c struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if raw == nil || json.Unmarshal(raw, &c) != nil || c.Enabled == nil {
+		return true
+	}
+	return *c.Enabled
 }
 
 // Merge returns the schema of a sink type's whole `config` block: the

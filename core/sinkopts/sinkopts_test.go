@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/spec/spectest"
 	"github.com/hookbus/hookbus/sdk"
@@ -92,7 +93,7 @@ func TestSplitErrors(t *testing.T) {
 
 func TestSchemaMatchesDecoder(t *testing.T) {
 	t.Parallel()
-	spectest.Conformance(t, Spec, `{"retry": {"schedule": ["1s"]}, "max_in_flight": 5, "max_retry_after": "1m"}`)
+	spectest.Conformance(t, Spec, `{"retry": {"schedule": ["1s"]}, "max_in_flight": 5, "max_retry_after": "1m", "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"}}`)
 }
 
 func TestMerge(t *testing.T) {
@@ -106,5 +107,44 @@ func TestMerge(t *testing.T) {
 	}
 	if err := json.Unmarshal(out, &s); err != nil || len(s.Properties) != 1+len(Keys) {
 		t.Fatalf("merged = %s (%v)", out, err)
+	}
+}
+
+// The circuit breaker is on by default, with its defaults; a block sets
+// its keys or turns it off; bad values name their key.
+func TestCircuit(t *testing.T) {
+	t.Parallel()
+	want := circuit.Settings{Failures: 10, Cooldown: 5 * time.Second, MaxCooldown: 5 * time.Minute}
+	if got := Defaults().Breaker(); got != want {
+		t.Errorf("default breaker = %+v, want %+v", got, want)
+	}
+	for _, raw := range []string{`{"url": "u"}`, `{"max_in_flight": 3}`, `{"circuit": {}}`, `{"circuit": {"enabled": true}}`} {
+		_, s, err := Split(json.RawMessage(raw))
+		if err != nil || s.Breaker() != want {
+			t.Errorf("%s: breaker %+v (%v), want the defaults", raw, s.Breaker(), err)
+		}
+	}
+	_, s, err := Split(json.RawMessage(`{"circuit": {"failures": 3, "cooldown": "1s", "max_cooldown": "1m"}}`))
+	if got := s.Breaker(); err != nil || got != (circuit.Settings{Failures: 3, Cooldown: time.Second, MaxCooldown: time.Minute}) || !s.CircuitSet() {
+		t.Errorf("set: %+v (%v)", got, err)
+	}
+	if _, s, err := Split(json.RawMessage(`{"circuit": {"enabled": false}}`)); err != nil || s.Breaker().On() {
+		t.Errorf("enabled: false: %+v (%v), want off", s.Breaker(), err)
+	}
+	for raw, field := range map[string]string{
+		`{"circuit": {"failures": 0.5}}`:                           "circuit.failures",
+		`{"circuit": {"failures": -1}}`:                            "circuit.failures",
+		`{"circuit": {"cooldown": "-1s"}}`:                         "circuit.cooldown",
+		`{"circuit": {"cooldown": "10m"}}`:                         "circuit.max_cooldown",
+		`{"circuit": {"cooldown": "1s", "max_cooldown": "500ms"}}`: "circuit.max_cooldown",
+		`{"circuit": {"enabled": "no"}}`:                           "circuit.enabled",
+		`{"circuit": {"open": true}}`:                              "circuit.open",
+		`{"circuit": true}`:                                        "circuit",
+	} {
+		_, _, err := Split(json.RawMessage(raw))
+		var ce *sdk.ConfigError
+		if !errors.As(err, &ce) || ce.Field != field {
+			t.Errorf("%s: %v, want an error naming %s", raw, err, field)
+		}
 	}
 }

@@ -50,7 +50,7 @@ import (
 const Name = "subscriptions"
 
 func init() {
-	registry.RegisterSink(registry.Sink{Name: Name, Spec: configSpec, New: NewSink})
+	registry.RegisterSink(registry.Sink{Name: Name, Spec: configSpec, New: NewSink, OwnCircuits: true})
 }
 
 // NewSink returns a sink for hookbus to Provision and Init (its registered
