@@ -78,8 +78,10 @@ func Open(ctx context.Context, driver, dsn, dataDir string, opts ...Option) (*St
 		}
 		// _txlock=immediate: a transaction takes the write lock when it
 		// begins, so a migration that reads the version and then writes
-		// waits for another writer (busy_timeout) instead of failing.
-		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+		// waits for another writer (busy_timeout) instead of failing. Other
+		// writers are other processes on the file (a CLI command beside the
+		// server): 30 s lets one of them finish a batch on a loaded machine.
+		s.db, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 		if err == nil {
 			s.db.SetMaxOpenConns(1)
 		}
