@@ -191,6 +191,7 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 	t.Parallel()
 	spectest.Conformance(t, configSpec,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "headers": {"X-A": "1"}, "timeout": "3s", "max_in_flight": 8,
-		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m"}`,
+		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m",
+		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
 		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`)
 }
