@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -69,8 +70,9 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 
 // The members a subscription's body may give, and those only answers carry.
 var (
-	subscriptionFields = append([]string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
-		"filter", "disabled", "metadata"}, subscriptionDeliveryFields...)
+	// Clipped: handlers append the read-only members to it.
+	subscriptionFields = slices.Clip(slices.Concat([]string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
+		"filter", "disabled", "metadata"}, subscriptionDeliveryFields))
 	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at"}
 )
 
