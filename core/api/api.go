@@ -62,6 +62,10 @@ type Options struct {
 	// loopback, private, link-local and metadata addresses (a
 	// subscriptions sink allows them); nil: never.
 	AllowPrivateNetworks func() bool
+	// SubscriptionMaxTimeout bounds a subscription's own timeout (the
+	// subscriptions sink's max_timeout); nil or 0:
+	// subscription.DefaultMaxTimeout.
+	SubscriptionMaxTimeout func() time.Duration
 	// CompileFilter checks a subscription's filter script, naming the line
 	// of a syntax error; nil: compiled with the default script limits.
 	CompileFilter func(src string) error

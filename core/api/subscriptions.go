@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -44,15 +45,17 @@ type SubscriptionJSON struct {
 	Disabled       bool              `json:"disabled"`
 	DisabledReason string            `json:"disabled_reason"`
 	Metadata       map[string]any    `json:"metadata"`
-	CreatedAt      string            `json:"created_at"`
-	UpdatedAt      string            `json:"updated_at"`
-	Secret         string            `json:"secret,omitempty"`
+	deliveryJSON
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	Secret    string `json:"secret,omitempty"`
 }
 
 func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 	out := SubscriptionJSON{ID: s.ID, Application: s.App, URL: s.URL, EventTypes: s.EventTypes, Description: s.Description,
 		Headers: s.Headers, RateLimit: s.RateLimit, MaxInFlight: s.MaxInFlight, Filter: s.Filter, Disabled: s.Disabled,
-		DisabledReason: s.DisabledReason, Metadata: s.Metadata, CreatedAt: timeJSON(s.Created), UpdatedAt: timeJSON(s.Updated)}
+		DisabledReason: s.DisabledReason, Metadata: s.Metadata, deliveryJSON: deliveryOptionsJSON(s.Delivery),
+		CreatedAt: timeJSON(s.Created), UpdatedAt: timeJSON(s.Updated)}
 	if out.EventTypes == nil {
 		out.EventTypes = []string{}
 	}
@@ -67,8 +70,9 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 
 // The members a subscription's body may give, and those only answers carry.
 var (
-	subscriptionFields = []string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
-		"filter", "disabled", "metadata"}
+	// Clipped: handlers append the read-only members to it.
+	subscriptionFields = slices.Clip(slices.Concat([]string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
+		"filter", "disabled", "metadata"}, subscriptionDeliveryFields))
 	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at"}
 )
 
@@ -88,6 +92,9 @@ func (s *Server) rules() subscription.Rules {
 	}
 	if s.opts.AllowPrivateNetworks != nil {
 		r.AllowPrivateNetworks = s.opts.AllowPrivateNetworks()
+	}
+	if s.opts.SubscriptionMaxTimeout != nil {
+		r.MaxTimeout = s.opts.SubscriptionMaxTimeout()
 	}
 	return r
 }
@@ -149,6 +156,7 @@ func (s *Server) applySubscription(r *http.Request, o *object, sub *subscription
 		}
 	}
 	o.get("metadata", &sub.Metadata, "a JSON object")
+	applyDelivery(o, &sub.Delivery)
 	return nil
 }
 

@@ -219,7 +219,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			}
 			return res, err
 		},
-		AllowPrivateNetworks: a.AllowPrivateNetworks,
+		AllowPrivateNetworks:   a.AllowPrivateNetworks,
+		SubscriptionMaxTimeout: a.SubscriptionMaxTimeout,
 		// The delivery log: attempts, events on record, stats, resend, recover.
 		Attempts: attempts,
 		Resender: resender,

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/plugins/subscriptions"
@@ -46,4 +47,14 @@ func (a *App) SubscriptionTestSend(ctx context.Context, sub subscription.Subscri
 func (a *App) AllowPrivateNetworks() bool {
 	s := a.subscriptionsSink()
 	return s != nil && s.AllowPrivateNetworks()
+}
+
+// SubscriptionMaxTimeout is the longest timeout a subscription may set for
+// itself: the first subscriptions sink's max_timeout (0 when there is none:
+// the API's default bound).
+func (a *App) SubscriptionMaxTimeout() time.Duration {
+	if s := a.subscriptionsSink(); s != nil {
+		return s.Config().MaxTimeout
+	}
+	return 0
 }

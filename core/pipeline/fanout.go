@@ -16,6 +16,7 @@ import (
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -76,6 +77,11 @@ type TargetResult struct {
 	// start of the response) for the delivery log; the engine redacts its
 	// headers (see DetailedSink).
 	Detail *attempt.Detail
+	// Schedule, when not nil, is the target's own retry schedule: a
+	// failed attempt is tried again after its delays, and the pair is
+	// dead-lettered as exhausted once it has none left, in place of the
+	// sink's schedule.
+	Schedule *retry.Schedule
 }
 
 // tried tells whether a request was made (or refused on the way, as by
@@ -196,7 +202,11 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			if res.Reason == "" {
 				res.Reason = "failed"
 			}
-			return e.deliveryFailed(r, st, d, res, func(more bool) {
+			sched := st.spec.Schedule
+			if tr.Schedule != nil {
+				sched = *tr.Schedule
+			}
+			return e.deliveryFailed(r, sched, d, res, func(more bool) {
 				if !more {
 					e.deferred.forget(msg.UUID) // dead-lettered as exhausted
 				}

@@ -16,6 +16,7 @@ import (
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
 	"github.com/hookbus/hookbus/core/queue"
+	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -80,7 +81,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			e.log.Warn("permanent delivery failure", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode)...)
 			return e.giveUp(ctx, r.name, d, deadletter.KindPermanent, res.Reason, res)
 		default:
-			return e.deliveryFailed(r, st, d, res, func(more bool) {
+			return e.deliveryFailed(r, st.spec.Schedule, d, res, func(more bool) {
 				if held > 0 && !more {
 					e.heldBack.forget(msg.UUID)
 				}
@@ -144,11 +145,11 @@ func (e *Engine) delivered(ctx context.Context, r *sinkRunner, d *sinkDelivery, 
 }
 
 // deliveryFailed schedules the next attempt of a delivery that may be
-// retried, after the delay st's schedule gives, or dead-letters it when
+// retried, after the delay sched gives, or dead-letters it when
 // the schedule is exhausted. record, when not nil, is told which (more:
 // another attempt follows) before either happens.
-func (e *Engine) deliveryFailed(r *sinkRunner, st *sinkState, d *sinkDelivery, res sdk.Result, record func(more bool)) error {
-	delay, ok := st.spec.Schedule.Next(d.attempt, res.RetryAfter)
+func (e *Engine) deliveryFailed(r *sinkRunner, sched retry.Schedule, d *sinkDelivery, res sdk.Result, record func(more bool)) error {
+	delay, ok := sched.Next(d.attempt, res.RetryAfter)
 	if record != nil {
 		record(ok)
 	}

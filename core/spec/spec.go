@@ -14,7 +14,8 @@
 //
 // Supported field types: string, bool, int, time.Duration (a string with a
 // unit, "10s"), []string, []time.Duration, map[string]string, a nested
-// struct (an object) and an embedded struct (its keys are the parent's).
+// struct (an object), an embedded struct (its keys are the parent's) and a
+// type that decodes itself (Custom).
 // Rules a tag cannot say belong in a Validate() error method on the struct,
 // which Decode calls after the tags' checks. An unsupported field type or a
 // malformed tag panics when the spec is built, at init.
@@ -34,6 +35,18 @@ import (
 
 	"github.com/hookbus/hookbus/sdk"
 )
+
+// Custom is a field type that decodes its own JSON and describes its own
+// schema (such as statuspolicy.List). An UnmarshalJSON error is reported
+// at the field's key; a *sdk.ConfigError's Field, when set, is appended
+// to the key ("[2]", ".x"). Only minItems and maxItems tags apply to it
+// (for a slice type), besides doc.
+type Custom interface {
+	json.Unmarshaler
+	SpecSchema() map[string]any
+}
+
+var customType = reflect.TypeFor[Custom]()
 
 // Validator is implemented by config structs with rules a tag cannot say.
 // Validate sees the value with defaults applied and reports every problem
@@ -169,6 +182,7 @@ const (
 	kDurations
 	kStringMap
 	kObject
+	kCustom
 )
 
 type field struct {
@@ -187,7 +201,8 @@ type field struct {
 	maxItems int
 	pattern  string
 	format   string
-	obj      *object // kObject
+	obj      *object      // kObject
+	custom   reflect.Type // kCustom
 }
 
 type object struct {
@@ -216,6 +231,9 @@ func buildObject(t reflect.Type, prefix []int) object {
 		f.min, f.max = atoi(sf, "min"), atoi(sf, "max")
 		f.minItems, f.maxItems = atoi(sf, "minItems"), atoi(sf, "maxItems")
 		switch ft := sf.Type; {
+		case reflect.PointerTo(ft).Implements(customType):
+			f.kind = kCustom
+			f.custom = ft
 		case ft == durationType:
 			f.kind = kDuration
 		case ft.Kind() == reflect.String:
@@ -364,6 +382,8 @@ func (f *field) schema() map[string]any {
 		s = map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}}
 	case kObject:
 		s = f.obj.schema()
+	case kCustom:
+		s = reflect.New(f.custom).Interface().(Custom).SpecSchema()
 	}
 	if f.pattern != "" && (f.kind == kString || f.kind == kDuration) {
 		s["pattern"] = f.pattern
@@ -516,6 +536,15 @@ func (d *decoder) value(f *field, path string, raw json.RawMessage, dst reflect.
 			return
 		}
 		d.object(f.obj, path, m, dst, false)
+	case kCustom:
+		if err := dst.Addr().Interface().(Custom).UnmarshalJSON(raw); err != nil {
+			var ce *sdk.ConfigError
+			if errors.As(err, &ce) {
+				d.shape(path+ce.Field, "%s", ce.Message)
+				return
+			}
+			d.shape(path, "%v", err)
+		}
 	}
 }
 

@@ -60,6 +60,9 @@ var migrations = []migration{
 		`ALTER TABLE hookbus_app_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE hookbus_app_tokens ADD COLUMN expires_at BIGINT`,
 	}},
+	{version: 7, name: "subscriptions: delivery options (timeout, retry schedule, status policy)", stmts: []string{
+		`ALTER TABLE hookbus_subscriptions ADD COLUMN delivery_options TEXT NOT NULL DEFAULT '{}'`,
+	}},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

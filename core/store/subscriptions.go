@@ -16,6 +16,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/core/subscription"
 )
 
@@ -338,7 +339,58 @@ func (s *Store) column(ctx context.Context, q queryer, query string, args ...any
 // Subscriptions.
 
 const subColumns = `id, app, url, event_types, description, secrets, headers, rate_limit, max_in_flight, filter_script,
-	disabled, disabled_reason, metadata, failing_since, created_at, updated_at`
+	disabled, disabled_reason, metadata, failing_since, delivery_options, created_at, updated_at`
+
+// storedDelivery is a subscription's delivery options as stored (the
+// delivery_options column, JSON): a member left out is the sink's, and
+// an empty retry_schedule (a single attempt) is kept apart from none.
+type storedDelivery struct {
+	Timeout       int64              `json:"timeout,omitempty"` // nanoseconds
+	RetrySchedule *[]int64           `json:"retry_schedule,omitempty"`
+	RetryOn       *statuspolicy.List `json:"retry_on,omitempty"`
+	PermanentOn   *statuspolicy.List `json:"permanent_on,omitempty"`
+}
+
+// deliveryJSON is the delivery_options value of d.
+func deliveryJSON(d subscription.DeliveryOptions) (string, error) {
+	sd := storedDelivery{Timeout: int64(d.Timeout)}
+	if d.RetrySchedule != nil {
+		ns := make([]int64, len(d.RetrySchedule))
+		for i, w := range d.RetrySchedule {
+			ns[i] = int64(w)
+		}
+		sd.RetrySchedule = &ns
+	}
+	if d.RetryOn != nil {
+		sd.RetryOn = &d.RetryOn
+	}
+	if d.PermanentOn != nil {
+		sd.PermanentOn = &d.PermanentOn
+	}
+	return toJSON("subscription delivery options", sd)
+}
+
+// parseDelivery reads a delivery_options value.
+func parseDelivery(s string) (subscription.DeliveryOptions, error) {
+	var sd storedDelivery
+	if err := json.Unmarshal([]byte(s), &sd); err != nil {
+		return subscription.DeliveryOptions{}, err
+	}
+	d := subscription.DeliveryOptions{Timeout: time.Duration(sd.Timeout)}
+	if sd.RetrySchedule != nil {
+		d.RetrySchedule = make([]time.Duration, len(*sd.RetrySchedule))
+		for i, ns := range *sd.RetrySchedule {
+			d.RetrySchedule[i] = time.Duration(ns)
+		}
+	}
+	if sd.RetryOn != nil {
+		d.RetryOn = *sd.RetryOn
+	}
+	if sd.PermanentOn != nil {
+		d.PermanentOn = *sd.PermanentOn
+	}
+	return d, nil
+}
 
 // storedSecret is a subscription secret as stored: its value sealed
 // (crypt.go), its times in unix nanoseconds.
@@ -374,20 +426,29 @@ func (s *Store) subValues(sub subscription.Subscription) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	delivery, err := deliveryJSON(sub.Delivery)
+	if err != nil {
+		return nil, err
+	}
 	return []any{sub.ID, sub.App, sub.URL, types, sub.Description, secrets, headers, sub.RateLimit, sub.MaxInFlight, sub.Filter,
-		b2i(sub.Disabled), sub.DisabledReason, meta, nanos(sub.FailingSince), nanos(sub.Created), nanos(sub.Updated)}, nil
+		b2i(sub.Disabled), sub.DisabledReason, meta, nanos(sub.FailingSince), delivery, nanos(sub.Created), nanos(sub.Updated)}, nil
 }
 
 // scanSubscription reads a row of subColumns, decrypting its secrets. Its
 // errors other than the row's Scan name the subscription.
 func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 	var sub subscription.Subscription
-	var types, secrets, headers, meta string
+	var types, secrets, headers, meta, delivery string
 	var disabled, failing, created, updated int64
 	if err := r.Scan(&sub.ID, &sub.App, &sub.URL, &types, &sub.Description, &secrets, &headers, &sub.RateLimit, &sub.MaxInFlight, &sub.Filter,
-		&disabled, &sub.DisabledReason, &meta, &failing, &created, &updated); err != nil {
+		&disabled, &sub.DisabledReason, &meta, &failing, &delivery, &created, &updated); err != nil {
 		return sub, err
 	}
+	d, err := parseDelivery(delivery)
+	if err != nil {
+		return sub, fmt.Errorf("subscription %s: delivery options: %w", sub.ID, err)
+	}
+	sub.Delivery = d
 	var secs []storedSecret
 	for _, f := range []struct {
 		name, json string
@@ -455,7 +516,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub subscription.Subscri
 		if err := s.appExists(ctx, tx, sub.App); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_subscriptions (`+subColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), vals...)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_subscriptions (`+subColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), vals...)
 		if err != nil {
 			return fmt.Errorf("store: create subscription %s: %w", sub.ID, err)
 		}
@@ -578,7 +639,7 @@ func (s *Store) UpdateSubscription(ctx context.Context, sub subscription.Subscri
 	err = s.changeTx(ctx, func(tx *sql.Tx) error {
 		var created int64
 		err := tx.QueryRowContext(ctx, s.q(`UPDATE hookbus_subscriptions SET url = ?, event_types = ?, description = ?, secrets = ?, headers = ?,
-			rate_limit = ?, max_in_flight = ?, filter_script = ?, disabled = ?, disabled_reason = ?, metadata = ?, failing_since = ?, updated_at = ?
+			rate_limit = ?, max_in_flight = ?, filter_script = ?, disabled = ?, disabled_reason = ?, metadata = ?, failing_since = ?, delivery_options = ?, updated_at = ?
 			WHERE `+where+` RETURNING created_at`), args...).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			var one int

@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hookbus/hookbus/core/statuspolicy"
 )
 
 // Application is a third party that receives events: it owns
@@ -59,6 +61,10 @@ type Subscription struct {
 	RateLimit float64
 	// MaxInFlight bounds concurrent deliveries to the URL (0: the sink's default).
 	MaxInFlight int
+	// Delivery holds the subscription's own delivery options (a timeout,
+	// a retry schedule, a status policy); its zero value takes every one
+	// from the sink.
+	Delivery DeliveryOptions
 	// Filter is JavaScript defining filter(event); empty: every matching
 	// event. Only admin keys may set it.
 	Filter   string
@@ -73,6 +79,31 @@ type Subscription struct {
 	FailingSince time.Time
 	// Created and Updated are set by the store.
 	Created, Updated time.Time
+}
+
+// DeliveryOptions are a subscription's overrides of its sink's delivery
+// settings. Each unset one (zero, nil) is the sink's.
+type DeliveryOptions struct {
+	// Timeout bounds one attempt (0: the sink's timeout). The sink caps
+	// it at its max_timeout.
+	Timeout time.Duration
+	// RetrySchedule lists the waits before each retry, len+1 attempts in
+	// all (nil: the sink's schedule; empty: a single attempt).
+	RetrySchedule []time.Duration
+	// RetryOn and PermanentOn are the status policy (both nil: the
+	// sink's). A subscription that sets either has its own policy in
+	// place of the sink's, not merged with it.
+	RetryOn, PermanentOn statuspolicy.List
+}
+
+// Policy is the status policy of the options.
+func (d DeliveryOptions) Policy() statuspolicy.Policy {
+	return statuspolicy.Policy{RetryOn: d.RetryOn, PermanentOn: d.PermanentOn}
+}
+
+// IsZero tells whether every option is the sink's.
+func (d DeliveryOptions) IsZero() bool {
+	return d.Timeout == 0 && d.RetrySchedule == nil && d.RetryOn == nil && d.PermanentOn == nil
 }
 
 // Signing returns the secrets that sign at now: the current one and those

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -50,6 +51,14 @@ const (
 	// MaxHeaderBytes bounds a subscription's headers, names and values
 	// together: receivers refuse requests whose headers pass a few KiB.
 	MaxHeaderBytes = 8 << 10
+	// DefaultMaxTimeout is the bound on a subscription's own timeout when
+	// the sink sets none (Rules.MaxTimeout, the subscriptions sink's
+	// max_timeout).
+	DefaultMaxTimeout = time.Minute
+	// MaxRetryScheduleEntries bounds a subscription's retry_schedule, and
+	// MaxRetryDelay each of its waits.
+	MaxRetryScheduleEntries = 20
+	MaxRetryDelay           = 48 * time.Hour
 )
 
 // applicationID is what a caller-chosen application ID may be: it travels
@@ -197,6 +206,9 @@ type Rules struct {
 	// names the line of a syntax error; nil: filters are not checked
 	// beyond their size.
 	CompileFilter func(src string) error
+	// MaxTimeout bounds a subscription's own timeout (0:
+	// DefaultMaxTimeout).
+	MaxTimeout time.Duration
 }
 
 // Validate checks every field of s and returns every problem as a field
@@ -273,6 +285,9 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 	if s.MaxInFlight < 0 || s.MaxInFlight > MaxInFlightLimit {
 		fail("max_in_flight", "must be between 0 (the sink's default) and %d", MaxInFlightLimit)
 	}
+	for _, e := range r.checkDelivery(s.Delivery) {
+		fail(e.Field, "%s", e.Message)
+	}
 	if s.Filter != "" {
 		switch {
 		case len(s.Filter) > MaxFilterBytes:
@@ -284,6 +299,42 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 				fail("filter", "%v", err)
 			}
 		}
+	}
+	return errs
+}
+
+// checkDelivery checks a subscription's delivery options against their
+// bounds: the timeout at most MaxTimeout, the schedule at most
+// MaxRetryScheduleEntries positive waits of at most MaxRetryDelay, and a
+// status policy without a code in both lists.
+func (r Rules) checkDelivery(d DeliveryOptions) []problem.FieldError {
+	var errs []problem.FieldError
+	fail := func(field, format string, args ...any) {
+		errs = append(errs, problem.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	maxTimeout := r.MaxTimeout
+	if maxTimeout <= 0 {
+		maxTimeout = DefaultMaxTimeout
+	}
+	switch {
+	case d.Timeout < 0:
+		fail("timeout", "must not be negative (null or leave it out for the sink's timeout)")
+	case d.Timeout > maxTimeout:
+		fail("timeout", "must be at most %s (the sink's max_timeout), got %s", maxTimeout, d.Timeout)
+	case d.Timeout > 0 && d.Timeout < time.Millisecond:
+		fail("timeout", "must be at least 1ms, got %s", d.Timeout)
+	}
+	if len(d.RetrySchedule) > MaxRetryScheduleEntries {
+		fail("retry_schedule", "at most %d waits (%d attempts), got %d", MaxRetryScheduleEntries, MaxRetryScheduleEntries+1, len(d.RetrySchedule))
+	} else {
+		for i, w := range d.RetrySchedule {
+			if w <= 0 || w > MaxRetryDelay {
+				fail(fmt.Sprintf("retry_schedule[%d]", i), "must be a wait above 0 and at most %s, got %s", MaxRetryDelay, w)
+			}
+		}
+	}
+	for _, p := range d.Policy().Check("") {
+		fail(p.Field, "%s", p.Message)
 	}
 	return errs
 }

@@ -2,9 +2,11 @@ package subscriptions
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/hookbus/hookbus/core/spec"
+	"github.com/hookbus/hookbus/core/statuspolicy"
 )
 
 // Defaults of the optional keys.
@@ -41,6 +43,23 @@ type Config struct {
 	// DisableAfter (`disable_after`, default 120h) disables a subscription
 	// all of whose attempts have failed for this long.
 	DisableAfter time.Duration `json:"disable_after" default:"120h" check:"positive" doc:"Disable a subscription whose attempts have all failed for this long (Go duration)."`
+	// MaxTimeout (`max_timeout`, default 1m) is the longest timeout a
+	// subscription may set for itself: the API refuses a longer one, and
+	// one stored before the bound was lowered is cut to it.
+	MaxTimeout time.Duration `json:"max_timeout" default:"1m" check:"positive" doc:"Longest timeout a subscription may set for itself (Go duration)."`
+	// RetryOn and PermanentOn (`retry_on`, `permanent_on`) are the status
+	// policy of the subscriptions that set none of their own, as for the
+	// webhook sink (see statuspolicy): codes 400 to 599, "4xx", "5xx".
+	RetryOn     statuspolicy.List `json:"retry_on" doc:"Answers retried for subscriptions without their own list: status codes and \"4xx\"/\"5xx\"."`
+	PermanentOn statuspolicy.List `json:"permanent_on" doc:"Answers dead-lettered at once for subscriptions without their own list."`
+}
+
+// Validate checks the rules the tags cannot say: no status in both lists.
+func (c Config) Validate() error { return errors.Join(c.Policy().Errors("")...) }
+
+// Policy is the sink's status policy.
+func (c Config) Policy() statuspolicy.Policy {
+	return statuspolicy.Policy{RetryOn: c.RetryOn, PermanentOn: c.PermanentOn}
 }
 
 // configSpec describes Config: one description for decoding, validation

@@ -241,7 +241,7 @@ func discard(reason string) pipeline.TargetResult {
 
 // DeliverTarget makes one attempt of d to subscription t, as the live
 // index has it now, or defers it (see the package doc).
-func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Delivery) pipeline.TargetResult {
+func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Delivery) (tr pipeline.TargetResult) {
 	if !s.ready {
 		return pipeline.TargetResult{Result: sdk.Result{Outcome: sdk.Retry, Reason: "subscriptions sink used before Init"}}
 	}
@@ -249,6 +249,9 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	if !ok {
 		return res
 	}
+	// Every failure of the pair counts on the subscription's own
+	// schedule when it has one.
+	defer func() { tr.Schedule = s.schedule(sub) }()
 	if !sub.Matches(d.Event.Type) {
 		// Its event_types changed since the event was fanned out.
 		return pipeline.TargetResult{Filtered: true}
@@ -302,7 +305,8 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 	switch {
 	case a.Result.Outcome == sdk.OK:
 		s.afterSuccess(ctx, st, d)
-	case a.Result.StatusCode == 410:
+	case a.Result.StatusCode == 410 && a.Result.Outcome == sdk.Permanent:
+		// Gone, unless the status policy retries it.
 		s.disable(ctx, st, "410 Gone", "gone", trigger{d, a.Result})
 	default:
 		s.afterFailure(ctx, st, end, trigger{d, a.Result})

@@ -572,8 +572,12 @@ func TestConfig(t *testing.T) {
 	if cfg.Timeout != DefaultTimeout || cfg.SubscriptionMaxInFlight != DefaultSubscriptionMaxInFlight || cfg.DisableAfter != DefaultDisableAfter || cfg.Broadcast || cfg.AllowPrivateNetworks {
 		t.Fatalf("defaults %+v", cfg)
 	}
-	_, err = ParseConfig(json.RawMessage(`{"timeout": "0s", "subscription_max_in_flight": 0, "disable_after": "soon", "url": "x"}`))
-	for _, key := range []string{"timeout", "subscription_max_in_flight", "disable_after", "url"} {
+	if cfg.MaxTimeout != time.Minute || cfg.RetryOn != nil || cfg.PermanentOn != nil {
+		t.Fatalf("defaults %+v", cfg)
+	}
+	_, err = ParseConfig(json.RawMessage(`{"timeout": "0s", "subscription_max_in_flight": 0, "disable_after": "soon", "url": "x",
+		"retry_on": ["5xx"], "permanent_on": [404, "5xx"]}`))
+	for _, key := range []string{"timeout", "subscription_max_in_flight", "disable_after", "url", "permanent_on[1]"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("error %v does not name %s", err, key)
 		}
@@ -583,7 +587,8 @@ func TestConfig(t *testing.T) {
 // The schema Describe publishes and the decoder agree.
 func TestSchemaMatchesDecoder(t *testing.T) {
 	spectest.Conformance(t, configSpec,
-		`{"broadcast": true, "allow_private_networks": true, "timeout": "3s", "subscription_max_in_flight": 4, "disable_after": "10s"}`, `{}`)
+		`{"broadcast": true, "allow_private_networks": true, "timeout": "3s", "subscription_max_in_flight": 4, "disable_after": "10s",
+		  "max_timeout": "30s", "retry_on": [401, "5xx"], "permanent_on": [503]}`, `{}`)
 }
 
 // Through hookbus' registry the block takes the shared keys too, and an

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/subscription"
@@ -348,7 +349,10 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	for _, k := range slices.Sorted(maps.Keys(sub.Headers)) {
 		b.WriteString(k + "\x00" + sub.Headers[k] + "\x00")
 	}
-	fmt.Fprintf(&b, "\x01%d", maxInFlight)
+	fmt.Fprintf(&b, "\x01%d\x01%d", maxInFlight, sub.Delivery.Timeout)
+	retryOn, _ := sub.Delivery.RetryOn.MarshalJSON()
+	permanentOn, _ := sub.Delivery.PermanentOn.MarshalJSON()
+	fmt.Fprintf(&b, "\x01%t%s\x01%t%s", sub.Delivery.RetryOn == nil, retryOn, sub.Delivery.PermanentOn == nil, permanentOn)
 	return b.String()
 }
 
@@ -367,8 +371,10 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	if maxInFlight <= 0 {
 		maxInFlight = s.cfg.SubscriptionMaxInFlight
 	}
+	policy := s.cfg.Policy().Override(sub.Delivery.Policy())
 	w, err := webhook.New(webhook.Config{
-		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.cfg.Timeout, AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
+		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
+		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
 		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {
@@ -376,6 +382,26 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 		return nil, fmt.Errorf("subscription %s: %s", sub.ID, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return w, nil
+}
+
+// timeout is the bound on one attempt to sub: its own timeout, at most
+// the sink's max_timeout, else the sink's timeout.
+func (s *Sink) timeout(sub *subscription.Subscription) time.Duration {
+	if t := sub.Delivery.Timeout; t > 0 {
+		return min(t, s.cfg.MaxTimeout)
+	}
+	return s.cfg.Timeout
+}
+
+// schedule is the retry schedule of sub's pairs when it has its own (nil:
+// the sink's): its waits, with the sink's jitter and Retry-After cap.
+func (s *Sink) schedule(sub *subscription.Subscription) *retry.Schedule {
+	if sub.Delivery.RetrySchedule == nil {
+		return nil
+	}
+	sched := s.shared.Schedule()
+	sched.Delays = slices.Clone(sub.Delivery.RetrySchedule)
+	return &sched
 }
 
 // filter runs the subscription's filter on d's event, compiling it first

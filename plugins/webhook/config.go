@@ -14,6 +14,7 @@ import (
 	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/spec"
+	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -53,6 +54,14 @@ type Config struct {
 	// addresses. Leave it off unless the URL is a trusted internal service:
 	// the guard checks the address actually dialled, after DNS.
 	AllowPrivateNetworks bool `json:"allow_private_networks" default:"false" doc:"Allow loopback, private, link-local and metadata addresses."`
+	// RetryOn (`retry_on`) lists the answers retried: status codes (400
+	// to 599) and the classes "4xx" and "5xx". PermanentOn
+	// (`permanent_on`) lists those dead-lettered at once. An exact code
+	// wins over a class; what neither names follows the default rule
+	// (statuspolicy.Default: 408, 429 and 5xx retried, other 4xx
+	// permanent). A code or class in both lists is an error.
+	RetryOn     statuspolicy.List `json:"retry_on" doc:"Answers retried: status codes and \"4xx\"/\"5xx\" (an exact code wins over a class)."`
+	PermanentOn statuspolicy.List `json:"permanent_on" doc:"Answers dead-lettered at once: status codes and \"4xx\"/\"5xx\"."`
 	// Settings are the keys every sink shares: max_in_flight (default 64,
 	// the concurrent requests to the URL and so the connections kept open
 	// to it), retry.schedule and max_retry_after. hookbus takes them out of
@@ -125,12 +134,18 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.Policy().Errors("")...)
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if msg := deliveryheader.Check(name, c.Headers[name]); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Policy is the status policy of retry_on and permanent_on.
+func (c Config) Policy() statuspolicy.Policy {
+	return statuspolicy.Policy{RetryOn: c.RetryOn, PermanentOn: c.PermanentOn}
 }
 
 // secrets parses the configured secret(s); call after Validate.

@@ -192,6 +192,7 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 	spectest.Conformance(t, configSpec,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "headers": {"X-A": "1"}, "timeout": "3s", "max_in_flight": 8,
 		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m",
-		  "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"}}`,
+		  "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"},
+		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
 		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`)
 }

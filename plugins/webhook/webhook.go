@@ -31,6 +31,7 @@ import (
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/core/sinkopts"
+	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/internal/workers"
 	"github.com/hookbus/hookbus/sdk"
 )
@@ -385,18 +386,21 @@ func (w *Webhook) judge(resp *http.Response, body []byte, now time.Time) sdk.Res
 		if loc := resp.Header.Get("Location"); loc != "" {
 			r.Reason += " (Location: " + snippet([]byte(loc), reasonBody) + ")"
 		}
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 && code < 600:
-		r.Outcome = sdk.Retry
-		r.Reason = withBody("HTTP " + strconv.Itoa(code))
-		if ra, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
-			r.RetryAfter = min(ra, w.cfg.MaxRetryAfter)
+	case code >= 400 && code < 600:
+		if w.cfg.Policy().Judge(code) == statuspolicy.Retry {
+			r.Outcome = sdk.Retry
+			r.Reason = withBody("HTTP " + strconv.Itoa(code))
+			if ra, ok := retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+				r.RetryAfter = min(ra, w.cfg.MaxRetryAfter)
+			}
+			break
 		}
-	case code == http.StatusGone:
 		r.Outcome = sdk.Permanent
-		r.Reason = ReasonGone
-	case code >= 400 && code < 500:
-		r.Outcome = sdk.Permanent
-		r.Reason = withBody("HTTP " + strconv.Itoa(code))
+		if code == http.StatusGone {
+			r.Reason = ReasonGone
+		} else {
+			r.Reason = withBody("HTTP " + strconv.Itoa(code))
+		}
 	default:
 		r.Outcome = sdk.Permanent
 		r.Reason = fmt.Sprintf("HTTP %d: unexpected status", code)
