@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/deliveryheader"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/signing"
@@ -53,6 +54,14 @@ type Config struct {
 	// addresses. Leave it off unless the URL is a trusted internal service:
 	// the guard checks the address actually dialled, after DNS.
 	AllowPrivateNetworks bool `json:"allow_private_networks" default:"false" doc:"Allow loopback, private, link-local and metadata addresses."`
+	// Format (`format`, default json) is the body's format: json (the
+	// event envelope, Content-Type application/json),
+	// cloudevents-structured (a CloudEvents 1.0 JSON event, Content-Type
+	// application/cloudevents+json) or cloudevents-binary (the event's
+	// data as the body, its attributes in ce-* headers). The Standard
+	// Webhooks headers sign the body sent in every format; see
+	// core/deliveryformat.
+	Format string `json:"format" default:"json" pattern:"^(json|cloudevents-structured|cloudevents-binary)$" doc:"Body format: json, cloudevents-structured or cloudevents-binary."`
 	// Settings are the keys every sink shares: max_in_flight (default 64,
 	// the concurrent requests to the URL and so the connections kept open
 	// to it), retry.schedule and max_retry_after. hookbus takes them out of
@@ -125,8 +134,13 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if msg := deliveryformat.Check(c.Format); msg != "" {
+		fail("format", "%s", msg)
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if msg := deliveryheader.Check(name, c.Headers[name]); msg != "" {
+			fail("headers."+name, "%s", msg)
+		} else if msg := deliveryformat.CheckHeader(deliveryformat.Format(c.Format), name); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
 	}
