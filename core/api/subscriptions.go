@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/problem"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/signing"
@@ -40,6 +41,7 @@ type SubscriptionJSON struct {
 	Headers        map[string]string `json:"headers"`
 	RateLimit      float64           `json:"rate_limit"`
 	MaxInFlight    int               `json:"max_in_flight"`
+	Format         string            `json:"format"`
 	Filter         string            `json:"filter"`
 	Disabled       bool              `json:"disabled"`
 	DisabledReason string            `json:"disabled_reason"`
@@ -51,8 +53,11 @@ type SubscriptionJSON struct {
 
 func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 	out := SubscriptionJSON{ID: s.ID, Application: s.App, URL: s.URL, EventTypes: s.EventTypes, Description: s.Description,
-		Headers: s.Headers, RateLimit: s.RateLimit, MaxInFlight: s.MaxInFlight, Filter: s.Filter, Disabled: s.Disabled,
+		Headers: s.Headers, RateLimit: s.RateLimit, MaxInFlight: s.MaxInFlight, Format: s.Format, Filter: s.Filter, Disabled: s.Disabled,
 		DisabledReason: s.DisabledReason, Metadata: s.Metadata, CreatedAt: timeJSON(s.Created), UpdatedAt: timeJSON(s.Updated)}
+	if out.Format == "" {
+		out.Format = string(deliveryformat.JSON)
+	}
 	if out.EventTypes == nil {
 		out.EventTypes = []string{}
 	}
@@ -68,7 +73,7 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 // The members a subscription's body may give, and those only answers carry.
 var (
 	subscriptionFields = []string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
-		"filter", "disabled", "metadata"}
+		"format", "filter", "disabled", "metadata"}
 	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at"}
 )
 
@@ -138,6 +143,9 @@ func (s *Server) applySubscription(r *http.Request, o *object, sub *subscription
 	o.get("headers", &sub.Headers, "an object of string values")
 	o.get("rate_limit", &sub.RateLimit, "a number (deliveries per second)")
 	o.get("max_in_flight", &sub.MaxInFlight, "an integer")
+	if o.get("format", &sub.Format, "a string: json, cloudevents-structured or cloudevents-binary") && sub.Format == string(deliveryformat.JSON) {
+		sub.Format = "" // the default, stored as such
+	}
 	o.get("filter", &sub.Filter, "a string (JavaScript defining filter(event))")
 	was := sub.Disabled
 	if o.get("disabled", &sub.Disabled, "true or false") && sub.Disabled != was {

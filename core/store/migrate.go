@@ -60,6 +60,11 @@ var migrations = []migration{
 		`ALTER TABLE hookbus_app_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE hookbus_app_tokens ADD COLUMN expires_at BIGINT`,
 	}},
+	// format is a subscription's delivery format (core/deliveryformat);
+	// "" is the default, the json envelope.
+	{version: 7, name: "subscriptions: delivery format", stmts: []string{
+		`ALTER TABLE hookbus_subscriptions ADD COLUMN format TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

@@ -59,6 +59,9 @@ type Subscription struct {
 	RateLimit float64
 	// MaxInFlight bounds concurrent deliveries to the URL (0: the sink's default).
 	MaxInFlight int
+	// Format is the body's format (core/deliveryformat): "" or "json" for
+	// the event envelope, "cloudevents-structured" or "cloudevents-binary".
+	Format string
 	// Filter is JavaScript defining filter(event); empty: every matching
 	// event. Only admin keys may set it.
 	Filter   string

@@ -348,13 +348,13 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	for _, k := range slices.Sorted(maps.Keys(sub.Headers)) {
 		b.WriteString(k + "\x00" + sub.Headers[k] + "\x00")
 	}
-	fmt.Fprintf(&b, "\x01%d", maxInFlight)
+	fmt.Fprintf(&b, "\x01%d\x01%s", maxInFlight, sub.Format)
 	return b.String()
 }
 
 // newWebhook builds the webhook sink that makes sub's attempts: its URL,
-// headers and the secrets that sign at now, with the sink's timeout and
-// SSRF policy.
+// headers, format and the secrets that sign at now, with the sink's
+// timeout and SSRF policy.
 func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFlight int) (*webhook.Webhook, error) {
 	signing := sub.Signing(now)
 	if len(signing) == 0 {
@@ -369,6 +369,7 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	}
 	w, err := webhook.New(webhook.Config{
 		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.cfg.Timeout, AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
+		Format:   sub.Format,
 		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {
