@@ -311,3 +311,24 @@ func mustJSON(ev sdk.Event) string {
 	b, _ := json.Marshal(ev)
 	return string(b)
 }
+
+// An event CloudEvents cannot carry is a permanent failure naming the
+// member, and nothing is sent.
+func TestCloudEventsRefusedEventIsNotSent(t *testing.T) {
+	t.Parallel()
+	hits := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits <- struct{}{} }))
+	t.Cleanup(srv.Close)
+	ev := sdk.Event{ID: "bad-1", Type: "t", Extensions: map[string]json.RawMessage{"x-ext": json.RawMessage(`"v"`)}}
+	for _, format := range []string{"cloudevents-structured", "cloudevents-binary"} {
+		a := ceSink(t, srv.URL, format).DeliverAttempt(context.Background(), sdk.Delivery{Event: ev, Attempt: 1})
+		if a.Result.Outcome != sdk.Permanent || !strings.Contains(a.Result.Reason, format+": x-ext is not a CloudEvents attribute name") {
+			t.Fatalf("%s: %+v", format, a.Result)
+		}
+	}
+	select {
+	case <-hits:
+		t.Fatal("a request was sent")
+	default:
+	}
+}
