@@ -396,7 +396,7 @@ func subTable(s api.SubscriptionJSON) func(*tabwriter.Writer) {
 		rows := [][2]string{
 			{"ID", s.ID}, {"APPLICATION", s.Application}, {"URL", s.URL}, {"EVENT TYPES", strings.Join(s.EventTypes, ", ")},
 			{"DESCRIPTION", cell(s.Description)}, {"HEADERS", string(headers)}, {"RATE LIMIT", strconv.FormatFloat(s.RateLimit, 'g', -1, 64)},
-			{"MAX IN FLIGHT", strconv.Itoa(s.MaxInFlight)}, {"FILTER", filterSummary(s.Filter)}, {"DISABLED", strconv.FormatBool(s.Disabled)},
+			{"MAX IN FLIGHT", strconv.Itoa(s.MaxInFlight)}, {"FORMAT", s.Format}, {"FILTER", filterSummary(s.Filter)}, {"DISABLED", strconv.FormatBool(s.Disabled)},
 		}
 		if s.DisabledReason != "" {
 			rows = append(rows, [2]string{"DISABLED REASON", cell(s.DisabledReason)})
@@ -420,11 +420,11 @@ func filterSummary(f string) string {
 
 // subFlags are the flags that set a subscription's fields.
 type subFlags struct {
-	url, description, secret, filter, metadata string
-	eventTypes, headers                        []string
-	rateLimit                                  float64
-	maxInFlight                                int
-	disabled                                   bool
+	url, description, secret, filter, metadata, format string
+	eventTypes, headers                                []string
+	rateLimit                                          float64
+	maxInFlight                                        int
+	disabled                                           bool
 }
 
 func (f *subFlags) add(c *cobra.Command) {
@@ -435,6 +435,7 @@ func (f *subFlags) add(c *cobra.Command) {
 	c.Flags().StringArrayVarP(&f.headers, "header", "H", nil, "an extra request header, Name=value (repeat)")
 	c.Flags().Float64Var(&f.rateLimit, "rate-limit", 0, "at most this many deliveries per second (0: no limit)")
 	c.Flags().IntVar(&f.maxInFlight, "max-in-flight", 0, "at most this many deliveries at once (0: the sink's default)")
+	c.Flags().StringVar(&f.format, "format", "", "the body's format: json (the default), cloudevents-structured or cloudevents-binary")
 	c.Flags().StringVar(&f.filter, "filter", "", "a JavaScript file defining filter(event), - for stdin (admin keys only)")
 	c.Flags().BoolVar(&f.disabled, "disabled", false, "disabled (no deliveries)")
 	c.Flags().StringVar(&f.metadata, "metadata", "", "metadata, a JSON object")
@@ -483,6 +484,9 @@ func (f *subFlags) body(cmd *cobra.Command) (map[string]any, error) {
 	}
 	if changed("max-in-flight") {
 		b["max_in_flight"] = f.maxInFlight
+	}
+	if changed("format") {
+		b["format"] = f.format
 	}
 	if changed("filter") {
 		src := ""

@@ -144,11 +144,12 @@ func platformRoundTrip(t *testing.T, url string) {
 		ID, Secret string
 		EventTypes []string `json:"event_types"`
 		Headers    map[string]string
+		Format     string
 	}
 	created := ok("subscriptions", "create", "acme", "--endpoint", "https://acme.example/hooks", "-e", "order.paid", "-e", "user.*",
-		"-H", "X-Tenant=acme", "--description", "orders", "--json")
+		"-H", "X-Tenant=acme", "--description", "orders", "--format", "cloudevents-binary", "--json")
 	if err := json.Unmarshal([]byte(created), &sub); err != nil || sub.ID == "" || !strings.HasPrefix(sub.Secret, "whsec_") ||
-		len(sub.EventTypes) != 2 || sub.Headers["X-Tenant"] != "acme" {
+		len(sub.EventTypes) != 2 || sub.Headers["X-Tenant"] != "acme" || sub.Format != "cloudevents-binary" {
 		t.Fatalf("subscriptions create --json: %+v %v\n%s", sub, err, created)
 	}
 	table := ok("subs", "create", "acme", "--endpoint", "https://acme.example/other", "-e", "invoice.sent,invoice.paid")
@@ -160,7 +161,7 @@ func platformRoundTrip(t *testing.T, url string) {
 		t.Fatalf("list -e user.created: %+v %v", matched, err)
 	}
 	got := ok("subscriptions", "get", "acme", sub.ID)
-	contains("subscriptions get", got, "https://acme.example/hooks", "orders", "X-Tenant")
+	contains("subscriptions get", got, "https://acme.example/hooks", "orders", "X-Tenant", "cloudevents-binary")
 	if strings.Contains(got, "whsec_") {
 		t.Errorf("subscriptions get shows the secret:\n%s", got)
 	}

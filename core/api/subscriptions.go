@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/problem"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/signing"
@@ -41,6 +42,7 @@ type SubscriptionJSON struct {
 	Headers        map[string]string `json:"headers"`
 	RateLimit      float64           `json:"rate_limit"`
 	MaxInFlight    int               `json:"max_in_flight"`
+	Format         string            `json:"format"`
 	Filter         string            `json:"filter"`
 	Disabled       bool              `json:"disabled"`
 	DisabledReason string            `json:"disabled_reason"`
@@ -53,9 +55,12 @@ type SubscriptionJSON struct {
 
 func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 	out := SubscriptionJSON{ID: s.ID, Application: s.App, URL: s.URL, EventTypes: s.EventTypes, Description: s.Description,
-		Headers: s.Headers, RateLimit: s.RateLimit, MaxInFlight: s.MaxInFlight, Filter: s.Filter, Disabled: s.Disabled,
+		Headers: s.Headers, RateLimit: s.RateLimit, MaxInFlight: s.MaxInFlight, Format: s.Format, Filter: s.Filter, Disabled: s.Disabled,
 		DisabledReason: s.DisabledReason, Metadata: s.Metadata, deliveryJSON: deliveryOptionsJSON(s.Delivery),
 		CreatedAt: timeJSON(s.Created), UpdatedAt: timeJSON(s.Updated)}
+	if out.Format == "" {
+		out.Format = string(deliveryformat.JSON)
+	}
 	if out.EventTypes == nil {
 		out.EventTypes = []string{}
 	}
@@ -72,7 +77,7 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 var (
 	// Clipped: handlers append the read-only members to it.
 	subscriptionFields = slices.Clip(slices.Concat([]string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
-		"filter", "disabled", "metadata"}, subscriptionDeliveryFields))
+		"format", "filter", "disabled", "metadata"}, subscriptionDeliveryFields))
 	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at"}
 )
 
@@ -145,6 +150,9 @@ func (s *Server) applySubscription(r *http.Request, o *object, sub *subscription
 	o.get("headers", &sub.Headers, "an object of string values")
 	o.get("rate_limit", &sub.RateLimit, "a number (deliveries per second)")
 	o.get("max_in_flight", &sub.MaxInFlight, "an integer")
+	if o.get("format", &sub.Format, "a string: json, cloudevents-structured or cloudevents-binary") && sub.Format == string(deliveryformat.JSON) {
+		sub.Format = "" // the default, stored as such
+	}
 	o.get("filter", &sub.Filter, "a string (JavaScript defining filter(event))")
 	was := sub.Disabled
 	if o.get("disabled", &sub.Disabled, "true or false") && sub.Disabled != was {

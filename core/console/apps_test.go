@@ -117,7 +117,8 @@ func TestApplicationPages(t *testing.T) {
 	// Create: the secret is shown once, on the answer page.
 	hook := e.rcv.srv.URL + "/hook"
 	p = v.post("/console/applications/acme/subscriptions", url.Values{"url": {hook}, "event_types": {"order.paid  order.*"},
-		"description": {"billing"}, "headers": {"X-Team: billing\n\nX-Env: test"}, "rate_limit": {"5"}, "max_in_flight": {"2"}})
+		"description": {"billing"}, "headers": {"X-Team: billing\n\nX-Env: test"}, "rate_limit": {"5"}, "max_in_flight": {"2"},
+		"format": {"cloudevents-structured"}})
 	mustStatus(t, "create subscription", p, http.StatusOK)
 	m := secretShown.FindStringSubmatch(p.body)
 	l := subLink.FindStringSubmatch(p.body)
@@ -132,18 +133,21 @@ func TestApplicationPages(t *testing.T) {
 		EventTypes []string          `json:"event_types"`
 		Headers    map[string]string `json:"headers"`
 		RateLimit  float64           `json:"rate_limit"`
+		Format     string            `json:"format"`
 		Disabled   bool              `json:"disabled"`
 	}
 	if code := e.apiCall(t, http.MethodGet, "/v1/applications/acme/subscriptions/"+subID, adminKey, nil, &sub); code != http.StatusOK {
 		t.Fatalf("API: %d", code)
 	}
-	if len(sub.EventTypes) != 2 || sub.Headers["X-Team"] != "billing" || sub.Headers["X-Env"] != "test" || sub.RateLimit != 5 {
+	if len(sub.EventTypes) != 2 || sub.Headers["X-Team"] != "billing" || sub.Headers["X-Env"] != "test" || sub.RateLimit != 5 ||
+		sub.Format != "cloudevents-structured" {
 		t.Fatalf("created as %+v", sub)
 	}
 
 	p = v.get(subPage)
 	mustStatus(t, "subscription page", p, http.StatusOK)
 	mustContain(t, "subscription page", p, `data-testid="stats-1h"`, `data-testid="stats-24h"`, "<code>X-Team: billing</code>",
+		`<option value="cloudevents-structured" selected>`,
 		`href="/console/attempts?subscription=`+subID+`"`)
 	if strings.Contains(p.body, secret) {
 		t.Fatal("the subscription page shows the secret without being asked")

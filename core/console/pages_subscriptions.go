@@ -19,7 +19,9 @@ import (
 // when the API refuses it).
 type subForm struct {
 	URL, EventTypes, Description, RateLimit, MaxInFlight, Headers, Filter string
-	Disabled                                                              bool
+	// Format is the delivery format ("" in a new form: the default).
+	Format   string
+	Disabled bool
 }
 
 // readSubForm reads the fields of a subscription's form.
@@ -27,13 +29,13 @@ func readSubForm(f url.Values) subForm {
 	return subForm{URL: strings.TrimSpace(f.Get("url")), EventTypes: strings.TrimSpace(f.Get("event_types")),
 		Description: strings.TrimSpace(f.Get("description")), RateLimit: strings.TrimSpace(f.Get("rate_limit")),
 		MaxInFlight: strings.TrimSpace(f.Get("max_in_flight")), Headers: f.Get("headers"), Filter: f.Get("filter"),
-		Disabled: f.Get("disabled") != ""}
+		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != ""}
 }
 
 // subFormOf fills the edit form with a subscription's values.
 func subFormOf(s api.SubscriptionJSON) subForm {
 	f := subForm{URL: s.URL, EventTypes: strings.Join(s.EventTypes, ", "), Description: s.Description,
-		Filter: s.Filter, Disabled: s.Disabled}
+		Filter: s.Filter, Format: s.Format, Disabled: s.Disabled}
 	if s.RateLimit != 0 {
 		f.RateLimit = strconv.FormatFloat(s.RateLimit, 'f', -1, 64)
 	}
@@ -136,6 +138,10 @@ func (f subForm) body(withFilter, create bool) (map[string]any, map[string]strin
 		}
 		b["max_in_flight"] = v
 	}
+	b["format"] = "json"
+	if f.Format != "" {
+		b["format"] = f.Format
+	}
 	h, msg := parseHeaders(f.Headers)
 	if msg != "" {
 		errs["headers"] = msg
@@ -175,6 +181,11 @@ type subFormView struct {
 
 // Err is the error of field name.
 func (v subFormView) Err(name string) string { return v.Fields[name] }
+
+// Formats are the delivery formats the form offers, the default first.
+func (v subFormView) Formats() []string {
+	return []string{"json", "cloudevents-structured", "cloudevents-binary"}
+}
 
 // appHome is an application's page: the portal's start page, or the
 // console's page of the application.

@@ -63,6 +63,11 @@ var migrations = []migration{
 	{version: 7, name: "subscriptions: delivery options (timeout, retry schedule, status policy)", stmts: []string{
 		`ALTER TABLE hookbus_subscriptions ADD COLUMN delivery_options TEXT NOT NULL DEFAULT '{}'`,
 	}},
+	// format is a subscription's delivery format (core/deliveryformat);
+	// "" is the default, the json envelope.
+	{version: 8, name: "subscriptions: delivery format", stmts: []string{
+		`ALTER TABLE hookbus_subscriptions ADD COLUMN format TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

@@ -339,7 +339,7 @@ func (s *Store) column(ctx context.Context, q queryer, query string, args ...any
 // Subscriptions.
 
 const subColumns = `id, app, url, event_types, description, secrets, headers, rate_limit, max_in_flight, filter_script,
-	disabled, disabled_reason, metadata, failing_since, delivery_options, created_at, updated_at`
+	disabled, disabled_reason, metadata, failing_since, delivery_options, format, created_at, updated_at`
 
 // storedDelivery is a subscription's delivery options as stored (the
 // delivery_options column, JSON): a member left out is the sink's, and
@@ -431,7 +431,7 @@ func (s *Store) subValues(sub subscription.Subscription) ([]any, error) {
 		return nil, err
 	}
 	return []any{sub.ID, sub.App, sub.URL, types, sub.Description, secrets, headers, sub.RateLimit, sub.MaxInFlight, sub.Filter,
-		b2i(sub.Disabled), sub.DisabledReason, meta, nanos(sub.FailingSince), delivery, nanos(sub.Created), nanos(sub.Updated)}, nil
+		b2i(sub.Disabled), sub.DisabledReason, meta, nanos(sub.FailingSince), delivery, sub.Format, nanos(sub.Created), nanos(sub.Updated)}, nil
 }
 
 // scanSubscription reads a row of subColumns, decrypting its secrets. Its
@@ -441,7 +441,7 @@ func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 	var types, secrets, headers, meta, delivery string
 	var disabled, failing, created, updated int64
 	if err := r.Scan(&sub.ID, &sub.App, &sub.URL, &types, &sub.Description, &secrets, &headers, &sub.RateLimit, &sub.MaxInFlight, &sub.Filter,
-		&disabled, &sub.DisabledReason, &meta, &failing, &delivery, &created, &updated); err != nil {
+		&disabled, &sub.DisabledReason, &meta, &failing, &delivery, &sub.Format, &created, &updated); err != nil {
 		return sub, err
 	}
 	d, err := parseDelivery(delivery)
@@ -516,7 +516,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub subscription.Subscri
 		if err := s.appExists(ctx, tx, sub.App); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_subscriptions (`+subColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), vals...)
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_subscriptions (`+subColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`), vals...)
 		if err != nil {
 			return fmt.Errorf("store: create subscription %s: %w", sub.ID, err)
 		}
@@ -639,7 +639,7 @@ func (s *Store) UpdateSubscription(ctx context.Context, sub subscription.Subscri
 	err = s.changeTx(ctx, func(tx *sql.Tx) error {
 		var created int64
 		err := tx.QueryRowContext(ctx, s.q(`UPDATE hookbus_subscriptions SET url = ?, event_types = ?, description = ?, secrets = ?, headers = ?,
-			rate_limit = ?, max_in_flight = ?, filter_script = ?, disabled = ?, disabled_reason = ?, metadata = ?, failing_since = ?, delivery_options = ?, updated_at = ?
+			rate_limit = ?, max_in_flight = ?, filter_script = ?, disabled = ?, disabled_reason = ?, metadata = ?, failing_since = ?, delivery_options = ?, format = ?, updated_at = ?
 			WHERE `+where+` RETURNING created_at`), args...).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			var one int

@@ -65,6 +65,9 @@ type Subscription struct {
 	// a retry schedule, a status policy); its zero value takes every one
 	// from the sink.
 	Delivery DeliveryOptions
+	// Format is the body's format (core/deliveryformat): "" or "json" for
+	// the event envelope, "cloudevents-structured" or "cloudevents-binary".
+	Format string
 	// Filter is JavaScript defining filter(event); empty: every matching
 	// event. Only admin keys may set it.
 	Filter   string

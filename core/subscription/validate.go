@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/deliveryheader"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/problem"
@@ -266,8 +267,13 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 		fail("headers", "has more than %d headers", MaxHeaders)
 	}
 	headerBytes := 0
+	if msg := deliveryformat.Check(s.Format); msg != "" {
+		fail("format", "%s", msg)
+	}
 	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
 		if msg := deliveryheader.Check(name, s.Headers[name]); msg != "" {
+			fail("headers."+name, "%s", msg)
+		} else if msg := deliveryformat.CheckHeader(deliveryformat.Format(s.Format), name); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
 		headerBytes += len(name) + len(s.Headers[name])

@@ -12,13 +12,12 @@
 //     ce-source, ce-subject, ce-time; other ce-* headers become extension
 //     attributes): one CloudEvent in binary mode whose data is the body. A
 //     JSON body (application/json, */*+json) becomes the data as is; any other
-//     body becomes a JSON string: its text when it is valid UTF-8, otherwise
-//     its standard base64 with the extension "dataencoding":"base64".
-//     datacontenttype is set to the Content-Type unless that is application/json.
+//     body becomes a JSON string when it is valid UTF-8 (its text), otherwise
+//     the data_base64 member (its standard base64). datacontenttype is the
+//     Content-Type, as sent.
 //
-// A structured CloudEvent's data_base64 is kept as the base64 text: it
-// becomes data (a JSON string), the event gets "dataencoding":"base64" and,
-// when it has none, datacontenttype application/octet-stream.
+// A structured CloudEvent's data_base64 is kept as it came, a member of
+// the event in place of data, as the CloudEvents JSON format has it.
 //
 // Every event needs a type; specversion, when present, must be "1.0". The
 // handler answers 202 Accepted with {"ids": [...]} (in request order) only

@@ -30,8 +30,6 @@ const (
 	MediaCloudEvents = "application/cloudevents+json"
 	// MediaCloudEventsBatch carries a JSON array of CloudEvents.
 	MediaCloudEventsBatch = "application/cloudevents-batch+json"
-
-	defaultBinaryMediaType = "application/octet-stream"
 )
 
 // Limits on envelope members, in bytes. Longer values are rejected with 400.
@@ -46,10 +44,17 @@ const (
 	MaxSubjectLen = 1024
 )
 
-// DataEncodingExtension is the extension attribute set to "base64" when an
-// event's Data is a JSON string holding base64 of binary content: from a
-// CloudEvents data_base64 member or a non-UTF-8 binary-mode body.
+// DataEncodingExtension is the extension attribute that versions before
+// data_base64 was kept set to "base64" beside base64 text in Data (from a
+// CloudEvents data_base64 member or a non-UTF-8 binary-mode body). Parse no
+// longer sets it: binary data is the data_base64 member, as CloudEvents
+// says. Events made that way and still queued are delivered as binary data
+// in the CloudEvents formats (core/deliveryformat).
 const DataEncodingExtension = "dataencoding"
+
+// DataBase64Member is the member holding binary data as standard base64
+// (CloudEvents' data_base64), in place of data.
+const DataBase64Member = "data_base64"
 
 // Parse reads the events of an ingest request: one JSON envelope, a JSON
 // array of them, or CloudEvents in structured, batch or binary mode (see the
@@ -318,15 +323,10 @@ func validate(ev *sdk.Event, prefix string) []problem.FieldError {
 		default:
 			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 				add("data_base64", "must be standard base64")
-				break
 			}
-			// Keep the base64 text as the data, flagged so consumers can decode it.
-			ev.Data = raw
-			delete(ev.Extensions, "data_base64")
-			ev.Extensions[DataEncodingExtension] = json.RawMessage(`"base64"`)
-			if ev.DataContentType == "" {
-				ev.DataContentType = defaultBinaryMediaType
-			}
+			// Kept as it came, a member of its own: CloudEvents deliveries
+			// send it as data_base64 (structured) or as the decoded bytes
+			// (binary), the json format as it is.
 		}
 	}
 	return errs
@@ -413,17 +413,15 @@ func parseBinary(h http.Header, ctHeader, mediaType string, body []byte) (sdk.Ev
 		if err := ev.CheckNumbers(); err != nil {
 			return sdk.Event{}, invalid([]problem.FieldError{numberProblem("", err)})
 		}
-		if mediaType != "" && mediaType != MediaJSON {
-			ev.DataContentType = ctHeader
-		}
+		// The Content-Type is the event's datacontenttype, kept as sent.
+		ev.DataContentType = ctHeader
 		return ev, nil
 	}
 	ev.DataContentType = ctHeader
 	if utf8.Valid(body) {
 		ev.Data, _ = json.Marshal(string(body))
 	} else {
-		ev.Data, _ = json.Marshal(base64.StdEncoding.EncodeToString(body))
-		setExt(&ev, DataEncodingExtension, "base64")
+		setExt(&ev, DataBase64Member, base64.StdEncoding.EncodeToString(body))
 	}
 	return ev, nil
 }

@@ -353,12 +353,13 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	retryOn, _ := sub.Delivery.RetryOn.MarshalJSON()
 	permanentOn, _ := sub.Delivery.PermanentOn.MarshalJSON()
 	fmt.Fprintf(&b, "\x01%t%s\x01%t%s", sub.Delivery.RetryOn == nil, retryOn, sub.Delivery.PermanentOn == nil, permanentOn)
+	fmt.Fprintf(&b, "\x01%s", sub.Format)
 	return b.String()
 }
 
 // newWebhook builds the webhook sink that makes sub's attempts: its URL,
-// headers and the secrets that sign at now, with the sink's timeout and
-// SSRF policy.
+// headers, format and the secrets that sign at now, with the sink's
+// timeout and SSRF policy.
 func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFlight int) (*webhook.Webhook, error) {
 	signing := sub.Signing(now)
 	if len(signing) == 0 {
@@ -375,6 +376,7 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	w, err := webhook.New(webhook.Config{
 		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
 		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
+		Format: sub.Format,
 		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {

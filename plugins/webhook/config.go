@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/deliveryheader"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/signing"
@@ -62,6 +63,14 @@ type Config struct {
 	// permanent). A code or class in both lists is an error.
 	RetryOn     statuspolicy.List `json:"retry_on" doc:"Answers retried: status codes and \"4xx\"/\"5xx\" (an exact code wins over a class)."`
 	PermanentOn statuspolicy.List `json:"permanent_on" doc:"Answers dead-lettered at once: status codes and \"4xx\"/\"5xx\"."`
+	// Format (`format`, default json) is the body's format: json (the
+	// event envelope, Content-Type application/json),
+	// cloudevents-structured (a CloudEvents 1.0 JSON event, Content-Type
+	// application/cloudevents+json) or cloudevents-binary (the event's
+	// data as the body, its attributes in ce-* headers). The Standard
+	// Webhooks headers sign the body sent in every format; see
+	// core/deliveryformat.
+	Format string `json:"format" default:"json" pattern:"^(json|cloudevents-structured|cloudevents-binary)$" doc:"Body format: json, cloudevents-structured or cloudevents-binary."`
 	// Settings are the keys every sink shares: max_in_flight (default 64,
 	// the concurrent requests to the URL and so the connections kept open
 	// to it), retry.schedule and max_retry_after. hookbus takes them out of
@@ -135,8 +144,13 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Policy().Errors("")...)
+	if msg := deliveryformat.Check(c.Format); msg != "" {
+		fail("format", "%s", msg)
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if msg := deliveryheader.Check(name, c.Headers[name]); msg != "" {
+			fail("headers."+name, "%s", msg)
+		} else if msg := deliveryformat.CheckHeader(deliveryformat.Format(c.Format), name); msg != "" {
 			fail("headers."+name, "%s", msg)
 		}
 	}

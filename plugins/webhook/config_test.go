@@ -194,5 +194,28 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m",
 		  "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"},
 		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
-		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`)
+		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`,
+		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "format": "cloudevents-structured"}`)
+}
+
+func TestConfigFormat(t *testing.T) {
+	t.Parallel()
+	base := `"url": "https://a.example/h", "secret": "` + testSecret + `"`
+	c, err := ParseConfig(json.RawMessage(`{` + base + `}`))
+	if err != nil || c.Format != "json" {
+		t.Fatalf("default format %q, %v", c.Format, err)
+	}
+	for _, tt := range []struct{ block, field, msg string }{
+		{`{` + base + `, "format": "cloudevents"}`, "format", "must be one of json, cloudevents-structured or cloudevents-binary"},
+		{`{` + base + `, "format": "cloudevents-binary", "headers": {"ce-source": "x"}}`, "headers.ce-source", "ce-* headers carry"},
+	} {
+		_, err := ParseConfig(json.RawMessage(tt.block))
+		if got := configErrors(t, err)[tt.field]; !strings.Contains(got, tt.msg) {
+			t.Errorf("%s: %s = %q, want %q (all: %v)", tt.block, tt.field, got, tt.msg, err)
+		}
+	}
+	// A ce-* header is only the binary mode's.
+	if _, err := ParseConfig(json.RawMessage(`{` + base + `, "format": "cloudevents-structured", "headers": {"Ce-Custom": "x"}}`)); err != nil {
+		t.Fatal(err)
+	}
 }

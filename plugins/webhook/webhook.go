@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/retry"
@@ -316,14 +317,12 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 		return permanent("event has no id; webhook-id needs one")
 	}
 	// Raw is the event as hookbus holds it: the same bytes json.Marshal
-	// would produce, without encoding again.
-	body := d.Raw
-	if len(body) == 0 {
-		var err error
-		if body, err = json.Marshal(d.Event); err != nil {
-			return permanent("encoding event: " + err.Error())
-		}
+	// would produce, sent as is in the json format.
+	msg, err := deliveryformat.Encode(deliveryformat.Format(w.cfg.Format), d.Event, d.Raw)
+	if err != nil {
+		return permanent(err.Error())
 	}
+	body := msg.Body
 	reqCtx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
@@ -331,6 +330,16 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 		return permanent("building request: " + err.Error())
 	}
 	req.Header = w.header.Clone()
+	if msg.ContentType != "application/json" {
+		if msg.ContentType == "" {
+			req.Header.Del("Content-Type")
+		} else {
+			req.Header["Content-Type"] = []string{msg.ContentType}
+		}
+	}
+	for k, v := range msg.Header {
+		req.Header[k] = v
+	}
 	now := time.Now()
 	req.Header[HeaderID] = []string{d.Event.ID}
 	req.Header[HeaderTimestamp] = []string{strconv.FormatInt(now.Unix(), 10)}
