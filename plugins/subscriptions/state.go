@@ -376,7 +376,7 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	w, err := webhook.New(webhook.Config{
 		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
 		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
-		Format: sub.Format,
+		Format:   sub.Format,
 		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {
