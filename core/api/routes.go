@@ -95,9 +95,7 @@ func (s *Server) routes() []route {
 			add(http.MethodPost, "/v1/applications/{app}/recover", appScoped, s.recoverDeliveries)
 		}
 	}
-	if o.SinkPublicKeys != nil {
-		add(http.MethodGet, "/v1/sinks/{sink}/public-keys", public, s.sinkPublicKeys)
-	}
+	add(http.MethodGet, "/v1/sinks/{sink}/public-keys", public, s.sinkPublicKeys)
 	add(http.MethodGet, "/v1/openapi.json", public, s.openAPI)
 	add(http.MethodGet, "/healthz", public, s.healthz)
 	add(http.MethodGet, "/readyz", public, s.readyz)

@@ -156,7 +156,11 @@ func (s *Server) rotateSigningKey(w http.ResponseWriter, r *http.Request) {
 // nothing else about the configuration.
 func (s *Server) sinkPublicKeys(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("sink")
-	keys, ok := s.opts.SinkPublicKeys(name)
+	var keys []signing.PublicKey
+	ok := false
+	if s.opts.SinkPublicKeys != nil {
+		keys, ok = s.opts.SinkPublicKeys(name)
+	}
 	if !ok || len(keys) == 0 {
 		problem.Write(w, problem.New(http.StatusNotFound, "no sink named "+strconv.Quote(name)+" with Ed25519 signing keys"))
 		return

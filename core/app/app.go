@@ -206,8 +206,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	attempts, resender := a.deliveryLogAPI()
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
-		// Receivers fetch a webhook sink's v1a public keys (public route).
-		SinkPublicKeys: func(name string) ([]signing.PublicKey, bool) { return sinkPublicKeys(a.rt.Load().cfg.Sinks, name) },
 		NotReady:  a.readiness.list,
 		Admin:     a,
 		Pprof:     cfg.Server.Pprof,
@@ -223,6 +221,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 			return res, err
 		},
 		AllowPrivateNetworks: a.AllowPrivateNetworks,
+		// Receivers fetch a webhook sink's v1a public keys (public route).
+		SinkPublicKeys: func(name string) ([]signing.PublicKey, bool) { return sinkPublicKeys(a.rt.Load().cfg.Sinks, name) },
 		// The delivery log: attempts, events on record, stats, resend, recover.
 		Attempts: attempts,
 		Resender: resender,
