@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -137,5 +138,87 @@ func TestV1aEndToEnd(t *testing.T) {
 	}
 	if _, errOut, code := runExit(t, "", "verify", "--request", reqPath); code != 2 || !strings.Contains(errOut, "--public-key") {
 		t.Errorf("neither --secret nor --public-key: exit %d: %s", code, errOut)
+	}
+}
+
+// TestSubscriptionV1aCLI: a subscription created with --signing ed25519
+// signs a real test send with v1 and v1a; its public keys are listed and
+// rotated through the CLI, and during the overlap both keys sign.
+func TestSubscriptionV1aCLI(t *testing.T) {
+	addr := freeAddr(t)
+	p := startHookbus(t, platformConfig(t, addr, `store: {driver: sqlite, encryption_key: "6g8u8bCqkQ9Xz1mYbN0m1bXJ2p9k3pY4r8QeYb1x2Zs="}`), addr)
+	defer p.stop()
+	env := append(os.Environ(), "HOOKBUS_URL=http://"+addr, "HOOKBUS_API_KEY="+platformKey)
+	ok := func(args ...string) string {
+		t.Helper()
+		out, stderr, code := runEnv(t, env, args...)
+		if code != 0 {
+			t.Fatalf("hookbus %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+		return out
+	}
+	var mu sync.Mutex
+	var sigs []string
+	var bodies [][]byte
+	var ids, stamps []string
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		sigs, bodies = append(sigs, r.Header.Get("webhook-signature")), append(bodies, b)
+		ids, stamps = append(ids, r.Header.Get("webhook-id")), append(stamps, r.Header.Get("webhook-timestamp"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})}
+	go rcv.Serve(ln)
+	t.Cleanup(func() { rcv.Close() })
+
+	ok("apps", "create", "--id", "acme", "--name", "Acme")
+	var sub struct {
+		ID, Signing string
+		PublicKey   string `json:"public_key"`
+	}
+	out := ok("subscriptions", "create", "acme", "--endpoint", "http://"+ln.Addr().String()+"/hooks", "-e", "*", "--secret", testSecret, "--signing", "ed25519", "--json")
+	if err := json.Unmarshal([]byte(out), &sub); err != nil || sub.Signing != "ed25519" || !strings.HasPrefix(sub.PublicKey, "whpk_") || strings.Contains(out, "whsk_") {
+		t.Fatalf("create --signing ed25519: %+v %v\n%s", sub, err, out)
+	}
+	if table := ok("subscriptions", "get", "acme", sub.ID); !strings.Contains(table, "PUBLIC KEY") || !strings.Contains(table, sub.PublicKey) {
+		t.Errorf("subscriptions get:\n%s", table)
+	}
+	if keys := ok("subscriptions", "public-keys", "acme", sub.ID); !strings.Contains(keys, sub.PublicKey) || strings.Count(keys, "\n") != 1 {
+		t.Errorf("public-keys:\n%s", keys)
+	}
+	ok("subscriptions", "test", "acme", sub.ID)
+	rotated := ok("subscriptions", "rotate-signing-key", "acme", sub.ID, "--overlap", "1h")
+	lines := strings.Split(strings.TrimSpace(rotated), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], sub.PublicKey) || !strings.Contains(lines[1], "expires ") {
+		t.Fatalf("rotate-signing-key:\n%s", rotated)
+	}
+	newPub := strings.Fields(lines[0])[1]
+	ok("subscriptions", "test", "acme", sub.ID)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sigs) != 2 {
+		t.Fatalf("the receiver got %d requests, want 2", len(sigs))
+	}
+	dir := t.TempDir()
+	for i, want := range [][]string{{sub.PublicKey}, {newPub, sub.PublicKey}} {
+		req := "webhook-id: " + ids[i] + "\nwebhook-timestamp: " + stamps[i] + "\nwebhook-signature: " + sigs[i] + "\n\n" + string(bodies[i])
+		path := writeFile(t, dir, fmt.Sprintf("req%d.http", i), req)
+		if out, _, code := runExit(t, "", "verify", "--secret", testSecret, "--request", path); code != 0 {
+			t.Errorf("request %d: v1: exit %d %s", i, code, out)
+		}
+		for _, pub := range want {
+			if out, _, code := runExit(t, "", "verify", "--public-key", pub, "--request", path); code != 0 {
+				t.Errorf("request %d: v1a with %s: exit %d %s (header %q)", i, pub, code, out, sigs[i])
+			}
+		}
+	}
+	if n := strings.Count(sigs[1], "v1a,"); n != 2 {
+		t.Errorf("during the key overlap: %d v1a entries, want 2 (%q)", n, sigs[1])
 	}
 }
