@@ -19,6 +19,8 @@ import (
 type subForm struct {
 	URL, EventTypes, Description, RateLimit, MaxInFlight, Headers, Filter string
 	Disabled                                                              bool
+	// Ed25519: an Ed25519 key signs too (the API's signing "ed25519").
+	Ed25519 bool
 }
 
 // readSubForm reads the fields of a subscription's form.
@@ -26,13 +28,13 @@ func readSubForm(f url.Values) subForm {
 	return subForm{URL: strings.TrimSpace(f.Get("url")), EventTypes: strings.TrimSpace(f.Get("event_types")),
 		Description: strings.TrimSpace(f.Get("description")), RateLimit: strings.TrimSpace(f.Get("rate_limit")),
 		MaxInFlight: strings.TrimSpace(f.Get("max_in_flight")), Headers: f.Get("headers"), Filter: f.Get("filter"),
-		Disabled: f.Get("disabled") != ""}
+		Disabled: f.Get("disabled") != "", Ed25519: f.Get("ed25519") != ""}
 }
 
 // subFormOf fills the edit form with a subscription's values.
 func subFormOf(s api.SubscriptionJSON) subForm {
 	f := subForm{URL: s.URL, EventTypes: strings.Join(s.EventTypes, ", "), Description: s.Description,
-		Filter: s.Filter, Disabled: s.Disabled}
+		Filter: s.Filter, Disabled: s.Disabled, Ed25519: s.Signing == api.SigningEd25519}
 	if s.RateLimit != 0 {
 		f.RateLimit = strconv.FormatFloat(s.RateLimit, 'f', -1, 64)
 	}
@@ -84,6 +86,10 @@ func (f subForm) body(withFilter, create bool) (map[string]any, map[string]strin
 		"disabled": f.Disabled}
 	if b["event_types"] == nil {
 		b["event_types"] = []string{}
+	}
+	b["signing"] = api.SigningHMAC
+	if f.Ed25519 {
+		b["signing"] = api.SigningEd25519
 	}
 	b["rate_limit"] = 0.0
 	if f.RateLimit != "" {
