@@ -40,15 +40,15 @@ type publicKeysJSON struct {
 }
 
 // applySigning sets sub's signing keys from the "signing" member when o
-// gives it: "ed25519" makes a key unless one signs already, "hmac" drops
-// every key.
+// gives it: "ed25519" makes a key unless one signs already, "hmac" (or
+// null) drops every key.
 func (s *Server) applySigning(o *object, sub *subscription.Subscription) error {
 	var mode string
 	if !o.get("signing", &mode, `"hmac" or "ed25519"`) {
 		return nil
 	}
 	switch mode {
-	case SigningHMAC:
+	case SigningHMAC, "": // null clears, as for every member: back to the default
 		sub.SigningKeys = nil
 	case SigningEd25519:
 		if len(sub.SigningKeysAt(time.Now())) > 0 {

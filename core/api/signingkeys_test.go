@@ -62,6 +62,12 @@ func TestSubscriptionEd25519Signing(t *testing.T) {
 		if got.Signing != SigningEd25519 || got.PublicKey == "" || got.PublicKey == s.PublicKey {
 			t.Fatalf("after signing ed25519 again: %q %q, want a new key", got.Signing, got.PublicKey)
 		}
+		got = SubscriptionJSON{}
+		p.must(http.StatusOK, "PATCH", path, adminKey, `{"signing": null}`).json(t, &got)
+		if got.Signing != SigningHMAC || got.PublicKey != "" {
+			t.Fatalf("after signing null: %q %q, want hmac", got.Signing, got.PublicKey)
+		}
+		p.must(http.StatusOK, "PATCH", path, adminKey, map[string]any{"signing": "ed25519"})
 		for _, body := range []map[string]any{{"signing": "rsa"}, {"signing": 1}, {"public_key": s.PublicKey}} {
 			pr := p.must(http.StatusUnprocessableEntity, "PATCH", path, adminKey, body).problem(t)
 			field := "signing"
