@@ -59,7 +59,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), benchCmd(),
+	root.AddCommand(runCmd(), validateCmd(), testCmd(), scriptCmd(), sendCmd(), versionCmd(), deadLettersCmd(), pluginsCmd(), receiveCmd(), verifyCmd(), keygenCmd(), benchCmd(),
 		appsCmd(), subscriptionsCmd(), tokensCmd(), attemptsCmd(), eventsCmd(), resendCmd(), recoverCmd(), statsCmd())
 	root.AddCommand(storeCmd())
 	for _, c := range root.Commands() {

@@ -381,7 +381,7 @@ func subscriptionsCmd() *cobra.Command {
 	}
 	pc.flags(c)
 	c.AddCommand(subsCreateCmd(pc), subsListCmd(pc), subsGetCmd(pc), subsUpdateCmd(pc), subsDeleteCmd(pc),
-		subsSecretCmd(pc), subsRotateCmd(pc), subsTestCmd(pc))
+		subsSecretCmd(pc), subsRotateCmd(pc), subsTestCmd(pc), subsPublicKeysCmd(pc), subsRotateKeyCmd(pc))
 	return c
 }
 
@@ -402,6 +402,9 @@ func subTable(s api.SubscriptionJSON) func(*tabwriter.Writer) {
 			rows = append(rows, [2]string{"DISABLED REASON", cell(s.DisabledReason)})
 		}
 		rows = append(rows, [2]string{"METADATA", string(md)}, [2]string{"CREATED", s.CreatedAt}, [2]string{"UPDATED", s.UpdatedAt})
+		if s.PublicKey != "" {
+			rows = append(rows, [2]string{"SIGNING", s.Signing}, [2]string{"PUBLIC KEY", s.PublicKey})
+		}
 		if s.Secret != "" {
 			rows = append(rows, [2]string{"SECRET", s.Secret})
 		}
@@ -421,6 +424,7 @@ func filterSummary(f string) string {
 // subFlags are the flags that set a subscription's fields.
 type subFlags struct {
 	url, description, secret, filter, metadata, format string
+	signing                                            string
 	eventTypes, headers                                []string
 	rateLimit                                          float64
 	maxInFlight                                        int
@@ -432,6 +436,7 @@ func (f *subFlags) add(c *cobra.Command) {
 	c.Flags().StringArrayVarP(&f.eventTypes, "event-type", "e", nil, "an event type to receive: order.paid, order.* or * (repeat, or separate with commas)")
 	c.Flags().StringVar(&f.description, "description", "", "a description")
 	c.Flags().StringVar(&f.secret, "secret", "", "the whsec_ signing secret (default: generated)")
+	c.Flags().StringVar(&f.signing, "signing", "", `"ed25519": an Ed25519 key signs too (v1a signatures); "hmac": secrets only`)
 	c.Flags().StringArrayVarP(&f.headers, "header", "H", nil, "an extra request header, Name=value (repeat)")
 	c.Flags().Float64Var(&f.rateLimit, "rate-limit", 0, "at most this many deliveries per second (0: no limit)")
 	c.Flags().IntVar(&f.maxInFlight, "max-in-flight", 0, "at most this many deliveries at once (0: the sink's default)")
@@ -464,6 +469,9 @@ func (f *subFlags) body(cmd *cobra.Command) (map[string]any, error) {
 	}
 	if changed("secret") {
 		b["secret"] = f.secret
+	}
+	if changed("signing") {
+		b["signing"] = f.signing
 	}
 	if changed("header") {
 		h := map[string]string{}
@@ -809,4 +817,70 @@ func tokensDeleteCmd(pc *platformClient) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// printPublicKeys prints a {"keys"} answer, one key a line: its id, the
+// whpk_ key and, for a rotated-out key, when it stops signing.
+func (pc *platformClient) printPublicKeys(cmd *cobra.Command, resp []byte) error {
+	if pc.asJSON {
+		return pc.print(cmd, resp, nil, nil)
+	}
+	var ks struct {
+		Keys []struct {
+			ID        string `json:"id"`
+			PublicKey string `json:"public_key"`
+			Expires   string `json:"expires"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(resp, &ks); err != nil {
+		return fmt.Errorf("unexpected answer: %w", err)
+	}
+	if len(ks.Keys) == 0 {
+		fmt.Fprintln(cmd.OutOrStdout(), "no Ed25519 keys: the subscription signs with its secrets only (v1)")
+	}
+	for _, k := range ks.Keys {
+		line := k.ID + "  " + k.PublicKey
+		if k.Expires != "" {
+			line += "  expires " + k.Expires
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), line)
+	}
+	return nil
+}
+
+func subsPublicKeysCmd(pc *platformClient) *cobra.Command {
+	return &cobra.Command{
+		Use:   "public-keys APP SUB",
+		Short: "Print the Ed25519 public keys (whpk_) that check a subscription's v1a signatures",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := pc.call(http.MethodGet, subPath(args[0], args[1])+"/public-keys", nil, http.StatusOK)
+			if err != nil {
+				return err
+			}
+			return pc.printPublicKeys(cmd, resp)
+		},
+	}
+}
+
+func subsRotateKeyCmd(pc *platformClient) *cobra.Command {
+	var overlap string
+	c := &cobra.Command{
+		Use:   "rotate-signing-key APP SUB [--overlap 24h]",
+		Short: "Make a new Ed25519 signing key; the old one keeps signing beside it for --overlap",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := map[string]any{}
+			if cmd.Flags().Changed("overlap") {
+				body["overlap"] = overlap
+			}
+			resp, err := pc.call(http.MethodPost, subPath(args[0], args[1])+"/rotate-signing-key", body, http.StatusOK)
+			if err != nil {
+				return err
+			}
+			return pc.printPublicKeys(cmd, resp)
+		},
+	}
+	c.Flags().StringVar(&overlap, "overlap", "24h", "how long the old key keeps signing (0s: it stops at once)")
+	return c
 }

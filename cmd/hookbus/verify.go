@@ -20,30 +20,28 @@ import (
 
 // verifyCmd checks a Standard Webhooks signature the way a receiver does.
 func verifyCmd() *cobra.Command {
-	var secrets []string
+	var secrets, publicKeys []string
 	var id, timestamp, signature, bodyPath, requestPath string
 	var tolerance time.Duration
 	c := &cobra.Command{
-		Use:   "verify --secret whsec_... (--request FILE | --id ID --timestamp TS --signature SIG --body FILE)",
+		Use:   "verify (--secret whsec_... | --public-key whpk_...) (--request FILE | --id ID --timestamp TS --signature SIG --body FILE)",
 		Short: "Check a webhook's Standard Webhooks signature",
 		Long: "Check that a webhook request was signed with the secret, as a receiver would: the webhook-id,\n" +
 			"webhook-timestamp and webhook-signature headers and the exact body bytes.\n\n" +
 			"--request reads a saved HTTP request: an optional request line, the headers, a blank line, and the\n" +
 			"body byte for byte (mind a trailing newline an editor adds). --body - reads the body from stdin.\n" +
-			"Repeat --secret to try several (during a rotation). --tolerance 0 skips the timestamp check, for\n" +
-			"requests saved earlier. Exits 0 when valid, 1 when not.",
+			"Repeat --secret to try several (during a rotation). --public-key whpk_... checks the asymmetric\n" +
+			"Ed25519 signatures (\"v1a,\" entries) with a public key, repeatable too; give secrets, public keys or\n" +
+			"both: one matching signature is enough. --tolerance 0 skips the timestamp check, for requests saved\n" +
+			"earlier. Exits 0 when valid, 1 when not.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(secrets) == 0 {
-				return usage("--secret is required")
+			if len(secrets) == 0 && len(publicKeys) == 0 {
+				return usage("give --secret whsec_... or --public-key whpk_... (or both)")
 			}
-			var parsed []signing.Secret
-			for _, s := range secrets {
-				sec, err := signing.ParseSecret(s)
-				if err != nil {
-					return usage("--secret: %v", err)
-				}
-				parsed = append(parsed, sec)
+			checks, err := verifiers(secrets, publicKeys)
+			if err != nil {
+				return err
 			}
 			var body []byte
 			switch {
@@ -83,10 +81,9 @@ func verifyCmd() *cobra.Command {
 					now, tol = time.Unix(unix, 0), time.Second
 				}
 			}
-			var err error
-			for _, sec := range parsed {
-				if err = signing.Verify(sec, id, timestamp, signature, body, tol, now); err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "valid: webhook-id %s, signed at %s, %d-byte body\n", id, timestampText(timestamp), len(body))
+			for _, check := range checks {
+				if err = check.verify(id, timestamp, signature, body, tol, now); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "valid: webhook-id %s, signed at %s, %d-byte body (%s)\n", id, timestampText(timestamp), len(body), check.what)
 					return nil
 				}
 			}
@@ -95,6 +92,7 @@ func verifyCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&secrets, "secret", nil, "whsec_ secret (repeatable)")
+	c.Flags().StringArrayVar(&publicKeys, "public-key", nil, "whpk_ Ed25519 public key, checks v1a signatures (repeatable)")
 	c.Flags().StringVar(&requestPath, "request", "", "saved HTTP request (headers, blank line, body)")
 	c.Flags().StringVar(&id, "id", "", "webhook-id header")
 	c.Flags().StringVar(&timestamp, "timestamp", "", "webhook-timestamp header")
@@ -147,4 +145,35 @@ func timestampText(ts string) string {
 		return ts
 	}
 	return time.Unix(unix, 0).UTC().Format(time.RFC3339)
+}
+
+// verifier checks one signature scheme with one key; what names it in the
+// answer ("v1 secret 1", "v1a key key_…").
+type verifier struct {
+	what   string
+	verify func(id, timestamp, header string, body []byte, tolerance time.Duration, now time.Time) error
+}
+
+// verifiers parses the --secret and --public-key values, secrets first.
+func verifiers(secrets, publicKeys []string) ([]verifier, error) {
+	var out []verifier
+	for i, s := range secrets {
+		sec, err := signing.ParseSecret(s)
+		if err != nil {
+			return nil, usage("--secret: %v", err)
+		}
+		out = append(out, verifier{what: fmt.Sprintf("v1, secret %d", i+1), verify: func(id, ts, h string, b []byte, tol time.Duration, now time.Time) error {
+			return signing.Verify(sec, id, ts, h, b, tol, now)
+		}})
+	}
+	for _, s := range publicKeys {
+		pub, err := signing.ParsePublicKey(s)
+		if err != nil {
+			return nil, usage("--public-key: %v", err)
+		}
+		out = append(out, verifier{what: "v1a, public key " + pub.ID(), verify: func(id, ts, h string, b []byte, tol time.Duration, now time.Time) error {
+			return signing.VerifyV1a(pub, id, ts, h, b, tol, now)
+		}})
+	}
+	return out, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/problem"
+	"github.com/hookbus/hookbus/core/signing"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/sdk"
 )
@@ -41,6 +42,11 @@ type Options struct {
 	Logger   *slog.Logger
 	// SinkKnown reports whether a sink is configured (for replay).
 	SinkKnown func(name string) bool
+	// SinkPublicKeys answers GET /v1/sinks/{sink}/public-keys: it returns
+	// the public keys of the sink's Ed25519 signing keys, and false for a
+	// sink that is not configured or cannot have any; nil: every sink
+	// answers 404.
+	SinkPublicKeys func(name string) ([]signing.PublicKey, bool)
 	// NotReady, when set, lists the components that cannot work yet, each
 	// as "component: reason" (a plugin sink still initialising). While it
 	// lists any, /readyz answers 503 naming them.

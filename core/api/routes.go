@@ -71,6 +71,8 @@ func (s *Server) routes() []route {
 		add(http.MethodGet, "/v1/applications/{app}/subscriptions/{sub}/secret", appScoped, s.getSecret)
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions/{sub}/rotate-secret", appScoped, s.rotateSecret)
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions/{sub}/test", appScoped, s.testSubscription)
+		add(http.MethodGet, "/v1/applications/{app}/subscriptions/{sub}/public-keys", appScoped, s.subscriptionPublicKeys)
+		add(http.MethodPost, "/v1/applications/{app}/subscriptions/{sub}/rotate-signing-key", appScoped, s.rotateSigningKey)
 	}
 	if o.Attempts != nil {
 		add(http.MethodGet, "/v1/attempts", adminOnly, s.listAttempts)
@@ -93,6 +95,7 @@ func (s *Server) routes() []route {
 			add(http.MethodPost, "/v1/applications/{app}/recover", appScoped, s.recoverDeliveries)
 		}
 	}
+	add(http.MethodGet, "/v1/sinks/{sink}/public-keys", public, s.sinkPublicKeys)
 	add(http.MethodGet, "/v1/openapi.json", public, s.openAPI)
 	add(http.MethodGet, "/healthz", public, s.healthz)
 	add(http.MethodGet, "/readyz", public, s.readyz)

@@ -51,6 +51,10 @@ type SubscriptionJSON struct {
 	CreatedAt string `json:"created_at"`
 	UpdatedAt string `json:"updated_at"`
 	Secret    string `json:"secret,omitempty"`
+	// Signing is "hmac" or "ed25519" (an Ed25519 key signs "v1a," beside
+	// the secrets), and PublicKey the current key's "whpk_" public key.
+	Signing   string `json:"signing"`
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
@@ -70,6 +74,7 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 	if out.Metadata == nil {
 		out.Metadata = map[string]any{}
 	}
+	signingJSON(&out, s)
 	return out
 }
 
@@ -77,8 +82,8 @@ func subscriptionJSON(s subscription.Subscription) SubscriptionJSON {
 var (
 	// Clipped: handlers append the read-only members to it.
 	subscriptionFields = slices.Clip(slices.Concat([]string{"url", "event_types", "description", "secret", "headers", "rate_limit", "max_in_flight",
-		"format", "filter", "disabled", "metadata"}, subscriptionDeliveryFields))
-	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at"}
+		"format", "filter", "disabled", "metadata", "signing"}, subscriptionDeliveryFields))
+	subscriptionReadOnly = []string{"id", "application", "disabled_reason", "created_at", "updated_at", "public_key"}
 )
 
 // DisabledByAPI is the disabled_reason of a subscription disabled through the API.
@@ -165,6 +170,9 @@ func (s *Server) applySubscription(r *http.Request, o *object, sub *subscription
 	}
 	o.get("metadata", &sub.Metadata, "a JSON object")
 	applyDelivery(o, &sub.Delivery)
+	if err := s.applySigning(o, sub); err != nil {
+		return problem.New(http.StatusInternalServerError, "internal error")
+	}
 	return nil
 }
 
@@ -389,24 +397,13 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, p)
 		return
 	}
-	var secret, overlapText string
-	overlap := DefaultOverlap
+	var secret string
 	if o.get("secret", &secret, "a string") && secret != "" {
 		if _, err := signing.ParseSecret(secret); err != nil {
 			o.fail("secret", err.Error())
 		}
 	}
-	if o.get("overlap", &overlapText, `a duration such as "24h" or "0s"`) && overlapText != "" {
-		d, err := time.ParseDuration(overlapText)
-		switch {
-		case err != nil:
-			o.fail("overlap", `must be a duration such as "24h", "90m" or "0s"`)
-		case d < 0 || d > MaxOverlap:
-			o.fail("overlap", fmt.Sprintf("must be between 0s (the old secret stops at once) and %s", MaxOverlap))
-		default:
-			overlap = d
-		}
-	}
+	overlap := parseOverlap(o)
 	if len(o.errs) > 0 {
 		problem.Write(w, problem.Validation("invalid rotation", o.errs...))
 		return
@@ -427,6 +424,26 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, secretJSON{Secret: updated.Secrets[0].Value})
 	}
+}
+
+// parseOverlap reads the "overlap" member of a rotation (DefaultOverlap
+// when absent), recording a field error in o when it is not a duration
+// between 0s and MaxOverlap.
+func parseOverlap(o *object) time.Duration {
+	var text string
+	if !o.get("overlap", &text, `a duration such as "24h" or "0s"`) || text == "" {
+		return DefaultOverlap
+	}
+	d, err := time.ParseDuration(text)
+	switch {
+	case err != nil:
+		o.fail("overlap", `must be a duration such as "24h", "90m" or "0s"`)
+	case d < 0 || d > MaxOverlap:
+		o.fail("overlap", fmt.Sprintf("must be between 0s (the old one stops at once) and %s", MaxOverlap))
+	default:
+		return d
+	}
+	return DefaultOverlap
 }
 
 // Rotate returns the secrets after a rotation at now: next first, then the

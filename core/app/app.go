@@ -34,10 +34,11 @@ import (
 	"github.com/hookbus/hookbus/plugins/subscriptions"
 	"github.com/hookbus/hookbus/sdk"
 
-	// Registers the webhook sink type (the http source, the subscriptions
-	// sink and the queue drivers register from the packages imported
-	// above).
-	_ "github.com/hookbus/hookbus/plugins/webhook"
+	"github.com/hookbus/hookbus/core/signing"
+	// Also registers the webhook sink type (the http source, the
+	// subscriptions sink and the queue drivers register from the packages
+	// imported above).
+	"github.com/hookbus/hookbus/plugins/webhook"
 )
 
 // Checkers returns the validators `hookbus validate` and Load use: the
@@ -221,6 +222,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		},
 		AllowPrivateNetworks:   a.AllowPrivateNetworks,
 		SubscriptionMaxTimeout: a.SubscriptionMaxTimeout,
+		// Receivers fetch a webhook sink's v1a public keys (public route).
+		SinkPublicKeys: func(name string) ([]signing.PublicKey, bool) { return sinkPublicKeys(a.rt.Load().cfg.Sinks, name) },
 		// The delivery log: attempts, events on record, stats, resend, recover.
 		Attempts: attempts,
 		Resender: resender,
@@ -449,4 +452,27 @@ func scriptName(cfg *config.Config, path string) string {
 // them.
 func operationalSettings(cfg *config.Config) operational.Settings {
 	return operational.Settings{Source: cfg.OperationalEvents.Source, FailingAfter: cfg.OperationalEvents.FailingAfter}
+}
+
+// sinkPublicKeys returns the public keys of the signing keys of the
+// webhook sink name of sinks (the running configuration's), false when
+// there is no such webhook sink.
+func sinkPublicKeys(sinks map[string]config.Component, name string) ([]signing.PublicKey, bool) {
+	c, ok := sinks[name]
+	if !ok || c.Type != webhook.Name {
+		return nil, false
+	}
+	raw, err := c.RawConfig()
+	if err != nil {
+		return nil, false
+	}
+	cfg, err := webhook.ParseConfig(raw)
+	if err != nil {
+		return nil, false
+	}
+	keys, err := cfg.PublicKeys()
+	if err != nil {
+		return nil, false
+	}
+	return keys, true
 }

@@ -22,6 +22,8 @@ type subForm struct {
 	// Format is the delivery format ("" in a new form: the default).
 	Format   string
 	Disabled bool
+	// Ed25519: an Ed25519 key signs too (the API's signing "ed25519").
+	Ed25519 bool
 }
 
 // readSubForm reads the fields of a subscription's form.
@@ -29,13 +31,13 @@ func readSubForm(f url.Values) subForm {
 	return subForm{URL: strings.TrimSpace(f.Get("url")), EventTypes: strings.TrimSpace(f.Get("event_types")),
 		Description: strings.TrimSpace(f.Get("description")), RateLimit: strings.TrimSpace(f.Get("rate_limit")),
 		MaxInFlight: strings.TrimSpace(f.Get("max_in_flight")), Headers: f.Get("headers"), Filter: f.Get("filter"),
-		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != ""}
+		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != "", Ed25519: f.Get("ed25519") != ""}
 }
 
 // subFormOf fills the edit form with a subscription's values.
 func subFormOf(s api.SubscriptionJSON) subForm {
 	f := subForm{URL: s.URL, EventTypes: strings.Join(s.EventTypes, ", "), Description: s.Description,
-		Filter: s.Filter, Format: s.Format, Disabled: s.Disabled}
+		Filter: s.Filter, Format: s.Format, Disabled: s.Disabled, Ed25519: s.Signing == api.SigningEd25519}
 	if s.RateLimit != 0 {
 		f.RateLimit = strconv.FormatFloat(s.RateLimit, 'f', -1, 64)
 	}
@@ -121,6 +123,10 @@ func (f subForm) body(withFilter, create bool) (map[string]any, map[string]strin
 		"disabled": f.Disabled}
 	if b["event_types"] == nil {
 		b["event_types"] = []string{}
+	}
+	b["signing"] = api.SigningHMAC
+	if f.Ed25519 {
+		b["signing"] = api.SigningEd25519
 	}
 	b["rate_limit"] = 0.0
 	if f.RateLimit != "" {

@@ -1,8 +1,11 @@
 // Package signing implements Standard Webhooks signatures
 // (https://www.standardwebhooks.com): an HMAC-SHA256 over
 // "<webhook-id>.<webhook-timestamp>.<body>" keyed with a "whsec_" secret,
-// sent as "v1,<base64>" in the webhook-signature header. Any official
-// Standard Webhooks library verifies what Sign produces.
+// sent as "v1,<base64>" in the webhook-signature header, and the
+// asymmetric scheme, an Ed25519 signature of the same content by a
+// "whsk_" key, sent as "v1a,<base64>" and checked with its "whpk_" public
+// key (ed25519.go). Any official Standard Webhooks library verifies what
+// Sign produces.
 package signing
 
 import (
@@ -37,7 +40,8 @@ var (
 	ErrTimestampTooOld = errors.New("webhook-timestamp too old")
 	// ErrTimestampTooNew means the message is further in the future than the tolerance.
 	ErrTimestampTooNew = errors.New("webhook-timestamp too far in the future")
-	// ErrNoMatchingSignature means no v1 signature in the header matches.
+	// ErrNoMatchingSignature means no signature of the scheme checked (v1
+	// for Verify, v1a for VerifyV1a) in the header matches.
 	ErrNoMatchingSignature = errors.New("no matching signature")
 )
 
@@ -175,22 +179,9 @@ func (s Secret) sum(id string, unix int64, body []byte) *state {
 // at least one "v1," entry of signatureHeader is the HMAC of the message
 // under secret. It returns nil or an error wrapping one of the Err* values.
 func Verify(secret Secret, id, timestamp, signatureHeader string, body []byte, tolerance time.Duration, now time.Time) error {
-	if id == "" || timestamp == "" || signatureHeader == "" {
-		return ErrMissingHeader
-	}
-	unix, err := strconv.ParseInt(timestamp, 10, 64)
-	// The HMAC covers the timestamp as written; only the canonical decimal
-	// form ("+17…" or "017…" are not) makes that text and the parsed value
-	// one and the same.
-	if err != nil || strconv.FormatInt(unix, 10) != timestamp {
-		return fmt.Errorf("%w: %q", ErrInvalidTimestamp, timestamp)
-	}
-	ts := time.Unix(unix, 0)
-	if now.Sub(ts) > tolerance {
-		return fmt.Errorf("%w: %s, tolerance %s", ErrTimestampTooOld, ts.UTC().Format(time.RFC3339), tolerance)
-	}
-	if ts.Sub(now) > tolerance {
-		return fmt.Errorf("%w: %s, tolerance %s", ErrTimestampTooNew, ts.UTC().Format(time.RFC3339), tolerance)
+	unix, err := checkHeaders(id, timestamp, signatureHeader, tolerance, now)
+	if err != nil {
+		return err
 	}
 	st := secret.sum(id, unix, body)
 	defer secret.k.pool.Put(st)
@@ -208,4 +199,28 @@ func Verify(secret Secret, id, timestamp, signatureHeader string, body []byte, t
 		}
 	}
 	return ErrNoMatchingSignature
+}
+
+// checkHeaders checks what every scheme checks before the signature: the
+// three headers are present and the timestamp is canonical and within
+// tolerance of now. It returns the timestamp in Unix seconds.
+func checkHeaders(id, timestamp, signatureHeader string, tolerance time.Duration, now time.Time) (int64, error) {
+	if id == "" || timestamp == "" || signatureHeader == "" {
+		return 0, ErrMissingHeader
+	}
+	unix, err := strconv.ParseInt(timestamp, 10, 64)
+	// The signature covers the timestamp as written; only the canonical
+	// decimal form ("+17…" or "017…" are not) makes that text and the
+	// parsed value one and the same.
+	if err != nil || strconv.FormatInt(unix, 10) != timestamp {
+		return 0, fmt.Errorf("%w: %q", ErrInvalidTimestamp, timestamp)
+	}
+	ts := time.Unix(unix, 0)
+	if now.Sub(ts) > tolerance {
+		return 0, fmt.Errorf("%w: %s, tolerance %s", ErrTimestampTooOld, ts.UTC().Format(time.RFC3339), tolerance)
+	}
+	if ts.Sub(now) > tolerance {
+		return 0, fmt.Errorf("%w: %s, tolerance %s", ErrTimestampTooNew, ts.UTC().Format(time.RFC3339), tolerance)
+	}
+	return unix, nil
 }

@@ -392,13 +392,20 @@ func parseDelivery(s string) (subscription.DeliveryOptions, error) {
 	return d, nil
 }
 
-// storedSecret is a subscription secret as stored: its value sealed
-// (crypt.go), its times in unix nanoseconds.
+// storedSecret is a subscription secret or signing key as stored: its
+// value sealed (crypt.go), its times in unix nanoseconds. Signing keys
+// share the secrets column (so they are sealed, re-encrypted and replaced
+// with the secrets, no migration needed) and are told apart by Kind.
 type storedSecret struct {
 	Value   string `json:"value"`
 	Created int64  `json:"created,omitempty"`
 	Expires int64  `json:"expires,omitempty"`
+	// Kind is "" for an HMAC secret and kindEd25519 for a signing key.
+	Kind string `json:"kind,omitempty"`
 }
+
+// kindEd25519 marks a stored Ed25519 signing key (Subscription.SigningKeys).
+const kindEd25519 = "ed25519"
 
 // subValues are the values of subColumns for sub, its secrets sealed.
 func (s *Store) subValues(sub subscription.Subscription) ([]any, error) {
@@ -406,13 +413,18 @@ func (s *Store) subValues(sub subscription.Subscription) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	secs := make([]storedSecret, len(sub.Secrets))
-	for i, sec := range sub.Secrets {
-		v, err := s.keys.seal(sub.ID, sec.Value)
-		if err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+	secs := make([]storedSecret, 0, len(sub.Secrets)+len(sub.SigningKeys))
+	for _, list := range []struct {
+		kind string
+		secs []subscription.Secret
+	}{{"", sub.Secrets}, {kindEd25519, sub.SigningKeys}} {
+		for _, sec := range list.secs {
+			v, err := s.keys.seal(sub.ID, sec.Value)
+			if err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			secs = append(secs, storedSecret{Value: v, Created: nanos(sec.Created), Expires: nanos(sec.Expires), Kind: list.kind})
 		}
-		secs[i] = storedSecret{Value: v, Created: nanos(sec.Created), Expires: nanos(sec.Expires)}
 	}
 	secrets, err := toJSON("subscription secrets", secs)
 	if err != nil {
@@ -459,14 +471,22 @@ func (s *Store) scanSubscription(r scanner) (subscription.Subscription, error) {
 		}
 	}
 	if secs != nil {
-		sub.Secrets = make([]subscription.Secret, len(secs))
+		sub.Secrets = make([]subscription.Secret, 0, len(secs))
 	}
-	for i, sec := range secs {
+	for _, sec := range secs {
 		v, err := s.keys.open(sub.ID, sec.Value)
 		if err != nil {
 			return sub, err // names the subscription
 		}
-		sub.Secrets[i] = subscription.Secret{Value: v, Created: fromNanos(sec.Created), Expires: fromNanos(sec.Expires)}
+		clear := subscription.Secret{Value: v, Created: fromNanos(sec.Created), Expires: fromNanos(sec.Expires)}
+		switch sec.Kind {
+		case "":
+			sub.Secrets = append(sub.Secrets, clear)
+		case kindEd25519:
+			sub.SigningKeys = append(sub.SigningKeys, clear)
+		default:
+			return sub, fmt.Errorf("subscription %s: secrets: unknown kind %q", sub.ID, sec.Kind)
+		}
 	}
 	sub.Disabled = disabled != 0
 	sub.FailingSince, sub.Created, sub.Updated = fromNanos(failing), fromNanos(created), fromNanos(updated)
@@ -483,6 +503,13 @@ func asStoredSubscription(sub subscription.Subscription) subscription.Subscripti
 		secs = nil
 	}
 	sub.Secrets = secs
+	if sub.SigningKeys != nil {
+		keys := make([]subscription.Secret, len(sub.SigningKeys))
+		for i, k := range sub.SigningKeys {
+			keys[i] = subscription.Secret{Value: k.Value, Created: asStored(k.Created), Expires: asStored(k.Expires)}
+		}
+		sub.SigningKeys = keys
+	}
 	sub.FailingSince, sub.Created, sub.Updated = asStored(sub.FailingSince), asStored(sub.Created), asStored(sub.Updated)
 	return sub
 }

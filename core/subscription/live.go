@@ -374,17 +374,26 @@ func (l *Live) snapshot(ctx context.Context, diff bool) error {
 // subscription (times compared as instants, whatever their location).
 func sameSubscription(a, b *Subscription) bool {
 	if !a.Created.Equal(b.Created) || !a.Updated.Equal(b.Updated) || !a.FailingSince.Equal(b.FailingSince) ||
-		len(a.Secrets) != len(b.Secrets) {
+		!sameSecrets(a.Secrets, b.Secrets) || !sameSecrets(a.SigningKeys, b.SigningKeys) {
 		return false
 	}
-	for i := range a.Secrets {
-		x, y := a.Secrets[i], b.Secrets[i]
+	x, y := *a, *b
+	x.Created, x.Updated, x.FailingSince, x.Secrets, x.SigningKeys = time.Time{}, time.Time{}, time.Time{}, nil, nil
+	y.Created, y.Updated, y.FailingSince, y.Secrets, y.SigningKeys = time.Time{}, time.Time{}, time.Time{}, nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+// sameSecrets tells whether two lists of secrets or signing keys are the
+// same (times compared as instants).
+func sameSecrets(a, b []Secret) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
 		if x.Value != y.Value || !x.Created.Equal(y.Created) || !x.Expires.Equal(y.Expires) {
 			return false
 		}
 	}
-	x, y := *a, *b
-	x.Created, x.Updated, x.FailingSince, x.Secrets = time.Time{}, time.Time{}, time.Time{}, nil
-	y.Created, y.Updated, y.FailingSince, y.Secrets = time.Time{}, time.Time{}, time.Time{}, nil
-	return reflect.DeepEqual(x, y)
+	return true
 }

@@ -55,6 +55,11 @@ type Subscription struct {
 	// Secrets sign every delivery; the current one first. Expired ones
 	// are dropped by Signing.
 	Secrets []Secret
+	// SigningKeys, when any, are Ed25519 signing keys ("whsk_..."; the
+	// current one first) that add a Standard Webhooks "v1a," signature to
+	// every delivery beside the HMAC secrets' "v1," ones; they rotate like
+	// Secrets (Expires). Their public keys are what receivers check with.
+	SigningKeys []Secret
 	// Headers are extra request headers (the webhook sink's rules).
 	Headers map[string]string
 	// RateLimit is the most deliveries per second (0: no limit).
@@ -116,6 +121,18 @@ func (s *Subscription) Signing(now time.Time) []Secret {
 	for _, sec := range s.Secrets {
 		if sec.Expires.IsZero() || now.Before(sec.Expires) {
 			out = append(out, sec)
+		}
+	}
+	return out
+}
+
+// SigningKeysAt returns the Ed25519 signing keys that sign at now: the
+// current one and those not yet expired.
+func (s *Subscription) SigningKeysAt(now time.Time) []Secret {
+	var out []Secret
+	for _, k := range s.SigningKeys {
+		if k.Expires.IsZero() || now.Before(k.Expires) {
+			out = append(out, k)
 		}
 	}
 	return out

@@ -263,6 +263,14 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 			}
 		}
 	}
+	if len(s.SigningKeys) > MaxSecrets {
+		fail("signing", "more than %d signing keys at once", MaxSecrets)
+	}
+	for i, k := range s.SigningKeys {
+		if _, err := signing.ParseSigningKey(k.Value); err != nil {
+			fail(fmt.Sprintf("signing_keys[%d]", i), "%v", err)
+		}
+	}
 	if len(s.Headers) > MaxHeaders {
 		fail("headers", "has more than %d headers", MaxHeaders)
 	}

@@ -290,6 +290,7 @@ type arrival struct {
 	// verified[i]: the signature checks with the receiver's secret i.
 	verified []bool
 	body     []byte
+	header   http.Header
 }
 
 // receiver is a loopback endpoint that checks Standard Webhooks
@@ -365,7 +366,7 @@ func newReceiver(t *testing.T, secrets ...string) *receiver {
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
-	a := arrival{id: req.Header.Get("webhook-id"), at: time.Now(), body: body}
+	a := arrival{id: req.Header.Get("webhook-id"), at: time.Now(), body: body, header: req.Header.Clone()}
 	disagree := 0
 	for i, sec := range r.secrets {
 		err := signing.Verify(sec, a.id, req.Header.Get("webhook-timestamp"), req.Header.Get("webhook-signature"), body, 10*time.Minute, time.Now())

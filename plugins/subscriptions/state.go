@@ -329,7 +329,7 @@ func (st *subState) webhook(now time.Time, s *Sink) (*webhook.Webhook, error) {
 // the earliest expiry still ahead.
 func signingUntil(sub *subscription.Subscription, now time.Time) time.Time {
 	until := now.Add(time.Hour)
-	for _, sec := range sub.Secrets {
+	for _, sec := range append(slices.Clip(sub.Secrets), sub.SigningKeys...) {
 		if !sec.Expires.IsZero() && sec.Expires.After(now) && sec.Expires.Before(until) {
 			until = sec.Expires
 		}
@@ -344,6 +344,10 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	for _, sec := range sub.Signing(now) {
 		b.WriteString("\x00")
 		b.WriteString(sec.Value)
+	}
+	for _, k := range sub.SigningKeysAt(now) {
+		b.WriteString("\x00")
+		b.WriteString(k.Value)
 	}
 	b.WriteString("\x01")
 	for _, k := range slices.Sorted(maps.Keys(sub.Headers)) {
@@ -369,12 +373,16 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	for i, sec := range signing {
 		secrets[i] = sec.Value
 	}
+	var keys []string
+	for _, k := range sub.SigningKeysAt(now) {
+		keys = append(keys, k.Value)
+	}
 	if maxInFlight <= 0 {
 		maxInFlight = s.cfg.SubscriptionMaxInFlight
 	}
 	policy := s.cfg.Policy().Override(sub.Delivery.Policy())
 	w, err := webhook.New(webhook.Config{
-		URL: sub.URL, Secrets: secrets, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
+		URL: sub.URL, Secrets: secrets, SigningKeys: keys, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
 		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
 		Format:   sub.Format,
 		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},

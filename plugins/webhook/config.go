@@ -43,6 +43,16 @@ type Config struct {
 	// signs each message (webhook-signature carries one "v1," entry per
 	// secret), so the receiver can switch at its own pace.
 	Secrets []string `json:"secrets" minItems:"1" pattern:"^whsec_" doc:"Several secrets during a rotation; each signs every message."`
+	// SigningKey (`signing_key`) is a Standard Webhooks Ed25519 signing
+	// key, "whsk_" followed by base64 of the 32-byte seed (`hookbus keygen`
+	// makes one): every message then also carries a "v1a," entry, which
+	// receivers check with the public key ("whpk_") published at
+	// GET /v1/sinks/{sink}/public-keys. Alone or beside secret(s); give
+	// either signing_key or signing_keys.
+	SigningKey string `json:"signing_key" pattern:"^whsk_" doc:"Standard Webhooks Ed25519 signing key (whsk_...); adds a v1a signature."`
+	// SigningKeys (`signing_keys`) lists several signing keys during a
+	// rotation: each signs every message, as secrets do.
+	SigningKeys []string `json:"signing_keys" minItems:"1" pattern:"^whsk_" doc:"Several Ed25519 signing keys during a rotation; each signs every message."`
 	// Headers (`headers`) are extra request headers, e.g. an Authorization
 	// token. They cannot replace content-type, host, content-length,
 	// transfer-encoding, connection or any webhook-* header.
@@ -86,8 +96,11 @@ type RetryConfig = sinkopts.Retry
 // the JSON Schema.
 var configSpec = spec.For[Config](
 	spec.Title("webhook sink config"),
-	spec.Together("secret", "secrets"),
-	spec.SchemaExtra("oneOf", []any{map[string]any{"required": []string{"secret"}}, map[string]any{"required": []string{"secrets"}}}),
+	spec.Together("secret", "secrets", "signing_key", "signing_keys"),
+	spec.SchemaExtra("anyOf", []any{
+		map[string]any{"required": []string{"secret"}}, map[string]any{"required": []string{"secrets"}},
+		map[string]any{"required": []string{"signing_key"}}, map[string]any{"required": []string{"signing_keys"}},
+	}),
 )
 
 // ParseConfig decodes a `config` block and applies defaults. Every problem
@@ -127,9 +140,11 @@ func (c Config) Validate() error {
 			fail("url", "%s is a %s; deliveries to it are refused unless allow_private_networks is true", be.Addr, be.Reason)
 		}
 	}
+	hasKey := c.SigningKey != "" || len(c.SigningKeys) > 0
 	switch {
+	case c.Secret == "" && len(c.Secrets) == 0 && !hasKey:
+		fail("secret", "required: a Standard Webhooks secret (whsec_...) or a list under secrets, or an Ed25519 signing_key (whsk_...)")
 	case c.Secret == "" && len(c.Secrets) == 0:
-		fail("secret", "required: a Standard Webhooks secret (whsec_...), or a list under secrets")
 	case c.Secret != "" && len(c.Secrets) > 0:
 		fail("secrets", "give either secret or secrets, not both")
 	case c.Secret != "":
@@ -146,6 +161,20 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Policy().Errors("")...)
 	if msg := deliveryformat.Check(c.Format); msg != "" {
 		fail("format", "%s", msg)
+	}
+	switch {
+	case c.SigningKey != "" && len(c.SigningKeys) > 0:
+		fail("signing_keys", "give either signing_key or signing_keys, not both")
+	case c.SigningKey != "":
+		if _, err := signing.ParseSigningKey(c.SigningKey); err != nil {
+			fail("signing_key", "%v", err)
+		}
+	default:
+		for i, k := range c.SigningKeys {
+			if _, err := signing.ParseSigningKey(k); err != nil {
+				fail(fmt.Sprintf("signing_keys[%d]", i), "%v", err)
+			}
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if msg := deliveryheader.Check(name, c.Headers[name]); msg != "" {
@@ -175,6 +204,37 @@ func (c Config) secrets() ([]signing.Secret, error) {
 			return nil, err
 		}
 		out = append(out, sec)
+	}
+	return out, nil
+}
+
+// signingKeys parses the configured Ed25519 signing key(s); call after Validate.
+func (c Config) signingKeys() ([]signing.SigningKey, error) {
+	list := c.SigningKeys
+	if c.SigningKey != "" {
+		list = []string{c.SigningKey}
+	}
+	out := make([]signing.SigningKey, 0, len(list))
+	for _, s := range list {
+		k, err := signing.ParseSigningKey(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PublicKeys returns the public keys of the configured signing keys, in
+// their order (none without signing keys); call after Validate.
+func (c Config) PublicKeys() ([]signing.PublicKey, error) {
+	keys, err := c.signingKeys()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]signing.PublicKey, len(keys))
+	for i, k := range keys {
+		out[i] = k.PublicKey()
 	}
 	return out, nil
 }

@@ -115,6 +115,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"both secret and secrets", `{` + ok + `, "secrets": ["` + testSecret + `"]}`, map[string]string{"secrets": "not both"}},
 		{"bad secret in list", `{"url": "https://a.example", "secrets": ["` + testSecret + `", "nope"]}`, map[string]string{"secrets[1]": "whsec_"}},
 		{"secrets not a list", `{"url": "https://a.example", "secrets": "x"}`, map[string]string{"secrets": "list of strings"}},
+		{"signing key prefix", `{"url": "https://a.example", "signing_key": "whsec_AAAA"}`, map[string]string{"signing_key": "whsk_"}},
+		{"signing key length", `{"url": "https://a.example", "signing_key": "whsk_QUJD"}`, map[string]string{"signing_key": "32-byte Ed25519 seed"}},
+		{"both signing_key and signing_keys", `{` + ok + `, "signing_key": "` + testSigningKey + `", "signing_keys": ["` + testSigningKey + `"]}`,
+			map[string]string{"signing_keys": "not both"}},
+		{"bad signing key in list", `{"url": "https://a.example", "signing_keys": ["` + testSigningKey + `", "whsk_!!"]}`,
+			map[string]string{"signing_keys[1]": "base64"}},
 		{"reserved headers", `{` + ok + `, "headers": {"Webhook-Signature": "x", "content-type": "text/plain", "Host": "h", "X-Ok": "1"}}`,
 			map[string]string{"headers.Webhook-Signature": "cannot be overridden", "headers.content-type": "cannot be overridden", "headers.Host": "cannot be overridden"}},
 		{"bad header", `{` + ok + `, "headers": {"Bad Name": "x", "X-Inject": "a\r\nB: c"}}`,
@@ -195,7 +201,9 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 		  "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"},
 		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
 		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`,
-		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "format": "cloudevents-structured"}`)
+		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "format": "cloudevents-structured"}`,
+		`{"url": "https://a.example/h", "signing_key": "`+testSigningKey+`"}`,
+		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "signing_keys": ["`+testSigningKey+`"]}`)
 }
 
 func TestConfigFormat(t *testing.T) {

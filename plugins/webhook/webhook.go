@@ -73,7 +73,8 @@ const (
 type Webhook struct {
 	cfg       Config
 	secrets   []signing.Secret
-	header    http.Header // custom headers plus content-type and user-agent
+	keys      []signing.SigningKey // Ed25519, for v1a entries
+	header    http.Header          // custom headers plus content-type and user-agent
 	transport *http.Transport
 	client    *http.Client
 	sem       chan struct{}
@@ -180,6 +181,10 @@ func (w *Webhook) setup(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	keys, err := cfg.signingKeys()
+	if err != nil {
+		return err
+	}
 	h := make(http.Header, len(cfg.Headers)+2)
 	for k, v := range cfg.Headers {
 		h.Set(k, v)
@@ -202,6 +207,7 @@ func (w *Webhook) setup(cfg Config) error {
 	*w = Webhook{
 		cfg:       cfg,
 		secrets:   secrets,
+		keys:      keys,
 		header:    h,
 		transport: tr,
 		client: &http.Client{
@@ -343,7 +349,7 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 	now := time.Now()
 	req.Header[HeaderID] = []string{d.Event.ID}
 	req.Header[HeaderTimestamp] = []string{strconv.FormatInt(now.Unix(), 10)}
-	req.Header[HeaderSignature] = []string{signing.Sign(w.secrets, d.Event.ID, now, body)}
+	req.Header[HeaderSignature] = []string{signing.SignAll(w.secrets, w.keys, d.Event.ID, now, body)}
 
 	start := time.Now()
 	resp, err := w.client.Do(req)
