@@ -13,6 +13,7 @@ import (
 
 	"github.com/hookbus/hookbus/core/api"
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/statuspolicy"
 )
 
 // subForm is what a subscription's form holds, as the user typed it (kept
@@ -24,6 +25,11 @@ type subForm struct {
 	Disabled bool
 	// Ed25519: an Ed25519 key signs too (the API's signing "ed25519").
 	Ed25519 bool
+	// Timeout, RetrySchedule, RetryOn and PermanentOn are the delivery
+	// options as typed (empty: the sink's); NoRetry asks for a single
+	// attempt (an empty schedule).
+	Timeout, RetrySchedule, RetryOn, PermanentOn string
+	NoRetry                                      bool
 }
 
 // readSubForm reads the fields of a subscription's form.
@@ -31,7 +37,10 @@ func readSubForm(f url.Values) subForm {
 	return subForm{URL: strings.TrimSpace(f.Get("url")), EventTypes: strings.TrimSpace(f.Get("event_types")),
 		Description: strings.TrimSpace(f.Get("description")), RateLimit: strings.TrimSpace(f.Get("rate_limit")),
 		MaxInFlight: strings.TrimSpace(f.Get("max_in_flight")), Headers: f.Get("headers"), Filter: f.Get("filter"),
-		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != "", Ed25519: f.Get("ed25519") != ""}
+		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != "", Ed25519: f.Get("ed25519") != "",
+		Timeout: strings.TrimSpace(f.Get("timeout")), RetrySchedule: strings.TrimSpace(f.Get("retry_schedule")),
+		RetryOn: strings.TrimSpace(f.Get("retry_on")), PermanentOn: strings.TrimSpace(f.Get("permanent_on")),
+		NoRetry: f.Get("no_retry") != ""}
 }
 
 // subFormOf fills the edit form with a subscription's values.
@@ -58,7 +67,26 @@ func subFormOf(s api.SubscriptionJSON) subForm {
 		fmt.Fprintf(&b, "%s: %s\n", k, v)
 	}
 	f.Headers = b.String()
+	if s.Timeout != nil {
+		f.Timeout = *s.Timeout
+	}
+	f.NoRetry = s.RetrySchedule != nil && len(s.RetrySchedule) == 0
+	f.RetrySchedule = strings.Join(s.RetrySchedule, ", ")
+	f.RetryOn, f.PermanentOn = joinList(s.RetryOn), joinList(s.PermanentOn)
 	return f
+}
+
+// joinList is a status list as the form and the page show it ("401, 5xx";
+// "" for none).
+func joinList(l *statuspolicy.List) string {
+	if l == nil {
+		return ""
+	}
+	parts := make([]string, len(*l))
+	for i, e := range *l {
+		parts[i] = e.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 // hiddenValue stands in the edit form for the value of a header that may
@@ -156,16 +184,57 @@ func (f subForm) body(withFilter, create bool) (map[string]any, map[string]strin
 	if withFilter && (!create || strings.TrimSpace(f.Filter) != "") {
 		b["filter"] = f.Filter
 	}
+	f.deliveryBody(b, errs)
 	return b, errs
 }
 
+// deliveryBody adds the delivery options to b: an empty field is null
+// (the sink's), so an emptied field goes back to the sink's; the API
+// checks the values themselves.
+func (f subForm) deliveryBody(b map[string]any, errs map[string]string) {
+	b["timeout"] = nil
+	if f.Timeout != "" {
+		b["timeout"] = f.Timeout
+	}
+	waits := splitTypes(f.RetrySchedule)
+	switch {
+	case f.NoRetry && len(waits) > 0:
+		errs["retry_schedule"] = `must be empty when "single attempt, no retries" is checked`
+	case f.NoRetry:
+		b["retry_schedule"] = []string{}
+	case len(waits) > 0:
+		b["retry_schedule"] = waits
+	default:
+		b["retry_schedule"] = nil
+	}
+	for key, v := range map[string]string{"retry_on": f.RetryOn, "permanent_on": f.PermanentOn} {
+		b[key] = nil
+		if items := splitTypes(v); len(items) > 0 {
+			b[key] = items
+		}
+	}
+}
+
+// listFields are the form's fields the API names by item
+// ("retry_schedule[1]").
+var listFields = []string{"retry_schedule", "retry_on", "permanent_on"}
+
 // subFields maps the API's field names to the form's: a header's error
-// ("headers.X-Name") goes next to the headers box.
+// ("headers.X-Name") goes next to the headers box, an item's
+// ("retry_on[2]") next to its list, saying which item.
 func subFields(m map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range m {
 		if name, ok := strings.CutPrefix(k, "headers."); ok {
 			k, v = "headers", name+": "+v
+		}
+		for _, list := range listFields {
+			if idx, ok := strings.CutPrefix(k, list+"["); ok {
+				if n, err := strconv.Atoi(strings.TrimSuffix(idx, "]")); err == nil {
+					v = fmt.Sprintf("entry %d: %s", n+1, v)
+				}
+				k = list
+			}
 		}
 		if old, ok := out[k]; ok {
 			v = old + "; " + v
@@ -327,6 +396,42 @@ type subscriptionData struct {
 	FormView           subFormView
 	// LogLink is the delivery log filtered to the subscription.
 	LogLink string
+}
+
+// TimeoutFact, ScheduleFact, RetryOnFact and PermanentOnFact are the
+// delivery options as the page's facts show them.
+func (d subscriptionData) TimeoutFact() string {
+	if d.Sub.Timeout == nil {
+		return sinkDefault
+	}
+	return *d.Sub.Timeout
+}
+
+func (d subscriptionData) ScheduleFact() string {
+	switch {
+	case d.Sub.RetrySchedule == nil:
+		return sinkDefault
+	case len(d.Sub.RetrySchedule) == 0:
+		return "a single attempt, no retries"
+	}
+	return strings.Join(d.Sub.RetrySchedule, ", ")
+}
+
+func (d subscriptionData) RetryOnFact() string { return listFact(d.Sub.RetryOn) }
+
+func (d subscriptionData) PermanentOnFact() string { return listFact(d.Sub.PermanentOn) }
+
+// sinkDefault is what the facts show for an option the sink decides.
+const sinkDefault = "the sink's"
+
+func listFact(l *statuspolicy.List) string {
+	if l == nil {
+		return sinkDefault
+	}
+	if len(*l) == 0 {
+		return "none"
+	}
+	return joinList(l)
 }
 
 // subscriptionPage shows a subscription, its figures and its actions.
