@@ -34,6 +34,10 @@ type principal struct {
 	admin bool
 	// app and token are the application and token ID of an application token.
 	app, token string
+	// kind and expires are the application token's kind ("api" or
+	// "portal") and expiry (zero: never).
+	kind    string
+	expires time.Time
 }
 
 type principalKey struct{}
@@ -147,7 +151,11 @@ func (s *Server) authenticate(r *http.Request) (principal, *problem.Problem) {
 			return principal{}, unauthorized("token expired")
 		}
 		if err == nil {
-			return principal{app: tok.App, token: tok.ID}, nil
+			kind := tok.Kind
+			if kind == "" {
+				kind = subscription.TokenKindAPI
+			}
+			return principal{app: tok.App, token: tok.ID, kind: kind, expires: tok.ExpiresAt}, nil
 		}
 		if !errors.Is(err, subscription.ErrNotFound) {
 			s.opts.Logger.Error("api: application token lookup failed", "error", err)
@@ -201,11 +209,11 @@ func (s *Server) lookupToken(ctx context.Context, token string) (subscription.To
 }
 
 // auth puts the route's access check in front of h: adminOnly routes take
-// admin keys (an application token gets 403); the others also take a
+// admin keys (an application token gets 403); appScoped routes also take a
 // token of the application named in the path (another application's
 // token gets the 404 an absent application gets, so it learns nothing of
-// which applications exist).
-func (s *Server) auth(h http.Handler, adminOnly bool) http.Handler {
+// which applications exist); anyCredential routes take any valid one.
+func (s *Server) auth(h http.Handler, a access) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, prob := s.authenticate(r)
 		if prob != nil {
@@ -216,8 +224,8 @@ func (s *Server) auth(h http.Handler, adminOnly bool) http.Handler {
 			problem.Write(w, prob)
 			return
 		}
-		if !p.admin {
-			if adminOnly {
+		if !p.admin && a != anyCredential {
+			if a == adminOnly {
 				problem.Write(w, problem.New(http.StatusForbidden, "an application token cannot use "+r.Method+" "+r.URL.Path+"; it needs an admin key"))
 				return
 			}

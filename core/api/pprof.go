@@ -11,11 +11,11 @@ import (
 // server's mux only; the package's side registration on
 // http.DefaultServeMux is not served by hookbus.
 func (s *Server) routePprof() {
-	s.mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index), true))
-	s.mux.Handle("GET /debug/pprof/cmdline", s.auth(http.HandlerFunc(pprof.Cmdline), true))
-	s.mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile), true))
-	s.mux.Handle("GET /debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace), true))
+	s.mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index), adminOnly))
+	s.mux.Handle("GET /debug/pprof/cmdline", s.auth(http.HandlerFunc(pprof.Cmdline), adminOnly))
+	s.mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile), adminOnly))
+	s.mux.Handle("GET /debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace), adminOnly))
 	// go tool pprof looks symbols up with POST.
-	s.mux.Handle("GET /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), true))
-	s.mux.Handle("POST /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), true))
+	s.mux.Handle("GET /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), adminOnly))
+	s.mux.Handle("POST /debug/pprof/symbol", s.auth(http.HandlerFunc(pprof.Symbol), adminOnly))
 }

@@ -19,6 +19,9 @@ const (
 	// appScoped routes live under /v1/applications/{app}/: an admin key or
 	// a token of that application; another application's token gets 404.
 	appScoped
+	// anyCredential routes take an admin key or any application's token
+	// (GET /v1/whoami).
+	anyCredential
 )
 
 // route is one entry of the route table: the mux registers exactly these,
@@ -62,6 +65,7 @@ func (s *Server) routes() []route {
 		add(http.MethodGet, "/v1/applications/{app}/tokens", adminOnly, s.listTokens)
 		add(http.MethodDelete, "/v1/applications/{app}/tokens/{token}", adminOnly, s.deleteToken)
 		add(http.MethodPost, "/v1/applications/{app}/portal", adminOnly, s.createPortalLink)
+		add(http.MethodGet, "/v1/whoami", anyCredential, s.whoami)
 
 		add(http.MethodPost, "/v1/applications/{app}/subscriptions", appScoped, s.createSubscription)
 		add(http.MethodGet, "/v1/applications/{app}/subscriptions", appScoped, s.listSubscriptions)
@@ -111,10 +115,8 @@ func (s *Server) register() {
 	for _, rt := range s.routes() {
 		h := rt.handler
 		switch rt.access {
-		case adminOnly:
-			h = s.auth(h, true)
-		case appScoped:
-			h = s.auth(h, false)
+		case adminOnly, appScoped, anyCredential:
+			h = s.auth(h, rt.access)
 		}
 		s.mux.Handle(rt.method+" "+rt.path, h)
 	}
