@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,28 +34,11 @@ func (s *Server) createPortalLink(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, p)
 		return
 	}
-	a, ok := s.application(w, r)
+	tok, value, ok := s.issueToken(w, r, subscription.Token{Name: "portal link", Kind: subscription.TokenKindPortal}, ttl)
 	if !ok {
 		return
 	}
-	value, hash, err := NewToken()
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	expires := s.now().Add(ttl).UTC()
-	tok, err := s.opts.Subscriptions.CreateToken(r.Context(), subscription.Token{
-		ID: newID("tok_"), App: a.ID, Hash: hash, Name: "portal link", Kind: subscription.TokenKindPortal,
-		Created: time.Now().UTC(), ExpiresAt: expires})
-	if errors.Is(err, subscription.ErrNotFound) {
-		problem.Write(w, applicationNotFound(a.ID))
-		return
-	}
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	link := s.portalBase(r) + PortalLoginPath + "?" + url.Values{"app": {a.ID}, "token": {value}}.Encode()
+	link := s.portalBase(r) + PortalLoginPath + "?" + url.Values{"app": {tok.App}, "token": {value}}.Encode()
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, PortalLinkJSON{URL: link, ExpiresAt: timeJSON(tok.ExpiresAt), TokenID: tok.ID})
 }

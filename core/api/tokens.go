@@ -60,29 +60,44 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Validation("invalid token", o.errs...))
 		return
 	}
-	a, ok := s.application(w, r)
+	tok, value, ok := s.issueToken(w, r, subscription.Token{Name: name, Kind: subscription.TokenKindAPI}, 0)
 	if !ok {
-		return
-	}
-	value, hash, err := NewToken()
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	tok, err := s.opts.Subscriptions.CreateToken(r.Context(), subscription.Token{
-		ID: newID("tok_"), App: a.ID, Hash: hash, Name: name, Kind: subscription.TokenKindAPI, Created: time.Now().UTC()})
-	if errors.Is(err, subscription.ErrNotFound) {
-		problem.Write(w, applicationNotFound(a.ID))
-		return
-	}
-	if err != nil {
-		s.internal(w, err)
 		return
 	}
 	out := tokenJSON(tok)
 	out.Token = value
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// issueToken makes a new token of the request's application from tpl
+// (its name and kind; it expires after ttl unless ttl is 0) and returns it
+// with its value; when ok is false the answer (404, 500) is written.
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request, tpl subscription.Token, ttl time.Duration) (tok subscription.Token, value string, ok bool) {
+	a, ok := s.application(w, r)
+	if !ok {
+		return tok, "", false
+	}
+	value, hash, err := NewToken()
+	if err != nil {
+		s.internal(w, err)
+		return tok, "", false
+	}
+	now := s.now().UTC()
+	tpl.ID, tpl.App, tpl.Hash, tpl.Created = newID("tok_"), a.ID, hash, now
+	if ttl > 0 {
+		tpl.ExpiresAt = now.Add(ttl)
+	}
+	tok, err = s.opts.Subscriptions.CreateToken(r.Context(), tpl)
+	if errors.Is(err, subscription.ErrNotFound) {
+		problem.Write(w, applicationNotFound(a.ID))
+		return tok, "", false
+	}
+	if err != nil {
+		s.internal(w, err)
+		return tok, "", false
+	}
+	return tok, value, true
 }
 
 // listTokens lists an application's tokens, without their values. The

@@ -331,7 +331,7 @@ func Redact(h http.Header) http.Header {
 	}
 	out := make(http.Header, len(h))
 	for k, v := range h {
-		if sensitive(k) {
+		if Sensitive(k) {
 			out[k] = []string{"[redacted]"}
 			continue
 		}
@@ -342,9 +342,7 @@ func Redact(h http.Header) http.Header {
 
 // Sensitive reports whether a header of that name may carry a credential
 // (what Redact hides).
-func Sensitive(name string) bool { return sensitive(name) }
-
-func sensitive(name string) bool {
+func Sensitive(name string) bool {
 	n := strings.ToLower(name)
 	switch n {
 	case "authorization", "proxy-authorization", "cookie", "set-cookie":

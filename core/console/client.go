@@ -78,9 +78,6 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.body.Write(p)
 }
 
-// maxAnswer bounds what the console reads of one API answer.
-const maxAnswer = 16 << 20
-
 // do calls method path (with query) and decodes a 2xx JSON answer into
 // out (when non-nil). A non-2xx answer is an *APIError.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
@@ -118,9 +115,6 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		rec.status = http.StatusOK
 	}
 	data := rec.body.Bytes()
-	if len(data) > maxAnswer {
-		data = data[:maxAnswer]
-	}
 	if rec.status < 200 || rec.status > 299 {
 		e := &APIError{Status: rec.status}
 		_ = json.Unmarshal(data, e)

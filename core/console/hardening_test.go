@@ -99,9 +99,18 @@ func TestSecureCookiesBehindTLSProxy(t *testing.T) {
 	e := newEnv(t, "console: {public_url: \"https://hooks.example.com\"}\n")
 	v := e.visitor(t)
 	p := v.get("/console/login")
+	seen := 0
 	for _, s := range p.header.Values("Set-Cookie") {
-		if c, err := http.ParseSetCookie(s); err == nil && !c.Secure {
+		c, err := http.ParseSetCookie(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if !c.Secure {
 			t.Errorf("cookie %s is not Secure", c.Name)
 		}
+	}
+	if seen == 0 {
+		t.Fatal("the sign-in page set no cookie")
 	}
 }

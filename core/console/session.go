@@ -43,8 +43,8 @@ type endedSessions struct {
 	m  map[string]int64
 }
 
-// maxEnded bounds the sessions remembered; beyond it the ones that
-// expire first are forgotten first.
+// maxEnded bounds the sessions remembered; beyond it the expired ones are
+// forgotten, then any (a forgotten copy works again until it expires).
 const maxEnded = 100000
 
 func newEndedSessions() *endedSessions { return &endedSessions{m: map[string]int64{}} }

@@ -336,7 +336,7 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 		return permanent("building request: " + err.Error())
 	}
 	req.Header = w.header.Clone()
-	if msg.ContentType != "application/json" {
+	if msg.ContentType != deliveryformat.MediaJSON {
 		if msg.ContentType == "" {
 			req.Header.Del("Content-Type")
 		} else {
