@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,9 +102,11 @@ type sqliteIDs struct {
 	// there, still consulted until its last id expired.
 	legacy jetstream.KeyValue
 	ops    chan *idOp // to the combiner
-	stop   chan struct{}
-	done   chan struct{} // the expiry loop ended
-	cdone  chan struct{} // the combiner ended
+	// lookups and records are the combiner's prepared statements.
+	lookups, records stmtCache
+	stop             chan struct{}
+	done             chan struct{} // the expiry loop ended
+	cdone            chan struct{} // the combiner ended
 }
 
 // idGen is one generation of ids: its table and when it started.
@@ -220,32 +223,33 @@ func (s *sqliteIDs) seen(ctx context.Context, ids []string) []bool {
 	return op.seen
 }
 
-// lookup reads which of ids the generations hold, a query per chunk.
+// lookup reads which of ids the generations hold, a statement per chunk.
+// The ids go in as one JSON array of hex keys, so the statement's text
+// depends only on the generations and is prepared once (see stmtCache):
+// parsing a statement of a varying number of parameters cost more than
+// running it.
 func (s *sqliteIDs) lookup(ctx context.Context, ids []string) []bool {
 	seen := make([]bool, len(ids))
 	index := make(map[string][]int, len(ids))
 	s.mu.RLock()
 	gens := slices.Clone(s.gens)
 	s.mu.RUnlock()
+	var q strings.Builder
+	for i, g := range gens {
+		if i > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		q.WriteString("SELECT key FROM " + g.table() + " WHERE key IN (SELECT unhex(value) FROM json_each(?1))")
+	}
 	for lo := 0; lo < len(ids); lo += idChunk {
 		chunk := ids[lo:min(lo+idChunk, len(ids))]
-		args := make([]any, 0, len(chunk))
-		for i, id := range chunk {
-			b := idBlob(id)
-			index[string(b)] = append(index[string(b)], lo+i)
-			args = append(args, b)
+		keys := keyArray(chunk, func(i int, b []byte) { index[string(b)] = append(index[string(b)], lo+i) })
+		stmt, err := s.lookups.get(ctx, s.db, q.String())
+		if err != nil {
+			s.log.Warn("queue: looking producer ids up failed; their events are accepted again", "error", err)
+			continue
 		}
-		in := "(?" + strings.Repeat(",?", len(chunk)-1) + ")"
-		var q strings.Builder
-		var all []any
-		for i, g := range gens {
-			if i > 0 {
-				q.WriteString(" UNION ALL ")
-			}
-			q.WriteString("SELECT key FROM " + g.table() + " WHERE key IN " + in)
-			all = append(all, args...)
-		}
-		rows, err := s.db.QueryContext(ctx, q.String(), all...)
+		rows, err := stmt.QueryContext(ctx, keys)
 		if err != nil {
 			s.log.Warn("queue: looking producer ids up failed; their events are accepted again", "error", err)
 			continue
@@ -264,6 +268,55 @@ func (s *sqliteIDs) lookup(ctx context.Context, ids []string) []bool {
 		rows.Close()
 	}
 	return seen
+}
+
+// keyArray is the JSON array of the hex keys of ids; each is passed to
+// each, when not nil, with its index.
+func keyArray(ids []string, each func(i int, key []byte)) string {
+	b := make([]byte, 0, len(ids)*35+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		key := idBlob(id)
+		if each != nil {
+			each(i, key)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = hex.AppendEncode(b, key)
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
+}
+
+// stmtCache holds the one prepared statement of a kind (lookups, records)
+// for the generations of the moment: a new text (a generation started or
+// dropped) closes the old statement and prepares the new one. Only the
+// combiner uses it.
+type stmtCache struct {
+	text string
+	stmt *sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, text string) (*sql.Stmt, error) {
+	if c.stmt != nil && c.text == text {
+		return c.stmt, nil
+	}
+	c.close()
+	stmt, err := db.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	c.text, c.stmt = text, stmt
+	return stmt, nil
+}
+
+func (c *stmtCache) close() {
+	if c.stmt != nil {
+		_ = c.stmt.Close()
+		c.stmt, c.text = nil, ""
+	}
 }
 
 func (s *sqliteIDs) legacyBucket() jetstream.KeyValue {
@@ -338,6 +391,8 @@ func (s *sqliteIDs) submit(op *idOp) error {
 // a record combined are of different ids.)
 func (s *sqliteIDs) combine() {
 	defer close(s.cdone)
+	defer s.records.close()
+	defer s.lookups.close()
 	ctx := context.Background()
 	for {
 		var first *idOp
@@ -391,19 +446,20 @@ func (s *sqliteIDs) combine() {
 	}
 }
 
-// insert writes ids into the current generation, a statement per chunk.
+// insert writes ids into the current generation, a statement per chunk
+// (the ids as one JSON array of hex keys, as in lookup).
 func (s *sqliteIDs) insert(ctx context.Context, ids []string) error {
 	s.mu.RLock()
 	table := s.gens[len(s.gens)-1].table()
 	s.mu.RUnlock()
+	stmt, err := s.records.get(ctx, s.db, "INSERT OR IGNORE INTO "+table+" (key) SELECT unhex(value) FROM json_each(?)")
+	if err != nil {
+		return err
+	}
 	for lo := 0; lo < len(ids); lo += idChunk {
 		chunk := ids[lo:min(lo+idChunk, len(ids))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = idBlob(id)
-		}
-		q := "INSERT OR IGNORE INTO " + table + " (key) VALUES (?)" + strings.Repeat(",(?)", len(chunk)-1)
-		if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+		keys := keyArray(chunk, nil)
+		if _, err := stmt.ExecContext(ctx, keys); err != nil {
 			return err
 		}
 	}
