@@ -169,16 +169,9 @@ func TestPortalFraming(t *testing.T) {
 	if csp := c.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || c.header.Get("X-Frame-Options") != "DENY" {
 		t.Errorf("console framing: %q, %q", csp, c.header.Get("X-Frame-Options"))
 	}
-	// A portal session opened from an application token.
+	// A portal session opened from a portal link.
 	e.call(t, http.MethodPost, "/v1/applications", `{"id":"acme","name":"Acme"}`, http.StatusCreated, nil)
-	var tok struct {
-		Token string `json:"token"`
-	}
-	e.call(t, http.MethodPost, "/v1/applications/acme/tokens", `{"name":"t"}`, http.StatusCreated, &tok)
-	login := v.get("/portal/login?app=acme&token=" + url.QueryEscape(tok.Token))
-	if login.status != http.StatusSeeOther {
-		t.Fatalf("portal login: %d", login.status)
-	}
+	login := v.openPortal(e.portalLink(t, "acme", ""))
 	var pc *http.Cookie
 	for _, s := range login.header.Values("Set-Cookie") {
 		if strings.HasPrefix(s, "hookbus_portal=") {
