@@ -63,13 +63,12 @@ type Console struct {
 // Cookie names. The console's is strict same-site; the portal's is lax
 // (it is opened from a link on another site), or, when the portal may be
 // framed by another site, SameSite=None and Secure (browsers send no other
-// cookie to a cross-site frame).
+// cookie to a cross-site frame). portalSwitchCookie (portal_login.go)
+// holds a portal link waiting for the switch page's answer.
 const (
 	consoleCookie = "hookbus_console"
 	portalCookie  = "hookbus_portal"
 	loginCookie   = "hookbus_login"
-	// portalSwitchCookie (portal_login.go) holds a link waiting for the
-	// switch page's answer.
 	flashCookie   = "hookbus_flash"
 )
 
