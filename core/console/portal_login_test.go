@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -245,6 +246,9 @@ func TestPortalSwitch(t *testing.T) {
 			strings.Contains(c.Value, globex.token) {
 			t.Fatalf("switch cookie: %+v", c)
 		}
+		// Sealed for its own name: it is no portal session.
+		mustStatus(t, "the switch cookie as a session", e.withCookie(t, "/portal/", &http.Cookie{Name: "hookbus_portal", Value: c.Value}),
+			http.StatusUnauthorized)
 		p = v.get(p.location)
 		mustStatus(t, "switch page", p, http.StatusOK)
 		mustContain(t, "switch page", p, `You are signed in to the portal of <strong data-testid="switch-from">Acme Inc (acme)</strong>`,
@@ -310,4 +314,71 @@ func TestPortalSwitch(t *testing.T) {
 	e.call(t, http.MethodDelete, "/v1/applications/globex/tokens/"+g.tokenID, "", http.StatusNoContent, nil)
 	w.openPortal(acme)
 	mustContain(t, "portal after a revoked session", w.get("/portal/"), "<h1>Acme Inc</h1>")
+}
+
+// BenchmarkPortalLinkCheck measures what the check of the link's token on
+// every portal request costs beside a whole portal page: GET /v1/whoami
+// in process (the check) and GET /portal/ (a page, the check included),
+// on the same SQLite store.
+func BenchmarkPortalLinkCheck(b *testing.B) {
+	st, err := store.Open(b.Context(), "sqlite", "", b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	srv := api.New(api.Options{APIKeys: []string{adminKey}, Subscriptions: st, Store: st, Attempts: st})
+	c, err := console.New(console.Options{API: srv})
+	if err != nil {
+		b.Fatal(err)
+	}
+	call := func(h http.Handler, method, target, bearer, body string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		for _, ck := range cookies {
+			req.AddCookie(ck)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := call(srv, http.MethodPost, "/v1/applications", adminKey, `{"id":"acme","name":"Acme"}`); rec.Code != http.StatusCreated {
+		b.Fatalf("application: %d", rec.Code)
+	}
+	rec := call(srv, http.MethodPost, "/v1/applications/acme/portal", adminKey, "")
+	var link api.PortalLinkJSON
+	if err := json.Unmarshal(rec.Body.Bytes(), &link); err != nil {
+		b.Fatalf("portal link: %d %s", rec.Code, rec.Body)
+	}
+	u, err := url.Parse(link.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := u.Query().Get("token")
+	login := call(c, http.MethodGet, u.RequestURI(), "", "")
+	var sess *http.Cookie
+	for _, ck := range login.Result().Cookies() {
+		if ck.Name == "hookbus_portal" {
+			sess = ck
+		}
+	}
+	if sess == nil {
+		b.Fatalf("portal login: %d %s", login.Code, login.Header().Get("Location"))
+	}
+	b.Run("whoami", func(b *testing.B) {
+		for b.Loop() {
+			if rec := call(srv, http.MethodGet, "/v1/whoami", token, ""); rec.Code != http.StatusOK {
+				b.Fatalf("whoami: %d", rec.Code)
+			}
+		}
+	})
+	b.Run("page", func(b *testing.B) {
+		for b.Loop() {
+			if rec := call(c, http.MethodGet, "/portal/", "", "", sess); rec.Code != http.StatusOK {
+				b.Fatalf("portal page: %d", rec.Code)
+			}
+		}
+	})
 }
