@@ -181,6 +181,16 @@ func TestPortalFraming(t *testing.T) {
 	if pc == nil || pc.SameSite != http.SameSiteNoneMode || !pc.Secure || !pc.HttpOnly || pc.Path != "/portal" {
 		t.Errorf("framed portal cookie: %+v", pc)
 	}
+	// Another application's link in that session waits in a cookie a
+	// cross-site frame gets too.
+	if pc != nil {
+		e.call(t, http.MethodPost, "/v1/applications", `{"id":"globex","name":"Globex"}`, http.StatusCreated, nil)
+		sw := e.withCookie(t, e.portalLink(t, "globex", "").path, pc)
+		sc := setCookie(sw, "hookbus_portal_switch")
+		if sw.location != "/portal/login/switch" || sc == nil || sc.SameSite != http.SameSiteNoneMode || !sc.Secure || !sc.Partitioned || sc.Path != "/portal" {
+			t.Errorf("framed switch: %d to %q, cookie %+v", sw.status, sw.location, sc)
+		}
+	}
 
 	// Reloaded without frame_ancestors: nobody may frame it.
 	cfg := filepath.Join(e.dir, "config.yaml")
