@@ -330,8 +330,9 @@ const MinSessionKey = 32
 
 // Portal configures the application portal.
 type Portal struct {
-	// LinkTTL is the default lifetime of a portal link and of the session
-	// it opens, from 1m to 24h. Default 1h.
+	// LinkTTL is the default lifetime of a portal link, and the longest a
+	// portal session lasts (it ends earlier, with its link), from 1m to
+	// 24h. Default 1h.
 	LinkTTL time.Duration `koanf:"link_ttl"`
 	// FrameAncestors are the origins allowed to embed /portal in an
 	// iframe (its Content-Security-Policy frame-ancestors): each an origin

@@ -227,26 +227,20 @@ func TestPortalSeesOnlyItsApplication(t *testing.T) {
 		ID    string `json:"id"`
 		Token string `json:"token"`
 	}
-	var mine, theirs, mySub, theirSub, tok created
+	var mine, theirs, mySub, theirSub created
 	e.apiCall(t, http.MethodPost, "/v1/applications", adminKey, map[string]any{"name": "Mine Inc"}, &mine)
 	e.apiCall(t, http.MethodPost, "/v1/applications", adminKey, map[string]any{"name": "Theirs Ltd"}, &theirs)
 	e.apiCall(t, http.MethodPost, "/v1/applications/"+mine.ID+"/subscriptions", adminKey,
 		map[string]any{"url": e.rcv.srv.URL + "/mine", "event_types": []string{"*"}}, &mySub)
 	e.apiCall(t, http.MethodPost, "/v1/applications/"+theirs.ID+"/subscriptions", adminKey,
 		map[string]any{"url": e.rcv.srv.URL + "/theirs-secret-path", "event_types": []string{"*"}, "description": "their endpoint"}, &theirSub)
-	if code := e.apiCall(t, http.MethodPost, "/v1/applications/"+mine.ID+"/tokens", adminKey, map[string]any{"name": "portal"}, &tok); code != http.StatusCreated {
-		t.Fatalf("token: %d", code)
-	}
-	if mine.ID == "" || theirSub.ID == "" || tok.Token == "" {
+	if mine.ID == "" || theirSub.ID == "" {
 		t.Fatal("setup failed")
 	}
 
 	v := e.visitor(t)
-	p := v.get("/portal/login?app=" + url.QueryEscape(mine.ID) + "&token=" + url.QueryEscape(tok.Token))
-	if p.status != http.StatusSeeOther || p.location != "/portal/" {
-		t.Fatalf("portal login: %d to %q", p.status, p.location)
-	}
-	p = v.get("/portal/")
+	v.openPortal(e.portalLink(t, mine.ID, ""))
+	p := v.get("/portal/")
 	mustStatus(t, "portal start", p, http.StatusOK)
 	mustContain(t, "portal start", p, "<h1>Mine Inc</h1>", `data-sub="`+mySub.ID+`"`, `href="/portal/subscriptions/`+mySub.ID+`"`)
 	for _, s := range []string{theirSub.ID, "theirs-secret-path", `data-testid="portal-link"`, `name="filter"`, "delete-app"} {

@@ -32,8 +32,9 @@ type Options struct {
 	SessionTTL time.Duration
 	// SessionKey seals session cookies; empty: a random key per process.
 	SessionKey string
-	// PortalTTL bounds a portal session (default 1h; the API ends it
-	// earlier when its link expires or is revoked).
+	// PortalTTL bounds a portal session (default 1h); it ends earlier at
+	// its link's expiry, or at the first request after the link's token
+	// is revoked.
 	PortalTTL time.Duration
 	// FrameAncestors are the origins allowed to embed the portal in a
 	// frame (CSP frame-ancestors); empty: none. A reload may change them
@@ -62,7 +63,8 @@ type Console struct {
 // Cookie names. The console's is strict same-site; the portal's is lax
 // (it is opened from a link on another site), or, when the portal may be
 // framed by another site, SameSite=None and Secure (browsers send no other
-// cookie to a cross-site frame).
+// cookie to a cross-site frame). portalSwitchCookie (portal_login.go)
+// holds a portal link waiting for the switch page's answer.
 const (
 	consoleCookie = "hookbus_console"
 	portalCookie  = "hookbus_portal"
@@ -220,7 +222,7 @@ func (c *Console) signedIn(portal bool, h handler) http.Handler {
 				spec.clear(w)
 			}
 			if portal {
-				c.portalExpired(w, r)
+				c.portalExpired(w)
 				return
 			}
 			next := r.URL.Path
@@ -232,6 +234,20 @@ func (c *Console) signedIn(portal bool, h handler) http.Handler {
 		}
 		rq := &request{w: w, r: r, c: c, sess: sess, portal: portal, app: sess.App,
 			api: &client{api: c.opts.API, bearer: sess.Bearer, from: r}}
+		if portal {
+			// Every portal request asks the API about the link's token, so
+			// a revoked or expired link ends the session at the next
+			// request, whatever the page does.
+			if _, why, err := c.checkPortalToken(r, sess.Bearer, sess.App); err != nil {
+				c.opts.Logger.Error("console: portal link check failed", "application", sess.App, "error", err)
+				rq.status(http.StatusServiceUnavailable, "The portal cannot check its link just now; try again in a moment.")
+				return
+			} else if why != refusedNone {
+				spec.clear(w)
+				c.portalRefused(w, why)
+				return
+			}
+		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
@@ -301,7 +317,7 @@ func (rq *request) fail(err error) {
 		if ae.Status == http.StatusUnauthorized {
 			if rq.portal {
 				rq.c.portalCookieSpec(rq.r).clear(rq.w)
-				rq.c.portalExpired(rq.w, rq.r)
+				rq.c.portalExpired(rq.w)
 				return
 			}
 			rq.c.consoleCookieSpec(rq.r).clear(rq.w)

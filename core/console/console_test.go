@@ -169,16 +169,9 @@ func TestPortalFraming(t *testing.T) {
 	if csp := c.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || c.header.Get("X-Frame-Options") != "DENY" {
 		t.Errorf("console framing: %q, %q", csp, c.header.Get("X-Frame-Options"))
 	}
-	// A portal session opened from an application token.
+	// A portal session opened from a portal link.
 	e.call(t, http.MethodPost, "/v1/applications", `{"id":"acme","name":"Acme"}`, http.StatusCreated, nil)
-	var tok struct {
-		Token string `json:"token"`
-	}
-	e.call(t, http.MethodPost, "/v1/applications/acme/tokens", `{"name":"t"}`, http.StatusCreated, &tok)
-	login := v.get("/portal/login?app=acme&token=" + url.QueryEscape(tok.Token))
-	if login.status != http.StatusSeeOther {
-		t.Fatalf("portal login: %d", login.status)
-	}
+	login := v.openPortal(e.portalLink(t, "acme", ""))
 	var pc *http.Cookie
 	for _, s := range login.header.Values("Set-Cookie") {
 		if strings.HasPrefix(s, "hookbus_portal=") {
@@ -187,6 +180,16 @@ func TestPortalFraming(t *testing.T) {
 	}
 	if pc == nil || pc.SameSite != http.SameSiteNoneMode || !pc.Secure || !pc.HttpOnly || pc.Path != "/portal" {
 		t.Errorf("framed portal cookie: %+v", pc)
+	}
+	// Another application's link in that session waits in a cookie a
+	// cross-site frame gets too.
+	if pc != nil {
+		e.call(t, http.MethodPost, "/v1/applications", `{"id":"globex","name":"Globex"}`, http.StatusCreated, nil)
+		sw := e.withCookie(t, e.portalLink(t, "globex", "").path, pc)
+		sc := setCookie(sw, "hookbus_portal_switch")
+		if sw.location != "/portal/login/switch" || sc == nil || sc.SameSite != http.SameSiteNoneMode || !sc.Secure || !sc.Partitioned || sc.Path != "/portal" {
+			t.Errorf("framed switch: %d to %q, cookie %+v", sw.status, sw.location, sc)
+		}
 	}
 
 	// Reloaded without frame_ancestors: nobody may frame it.

@@ -123,26 +123,22 @@ func TestEndpointFormDeliveryOptions(t *testing.T) {
 
 func TestPortalSetsDeliveryOptions(t *testing.T) {
 	e := newEnv(t, "")
-	var app, tok struct {
-		ID    string `json:"id"`
-		Token string `json:"token"`
+	var app struct {
+		ID string `json:"id"`
 	}
 	e.apiCall(t, http.MethodPost, "/v1/applications", adminKey, map[string]any{"name": "Mine"}, &app)
-	if code := e.apiCall(t, http.MethodPost, "/v1/applications/"+app.ID+"/tokens", adminKey, map[string]any{"name": "portal"}, &tok); code != http.StatusCreated {
-		t.Fatalf("token: %d", code)
-	}
 	v := e.visitor(t)
-	p := v.get("/portal/login?app=" + url.QueryEscape(app.ID) + "&token=" + url.QueryEscape(tok.Token))
-	mustStatus(t, "portal login", p, http.StatusSeeOther)
+	link := e.portalLink(t, app.ID, "")
+	v.openPortal(link)
 	mustContain(t, "portal start", v.get("/portal/"), `name="retry_on"`, `name="permanent_on"`)
-	p = v.post("/portal/subscriptions", url.Values{"url": {e.rcv.srv.URL + "/mine"}, "event_types": {"*"},
+	p := v.post("/portal/subscriptions", url.Values{"url": {e.rcv.srv.URL + "/mine"}, "event_types": {"*"},
 		"timeout": {"2s"}, "retry_schedule": {"5s"}, "retry_on": {"409"}, "permanent_on": {"5xx"}})
 	mustStatus(t, "portal create", p, http.StatusOK)
 	l := subLink.FindStringSubmatch(p.body)
 	if l == nil {
 		t.Fatalf("no link: %s", p.body)
 	}
-	d := e.delivery(t, app.ID, l[2], tok.Token)
+	d := e.delivery(t, app.ID, l[2], link.token)
 	if d.Timeout == nil || *d.Timeout != "2s" || strings.Join(d.RetrySchedule, ",") != "5s" || raw(d.RetryOn) != "409" ||
 		raw(d.PermanentOn) != `"5xx"` {
 		t.Fatalf("portal created with %+v", d)

@@ -220,6 +220,26 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if r := dev.Fetch(http.MethodPost, e.base+"/v1/applications/acme/portal", "", bearer); r.Status != http.StatusForbidden {
 		t.Errorf("a portal token made a portal link: %d", r.Status)
 	}
+	// A link of another application in the same browser asks first:
+	// staying keeps acme, switching opens globex.
+	var glink struct {
+		URL string `json:"url"`
+	}
+	e.call(t, http.MethodPost, "/v1/applications/globex/portal", "", http.StatusCreated, &glink)
+	for _, choice := range []string{"cancel", "confirm"} {
+		dev.Navigate(glink.URL)
+		dev.WaitLocation("/portal/login/switch")
+		dev.WaitText(`[data-testid="switch-question"]`, "Switch to Globex (globex)?")
+		if strings.Contains(dev.Location(), "token") || strings.Contains(dev.Text("main"), "hbat_") {
+			t.Errorf("the switch page shows the token: %s", dev.Location())
+		}
+		dev.Click(`[data-testid="switch-` + choice + `"]`)
+		if choice == "cancel" {
+			dev.WaitText("main", acmeEP.srv.URL)
+		} else {
+			dev.WaitText("main", globexEP.srv.URL)
+		}
+	}
 	dev.Navigate(e.base + "/console/")
 	dev.WaitLocation("/console/login")
 	dev.AssertClean()

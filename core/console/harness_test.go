@@ -225,3 +225,48 @@ func (v *visitor) mustLogin() {
 		v.t.Fatalf("sign-in: %d to %q: %s", p.status, p.location, p.body)
 	}
 }
+
+// portalLink is a portal link made through the API (with the admin key):
+// its address on the instance (path and query) and its token.
+type portalLink struct {
+	// path is /portal/login?app=…&token=…, to get from the instance.
+	path, token, tokenID string
+	expires              time.Time
+}
+
+// portalLink makes a portal link of app through the API (POST
+// /v1/applications/{app}/portal); ttl is the body's (empty: the default).
+func (e *env) portalLink(t *testing.T, app, ttl string) portalLink {
+	t.Helper()
+	var body any
+	if ttl != "" {
+		body = map[string]any{"ttl": ttl}
+	}
+	var out struct {
+		URL       string `json:"url"`
+		ExpiresAt string `json:"expires_at"`
+		TokenID   string `json:"token_id"`
+	}
+	if code := e.apiCall(t, http.MethodPost, "/v1/applications/"+url.PathEscape(app)+"/portal", adminKey, body, &out); code != http.StatusCreated {
+		t.Fatalf("portal link of %s: %d", app, code)
+	}
+	u, err := url.Parse(out.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := time.Parse(time.RFC3339Nano, out.ExpiresAt)
+	if err != nil || u.Query().Get("token") == "" {
+		t.Fatalf("portal link %q expiring %q: %v", out.URL, out.ExpiresAt, err)
+	}
+	return portalLink{path: u.RequestURI(), token: u.Query().Get("token"), tokenID: out.TokenID, expires: exp}
+}
+
+// openPortal opens a portal link and checks it lands on the portal.
+func (v *visitor) openPortal(l portalLink) page {
+	v.t.Helper()
+	p := v.get(l.path)
+	if p.status != http.StatusSeeOther || p.location != "/portal/" {
+		v.t.Fatalf("portal login: %d to %q: %s", p.status, p.location, p.body)
+	}
+	return p
+}

@@ -226,10 +226,7 @@ func TestDeliveryLogPortal(t *testing.T) {
 			map[string]any{"url": e.rcv.srv.URL + "/" + app, "event_types": []string{"order.*"}}, &sub)
 		subs[app] = sub.ID
 	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	e.callAs(t, http.MethodPost, "/v1/applications/acme/tokens", adminKey, map[string]any{"name": "portal"}, &tok)
+	link := e.portalLink(t, "acme", "")
 
 	mine := e.sendEv(t, "apps", map[string]any{"type": "order.paid", "application": "acme", "data": map[string]any{"n": 1}})
 	theirs := e.sendEv(t, "apps", map[string]any{"type": "order.paid", "application": "globex", "data": map[string]any{"secret_of_globex": 2}})
@@ -245,9 +242,7 @@ func TestDeliveryLogPortal(t *testing.T) {
 	})
 
 	v := e.visitor(t)
-	if p := v.get("/portal/login?app=acme&token=" + url.QueryEscape(tok.Token)); p.status != http.StatusSeeOther {
-		t.Fatalf("portal login: %d", p.status)
-	}
+	v.openPortal(link)
 	p := v.waitRows("/portal/attempts")
 	if !strings.Contains(p.body, "/portal/events/"+mine) || strings.Contains(p.body, theirs) || strings.Contains(p.body, "globex") {
 		t.Fatalf("portal log: %s", p.body)

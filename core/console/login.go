@@ -82,7 +82,8 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string, d loginData) {
 	token := randomToken()
-	c.loginSpec(r).set(w, token, c.opts.Now().Add(time.Hour))
+	now := c.opts.Now()
+	c.loginSpec(r).set(w, token, now, now.Add(time.Hour))
 	c.write(w, code, "login", page{Title: "Sign in", Base: "/console", CSRF: token, Error: msg, Data: d})
 }
 
@@ -120,14 +121,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, r, http.StatusServiceUnavailable, "The key could not be checked now; try again.", d)
 		return
 	}
-	exp := c.opts.Now().Add(c.opts.SessionTTL)
+	now := c.opts.Now()
+	exp := now.Add(c.opts.SessionTTL)
 	val, err := c.seal.seal(consoleCookie, session{Bearer: key, CSRF: randomToken(), Expires: exp.Unix(), ID: randomToken()})
 	if err != nil {
 		c.renderLogin(w, r, http.StatusInternalServerError, "The session could not be opened.", d)
 		return
 	}
 	c.loginSpec(r).clear(w)
-	c.consoleCookieSpec(r).set(w, val, exp)
+	c.consoleCookieSpec(r).set(w, val, now, exp)
 	http.Redirect(w, r, d.Next, http.StatusSeeOther)
 }
 
@@ -136,47 +138,4 @@ func (c *Console) logout(rq *request) {
 	rq.c.ended.end(rq.sess, rq.c.opts.Now())
 	rq.c.consoleCookieSpec(rq.r).clear(rq.w)
 	http.Redirect(rq.w, rq.r, "/console/login", http.StatusSeeOther)
-}
-
-// portalLogin opens a portal session from a portal link
-// (/portal/login?app=…&token=…): the token must reach the application
-// through the API. The answer redirects at once, so the token leaves the
-// address bar (and no page with it in its URL loads anything).
-func (c *Console) portalLogin(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	app, token := q.Get("app"), q.Get("token")
-	if app == "" || token == "" {
-		c.portalExpired(w, r)
-		return
-	}
-	api := &client{api: c.opts.API, bearer: token, from: r}
-	if err := api.get(r.Context(), appAPI(app), nil, nil); err != nil {
-		var ae *APIError
-		if !errors.As(err, &ae) || ae.Status >= 500 {
-			c.opts.Logger.Error("console: portal link check failed", "error", err)
-		}
-		c.portalExpired(w, r)
-		return
-	}
-	exp := c.opts.Now().Add(c.opts.PortalTTL)
-	val, err := c.seal.seal(portalCookie, session{Bearer: token, App: app, CSRF: randomToken(), Expires: exp.Unix(), ID: randomToken()})
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	c.portalCookieSpec(r).set(w, val, exp)
-	http.Redirect(w, r, "/portal/", http.StatusSeeOther)
-}
-
-// portalExpired tells the visitor the link is not (or no longer) valid.
-func (c *Console) portalExpired(w http.ResponseWriter, r *http.Request) {
-	c.write(w, http.StatusUnauthorized, "expired", page{Title: "Portal link expired", Portal: true, Base: "/portal"})
-}
-
-// portalLogout ends the portal session.
-func (c *Console) portalLogout(rq *request) {
-	rq.c.ended.end(rq.sess, rq.c.opts.Now())
-	rq.c.portalCookieSpec(rq.r).clear(rq.w)
-	rq.c.write(rq.w, http.StatusOK, "expired", page{Title: "Signed out", Portal: true, Base: "/portal",
-		Flash: "You left the portal. Open a new portal link to come back."})
 }

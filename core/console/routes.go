@@ -21,6 +21,8 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/login", c.login)
 	c.console("POST /console/logout", c.logout)
 	m.HandleFunc("GET /portal/login", c.portalLogin)
+	m.HandleFunc("GET /portal/login/switch", c.portalSwitchPage)
+	m.HandleFunc("POST /portal/login/switch", c.portalSwitch)
 	c.portalPage("POST /portal/logout", c.portalLogout)
 
 	c.routesOverview()

@@ -21,8 +21,8 @@ import (
 // credential (an admin key removed from the configuration, a portal
 // token revoked or expired), whatever its own expiry says.
 type session struct {
-	// Bearer is the API credential: an admin key, or an application token
-	// for the portal. Empty for an admin session when the API needs none.
+	// Bearer is the API credential: an admin key, or the portal link's
+	// token (kind "portal", of App) for the portal. Empty for an admin session when the API needs none.
 	Bearer string `json:"b"`
 	// App is the portal's application; empty in the operator console.
 	App string `json:"a,omitempty"`
@@ -166,9 +166,12 @@ type cookieSpec struct {
 	partitioned bool
 }
 
-func (cs cookieSpec) set(w http.ResponseWriter, value string, expires time.Time) {
+// set sets the cookie to value until expires; now is the console's clock
+// (Max-Age counts from it, so the browser drops the cookie when the
+// session ends by that clock).
+func (cs cookieSpec) set(w http.ResponseWriter, value string, now, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{Name: cs.name, Value: value, Path: cs.path, Expires: expires,
-		MaxAge: max(1, int(time.Until(expires).Seconds())), HttpOnly: true, Secure: cs.secure, SameSite: cs.sameSite,
+		MaxAge: max(1, int(expires.Sub(now).Seconds())), HttpOnly: true, Secure: cs.secure, SameSite: cs.sameSite,
 		Partitioned: cs.partitioned})
 }
 
