@@ -654,7 +654,10 @@ func TestConcurrency(t *testing.T) {
 	s := compile(t, `
 var seen = 0;
 function filter(e) { return e.data.i % 2 === 0 }
-function transform(e, ctx) { seen++; return {type: "out", data: {i: e.data.i, attempt: ctx.attempt}} }`, Options{PoolSize: 2})
+function transform(e, ctx) { seen++; return {type: "out", data: {i: e.data.i, attempt: ctx.attempt}} }`,
+		// 400 calls on 2 runtimes of a busy machine under -race: the call
+		// deadline is not what is tested here.
+		Options{PoolSize: 2, Timeout: 30 * time.Second})
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
