@@ -327,4 +327,3 @@ func TestWebhookBatchCloudEvents(t *testing.T) {
 		t.Fatalf("content-type %q", r.contentType)
 	}
 }
-
