@@ -15,7 +15,7 @@ import (
 
 // The members of a subscription's delivery options (see
 // subscription.DeliveryOptions); each null or left out is the sink's.
-var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on"}
+var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on", "compression"}
 
 // deliveryJSON is the API form of a subscription's delivery options:
 // durations as Go duration strings, null for an option the sink decides.
@@ -24,6 +24,7 @@ type deliveryJSON struct {
 	RetrySchedule []string           `json:"retry_schedule"`
 	RetryOn       *statuspolicy.List `json:"retry_on"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on"`
+	Compression   *string            `json:"compression"`
 }
 
 func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
@@ -43,6 +44,10 @@ func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
 	}
 	if d.PermanentOn != nil {
 		out.PermanentOn = &d.PermanentOn
+	}
+	if d.Compression != "" {
+		c := d.Compression
+		out.Compression = &c
 	}
 	return out
 }
@@ -66,6 +71,15 @@ func applyDelivery(o *object, d *subscription.DeliveryOptions) {
 			} else {
 				d.Timeout = t
 			}
+		}
+	}
+	if raw, ok := o.members["compression"]; ok {
+		d.Compression = ""
+		if !isNull(raw) && json.Unmarshal(raw, &d.Compression) != nil {
+			o.fail("compression", `must be "gzip" or "none" (null: none)`)
+		}
+		if d.Compression == "none" {
+			d.Compression = "" // stored as the default
 		}
 	}
 	if raw, ok := o.members["retry_schedule"]; ok {

@@ -349,11 +349,12 @@ type storedDelivery struct {
 	RetrySchedule *[]int64           `json:"retry_schedule,omitempty"`
 	RetryOn       *statuspolicy.List `json:"retry_on,omitempty"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on,omitempty"`
+	Compression   string             `json:"compression,omitempty"`
 }
 
 // deliveryJSON is the delivery_options value of d.
 func deliveryJSON(d subscription.DeliveryOptions) (string, error) {
-	sd := storedDelivery{Timeout: int64(d.Timeout)}
+	sd := storedDelivery{Timeout: int64(d.Timeout), Compression: d.Compression}
 	if d.RetrySchedule != nil {
 		ns := make([]int64, len(d.RetrySchedule))
 		for i, w := range d.RetrySchedule {
@@ -376,7 +377,7 @@ func parseDelivery(s string) (subscription.DeliveryOptions, error) {
 	if err := json.Unmarshal([]byte(s), &sd); err != nil {
 		return subscription.DeliveryOptions{}, err
 	}
-	d := subscription.DeliveryOptions{Timeout: time.Duration(sd.Timeout)}
+	d := subscription.DeliveryOptions{Timeout: time.Duration(sd.Timeout), Compression: sd.Compression}
 	if sd.RetrySchedule != nil {
 		d.RetrySchedule = make([]time.Duration, len(*sd.RetrySchedule))
 		for i, ns := range *sd.RetrySchedule {

@@ -102,6 +102,10 @@ type DeliveryOptions struct {
 	// sink's). A subscription that sets either has its own policy in
 	// place of the sink's, not merged with it.
 	RetryOn, PermanentOn statuspolicy.List
+	// Compression is the request body's content coding
+	// (core/deliveryformat): "" (the sink's, none) or "none", or "gzip"
+	// for bodies of 1 KiB or more, signed before compression.
+	Compression string
 }
 
 // Policy is the status policy of the options.
@@ -111,7 +115,7 @@ func (d DeliveryOptions) Policy() statuspolicy.Policy {
 
 // IsZero tells whether every option is the sink's.
 func (d DeliveryOptions) IsZero() bool {
-	return d.Timeout == 0 && d.RetrySchedule == nil && d.RetryOn == nil && d.PermanentOn == nil
+	return d.Timeout == 0 && d.RetrySchedule == nil && d.RetryOn == nil && d.PermanentOn == nil && d.Compression == ""
 }
 
 // Signing returns the secrets that sign at now: the current one and those

@@ -350,6 +350,9 @@ func (r Rules) checkDelivery(d DeliveryOptions) []problem.FieldError {
 	for _, p := range d.Policy().Check("") {
 		fail(p.Field, "%s", p.Message)
 	}
+	if msg := deliveryformat.CheckCompression(d.Compression); msg != "" {
+		fail("compression", "%s (null: none)", msg)
+	}
 	return errs
 }
 

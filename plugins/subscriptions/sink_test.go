@@ -602,3 +602,23 @@ func TestRegisteredWithTheSharedKeys(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+// A subscription with compression gzip gets bodies of 1 KiB or more
+// gzipped, signed over the decoded body (both verifiers accept it after
+// the receiver decoded it), and smaller ones as they are.
+func TestSubscriptionCompression(t *testing.T) {
+	h := start(t, setup{})
+	h.app("acme")
+	r := newReceiver(t)
+	h.subscribe("acme", r, []string{"*"}, func(s *subscription.Subscription) { s.Delivery.Compression = "gzip" })
+	h.publish(event("big", "order.paid", "acme", `{"pad":"`+strings.Repeat("z", 4000)+`"}`), event("small", "order.paid", "acme", `{}`))
+	h.settled("both delivered", 2, 0, 0)
+	for _, a := range r.arrivals() {
+		if !a.verified[0] {
+			t.Fatalf("%s: signature not verified after decoding", a.id)
+		}
+		if enc := a.header.Get("Content-Encoding"); (enc == "gzip") != (a.id == "big") {
+			t.Fatalf("%s: Content-Encoding %q", a.id, enc)
+		}
+	}
+}

@@ -357,7 +357,7 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	retryOn, _ := sub.Delivery.RetryOn.MarshalJSON()
 	permanentOn, _ := sub.Delivery.PermanentOn.MarshalJSON()
 	fmt.Fprintf(&b, "\x01%t%s\x01%t%s", sub.Delivery.RetryOn == nil, retryOn, sub.Delivery.PermanentOn == nil, permanentOn)
-	fmt.Fprintf(&b, "\x01%s", sub.Format)
+	fmt.Fprintf(&b, "\x01%s\x01%s", sub.Format, sub.Delivery.Compression)
 	return b.String()
 }
 
@@ -384,8 +384,9 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	w, err := webhook.New(webhook.Config{
 		URL: sub.URL, Secrets: secrets, SigningKeys: keys, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
 		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
-		Format:   sub.Format,
-		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
+		Format:      sub.Format,
+		Compression: sub.Delivery.Compression,
+		Settings:    sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {
 		// The webhook's problems name its keys: url, secrets[0], headers.X.
