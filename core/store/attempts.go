@@ -344,6 +344,7 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 		{"sink", f.Sink, f.Sink != ""},
 		{"event_id", f.EventID, f.EventID != ""},
 		{"event_type", f.EventType, f.EventType != ""},
+		{"webhook_id", f.WebhookID, f.WebhookID != ""},
 		{"outcome", string(f.Outcome), f.Outcome != ""},
 		{"status", f.Status, f.Status != 0},
 	} {
