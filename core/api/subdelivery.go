@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/sdk"
@@ -15,7 +16,7 @@ import (
 
 // The members of a subscription's delivery options (see
 // subscription.DeliveryOptions); each null or left out is the sink's.
-var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on", "compression"}
+var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on", "compression", "batch"}
 
 // deliveryJSON is the API form of a subscription's delivery options:
 // durations as Go duration strings, null for an option the sink decides.
@@ -25,6 +26,7 @@ type deliveryJSON struct {
 	RetryOn       *statuspolicy.List `json:"retry_on"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on"`
 	Compression   *string            `json:"compression"`
+	Batch         *batching.Policy   `json:"batch"`
 }
 
 func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
@@ -48,6 +50,10 @@ func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
 	if d.Compression != "" {
 		c := d.Compression
 		out.Compression = &c
+	}
+	if d.Batch.On() {
+		b := d.Batch
+		out.Batch = &b
 	}
 	return out
 }
@@ -80,6 +86,17 @@ func applyDelivery(o *object, d *subscription.DeliveryOptions) {
 		}
 		if d.Compression == "none" {
 			d.Compression = "" // stored as the default
+		}
+	}
+	if raw, ok := o.members["batch"]; ok {
+		d.Batch = batching.Policy{}
+		if err := d.Batch.UnmarshalJSON(raw); err != nil {
+			var ce *sdk.ConfigError
+			if errors.As(err, &ce) {
+				o.fail("batch"+ce.Field, ce.Message)
+			} else {
+				o.fail("batch", err.Error())
+			}
 		}
 	}
 	if raw, ok := o.members["retry_schedule"]; ok {

@@ -44,6 +44,9 @@ type batcher struct {
 	fixed    bool
 	// detailed is the sink's DeliverBatchDetailed, when it has one.
 	detailed DetailedBatchSink
+	// targets, when set, sends the batches in place of sink (a
+	// TargetBatcher's).
+	targets func(ctx context.Context, ds []sdk.Delivery) []TargetResult
 
 	// ctx is handed to Deliver; close cancels it if calls outlast the grace.
 	ctx    context.Context
@@ -70,6 +73,10 @@ type batchOut struct {
 	res    sdk.Result
 	detail *attempt.Detail
 	lead   bool
+	// target is the pair's result, from a TargetBatcher's send.
+	target *TargetResult
+	// interrupted: the delivery was not sent (the batcher closed).
+	interrupted bool
 }
 
 // BatchingSink is implemented by a sink that delivers several events in
@@ -154,23 +161,25 @@ func (b *batcher) deliverOut(ctx context.Context, d sdk.Delivery) batchOut {
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return batchOut{res: interruptedResult("shutting down"), lead: true}
+		return batchOut{res: interruptedResult("shutting down"), lead: true, interrupted: true}
 	}
 	select {
 	case b.reqs <- r:
 		b.mu.RUnlock()
 	case <-b.closing:
 		b.mu.RUnlock()
-		return batchOut{res: interruptedResult("shutting down"), lead: true}
+		return batchOut{res: interruptedResult("shutting down"), lead: true, interrupted: true}
 	case <-ctx.Done():
 		b.mu.RUnlock()
-		return batchOut{res: interruptedResult(ctx.Err().Error()), lead: true}
+		return batchOut{res: interruptedResult(ctx.Err().Error()), lead: true, interrupted: true}
 	}
 	return <-r.done
 }
 
 // answer tells r its result alone.
-func (r *batchReq) answer(res sdk.Result) { r.done <- batchOut{res: res, lead: true} }
+func (r *batchReq) answer(res sdk.Result) {
+	r.done <- batchOut{res: res, lead: true, interrupted: true}
+}
 
 // callDone reports a finished Deliver call to the loop.
 type callDone struct {
@@ -317,14 +326,25 @@ func (b *batcher) call(batch []*batchReq) callDone {
 	}
 	var res []sdk.Result
 	var details []*attempt.Detail
-	if b.detailed != nil {
+	var targets []TargetResult
+	switch {
+	case b.targets != nil:
+		targets = b.targets(b.ctx, ds)
+		res = make([]sdk.Result, len(targets))
+		for i := range targets {
+			res[i] = targets[i].Result
+		}
+	case b.detailed != nil:
 		res, details = b.detailed.DeliverBatchDetailed(b.ctx, ds)
-	} else {
+	default:
 		res = b.sink.Deliver(b.ctx, ds)
 	}
 	answered := false
 	for i, r := range batch {
 		out := batchOut{lead: i == 0}
+		if i < len(targets) && len(targets) == len(batch) {
+			out.target = &targets[i]
+		}
 		if len(res) != len(batch) {
 			out.res = sdk.Result{Outcome: sdk.Retry, Reason: fmt.Sprintf("sink returned %d results for %d deliveries", len(res), len(batch))}
 			r.done <- out
@@ -374,3 +394,49 @@ func (b *batcher) close() {
 		b.cancel()
 	})
 }
+
+// TargetBatcher gathers the pairs of one target of a fan-out sink (a
+// subscription with `batch`) into batches by a batching policy, with the
+// timed batcher a BatchingSink gets: a Fanout's DeliverTarget hands each
+// pair to Deliver, which returns the pair's result once the batch that
+// carried it was sent. The pairs waiting in a batch stay unacknowledged
+// in the queue until then.
+type TargetBatcher struct{ b *batcher }
+
+// NewTargetBatcher gathers by p, with up to calls batches (at most
+// maxBatches) being sent at once. send makes one attempt of a batch (or
+// defers it) and returns one TargetResult per delivery, in order; it runs
+// on the batcher's own context, cancelled by Close.
+func NewTargetBatcher(p batching.Policy, calls int, send func(ctx context.Context, ds []sdk.Delivery) []TargetResult) *TargetBatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = timedCalls(calls)
+	b := &batcher{
+		maxSize: p.MaxEvents, limit: calls * p.MaxEvents, reqs: make(chan *batchReq, p.MaxEvents), maxCalls: calls,
+		maxBytes: p.MaxBytes, maxWait: p.MaxWait, fixed: true, targets: send,
+		ctx: ctx, cancel: cancel, calls: workers.New(), closing: make(chan struct{}), loopExited: make(chan struct{}),
+	}
+	go b.loop()
+	return &TargetBatcher{b: b}
+}
+
+// Deliver hands d to the next batch and returns what became of it. A
+// delivery the batcher did not send (it closed first: a changed policy,
+// shutdown) is deferred, handed back without an attempt.
+func (t *TargetBatcher) Deliver(ctx context.Context, d sdk.Delivery) TargetResult {
+	out := t.b.deliverOut(ctx, d)
+	switch {
+	case out.target != nil:
+		return *out.target
+	case out.interrupted:
+		return TargetResult{Defer: minBatchDefer, DeferReason: "batch_closed"}
+	}
+	return TargetResult{Result: out.res}
+}
+
+// minBatchDefer is how long a pair its batcher did not send waits before
+// it is tried again.
+const minBatchDefer = 50 * time.Millisecond
+
+// Close answers the deliveries waiting in a batch with Retry and waits
+// (up to closeGrace, then cancels) for the batches being sent.
+func (t *TargetBatcher) Close() { t.b.close() }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/core/subscription"
 )
@@ -350,6 +351,7 @@ type storedDelivery struct {
 	RetryOn       *statuspolicy.List `json:"retry_on,omitempty"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on,omitempty"`
 	Compression   string             `json:"compression,omitempty"`
+	Batch         *batching.Policy   `json:"batch,omitempty"`
 }
 
 // deliveryJSON is the delivery_options value of d.
@@ -367,6 +369,9 @@ func deliveryJSON(d subscription.DeliveryOptions) (string, error) {
 	}
 	if d.PermanentOn != nil {
 		sd.PermanentOn = &d.PermanentOn
+	}
+	if d.Batch.On() {
+		sd.Batch = &d.Batch
 	}
 	return toJSON("subscription delivery options", sd)
 }
@@ -389,6 +394,9 @@ func parseDelivery(s string) (subscription.DeliveryOptions, error) {
 	}
 	if sd.PermanentOn != nil {
 		d.PermanentOn = *sd.PermanentOn
+	}
+	if sd.Batch != nil {
+		d.Batch = *sd.Batch
 	}
 	return d, nil
 }

@@ -276,6 +276,9 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 			return pipeline.TargetResult{Filtered: true}
 		}
 	}
+	if p := sub.Delivery.Batch; p.On() {
+		return s.deliverBatched(ctx, st, p, d)
+	}
 	now := time.Now()
 	adm := st.admit(now, pairKey(t, d))
 	switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/signing"
@@ -619,6 +620,67 @@ func TestSubscriptionCompression(t *testing.T) {
 		}
 		if enc := a.header.Get("Content-Encoding"); (enc == "gzip") != (a.id == "big") {
 			t.Fatalf("%s: Content-Encoding %q", a.id, enc)
+		}
+	}
+}
+
+// A subscription with batch gets its events as JSON arrays, one signed
+// request per batch with the webhook-id of the events it carries; a batch
+// its endpoint fails is retried whole (its pairs come back together, with
+// one delay) under the same webhook-id; another subscription of the same
+// application, without batch, gets one request per event meanwhile.
+func TestSubscriptionBatches(t *testing.T) {
+	h := start(t, setup{})
+	h.app("acme")
+	rb, rs := newReceiver(t), newReceiver(t)
+	h.subscribe("acme", rb, []string{"*"}, func(s *subscription.Subscription) {
+		s.Delivery.Batch = batching.Enabled(5, 0, time.Minute)
+		s.Delivery.Compression = "gzip"
+	})
+	h.subscribe("acme", rs, []string{"*"})
+	rb.setStatus(func(id string, n int) int {
+		if n == 1 {
+			return 503 // every batch fails once
+		}
+		return 0
+	})
+	var evs []sdk.Event
+	for i := range 10 {
+		evs = append(evs, event(fmt.Sprintf("e%02d", i), "order.paid", "acme", `{"pad":"`+strings.Repeat("p", 200)+`"}`))
+	}
+	h.publish(evs...)
+	h.settled("every pair delivered", 20, 0, 0)
+
+	if got := rs.ids(); len(got) != 10 {
+		t.Fatalf("the plain subscription got %d requests: %v", len(got), got)
+	}
+	arr := rb.arrivals()
+	byID := map[string][][]string{}
+	for _, a := range arr {
+		if !a.verified[0] || a.header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("batch %s: verified %v, encoding %q", a.id, a.verified, a.header.Get("Content-Encoding"))
+		}
+		var body []struct{ ID string }
+		if err := json.Unmarshal(a.body, &body); err != nil {
+			t.Fatalf("batch body %s: %v", a.body, err)
+		}
+		var ids []string
+		for _, ev := range body {
+			ids = append(ids, ev.ID)
+		}
+		if a.id != batching.ID(ids) {
+			t.Fatalf("webhook-id %s for %v", a.id, ids)
+		}
+		byID[a.id] = append(byID[a.id], ids)
+	}
+	// Two batches of 5, each sent twice (503, then delivered), the same
+	// events both times.
+	if len(arr) != 4 || len(byID) != 2 {
+		t.Fatalf("%d requests under %d webhook-ids: %v", len(arr), len(byID), byID)
+	}
+	for id, sends := range byID {
+		if len(sends) != 2 || len(sends[0]) != 5 || !slices.Equal(slices.Sorted(slices.Values(sends[0])), slices.Sorted(slices.Values(sends[1]))) {
+			t.Fatalf("batch %s sent as %v", id, sends)
 		}
 	}
 }

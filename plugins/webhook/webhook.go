@@ -267,16 +267,36 @@ func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Resul
 func (w *Webhook) BatchPolicy() batching.Policy { return w.cfg.Batch }
 
 // DeliverBatchDetailed delivers ds and tells, per delivery, the result and
-// the detail of the request that carried it. With `batch` set, the
-// deliveries go as JSON arrays, in order, each request holding up to
-// batch.max_events of them and batch.max_bytes of body (an event bigger
-// than that alone); a request's outcome is the result of every event it
-// carried, and its webhook-id is batching.ID of their ids. An event the
-// format cannot carry is Permanent on its own, not sent. Without `batch`,
-// each delivery is a request of its own, as Deliver sends it.
+// the detail of the request that carried it (see DeliverBatch).
 func (w *Webhook) DeliverBatchDetailed(ctx context.Context, ds []sdk.Delivery) ([]sdk.Result, []*attempt.Detail) {
+	as := w.DeliverBatch(ctx, ds)
 	results := make([]sdk.Result, len(ds))
 	details := make([]*attempt.Detail, len(ds))
+	var last *Attempt
+	for i := range as {
+		results[i] = as[i].Result
+		if as[i].URL == "" {
+			continue // no request was made
+		}
+		if last != nil && as[i].WebhookID == last.WebhookID {
+			details[i] = details[i-1] // the same request
+			continue
+		}
+		last, details[i] = &as[i], as[i].Detail()
+	}
+	return results, details
+}
+
+// DeliverBatch delivers ds and returns, per delivery, the attempt of the
+// request that carried it. With `batch` set, the deliveries go as JSON
+// arrays, in order, each request holding up to batch.max_events of them
+// and batch.max_bytes of body (an event bigger than that alone); a
+// request's attempt is that of every event it carried, its webhook-id
+// batching.ID of their ids. An event the format cannot carry is
+// Permanent on its own, not sent. Without `batch`, each delivery is a
+// request of its own, as Deliver sends it.
+func (w *Webhook) DeliverBatch(ctx context.Context, ds []sdk.Delivery) []Attempt {
+	out := make([]Attempt, len(ds))
 	var wg sync.WaitGroup
 	run := func(f func()) {
 		wg.Add(1)
@@ -289,21 +309,18 @@ func (w *Webhook) DeliverBatchDetailed(ctx context.Context, ds []sdk.Delivery) (
 	if !w.cfg.Batch.On() || w.client == nil {
 		for i := range ds {
 			if !w.acquire(ctx) {
-				results[i] = interrupted(ctx)
+				out[i] = Attempt{Result: interrupted(ctx), Err: ctx.Err()}
 				continue
 			}
-			run(func() {
-				a := w.attempt(ctx, ds[i])
-				results[i], details[i] = a.Result, a.Detail()
-			})
+			run(func() { out[i] = w.attempt(ctx, ds[i]) })
 		}
 		wg.Wait()
-		return results, details
+		return out
 	}
-	for _, chunk := range w.chunks(ds, results) {
+	for _, chunk := range w.chunks(ds, out) {
 		if !w.acquire(ctx) {
 			for _, i := range chunk.index {
-				results[i] = interrupted(ctx)
+				out[i] = Attempt{Result: interrupted(ctx), Err: ctx.Err()}
 			}
 			continue
 		}
@@ -315,14 +332,13 @@ func (w *Webhook) DeliverBatchDetailed(ctx context.Context, ds []sdk.Delivery) (
 			} else {
 				a = w.send(ctx, batching.ID(chunk.ids), msg)
 			}
-			d := a.Detail()
 			for _, i := range chunk.index {
-				results[i], details[i] = a.Result, d
+				out[i] = a
 			}
 		})
 	}
 	wg.Wait()
-	return results, details
+	return out
 }
 
 // chunk is one request of a batch: the indexes of its deliveries, their
@@ -336,20 +352,20 @@ type chunk struct {
 
 // chunks encodes ds and cuts them, in order, into requests within
 // batch.max_events and batch.max_bytes. A delivery that cannot be sent
-// gets its Permanent result in results and is in no chunk.
-func (w *Webhook) chunks(ds []sdk.Delivery, results []sdk.Result) []*chunk {
+// gets its Permanent attempt in out and is in no chunk.
+func (w *Webhook) chunks(ds []sdk.Delivery, out []Attempt) []*chunk {
 	p := w.cfg.Batch
 	f := deliveryformat.Format(w.cfg.Format)
-	var out []*chunk
+	var chunks []*chunk
 	var cur *chunk
 	for i, d := range ds {
 		if d.Event.ID == "" {
-			results[i] = permanent("event has no id; a batch's webhook-id needs it").Result
+			out[i] = permanent("event has no id; a batch's webhook-id needs it")
 			continue
 		}
 		msg, err := deliveryformat.Encode(f, d.Event, d.Raw)
 		if err != nil {
-			results[i] = permanent(err.Error()).Result
+			out[i] = permanent(err.Error())
 			continue
 		}
 		if cur != nil && (len(cur.index) >= p.MaxEvents ||
@@ -358,14 +374,14 @@ func (w *Webhook) chunks(ds []sdk.Delivery, results []sdk.Result) []*chunk {
 		}
 		if cur == nil {
 			cur = &chunk{}
-			out = append(out, cur)
+			chunks = append(chunks, cur)
 		}
 		cur.index = append(cur.index, i)
 		cur.ids = append(cur.ids, d.Event.ID)
 		cur.items = append(cur.items, msg.Body)
 		cur.bytes += len(msg.Body)
 	}
-	return out
+	return chunks
 }
 
 // DeliverOne POSTs one delivery (within max_in_flight) and returns its result.
