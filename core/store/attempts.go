@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/subscription"
 )
 
@@ -360,6 +361,9 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 	}
 	if f.Subscription != "" {
 		where = append(where, `subscription <> ''`)
+	}
+	if strings.HasPrefix(f.WebhookID, batching.IDPrefix) {
+		where = append(where, `webhook_id LIKE 'batch_%'`)
 	}
 	if f.Outcome == attempt.Retry || f.Outcome == attempt.Failed {
 		where = append(where, `outcome <> 'delivered'`)
