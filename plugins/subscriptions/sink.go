@@ -455,6 +455,9 @@ var (
 	_ sdk.ConfigValidator = (*Sink)(nil)
 	_ sdk.Describer       = (*Sink)(nil)
 	_ pipeline.Fanout     = (*Sink)(nil)
-	// The webhook sink tells the engine the detail of its attempts.
-	_ pipeline.DetailedSink = (*webhook.Webhook)(nil)
+	// The webhook sink tells the engine the detail of its attempts, and
+	// batches by its policy.
+	_ pipeline.DetailedSink      = (*webhook.Webhook)(nil)
+	_ pipeline.BatchingSink      = (*webhook.Webhook)(nil)
+	_ pipeline.DetailedBatchSink = (*webhook.Webhook)(nil)
 )

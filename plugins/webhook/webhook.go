@@ -1,6 +1,8 @@
-// Package webhook is hookbus' built-in webhook sink: it POSTs each event as
-// JSON to one URL, signed the Standard Webhooks way, and tells hookbus
-// whether to count it delivered, retry it or dead-letter it.
+// Package webhook is hookbus' built-in webhook sink: it POSTs each event
+// (or, with `batch`, each batch of events as a JSON array) to one URL,
+// signed the Standard Webhooks way over the body before any compression,
+// and tells hookbus whether to count it delivered, retry it or
+// dead-letter it.
 //
 // The sink never retries on its own; hookbus keeps the retry schedule
 // (Config.Schedule) durable. The block's description is Config's tags; the
