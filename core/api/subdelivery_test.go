@@ -87,7 +87,7 @@ func TestSubscriptionDeliveryOptionsAPI(t *testing.T) {
 			{"unknown compression", map[string]any{"compression": "br"}, "compression", "must be none or gzip"},
 			{"compression not a string", map[string]any{"compression": true}, "compression", `must be "gzip" or "none"`},
 			{"batch max_events", map[string]any{"batch": map[string]any{"max_events": 0}}, "batch.max_events", "must be 1 to 1000"},
-			{"batch max_wait", map[string]any{"batch": map[string]any{"max_wait": "5m"}}, "batch.max_wait", "must be 0s to 1m0s"},
+			{"batch max_wait", map[string]any{"batch": map[string]any{"max_wait": "5m"}}, "batch.max_wait", "must be 0s to 10s"},
 			{"batch max_wait not a duration", map[string]any{"batch": map[string]any{"max_wait": 5}}, "batch.max_wait", "duration string"},
 			{"batch unknown key", map[string]any{"batch": map[string]any{"events": 5}}, "batch", `unknown key "events"`},
 			{"batch binary", map[string]any{"batch": map[string]any{}, "format": "cloudevents-binary"}, "batch", "cloudevents-binary carries one event"},

@@ -83,7 +83,7 @@ sinks:
       secret: ` + testSecret + `
       allow_private_networks: true
       compression: gzip
-      batch: {max_events: 5, max_wait: 1m}
+      batch: {max_events: 5, max_wait: 10s}
 pipelines:
   orders: {from: [shop], to: [partner]}
 `

@@ -26,7 +26,10 @@ const (
 	MinMaxBytes      = 1 << 10
 	MaxMaxBytes      = 16 << 20
 	DefaultMaxWait   = time.Second
-	MaxMaxWait       = time.Minute
+	// MaxMaxWait bounds max_wait: a batch's events wait unacknowledged
+	// (the embedded queue keeps them in progress, but the postgres
+	// driver's ack deadline is 30s), then for the request's timeout.
+	MaxMaxWait = 10 * time.Second
 )
 
 // Policy is a `batch` block: a batch closes when it holds MaxEvents
@@ -41,7 +44,7 @@ type Policy struct {
 	// request body before compression; an event bigger than that alone
 	// goes in a batch of its own.
 	MaxBytes int `json:"max_bytes,omitempty"`
-	// MaxWait (`max_wait`, default 1s, at most 1m; 0s: no wait, only the
+	// MaxWait (`max_wait`, default 1s, at most 10s; 0s: no wait, only the
 	// events waiting at that moment) is the longest the first event of a
 	// batch waits for others.
 	MaxWait time.Duration `json:"-"`

@@ -181,9 +181,9 @@ func TestWebhookBatchCloses(t *testing.T) {
 	t.Run("max_events", func(t *testing.T) {
 		t.Parallel()
 		rc := newBatchReceiver(t)
-		// max_wait is far longer than the test's deadline: only max_events
-		// can close these batches in time.
-		e := runBatchEngine(t, sinkConfig(rc.url, map[string]any{"max_events": 5, "max_wait": "1m"}), Options{})
+		// Two batches of 5 of the 10 events: max_events closed them (the
+		// long max_wait would have sent one of 10).
+		e := runBatchEngine(t, sinkConfig(rc.url, map[string]any{"max_events": 5, "max_wait": "10s"}), Options{})
 		evs := batchEvents("ev", 10, 10)
 		if err := e.Publish(context.Background(), "src", evs); err != nil {
 			t.Fatal(err)
@@ -317,7 +317,7 @@ func TestWebhookBatchRetriedWhole(t *testing.T) {
 func TestWebhookBatchCloudEvents(t *testing.T) {
 	t.Parallel()
 	rc := newBatchReceiver(t)
-	e := runBatchEngine(t, sinkConfig(rc.url, map[string]any{"max_events": 3, "max_wait": "1m"}, "format", "cloudevents-structured"), Options{})
+	e := runBatchEngine(t, sinkConfig(rc.url, map[string]any{"max_events": 3, "max_wait": "10s"}, "format", "cloudevents-structured"), Options{})
 	if err := e.Publish(context.Background(), "src", batchEvents("ce", 3, 10)); err != nil {
 		t.Fatal(err)
 	}

@@ -634,7 +634,7 @@ func TestSubscriptionBatches(t *testing.T) {
 	h.app("acme")
 	rb, rs := newReceiver(t), newReceiver(t)
 	h.subscribe("acme", rb, []string{"*"}, func(s *subscription.Subscription) {
-		s.Delivery.Batch = batching.Enabled(5, 0, time.Minute)
+		s.Delivery.Batch = batching.Enabled(5, 0, 10*time.Second)
 		s.Delivery.Compression = "gzip"
 	})
 	h.subscribe("acme", rs, []string{"*"})

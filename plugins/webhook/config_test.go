@@ -251,7 +251,7 @@ func TestConfigBatchAndCompression(t *testing.T) {
 		{`"batch": {"max_events": 0}`, "batch.max_events", "must be 1 to 1000"},
 		{`"batch": {"max_events": 5000}`, "batch.max_events", "must be 1 to 1000"},
 		{`"batch": {"max_bytes": 10}`, "batch.max_bytes", "must be 1024 to 16777216"},
-		{`"batch": {"max_wait": "2h"}`, "batch.max_wait", "must be 0s to 1m0s"},
+		{`"batch": {"max_wait": "2h"}`, "batch.max_wait", "must be 0s to 10s"},
 		{`"batch": {"max_wait": "soon"}`, "batch.max_wait", "invalid duration"},
 		{`"batch": {"max_events": "ten"}`, "batch.max_events", "must be a whole number"},
 		{`"batch": {"size": 3}`, "batch", "unknown key \"size\""},
