@@ -420,7 +420,8 @@ func (s *Sink) changed(old, new *subscription.Subscription) {
 	st.update(new, s.cfg)
 }
 
-// TestSend makes one attempt of ev to sub now, outside the queue: signed
+// TestSend makes one attempt of ev to sub now, outside the queue (as a
+// batch of one when sub batches): signed
 // with its secrets, through the SSRF guard unless the sink allows private
 // networks, judged as a delivery would be. It changes nothing of the
 // subscription (a 410 does not disable it).
@@ -430,7 +431,14 @@ func (s *Sink) TestSend(ctx context.Context, sub subscription.Subscription, ev s
 		return subscription.TestResult{}, err
 	}
 	defer hook.Close(context.Background())
-	a := hook.DeliverAttempt(ctx, sdk.Delivery{Event: ev, Attempt: 1})
+	d := sdk.Delivery{Event: ev, Attempt: 1}
+	var a webhook.Attempt
+	if sub.Delivery.Batch.On() {
+		// A batching subscription's receiver reads arrays: a batch of one.
+		a = hook.DeliverBatch(ctx, []sdk.Delivery{d})[0]
+	} else {
+		a = hook.DeliverAttempt(ctx, d)
+	}
 	r := subscription.TestResult{StatusCode: a.Result.StatusCode, LatencyMS: a.Latency.Milliseconds()}
 	switch a.Result.Outcome {
 	case sdk.OK:

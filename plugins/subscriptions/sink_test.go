@@ -527,6 +527,15 @@ func TestTestSend(t *testing.T) {
 	if err := json.Unmarshal(got[0].body, &body); err != nil || string(body.Data) != `{"hello":"world"}` {
 		t.Fatalf("body %s: %v", got[0].body, err)
 	}
+	// A batching subscription's test is a batch of one.
+	batched := sub
+	batched.Delivery.Batch = batching.Enabled(10, 0, 0)
+	if res, err := h.sink.TestSend(context.Background(), batched, ev); err != nil || res.Outcome != "delivered" {
+		t.Fatalf("batched test send: %+v, %v", res, err)
+	}
+	if got := r.arrivals(); len(got) != 2 || got[1].id != batching.ID([]string{"t1"}) || !got[1].verified[0] || got[1].body[0] != '[' {
+		t.Fatalf("batched test send arrived as %+v", got[len(got)-1])
+	}
 	r.setStatus(func(string, int) int { return 410 })
 	res, err = h.sink.TestSend(context.Background(), sub, ev)
 	if err != nil || res.Outcome != "failed" || res.StatusCode != 410 {
