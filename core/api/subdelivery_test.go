@@ -89,7 +89,7 @@ func TestSubscriptionDeliveryOptionsAPI(t *testing.T) {
 			{"batch max_events", map[string]any{"batch": map[string]any{"max_events": 0}}, "batch.max_events", "must be 1 to 1000"},
 			{"batch max_wait", map[string]any{"batch": map[string]any{"max_wait": "5m"}}, "batch.max_wait", "must be 0s to 10s"},
 			{"batch max_wait not a duration", map[string]any{"batch": map[string]any{"max_wait": 5}}, "batch.max_wait", "duration string"},
-			{"batch unknown key", map[string]any{"batch": map[string]any{"events": 5}}, "batch", `unknown key "events"`},
+			{"batch unknown key", map[string]any{"batch": map[string]any{"events": 5}}, "batch.events", "unknown key"},
 			{"batch binary", map[string]any{"batch": map[string]any{}, "format": "cloudevents-binary"}, "batch", "cloudevents-binary carries one event"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {

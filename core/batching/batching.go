@@ -11,6 +11,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ type Policy struct {
 	// on is set when the block was given (a `batch: {}` block batches with
 	// every default).
 	on bool
+	// problems are the block's members UnmarshalJSON could not read, for
+	// Check (nil for a block without: policies stay comparable).
+	problems *[]*sdk.ConfigError
 }
 
 // On tells whether the policy batches.
@@ -88,64 +92,67 @@ type stored struct {
 
 // UnmarshalJSON reads a `batch` block (an object with max_events,
 // max_bytes and max_wait, each optional) and applies the defaults. null
-// means no batching. Problems are *sdk.ConfigError naming the key
-// (".max_wait"); Check tells the values out of bounds.
+// means no batching. Only a block that is not an object is an error
+// here (a *sdk.ConfigError); a member of the wrong type or an unknown key
+// is kept for Check, which reports it with the values out of bounds, so
+// that every problem of the block is told at once.
 func (p *Policy) UnmarshalJSON(b []byte) error {
 	*p = Policy{}
 	if t := bytes.TrimSpace(b); len(t) == 0 || string(t) == "null" {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var s stored
-	if err := dec.Decode(&s); err != nil {
-		msg := err.Error()
-		if k, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			return &sdk.ConfigError{Message: "unknown key " + k + " (the keys are max_events, max_bytes and max_wait)"}
-		}
-		var te *json.UnmarshalTypeError
-		if ok := asTypeError(err, &te); ok && te.Field != "" {
-			return &sdk.ConfigError{Field: "." + te.Field, Message: fmt.Sprintf("must be a %s", kindOf(te.Field))}
-		}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil || m == nil {
 		return &sdk.ConfigError{Message: "must be an object with max_events, max_bytes and max_wait"}
 	}
 	p.on = true
-	if s.MaxEvents != nil {
-		p.MaxEvents = *s.MaxEvents
-		if p.MaxEvents == 0 {
-			p.MaxEvents = -1 // given as 0: refused by Check, not defaulted
+	var problems []*sdk.ConfigError
+	fail := func(field, msg string) { problems = append(problems, &sdk.ConfigError{Field: field, Message: msg}) }
+	number := func(key string, dst *int) {
+		raw, ok := m[key]
+		if !ok {
+			return
+		}
+		if json.Unmarshal(raw, dst) != nil {
+			fail(key, fmt.Sprintf("must be a whole number, got %s", snippet(raw)))
+			*dst = 0
+			return
+		}
+		if *dst == 0 {
+			*dst = -1 // given as 0: refused by Check, not defaulted
 		}
 	}
-	if s.MaxBytes != nil {
-		p.MaxBytes = *s.MaxBytes
-		if p.MaxBytes == 0 {
-			p.MaxBytes = -1
+	number("max_events", &p.MaxEvents)
+	number("max_bytes", &p.MaxBytes)
+	raw, waitSet := m["max_wait"]
+	if waitSet {
+		var w string
+		if json.Unmarshal(raw, &w) != nil {
+			fail("max_wait", fmt.Sprintf(`must be a duration string like "1s", got %s`, snippet(raw)))
+		} else if d, err := time.ParseDuration(strings.TrimSpace(w)); err != nil {
+			fail("max_wait", fmt.Sprintf(`invalid duration %q: use a number with a unit, like "500ms", "1s" or "0s"`, w))
+		} else {
+			p.MaxWait = d
 		}
 	}
-	if s.MaxWait != nil {
-		d, err := time.ParseDuration(strings.TrimSpace(*s.MaxWait))
-		if err != nil {
-			return &sdk.ConfigError{Field: ".max_wait", Message: fmt.Sprintf(`invalid duration %q: use a number with a unit, like "500ms", "1s" or "0s"`, *s.MaxWait)}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k != "max_events" && k != "max_bytes" && k != "max_wait" {
+			fail(k, "unknown key (the keys are max_events, max_bytes and max_wait)")
 		}
-		p.MaxWait = d
 	}
-	p.setDefaults(s.MaxWait == nil)
+	p.setDefaults(!waitSet)
+	if len(problems) > 0 {
+		p.problems = &problems
+	}
 	return nil
 }
 
-func asTypeError(err error, dst **json.UnmarshalTypeError) bool {
-	te, ok := err.(*json.UnmarshalTypeError)
-	if ok {
-		*dst = te
+// snippet is a short form of a raw JSON value for a message.
+func snippet(raw json.RawMessage) string {
+	if len(raw) > 40 {
+		return string(raw[:40]) + "…"
 	}
-	return ok
-}
-
-func kindOf(field string) string {
-	if field == "max_wait" {
-		return `duration string like "1s"`
-	}
-	return "whole number"
+	return string(raw)
 }
 
 // MarshalJSON writes the block as UnmarshalJSON reads it (null when off).
@@ -180,13 +187,20 @@ func (p Policy) Check() []*sdk.ConfigError {
 		return nil
 	}
 	var errs []*sdk.ConfigError
-	if p.MaxEvents < 1 || p.MaxEvents > MaxMaxEvents {
+	told := map[string]bool{}
+	if p.problems != nil {
+		for _, e := range *p.problems {
+			errs = append(errs, e)
+			told[e.Field] = true
+		}
+	}
+	if !told["max_events"] && (p.MaxEvents < 1 || p.MaxEvents > MaxMaxEvents) {
 		errs = append(errs, &sdk.ConfigError{Field: "max_events", Message: fmt.Sprintf("must be 1 to %d, got %d", MaxMaxEvents, max(0, p.MaxEvents))})
 	}
-	if p.MaxBytes < MinMaxBytes || p.MaxBytes > MaxMaxBytes {
+	if !told["max_bytes"] && (p.MaxBytes < MinMaxBytes || p.MaxBytes > MaxMaxBytes) {
 		errs = append(errs, &sdk.ConfigError{Field: "max_bytes", Message: fmt.Sprintf("must be %d to %d bytes, got %d", MinMaxBytes, MaxMaxBytes, max(0, p.MaxBytes))})
 	}
-	if p.MaxWait < 0 || p.MaxWait > MaxMaxWait {
+	if !told["max_wait"] && (p.MaxWait < 0 || p.MaxWait > MaxMaxWait) {
 		errs = append(errs, &sdk.ConfigError{Field: "max_wait", Message: fmt.Sprintf("must be 0s to %s, got %s", MaxMaxWait, p.MaxWait)})
 	}
 	return errs

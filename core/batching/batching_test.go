@@ -38,17 +38,28 @@ func TestPolicyDecodeAndCheck(t *testing.T) {
 			t.Errorf("%s: Check names %v, want %v", tt.in, fields, tt.errs)
 		}
 	}
-	for in, want := range map[string]string{
-		`{"size": 1}`:          `unknown key "size"`,
-		`{"max_wait": "soon"}`: "invalid duration",
-		`{"max_wait": 5}`:      "duration string",
-		`{"max_events": "5"}`:  "whole number",
-		`[1]`:                  "must be an object",
-	} {
-		var p Policy
-		if err := p.UnmarshalJSON([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", in, err, want)
+	// Members that cannot be read are told by Check, with the rest.
+	var p Policy
+	if err := p.UnmarshalJSON([]byte(`{"size": 1, "max_wait": "soon", "max_events": "5", "max_bytes": 3}`)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range p.Check() {
+		got[e.Field] = e.Message
+	}
+	for field, want := range map[string]string{"size": "unknown key", "max_wait": "invalid duration", "max_events": "whole number", "max_bytes": "1024 to"} {
+		if !strings.Contains(got[field], want) {
+			t.Errorf("%s: %q, want %q (all: %v)", field, got[field], want, got)
 		}
+	}
+	if len(got) != 4 {
+		t.Errorf("problems %v", got)
+	}
+	if err := p.UnmarshalJSON([]byte(`{"max_wait": 5}`)); err != nil || len(p.Check()) != 1 || !strings.Contains(p.Check()[0].Message, "duration string") {
+		t.Errorf("max_wait 5: %v %v", err, p.Check())
+	}
+	if err := p.UnmarshalJSON([]byte(`[1]`)); err == nil || !strings.Contains(err.Error(), "must be an object") {
+		t.Errorf("[1]: %v", err)
 	}
 }
 

@@ -254,7 +254,7 @@ func TestConfigBatchAndCompression(t *testing.T) {
 		{`"batch": {"max_wait": "2h"}`, "batch.max_wait", "must be 0s to 10s"},
 		{`"batch": {"max_wait": "soon"}`, "batch.max_wait", "invalid duration"},
 		{`"batch": {"max_events": "ten"}`, "batch.max_events", "must be a whole number"},
-		{`"batch": {"size": 3}`, "batch", "unknown key \"size\""},
+		{`"batch": {"size": 3}`, "batch.size", "unknown key"},
 		{`"batch": 3`, "batch", "must be an object"},
 		{`"batch": {}, "format": "cloudevents-binary"`, "batch", "cloudevents-binary carries one event per request"},
 		{`"headers": {"Content-Encoding": "br"}`, "headers.Content-Encoding", "cannot"},
