@@ -112,7 +112,7 @@ func bodyJSON(b []byte) (string, string) {
 }
 
 // attemptQueryParams are the query parameters of the attempt lists.
-var attemptQueryParams = []string{"application", "subscription", "sink", "event_id", "event_type", "outcome", "status",
+var attemptQueryParams = []string{"application", "subscription", "sink", "event_id", "event_type", "webhook_id", "outcome", "status",
 	"since", "until", "limit", "cursor"}
 
 // maxFilterValue bounds a filter's value: no id, name or type is longer.
@@ -188,6 +188,7 @@ func attemptFilter(r *http.Request, app string) (attempt.Filter, []problem.Field
 		Sink:         errs.text(q, "sink"),
 		EventID:      errs.text(q, "event_id"),
 		EventType:    errs.text(q, "event_type"),
+		WebhookID:    errs.text(q, "webhook_id"),
 		Cursor:       errs.text(q, "cursor"),
 		Since:        errs.time(q, "since"),
 		Until:        errs.time(q, "until"),

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/sdk"
@@ -15,7 +16,7 @@ import (
 
 // The members of a subscription's delivery options (see
 // subscription.DeliveryOptions); each null or left out is the sink's.
-var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on"}
+var subscriptionDeliveryFields = []string{"timeout", "retry_schedule", "retry_on", "permanent_on", "compression", "batch"}
 
 // deliveryJSON is the API form of a subscription's delivery options:
 // durations as Go duration strings, null for an option the sink decides.
@@ -24,6 +25,8 @@ type deliveryJSON struct {
 	RetrySchedule []string           `json:"retry_schedule"`
 	RetryOn       *statuspolicy.List `json:"retry_on"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on"`
+	Compression   *string            `json:"compression"`
+	Batch         *batching.Policy   `json:"batch"`
 }
 
 func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
@@ -43,6 +46,14 @@ func deliveryOptionsJSON(d subscription.DeliveryOptions) deliveryJSON {
 	}
 	if d.PermanentOn != nil {
 		out.PermanentOn = &d.PermanentOn
+	}
+	if d.Compression != "" {
+		c := d.Compression
+		out.Compression = &c
+	}
+	if d.Batch.On() {
+		b := d.Batch
+		out.Batch = &b
 	}
 	return out
 }
@@ -65,6 +76,26 @@ func applyDelivery(o *object, d *subscription.DeliveryOptions) {
 				o.fail("timeout", "must be positive (null: the sink's timeout)")
 			} else {
 				d.Timeout = t
+			}
+		}
+	}
+	if raw, ok := o.members["compression"]; ok {
+		d.Compression = ""
+		if !isNull(raw) && json.Unmarshal(raw, &d.Compression) != nil {
+			o.fail("compression", `must be "gzip" or "none" (null: none)`)
+		}
+		if d.Compression == "none" {
+			d.Compression = "" // stored as the default
+		}
+	}
+	if raw, ok := o.members["batch"]; ok {
+		d.Batch = batching.Policy{}
+		if err := d.Batch.UnmarshalJSON(raw); err != nil {
+			var ce *sdk.ConfigError
+			if errors.As(err, &ce) {
+				o.fail("batch"+ce.Field, ce.Message)
+			} else {
+				o.fail("batch", err.Error())
 			}
 		}
 	}

@@ -23,16 +23,18 @@ func TestSubscriptionDeliveryOptionsAPI(t *testing.T) {
 		plain := p.createSub("acme", map[string]any{})
 		var raw map[string]json.RawMessage
 		p.must(http.StatusOK, "GET", path+"/"+plain.ID, adminKey, nil).json(t, &raw)
-		for _, k := range []string{"timeout", "retry_schedule", "retry_on", "permanent_on"} {
+		for _, k := range []string{"timeout", "retry_schedule", "retry_on", "permanent_on", "compression", "batch"} {
 			if string(raw[k]) != "null" {
 				t.Fatalf("unset %s answered %s, want null", k, raw[k])
 			}
 		}
 
 		sub := p.createSub("acme", map[string]any{"timeout": "2s", "retry_schedule": []string{"1s", "1m"},
-			"retry_on": []any{401, "5xx"}, "permanent_on": []any{503}})
+			"retry_on": []any{401, "5xx"}, "permanent_on": []any{503}, "compression": "gzip",
+			"batch": map[string]any{"max_events": 20, "max_wait": "250ms"}})
 		p.must(http.StatusOK, "GET", path+"/"+sub.ID, adminKey, nil).json(t, &raw)
-		for k, want := range map[string]string{"timeout": `"2s"`, "retry_schedule": `["1s","1m0s"]`, "retry_on": `[401,"5xx"]`, "permanent_on": `[503]`} {
+		for k, want := range map[string]string{"timeout": `"2s"`, "retry_schedule": `["1s","1m0s"]`, "retry_on": `[401,"5xx"]`, "permanent_on": `[503]`,
+			"compression": `"gzip"`, "batch": `{"max_events":20,"max_bytes":1048576,"max_wait":"250ms"}`} {
 			if compact(raw[k]) != want {
 				t.Errorf("%s answered %s, want %s", k, raw[k], want)
 			}
@@ -41,14 +43,26 @@ func TestSubscriptionDeliveryOptionsAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stored.Delivery.Timeout != 2*time.Second || len(stored.Delivery.RetrySchedule) != 2 || len(stored.Delivery.RetryOn) != 2 {
+		if stored.Delivery.Timeout != 2*time.Second || len(stored.Delivery.RetrySchedule) != 2 || len(stored.Delivery.RetryOn) != 2 ||
+			stored.Delivery.Compression != "gzip" || stored.Delivery.Batch.MaxEvents != 20 || stored.Delivery.Batch.MaxWait != 250*time.Millisecond {
 			t.Fatalf("stored options %+v", stored.Delivery)
 		}
 
 		// PATCH replaces one member and leaves the others; null clears; [] is no retry.
 		p.must(http.StatusOK, "PATCH", path+"/"+sub.ID, adminKey, map[string]any{"timeout": nil, "retry_schedule": []string{}}).json(t, &raw)
-		if string(raw["timeout"]) != "null" || compact(raw["retry_schedule"]) != "[]" || compact(raw["retry_on"]) != `[401,"5xx"]` {
-			t.Fatalf("after PATCH: timeout %s retry_schedule %s retry_on %s", raw["timeout"], raw["retry_schedule"], raw["retry_on"])
+		if string(raw["timeout"]) != "null" || compact(raw["retry_schedule"]) != "[]" || compact(raw["retry_on"]) != `[401,"5xx"]` ||
+			compact(raw["compression"]) != `"gzip"` {
+			t.Fatalf("after PATCH: timeout %s retry_schedule %s retry_on %s compression %s", raw["timeout"], raw["retry_schedule"], raw["retry_on"], raw["compression"])
+		}
+		// "none" is the default, answered as null; batch null turns batching off.
+		p.must(http.StatusOK, "PATCH", path+"/"+sub.ID, adminKey, map[string]any{"compression": "none", "batch": nil}).json(t, &raw)
+		if string(raw["compression"]) != "null" || string(raw["batch"]) != "null" {
+			t.Fatalf("compression none answered %s, batch null %s", raw["compression"], raw["batch"])
+		}
+		// {} batches with every default.
+		p.must(http.StatusOK, "PATCH", path+"/"+sub.ID, adminKey, map[string]any{"batch": map[string]any{}}).json(t, &raw)
+		if compact(raw["batch"]) != `{"max_events":100,"max_bytes":1048576,"max_wait":"1s"}` {
+			t.Fatalf("batch {} answered %s", raw["batch"])
 		}
 
 		for _, tt := range []struct {
@@ -70,6 +84,13 @@ func TestSubscriptionDeliveryOptionsAPI(t *testing.T) {
 			{"2xx listed", map[string]any{"retry_on": []any{204}}, "retry_on[0]", "400 to 599"},
 			{"bad class", map[string]any{"permanent_on": []any{"6xx"}}, "permanent_on[0]", `"4xx" or "5xx"`},
 			{"list not a list", map[string]any{"retry_on": "5xx"}, "retry_on", "must be a list"},
+			{"unknown compression", map[string]any{"compression": "br"}, "compression", "must be none or gzip"},
+			{"compression not a string", map[string]any{"compression": true}, "compression", `must be "gzip" or "none"`},
+			{"batch max_events", map[string]any{"batch": map[string]any{"max_events": 0}}, "batch.max_events", "must be 1 to 1000"},
+			{"batch max_wait", map[string]any{"batch": map[string]any{"max_wait": "5m"}}, "batch.max_wait", "must be 0s to 10s"},
+			{"batch max_wait not a duration", map[string]any{"batch": map[string]any{"max_wait": 5}}, "batch.max_wait", "duration string"},
+			{"batch unknown key", map[string]any{"batch": map[string]any{"events": 5}}, "batch.events", "unknown key"},
+			{"batch binary", map[string]any{"batch": map[string]any{}, "format": "cloudevents-binary"}, "batch", "cloudevents-binary carries one event"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				for _, req := range []struct{ method, path string }{{"POST", path}, {"PATCH", path + "/" + plain.ID}} {

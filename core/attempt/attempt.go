@@ -190,7 +190,10 @@ type Filter struct {
 	Sink         string
 	EventID      string
 	EventType    string
-	Outcome      Outcome
+	// WebhookID selects the attempts of requests with this webhook-id:
+	// every event a batch carried has an attempt with the batch's.
+	WebhookID string
+	Outcome   Outcome
 	// Status, when not zero, is the exact response status.
 	Status int
 	// Since and Until bound StartedAt: Since <= started < Until.

@@ -145,3 +145,53 @@ func TestPortalSetsDeliveryOptions(t *testing.T) {
 	}
 	mustContain(t, "portal page", v.get("/portal/subscriptions/"+l[2]), `data-testid="sub-timeout">2s<`, `data-testid="sub-permanent_on">5xx<`)
 }
+
+// The endpoint form sets compression and batching: a bad limit is shown
+// at its field with the input kept; the set options are on the page's
+// facts, in the edit form and in the API; unchecked, they go back to off.
+func TestEndpointFormBatchAndCompression(t *testing.T) {
+	e := newEnv(t, "")
+	v := e.visitor(t)
+	v.mustLogin()
+	mustStatus(t, "applications", v.get("/console/applications"), http.StatusOK)
+	mustStatus(t, "create application", v.post("/console/applications", url.Values{"name": {"Acme"}, "id": {"acme"}}), http.StatusSeeOther)
+	hook := e.rcv.srv.URL + "/hook"
+	mustContain(t, "new form", v.get("/console/applications/acme"), `name="compression"`, `name="batch"`, `name="batch_max_events"`, `name="batch_max_wait"`)
+
+	form := url.Values{"url": {hook}, "event_types": {"*"}, "compression": {"gzip"}, "batch": {"true"},
+		"batch_max_events": {"5000"}, "batch_max_wait": {"2s"}}
+	p := v.post("/console/applications/acme/subscriptions", form)
+	mustStatus(t, "bad max events", p, http.StatusUnprocessableEntity)
+	mustContain(t, "bad max events", p, `data-testid="error-batch_max_events">Batch max events must be 1 to 1000`, `value="5000"`)
+	form.Set("batch_max_events", "50")
+	p = v.post("/console/applications/acme/subscriptions", form)
+	mustStatus(t, "create", p, http.StatusOK)
+	l := subLink.FindStringSubmatch(p.body)
+	if l == nil {
+		t.Fatalf("no link on the answer: %s", p.body)
+	}
+	subPage, subID := l[1], l[2]
+	var got struct {
+		Compression *string `json:"compression"`
+		Batch       *struct {
+			MaxEvents int    `json:"max_events"`
+			MaxBytes  int    `json:"max_bytes"`
+			MaxWait   string `json:"max_wait"`
+		} `json:"batch"`
+	}
+	e.apiCall(t, http.MethodGet, "/v1/applications/acme/subscriptions/"+subID, adminKey, nil, &got)
+	if got.Compression == nil || *got.Compression != "gzip" || got.Batch == nil || got.Batch.MaxEvents != 50 || got.Batch.MaxWait != "2s" || got.Batch.MaxBytes != 1048576 {
+		t.Fatalf("created with compression %v batch %+v", got.Compression, got.Batch)
+	}
+	mustContain(t, "page", v.get(subPage), `data-testid="sub-compression">gzip (bodies of 1 KiB or more)<`,
+		`data-testid="sub-batch">up to 50 events or 1048576 bytes a request, waiting up to 2s<`,
+		`name="compression" type="checkbox" value="gzip" checked`, `name="batch_max_events" type="text" inputmode="numeric" value="50"`)
+
+	mustStatus(t, "off", v.post(subPage+"/edit", url.Values{"url": {hook}, "event_types": {"*"}}), http.StatusSeeOther)
+	got.Compression, got.Batch = nil, nil
+	e.apiCall(t, http.MethodGet, "/v1/applications/acme/subscriptions/"+subID, adminKey, nil, &got)
+	if got.Compression != nil || got.Batch != nil {
+		t.Fatalf("after unchecking: compression %v batch %+v", got.Compression, got.Batch)
+	}
+	mustContain(t, "off", v.get(subPage), `data-testid="sub-compression">none<`, `data-testid="sub-batch">one request per event<`)
+}

@@ -30,6 +30,10 @@ type subForm struct {
 	// attempt (an empty schedule).
 	Timeout, RetrySchedule, RetryOn, PermanentOn string
 	NoRetry                                      bool
+	// Gzip asks for compression gzip; Batch for batched delivery, with
+	// its limits as typed (empty: the defaults).
+	Gzip, Batch                                 bool
+	BatchMaxEvents, BatchMaxBytes, BatchMaxWait string
 }
 
 // readSubForm reads the fields of a subscription's form.
@@ -40,7 +44,9 @@ func readSubForm(f url.Values) subForm {
 		Format: strings.TrimSpace(f.Get("format")), Disabled: f.Get("disabled") != "", Ed25519: f.Get("ed25519") != "",
 		Timeout: strings.TrimSpace(f.Get("timeout")), RetrySchedule: strings.TrimSpace(f.Get("retry_schedule")),
 		RetryOn: strings.TrimSpace(f.Get("retry_on")), PermanentOn: strings.TrimSpace(f.Get("permanent_on")),
-		NoRetry: f.Get("no_retry") != ""}
+		NoRetry: f.Get("no_retry") != "", Gzip: f.Get("compression") == "gzip", Batch: f.Get("batch") != "",
+		BatchMaxEvents: strings.TrimSpace(f.Get("batch_max_events")), BatchMaxBytes: strings.TrimSpace(f.Get("batch_max_bytes")),
+		BatchMaxWait: strings.TrimSpace(f.Get("batch_max_wait"))}
 }
 
 // subFormOf fills the edit form with a subscription's values.
@@ -73,6 +79,11 @@ func subFormOf(s api.SubscriptionJSON) subForm {
 	f.NoRetry = s.RetrySchedule != nil && len(s.RetrySchedule) == 0
 	f.RetrySchedule = strings.Join(s.RetrySchedule, ", ")
 	f.RetryOn, f.PermanentOn = joinList(s.RetryOn), joinList(s.PermanentOn)
+	f.Gzip = s.Compression != nil && *s.Compression == "gzip"
+	if b := s.Batch; b != nil && b.On() {
+		f.Batch = true
+		f.BatchMaxEvents, f.BatchMaxBytes, f.BatchMaxWait = strconv.Itoa(b.MaxEvents), strconv.Itoa(b.MaxBytes), b.MaxWait.String()
+	}
 	return f
 }
 
@@ -212,6 +223,28 @@ func (f subForm) deliveryBody(b map[string]any, errs map[string]string) {
 		if items := splitTypes(v); len(items) > 0 {
 			b[key] = items
 		}
+	}
+	b["compression"] = nil
+	if f.Gzip {
+		b["compression"] = "gzip"
+	}
+	b["batch"] = nil
+	if f.Batch {
+		batch := map[string]any{}
+		for key, v := range map[string]string{"max_events": f.BatchMaxEvents, "max_bytes": f.BatchMaxBytes} {
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs["batch."+key] = "must be a whole number, or empty for the default"
+			}
+			batch[key] = n
+		}
+		if f.BatchMaxWait != "" {
+			batch["max_wait"] = f.BatchMaxWait
+		}
+		b["batch"] = batch
 	}
 }
 
@@ -418,6 +451,22 @@ func (d subscriptionData) ScheduleFact() string {
 }
 
 func (d subscriptionData) RetryOnFact() string { return listFact(d.Sub.RetryOn) }
+
+// CompressionFact and BatchFact are the body options as the facts show them.
+func (d subscriptionData) CompressionFact() string {
+	if d.Sub.Compression != nil && *d.Sub.Compression == "gzip" {
+		return "gzip (bodies of 1 KiB or more)"
+	}
+	return "none"
+}
+
+func (d subscriptionData) BatchFact() string {
+	b := d.Sub.Batch
+	if b == nil || !b.On() {
+		return "one request per event"
+	}
+	return fmt.Sprintf("up to %d events or %d bytes a request, waiting up to %s", b.MaxEvents, b.MaxBytes, b.MaxWait)
+}
 
 func (d subscriptionData) PermanentOnFact() string { return listFact(d.Sub.PermanentOn) }
 

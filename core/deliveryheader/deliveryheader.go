@@ -28,12 +28,12 @@ func Check(name, value string) string {
 }
 
 // Reserved reports whether hookbus sets the header itself on every
-// delivery (content and connection headers, the Standard Webhooks
+// delivery (content and connection headers, Content-Encoding included, the Standard Webhooks
 // webhook-* headers), so it cannot be configured.
 func Reserved(name string) bool {
 	n := strings.ToLower(name)
 	switch n {
-	case "content-type", "content-length", "host", "transfer-encoding", "connection", "te", "upgrade", "trailer", "keep-alive", "proxy-connection":
+	case "content-type", "content-encoding", "content-length", "host", "transfer-encoding", "connection", "te", "upgrade", "trailer", "keep-alive", "proxy-connection":
 		return true
 	}
 	return strings.HasPrefix(n, "webhook-")

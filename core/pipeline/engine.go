@@ -190,6 +190,12 @@ func sinkWindow(s Sink) int {
 	if window <= 0 {
 		window = 64
 	}
+	if p, ok := batchPolicy(s); ok {
+		// The batches in calls and the next one filling: each
+		// delivery waits in its batch, unacknowledged, until the batch's
+		// request is answered.
+		return (timedCalls(window) + 1) * p.MaxEvents
+	}
 	if s.Batch > 1 {
 		// Keep the next batches queued while the sink works; the batcher
 		// holds the deliveries in calls to s.MaxInFlight.

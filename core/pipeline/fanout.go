@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -161,6 +163,9 @@ func (e *Engine) pairHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		st := r.acquire()
 		defer st.release()
 		tr, at := e.deliverTarget(ctx, r, st, t, d)
+		if tr.Detail != nil && strings.HasPrefix(tr.Detail.WebhookID, batching.IDPrefix) {
+			d.batch = tr.Detail.WebhookID // the batch's pairs retry together
+		}
 		switch {
 		case tr.Defer > 0:
 			return e.deferPair(r, d, tr)

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/queue"
@@ -216,13 +217,27 @@ func newSinkState(s Sink) *sinkState {
 		}
 		return res[0]
 	}
-	if s.Batch > 1 {
+	if p, ok := batchPolicy(s); ok {
+		st.batcher = newTimedBatcher(sink, p, s.MaxInFlight)
+		st.deliver = st.batcher.deliver
+	} else if s.Batch > 1 {
 		st.batcher = newBatcher(sink, s.Batch, s.MaxInFlight)
 		st.deliver = st.batcher.deliver
 	} else {
 		st.detailed, _ = sink.(DetailedSink)
 	}
 	return st
+}
+
+// batchPolicy is the policy of a sink that batches by design
+// (BatchingSink), ok false for any other.
+func batchPolicy(s Sink) (batching.Policy, bool) {
+	bs, ok := s.Sink.(BatchingSink)
+	if !ok || s.Fanout != nil {
+		return batching.Policy{}, false
+	}
+	p := bs.BatchPolicy()
+	return p, p.On()
 }
 
 // handlerName names a consumer's router handler uniquely: a replaced

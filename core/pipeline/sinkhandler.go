@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/metrics"
@@ -29,6 +31,11 @@ type sinkDelivery struct {
 	// topic is where the message came from, and where a copy for a retry
 	// goes.
 	topic string
+	// batch is the webhook-id of the batch that carried the attempt (a
+	// BatchingSink's), "" for a delivery of its own; follower is set for
+	// every event of the batch but its first.
+	batch    string
+	follower bool
 }
 
 // logArgs are the logger fields of a delivery. They are built only for
@@ -65,7 +72,10 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		st := r.acquire()
 		defer st.release()
 		res, at, detail := e.deliver(ctx, r, st, d)
-		e.judgeCircuit(r, probe, res)
+		if probe || !d.follower {
+			// One verdict per request: a batch's first event speaks for it.
+			e.judgeCircuit(r, probe, res)
+		}
 		if held > 0 && (res.Outcome != sdk.Retry || e.delayer != nil) {
 			// Settled, or retried as a copy that carries its attempt: a
 			// redelivery of this message no longer follows.
@@ -121,9 +131,16 @@ func (e *Engine) deliver(ctx context.Context, r *sinkRunner, st *sinkState, d *s
 	dl := sdk.Delivery{Event: d.ev, Attempt: d.attempt, Pipeline: d.pipeline, Raw: d.msg.Payload}
 	var res sdk.Result
 	var detail *attempt.Detail
-	if st.detailed != nil && e.opts.Attempts != nil {
+	switch {
+	case st.batcher != nil && st.batcher.fixed:
+		out := st.batcher.deliverOut(ctx, dl)
+		res, detail, d.follower = out.res, out.detail, !out.lead
+		if detail != nil && strings.HasPrefix(detail.WebhookID, batching.IDPrefix) {
+			d.batch = detail.WebhookID
+		}
+	case st.detailed != nil && e.opts.Attempts != nil:
 		res, detail = st.detailed.DeliverDetailed(ctx, dl)
-	} else {
+	default:
 		res = st.deliver(ctx, dl)
 	}
 	took := time.Since(start)
@@ -150,6 +167,10 @@ func (e *Engine) delivered(ctx context.Context, r *sinkRunner, d *sinkDelivery, 
 // another attempt follows) before either happens.
 func (e *Engine) deliveryFailed(r *sinkRunner, sched retry.Schedule, d *sinkDelivery, res sdk.Result, record func(more bool)) error {
 	delay, ok := sched.Next(d.attempt, res.RetryAfter)
+	if d.batch != "" {
+		// The batch's events that failed together come back together.
+		delay, ok = sched.NextFor(d.batch, d.attempt, res.RetryAfter)
+	}
 	if record != nil {
 		record(ok)
 	}

@@ -4,6 +4,7 @@
 package retry
 
 import (
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -62,17 +63,32 @@ func (s Schedule) MaxAttempts() int { return len(s.Delays) + 1 }
 // Jitter of extra spread so that receivers are not hit by a herd at the
 // exact second they named.
 func (s Schedule) Next(attempt int, retryAfter time.Duration) (time.Duration, bool) {
+	return s.next(attempt, retryAfter, rand.Float64)
+}
+
+// NextFor is Next with the jitter drawn from key (and attempt) instead of
+// at random: every failure with the same key and attempt gets the same
+// delay. A batch's events use their batch's id, so that a batch that
+// failed comes back whole, at one moment.
+func (s Schedule) NextFor(key string, attempt int, retryAfter time.Duration) (time.Duration, bool) {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	r := rand.New(rand.NewPCG(h.Sum64(), uint64(attempt)))
+	return s.next(attempt, retryAfter, r.Float64)
+}
+
+func (s Schedule) next(attempt int, retryAfter time.Duration, random func() float64) (time.Duration, bool) {
 	if attempt < 1 || attempt > len(s.Delays) {
 		return 0, false
 	}
 	j := s.jitter()
-	d := scale(s.Delays[attempt-1], 1+j*(2*rand.Float64()-1))
+	d := scale(s.Delays[attempt-1], 1+j*(2*random()-1))
 	if retryAfter > 0 {
 		if s.MaxRetryAfter > 0 && retryAfter > s.MaxRetryAfter {
 			retryAfter = s.MaxRetryAfter
 		}
 		if retryAfter > d {
-			d = scale(retryAfter, 1+j*rand.Float64())
+			d = scale(retryAfter, 1+j*random())
 		}
 	}
 	if d < 0 {

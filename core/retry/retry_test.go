@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"testing"
@@ -144,5 +145,32 @@ func TestParseRetryAfter(t *testing.T) {
 				t.Fatalf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+// NextFor gives one delay per key and attempt, within the jitter, and
+// other keys other delays.
+func TestNextForIsStablePerKey(t *testing.T) {
+	s := Schedule{Delays: []time.Duration{10 * time.Second, time.Minute}, Jitter: 0.2}
+	a, ok := s.NextFor("batch_x", 1, 0)
+	if !ok || a < 8*time.Second || a > 12*time.Second {
+		t.Fatalf("NextFor = %v, %v", a, ok)
+	}
+	for range 10 {
+		if b, _ := s.NextFor("batch_x", 1, 0); b != a {
+			t.Fatalf("NextFor gave %v then %v for one key", a, b)
+		}
+	}
+	differ := false
+	for i := range 10 {
+		if b, _ := s.NextFor(fmt.Sprint("batch_", i), 1, 0); b != a {
+			differ = true
+		}
+	}
+	if !differ {
+		t.Fatal("ten other keys all got the same delay")
+	}
+	if _, ok := s.NextFor("batch_x", 3, 0); ok {
+		t.Fatal("NextFor past the schedule")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/subscription"
 )
 
@@ -344,6 +345,7 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 		{"sink", f.Sink, f.Sink != ""},
 		{"event_id", f.EventID, f.EventID != ""},
 		{"event_type", f.EventType, f.EventType != ""},
+		{"webhook_id", f.WebhookID, f.WebhookID != ""},
 		{"outcome", string(f.Outcome), f.Outcome != ""},
 		{"status", f.Status, f.Status != 0},
 	} {
@@ -359,6 +361,9 @@ func (s *Store) ListAttempts(ctx context.Context, f attempt.Filter) ([]attempt.A
 	}
 	if f.Subscription != "" {
 		where = append(where, `subscription <> ''`)
+	}
+	if strings.HasPrefix(f.WebhookID, batching.IDPrefix) {
+		where = append(where, `webhook_id LIKE 'batch_%'`)
 	}
 	if f.Outcome == attempt.Retry || f.Outcome == attempt.Failed {
 		where = append(where, `outcome <> 'delivered'`)

@@ -163,6 +163,11 @@ func logFixture(now time.Time) []attempt.Attempt {
 			Sink: []string{"subs", "audit"}[i%5/4], Number: i%3 + 1, StartedAt: started, Duration: time.Duration(r.IntN(900)+1) * time.Millisecond,
 			Outcome: []attempt.Outcome{attempt.Delivered, attempt.Retry, attempt.Failed}[i%3], StatusCode: []int{200, 503, 0, 410}[i%4],
 		}
+		// Every other attempt went in a batch of up to 5 events.
+		a.WebhookID = a.EventID
+		if i%2 == 0 {
+			a.WebhookID = fmt.Sprintf("batch_%d", i/10)
+		}
 		if a.Sink == "subs" {
 			a.Application = []string{"app_a", "app_b"}[i%7%2]
 			a.Subscription = fmt.Sprintf("sub_%d", i%3)
@@ -195,6 +200,8 @@ func TestListAttemptsFiltersAndPages(t *testing.T) {
 			{"sink", attempt.Filter{Sink: "audit"}, func(a attempt.Attempt) bool { return a.Sink == "audit" }},
 			{"event", attempt.Filter{EventID: "evt_4"}, func(a attempt.Attempt) bool { return a.EventID == "evt_4" }},
 			{"event type", attempt.Filter{EventType: "order.shipped"}, func(a attempt.Attempt) bool { return a.EventType == "order.shipped" }},
+			{"batch webhook-id", attempt.Filter{WebhookID: "batch_2"}, func(a attempt.Attempt) bool { return a.WebhookID == "batch_2" }},
+			{"event webhook-id", attempt.Filter{WebhookID: "evt_5"}, func(a attempt.Attempt) bool { return a.WebhookID == "evt_5" }},
 			{"outcome", attempt.Filter{Outcome: attempt.Failed}, func(a attempt.Attempt) bool { return a.Outcome == attempt.Failed }},
 			{"status", attempt.Filter{Status: 503}, func(a attempt.Attempt) bool { return a.StatusCode == 503 }},
 			{"since", attempt.Filter{Since: now.Add(-20 * time.Minute)}, func(a attempt.Attempt) bool { return !a.StartedAt.Before(now.Add(-20 * time.Minute)) }},

@@ -68,6 +68,12 @@ var migrations = []migration{
 	{version: 8, name: "subscriptions: delivery format", stmts: []string{
 		`ALTER TABLE hookbus_subscriptions ADD COLUMN format TEXT NOT NULL DEFAULT ''`,
 	}},
+	// The attempts of batched deliveries by their batch's webhook-id, for
+	// the webhook_id filter (a batch's events); only batches' ids, so the
+	// index stays small and costs single deliveries nothing.
+	{version: 9, name: "delivery log: attempts by batch webhook-id", stmts: []string{
+		`CREATE INDEX hookbus_attempts_batch ON hookbus_attempts (webhook_id, id) WHERE webhook_id LIKE 'batch_%'`,
+	}},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/statuspolicy"
 	"github.com/hookbus/hookbus/core/subscription"
 )
@@ -349,11 +350,13 @@ type storedDelivery struct {
 	RetrySchedule *[]int64           `json:"retry_schedule,omitempty"`
 	RetryOn       *statuspolicy.List `json:"retry_on,omitempty"`
 	PermanentOn   *statuspolicy.List `json:"permanent_on,omitempty"`
+	Compression   string             `json:"compression,omitempty"`
+	Batch         *batching.Policy   `json:"batch,omitempty"`
 }
 
 // deliveryJSON is the delivery_options value of d.
 func deliveryJSON(d subscription.DeliveryOptions) (string, error) {
-	sd := storedDelivery{Timeout: int64(d.Timeout)}
+	sd := storedDelivery{Timeout: int64(d.Timeout), Compression: d.Compression}
 	if d.RetrySchedule != nil {
 		ns := make([]int64, len(d.RetrySchedule))
 		for i, w := range d.RetrySchedule {
@@ -367,6 +370,9 @@ func deliveryJSON(d subscription.DeliveryOptions) (string, error) {
 	if d.PermanentOn != nil {
 		sd.PermanentOn = &d.PermanentOn
 	}
+	if d.Batch.On() {
+		sd.Batch = &d.Batch
+	}
 	return toJSON("subscription delivery options", sd)
 }
 
@@ -376,7 +382,7 @@ func parseDelivery(s string) (subscription.DeliveryOptions, error) {
 	if err := json.Unmarshal([]byte(s), &sd); err != nil {
 		return subscription.DeliveryOptions{}, err
 	}
-	d := subscription.DeliveryOptions{Timeout: time.Duration(sd.Timeout)}
+	d := subscription.DeliveryOptions{Timeout: time.Duration(sd.Timeout), Compression: sd.Compression}
 	if sd.RetrySchedule != nil {
 		d.RetrySchedule = make([]time.Duration, len(*sd.RetrySchedule))
 		for i, ns := range *sd.RetrySchedule {
@@ -388,6 +394,9 @@ func parseDelivery(s string) (subscription.DeliveryOptions, error) {
 	}
 	if sd.PermanentOn != nil {
 		d.PermanentOn = *sd.PermanentOn
+	}
+	if sd.Batch != nil {
+		d.Batch = *sd.Batch
 	}
 	return d, nil
 }

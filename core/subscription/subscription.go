@@ -14,6 +14,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/statuspolicy"
 )
 
@@ -102,6 +103,13 @@ type DeliveryOptions struct {
 	// sink's). A subscription that sets either has its own policy in
 	// place of the sink's, not merged with it.
 	RetryOn, PermanentOn statuspolicy.List
+	// Compression is the request body's content coding
+	// (core/deliveryformat): "" (the sink's, none) or "none", or "gzip"
+	// for bodies of 1 KiB or more, signed before compression.
+	Compression string
+	// Batch, when on, sends the subscription's events in batches: one
+	// request carries a JSON array of events (core/batching).
+	Batch batching.Policy
 }
 
 // Policy is the status policy of the options.
@@ -111,7 +119,7 @@ func (d DeliveryOptions) Policy() statuspolicy.Policy {
 
 // IsZero tells whether every option is the sink's.
 func (d DeliveryOptions) IsZero() bool {
-	return d.Timeout == 0 && d.RetrySchedule == nil && d.RetryOn == nil && d.PermanentOn == nil
+	return d.Timeout == 0 && d.RetrySchedule == nil && d.RetryOn == nil && d.PermanentOn == nil && d.Compression == "" && !d.Batch.On()
 }
 
 // Signing returns the secrets that sign at now: the current one and those

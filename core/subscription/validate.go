@@ -302,6 +302,11 @@ func (r Rules) Validate(s Subscription) []problem.FieldError {
 	for _, e := range r.checkDelivery(s.Delivery) {
 		fail(e.Field, "%s", e.Message)
 	}
+	if s.Delivery.Batch.On() {
+		if msg := deliveryformat.CheckBatch(deliveryformat.Format(s.Format)); msg != "" {
+			fail("batch", "%s", msg)
+		}
+	}
 	if s.Filter != "" {
 		switch {
 		case len(s.Filter) > MaxFilterBytes:
@@ -349,6 +354,12 @@ func (r Rules) checkDelivery(d DeliveryOptions) []problem.FieldError {
 	}
 	for _, p := range d.Policy().Check("") {
 		fail(p.Field, "%s", p.Message)
+	}
+	if msg := deliveryformat.CheckCompression(d.Compression); msg != "" {
+		fail("compression", "%s (null: none)", msg)
+	}
+	for _, e := range d.Batch.Check() {
+		fail("batch."+e.Field, "%s", e.Message)
 	}
 	return errs
 }

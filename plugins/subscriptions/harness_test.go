@@ -1,6 +1,7 @@
 package subscriptions
 
 import (
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -365,6 +366,16 @@ func newReceiver(t *testing.T, secrets ...string) *receiver {
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// As a receiver's middleware would: the signature is checked over the
+	// decoded body.
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Body = zr
+	}
 	body, _ := io.ReadAll(req.Body)
 	a := arrival{id: req.Header.Get("webhook-id"), at: time.Now(), body: body, header: req.Header.Clone()}
 	disagree := 0

@@ -276,6 +276,9 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 			return pipeline.TargetResult{Filtered: true}
 		}
 	}
+	if p := sub.Delivery.Batch; p.On() {
+		return s.deliverBatched(ctx, st, p, d)
+	}
 	now := time.Now()
 	adm := st.admit(now, pairKey(t, d))
 	switch {
@@ -417,7 +420,8 @@ func (s *Sink) changed(old, new *subscription.Subscription) {
 	st.update(new, s.cfg)
 }
 
-// TestSend makes one attempt of ev to sub now, outside the queue: signed
+// TestSend makes one attempt of ev to sub now, outside the queue (as a
+// batch of one when sub batches): signed
 // with its secrets, through the SSRF guard unless the sink allows private
 // networks, judged as a delivery would be. It changes nothing of the
 // subscription (a 410 does not disable it).
@@ -427,7 +431,14 @@ func (s *Sink) TestSend(ctx context.Context, sub subscription.Subscription, ev s
 		return subscription.TestResult{}, err
 	}
 	defer hook.Close(context.Background())
-	a := hook.DeliverAttempt(ctx, sdk.Delivery{Event: ev, Attempt: 1})
+	d := sdk.Delivery{Event: ev, Attempt: 1}
+	var a webhook.Attempt
+	if sub.Delivery.Batch.On() {
+		// A batching subscription's receiver reads arrays: a batch of one.
+		a = hook.DeliverBatch(ctx, []sdk.Delivery{d})[0]
+	} else {
+		a = hook.DeliverAttempt(ctx, d)
+	}
 	r := subscription.TestResult{StatusCode: a.Result.StatusCode, LatencyMS: a.Latency.Milliseconds()}
 	switch a.Result.Outcome {
 	case sdk.OK:
@@ -452,6 +463,9 @@ var (
 	_ sdk.ConfigValidator = (*Sink)(nil)
 	_ sdk.Describer       = (*Sink)(nil)
 	_ pipeline.Fanout     = (*Sink)(nil)
-	// The webhook sink tells the engine the detail of its attempts.
-	_ pipeline.DetailedSink = (*webhook.Webhook)(nil)
+	// The webhook sink tells the engine the detail of its attempts, and
+	// batches by its policy.
+	_ pipeline.DetailedSink      = (*webhook.Webhook)(nil)
+	_ pipeline.BatchingSink      = (*webhook.Webhook)(nil)
+	_ pipeline.DetailedBatchSink = (*webhook.Webhook)(nil)
 )

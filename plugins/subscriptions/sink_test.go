@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deadletter"
 	"github.com/hookbus/hookbus/core/registry"
 	"github.com/hookbus/hookbus/core/signing"
@@ -526,6 +527,15 @@ func TestTestSend(t *testing.T) {
 	if err := json.Unmarshal(got[0].body, &body); err != nil || string(body.Data) != `{"hello":"world"}` {
 		t.Fatalf("body %s: %v", got[0].body, err)
 	}
+	// A batching subscription's test is a batch of one.
+	batched := sub
+	batched.Delivery.Batch = batching.Enabled(10, 0, 0)
+	if res, err := h.sink.TestSend(context.Background(), batched, ev); err != nil || res.Outcome != "delivered" {
+		t.Fatalf("batched test send: %+v, %v", res, err)
+	}
+	if got := r.arrivals(); len(got) != 2 || got[1].id != batching.ID([]string{"t1"}) || !got[1].verified[0] || got[1].body[0] != '[' {
+		t.Fatalf("batched test send arrived as %+v", got[len(got)-1])
+	}
 	r.setStatus(func(string, int) int { return 410 })
 	res, err = h.sink.TestSend(context.Background(), sub, ev)
 	if err != nil || res.Outcome != "failed" || res.StatusCode != 410 {
@@ -600,5 +610,86 @@ func TestRegisteredWithTheSharedKeys(t *testing.T) {
 	}
 	if _, err := registry.Default.CheckSink(Name, json.RawMessage(`{"url": "https://x.example"}`)); err == nil || !strings.Contains(err.Error(), "url") {
 		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// A subscription with compression gzip gets bodies of 1 KiB or more
+// gzipped, signed over the decoded body (both verifiers accept it after
+// the receiver decoded it), and smaller ones as they are.
+func TestSubscriptionCompression(t *testing.T) {
+	h := start(t, setup{})
+	h.app("acme")
+	r := newReceiver(t)
+	h.subscribe("acme", r, []string{"*"}, func(s *subscription.Subscription) { s.Delivery.Compression = "gzip" })
+	h.publish(event("big", "order.paid", "acme", `{"pad":"`+strings.Repeat("z", 4000)+`"}`), event("small", "order.paid", "acme", `{}`))
+	h.settled("both delivered", 2, 0, 0)
+	for _, a := range r.arrivals() {
+		if !a.verified[0] {
+			t.Fatalf("%s: signature not verified after decoding", a.id)
+		}
+		if enc := a.header.Get("Content-Encoding"); (enc == "gzip") != (a.id == "big") {
+			t.Fatalf("%s: Content-Encoding %q", a.id, enc)
+		}
+	}
+}
+
+// A subscription with batch gets its events as JSON arrays, one signed
+// request per batch with the webhook-id of the events it carries; a batch
+// its endpoint fails is retried whole (its pairs come back together, with
+// one delay) under the same webhook-id; another subscription of the same
+// application, without batch, gets one request per event meanwhile.
+func TestSubscriptionBatches(t *testing.T) {
+	h := start(t, setup{})
+	h.app("acme")
+	rb, rs := newReceiver(t), newReceiver(t)
+	h.subscribe("acme", rb, []string{"*"}, func(s *subscription.Subscription) {
+		s.Delivery.Batch = batching.Enabled(5, 0, 10*time.Second)
+		s.Delivery.Compression = "gzip"
+	})
+	h.subscribe("acme", rs, []string{"*"})
+	rb.setStatus(func(id string, n int) int {
+		if n == 1 {
+			return 503 // every batch fails once
+		}
+		return 0
+	})
+	var evs []sdk.Event
+	for i := range 10 {
+		evs = append(evs, event(fmt.Sprintf("e%02d", i), "order.paid", "acme", `{"pad":"`+strings.Repeat("p", 200)+`"}`))
+	}
+	h.publish(evs...)
+	h.settled("every pair delivered", 20, 0, 0)
+
+	if got := rs.ids(); len(got) != 10 {
+		t.Fatalf("the plain subscription got %d requests: %v", len(got), got)
+	}
+	arr := rb.arrivals()
+	byID := map[string][][]string{}
+	for _, a := range arr {
+		if !a.verified[0] || a.header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("batch %s: verified %v, encoding %q", a.id, a.verified, a.header.Get("Content-Encoding"))
+		}
+		var body []struct{ ID string }
+		if err := json.Unmarshal(a.body, &body); err != nil {
+			t.Fatalf("batch body %s: %v", a.body, err)
+		}
+		var ids []string
+		for _, ev := range body {
+			ids = append(ids, ev.ID)
+		}
+		if a.id != batching.ID(ids) {
+			t.Fatalf("webhook-id %s for %v", a.id, ids)
+		}
+		byID[a.id] = append(byID[a.id], ids)
+	}
+	// Two batches of 5, each sent twice (503, then delivered), the same
+	// events both times.
+	if len(arr) != 4 || len(byID) != 2 {
+		t.Fatalf("%d requests under %d webhook-ids: %v", len(arr), len(byID), byID)
+	}
+	for id, sends := range byID {
+		if len(sends) != 2 || len(sends[0]) != 5 || !slices.Equal(slices.Sorted(slices.Values(sends[0])), slices.Sorted(slices.Values(sends[1]))) {
+			t.Fatalf("batch %s sent as %v", id, sends)
+		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/hookbus/hookbus/core/batching"
+	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/retry"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/core/sinkopts"
@@ -121,6 +123,12 @@ type subState struct {
 	filterSrc string
 	filterS   *script.Script
 	filterErr error
+
+	// The subscription's batches (see batch.go): the batcher for
+	// batchPolicy, and the pairs waiting in or sent by it.
+	batcher     *pipeline.TargetBatcher
+	batchPolicy batching.Policy
+	batchHeld   int
 }
 
 func newSubState(sub *subscription.Subscription, cfg Config) *subState {
@@ -278,7 +286,7 @@ func (st *subState) done(started, end time.Time, latency time.Duration, o outcom
 func (st *subState) idle() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.inFlight == 0 && len(st.slots) == 0
+	return st.inFlight == 0 && len(st.slots) == 0 && st.batchHeld == 0
 }
 
 // sweepSlots drops reservations whose pair did not come back.
@@ -299,6 +307,10 @@ func (st *subState) close() {
 	if st.hook != nil {
 		_ = st.hook.Close(context.Background())
 		st.hook = nil
+	}
+	if st.batcher != nil {
+		go st.batcher.Close() // at once when idle; else after its calls
+		st.batcher = nil
 	}
 }
 
@@ -357,7 +369,8 @@ func hookKey(sub *subscription.Subscription, now time.Time, maxInFlight int) str
 	retryOn, _ := sub.Delivery.RetryOn.MarshalJSON()
 	permanentOn, _ := sub.Delivery.PermanentOn.MarshalJSON()
 	fmt.Fprintf(&b, "\x01%t%s\x01%t%s", sub.Delivery.RetryOn == nil, retryOn, sub.Delivery.PermanentOn == nil, permanentOn)
-	fmt.Fprintf(&b, "\x01%s", sub.Format)
+	batch, _ := sub.Delivery.Batch.MarshalJSON()
+	fmt.Fprintf(&b, "\x01%s\x01%s\x01%s", sub.Format, sub.Delivery.Compression, batch)
 	return b.String()
 }
 
@@ -384,8 +397,10 @@ func (s *Sink) newWebhook(sub *subscription.Subscription, now time.Time, maxInFl
 	w, err := webhook.New(webhook.Config{
 		URL: sub.URL, Secrets: secrets, SigningKeys: keys, Headers: sub.Headers, Timeout: s.timeout(sub), AllowPrivateNetworks: s.cfg.AllowPrivateNetworks,
 		RetryOn: policy.RetryOn, PermanentOn: policy.PermanentOn,
-		Format:   sub.Format,
-		Settings: sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
+		Format:      sub.Format,
+		Compression: sub.Delivery.Compression,
+		Batch:       sub.Delivery.Batch,
+		Settings:    sinkopts.Settings{MaxInFlight: maxInFlight, MaxRetryAfter: s.shared.MaxRetryAfter},
 	})
 	if err != nil {
 		// The webhook's problems name its keys: url, secrets[0], headers.X.

@@ -18,6 +18,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/hookbus/hookbus/core/batching"
 	httpsource "github.com/hookbus/hookbus/plugins/http"
 	"github.com/hookbus/hookbus/plugins/webhook"
 	"github.com/hookbus/hookbus/sdk"
@@ -331,4 +332,58 @@ func TestCloudEventsRefusedEventIsNotSent(t *testing.T) {
 		t.Fatal("a request was sent")
 	default:
 	}
+}
+
+// A cloudevents-structured batch is read by the CloudEvents SDK as a
+// batch (NewEventsFromHTTPRequest), after the Standard Webhooks library
+// verified its one signature.
+func TestCloudEventsBatchReadBySDK(t *testing.T) {
+	t.Parallel()
+	verifier, err := standardwebhooks.NewWebhook(ceSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []cloudevents.Event, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := verifier.Verify(body, r.Header); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		evs, err := cehttp.NewEventsFromHTTPRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got <- evs
+	}))
+	t.Cleanup(srv.Close)
+	cfg := webhook.Config{URL: srv.URL, Secret: ceSecret, AllowPrivateNetworks: true, Format: "cloudevents-structured"}
+	cfg.Batch = batchingOn(t)
+	w, err := webhook.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := []sdk.Delivery{
+		{Event: sdk.Event{ID: "a", Type: "order.paid", Source: "/shop", Data: json.RawMessage(`{"n":1}`)}},
+		{Event: sdk.Event{ID: "b", Type: "order.paid", Source: "/shop", Data: json.RawMessage(`{"n":2}`)}},
+	}
+	res := w.Deliver(context.Background(), ds)
+	if res[0].Outcome != sdk.OK || res[1].Outcome != sdk.OK {
+		t.Fatalf("results %+v", res)
+	}
+	evs := <-got
+	if len(evs) != 2 || evs[0].ID() != "a" || evs[1].ID() != "b" || string(evs[1].Data()) != `{"n":2}` {
+		t.Fatalf("the SDK read %v", evs)
+	}
+}
+
+func batchingOn(t *testing.T) batching.Policy {
+	t.Helper()
+	var p batching.Policy
+	if err := p.UnmarshalJSON([]byte(`{"max_events": 10}`)); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/deliveryheader"
 	"github.com/hookbus/hookbus/core/netguard"
@@ -81,6 +82,20 @@ type Config struct {
 	// Webhooks headers sign the body sent in every format; see
 	// core/deliveryformat.
 	Format string `json:"format" default:"json" pattern:"^(json|cloudevents-structured|cloudevents-binary)$" doc:"Body format: json, cloudevents-structured or cloudevents-binary."`
+	// Compression (`compression`, default none) is the request body's
+	// content coding: gzip sends bodies of 1 KiB or more
+	// (deliveryformat.GzipMinBytes) with Content-Encoding gzip, smaller
+	// ones as they are. The signature covers the body before
+	// compression, the bytes a receiver gets once it decoded the request.
+	Compression string `json:"compression" default:"none" pattern:"^(none|gzip)$" doc:"Request body compression: none or gzip (bodies of 1 KiB or more; signed before compression)."`
+	// Batch (`batch`), when set, sends the events in batches: one POST
+	// carries a JSON array of up to batch.max_events events (default 100)
+	// and batch.max_bytes bytes (default 1 MiB), sent when full or
+	// batch.max_wait (default 1s) after its first event arrived. One
+	// signature over the whole body, one webhook-id per batch (a digest
+	// of the ids it carries, see core/batching); the answer applies to
+	// every event of the batch. Not with format cloudevents-binary.
+	Batch batching.Policy `json:"batch" doc:"Batched delivery: {max_events, max_bytes, max_wait}; one request carries a JSON array of events."`
 	// Settings are the keys every sink shares: max_in_flight (default 64,
 	// the concurrent requests to the URL and so the connections kept open
 	// to it), retry.schedule and max_retry_after. hookbus takes them out of
@@ -161,6 +176,17 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Policy().Errors("")...)
 	if msg := deliveryformat.Check(c.Format); msg != "" {
 		fail("format", "%s", msg)
+	}
+	if msg := deliveryformat.CheckCompression(c.Compression); msg != "" {
+		fail("compression", "%s", msg)
+	}
+	for _, e := range c.Batch.Check() {
+		fail("batch."+e.Field, "%s", e.Message)
+	}
+	if c.Batch.On() {
+		if msg := deliveryformat.CheckBatch(deliveryformat.Format(c.Format)); msg != "" {
+			fail("batch", "%s", msg)
+		}
 	}
 	switch {
 	case c.SigningKey != "" && len(c.SigningKeys) > 0:

@@ -202,6 +202,7 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
 		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "format": "cloudevents-structured"}`,
+		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "compression": "gzip", "batch": {"max_events": 10, "max_bytes": 65536, "max_wait": "250ms"}}`,
 		`{"url": "https://a.example/h", "signing_key": "`+testSigningKey+`"}`,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "signing_keys": ["`+testSigningKey+`"]}`)
 }
@@ -225,5 +226,42 @@ func TestConfigFormat(t *testing.T) {
 	// A ce-* header is only the binary mode's.
 	if _, err := ParseConfig(json.RawMessage(`{` + base + `, "format": "cloudevents-structured", "headers": {"Ce-Custom": "x"}}`)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The batch and compression keys: defaults, and every problem named by
+// its key path inside the block.
+func TestConfigBatchAndCompression(t *testing.T) {
+	t.Parallel()
+	base := `"url": "https://a.example/h", "secret": "` + testSecret + `"`
+	c, err := ParseConfig(json.RawMessage(`{` + base + `}`))
+	if err != nil || c.Batch.On() || c.Compression != "none" {
+		t.Fatalf("defaults: batch %+v on=%v, compression %q, %v", c.Batch, c.Batch.On(), c.Compression, err)
+	}
+	c, err = ParseConfig(json.RawMessage(`{` + base + `, "batch": {}}`))
+	if err != nil || !c.Batch.On() || c.Batch.MaxEvents != 100 || c.Batch.MaxBytes != 1<<20 || c.Batch.MaxWait != time.Second {
+		t.Fatalf("batch {} = %+v on=%v, %v", c.Batch, c.Batch.On(), err)
+	}
+	c, err = ParseConfig(json.RawMessage(`{` + base + `, "batch": {"max_events": 5, "max_wait": "0s"}}`))
+	if err != nil || c.Batch.MaxEvents != 5 || c.Batch.MaxWait != 0 || c.Batch.MaxBytes != 1<<20 {
+		t.Fatalf("batch = %+v, %v", c.Batch, err)
+	}
+	for _, tt := range []struct{ block, field, msg string }{
+		{`"compression": "br"`, "compression", "must be none or gzip"},
+		{`"batch": {"max_events": 0}`, "batch.max_events", "must be 1 to 1000"},
+		{`"batch": {"max_events": 5000}`, "batch.max_events", "must be 1 to 1000"},
+		{`"batch": {"max_bytes": 10}`, "batch.max_bytes", "must be 1024 to 16777216"},
+		{`"batch": {"max_wait": "2h"}`, "batch.max_wait", "must be 0s to 10s"},
+		{`"batch": {"max_wait": "soon"}`, "batch.max_wait", "invalid duration"},
+		{`"batch": {"max_events": "ten"}`, "batch.max_events", "must be a whole number"},
+		{`"batch": {"size": 3}`, "batch.size", "unknown key"},
+		{`"batch": 3`, "batch", "must be an object"},
+		{`"batch": {}, "format": "cloudevents-binary"`, "batch", "cloudevents-binary carries one event per request"},
+		{`"headers": {"Content-Encoding": "br"}`, "headers.Content-Encoding", "cannot"},
+	} {
+		_, err := ParseConfig(json.RawMessage(`{` + base + `, ` + tt.block + `}`))
+		if got := configErrors(t, err)[tt.field]; !strings.Contains(got, tt.msg) {
+			t.Errorf("%s: %s = %q, want %q (all: %v)", tt.block, tt.field, got, tt.msg, err)
+		}
 	}
 }

@@ -1,6 +1,8 @@
-// Package webhook is hookbus' built-in webhook sink: it POSTs each event as
-// JSON to one URL, signed the Standard Webhooks way, and tells hookbus
-// whether to count it delivered, retry it or dead-letter it.
+// Package webhook is hookbus' built-in webhook sink: it POSTs each event
+// (or, with `batch`, each batch of events as a JSON array) to one URL,
+// signed the Standard Webhooks way over the body before any compression,
+// and tells hookbus whether to count it delivered, retry it or
+// dead-letter it.
 //
 // The sink never retries on its own; hookbus keeps the retry schedule
 // (Config.Schedule) durable. The block's description is Config's tags; the
@@ -26,6 +28,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hookbus/hookbus/core/attempt"
+	"github.com/hookbus/hookbus/core/batching"
 	"github.com/hookbus/hookbus/core/deliveryformat"
 	"github.com/hookbus/hookbus/core/netguard"
 	"github.com/hookbus/hookbus/core/registry"
@@ -226,10 +229,16 @@ func (w *Webhook) setup(cfg Config) error {
 // Schedule is the retry schedule hookbus should use for this sink.
 func (w *Webhook) Schedule() retry.Schedule { return w.cfg.Schedule() }
 
-// Deliver POSTs every delivery of the batch, at most max_in_flight at once
-// (shared by all concurrent calls), and returns their results in order.
-// When ctx ends, deliveries not finished are Retry.
+// Deliver POSTs every delivery of the batch, at most max_in_flight
+// requests at once (shared by all concurrent calls), and returns their
+// results in order. With `batch` set, the deliveries go in as few
+// requests as batch.max_events and batch.max_bytes allow (see
+// DeliverBatchDetailed). When ctx ends, deliveries not finished are Retry.
 func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Result {
+	if w.cfg.Batch.On() {
+		res, _ := w.DeliverBatchDetailed(ctx, batch)
+		return res
+	}
 	results := make([]sdk.Result, len(batch))
 	var wg sync.WaitGroup
 	for i := range batch {
@@ -253,6 +262,128 @@ func (w *Webhook) Deliver(ctx context.Context, batch []sdk.Delivery) []sdk.Resul
 	}
 	wg.Wait()
 	return results
+}
+
+// BatchPolicy is the sink's `batch` block (off without one): the engine
+// gathers deliveries for the sink by it (pipeline.BatchingSink).
+func (w *Webhook) BatchPolicy() batching.Policy { return w.cfg.Batch }
+
+// DeliverBatchDetailed delivers ds and tells, per delivery, the result and
+// the detail of the request that carried it (see DeliverBatch).
+func (w *Webhook) DeliverBatchDetailed(ctx context.Context, ds []sdk.Delivery) ([]sdk.Result, []*attempt.Detail) {
+	as := w.DeliverBatch(ctx, ds)
+	results := make([]sdk.Result, len(ds))
+	details := make([]*attempt.Detail, len(ds))
+	var last *Attempt
+	for i := range as {
+		results[i] = as[i].Result
+		if as[i].URL == "" {
+			continue // no request was made
+		}
+		if last != nil && as[i].WebhookID == last.WebhookID {
+			details[i] = details[i-1] // the same request
+			continue
+		}
+		last, details[i] = &as[i], as[i].Detail()
+	}
+	return results, details
+}
+
+// DeliverBatch delivers ds and returns, per delivery, the attempt of the
+// request that carried it. With `batch` set, the deliveries go as JSON
+// arrays, in order, each request holding up to batch.max_events of them
+// and batch.max_bytes of body (an event bigger than that alone); a
+// request's attempt is that of every event it carried, its webhook-id
+// batching.ID of their ids. An event the format cannot carry is
+// Permanent on its own, not sent. Without `batch`, each delivery is a
+// request of its own, as Deliver sends it.
+func (w *Webhook) DeliverBatch(ctx context.Context, ds []sdk.Delivery) []Attempt {
+	out := make([]Attempt, len(ds))
+	var wg sync.WaitGroup
+	run := func(f func()) {
+		wg.Add(1)
+		w.workers.Go(func() {
+			defer wg.Done()
+			defer w.release()
+			f()
+		})
+	}
+	if !w.cfg.Batch.On() || w.client == nil {
+		for i := range ds {
+			if !w.acquire(ctx) {
+				out[i] = Attempt{Result: interrupted(ctx), Err: ctx.Err()}
+				continue
+			}
+			run(func() { out[i] = w.attempt(ctx, ds[i]) })
+		}
+		wg.Wait()
+		return out
+	}
+	for _, chunk := range w.chunks(ds, out) {
+		if !w.acquire(ctx) {
+			for _, i := range chunk.index {
+				out[i] = Attempt{Result: interrupted(ctx), Err: ctx.Err()}
+			}
+			continue
+		}
+		run(func() {
+			msg, err := deliveryformat.JoinBatch(deliveryformat.Format(w.cfg.Format), chunk.items)
+			var a Attempt
+			if err != nil {
+				a = permanent(err.Error())
+			} else {
+				a = w.send(ctx, batching.ID(chunk.ids), msg)
+			}
+			for _, i := range chunk.index {
+				out[i] = a
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// chunk is one request of a batch: the indexes of its deliveries, their
+// event ids and their encoded items.
+type chunk struct {
+	index []int
+	ids   []string
+	items [][]byte
+	bytes int
+}
+
+// chunks encodes ds and cuts them, in order, into requests within
+// batch.max_events and batch.max_bytes. A delivery that cannot be sent
+// gets its Permanent attempt in out and is in no chunk.
+func (w *Webhook) chunks(ds []sdk.Delivery, out []Attempt) []*chunk {
+	p := w.cfg.Batch
+	f := deliveryformat.Format(w.cfg.Format)
+	var chunks []*chunk
+	var cur *chunk
+	for i, d := range ds {
+		if d.Event.ID == "" {
+			out[i] = permanent("event has no id; a batch's webhook-id needs it")
+			continue
+		}
+		msg, err := deliveryformat.Encode(f, d.Event, d.Raw)
+		if err != nil {
+			out[i] = permanent(err.Error())
+			continue
+		}
+		if cur != nil && (len(cur.index) >= p.MaxEvents ||
+			deliveryformat.BatchSize(len(cur.index)+1, cur.bytes+len(msg.Body)) > p.MaxBytes) {
+			cur = nil
+		}
+		if cur == nil {
+			cur = &chunk{}
+			chunks = append(chunks, cur)
+		}
+		cur.index = append(cur.index, i)
+		cur.ids = append(cur.ids, d.Event.ID)
+		cur.items = append(cur.items, msg.Body)
+		cur.bytes += len(msg.Body)
+	}
+	return chunks
 }
 
 // DeliverOne POSTs one delivery (within max_in_flight) and returns its result.
@@ -328,10 +459,17 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 	if err != nil {
 		return permanent(err.Error())
 	}
+	return w.send(ctx, d.Event.ID, msg)
+}
+
+// send POSTs msg with webhook-id id, signed over msg.Body (before
+// compression: what the receiver reads once it decoded the request).
+func (w *Webhook) send(ctx context.Context, id string, msg deliveryformat.Message) Attempt {
 	body := msg.Body
+	wire, encoding := deliveryformat.Compress(deliveryformat.Compression(w.cfg.Compression), body)
 	reqCtx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, w.cfg.URL, bytes.NewReader(wire))
 	if err != nil {
 		return permanent("building request: " + err.Error())
 	}
@@ -346,14 +484,17 @@ func (w *Webhook) attempt(ctx context.Context, d sdk.Delivery) Attempt {
 	for k, v := range msg.Header {
 		req.Header[k] = v
 	}
+	if encoding != "" {
+		req.Header["Content-Encoding"] = []string{encoding}
+	}
 	now := time.Now()
-	req.Header[HeaderID] = []string{d.Event.ID}
+	req.Header[HeaderID] = []string{id}
 	req.Header[HeaderTimestamp] = []string{strconv.FormatInt(now.Unix(), 10)}
-	req.Header[HeaderSignature] = []string{signing.SignAll(w.secrets, w.keys, d.Event.ID, now, body)}
+	req.Header[HeaderSignature] = []string{signing.SignAll(w.secrets, w.keys, id, now, body)}
 
 	start := time.Now()
 	resp, err := w.client.Do(req)
-	a := Attempt{URL: w.cfg.URL, WebhookID: d.Event.ID, RequestHeader: req.Header}
+	a := Attempt{URL: w.cfg.URL, WebhookID: id, RequestHeader: req.Header}
 	if err != nil {
 		a.Latency, a.Err = time.Since(start), err
 		a.Result = w.transportFailure(ctx, reqCtx, err)
