@@ -68,6 +68,8 @@ var migrations = []migration{
 	{version: 8, name: "subscriptions: delivery format", stmts: []string{
 		`ALTER TABLE hookbus_subscriptions ADD COLUMN format TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 9, name: "aggregate windows, their events, members seen",
+		stmts: aggregateSchema(), postgres: aggregateSchema()},
 }
 
 // platformSchema is migration 4 with the change feed's sequence column
