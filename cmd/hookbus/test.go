@@ -89,9 +89,9 @@ func scriptsToTest(args []string, cfg *config.Config, cfgPath string) ([]string,
 	if len(args) == 0 {
 		for _, name := range cfg.PipelineNames() {
 			for _, st := range cfg.Pipelines[name].Steps {
-				for _, f := range []string{st.Filter, st.Transform} {
+				for _, f := range st.Scripts() {
 					f = relToWorkDir(f)
-					if f != "" && !slices.Contains(files, f) {
+					if !slices.Contains(files, f) {
 						files = append(files, f)
 					}
 				}

@@ -92,36 +92,36 @@ func (s *Script) RunAggregate(ctx context.Context, events []sdk.Event, c Aggrega
 // events.json` with an array. A script with aggregate gets them as one
 // window (c supplies its ctx; zero members take the defaults of a test
 // case's); a script without runs filter and transform on each event, and
-// the results are in order.
-func RunFileEvents(ctx context.Context, path string, eventsJSON []byte, c CaseContext, opts Options) ([]Result, error) {
+// the results are in order (aggregated tells which it was).
+func RunFileEvents(ctx context.Context, path string, eventsJSON []byte, c CaseContext, opts Options) (results []Result, aggregated bool, err error) {
 	s, err := Compile(path, opts)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(eventsJSON, &raws); err != nil {
-		return nil, fmt.Errorf("events: %w", err)
+		return nil, false, fmt.Errorf("events: %w", err)
 	}
 	events, err := decodeEvents(raws)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if s.HasAggregate() {
 		r, err := s.RunAggregate(ctx, events, c.aggregateContext(events))
 		if err != nil {
-			return nil, err
+			return nil, true, err
 		}
-		return []Result{r}, nil
+		return []Result{r}, true, nil
 	}
 	out := make([]Result, 0, len(events))
 	for _, ev := range events {
 		r, err := s.Run(ctx, ev, c.context())
 		if err != nil {
-			return nil, fmt.Errorf("event %q: %w", ev.ID, err)
+			return nil, false, fmt.Errorf("event %q: %w", ev.ID, err)
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // decodeEvents decodes events given as JSON; each needs a type.
