@@ -25,7 +25,7 @@ func scriptCmd() *cobra.Command {
 			"window (ctx.key from --key; window_start and window_end the first and last event's time)\n" +
 			"and one result is printed; a script without aggregate runs on each event, and an array\n" +
 			"of results is printed.",
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if eventPath == "" {
 				return usage("--event is required (a JSON file with one event, or - for stdin)")

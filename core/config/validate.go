@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/subscription"
-	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/sdk"
 )
 

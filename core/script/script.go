@@ -576,12 +576,12 @@ type vmSlot struct {
 	// filterV, transformV and aggregateV are the globals as the
 	// top-level code left them.
 	filterV, transformV, aggregateV goja.Value
+	rangeErrorC                     *goja.Object // the built-in RangeError
+	current                         callInfo     // the call in progress, for log attributes
+	lazy                            lazyData     // the call's event data, until the script reads it
 	// aggregating is set while an aggregate call runs (its result is
 	// read and located as aggregate's).
 	aggregating bool
-	rangeErrorC         *goja.Object // the built-in RangeError
-	current             callInfo     // the call in progress, for log attributes
-	lazy                lazyData     // the call's event data, until the script reads it
 }
 
 // callInfo identifies the call in progress in log lines.
