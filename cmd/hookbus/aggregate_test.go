@@ -361,3 +361,99 @@ pipelines:
 	}
 	p.stop()
 }
+
+// Mistakes in an aggregate step are reported by `hookbus validate` with
+// their key paths, all at once.
+func TestAggregateConfigErrorsNameTheKeyPath(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "t.js", "function transform(e) { return e; }\n")
+	path := writeConfig(t, dir, `version: 1
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config: {url: "https://example.com/hooks", secret: `+testSecret+`}
+pipelines:
+  p:
+    from: [shop]
+    steps:
+      - aggregate: {key: "data..customer", max_events: -1, max_keys: -2, script: nope.js}
+      - aggregate: {window: 1m, windw: 2m}
+      - transform: t.js
+        aggregate: {window: 1m}
+    to: [partner]
+`)
+	_, stderr, code := runExit(t, "", "validate", "--config", path)
+	if code != 2 {
+		t.Fatalf("exit code %d, want 2; stderr: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"pipelines.p.steps[0].aggregate.key: ",
+		"pipelines.p.steps[0].aggregate.window: required",
+		"pipelines.p.steps[0].aggregate.max_events: must be between 1 and 100000",
+		"pipelines.p.steps[0].aggregate.max_keys: ",
+		"pipelines.p.steps[0].aggregate.script: script nope.js not found",
+		"pipelines.p.steps[1].aggregate.windw: unknown key",
+		"pipelines.p.steps[1].aggregate: a pipeline has at most one aggregate step",
+		"pipelines.p.steps[2]: set exactly one of filter, transform or aggregate",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// `hookbus test` runs an aggregate script's cases (events in, the digest
+// out), and `hookbus script run` hands it several events as one window.
+func TestAggregateScriptCasesAndRun(t *testing.T) {
+	dir := t.TempDir()
+	js := writeFile(t, dir, "digest.js", `function aggregate(events, ctx) {
+  if (events.length === 0) return null;
+  var total = 0;
+  for (var i = 0; i < events.length; i++) total += events[i].data.amount;
+  if (total < 0) throw new Error("negative total");
+  return {type: "orders.digest", data: {customer: ctx.key, orders: ctx.count, total: total, end: ctx.window_end}};
+}
+`)
+	writeFile(t, dir, "digest.cases.json", `[
+  {"name": "two orders", "ctx": {"key": "c-1"},
+   "events": [{"id": "o1", "type": "order.paid", "time": "2026-01-02T03:04:00Z", "data": {"amount": 5}},
+              {"id": "o2", "type": "order.paid", "time": "2026-01-02T03:04:30Z", "data": {"amount": 7}}],
+   "expect": [{"id": "`+aggregate.OutputID("test", "c-1", time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC))+`", "type": "orders.digest",
+               "data": {"customer": "c-1", "orders": 2, "total": 12, "end": "2026-01-02T03:04:30Z"}}]},
+  {"name": "wrong total", "events": [{"id": "o1", "type": "order.paid", "data": {"amount": 5}}],
+   "expect": [{"type": "orders.digest", "data": {"total": 6}}]},
+  {"name": "throws", "events": [{"id": "o1", "type": "order.paid", "data": {"amount": -5}}], "expect_error": "digest.js:5:"}
+]`)
+	out, _, code := runExit(t, "", "test", js)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok   " + js + ": two orders",
+		"FAIL " + js + ": wrong total: output differs from expect",
+		"ok   " + js + ": throws",
+		"1 script, 3 cases: 2 passed, 1 failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	events := `[{"id":"o1","type":"order.paid","data":{"amount":5}},{"id":"o2","type":"order.paid","data":{"amount":7}}]`
+	out, stderr, code := runExit(t, events, "script", "run", js, "--event", "-", "--key", "c-9")
+	if code != 0 || !strings.Contains(out, `"total": 12`) || !strings.Contains(out, `"customer": "c-9"`) || !strings.Contains(out, `"kept": true`) {
+		t.Fatalf("script run with an array: exit %d\n%s%s", code, out, stderr)
+	}
+	// A script without aggregate runs on each event of the array.
+	tr := writeFile(t, dir, "double.js", "function transform(e) { e.data.amount *= 2; return e; }\n")
+	out, stderr, code = runExit(t, events, "script", "run", tr, "--event", "-")
+	var results []struct {
+		Kept   bool
+		Events []struct{ Data struct{ Amount int } }
+	}
+	if err := json.Unmarshal([]byte(out), &results); code != 0 || err != nil || len(results) != 2 || results[1].Events[0].Data.Amount != 14 {
+		t.Fatalf("script run of a transform on an array: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+}
