@@ -457,3 +457,71 @@ func TestAggregateScriptCasesAndRun(t *testing.T) {
 		t.Fatalf("script run of a transform on an array: exit %d, %v\n%s%s", code, err, out, stderr)
 	}
 }
+
+// Two instances on one NATS queue and one PostgreSQL store share the
+// windows: events sent to either join the same key's window, the
+// windows are closed by one instance or the other, and every event is in
+// exactly one delivered digest; one instance killed meanwhile leaves its
+// windows to the other.
+func TestAggregateTwoInstancesSharePostgres(t *testing.T) {
+	ns := natsNamespace(t, "hbagg")
+	dsn := postgresSchema(t)
+	rcv := newDigestReceiver(t)
+	conf := func(addr string) string {
+		dir := t.TempDir()
+		return writeConfig(t, dir, `version: 1
+server: {listen: "`+addr+`", shutdown_timeout: 10s}
+data_dir: `+filepath.Join(dir, "data")+`
+log: {level: warn}
+queue: {driver: nats, url: "`+natsURL+`", namespace: `+ns+`}
+store: {driver: postgres, dsn: "`+dsn+`"}
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config: {url: `+rcv.URL+`, secret: `+testSecret+`, allow_private_networks: true, retry: {schedule: [100ms, 500ms, 1s]}}
+pipelines:
+  digests:
+    from: [shop]
+    steps:
+      - aggregate: {key: data.customer, window: 2s}
+    to: [partner]
+`)
+	}
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := startHookbus(t, conf(addrA), addrA)
+	b := startHookbus(t, conf(addrB), addrB)
+	const keys, perKey = 20, 6
+	var want []string
+	for k := range keys {
+		for half, addr := range []string{addrA, addrB} {
+			prefix := fmt.Sprintf("k%d-h%d", k, half)
+			mustPost(t, addr, "shop", customerEvents(prefix, fmt.Sprintf("cust-%d", k), 0, perKey/2))
+			for i := range perKey / 2 {
+				want = append(want, fmt.Sprintf("%s-%d", prefix, i))
+			}
+		}
+	}
+	a.kill() // b closes the windows a opened
+	seen := func() map[string]int {
+		n := map[string]int{}
+		for _, d := range rcv.digests() {
+			for _, ev := range batchEvents(t, d) {
+				n[ev.ID]++
+			}
+		}
+		return n
+	}
+	testenv.Eventually(t, testenv.Timeout(90*time.Second), "every event in a delivered digest", func() bool { return len(seen()) >= len(want) })
+	got := seen()
+	for _, id := range want {
+		if got[id] != 1 {
+			t.Errorf("event %s is in %d distinct digests", id, got[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d distinct events in digests, want %d", len(got), len(want))
+	}
+	b.stop()
+}
