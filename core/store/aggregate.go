@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -69,9 +70,11 @@ var _ aggregate.Store = (*Store)(nil)
 
 // AddToWindows adds each event to its window (see aggregate.Store), all in
 // one transaction: the engine gathers the adds of concurrent source
-// messages into one commit. The adds are applied in (pipeline, sink, key)
-// order, so two instances' transactions lock the windows they share in
-// the same order.
+// messages into one commit. The members seen and the events are written
+// in multi-row statements, the open windows of the batch's keys read in
+// one; what remains per key is its window's count. Keys are taken in
+// (pipeline, sink, key) order, so two instances' transactions lock the
+// windows they share in the same order.
 func (s *Store) AddToWindows(ctx context.Context, adds []aggregate.Add, dedupFor time.Duration) ([]aggregate.Added, error) {
 	order := make([]int, len(adds))
 	for i := range order {
@@ -79,20 +82,12 @@ func (s *Store) AddToWindows(ctx context.Context, adds []aggregate.Add, dedupFor
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
 		x, y := adds[a], adds[b]
-		return strings.Compare(x.Pipeline+"\x00"+x.Sink+"\x00"+x.Key, y.Pipeline+"\x00"+y.Sink+"\x00"+y.Key)
+		return cmp.Or(strings.Compare(x.Pipeline, y.Pipeline), strings.Compare(x.Sink, y.Sink), strings.Compare(x.Key, y.Key))
 	})
 	var out []aggregate.Added
 	err := s.retryTx(ctx, func(tx *sql.Tx) error {
 		out = make([]aggregate.Added, len(adds))
-		now := s.now()
-		for _, i := range order {
-			r, err := s.addToWindow(ctx, tx, adds[i], now, dedupFor)
-			if err != nil {
-				return err
-			}
-			out[i] = r
-		}
-		return nil
+		return s.addBatch(ctx, tx, adds, order, s.now(), dedupFor, out)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: aggregate: add to windows: %w", err)
@@ -100,95 +95,241 @@ func (s *Store) AddToWindows(ctx context.Context, adds []aggregate.Add, dedupFor
 	return out, nil
 }
 
-// addToWindow is one add inside tx.
-func (s *Store) addToWindow(ctx context.Context, tx *sql.Tx, a aggregate.Add, now time.Time, dedupFor time.Duration) (aggregate.Added, error) {
-	spec := a.Spec.WithDefaults()
-	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_agg_seen (scope, member, expires_at) VALUES (?, ?, ?) ON CONFLICT (scope, member) DO NOTHING`),
-		a.Pipeline+"/"+a.Sink, a.Member, now.Add(dedupFor).UnixNano())
+// windowKey names a window's (pipeline, sink, key).
+type windowKey struct{ pipeline, sink, key string }
+
+// openRow is an open window as addBatch reads it.
+type openRow struct {
+	id    string
+	due   int64
+	count int
+}
+
+// addBatch is AddToWindows inside tx; order sorts adds by window key.
+func (s *Store) addBatch(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, order []int, now time.Time, dedupFor time.Duration, out []aggregate.Added) error {
+	fresh, err := s.markSeen(ctx, tx, adds, now, dedupFor)
 	if err != nil {
-		return aggregate.Added{}, err
+		return err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return aggregate.Added{}, err
-	} else if n == 0 {
-		return aggregate.Added{Duplicate: true}, nil
+	// The fresh adds, grouped by window key (consecutive in order).
+	var groups [][]int
+	var last windowKey
+	for _, i := range order {
+		if !fresh[i] {
+			out[i].Duplicate = true
+			continue
+		}
+		k := windowKey{adds[i].Pipeline, adds[i].Sink, adds[i].Key}
+		if len(groups) == 0 || k != last {
+			groups = append(groups, nil)
+			last = k
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], i)
 	}
-	var r aggregate.Added
+	if len(groups) == 0 {
+		return nil
+	}
+	open, err := s.openWindows(ctx, tx, adds, groups)
+	if err != nil {
+		return err
+	}
+	b := &batchAdd{s: s, tx: tx, now: now, open: open, openCount: map[[2]string]int{}}
+	var rows [][]any
+	for _, g := range groups {
+		a := adds[g[0]]
+		spec := a.Spec.WithDefaults()
+		k := windowKey{a.Pipeline, a.Sink, a.Key}
+		w, ok := open[k]
+		if ok && w.due <= now.UnixNano() {
+			// Overdue and not claimed yet: it keeps what it has and the
+			// events open the next window.
+			if err := b.closing(k, w.id, false); err != nil {
+				return err
+			}
+			ok = false
+		}
+		start := now
+		for rest := g; len(rest) > 0; {
+			if !ok {
+				if w, err = b.openWindow(ctx, k, spec, start, &out[rest[0]]); err != nil {
+					return err
+				}
+				// A second window of the key in one batch starts later.
+				start = start.Add(time.Nanosecond)
+				ok = true
+			}
+			take := min(max(spec.MaxEvents-w.count, 0), len(rest))
+			if take > 0 {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE hookbus_agg_windows SET count = count + ? WHERE id = ?`), take, w.id); err != nil {
+					return err
+				}
+				for j, i := range rest[:take] {
+					ev, err := json.Marshal(adds[i].Event)
+					if err != nil {
+						return err
+					}
+					rows = append(rows, []any{w.id, w.count + j + 1, adds[i].Source, adds[i].ReceivedAt, string(ev)})
+				}
+				w.count += take
+				rest = rest[take:]
+			}
+			if w.count >= spec.MaxEvents {
+				if err := b.closing(k, w.id, true); err != nil {
+					return err
+				}
+				out[g[0]].Full = true
+				ok = false
+			}
+		}
+		delete(open, k)
+	}
+	return s.insertRows(ctx, tx, "hookbus_agg_events", []string{"window_id", "seq", "source", "received_at", "event"}, rows, "", nil)
+}
+
+// markSeen remembers the adds' members and tells which are new (not
+// added before, nor earlier in adds).
+func (s *Store) markSeen(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, now time.Time, dedupFor time.Duration) ([]bool, error) {
+	name := func(a aggregate.Add) string { return a.Pipeline + "/" + a.Sink + "|" + a.Member }
+	expires := now.Add(dedupFor).UnixNano()
+	rows := make([][]any, 0, len(adds))
+	first := map[string]int{}
+	for i, a := range adds {
+		if _, dup := first[name(a)]; dup {
+			continue
+		}
+		first[name(a)] = i
+		rows = append(rows, []any{a.Pipeline + "/" + a.Sink, a.Member, expires})
+	}
+	fresh := make([]bool, len(adds))
+	err := s.insertRows(ctx, tx, "hookbus_agg_seen", []string{"scope", "member", "expires_at"}, rows,
+		` ON CONFLICT (scope, member) DO NOTHING RETURNING scope || '|' || member`, func(v string) {
+			if i, ok := first[v]; ok {
+				fresh[i] = true
+			}
+		})
+	return fresh, err
+}
+
+// openWindows reads the open windows of the groups' keys, locked on
+// PostgreSQL (FOR UPDATE) until the transaction ends.
+func (s *Store) openWindows(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, groups [][]int) (map[windowKey]openRow, error) {
 	lock := ""
 	if s.postgres {
 		lock = " FOR UPDATE"
 	}
-	var id string
-	var due int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT id, due_at FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND wkey = ? AND closing = 0`+lock),
-		a.Pipeline, a.Sink, a.Key).Scan(&id, &due)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return r, err
-	case due <= now.UnixNano():
-		// Overdue and not claimed yet: it keeps what it has and the
-		// event opens the next window.
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE hookbus_agg_windows SET closing = 1 WHERE id = ?`), id); err != nil {
-			return r, err
+	open := map[windowKey]openRow{}
+	const per = 500
+	for start := 0; start < len(groups); {
+		a := adds[groups[start][0]]
+		args := []any{a.Pipeline, a.Sink}
+		end := start
+		for end < len(groups) && end-start < per {
+			b := adds[groups[end][0]]
+			if b.Pipeline != a.Pipeline || b.Sink != a.Sink {
+				break
+			}
+			args = append(args, b.Key)
+			end++
 		}
-		id = ""
-	}
-	if id == "" {
-		if id, err = s.openWindow(ctx, tx, a, spec, now, &r); err != nil {
-			return r, err
+		q := `SELECT id, wkey, due_at, count FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND closing = 0 AND wkey IN (` +
+			strings.TrimSuffix(strings.Repeat("?, ", end-start), ", ") + `) ORDER BY wkey` + lock
+		rows, err := tx.QueryContext(ctx, s.q(q), args...)
+		if err != nil {
+			return nil, err
 		}
-	}
-	var count int
-	if err := tx.QueryRowContext(ctx, s.q(`UPDATE hookbus_agg_windows SET count = count + 1 WHERE id = ? RETURNING count`), id).Scan(&count); err != nil {
-		return r, err
-	}
-	ev, err := json.Marshal(a.Event)
-	if err != nil {
-		return r, err
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_agg_events (window_id, seq, source, received_at, event) VALUES (?, ?, ?, ?, ?)`),
-		id, count, a.Source, a.ReceivedAt, string(ev)); err != nil {
-		return r, err
-	}
-	if count >= spec.MaxEvents {
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE hookbus_agg_windows SET closing = 1, due_at = ?, end_at = ? WHERE id = ?`),
-			now.UnixNano(), now.UnixNano(), id); err != nil {
-			return r, err
+		for rows.Next() {
+			var r openRow
+			var key string
+			if err := rows.Scan(&r.id, &key, &r.due, &r.count); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			open[windowKey{a.Pipeline, a.Sink, key}] = r
 		}
-		r.Full = true
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		start = end
 	}
-	return r, nil
+	return open, nil
 }
 
-// openWindow opens the window of a's key, starting now, and closes the
-// oldest open window of the pipeline's sink early when that makes more
-// than spec.MaxKeys.
-func (s *Store) openWindow(ctx context.Context, tx *sql.Tx, a aggregate.Add, spec aggregate.Spec, now time.Time, r *aggregate.Added) (string, error) {
-	id := aggregate.WindowID(a.Pipeline, a.Sink, a.Key, now)
+// batchAdd is what addBatch keeps while it opens and closes windows.
+type batchAdd struct {
+	s   *Store
+	tx  *sql.Tx
+	now time.Time
+	// open are the batch's keys' open windows not handled yet (an
+	// eviction takes its window out).
+	open map[windowKey]openRow
+	// openCount counts a (pipeline, sink)'s open windows once read.
+	openCount map[[2]string]int
+}
+
+// closing marks k's open window id as taking no more events; early: it
+// closes now (full), rather than at its time.
+func (b *batchAdd) closing(k windowKey, id string, early bool) error {
+	ps := [2]string{k.pipeline, k.sink}
+	if n, ok := b.openCount[ps]; ok {
+		b.openCount[ps] = n - 1
+	}
+	if !early {
+		_, err := b.tx.ExecContext(context.Background(), b.s.q(`UPDATE hookbus_agg_windows SET closing = 1 WHERE id = ?`), id)
+		return err
+	}
+	_, err := b.tx.ExecContext(context.Background(), b.s.q(`UPDATE hookbus_agg_windows SET closing = 1, due_at = ?, end_at = ? WHERE id = ?`), b.now.UnixNano(), b.now.UnixNano(), id)
+	return err
+}
+
+// openWindow opens k's window, starting at start, and closes the oldest
+// open windows of k's (pipeline, sink) early while there are more than
+// spec.MaxKeys.
+func (b *batchAdd) openWindow(ctx context.Context, k windowKey, spec aggregate.Spec, start time.Time, r *aggregate.Added) (openRow, error) {
+	s, tx := b.s, b.tx
+	w := openRow{id: aggregate.WindowID(k.pipeline, k.sink, k.key, start), due: start.Add(spec.Window).UnixNano()}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO hookbus_agg_windows (id, pipeline, sink, wkey, start_at, due_at, end_at, count, closing, lease_owner, lease_until, attempts)
 		VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0, '', 0, 0)`),
-		id, a.Pipeline, a.Sink, a.Key, now.UnixNano(), now.Add(spec.Window).UnixNano()); err != nil {
-		return "", err
+		w.id, k.pipeline, k.sink, k.key, start.UnixNano(), w.due); err != nil {
+		return w, err
 	}
-	var open int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND closing = 0`), a.Pipeline, a.Sink).Scan(&open); err != nil {
-		return "", err
+	ps := [2]string{k.pipeline, k.sink}
+	n, known := b.openCount[ps]
+	if !known {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND closing = 0`), k.pipeline, k.sink).Scan(&n); err != nil {
+			return w, err
+		}
+	} else {
+		n++
 	}
-	if open > spec.MaxKeys {
-		// Over max_keys: the oldest open window closes now, with what it has.
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE hookbus_agg_windows SET closing = 1, due_at = ?, end_at = ?
-			WHERE id IN (SELECT id FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND closing = 0 AND id <> ? ORDER BY start_at LIMIT ?)`),
-			now.UnixNano(), now.UnixNano(), a.Pipeline, a.Sink, id, open-spec.MaxKeys)
+	if n > spec.MaxKeys {
+		// Over max_keys: the oldest open windows close now, with what they have.
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE hookbus_agg_windows SET closing = 1, due_at = ?, end_at = ?
+			WHERE id IN (SELECT id FROM hookbus_agg_windows WHERE pipeline = ? AND sink = ? AND closing = 0 AND id <> ? ORDER BY start_at LIMIT ?)
+			RETURNING wkey`),
+			b.now.UnixNano(), b.now.UnixNano(), k.pipeline, k.sink, w.id, n-spec.MaxKeys)
 		if err != nil {
-			return "", err
+			return w, err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		for rows.Next() {
+			var key string
+			if err := rows.Scan(&key); err != nil {
+				rows.Close()
+				return w, err
+			}
+			delete(b.open, windowKey{k.pipeline, k.sink, key})
 			r.Full = true
-			r.Evicted += int(n)
+			r.Evicted++
+			n--
+		}
+		if err := rows.Close(); err != nil {
+			return w, err
 		}
 	}
-	return id, nil
+	b.openCount[ps] = n
+	return w, nil
 }
 
 // ClaimWindows claims due windows of a pipeline (see aggregate.Store). On

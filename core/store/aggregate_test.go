@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -165,6 +166,66 @@ func TestAggregateConcurrentInstances(t *testing.T) {
 				if n != 1 {
 					t.Fatalf("event %s in %d claimed windows", id, n)
 				}
+			}
+		})
+	}
+}
+
+// One batch of adds: a key with more events than max_events fills one
+// window and opens the next; a member twice in the batch is added once;
+// opening windows over max_keys closes the oldest.
+func TestAggregateBatch(t *testing.T) {
+	ctx := context.Background()
+	for _, db := range freshDBs(t) {
+		t.Run(db.name, func(t *testing.T) {
+			s := db.open(t)
+			spec := aggregate.Spec{Window: time.Hour, MaxEvents: 4, MaxKeys: 3}
+			var adds []aggregate.Add
+			add := func(key, member string) {
+				adds = append(adds, aggregate.Add{Pipeline: "p", Sink: "k", Key: key, Member: member, Event: sdk.Event{ID: member, Type: "t"}, Spec: spec})
+			}
+			for i := range 10 {
+				add("a", fmt.Sprint("a", i))
+			}
+			add("a", "a3") // the same member again
+			add("b", "b0")
+			add("c", "c0")
+			add("d", "d0")
+			res, err := s.AddToWindows(ctx, adds, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res[10].Duplicate {
+				t.Fatalf("a member twice in one batch: %+v", res[10])
+			}
+			ws, err := s.ClaimWindows(ctx, "p", "me", time.Now(), time.Minute, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// a: two full windows of 4; the third (2 events), b, c, d are
+			// four open windows over max_keys 3: the oldest of them (b or
+			// c, opened first) closes.
+			var sizes []string
+			total := 0
+			for _, w := range ws {
+				evs, err := s.WindowEvents(ctx, w.ID)
+				if err != nil || len(evs) != w.Count {
+					t.Fatalf("window %+v: %d events, %v", w, len(evs), err)
+				}
+				for j, m := range evs {
+					if m.Seq != j+1 {
+						t.Fatalf("window %s: seq %d at %d", w.ID, m.Seq, j)
+					}
+				}
+				sizes = append(sizes, fmt.Sprintf("%s:%d", w.Key, w.Count))
+				total += w.Count
+			}
+			slices.Sort(sizes)
+			if len(ws) != 3 || sizes[0] != "a:4" || sizes[1] != "a:4" || (sizes[2] != "b:1" && sizes[2] != "c:1") {
+				t.Fatalf("claimed %v, want a:4 a:4 and the evicted oldest", sizes)
+			}
+			if n, _ := s.OpenWindows(ctx, "p"); n != 3 || total != 9 {
+				t.Fatalf("open %d, claimed events %d", n, total)
 			}
 		})
 	}
