@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -424,8 +425,14 @@ func (e *Engine) closeWindow(ctx context.Context, w aggregate.Window) {
 		return
 	}
 	p, ok := e.currentPipeline(w.Pipeline)
+	if !ok {
+		// Removed since the claim: the window waits for the pipeline
+		// (claimed again once it runs and the lease ran out).
+		log.Info("aggregate: the window's pipeline was removed; it waits for it")
+		return
+	}
 	agg, i := aggregateAt(p.Steps)
-	if !ok || agg == nil {
+	if agg == nil {
 		e.windowFailed(ctx, log, w, members, fmt.Errorf("pipeline %q no longer has an aggregate step; replay to run the pipeline as it is now", w.Pipeline), deadletter.KindScript)
 		return
 	}
@@ -534,10 +541,7 @@ func (e *Engine) publishWindow(w aggregate.Window, members []aggregate.Member, o
 
 // windowFailed dead-letters every event of a window with err as reason,
 // then deletes the window.
-func (e *Engine) windowFailed(ctx context.Context, log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}, w aggregate.Window, members []aggregate.Member, err error, kind deadletter.Kind) {
+func (e *Engine) windowFailed(ctx context.Context, log *slog.Logger, w aggregate.Window, members []aggregate.Member, err error, kind deadletter.Kind) {
 	reason := fmt.Sprintf("aggregate window (key %q, %d events): %v", w.Key, len(members), err)
 	msgs := make([]*message.Message, 0, len(members))
 	for _, m := range members {
