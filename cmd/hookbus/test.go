@@ -27,10 +27,12 @@ func testCmd() *cobra.Command {
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "test [SCRIPT.js | DIR]...",
-		Short: "Run the test cases of filter and transform scripts",
+		Short: "Run the test cases of filter, transform and aggregate scripts",
 		Long: "Run each script's test cases, kept in <name>.cases.json beside <name>.js:\n" +
 			`[{"name": "...", "event": {...}, "ctx": {"pipeline": "p", "sink": "s", "attempt": 1},` + "\n" +
-			` "expect": [events] | "expect_filtered": true | "expect_error": "regexp"}]` + "\n\n" +
+			` "expect": [events] | "expect_filtered": true | "expect_error": "regexp"}]` + "\n" +
+			`An aggregate case gives "events": [...] (one window) instead of "event", and its ctx may set` + "\n" +
+			`"key", "window_start", "window_end" and "count".` + "\n\n" +
 			"Without arguments, the scripts the configuration's pipelines use. --update records\n" +
 			"\"expect\" from what the script returns now, for cases that expect events or nothing yet.\n" +
 			"Exits 1 when a case fails.",
@@ -89,9 +91,9 @@ func scriptsToTest(args []string, cfg *config.Config, cfgPath string) ([]string,
 	if len(args) == 0 {
 		for _, name := range cfg.PipelineNames() {
 			for _, st := range cfg.Pipelines[name].Steps {
-				for _, f := range []string{st.Filter, st.Transform} {
+				for _, f := range st.Scripts() {
 					f = relToWorkDir(f)
-					if f != "" && !slices.Contains(files, f) {
+					if !slices.Contains(files, f) {
 						files = append(files, f)
 					}
 				}

@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	a.Engine, err = pipeline.New(pipeline.Options{
 		Queue: a.Queue, Pipelines: rt.enginePipelines(), Sinks: rt.engineSinks(), DeadLetters: a.Store, Attempts: a.recorder(), Metrics: a.Metrics, Logger: log,
 		CloseTimeout: cfg.Server.ShutdownTimeout, MaxScriptTimeouts: cfg.Scripts.MaxTimeouts, MaxDeliveries: cfg.Queue.MaxDeliveries,
-		Operational: a.ops,
+		Operational: a.ops, Windows: a.Store,
 	})
 	if err != nil {
 		return nil, err

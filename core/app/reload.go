@@ -132,8 +132,8 @@ func scriptPaths(cfg *config.Config) []string {
 	var out []string
 	for _, p := range cfg.Pipelines {
 		for _, st := range p.Steps {
-			for _, f := range []string{st.Filter, st.Transform} {
-				if f != "" && !slices.Contains(out, f) {
+			for _, f := range st.Scripts() {
+				if !slices.Contains(out, f) {
 					out = append(out, f)
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/config"
 	"github.com/hookbus/hookbus/core/pipeline"
@@ -260,6 +261,15 @@ func (rt *runtime) buildPipelines(prev *runtime, log *slog.Logger) error {
 		pp := pipeline.Pipeline{Name: name, From: p.From, To: p.To}
 		var keys []string
 		for i, st := range p.Steps {
+			if st.Aggregate != nil {
+				step, key, err := rt.aggregateStep(prev, name, i, *st.Aggregate, optsPrint, sopts)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, key)
+				pp.Steps = append(pp.Steps, step)
+				continue
+			}
 			path := st.Filter
 			if path == "" {
 				path = st.Transform
@@ -289,6 +299,30 @@ func (rt *runtime) buildPipelines(prev *runtime, log *slog.Logger) error {
 		rt.pipes[name] = &pipeInst{fp: fp, p: pp}
 	}
 	return nil
+}
+
+// aggregateStep builds the aggregate step at pipelines.<name>.steps[i],
+// compiling its script (if any) as rt.script does; key is the script's
+// fingerprint ("" without one).
+func (rt *runtime) aggregateStep(prev *runtime, name string, i int, a config.Aggregate, optsPrint string, sopts script.Options) (*pipeline.AggregateStep, string, error) {
+	at := fmt.Sprintf("pipelines.%s.steps[%d].aggregate", name, i)
+	keyPath, err := aggregate.ParsePath(a.Key)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s.key: %w", at, err)
+	}
+	step := &pipeline.AggregateStep{Path: keyPath, Spec: aggregate.Spec{Key: a.Key, Window: a.Window, MaxEvents: a.MaxEvents, MaxKeys: a.MaxKeys}.WithDefaults()}
+	if a.Script == "" {
+		return step, "", nil
+	}
+	sc, err := rt.script(prev, a.Script, optsPrint, sopts)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s.script: %w", at, err)
+	}
+	if !sc.s.HasAggregate() {
+		return nil, "", fmt.Errorf("%s.script: %s defines no aggregate function", at, a.Script)
+	}
+	step.Script = aggregateScript{sc.s}
+	return step, sc.key, nil
 }
 
 // script returns the compiled script at path, compiling it unless prev

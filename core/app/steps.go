@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 
+	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/core/pipeline"
 	"github.com/hookbus/hookbus/core/script"
 	"github.com/hookbus/hookbus/sdk"
@@ -28,4 +29,14 @@ func (t transformStep) Name() string { return t.s.Name() }
 
 func (t transformStep) Run(ctx context.Context, ev sdk.Event, sc pipeline.StepContext) ([]sdk.Event, error) {
 	return t.s.Transform(ctx, ev, script.Context{Pipeline: sc.Pipeline, Sink: sc.Sink, Attempt: sc.Attempt})
+}
+
+// aggregateScript runs a script's aggregate function on a closed window.
+type aggregateScript struct{ s *script.Script }
+
+func (a aggregateScript) Name() string { return a.s.Name() }
+
+func (a aggregateScript) Aggregate(ctx context.Context, events []sdk.Event, w aggregate.Window) ([]sdk.Event, error) {
+	return a.s.Aggregate(ctx, events, script.AggregateContext{Pipeline: w.Pipeline, Sink: w.Sink, Key: w.Key,
+		WindowStart: w.Start, WindowEnd: w.End, Count: len(events), OutputID: w.OutputID()})
 }

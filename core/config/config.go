@@ -251,13 +251,55 @@ type Pipeline struct {
 	To []string `koanf:"to"`
 }
 
-// Step is one script step; exactly one of Filter and Transform is set. The
-// path is relative to the configuration file's directory; Load makes it absolute.
+// Step is one step; exactly one of Filter, Transform and Aggregate is
+// set. Script paths are relative to the configuration file's directory;
+// Load makes them absolute.
 type Step struct {
 	// Filter is a script file defining filter(event, ctx).
 	Filter string `koanf:"filter"`
 	// Transform is a script file defining transform(event, ctx).
 	Transform string `koanf:"transform"`
+	// Aggregate collects events into windows by key and closes each into
+	// a digest (at most one per pipeline).
+	Aggregate *Aggregate `koanf:"aggregate"`
+}
+
+// Scripts returns the script files the step runs (none for an aggregate
+// step without a script).
+func (s Step) Scripts() []string {
+	var out []string
+	for _, f := range []string{s.Filter, s.Transform} {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	if s.Aggregate != nil && s.Aggregate.Script != "" {
+		out = append(out, s.Aggregate.Script)
+	}
+	return out
+}
+
+// Aggregate configures an aggregate step: events with the same key share
+// a window, which closes Window after its first event or once it holds
+// MaxEvents, into one event (or what Script makes of it).
+type Aggregate struct {
+	// Key is a dotted path into the event whose value groups events
+	// (data.customer_id, subject, metadata.tenant, application); ""
+	// (the default) puts every event in one window.
+	Key string `koanf:"key"`
+	// Window is how long a window stays open after its first event.
+	// Required.
+	Window time.Duration `koanf:"window"`
+	// MaxEvents closes a window as soon as it holds this many events.
+	// Default 1000, at most 100000.
+	MaxEvents int `koanf:"max_events"`
+	// MaxKeys caps the open windows of the step (per sink of the
+	// pipeline); opening one more closes the oldest at once. Default 10000.
+	MaxKeys int `koanf:"max_keys"`
+	// Script is a script file defining aggregate(events, ctx); without
+	// it a window closes into one event whose data is the array of its
+	// events (type "<type>.batch").
+	Script string `koanf:"script"`
 }
 
 // Scripts bounds the script runtime.

@@ -645,7 +645,7 @@ pipelines:
 			want: []wantErr{
 				{"pipelines.x.steps[1].transform", 9, "script scripts/missing.js not found"},
 				{"pipelines.x.steps[2].filter", 10, "is a directory"},
-				{"pipelines.x.steps[3]", 11, "set exactly one of filter or transform"},
+				{"pipelines.x.steps[3]", 11, "set exactly one of filter, transform or aggregate"},
 			},
 		},
 		{

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/core/sinkopts"
 	"github.com/hookbus/hookbus/core/subscription"
 	"github.com/hookbus/hookbus/sdk"
@@ -356,21 +357,55 @@ func (v *validator) pipeline(name string) {
 	v.refs(path+".from", p.From, "source", v.c.PipelineSources())
 	v.refs(path+".to", p.To, "sink", v.c.SinkNames())
 	steps := slices.Clone(p.Steps)
+	aggregates := 0
 	for i, st := range steps {
 		sp := fmt.Sprintf("%s.steps[%d]", path, i)
+		set := 0
+		for _, has := range []bool{st.Filter != "", st.Transform != "", st.Aggregate != nil} {
+			if has {
+				set++
+			}
+		}
 		switch {
-		case st.Filter != "" && st.Transform != "":
-			v.add(sp, "set exactly one of filter or transform, not both")
+		case set > 1:
+			v.add(sp, "set exactly one of filter, transform or aggregate")
 		case st.Filter != "":
 			steps[i].Filter = v.script(sp+".filter", st.Filter)
 		case st.Transform != "":
 			steps[i].Transform = v.script(sp+".transform", st.Transform)
+		case st.Aggregate != nil:
+			aggregates++
+			if aggregates > 1 {
+				v.add(sp+".aggregate", "a pipeline has at most one aggregate step")
+			}
+			a := *st.Aggregate
+			v.aggregate(sp+".aggregate", &a)
+			steps[i].Aggregate = &a
 		default:
-			v.add(sp, "a step needs filter or transform (a script path)")
+			v.add(sp, "a step needs filter or transform (a script path), or aggregate")
 		}
 	}
 	p.Steps = steps
 	v.c.Pipelines[name] = p
+}
+
+// aggregate checks an aggregate step and resolves its script's path.
+func (v *validator) aggregate(path string, a *Aggregate) {
+	if _, err := aggregate.ParsePath(a.Key); err != nil {
+		v.add(path+".key", "%s", err.Error())
+	}
+	if a.Window <= 0 {
+		v.add(path+".window", "required: a positive duration, like 1m")
+	}
+	if a.MaxEvents < 0 || a.MaxEvents > aggregate.MaxMaxEvents {
+		v.add(path+".max_events", "must be between 1 and %d (0 or left out: %d)", aggregate.MaxMaxEvents, aggregate.DefaultMaxEvents)
+	}
+	if a.MaxKeys < 0 {
+		v.add(path+".max_keys", "must be a positive number of windows (0 or left out: %d)", aggregate.DefaultMaxKeys)
+	}
+	if a.Script != "" {
+		a.Script = v.script(path+".script", a.Script)
+	}
 }
 
 // refs checks that a pipeline's from or to list names existing components.

@@ -22,6 +22,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/hookbus/hookbus/core/aggregate"
 	"github.com/hookbus/hookbus/core/attempt"
 	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/deadletter"
@@ -140,6 +141,9 @@ type Options struct {
 	// message may have (queue.MetaDeliveries, on drivers that count them)
 	// before it is dead-lettered as poison (default 10).
 	MaxDeliveries int
+	// Windows keeps the open windows of aggregate steps (see
+	// AggregateStep); nil: a pipeline with an aggregate step is refused.
+	Windows aggregate.Store
 }
 
 // Engine is the running router.
@@ -182,6 +186,11 @@ type Engine struct {
 	// circuitHold is how long an open circuit holds a delivery before
 	// handing it back (the constant; tests shorten it).
 	circuitHold time.Duration
+
+	// windows is the aggregate steps' state (nil without Options.Windows);
+	// closerStarted tells whether its closer runs.
+	windows       *windowState
+	closerStarted atomic.Bool
 }
 
 // sinkWindow is how many of s's messages its subscriber hands out at once.
@@ -215,6 +224,9 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, q: opts.Queue, log: opts.Logger, m: opts.Metrics, runErr: make(chan error, 1), closing: make(chan struct{}), circuitHold: circuitHold,
 		pipes: map[string]*pipeRunner{}, sinks: map[string]*sinkRunner{}}
 	e.sources.Store(&map[string]bool{})
+	if opts.Windows != nil {
+		e.windows = e.newWindowState()
+	}
 	// One retry strategy for the driver, chosen here: a copy due later
 	// (PublishAt), which a Delayer keeps on disk, or else a nacked message
 	// the broker holds back itself (in memory, on JetStream).
@@ -342,6 +354,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, l := range late {
 			go e.startWhenReady(l.ctx, l.r, l.s)
 		}
+		if e.windows != nil {
+			e.closerStarted.Store(true)
+			e.startCloser(ctx)
+		}
 		return nil
 	case err := <-e.runErr:
 		if err == nil {
@@ -361,6 +377,8 @@ func (e *Engine) Close() error {
 		e.closed = true
 		close(e.closing)
 		e.mu.Unlock()
+		// No window is closed once the queue may be going.
+		e.stopCloser()
 		err = e.router.Close()
 		e.mu.Lock()
 		runners := slices.Collect(maps.Values(e.sinks))
@@ -487,6 +505,19 @@ func (e *Engine) DrainRetryTopics(ctx context.Context, sinks []string) error {
 // deadLetter publishes the event with its reason to the dead-letter topic.
 // The caller acks the original message when this returns nil.
 func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink string, kind deadletter.Kind, reason string, attempts int) error {
+	dm := deadLetterMessage(msg, ev, pipeline, sink, kind, reason, attempts)
+	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
+		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
+		return nackLater(msg, infraRetryDelay)
+	}
+	e.m.DeadLettered.WithLabelValues(pipeline, sink, string(kind)).Inc()
+	e.log.Warn("event dead-lettered", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "kind", kind, "reason", reason, "attempts", attempts)
+	return nil
+}
+
+// deadLetterMessage is the dead-letter topic's message for ev, which came
+// as msg: its reason, and msg's routing metadata.
+func deadLetterMessage(msg *message.Message, ev sdk.Event, pipeline, sink string, kind deadletter.Kind, reason string, attempts int) *message.Message {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		b = msg.Payload
@@ -507,13 +538,7 @@ func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink s
 	dm.Metadata.Set(envelope.Attempts, strconv.Itoa(attempts))
 	dm.Metadata.Set(envelope.DeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 	dm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("dead/%s/%s/%s", pipeline, sink, msg.UUID))
-	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
-		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
-		return nackLater(msg, infraRetryDelay)
-	}
-	e.m.DeadLettered.WithLabelValues(pipeline, sink, string(kind)).Inc()
-	e.log.Warn("event dead-lettered", "pipeline", pipeline, "sink", sink, "event_id", ev.ID, "kind", kind, "reason", reason, "attempts", attempts)
-	return nil
+	return dm
 }
 
 func (e *Engine) deadLetterHandler(msg *message.Message) error {

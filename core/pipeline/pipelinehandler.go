@@ -140,6 +140,13 @@ func (e *Engine) runSinks(ctx context.Context, pe *pipelineEvent) ([]sinkOutput,
 	for _, sinkName := range pe.sinks() {
 		sc := StepContext{Pipeline: pe.p.Name, Sink: sinkName, Attempt: 1}
 		msgs, err := e.runForSink(ctx, pe.p, pe.src, pe.msg, pe.ev, sc)
+		if errors.Is(err, errInWindow) {
+			continue // in its window: the window's output goes to the sink
+		}
+		if errors.Is(err, errWindowStore) {
+			e.log.Error("aggregate window store failed; the event will run again", "pipeline", pe.p.Name, "sink", sinkName, "event_id", pe.ev.ID, "error", err)
+			return nil, errStepsInterrupted
+		}
 		if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			e.log.Warn("steps interrupted; the event will run again", "pipeline", pe.p.Name, "event_id", pe.ev.ID, "error", err)
 			return nil, errStepsInterrupted
@@ -228,6 +235,9 @@ func (e *Engine) runForSink(ctx context.Context, p Pipeline, src string, msg *me
 			out, err = nil, &panicError{value: v}
 		}
 	}()
+	if agg, i := aggregateAt(p.Steps); agg != nil {
+		return nil, e.addToWindows(ctx, p, agg, i, src, msg, ev, sc)
+	}
 	events, err := e.runSteps(ctx, p, ev, sc)
 	if err != nil {
 		return nil, err

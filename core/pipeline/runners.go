@@ -316,6 +316,9 @@ var errEngineClosed = errors.New("pipeline: engine closed")
 // version they started with, the next ones run the new steps. Every sink
 // of p.To must have been set.
 func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
+	if err := e.checkAggregate(p); err != nil {
+		return err
+	}
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
 	e.mu.Lock()

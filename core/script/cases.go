@@ -9,15 +9,25 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/hookbus/hookbus/core/aggregate"
+	"github.com/hookbus/hookbus/sdk"
 )
 
 // Case is one test case of a script. A script's cases live in
 // <name>.cases.json beside <name>.js, as a JSON array of cases.
 type Case struct {
-	Name  string          `json:"name"`
-	Event json.RawMessage `json:"event"`
+	Name string `json:"name"`
+	// Event is the input of a filter or transform case.
+	Event json.RawMessage `json:"event,omitempty"`
+	// Events, instead of Event, makes the case an aggregate case: the
+	// events of one window, handed to aggregate(events, ctx).
+	Events []json.RawMessage `json:"events,omitempty"`
 	// Ctx is optional; members left out are pipeline "test", sink "test",
-	// attempt 1.
+	// attempt 1, and for an aggregate case key "", window_start the first
+	// event's time (or 1970-01-01T00:00:00Z), window_end the last
+	// event's time (or window_start), count the number of events.
 	Ctx *CaseContext `json:"ctx,omitempty"`
 	// Exactly one of the following is the expectation.
 	Expect         json.RawMessage `json:"expect,omitempty"`          // the events that come out, as an array
@@ -30,6 +40,40 @@ type CaseContext struct {
 	Pipeline string `json:"pipeline,omitempty"`
 	Sink     string `json:"sink,omitempty"`
 	Attempt  int    `json:"attempt,omitempty"`
+	// The window of an aggregate case.
+	Key         string    `json:"key,omitempty"`
+	WindowStart time.Time `json:"window_start,omitzero"`
+	WindowEnd   time.Time `json:"window_end,omitzero"`
+	Count       int       `json:"count,omitempty"`
+}
+
+// aggregateContext is the ctx of an aggregate case over events, with the
+// defaults of members left out; the output id is derived as a pipeline's
+// would be.
+func (c *CaseContext) aggregateContext(events []sdk.Event) AggregateContext {
+	base := c.context()
+	out := AggregateContext{Pipeline: base.Pipeline, Sink: base.Sink, Count: len(events), WindowStart: time.Unix(0, 0).UTC()}
+	if len(events) > 0 && !events[0].Time.IsZero() {
+		out.WindowStart = events[0].Time
+	}
+	out.WindowEnd = out.WindowStart
+	if len(events) > 0 && !events[len(events)-1].Time.IsZero() {
+		out.WindowEnd = events[len(events)-1].Time
+	}
+	if c != nil {
+		out.Key = c.Key
+		if !c.WindowStart.IsZero() {
+			out.WindowStart = c.WindowStart
+		}
+		if !c.WindowEnd.IsZero() {
+			out.WindowEnd = c.WindowEnd
+		}
+		if c.Count > 0 {
+			out.Count = c.Count
+		}
+	}
+	out.OutputID = aggregate.OutputID(out.Pipeline, out.Key, out.WindowStart)
+	return out
 }
 
 // context fills in the defaults of members left out.
@@ -110,8 +154,10 @@ func LoadCases(path string) ([]Case, error) {
 		switch {
 		case c.Name == "":
 			return nil, fmt.Errorf("%s: \"name\" is required", where)
-		case len(c.Event) == 0:
-			return nil, fmt.Errorf("%s: \"event\" is required", where)
+		case len(c.Event) == 0 && len(c.Events) == 0:
+			return nil, fmt.Errorf("%s: \"event\" (or \"events\", for aggregate) is required", where)
+		case len(c.Event) > 0 && len(c.Events) > 0:
+			return nil, fmt.Errorf("%s: give \"event\" (filter, transform) or \"events\" (aggregate), not both", where)
 		case n > 1:
 			return nil, fmt.Errorf("%s: give one of expect, expect_filtered and expect_error", where)
 		}
@@ -122,7 +168,13 @@ func LoadCases(path string) ([]Case, error) {
 // Check runs one case. A case without an expectation fails with the output
 // it got, so `hookbus test --update` can record it.
 func (s *Script) Check(ctx context.Context, c Case) CaseResult {
-	r, err := s.RunJSON(ctx, c.Event, c.Ctx.context())
+	var r Result
+	var err error
+	if len(c.Events) > 0 {
+		r, err = s.runAggregateCase(ctx, c)
+	} else {
+		r, err = s.RunJSON(ctx, c.Event, c.Ctx.context())
+	}
 	if c.ExpectError != "" {
 		if err == nil {
 			return CaseResult{Problem: fmt.Sprintf("no error, want one matching %q", c.ExpectError), Got: output(r)}
@@ -176,4 +228,13 @@ func sameJSON(a, b []byte) (bool, error) {
 		return false, err
 	}
 	return reflect.DeepEqual(x, y), nil
+}
+
+// runAggregateCase runs an aggregate case: its events through aggregate.
+func (s *Script) runAggregateCase(ctx context.Context, c Case) (Result, error) {
+	events, err := decodeEvents(c.Events)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.RunAggregate(ctx, events, c.Ctx.aggregateContext(events))
 }

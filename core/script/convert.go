@@ -126,13 +126,13 @@ func setOwn(o *goja.Object, k string, v goja.Value) {
 // events converts what transform returned into events.
 func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 	s := slot.s
-	at := s.transformPos
+	at, fn := slot.resultAt(), slot.resultFn()
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return []sdk.Event{}, nil
 	}
 	o, ok := v.(*goja.Object)
 	if !ok || isFunction(v) {
-		return nil, s.badReturn(at, "transform must return an event object, an array of events, or null; got %s", typeOf(v))
+		return nil, s.badReturn(at, "%s must return an event object, an array of events, or null; got %s", fn, typeOf(v))
 	}
 	size := 0
 	var out []sdk.Event
@@ -144,13 +144,13 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 		size += n
 		if size > s.opts.MaxPayload {
 			return &Error{File: s.name, Line: at.line, Column: at.column, Err: ErrPayloadTooLarge,
-				Message: fmt.Sprintf("transform result is over the %d-byte payload limit", s.opts.MaxPayload)}
+				Message: fmt.Sprintf("%s result is over the %d-byte payload limit", fn, s.opts.MaxPayload)}
 		}
 		out = append(out, ev)
 		return nil
 	}
 	if o.ClassName() != "Array" {
-		if err := add(o, inputID, "transform result"); err != nil {
+		if err := add(o, inputID, fn+" result"); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -158,7 +158,7 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 	n := o.Get("length").ToInteger()
 	out = make([]sdk.Event, 0, n)
 	for i := range n {
-		where := "transform result[" + strconv.FormatInt(i, 10) + "]"
+		where := fn + " result[" + strconv.FormatInt(i, 10) + "]"
 		el := o.Get(strconv.FormatInt(i, 10))
 		eo, ok := el.(*goja.Object)
 		if !ok || eo.ClassName() == "Array" || isFunction(el) {
@@ -173,13 +173,30 @@ func (slot *vmSlot) events(v goja.Value, inputID string) ([]sdk.Event, error) {
 
 // resultError reports an engine failure (a getter or proxy trap that threw,
 // an interrupt) met while reading transform's result.
-func (s *Script) resultError(vm *goja.Runtime, err error) *Error {
-	e := s.jsError(vm, err, s.transformPos)
+func (slot *vmSlot) resultError(err error) *Error {
+	e := slot.s.jsError(slot.vm, err, slot.resultAt())
 	if e.Err == ErrException {
 		e.Err = ErrBadReturn
-		e.Message = "reading the transform result: " + e.Message
+		e.Message = "reading the " + slot.resultFn() + " result: " + e.Message
 	}
 	return e
+}
+
+// resultAt locates problems with a returned value: at the definition of
+// the function that returned it (transform unless aggregate is running).
+func (slot *vmSlot) resultAt() position {
+	if slot.aggregating {
+		return slot.s.aggregatePos
+	}
+	return slot.s.transformPos
+}
+
+// resultFn names the function whose result is being read.
+func (slot *vmSlot) resultFn() string {
+	if slot.aggregating {
+		return "aggregate"
+	}
+	return "transform"
 }
 
 // asString returns v's string value when v is a primitive string.
@@ -200,7 +217,7 @@ func isFunction(v goja.Value) bool {
 // it has no id. It also returns the event's approximate encoded size.
 func (slot *vmSlot) event(o *goja.Object, defaultID, where string) (sdk.Event, int, error) {
 	s := slot.s
-	at := s.transformPos
+	at := slot.resultAt()
 	var ev sdk.Event
 	size := 0
 	str := func(k string, v goja.Value) (string, error) {
@@ -269,7 +286,7 @@ func (slot *vmSlot) event(o *goja.Object, defaultID, where string) (sdk.Event, i
 }
 
 func (slot *vmSlot) timeValue(v goja.Value, where string) (time.Time, error) {
-	at := slot.s.transformPos
+	at := slot.resultAt()
 	var x any
 	if o, ok := v.(*goja.Object); ok {
 		if o.ClassName() == "Date" {
@@ -298,7 +315,7 @@ func (slot *vmSlot) timeValue(v goja.Value, where string) (time.Time, error) {
 }
 
 func (slot *vmSlot) metadata(v goja.Value, where string) (map[string]string, error) {
-	at := slot.s.transformPos
+	at := slot.resultAt()
 	o, ok := v.(*goja.Object)
 	if !ok || o.ClassName() == "Array" || isFunction(v) {
 		return nil, slot.s.badReturn(at, "%s.metadata must be an object of strings, got %s", where, typeOf(v))
@@ -323,18 +340,18 @@ func (slot *vmSlot) encode(v goja.Value, where string) (json.RawMessage, error) 
 	out, ok, err := encodeJSON(slot.vm, v, s.opts.MaxPayload)
 	switch {
 	case err == errEncodeTooLarge:
-		return nil, &Error{File: s.name, Line: s.transformPos.line, Column: s.transformPos.column, Err: ErrPayloadTooLarge,
+		return nil, &Error{File: s.name, Line: slot.resultAt().line, Column: slot.resultAt().column, Err: ErrPayloadTooLarge,
 			Message: fmt.Sprintf("%s is over the %d-byte payload limit", where, s.opts.MaxPayload)}
 	case err != nil:
 		if isEngineError(err) {
-			e := s.jsError(slot.vm, err, s.transformPos)
+			e := s.jsError(slot.vm, err, slot.resultAt())
 			if e.Err == ErrException {
 				e.Err = ErrBadReturn
 				e.Message = "encoding " + where + " as JSON: " + e.Message
 			}
 			return nil, e
 		}
-		return nil, s.badReturn(s.transformPos, "encoding %s as JSON: %v", where, err)
+		return nil, s.badReturn(slot.resultAt(), "encoding %s as JSON: %v", where, err)
 	case !ok:
 		return nil, nil
 	}

@@ -21,8 +21,9 @@ var (
 	ErrBadReturn = errors.New("script returned an invalid value")
 	// ErrPayloadTooLarge: the event going in or the events coming out exceed Options.MaxPayload.
 	ErrPayloadTooLarge = errors.New("script payload too large")
-	// ErrNoFunction: the script defines neither filter nor transform.
-	ErrNoFunction = errors.New("script defines neither filter nor transform")
+	// ErrNoFunction: the script defines none of filter, transform and
+	// aggregate (or not the one a step needs).
+	ErrNoFunction = errors.New("script defines none of filter, transform and aggregate")
 	// ErrInvalidEvent: the event handed to the script is not valid (e.g. its data is not JSON).
 	ErrInvalidEvent = errors.New("invalid event")
 	// ErrSyntax: the script does not compile.

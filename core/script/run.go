@@ -15,7 +15,8 @@ type Result struct {
 	// returned at least one event.
 	Kept bool `json:"kept"`
 	// FilteredBy says which function dropped the event: "filter" (returned
-	// falsy) or "transform" (returned null or an empty array); empty when kept.
+	// falsy), "transform" or "aggregate" (returned null or an empty
+	// array); empty when kept.
 	FilteredBy string `json:"filtered_by,omitempty"`
 	// Events are the events that come out (nil when filtered).
 	Events []sdk.Event `json:"events"`
@@ -72,4 +73,67 @@ func (s *Script) RunJSON(ctx context.Context, eventJSON []byte, c Context) (Resu
 		return Result{}, fmt.Errorf("event: field \"type\" is required")
 	}
 	return s.Run(ctx, ev, c)
+}
+
+// RunAggregate runs the script's aggregate on the events of one window.
+func (s *Script) RunAggregate(ctx context.Context, events []sdk.Event, c AggregateContext) (Result, error) {
+	out, err := s.Aggregate(ctx, events, c)
+	if err != nil {
+		return Result{}, err
+	}
+	if len(out) == 0 {
+		return Result{FilteredBy: "aggregate"}, nil
+	}
+	return Result{Kept: true, Events: out}, nil
+}
+
+// RunFileEvents compiles the script at path and runs it on several events
+// given as a JSON array; it backs `hookbus script run FILE --event
+// events.json` with an array. A script with aggregate gets them as one
+// window (c supplies its ctx; zero members take the defaults of a test
+// case's); a script without runs filter and transform on each event, and
+// the results are in order (aggregated tells which it was).
+func RunFileEvents(ctx context.Context, path string, eventsJSON []byte, c CaseContext, opts Options) (results []Result, aggregated bool, err error) {
+	s, err := Compile(path, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(eventsJSON, &raws); err != nil {
+		return nil, false, fmt.Errorf("events: %w", err)
+	}
+	events, err := decodeEvents(raws)
+	if err != nil {
+		return nil, false, err
+	}
+	if s.HasAggregate() {
+		r, err := s.RunAggregate(ctx, events, c.aggregateContext(events))
+		if err != nil {
+			return nil, true, err
+		}
+		return []Result{r}, true, nil
+	}
+	out := make([]Result, 0, len(events))
+	for _, ev := range events {
+		r, err := s.Run(ctx, ev, c.context())
+		if err != nil {
+			return nil, false, fmt.Errorf("event %q: %w", ev.ID, err)
+		}
+		out = append(out, r)
+	}
+	return out, false, nil
+}
+
+// decodeEvents decodes events given as JSON; each needs a type.
+func decodeEvents(raws []json.RawMessage) ([]sdk.Event, error) {
+	events := make([]sdk.Event, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &events[i]); err != nil {
+			return nil, fmt.Errorf("events[%d]: %w", i, err)
+		}
+		if events[i].Type == "" {
+			return nil, fmt.Errorf("events[%d]: field \"type\" is required", i)
+		}
+	}
+	return events, nil
 }

@@ -142,8 +142,9 @@ type Script struct {
 	opts Options
 	prg  *goja.Program
 
-	hasFilter, hasTransform bool
-	filterPos, transformPos position // where the functions are defined
+	hasFilter, hasTransform, hasAggregate bool
+	// where the functions are defined
+	filterPos, transformPos, aggregatePos position
 
 	sem  chan struct{} // one token per runtime in use
 	idle chan *vmSlot  // runtimes ready for reuse
@@ -181,6 +182,7 @@ func CompileSource(name, src string, opts Options) (*Script, error) {
 	}
 	s.filterPos = declPos(tree, "filter")
 	s.transformPos = declPos(tree, "transform")
+	s.aggregatePos = declPos(tree, "aggregate")
 
 	slot, err := s.newSlot()
 	if err != nil {
@@ -194,6 +196,7 @@ func CompileSource(name, src string, opts Options) (*Script, error) {
 	}{
 		{"filter", slot.filterV, s.filterPos, &s.hasFilter},
 		{"transform", slot.transformV, s.transformPos, &s.hasTransform},
+		{"aggregate", slot.aggregateV, s.aggregatePos, &s.hasAggregate},
 	} {
 		if fn.v == nil || goja.IsUndefined(fn.v) {
 			continue
@@ -204,8 +207,8 @@ func CompileSource(name, src string, opts Options) (*Script, error) {
 		}
 		*fn.has = true
 	}
-	if !s.hasFilter && !s.hasTransform {
-		return nil, &Error{File: name, Message: "defines neither filter(event, ctx) nor transform(event, ctx)", Err: ErrNoFunction}
+	if !s.hasFilter && !s.hasTransform && !s.hasAggregate {
+		return nil, &Error{File: name, Message: "defines none of filter(event, ctx), transform(event, ctx) and aggregate(events, ctx)", Err: ErrNoFunction}
 	}
 	s.idle <- slot
 	return s, nil
@@ -274,6 +277,9 @@ func (s *Script) HasFilter() bool { return s.hasFilter }
 // HasTransform reports whether the script defines transform.
 func (s *Script) HasTransform() bool { return s.hasTransform }
 
+// HasAggregate reports whether the script defines aggregate.
+func (s *Script) HasAggregate() bool { return s.hasAggregate }
+
 // Filter calls the script's filter and reports whether to keep the event
 // (a truthy return). Without a filter it keeps every event. Failures are
 // *Error; waiting for a free runtime ends with ctx's error.
@@ -340,7 +346,7 @@ func (s *Script) Transform(ctx context.Context, ev sdk.Event, c Context) ([]sdk.
 			return err
 		})
 		if err != nil && !isScriptError(err) {
-			return s.resultError(slot.vm, err)
+			return slot.resultError(err)
 		}
 		return err
 	}, c)
@@ -406,6 +412,7 @@ func (s *Script) call(ctx context.Context, slot *vmSlot, ev sdk.Event, at positi
 	defer func() {
 		slot.current = callInfo{}
 		slot.lazy = lazyData{}
+		slot.aggregating = false
 		s.release(slot, discard)
 	}()
 	slot.current = callInfo{pipeline: c.Pipeline, sink: c.Sink, eventID: ev.ID}
@@ -543,6 +550,7 @@ func (s *Script) newSlot() (*vmSlot, error) {
 		}
 		slot.filterV = slot.vm.Get("filter")
 		slot.transformV = slot.vm.Get("transform")
+		slot.aggregateV = slot.vm.Get("aggregate")
 		return nil
 	})
 	var se *Error
@@ -554,6 +562,7 @@ func (s *Script) newSlot() (*vmSlot, error) {
 	}
 	slot.filter, _ = goja.AssertFunction(slot.filterV)
 	slot.transform, _ = goja.AssertFunction(slot.transformV)
+	slot.aggregate, _ = goja.AssertFunction(slot.aggregateV)
 	return slot, nil
 }
 
@@ -563,11 +572,16 @@ type vmSlot struct {
 	vm        *goja.Runtime
 	filter    goja.Callable
 	transform goja.Callable
-	// filterV and transformV are the globals as the top-level code left them.
-	filterV, transformV goja.Value
-	rangeErrorC         *goja.Object // the built-in RangeError
-	current             callInfo     // the call in progress, for log attributes
-	lazy                lazyData     // the call's event data, until the script reads it
+	aggregate goja.Callable
+	// filterV, transformV and aggregateV are the globals as the
+	// top-level code left them.
+	filterV, transformV, aggregateV goja.Value
+	rangeErrorC                     *goja.Object // the built-in RangeError
+	current                         callInfo     // the call in progress, for log attributes
+	lazy                            lazyData     // the call's event data, until the script reads it
+	// aggregating is set while an aggregate call runs (its result is
+	// read and located as aggregate's).
+	aggregating bool
 }
 
 // callInfo identifies the call in progress in log lines.

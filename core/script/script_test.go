@@ -362,7 +362,7 @@ func TestCompileErrors(t *testing.T) {
 		re        string
 	}{
 		{"syntax", "function filter(e) {\n  return e.type ===\n}", 3, ErrSyntax, `^test\.js:3:\d+: SyntaxError`},
-		{"neither function", "var x = 1;", 0, ErrNoFunction, `^test\.js: defines neither filter\(event, ctx\) nor transform\(event, ctx\)$`},
+		{"neither function", "var x = 1;", 0, ErrNoFunction, `^test\.js: defines none of filter\(event, ctx\), transform\(event, ctx\) and aggregate\(events, ctx\)$`},
 		{"filter not a function", "var y;\nvar filter = 3;", 2, ErrNoFunction, `^test\.js:2:\d+: filter must be a function, got number$`},
 		{"top-level throw", "\nthrow new Error('init');", 2, ErrException, `^test\.js:2:7: Error: init$`},
 		{"top-level loop", "for (;;) {}\nfunction filter() {}", 1, ErrTimeout, `timed out`},

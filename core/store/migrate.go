@@ -68,10 +68,12 @@ var migrations = []migration{
 	{version: 8, name: "subscriptions: delivery format", stmts: []string{
 		`ALTER TABLE hookbus_subscriptions ADD COLUMN format TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 9, name: "aggregate windows, their events, members seen",
+		stmts: aggregateSchema(), postgres: aggregateSchema()},
 	// The attempts of batched deliveries by their batch's webhook-id, for
 	// the webhook_id filter (a batch's events); only batches' ids, so the
 	// index stays small and costs single deliveries nothing.
-	{version: 9, name: "delivery log: attempts by batch webhook-id", stmts: []string{
+	{version: 10, name: "delivery log: attempts by batch webhook-id", stmts: []string{
 		`CREATE INDEX hookbus_attempts_batch ON hookbus_attempts (webhook_id, id) WHERE webhook_id LIKE 'batch_%'`,
 	}},
 }
