@@ -67,17 +67,17 @@ const (
 	benchKeys   = 1000
 )
 
-// countingSink counts the events delivered and, for digests, the events
+// digestCountingSink counts the events delivered and, for digests, the events
 // in them.
-type countingSink struct {
+type digestCountingSink struct {
 	deliveries, inDigests atomic.Int64
 }
 
-func (s *countingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
+func (s *digestCountingSink) Init(context.Context, json.RawMessage) (sdk.SinkInfo, error) {
 	return sdk.SinkInfo{}, nil
 }
 
-func (s *countingSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
+func (s *digestCountingSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
 	res := make([]sdk.Result, len(batch))
 	for i, d := range batch {
 		s.deliveries.Add(1)
@@ -89,7 +89,7 @@ func (s *countingSink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Re
 	return res
 }
 
-func (s *countingSink) Close(context.Context) error { return nil }
+func (s *digestCountingSink) Close(context.Context) error { return nil }
 
 func runAggregateBench(b *testing.B, mode string) float64 {
 	b.StopTimer()
@@ -104,7 +104,7 @@ func runAggregateBench(b *testing.B, mode string) float64 {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	sink := &countingSink{}
+	sink := &digestCountingSink{}
 	var steps []Step
 	switch mode {
 	case "aggregate":
