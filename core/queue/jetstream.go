@@ -38,7 +38,12 @@ type JetStreamOptions struct {
 	// Prefix namespaces stream and consumer names (default "HOOKBUS"), so
 	// several hookbus deployments (or tests) can share one NATS server.
 	Prefix string
-	Logger *slog.Logger
+	// Replicas is how many servers of a cluster hold each stream and
+	// key-value bucket (queue.replicas; default 1). Consumers follow
+	// their stream's count. Existing streams and buckets are updated to
+	// it at start.
+	Replicas int
+	Logger   *slog.Logger
 }
 
 // JetStream is the NATS JetStream driver: the embedded default and the
@@ -53,6 +58,7 @@ type JetStream struct {
 	claims    idClaims           // producer ids being published by this process
 	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
 	ownNacks  ownNacks           // the nack records this process wrote, until their redelivery
+	health    jsHealth           // the last Health result
 	delay     *jsDelay           // embedded only: messages published for later
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
@@ -105,6 +111,10 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 		}
 	}
 	if err := q.openConns(); err != nil {
+		return nil, err
+	}
+	if err := q.checkReplicas(); err != nil {
+		q.Close()
 		return nil, err
 	}
 	if err := q.createStreams(ctx); err != nil {
@@ -227,12 +237,13 @@ func (q *JetStream) createStreams(ctx context.Context) error {
 			Storage:    jetstream.FileStorage,
 			Retention:  jetstream.InterestPolicy,
 			Duplicates: streamDupWindow,
+			Replicas:   q.replicas(),
 		}
 		if q.opts.Prefix != "HOOKBUS" {
 			cfg.Subjects = []string{strings.ToLower(q.opts.Prefix) + "." + s.prefix + ">"}
 		}
 		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, q.replicaError("stream "+cfg.Name, err))
 		}
 	}
 	return nil
@@ -255,13 +266,14 @@ func (q *JetStream) createBuckets(ctx context.Context) error {
 	// (delivered once, acked) costs nothing.
 	var err error
 	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  q.opts.Prefix + "_NACKS",
-		TTL:     nackRecordTTL,
-		Storage: jetstream.FileStorage,
-		History: 1,
+		Bucket:   q.opts.Prefix + "_NACKS",
+		TTL:      nackRecordTTL,
+		Storage:  jetstream.FileStorage,
+		History:  1,
+		Replicas: q.replicas(),
 	})
 	if err != nil {
-		return fmt.Errorf("queue: create nack bucket: %w", err)
+		return fmt.Errorf("queue: create nack bucket: %w", q.replicaError("bucket "+q.opts.Prefix+"_NACKS", err))
 	}
 	return nil
 }
@@ -384,8 +396,10 @@ func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message
 	return out, fresh, release
 }
 
+// waitAcks waits for the acknowledgement of every future, at most
+// publishAckTimeout in all.
 func waitAcks(futures []jetstream.PubAckFuture) error {
-	timeout := time.NewTimer(30 * time.Second)
+	timeout := time.NewTimer(publishAckTimeout)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
@@ -393,11 +407,17 @@ func waitAcks(futures []jetstream.PubAckFuture) error {
 		case err := <-f.Err():
 			return err
 		case <-timeout.C:
-			return errors.New("no acknowledgement within 30s")
+			return fmt.Errorf("%w (%s)", errNoAck, publishAckTimeout)
 		}
 	}
 	return nil
 }
+
+// publishAckTimeout bounds the wait for a batch's acknowledgements. A
+// healthy server answers within milliseconds; no answer in this time means
+// the message or its acknowledgement was lost with a server (a cluster
+// node died), and the publish is refused as unavailable, to be retried.
+const publishAckTimeout = 10 * time.Second
 
 func (q *JetStream) subject(topic string) string {
 	if q.opts.Prefix == "HOOKBUS" {
@@ -449,18 +469,20 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 		}
 		f, err := q.js.PublishMsgAsync(m, popts...)
 		if err != nil {
-			return fmt.Errorf("queue: publish to %s: %w", topic, err)
+			return fmt.Errorf("queue: publish to %s: %w", topic, unavailable(err))
 		}
 		futures = append(futures, f)
 	}
+	// Errors that mean "not now" (no stream leader, no server) wrap
+	// ErrUnavailable: the caller refuses the whole batch for a retry.
 	if err := waitAcks(futures); err != nil {
-		return fmt.Errorf("queue: publish to %s: %w", topic, err)
+		return fmt.Errorf("queue: publish to %s: %w", topic, unavailable(err))
 	}
 	if ingest {
 		// Only after the events are durable: a crash in between means the
 		// producer's retry is queued again (at-least-once), never lost.
 		if err := q.ids.remember(context.Background(), ids); err != nil {
-			return fmt.Errorf("queue: record producer ids: %w", err)
+			return fmt.Errorf("queue: record producer ids: %w", unavailable(err))
 		}
 	}
 	return nil
