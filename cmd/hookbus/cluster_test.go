@@ -336,3 +336,124 @@ func TestClusterSurvivesNodeAndInstanceLoss(t *testing.T) {
 		p.stop()
 	}
 }
+
+// readyz returns /readyz's status and body.
+func readyz(addr string) (int, string) {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestClusterIngestAnswers503WithoutStreamLeader stops two of the three
+// nodes, so the streams lose their quorum and leader: ingest answers 503
+// with Retry-After and an "unavailable" problem, /readyz names the queue,
+// and once the nodes are back ingest and delivery resume by themselves,
+// with nothing dead-lettered.
+func TestClusterIngestAnswers503WithoutStreamLeader(t *testing.T) {
+	cl := testenv.StartNATSCluster(t, 3)
+	dsn := postgresSchema(t)
+	ns := clusterNamespace("nolead")
+	addr := freeAddr(t)
+	p := startHookbus(t, clusterConfig(t, addr, cl.URLs(), ns, dsn, 3), addr)
+	a := newAPI(t, addr)
+	rcv := newEndpoint(t, testSecret)
+	a.must(http.StatusCreated, http.MethodPost, "/v1/applications", map[string]any{"id": "acme", "name": "Acme"}, nil)
+	a.must(http.StatusCreated, http.MethodPost, "/v1/applications/acme/subscriptions",
+		map[string]any{"url": rcv.url, "event_types": []string{"order.*"}, "secret": testSecret}, nil)
+	client := &http.Client{Timeout: 30 * time.Second}
+	var accepted []string
+	body, ids := appBatch("before", 0, 10)
+	if status, _, answer := post(client, addr, body); status != http.StatusAccepted {
+		t.Fatalf("HTTP %d before the fault: %s", status, answer)
+	}
+	accepted = append(accepted, ids...)
+
+	killed := time.Now()
+	cl.Kill(0)
+	cl.Kill(1)
+	var status int
+	var wait time.Duration
+	var answer string
+	n := 0
+	testenv.Eventually(t, time.Minute, "ingest answering 503 without a stream leader", func() bool {
+		body, ids := appBatch("during", n, 1)
+		n++
+		status, wait, answer = post(client, addr, body)
+		if status == http.StatusAccepted {
+			// Before the survivor noticed it lost its quorum.
+			accepted = append(accepted, ids...)
+		}
+		return status == http.StatusServiceUnavailable
+	})
+	first503 := time.Since(killed)
+	var prob struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal([]byte(answer), &prob); err != nil || prob.Code != "unavailable" || wait <= 0 {
+		t.Errorf("503 answer: Retry-After %v, body %s (%v)", wait, answer, err)
+	}
+	testenv.Eventually(t, 30*time.Second, "/readyz naming the queue", func() bool {
+		code, b := readyz(addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(b, "queue")
+	})
+	_, rz := readyz(addr)
+	t.Logf("two of three nodes killed: first 503 (Retry-After %v) after %v; /readyz: %s", wait, first503.Round(time.Millisecond), strings.TrimSpace(rz))
+
+	restarted := time.Now()
+	cl.Start(0)
+	cl.Start(1)
+	i := 0
+	testenv.Eventually(t, 2*time.Minute, "ingest accepting again", func() bool {
+		body, ids := appBatch("after", i, 1)
+		i++
+		status, _, _ := post(client, addr, body)
+		if status == http.StatusAccepted {
+			accepted = append(accepted, ids...)
+		}
+		return status == http.StatusAccepted
+	})
+	resumed := time.Since(restarted)
+	testenv.Eventually(t, time.Minute, "/readyz ready again", func() bool { code, _ := readyz(addr); return code == http.StatusOK })
+	testenv.Eventually(t, 2*time.Minute, "every accepted event delivered", func() bool {
+		got, _ := rcv.count(accepted)
+		return got == len(accepted)
+	})
+	t.Logf("nodes restarted: ingest accepted again after %v, ready and every accepted event (%d) delivered after %v",
+		resumed.Round(time.Millisecond), len(accepted), time.Since(restarted).Round(time.Millisecond))
+	var dl struct {
+		DeadLetters []deadLetterJSON `json:"dead_letters"`
+	}
+	a.must(http.StatusOK, http.MethodGet, "/v1/dead-letters?limit=10", nil, &dl)
+	if len(dl.DeadLetters) > 0 {
+		t.Errorf("%d dead letters, want none: %+v", len(dl.DeadLetters), dl.DeadLetters)
+	}
+	p.stop()
+}
+
+// TestClusterRefusesMoreReplicasThanNodes: queue.replicas 5 on a
+// three-node cluster stops the start with an error naming the key.
+func TestClusterRefusesMoreReplicasThanNodes(t *testing.T) {
+	cl := testenv.StartNATSCluster(t, 3)
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, fmt.Sprintf(`version: 1
+server: {listen: %q}
+data_dir: %s
+queue: {driver: nats, url: %q, namespace: %s, replicas: 5}
+sources: {shop: {type: http}}
+sinks: {out: {type: webhook, config: {url: "https://partner.example/hooks", secret: %s}}}
+pipelines: {all: {from: [shop], to: [out]}}
+`, addr, filepath.Join(dir, "data"), cl.URLs(), clusterNamespace("r5"), testSecret))
+	out, code := runBounded(t, testenv.Timeout(time.Minute), "run", "--config", conf)
+	if code == 0 || code == -1 {
+		t.Fatalf("hookbus started with 5 replicas on 3 nodes (exit %d): %s", code, out)
+	}
+	if !strings.Contains(out, "queue.replicas") || !strings.Contains(out, "5 replicas") {
+		t.Errorf("the error does not name queue.replicas and the count: %s", out)
+	}
+}

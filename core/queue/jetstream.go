@@ -694,6 +694,12 @@ func (q *JetStream) Conn() *nats.Conn { return q.nc }
 // of a handler's time, well within AckWait.
 func prefetch(window int) int { return max(1, min(window/4, 500)) }
 
+// pullHeartbeat is how often the server signals a waiting pull request
+// alive. Two missed signals make the consume loop pull again: a request
+// lost with a cluster node (or a consumer leader that moved) costs a pause
+// of twice this, not the default 30s.
+const pullHeartbeat = 3 * time.Second
+
 // maxAckPending bounds the messages of one consumer that are delivered or
 // waiting for a delayed redelivery.
 const maxAckPending = 1_000_000
@@ -779,7 +785,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sem:        make(chan struct{}, s.maxInFlight),
 		done:       make(chan struct{}),
 	}
-	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
