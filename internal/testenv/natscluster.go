@@ -215,3 +215,19 @@ func (c *NATSCluster) StreamLeader(stream string) int {
 	}
 	return c.Node(s.CachedInfo().Cluster.Leader)
 }
+
+// PIDs returns the process ids of the running nodes.
+func (c *NATSCluster) PIDs() []int {
+	var out []int
+	for _, nd := range c.nodes {
+		if nd.cmd == nil || nd.cmd.Process == nil {
+			continue
+		}
+		select {
+		case <-nd.done:
+		default:
+			out = append(out, nd.cmd.Process.Pid)
+		}
+	}
+	return out
+}
