@@ -821,10 +821,22 @@ type jsSubscription struct {
 	outClosed bool
 	// Messages fetched but not handed to the handler at shutdown are
 	// handed back once the consume loop has stopped, so it cannot fetch
-	// the copies.
+	// the copies; and a nack the handler gives while the subscription
+	// stops is sent then too, so the server cannot redeliver the message
+	// to this subscription's last pull request (whose messages, sent as
+	// the subscription goes, would be lost on the wire and come back
+	// only after AckWait).
 	backMu   sync.Mutex
 	back     []jsFetched
-	backDone bool // the consume loop has stopped: hand back at once
+	naks     []jsNak
+	backDone bool // the consume loop has stopped: hand back and nak at once
+}
+
+// jsNak is a nack held until the consume loop has stopped.
+type jsNak struct {
+	jm  jetstream.Msg
+	msg *message.Message
+	d   jsDelivery
 }
 
 type jsFetched struct {
@@ -848,6 +860,28 @@ func (sub *jsSubscription) later(jm jetstream.Msg, deliveries uint64) {
 		return
 	}
 	sub.back = append(sub.back, jsFetched{jm, deliveries})
+	sub.backMu.Unlock()
+}
+
+// stopping reports whether the subscription has begun to stop.
+func (sub *jsSubscription) stopping() bool {
+	select {
+	case <-sub.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// nakLater naks jm once the consume loop has stopped (at once if it has).
+func (sub *jsSubscription) nakLater(jm jetstream.Msg, msg *message.Message, d jsDelivery) {
+	sub.backMu.Lock()
+	if sub.backDone {
+		sub.backMu.Unlock()
+		sub.nak(jm, msg, d)
+		return
+	}
+	sub.naks = append(sub.naks, jsNak{jm, msg, d})
 	sub.backMu.Unlock()
 }
 
@@ -979,6 +1013,11 @@ func (sub *jsSubscription) await(jm jetstream.Msg, msg *message.Message, d jsDel
 			}
 			return
 		case <-msg.Nacked():
+			if sub.stopping() {
+				// See jsSubscription.naks.
+				sub.nakLater(jm, msg, d)
+				return
+			}
 			sub.nak(jm, msg, d)
 			return
 		case <-keepAlive.C:
@@ -990,7 +1029,7 @@ func (sub *jsSubscription) await(jm jetstream.Msg, msg *message.Message, d jsDel
 			done = nil
 			grace = time.After(q.opts.CloseGrace)
 		case <-grace:
-			sub.s.handBack(jm, d.deliveries)
+			sub.later(jm, d.deliveries)
 			return
 		}
 	}
@@ -1062,11 +1101,14 @@ func (sub *jsSubscription) stop(cc jetstream.ConsumeContext) {
 	sub.outClosed = true
 	sub.sendMu.Unlock()
 	sub.backMu.Lock()
-	pending := sub.back
-	sub.back, sub.backDone = nil, true
+	pending, naks := sub.back, sub.naks
+	sub.back, sub.naks, sub.backDone = nil, nil, true
 	sub.backMu.Unlock()
 	for _, f := range pending {
 		sub.s.handBack(f.jm, f.deliveries)
+	}
+	for _, n := range naks {
+		sub.nak(n.jm, n.msg, n.d)
 	}
 	sub.inflight.Wait()
 	close(sub.out)
