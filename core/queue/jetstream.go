@@ -374,7 +374,12 @@ func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message
 		return msgs, nil, func() {}
 	}
 	release = q.claims.claim(ids)
-	seen := q.ids.seen(context.Background(), ids)
+	// Bounded as a whole: on a cluster that lost the bucket's leader every
+	// lookup would otherwise wait out its own request timeout, one round
+	// of 16 after the other. An id not looked up counts as unseen.
+	lctx, cancel := context.WithTimeout(context.Background(), idLookupTimeout)
+	seen := q.ids.seen(lctx, ids)
+	cancel()
 	drop := make(map[string]bool, len(ids))
 	for i, id := range ids {
 		drop[id] = seen[i]
@@ -396,10 +401,19 @@ func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message
 	return out, fresh, release
 }
 
+// idLookupTimeout bounds the producer-id lookups of one ingest batch.
+const idLookupTimeout = 5 * time.Second
+
 // waitAcks waits for the acknowledgement of every future, at most
-// publishAckTimeout in all.
+// embeddedAckTimeout in all (see waitAcksFor).
 func waitAcks(futures []jetstream.PubAckFuture) error {
-	timeout := time.NewTimer(publishAckTimeout)
+	return waitAcksFor(futures, embeddedAckTimeout)
+}
+
+// waitAcksFor waits for the acknowledgement of every future, at most d in
+// all.
+func waitAcksFor(futures []jetstream.PubAckFuture, d time.Duration) error {
+	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
@@ -407,17 +421,30 @@ func waitAcks(futures []jetstream.PubAckFuture) error {
 		case err := <-f.Err():
 			return err
 		case <-timeout.C:
-			return fmt.Errorf("%w (%s)", errNoAck, publishAckTimeout)
+			return fmt.Errorf("%w (%s)", errNoAck, d)
 		}
 	}
 	return nil
 }
 
-// publishAckTimeout bounds the wait for a batch's acknowledgements. A
-// healthy server answers within milliseconds; no answer in this time means
-// the message or its acknowledgement was lost with a server (a cluster
-// node died), and the publish is refused as unavailable, to be retried.
-const publishAckTimeout = 10 * time.Second
+// Bounds of the wait for a batch's acknowledgements. An external server
+// answers within milliseconds when healthy: no answer within
+// externalAckTimeout means the message or its acknowledgement was lost
+// with a server (a cluster node died), and the publish is refused as
+// unavailable, to be retried. The embedded server loses nothing on the
+// way; a slow answer there is load, given longer.
+const (
+	externalAckTimeout = 10 * time.Second
+	embeddedAckTimeout = 30 * time.Second
+)
+
+// ackTimeout is the acknowledgement bound of this queue's server.
+func (q *JetStream) ackTimeout() time.Duration {
+	if q.ns != nil {
+		return embeddedAckTimeout
+	}
+	return externalAckTimeout
+}
 
 func (q *JetStream) subject(topic string) string {
 	if q.opts.Prefix == "HOOKBUS" {
@@ -475,7 +502,7 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 	}
 	// Errors that mean "not now" (no stream leader, no server) wrap
 	// ErrUnavailable: the caller refuses the whole batch for a retry.
-	if err := waitAcks(futures); err != nil {
+	if err := waitAcksFor(futures, q.ackTimeout()); err != nil {
 		return fmt.Errorf("queue: publish to %s: %w", topic, unavailable(err))
 	}
 	if ingest {

@@ -70,7 +70,7 @@ func (k *kvIDs) remember(_ context.Context, ids []string) error {
 		}
 		futures = append(futures, f)
 	}
-	return waitAcks(futures)
+	return waitAcksFor(futures, externalAckTimeout)
 }
 
 func (k *kvIDs) close() error { return nil }
