@@ -1,6 +1,9 @@
 // Package deploy holds what operators load beside hookbus: Prometheus
-// rules (prometheus/) and a Grafana dashboard (grafana/). Its tests check
-// them with promtool and against the metrics hookbus exports.
+// rules (prometheus/), a Grafana dashboard (grafana/), and the files of a
+// clustered deployment: three NATS JetStream node configs (nats/), systemd
+// units (systemd/) and one instance's hookbus config (hookbus/). Its tests
+// check them with promtool, nats-server, systemd-analyze and hookbus
+// validate, and against the metrics hookbus exports.
 package deploy
 
 import (

@@ -138,7 +138,8 @@ func queueDriver(cfg *config.Config) string {
 // registry.Default.
 func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
 	q, err := queue.Open(ctx, registry.Default, queueDriver(cfg), queue.OpenOptions{DataDir: cfg.DataDir, URL: cfg.Queue.URL,
-		DedupWindow: cfg.Queue.DedupWindow, Namespace: cfg.Queue.Namespace, CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
+		DedupWindow: cfg.Queue.DedupWindow, Namespace: cfg.Queue.Namespace, Replicas: cfg.Queue.Replicas,
+		CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("queue.driver: %w", err)
 	}
@@ -151,6 +152,21 @@ func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue
 func OpenStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
 	return store.Open(ctx, cfg.Store.Driver, cfg.Store.DSN, cfg.DataDir,
 		store.EncryptionKeys(cfg.Store.EncryptionKey, cfg.Store.OldEncryptionKeys...))
+}
+
+// notReady lists what cannot work yet for /readyz: the components still
+// initialising, and the queue while it cannot take or hand out messages
+// (a JetStream stream without a leader, no server reachable).
+func (a *App) notReady() []string {
+	out := a.readiness.list()
+	if hc, ok := a.Queue.(queue.HealthChecker); ok {
+		ctx, cancel := context.WithTimeout(a.bgCtx, 3*time.Second)
+		defer cancel()
+		if err := hc.Health(ctx); err != nil {
+			out = append(out, "queue: "+err.Error())
+		}
+	}
+	return out
 }
 
 // New builds an instance; nothing listens or consumes until Start.
@@ -206,7 +222,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	attempts, resender := a.deliveryLogAPI()
 	a.api = api.New(api.Options{Ingest: ingest, APIKeys: cfg.Server.APIKeys, Store: a.Store, Queue: a.Queue, Registry: a.Metrics.Registry, Logger: log,
 		SinkKnown: func(name string) bool { _, ok := a.rt.Load().cfg.Sinks[name]; return ok },
-		NotReady:  a.readiness.list,
+		NotReady:  a.notReady,
 		Admin:     a,
 		Pprof:     cfg.Server.Pprof,
 		// The platform API: applications, tokens, subscriptions.

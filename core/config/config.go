@@ -139,6 +139,11 @@ type Queue struct {
 	// it is dead-lettered as poison, on drivers that count deliveries.
 	// Default 10.
 	MaxDeliveries int `koanf:"max_deliveries"`
+	// Replicas is how many servers of a NATS JetStream cluster hold each
+	// stream, key-value bucket and consumer of the namespace (nats driver):
+	// 1 (default) or 3 on a three-node cluster (at most 5). Checked against
+	// the cluster at start; existing streams and buckets are updated to it.
+	Replicas int `koanf:"replicas"`
 }
 
 // Store drivers.
@@ -424,6 +429,7 @@ func defaults() map[string]any {
 			"dedup_window":   "24h",
 			"namespace":      "hookbus",
 			"max_deliveries": 10,
+			"replicas":       1,
 		},
 		"store": map[string]any{
 			"driver":            StoreSQLite,
@@ -478,7 +484,7 @@ func Default() *Config {
 			MaxConnections:  4096,
 		},
 		DataDir:   "./data",
-		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1},
 		Store:     Store{Driver: StoreSQLite, AttemptLog: true, EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},

@@ -171,7 +171,7 @@ func TestLoadYAML(t *testing.T) {
 			MaxConnections:  4096,
 		},
 		DataDir: filepath.Join(dir, "state"),
-		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
+		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1},
 		Store: Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus", AttemptLog: true,
 			EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins: map[string]Plugin{"acme": {
@@ -540,6 +540,20 @@ log:
 			want: []wantErr{
 				{"queue.max_deliveries", 3, "must be at least 1"},
 				{"scripts.max_timeouts", 5, "must be at least 1"},
+			},
+		},
+		{
+			name: "replicas need a NATS cluster",
+			yaml: "version: 1\nqueue:\n  replicas: 3\n",
+			want: []wantErr{
+				{"queue.replicas", 3, `3 replicas need a NATS JetStream cluster (queue.driver: nats); queue driver "embedded" keeps one copy`},
+			},
+		},
+		{
+			name: "replicas within JetStream's bound",
+			yaml: "version: 1\nqueue:\n  driver: nats\n  url: nats://n1:4222\n  replicas: 7\n",
+			want: []wantErr{
+				{"queue.replicas", 5, "must be 1 to 5"},
 			},
 		},
 		{

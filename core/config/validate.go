@@ -143,6 +143,12 @@ func (v *validator) queueAndStore() {
 	if q.MaxDeliveries < 0 {
 		v.add("queue.max_deliveries", "must be at least 1 (0 means the default, 10), got %d", q.MaxDeliveries)
 	}
+	switch {
+	case q.Replicas < 0 || q.Replicas > 5:
+		v.add("queue.replicas", "must be 1 to 5 (JetStream keeps at most 5 replicas), got %d", q.Replicas)
+	case q.Replicas > 1 && q.Driver != QueueNATS:
+		v.add("queue.replicas", "%d replicas need a NATS JetStream cluster (queue.driver: nats); queue driver %q keeps one copy", q.Replicas, q.Driver)
+	}
 	s := v.c.Store
 	switch {
 	case !slices.Contains(storeDrivers, s.Driver):

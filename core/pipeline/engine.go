@@ -438,6 +438,18 @@ func (e *Engine) PublishProducerIDs(ctx context.Context, source string, events [
 	return nil
 }
 
+// logQueueError logs a queue publish that failed and that the handler
+// tries again: a warning while the queue is unavailable for now (a
+// cluster electing a stream leader, no server reachable), which is no
+// failure of the event, an error otherwise. err is logged last.
+func (e *Engine) logQueueError(msg string, err error, args ...any) {
+	level := slog.LevelError
+	if errors.Is(err, queue.ErrUnavailable) {
+		level = slog.LevelWarn
+	}
+	e.log.Log(context.Background(), level, msg, append(args, "error", err)...)
+}
+
 // infraRetryDelay is how long a message waits after an infrastructure
 // error (queue publish failed) before it is tried again.
 const infraRetryDelay = time.Second
@@ -507,7 +519,7 @@ func (e *Engine) DrainRetryTopics(ctx context.Context, sinks []string) error {
 func (e *Engine) deadLetter(msg *message.Message, ev sdk.Event, pipeline, sink string, kind deadletter.Kind, reason string, attempts int) error {
 	dm := deadLetterMessage(msg, ev, pipeline, sink, kind, reason, attempts)
 	if err := e.q.Publish(queue.DeadLetterTopic, dm); err != nil {
-		e.log.Error("dead-letter publish failed; will retry", "event_id", ev.ID, "error", err)
+		e.logQueueError("dead-letter publish failed; will retry", err, "event_id", ev.ID)
 		return nackLater(msg, infraRetryDelay)
 	}
 	e.m.DeadLettered.WithLabelValues(pipeline, sink, string(kind)).Inc()

@@ -135,7 +135,7 @@ func (e *Engine) fanoutHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			msgs[i] = pm
 		}
 		if err := e.q.Publish(envelope.DeliveriesTopic(r.name), msgs...); err != nil {
-			e.log.Error("queue publish of deliveries failed; will retry", "pipeline", pipeline, "sink", r.name, "event_id", ev.ID, "targets", len(msgs), "error", err)
+			e.logQueueError("queue publish of deliveries failed; will retry", err, "pipeline", pipeline, "sink", r.name, "event_id", ev.ID, "targets", len(msgs))
 			return nackLater(msg, infraRetryDelay)
 		}
 		return nil
@@ -253,7 +253,7 @@ func (e *Engine) deferPair(r *sinkRunner, d *sinkDelivery, tr TargetResult) erro
 		rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(d.attempt))
 		delete(rm.Metadata, queue.MetaDedupID)
 		if err := e.delayer.PublishAt(d.topic, time.Now().Add(tr.Defer), rm); err != nil {
-			e.log.Error("queue publish of a deferred delivery failed; will try again", d.logArgs(r.name, "error", err)...)
+			e.logQueueError("queue publish of a deferred delivery failed; will try again", err, d.logArgs(r.name)...)
 			return nackLater(d.msg, infraRetryDelay)
 		}
 		return nil

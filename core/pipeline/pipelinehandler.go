@@ -196,7 +196,7 @@ func (e *Engine) stepsFailed(pe *pipelineEvent, sinkName string, timeouts int, e
 func (e *Engine) publishOutputs(pe *pipelineEvent, outs []sinkOutput) error {
 	for _, o := range outs {
 		if err := e.q.Publish(queue.SinkTopic(o.sink), o.msgs...); err != nil {
-			e.log.Error("queue publish failed; will retry", "pipeline", pe.p.Name, "sink", o.sink, "error", err)
+			e.logQueueError("queue publish failed; will retry", err, "pipeline", pe.p.Name, "sink", o.sink)
 			return nackLater(pe.msg, infraRetryDelay)
 		}
 	}
@@ -275,7 +275,7 @@ func (e *Engine) retryTimedOut(pe *pipelineEvent, sink string, timeouts int) err
 	rm.Metadata.Set(MetaScriptTimeouts, strconv.Itoa(timeouts))
 	rm.Metadata.Set(queue.MetaDedupID, fmt.Sprintf("timeout/%s/%s/%s/%d", pe.p.Name, sink, pe.msg.UUID, timeouts))
 	if err := e.publishDue(queue.SourceTopic(pe.src), time.Now().Add(delay), rm); err != nil {
-		e.log.Error("queue publish of a timed-out event failed; will retry", "pipeline", pe.p.Name, "sink", sink, "event_id", pe.ev.ID, "error", err)
+		e.logQueueError("queue publish of a timed-out event failed; will retry", err, "pipeline", pe.p.Name, "sink", sink, "event_id", pe.ev.ID)
 		return nackLater(pe.msg, infraRetryDelay)
 	}
 	e.log.Warn("script timed out or was interrupted for memory; the event will run again", "pipeline", pe.p.Name, "sink", sink, "event_id", pe.ev.ID, "timeouts", timeouts, "retry_in", delay)

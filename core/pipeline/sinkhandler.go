@@ -202,7 +202,7 @@ func (e *Engine) retryByPublishAt(sink string, d *sinkDelivery, delay time.Durat
 	rm.Metadata.Set(MetaRetryAttempt, strconv.Itoa(d.attempt+1))
 	delete(rm.Metadata, queue.MetaDedupID)
 	if err := e.delayer.PublishAt(d.topic, time.Now().Add(delay), rm); err != nil {
-		e.log.Error("queue publish of retry failed; will try again", d.logArgs(sink, "error", err)...)
+		e.logQueueError("queue publish of retry failed; will try again", err, d.logArgs(sink)...)
 		return nackLater(d.msg, infraRetryDelay)
 	}
 	return nil

@@ -21,6 +21,9 @@ import (
 //	redis       yes      yes              -            yes
 //	postgres    yes      yes              -            yes
 //
+// HealthChecker (unavailable.go, for /readyz) is implemented by embedded
+// and nats.
+//
 // The drivers without Delayer honour MetaNackDelay natively instead
 // (Features.DelayedNack): every driver has one of the two ways to hold a
 // retry back. The engine prefers a Delayer: it keeps waiting retries on

@@ -49,12 +49,10 @@ func TestNATSContract(t *testing.T) {
 	dropAfter(t, "nats", natsURL, ns)
 	queuetest.Run(t, func(t *testing.T) queue.Queue {
 		q, err := queue.NewJetStream(context.Background(), queue.JetStreamOptions{
+			// The default AckWait (30 s), longer than the suite's 15 s
+			// waits: a message a stopping subscription fetched or was
+			// nacked must come back at once (TestSubscribeCtx).
 			URL: natsURL, Prefix: queue.JetStreamPrefix(ns), CloseGrace: 200 * time.Millisecond,
-			// A message the first subscription of TestSubscribeCtx had
-			// fetched when its context ended comes back after AckWait;
-			// the suite waits 15 s for it, so the default 30 s lost one
-			// message now and then.
-			AckWait: 10 * time.Second,
 		})
 		if err != nil {
 			t.Fatal(err)

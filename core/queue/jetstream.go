@@ -38,7 +38,12 @@ type JetStreamOptions struct {
 	// Prefix namespaces stream and consumer names (default "HOOKBUS"), so
 	// several hookbus deployments (or tests) can share one NATS server.
 	Prefix string
-	Logger *slog.Logger
+	// Replicas is how many servers of a cluster hold each stream and
+	// key-value bucket (queue.replicas; default 1). Consumers follow
+	// their stream's count. Existing streams and buckets are updated to
+	// it at start.
+	Replicas int
+	Logger   *slog.Logger
 }
 
 // JetStream is the NATS JetStream driver: the embedded default and the
@@ -53,6 +58,7 @@ type JetStream struct {
 	claims    idClaims           // producer ids being published by this process
 	nacks     jetstream.KeyValue // delivery count at the last explicit nack, per consumer and message
 	ownNacks  ownNacks           // the nack records this process wrote, until their redelivery
+	health    jsHealth           // the last Health result
 	delay     *jsDelay           // embedded only: messages published for later
 	ns        *server.Server     // embedded only
 	nc        *nats.Conn
@@ -105,6 +111,10 @@ func NewJetStream(ctx context.Context, opts JetStreamOptions) (*JetStream, error
 		}
 	}
 	if err := q.openConns(); err != nil {
+		return nil, err
+	}
+	if err := q.checkReplicas(); err != nil {
+		q.Close()
 		return nil, err
 	}
 	if err := q.createStreams(ctx); err != nil {
@@ -227,12 +237,13 @@ func (q *JetStream) createStreams(ctx context.Context) error {
 			Storage:    jetstream.FileStorage,
 			Retention:  jetstream.InterestPolicy,
 			Duplicates: streamDupWindow,
+			Replicas:   q.replicas(),
 		}
 		if q.opts.Prefix != "HOOKBUS" {
 			cfg.Subjects = []string{strings.ToLower(q.opts.Prefix) + "." + s.prefix + ">"}
 		}
 		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, q.replicaError("stream "+cfg.Name, err))
 		}
 	}
 	return nil
@@ -255,13 +266,14 @@ func (q *JetStream) createBuckets(ctx context.Context) error {
 	// (delivered once, acked) costs nothing.
 	var err error
 	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  q.opts.Prefix + "_NACKS",
-		TTL:     nackRecordTTL,
-		Storage: jetstream.FileStorage,
-		History: 1,
+		Bucket:   q.opts.Prefix + "_NACKS",
+		TTL:      nackRecordTTL,
+		Storage:  jetstream.FileStorage,
+		History:  1,
+		Replicas: q.replicas(),
 	})
 	if err != nil {
-		return fmt.Errorf("queue: create nack bucket: %w", err)
+		return fmt.Errorf("queue: create nack bucket: %w", q.replicaError("bucket "+q.opts.Prefix+"_NACKS", err))
 	}
 	return nil
 }
@@ -362,7 +374,12 @@ func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message
 		return msgs, nil, func() {}
 	}
 	release = q.claims.claim(ids)
-	seen := q.ids.seen(context.Background(), ids)
+	// Bounded as a whole: on a cluster that lost the bucket's leader every
+	// lookup would otherwise wait out its own request timeout, one round
+	// of 16 after the other. An id not looked up counts as unseen.
+	lctx, cancel := context.WithTimeout(context.Background(), idLookupTimeout)
+	seen := q.ids.seen(lctx, ids)
+	cancel()
 	drop := make(map[string]bool, len(ids))
 	for i, id := range ids {
 		drop[id] = seen[i]
@@ -384,8 +401,19 @@ func (q *JetStream) admitIngest(msgs []*message.Message) (out []*message.Message
 	return out, fresh, release
 }
 
+// idLookupTimeout bounds the producer-id lookups of one ingest batch.
+const idLookupTimeout = 5 * time.Second
+
+// waitAcks waits for the acknowledgement of every future, at most
+// embeddedAckTimeout in all (see waitAcksFor).
 func waitAcks(futures []jetstream.PubAckFuture) error {
-	timeout := time.NewTimer(30 * time.Second)
+	return waitAcksFor(futures, embeddedAckTimeout)
+}
+
+// waitAcksFor waits for the acknowledgement of every future, at most d in
+// all.
+func waitAcksFor(futures []jetstream.PubAckFuture, d time.Duration) error {
+	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
@@ -393,10 +421,29 @@ func waitAcks(futures []jetstream.PubAckFuture) error {
 		case err := <-f.Err():
 			return err
 		case <-timeout.C:
-			return errors.New("no acknowledgement within 30s")
+			return fmt.Errorf("%w (%s)", errNoAck, d)
 		}
 	}
 	return nil
+}
+
+// Bounds of the wait for a batch's acknowledgements. An external server
+// answers within milliseconds when healthy: no answer within
+// externalAckTimeout means the message or its acknowledgement was lost
+// with a server (a cluster node died), and the publish is refused as
+// unavailable, to be retried. The embedded server loses nothing on the
+// way; a slow answer there is load, given longer.
+const (
+	externalAckTimeout = 10 * time.Second
+	embeddedAckTimeout = 30 * time.Second
+)
+
+// ackTimeout is the acknowledgement bound of this queue's server.
+func (q *JetStream) ackTimeout() time.Duration {
+	if q.ns != nil {
+		return embeddedAckTimeout
+	}
+	return externalAckTimeout
 }
 
 func (q *JetStream) subject(topic string) string {
@@ -449,18 +496,20 @@ func (q *JetStream) Publish(topic string, msgs ...*message.Message) error {
 		}
 		f, err := q.js.PublishMsgAsync(m, popts...)
 		if err != nil {
-			return fmt.Errorf("queue: publish to %s: %w", topic, err)
+			return fmt.Errorf("queue: publish to %s: %w", topic, unavailable(err))
 		}
 		futures = append(futures, f)
 	}
-	if err := waitAcks(futures); err != nil {
-		return fmt.Errorf("queue: publish to %s: %w", topic, err)
+	// Errors that mean "not now" (no stream leader, no server) wrap
+	// ErrUnavailable: the caller refuses the whole batch for a retry.
+	if err := waitAcksFor(futures, q.ackTimeout()); err != nil {
+		return fmt.Errorf("queue: publish to %s: %w", topic, unavailable(err))
 	}
 	if ingest {
 		// Only after the events are durable: a crash in between means the
 		// producer's retry is queued again (at-least-once), never lost.
 		if err := q.ids.remember(context.Background(), ids); err != nil {
-			return fmt.Errorf("queue: record producer ids: %w", err)
+			return fmt.Errorf("queue: record producer ids: %w", unavailable(err))
 		}
 	}
 	return nil
@@ -672,6 +721,12 @@ func (q *JetStream) Conn() *nats.Conn { return q.nc }
 // of a handler's time, well within AckWait.
 func prefetch(window int) int { return max(1, min(window/4, 500)) }
 
+// pullHeartbeat is how often the server signals a waiting pull request
+// alive. Two missed signals make the consume loop pull again: a request
+// lost with a cluster node (or a consumer leader that moved) costs a pause
+// of twice this, not the default 30s.
+const pullHeartbeat = 3 * time.Second
+
 // maxAckPending bounds the messages of one consumer that are delivered or
 // waiting for a delayed redelivery.
 const maxAckPending = 1_000_000
@@ -757,7 +812,7 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sem:        make(chan struct{}, s.maxInFlight),
 		done:       make(chan struct{}),
 	}
-	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
@@ -793,10 +848,22 @@ type jsSubscription struct {
 	outClosed bool
 	// Messages fetched but not handed to the handler at shutdown are
 	// handed back once the consume loop has stopped, so it cannot fetch
-	// the copies.
+	// the copies; and a nack the handler gives while the subscription
+	// stops is sent then too, so the server cannot redeliver the message
+	// to this subscription's last pull request (whose messages, sent as
+	// the subscription goes, would be lost on the wire and come back
+	// only after AckWait).
 	backMu   sync.Mutex
 	back     []jsFetched
-	backDone bool // the consume loop has stopped: hand back at once
+	naks     []jsNak
+	backDone bool // the consume loop has stopped: hand back and nak at once
+}
+
+// jsNak is a nack held until the consume loop has stopped.
+type jsNak struct {
+	jm  jetstream.Msg
+	msg *message.Message
+	d   jsDelivery
 }
 
 type jsFetched struct {
@@ -820,6 +887,28 @@ func (sub *jsSubscription) later(jm jetstream.Msg, deliveries uint64) {
 		return
 	}
 	sub.back = append(sub.back, jsFetched{jm, deliveries})
+	sub.backMu.Unlock()
+}
+
+// stopping reports whether the subscription has begun to stop.
+func (sub *jsSubscription) stopping() bool {
+	select {
+	case <-sub.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// nakLater naks jm once the consume loop has stopped (at once if it has).
+func (sub *jsSubscription) nakLater(jm jetstream.Msg, msg *message.Message, d jsDelivery) {
+	sub.backMu.Lock()
+	if sub.backDone {
+		sub.backMu.Unlock()
+		sub.nak(jm, msg, d)
+		return
+	}
+	sub.naks = append(sub.naks, jsNak{jm, msg, d})
 	sub.backMu.Unlock()
 }
 
@@ -951,6 +1040,11 @@ func (sub *jsSubscription) await(jm jetstream.Msg, msg *message.Message, d jsDel
 			}
 			return
 		case <-msg.Nacked():
+			if sub.stopping() {
+				// See jsSubscription.naks.
+				sub.nakLater(jm, msg, d)
+				return
+			}
 			sub.nak(jm, msg, d)
 			return
 		case <-keepAlive.C:
@@ -962,7 +1056,7 @@ func (sub *jsSubscription) await(jm jetstream.Msg, msg *message.Message, d jsDel
 			done = nil
 			grace = time.After(q.opts.CloseGrace)
 		case <-grace:
-			sub.s.handBack(jm, d.deliveries)
+			sub.later(jm, d.deliveries)
 			return
 		}
 	}
@@ -1034,11 +1128,14 @@ func (sub *jsSubscription) stop(cc jetstream.ConsumeContext) {
 	sub.outClosed = true
 	sub.sendMu.Unlock()
 	sub.backMu.Lock()
-	pending := sub.back
-	sub.back, sub.backDone = nil, true
+	pending, naks := sub.back, sub.naks
+	sub.back, sub.naks, sub.backDone = nil, nil, true
 	sub.backMu.Unlock()
 	for _, f := range pending {
 		sub.s.handBack(f.jm, f.deliveries)
+	}
+	for _, n := range naks {
+		sub.nak(n.jm, n.msg, n.d)
 	}
 	sub.inflight.Wait()
 	close(sub.out)

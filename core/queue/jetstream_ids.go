@@ -71,7 +71,7 @@ func (k *kvIDs) remember(_ context.Context, ids []string) error {
 		}
 		futures = append(futures, f)
 	}
-	return waitAcks(futures)
+	return waitAcksFor(futures, externalAckTimeout)
 }
 
 func (k *kvIDs) close() error { return nil }
@@ -535,13 +535,14 @@ func (q *JetStream) openIDs(ctx context.Context) error {
 		return nil
 	}
 	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  bucket,
-		TTL:     q.opts.DedupWindow,
-		Storage: jetstream.FileStorage,
-		History: 1,
+		Bucket:   bucket,
+		TTL:      q.opts.DedupWindow,
+		Storage:  jetstream.FileStorage,
+		History:  1,
+		Replicas: q.replicas(),
 	})
 	if err != nil {
-		return fmt.Errorf("queue: create id bucket: %w", err)
+		return fmt.Errorf("queue: create id bucket: %w", q.replicaError("bucket "+bucket, err))
 	}
 	q.ids = &kvIDs{js: q.js, kv: kv, prefix: "$KV." + bucket + "."}
 	return nil

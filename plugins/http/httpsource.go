@@ -123,7 +123,6 @@ type accepted struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := h.opts.Logger
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.reject(w, r, problem.New(http.StatusMethodNotAllowed,
@@ -155,12 +154,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.pub.Publish(r.Context(), source, events)
 	}
 	if err != nil {
-		log.ErrorContext(r.Context(), "ingest: publish failed; nothing accepted",
-			slog.String("source", source), slog.Int("events", len(events)), slog.Any("error", err))
-		w.Header().Set("Retry-After", "1")
-		p := problem.New(http.StatusServiceUnavailable, "queue unavailable, nothing accepted; retry")
-		p.Instance = r.URL.Path
-		problem.Write(w, p)
+		h.unavailable(w, r, source, len(events), err)
 		return
 	}
 	body, _ := json.Marshal(accepted{IDs: ids})
@@ -168,6 +162,38 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// retryAfterError is an error that says how long to wait before a retry:
+// core/queue's UnavailableError (a JetStream stream without a leader, no
+// server reachable), found without importing the queue drivers.
+type retryAfterError interface {
+	error
+	RetryAfter() time.Duration
+}
+
+// unavailable answers a request whose events the queue did not take: 503
+// with Retry-After and a problem body. Nothing of the request counts as
+// accepted; a producer's retry with the same ids is deduplicated. A queue
+// that is unavailable for now (a cluster electing a leader) is logged as a
+// warning, any other publish error as an error.
+func (h *handler) unavailable(w http.ResponseWriter, r *http.Request, source string, events int, err error) {
+	wait, detail := time.Second, "queue unavailable, nothing accepted; retry"
+	var ra retryAfterError
+	if errors.As(err, &ra) {
+		wait = max(time.Second, ra.RetryAfter())
+		// The broker's own words stay in the log.
+		detail = fmt.Sprintf("queue unavailable for now (a cluster electing a leader, or no server reachable), nothing accepted; retry after %s", wait.Round(time.Second))
+		h.opts.Logger.WarnContext(r.Context(), "ingest: queue unavailable; nothing accepted",
+			slog.String("source", source), slog.Int("events", events), slog.Any("error", err))
+	} else {
+		h.opts.Logger.ErrorContext(r.Context(), "ingest: publish failed; nothing accepted",
+			slog.String("source", source), slog.Int("events", events), slog.Any("error", err))
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	p := problem.New(http.StatusServiceUnavailable, detail)
+	p.Instance = r.URL.Path
+	problem.Write(w, p)
 }
 
 func (h *handler) reject(w http.ResponseWriter, r *http.Request, p *problem.Problem) {

@@ -466,6 +466,35 @@ func TestPublishErrorIs503(t *testing.T) {
 	}
 }
 
+// waitError is a publish error with a retry hint, as core/queue's
+// UnavailableError has.
+type waitError struct{ wait time.Duration }
+
+func (e waitError) Error() string             { return "queue unavailable: nats: no responders" }
+func (e waitError) RetryAfter() time.Duration { return e.wait }
+
+// TestUnavailableQueueIs503WithItsRetryAfter: a queue that is unavailable
+// for now (a stream without a leader) answers 503 with the queue's retry
+// hint, rounded up to whole seconds, and no broker text.
+func TestUnavailableQueueIs503WithItsRetryAfter(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{err: fmt.Errorf("queue: publish to hookbus.in.shop: %w", waitError{2500 * time.Millisecond})}
+	url := server(t, rec, httpsource.Options{}) + "/v1/sources/shop/events"
+	resp := do(t, http.MethodPost, url, "application/json", nil, []byte(`[{"type":"a"},{"type":"b"}]`))
+	if resp.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, body %s", resp.status, resp.raw)
+	}
+	if got := resp.header.Get("Retry-After"); got != "3" {
+		t.Errorf("Retry-After %q, want 3", got)
+	}
+	if resp.problem.Code != "unavailable" || !strings.Contains(resp.problem.Detail, "nothing accepted; retry after 3s") {
+		t.Errorf("problem %+v", resp.problem)
+	}
+	if strings.Contains(resp.raw, "nats") {
+		t.Errorf("the internal error leaked to the client: %s", resp.raw)
+	}
+}
+
 // TestOnePublishPerRequest checks that a batch reaches the publisher in a
 // single call, so the publisher can make it all-or-nothing.
 func TestOnePublishPerRequest(t *testing.T) {
