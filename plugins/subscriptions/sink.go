@@ -163,14 +163,20 @@ func (s *Sink) Deliver(_ context.Context, batch []sdk.Delivery) []sdk.Result {
 // idle connections. No delivery runs during or after Close.
 func (s *Sink) Close(context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
-	if s.stop != nil {
-		s.stop()
+	stop := s.stop
+	s.mu.Unlock()
+	// Outside s.mu: a change being told holds the Changes lock that stop
+	// takes, and waits for s.mu in changed.
+	if stop != nil {
+		stop()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, st := range s.states {
 		st.close()
 	}
@@ -407,7 +413,7 @@ func (s *Sink) changed(old, new *subscription.Subscription) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.states[old.ID]
-	if st == nil {
+	if st == nil || s.closed {
 		return
 	}
 	if new == nil {
