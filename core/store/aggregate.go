@@ -135,6 +135,9 @@ func (s *Store) addBatch(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, 
 	}
 	b := &batchAdd{s: s, tx: tx, now: now, open: open, openCount: map[[2]string]int{}}
 	var rows [][]any
+	// The events added per window, counted into the windows at the end.
+	added := map[string]int{}
+	var addedOrder []string
 	for _, g := range groups {
 		a := adds[g[0]]
 		spec := a.Spec.WithDefaults()
@@ -160,9 +163,10 @@ func (s *Store) addBatch(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, 
 			}
 			take := min(max(spec.MaxEvents-w.count, 0), len(rest))
 			if take > 0 {
-				if _, err := tx.ExecContext(ctx, s.q(`UPDATE hookbus_agg_windows SET count = count + ? WHERE id = ?`), take, w.id); err != nil {
-					return err
+				if _, ok := added[w.id]; !ok {
+					addedOrder = append(addedOrder, w.id)
 				}
+				added[w.id] += take
 				for j, i := range rest[:take] {
 					ev, err := json.Marshal(adds[i].Event)
 					if err != nil {
@@ -183,7 +187,34 @@ func (s *Store) addBatch(ctx context.Context, tx *sql.Tx, adds []aggregate.Add, 
 		}
 		delete(open, k)
 	}
+	if err := s.addCounts(ctx, tx, addedOrder, added); err != nil {
+		return err
+	}
 	return s.insertRows(ctx, tx, "hookbus_agg_events", []string{"window_id", "seq", "source", "received_at", "event"}, rows, "", nil)
+}
+
+// addCounts adds added[id] to the count of each window of ids, a few
+// hundred windows per statement.
+func (s *Store) addCounts(ctx context.Context, tx *sql.Tx, ids []string, added map[string]int) error {
+	const per = 400
+	for start := 0; start < len(ids); start += per {
+		chunk := ids[start:min(start+per, len(ids))]
+		var b strings.Builder
+		args := make([]any, 0, 3*len(chunk))
+		b.WriteString(`UPDATE hookbus_agg_windows SET count = count + CASE id`)
+		for _, id := range chunk {
+			b.WriteString(` WHEN ? THEN CAST(? AS INTEGER)`)
+			args = append(args, id, added[id])
+		}
+		b.WriteString(` ELSE 0 END WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ") + `)`)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return fmt.Errorf("count the windows' events: %w", err)
+		}
+	}
+	return nil
 }
 
 // markSeen remembers the adds' members and tells which are new (not
