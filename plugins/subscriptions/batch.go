@@ -98,14 +98,7 @@ func (s *Sink) sendBatch(ctx context.Context, st *subState, ds []sdk.Delivery) [
 		s.afterFailure(ctx, st, now, trigger{ds[0], res})
 		return all(pipeline.TargetResult{NotTried: true, Result: res})
 	}
-	if adm.wait > 0 {
-		t := time.NewTimer(adm.wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
+	waitFor(ctx, adm.wait)
 	hook, err := st.webhook(now, s)
 	if err != nil {
 		st.done(adm.started, time.Now(), 0, outcomeNone)

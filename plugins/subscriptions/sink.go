@@ -295,14 +295,7 @@ func (s *Sink) DeliverTarget(ctx context.Context, t pipeline.Target, d sdk.Deliv
 		s.afterFailure(ctx, st, now, trigger{d, res})
 		return pipeline.TargetResult{NotTried: true, Result: res}
 	}
-	if adm.wait > 0 {
-		t := time.NewTimer(adm.wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
-	}
+	waitFor(ctx, adm.wait)
 	hook, err := st.webhook(now, s)
 	if err != nil {
 		st.done(adm.started, time.Now(), 0, outcomeNone)
@@ -475,3 +468,16 @@ var (
 	_ pipeline.BatchingSink      = (*webhook.Webhook)(nil)
 	_ pipeline.DetailedBatchSink = (*webhook.Webhook)(nil)
 )
+
+// waitFor waits d (nothing when d is not positive), or until ctx ends.
+func waitFor(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
