@@ -286,6 +286,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("queue.dedup_window", cur.Queue.DedupWindow, next.Queue.DedupWindow)
 	check("queue.namespace", cur.Queue.Namespace, next.Queue.Namespace)
 	check("queue.max_deliveries", cur.Queue.MaxDeliveries, next.Queue.MaxDeliveries)
+	check("queue.ack_wait", cur.Queue.AckWait, next.Queue.AckWait)
 	check("store.driver", cur.Store.Driver, next.Store.Driver)
 	check("store.dsn", cur.Store.DSN, next.Store.DSN)
 	check("store.encryption_key", cur.Store.EncryptionKey, next.Store.EncryptionKey)

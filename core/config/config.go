@@ -139,6 +139,11 @@ type Queue struct {
 	// it is dead-lettered as poison, on drivers that count deliveries.
 	// Default 10.
 	MaxDeliveries int `koanf:"max_deliveries"`
+	// AckWait is how long a message handed to a consumer may stay
+	// unacknowledged before the broker hands it out again (the JetStream
+	// drivers; handlers that run longer keep it with in-progress signals):
+	// how soon a message a killed instance held comes back. Default 30s.
+	AckWait time.Duration `koanf:"ack_wait"`
 }
 
 // Store drivers.
@@ -381,6 +386,7 @@ func defaults() map[string]any {
 			"dedup_window":   "24h",
 			"namespace":      "hookbus",
 			"max_deliveries": 10,
+			"ack_wait":       "30s",
 		},
 		"store": map[string]any{
 			"driver":            StoreSQLite,

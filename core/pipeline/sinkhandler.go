@@ -29,6 +29,10 @@ type sinkDelivery struct {
 	// topic is where the message came from, and where a copy for a retry
 	// goes.
 	topic string
+	// ordered: the message is of an ordered sink's partition, where a
+	// retry waits in place (a nack with a delay), never as a copy, which
+	// would go behind the events after it.
+	ordered bool
 }
 
 // logArgs are the logger fields of a delivery. They are built only for
@@ -44,11 +48,18 @@ func (d *sinkDelivery) logArgs(sink string, more ...any) []any {
 
 // sinkHandler handles the messages of sink r's topic.
 func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
+	return e.sinkHandlerFor(r, false)
+}
+
+// sinkHandlerFor handles the messages of sink r's topic or, ordered, of
+// one of its partition topics (see partitionHandler).
+func (e *Engine) sinkHandlerFor(r *sinkRunner, ordered bool) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		d, ok, err := e.admitDelivery(r.name, msg)
 		if !ok {
 			return err
 		}
+		d.ordered = ordered
 		// The driver counted the circuit's hand-backs as deliveries.
 		held := e.heldBack.count(msg.UUID)
 		d.attempt = max(1, d.attempt-held)
@@ -66,7 +77,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 		defer st.release()
 		res, at, detail := e.deliver(ctx, r, st, d)
 		e.judgeCircuit(r, probe, res)
-		if held > 0 && (res.Outcome != sdk.Retry || e.delayer != nil) {
+		if held > 0 && (res.Outcome != sdk.Retry || (e.delayer != nil && !d.ordered)) {
 			// Settled, or retried as a copy that carries its attempt: a
 			// redelivery of this message no longer follows.
 			e.heldBack.forget(msg.UUID)
@@ -163,6 +174,9 @@ func (e *Engine) deliveryFailed(r *sinkRunner, sched retry.Schedule, d *sinkDeli
 			"failures_not_logged", held)...)
 	} else if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.log.Debug("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+	}
+	if d.ordered {
+		return e.retryByNack(r.name, d, delay)
 	}
 	return e.retryDelivery(r.name, d, delay)
 }

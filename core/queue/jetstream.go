@@ -701,9 +701,9 @@ type jsSubscriber struct {
 	// ordered: one message of the group out at a time (OrderedSubscriber).
 	ordered bool
 	mu      sync.Mutex
-	closing     chan struct{}
-	wg          sync.WaitGroup
-	closed      bool
+	closing chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
 }
 
 // maxAckPending is the server-side bound of the subscriber's consumers.

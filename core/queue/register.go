@@ -20,6 +20,8 @@ type OpenOptions struct {
 	DedupWindow time.Duration
 	// Namespace is queue.namespace.
 	Namespace string
+	// AckWait is queue.ack_wait (0: the driver's default).
+	AckWait time.Duration
 	// CloseGrace bounds the drain at Close (server.shutdown_timeout).
 	CloseGrace time.Duration
 	// Logger receives the driver's logs.
@@ -35,7 +37,7 @@ type Opener func(ctx context.Context, o OpenOptions) (Queue, error)
 func init() {
 	jetstream := func(ctx context.Context, o OpenOptions, url string) (Queue, error) {
 		opts := JetStreamOptions{DataDir: o.DataDir, URL: url, DedupWindow: o.DedupWindow,
-			Prefix: JetStreamPrefix(o.Namespace), CloseGrace: o.CloseGrace, Logger: o.Logger}
+			Prefix: JetStreamPrefix(o.Namespace), AckWait: o.AckWait, CloseGrace: o.CloseGrace, Logger: o.Logger}
 		if url != "" {
 			opts.DataDir = ""
 			return NewJetStream(ctx, opts)
