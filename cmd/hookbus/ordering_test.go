@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookbus/hookbus/internal/testenv"
+)
+
+// orderedReceiver is a webhook receiver that fails at random (503) and
+// sleeps at random, and records per key (the event's subject) the
+// sequence numbers (data.seq) of the deliveries it accepted, in the
+// order it accepted them.
+type orderedReceiver struct {
+	url string
+	mu  sync.Mutex
+	rnd *rand.Rand
+	got map[string][]int
+	// concurrent counts deliveries of one key in flight at once (must
+	// stay 0: the next of a key goes only after the previous one).
+	inFlight   map[string]int
+	concurrent int
+	requests   atomic.Int64
+}
+
+func newOrderedReceiver(t *testing.T, failOneIn int, maxSleep time.Duration) *orderedReceiver {
+	r := &orderedReceiver{rnd: rand.New(rand.NewPCG(1, 2)), got: map[string][]int{}, inFlight: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.url = "http://" + ln.Addr().String() + "/hooks"
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		body, _ := io.ReadAll(req.Body)
+		var ev struct {
+			Subject string
+			Data    struct{ Seq int }
+		}
+		if err := json.Unmarshal(body, &ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		fail := r.rnd.IntN(failOneIn) == 0
+		sleep := time.Duration(r.rnd.Int64N(int64(maxSleep)))
+		r.inFlight[ev.Subject]++
+		if r.inFlight[ev.Subject] > 1 {
+			r.concurrent++
+		}
+		r.mu.Unlock()
+		time.Sleep(sleep)
+		r.mu.Lock()
+		r.inFlight[ev.Subject]--
+		if !fail {
+			r.got[ev.Subject] = append(r.got[ev.Subject], ev.Data.Seq)
+		}
+		r.mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+// complete tells whether every key has had each of its n events.
+func (r *orderedReceiver) complete(keys []string, n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		seen := map[int]bool{}
+		for _, v := range r.got[k] {
+			seen[v] = true
+		}
+		if len(seen) < n {
+			return false
+		}
+	}
+	return true
+}
+
+// check fails the test unless each key's deliveries are 0..n-1 in order,
+// a repeat only right after itself; it returns the repeats.
+func (r *orderedReceiver) check(t *testing.T, keys []string, n int) (repeats int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		seq := r.got[k]
+		next := 0
+		for i, v := range seq {
+			switch {
+			case v == next:
+				next++
+			case i > 0 && v == seq[i-1]:
+				repeats++
+			default:
+				t.Fatalf("key %s: delivery %d is event %d, expected %d or a repeat of %d; deliveries %v", k, i, v, next, next-1, seq)
+			}
+		}
+		if next != n {
+			t.Fatalf("key %s: %d of %d events delivered", k, next, n)
+		}
+	}
+	if r.concurrent > 0 {
+		t.Fatalf("%d times two deliveries of one key were in flight at once", r.concurrent)
+	}
+	return repeats
+}
+
+// TestOrderedDeliveryTwoInstancesAndKills is the ordering guarantee end
+// to end: 50 keys × 200 events, each key's producer sending its next
+// event once the previous one was accepted, through two instances on the
+// external NATS server, to a receiver that fails and sleeps at random,
+// while instances are killed with SIGKILL three times and restarted:
+// every key's events arrive in order, a repeat only right after itself,
+// none lost.
+func TestOrderedDeliveryTwoInstancesAndKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long ordering test")
+	}
+	ns := natsNamespace(t, "ord")
+	const keys, perKey = 50, 200
+	rcv := newOrderedReceiver(t, 5, 3*time.Millisecond)
+	schedule := strings.TrimSuffix(strings.Repeat("50ms, ", 40), ", ")
+	conf := func(addr string) string {
+		dir := t.TempDir()
+		return writeConfig(t, dir, `version: 1
+server: {listen: "`+addr+`", shutdown_timeout: 10s}
+data_dir: `+filepath.Join(dir, "data")+`
+log: {level: warn}
+queue: {driver: nats, url: "`+natsURL+`", namespace: `+ns+`, ack_wait: 2s}
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config:
+      url: `+rcv.url+`
+      secret: `+testSecret+`
+      allow_private_networks: true
+      timeout: 5s
+      circuit: {enabled: false}
+      retry: {schedule: [`+schedule+`]}
+      ordering: {key: subject}
+pipelines:
+  all:
+    from: [shop]
+    to: [partner]
+`)
+	}
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	cfgs := []string{conf(addrs[0]), conf(addrs[1])}
+	procs := []*proc{startHookbus(t, cfgs[0], addrs[0]), startHookbus(t, cfgs[1], addrs[1])}
+	var down [2]atomic.Bool
+
+	var names []string
+	for k := range keys {
+		names = append(names, fmt.Sprintf("order-%02d", k))
+	}
+	var accepted atomic.Int64
+	client := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for k, key := range names {
+		wg.Go(func() {
+			for i := range perKey {
+				body := fmt.Sprintf(`{"id":"%s-%d","type":"order.updated","subject":"%s","data":{"seq":%d}}`, key, i, key, i)
+				deadline := time.Now().Add(testenv.Timeout(2 * time.Minute))
+				for try := 0; ; try++ {
+					n := (k + i + try) % 2
+					if down[n].Load() {
+						n = 1 - n
+					}
+					if postEvents(client, addrs[n], "shop", body) == http.StatusAccepted {
+						accepted.Add(1)
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("%s-%d never accepted", key, i)
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	total := int64(keys * perKey)
+	for kill, n := range []int{0, 1, 0} {
+		at := total * int64(kill+1) / 4
+		testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%d accepted", at), func() bool { return accepted.Load() >= at })
+		down[n].Store(true)
+		procs[n].kill()
+		t.Logf("kill %d: instance %d killed with SIGKILL after %d accepted events", kill+1, n, accepted.Load())
+		procs[n] = startHookbus(t, cfgs[n], addrs[n])
+		down[n].Store(false)
+	}
+	wg.Wait()
+	testenv.Eventually(t, 3*time.Minute, "every key's events delivered", func() bool { return rcv.complete(names, perKey) })
+	repeats := rcv.check(t, names, perKey)
+	t.Logf("%d keys × %d events delivered in per-key order through two instances and 3 kills; %d requests, %d immediate repeats",
+		keys, perKey, rcv.requests.Load(), repeats)
+	for _, p := range procs {
+		p.stop()
+	}
+}
