@@ -441,7 +441,7 @@ func Default() *Config {
 			MaxConnections:  4096,
 		},
 		DataDir:   "./data",
-		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10},
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10, AckWait: 30 * time.Second},
 		Store:     Store{Driver: StoreSQLite, AttemptLog: true, EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},
