@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -133,8 +133,28 @@ func TestOrderedDeliveryTwoInstancesAndKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long ordering test")
 	}
-	ns := natsNamespace(t, "ord")
-	const keys, perKey = 50, 200
+	testOrderedDelivery(t, true, 50, 200)
+}
+
+// TestOrderedDeliveryEmbeddedKills is the same on the embedded queue, one
+// instance killed three times and restarted: the queue's state on disk
+// (the message each partition holds) keeps the order across restarts.
+func TestOrderedDeliveryEmbeddedKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long ordering test")
+	}
+	testOrderedDelivery(t, false, 20, 100)
+}
+
+// testOrderedDelivery runs keys × perKey events through two instances on
+// NATS (shared) or one on the embedded queue, killing instances three
+// times, and checks the order each key's events arrived in.
+func testOrderedDelivery(t *testing.T, shared bool, keys, perKey int) {
+	queueBlock := "queue: {ack_wait: 2s}"
+	if shared {
+		ns := natsNamespace(t, "ord")
+		queueBlock = "queue: {driver: nats, url: \"" + natsURL + "\", namespace: " + ns + ", ack_wait: 2s}"
+	}
 	rcv := newOrderedReceiver(t, 5, 3*time.Millisecond)
 	schedule := strings.TrimSuffix(strings.Repeat("50ms, ", 40), ", ")
 	conf := func(addr string) string {
@@ -143,7 +163,7 @@ func TestOrderedDeliveryTwoInstancesAndKills(t *testing.T) {
 server: {listen: "`+addr+`", shutdown_timeout: 10s}
 data_dir: `+filepath.Join(dir, "data")+`
 log: {level: warn}
-queue: {driver: nats, url: "`+natsURL+`", namespace: `+ns+`, ack_wait: 2s}
+`+queueBlock+`
 sources:
   shop: {type: http}
 sinks:
@@ -165,7 +185,16 @@ pipelines:
 	}
 	addrs := []string{freeAddr(t), freeAddr(t)}
 	cfgs := []string{conf(addrs[0]), conf(addrs[1])}
-	procs := []*proc{startHookbus(t, cfgs[0], addrs[0]), startHookbus(t, cfgs[1], addrs[1])}
+	kills := []int{0, 1, 0}
+	var procs []*proc
+	if shared {
+		procs = []*proc{startHookbus(t, cfgs[0], addrs[0]), startHookbus(t, cfgs[1], addrs[1])}
+	} else {
+		// One instance: both addresses are its own.
+		addrs[1], cfgs[1] = addrs[0], cfgs[0]
+		procs = []*proc{startHookbus(t, cfgs[0], addrs[0])}
+		kills = []int{0, 0, 0}
+	}
 	var down [2]atomic.Bool
 
 	var names []string
@@ -182,7 +211,7 @@ pipelines:
 				deadline := time.Now().Add(testenv.Timeout(2 * time.Minute))
 				for try := 0; ; try++ {
 					n := (k + i + try) % 2
-					if down[n].Load() {
+					if down[n].Load() && shared {
 						n = 1 - n
 					}
 					if postEvents(client, addrs[n], "shop", body) == http.StatusAccepted {
@@ -199,7 +228,7 @@ pipelines:
 		})
 	}
 	total := int64(keys * perKey)
-	for kill, n := range []int{0, 1, 0} {
+	for kill, n := range kills {
 		at := total * int64(kill+1) / 4
 		testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%d accepted", at), func() bool { return accepted.Load() >= at })
 		down[n].Store(true)
@@ -211,8 +240,8 @@ pipelines:
 	wg.Wait()
 	testenv.Eventually(t, 3*time.Minute, "every key's events delivered", func() bool { return rcv.complete(names, perKey) })
 	repeats := rcv.check(t, names, perKey)
-	t.Logf("%d keys × %d events delivered in per-key order through two instances and 3 kills; %d requests, %d immediate repeats",
-		keys, perKey, rcv.requests.Load(), repeats)
+	t.Logf("%d keys × %d events delivered in per-key order through %d instance(s) and 3 kills; %d requests, %d immediate repeats",
+		keys, perKey, len(procs), rcv.requests.Load(), repeats)
 	for _, p := range procs {
 		p.stop()
 	}
