@@ -419,3 +419,42 @@ func TestOrderingKey(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderedLateSink: an ordered sink that is not ready yet (a plugin
+// still initialising) keeps its events on its partitions and, once ready,
+// delivers them in per-key order.
+func TestOrderedLateSink(t *testing.T) {
+	q := openEmbedded(t)
+	sink := newKeyedSink(func(_ sdk.Delivery, rnd *rand.Rand) bool { return rnd.IntN(4) == 0 }, time.Millisecond)
+	ready := make(chan struct{})
+	e := startOrdered(t, q, Sink{Ready: ready, Resolve: func() (sdk.Sink, int) { return sink, 8 }, Schedule: fastRetries, Ordering: []string{"subject"}}, Options{})
+	keys := []string{"a", "b", "c"}
+	for i := range 20 {
+		for _, k := range keys {
+			if err := e.Publish(context.Background(), "src", []sdk.Event{keyedEvent(k, i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Queued on the partitions meanwhile.
+	testenv.Eventually(t, 30*time.Second, "events on the partitions", func() bool {
+		b, err := q.(queue.BacklogReporter).Backlog(context.Background())
+		if err != nil {
+			return false
+		}
+		var n uint64
+		for _, g := range b {
+			if _, _, ok := envelope.PartitionOf(g.Topic); ok {
+				n += g.Pending + g.Unacked
+			}
+		}
+		return n == 60
+	})
+	close(ready)
+	testenv.Eventually(t, 60*time.Second, "every event delivered", func() bool {
+		return sink.distinct("a") == 20 && sink.distinct("b") == 20 && sink.distinct("c") == 20
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	checkOrder(t, sink.got, keys, 20)
+}

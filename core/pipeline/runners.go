@@ -805,7 +805,7 @@ func (e *Engine) runLate(r *sinkRunner, s Sink, sub message.Subscriber, w *lateW
 			if err == nil {
 				err = e.addPartitionConsumers(r, s)
 			}
-		} else {
+		} else if err = e.addPartitionConsumers(r, s); err == nil {
 			// RunHandlers starts only the handlers not running yet.
 			err = e.router.RunHandlers(e.runCtx)
 		}
