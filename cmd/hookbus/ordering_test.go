@@ -246,3 +246,74 @@ pipelines:
 		p.stop()
 	}
 }
+
+// TestOrderingTurnedOffAcrossRestart: events waiting on an ordered sink's
+// partitions (the receiver down) when hookbus restarts with the sink's
+// ordering removed are delivered after the restart, none discarded with
+// the partitions' consumers, which are then removed.
+func TestOrderingTurnedOffAcrossRestart(t *testing.T) {
+	rcv := newSink(t)
+	var down atomic.Bool
+	down.Store(true)
+	rcv.status = func(string, int) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	conf := func(ordering string) string {
+		return writeConfig(t, dir, `version: 1
+server: {listen: "`+addr+`", shutdown_timeout: 10s}
+data_dir: `+filepath.Join(dir, "data")+`
+log: {level: info}
+sources:
+  shop: {type: http}
+sinks:
+  partner:
+    type: webhook
+    config:
+      url: `+rcv.srv.URL+`
+      secret: `+testSecret+`
+      allow_private_networks: true
+      circuit: {enabled: false}
+      retry: {schedule: [200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms, 200ms]}
+`+ordering+`
+pipelines:
+  all:
+    from: [shop]
+    to: [partner]
+`)
+	}
+	p := startHookbus(t, conf("      ordering: {key: subject}"), addr)
+	var ids []string
+	for i := range 30 {
+		id := fmt.Sprintf("off-%d", i)
+		ids = append(ids, id)
+		body := fmt.Sprintf(`{"id":"%s","type":"t","subject":"k%d","data":{"seq":%d}}`, id, i%3, i)
+		if st := postEvents(http.DefaultClient, addr, "shop", body); st != http.StatusAccepted {
+			t.Fatal(st)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the heads of the three keys attempted", func() bool {
+		return rcv.inFlight("off-0") > 0 && rcv.inFlight("off-1") > 0 && rcv.inFlight("off-2") > 0
+	})
+	if rcv.inFlight("off-3") > 0 {
+		t.Fatal("the second event of a key was attempted while the first failed")
+	}
+	p.stop()
+	down.Store(false)
+	p = startHookbus(t, conf(""), addr)
+	testenv.Eventually(t, 60*time.Second, "every event delivered after the restart", func() bool {
+		missing, _ := rcv.stats(ids)
+		return len(missing) == 0
+	})
+	testenv.Eventually(t, 30*time.Second, "the move logged", func() bool {
+		return strings.Contains(p.logs(), "ordering is off: moved the events still queued")
+	})
+	if strings.Contains(p.logs(), "its undelivered messages are discarded") {
+		t.Fatalf("a partition's consumer was dropped with its events: %s", p.logs())
+	}
+	p.stop()
+}
