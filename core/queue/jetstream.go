@@ -793,6 +793,9 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
 	})}
+	if s.ordered {
+		sub.opts = append(sub.opts, jetstream.PullExpiry(orderedPullExpiry))
+	}
 	cc, err := cons.Consume(sub.handle, sub.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
@@ -1102,6 +1105,12 @@ func (s *jsSubscriber) pauseForHandBack(topic, consName string) {
 	}
 	_ = s.nc.FlushTimeout(2 * time.Second)
 }
+
+// orderedPullExpiry is how long a pull request of an ordered
+// subscription lives (the client's default is 30s): should one go
+// unanswered, the next one is made this soon, and an ordered group, which
+// has one message out at a time, waits no longer than that.
+const orderedPullExpiry = 5 * time.Second
 
 // orderedHandBackDelay is how long a message an ordered subscription
 // hands back waits before it is redelivered (to any subscriber).
