@@ -49,7 +49,7 @@ func benchCmd() *cobra.Command {
 			"physical baseline), in interleaved rounds; report events/s, the ratio to the baseline of the same round,\n" +
 			"ingest-to-delivery p50/p99/p999, CPU per event and memory of the hookbus process, and the medians over --runs.\n" +
 			"Scenarios: passthrough, transform (default), fanout, subscriptions, subscriptions-dead, plugin-sink, slow-endpoint,\n" +
-			"backlog. hookbus runs as a child `hookbus run` so its CPU and memory are its own. A run that does not finish\n" +
+			"backlog, ordered. hookbus runs as a child `hookbus run` so its CPU and memory are its own. A run that does not finish\n" +
 			"reports what it delivered and why it stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -228,6 +228,8 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&o.Subscriptions, "subscriptions", bench.DefaultSubscriptions, "subscriptions-dead: subscriptions in all, 10 per application")
 	c.Flags().IntVar(&o.DeadSubscriptions, "dead-subscriptions", 0, "subscriptions-dead: how many of them never answer (default: a tenth of --subscriptions)")
 	c.Flags().DurationVar(&o.AttemptTimeout, "attempt-timeout", bench.DefaultAttemptTimeout, "subscriptions-dead: the subscriptions sink's timeout, which ends each attempt to a dead subscription")
+	c.Flags().IntVar(&o.Keys, "keys", 1000, "ordered: ordering keys the events are spread over")
+	c.Flags().DurationVar(&o.ReceiverDelay, "receiver-delay", 0, "how long the receivers wait before answering a delivery (default: none; ordered: 5ms)")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: 1m + 5ms per event + twice the time --rate needs; 3× for backlog)")
 	c.Flags().StringVar(&o.ProfileDir, "profile", "", "turn on server.pprof in hookbus and write to this directory, per run (run<N>-<scenario>-<driver>.*): the CPU profile of the whole run merged from 2 s segments (.cpu.pprof; backlog: also .drain.cpu.pprof) and heap profiles (.end.heap.pprof; backlog: also .queued and .settled)")
 	c.Flags().StringVar(&attemptLog, "attempt-log", "on", "the delivery log (store.attempt_log) of the hookbus under test: on, off, or both (each scenario with and without it in every round, reported with the ratio)")

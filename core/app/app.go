@@ -138,7 +138,7 @@ func queueDriver(cfg *config.Config) string {
 // registry.Default.
 func OpenQueue(ctx context.Context, cfg *config.Config, log *slog.Logger) (queue.Queue, error) {
 	q, err := queue.Open(ctx, registry.Default, queueDriver(cfg), queue.OpenOptions{DataDir: cfg.DataDir, URL: cfg.Queue.URL,
-		DedupWindow: cfg.Queue.DedupWindow, Namespace: cfg.Queue.Namespace, Replicas: cfg.Queue.Replicas,
+		DedupWindow: cfg.Queue.DedupWindow, Namespace: cfg.Queue.Namespace, Replicas: cfg.Queue.Replicas, AckWait: cfg.Queue.AckWait,
 		CloseGrace: cfg.Server.ShutdownTimeout, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("queue.driver: %w", err)

@@ -175,7 +175,7 @@ func (a *App) pluginSink(ctx context.Context, cfg *config.Config, sinkName strin
 	si.pi = ps.pluginInit
 	// A call to a plugin has a fixed cost (a gRPC message, a process
 	// switch): merge concurrent deliveries into batches.
-	si.spec = pipeline.Sink{Name: sinkName, Schedule: settings.Schedule(), Batch: 64, Circuit: settings.Breaker()}
+	si.spec = pipeline.Sink{Name: sinkName, Schedule: settings.Schedule(), Batch: 64, Circuit: settings.Breaker(), Ordering: settings.Ordering.Path()}
 	err := ps.attempt(ctx)
 	if err == nil {
 		si.spec.Sink, si.spec.MaxInFlight = ps.resolve()

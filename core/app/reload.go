@@ -287,6 +287,7 @@ func restartOnlyChanges(cur, next *config.Config) []string {
 	check("queue.namespace", cur.Queue.Namespace, next.Queue.Namespace)
 	check("queue.max_deliveries", cur.Queue.MaxDeliveries, next.Queue.MaxDeliveries)
 	check("queue.replicas", cur.Queue.Replicas, next.Queue.Replicas)
+	check("queue.ack_wait", cur.Queue.AckWait, next.Queue.AckWait)
 	check("store.driver", cur.Store.Driver, next.Store.Driver)
 	check("store.dsn", cur.Store.DSN, next.Store.DSN)
 	check("store.encryption_key", cur.Store.EncryptionKey, next.Store.EncryptionKey)

@@ -226,6 +226,9 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 	if !ok {
 		return a.pluginSink(ctx, cfg, name, c, raw, settings)
 	}
+	if _, fan := s.(pipeline.Fanout); fan && settings.Ordering.On() {
+		return nil, &config.Errors{{Path: "sinks." + name + ".config.ordering", Message: orderingFanoutMessage(c.Type)}}
+	}
 	subs, _ := s.(*subscriptions.Sink)
 	if subs != nil {
 		subs.Provision(subscriptions.Host{Sink: name, Index: a.Subscriptions, Store: a.Store, Changes: &a.subChanges,
@@ -236,12 +239,19 @@ func (a *App) buildSink(ctx context.Context, cfg *config.Config, name string, c 
 		return nil, configErrors("sinks."+name+".config", err)
 	}
 	si := &sinkInst{done: closedChan(), owned: []sdk.Sink{s}, subs: subs}
-	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule(), Circuit: settings.Breaker()}
+	si.spec = pipeline.Sink{Name: name, Sink: s, MaxInFlight: settings.Window(info.MaxInFlight), Schedule: settings.Schedule(), Circuit: settings.Breaker(),
+		Ordering: settings.Ordering.Path()}
 	if f, ok := s.(pipeline.Fanout); ok {
 		// Its targets have circuits of their own (registry.Sink.OwnCircuits).
 		si.spec.Fanout, si.spec.Circuit = f, circuit.Settings{}
 	}
 	return si, nil
+}
+
+// orderingFanoutMessage is the error of an ordering block on a fan-out
+// sink type.
+func orderingFanoutMessage(typ string) string {
+	return fmt.Sprintf("not supported for %s sinks yet (only for sinks that deliver each event once: webhook and plugin sinks)", typ)
 }
 
 func closedChan() chan struct{} {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hookbus/hookbus/core/config"
+	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/core/queue"
 )
 
@@ -26,7 +27,16 @@ func (a *App) handleStaleGroups(ctx context.Context) {
 	if err != nil {
 		a.log.Warn("could not check the queue for consumers of removed pipelines and sinks", "error", err)
 	}
+	sinks := map[string]bool{}
+	for _, name := range a.rt.Load().cfg.SinkNames() {
+		sinks[queue.SinkTopic(name)] = true
+	}
 	for _, g := range stale {
+		// The partitions of a sink whose ordering is off are moved to its
+		// topic by the engine, which then deletes their consumers.
+		if st, _, ok := envelope.PartitionOf(g.Topic); ok && sinks[st] {
+			continue
+		}
 		if a.boot.Queue.Driver == config.QueueNATS {
 			a.log.Warn("a durable consumer no pipeline or sink of this configuration uses keeps its messages; delete it once no instance uses it",
 				"consumer", g.Name, "stream", g.Stream, "undelivered", g.Pending+g.Unacked, "command", "nats consumer rm "+g.Stream+" "+g.Name)

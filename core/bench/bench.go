@@ -53,10 +53,17 @@ const (
 	// Backlog is Passthrough to a receiver that answers 503 until every
 	// event is accepted, then 204: memory during and after the drain.
 	Backlog = "backlog"
+	// Ordered is Passthrough with events spread over Options.Keys keys
+	// (their subject) to a receiver that answers after
+	// Options.ReceiverDelay (default 5ms), run twice in a round: first
+	// unordered, then with `ordering: {key: subject}` on the sink. The
+	// result is the ordered run's, with the unordered run's events/s
+	// (AloneEventsPerS) and the ratio (RelativeToAlone).
+	Ordered = "ordered"
 )
 
 // Scenarios lists the scenarios that run hookbus, in their usual order.
-var Scenarios = []string{Passthrough, Transform, Fanout, Subscriptions, SubscriptionsDead, PluginSink, SlowEndpoint, Backlog}
+var Scenarios = []string{Passthrough, Transform, Fanout, Subscriptions, SubscriptionsDead, PluginSink, SlowEndpoint, Backlog, Ordered}
 
 // SubscriptionsPerEvent is how many subscriptions each event of the
 // Subscriptions scenario goes to, and how many each application of
@@ -133,6 +140,12 @@ type Options struct {
 	// result names it and Compare sets the ratio of an "on" run to the
 	// "off" run of the same round (RelativeToLogOff).
 	AttemptLog string
+	// Keys (Ordered; default 1000) is how many ordering keys the events
+	// are spread over, in turn.
+	Keys int
+	// ReceiverDelay, when positive, is how long the receivers wait
+	// before they answer a delivery (Ordered: default 5ms).
+	ReceiverDelay time.Duration
 	// Progress, when set, is called about five times a second during the run.
 	Progress func(Progress)
 	Logger   *slog.Logger
@@ -142,6 +155,8 @@ type Options struct {
 	applications []string
 	// withoutDead runs SubscriptionsDead without its dead subscriptions.
 	withoutDead bool
+	// unordered runs Ordered without the sink's ordering.
+	unordered bool
 }
 
 // Progress is a snapshot of a run under way.
@@ -190,6 +205,14 @@ func (o *Options) setDefaults() {
 	}
 	if o.Settle <= 0 {
 		o.Settle = 5 * time.Second
+	}
+	if o.Scenario == Ordered {
+		if o.Keys <= 0 {
+			o.Keys = 1000
+		}
+		if o.ReceiverDelay <= 0 {
+			o.ReceiverDelay = 5 * time.Millisecond
+		}
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout(o.Scenario, o.Events, o.Rate)
@@ -267,6 +290,8 @@ type Result struct {
 	AloneEventsPerS float64 `json:"alone_events_per_s,omitempty"`
 	RelativeToAlone float64 `json:"relative_to_alone,omitempty"`
 	DeadAttempts    int64   `json:"dead_attempts,omitempty"`
+	// Keys is Ordered's Options.Keys.
+	Keys int `json:"keys,omitempty"`
 	// Circuit is SlowEndpoint's Options.Circuit ("" when not set).
 	Circuit string `json:"circuit,omitempty"`
 	// DeliveriesPerS is EventsPerS times the deliveries each event makes
@@ -353,6 +378,28 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case SubscriptionsDead:
 		return runSubscriptionsDead(ctx, o)
 	}
+	if o.Scenario == Ordered {
+		// Unordered first, then ordered, on the same events.
+		uo := o
+		uo.unordered = true
+		uo.Progress = nil
+		ur, err := runHookbus(ctx, uo)
+		if err != nil {
+			return res, fmt.Errorf("unordered: %w", err)
+		}
+		r, err := runHookbus(ctx, o)
+		if err != nil {
+			return res, err
+		}
+		r.AloneEventsPerS, r.Keys = ur.EventsPerS, o.Keys
+		if ur.EventsPerS > 0 {
+			r.RelativeToAlone = r.EventsPerS / ur.EventsPerS
+		}
+		if ur.Partial && !r.Partial {
+			r.Partial, r.Reason = true, "unordered: "+ur.Reason
+		}
+		return r, nil
+	}
 	if o.Scenario == SlowEndpoint {
 		// The healthy sink alone first, then beside the dead one.
 		alone := o
@@ -415,6 +462,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 		defer rcv.close()
+		rcv.delay = o.ReceiverDelay
 		r.targets = append(r.targets, rcv)
 	}
 	sinkType := "webhook"
@@ -436,6 +484,9 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		c := map[string]any{"url": rcv.url(), "secret": benchSecret, "allow_private_networks": true, "max_in_flight": 64}
 		if o.Scenario == Backlog {
 			c["retry"] = map[string]any{"schedule": backlogSchedule(o.Events)}
+		}
+		if o.Scenario == Ordered && !o.unordered {
+			c["ordering"] = map[string]any{"key": "subject"}
 		}
 		sinks[name] = map[string]any{"type": sinkType, "config": c}
 		to = append(to, name)
@@ -497,7 +548,7 @@ func runHookbus(ctx context.Context, o Options) (Result, error) {
 		to = append(to, "dead")
 	}
 	pipeline := map[string]any{"from": []string{"load"}, "to": to}
-	if o.Scenario != Passthrough && o.Scenario != Backlog && o.Scenario != Subscriptions {
+	if o.Scenario != Passthrough && o.Scenario != Backlog && o.Scenario != Subscriptions && o.Scenario != Ordered {
 		script := filepath.Join(dir, "noop.js")
 		if err := os.WriteFile(script, []byte("function transform(event, ctx) { return event; }\n"), 0o644); err != nil {
 			return res, err

@@ -400,3 +400,25 @@ func TestProfileWritesTheCPUProfileOfTheRun(t *testing.T) {
 		t.Errorf("line %q", r.String())
 	}
 }
+
+// TestOrderedScenario measures the ordered scenario on the embedded queue:
+// both runs deliver every event and the ratio is filled.
+func TestOrderedScenario(t *testing.T) {
+	o := small(Ordered, "embedded")
+	o.Keys = 50
+	o.ReceiverDelay = time.Millisecond
+	r, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Partial || r.Delivered != 300 || r.Keys != 50 || r.AloneEventsPerS <= 0 || r.RelativeToAlone <= 0 {
+		t.Fatalf("result = %+v", r)
+	}
+	if !strings.Contains(r.String(), "50 keys: ordered") {
+		t.Errorf("line: %s", r)
+	}
+	// The memory driver cannot order: the run says so.
+	if _, err := Run(context.Background(), small(Ordered, "memory")); err == nil || !strings.Contains(err.Error(), "ordering") {
+		t.Errorf("memory: %v", err)
+	}
+}

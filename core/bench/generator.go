@@ -119,6 +119,11 @@ func (g *generator) send(ctx context.Context, buf *bytes.Buffer, j job) error {
 		buf.WriteString(`{"id":"ev-`)
 		buf.WriteString(strconv.Itoa(first + i))
 		buf.WriteString(`","type":"bench.event",`)
+		if g.o.Keys > 0 && g.o.Scenario == Ordered {
+			buf.WriteString(`"subject":"key-`)
+			buf.WriteString(strconv.Itoa((first + i) % g.o.Keys))
+			buf.WriteString(`",`)
+		}
 		if apps := g.o.applications; len(apps) > 0 {
 			buf.WriteString(`"application":"`)
 			buf.WriteString(apps[(first+i)%len(apps)])

@@ -36,6 +36,8 @@ type receiver struct {
 	last  atomic.Int64 // unix ns of the last new event
 	// rejected counts requests answered 503 (or left hanging).
 	rejected atomic.Int64
+	// delay, when positive, is how long each delivery waits for its answer.
+	delay time.Duration
 
 	// perApp, when set, makes the receiver one endpoint of many
 	// subscriptions, told apart by the request path: an event counts once
@@ -95,6 +97,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case <-r.stop:
 		}
 		return
+	}
+	if r.delay > 0 {
+		time.Sleep(r.delay)
 	}
 	var evs []benchEvent
 	if len(body) > 0 && body[0] == '[' {

@@ -219,6 +219,9 @@ func (r Result) String() string {
 	if r.Scenario == Subscriptions {
 		fmt.Fprintf(&b, "  %.0f deliveries/s: %.2f× one webhook sink (%.0f/s)", r.DeliveriesPerS, r.RelativeToAlone, r.AloneEventsPerS)
 	}
+	if r.Scenario == Ordered {
+		fmt.Fprintf(&b, "  %d keys: ordered %.0f/s, unordered %.0f/s: %.2f× unordered", r.Keys, r.EventsPerS, r.AloneEventsPerS, r.RelativeToAlone)
+	}
 	if r.Scenario == SubscriptionsDead {
 		fmt.Fprintf(&b, "  %d subscriptions, %d dead: %.0f healthy deliveries/s, without the dead %.0f/s: %.2f×; cpu/delivery %s, without the dead %s: %.2f×; %d dead attempts",
 			r.Subscriptions, r.DeadSubscriptions, r.DeliveriesPerS, r.AloneDeliveriesPerS, r.RelativeToAlone,
@@ -266,6 +269,9 @@ func (s Summary) String() string {
 	}
 	if s.Scenario == Subscriptions {
 		fmt.Fprintf(&b, "  deliveries %.2f× one webhook sink (%.0f/s)", s.RelativeToAlone, s.AloneEventsPerS)
+	}
+	if s.Scenario == Ordered {
+		fmt.Fprintf(&b, "  ordered %.0f/s, unordered %.0f/s: %.2f× unordered", s.EventsPerS, s.AloneEventsPerS, s.RelativeToAlone)
 	}
 	if s.Scenario == SubscriptionsDead {
 		fmt.Fprintf(&b, "  healthy deliveries %.0f/s, without the dead %.0f/s: %.2f×; per CPU second %.2f×",

@@ -144,6 +144,11 @@ type Queue struct {
 	// 1 (default) or 3 on a three-node cluster (at most 5). Checked against
 	// the cluster at start; existing streams and buckets are updated to it.
 	Replicas int `koanf:"replicas"`
+	// AckWait is how long a message handed to a consumer may stay
+	// unacknowledged before the broker hands it out again (the JetStream
+	// drivers; handlers that run longer keep it with in-progress signals):
+	// how soon a message a killed instance held comes back. Default 30s.
+	AckWait time.Duration `koanf:"ack_wait"`
 }
 
 // Store drivers.
@@ -430,6 +435,7 @@ func defaults() map[string]any {
 			"namespace":      "hookbus",
 			"max_deliveries": 10,
 			"replicas":       1,
+			"ack_wait":       "30s",
 		},
 		"store": map[string]any{
 			"driver":            StoreSQLite,
@@ -484,7 +490,7 @@ func Default() *Config {
 			MaxConnections:  4096,
 		},
 		DataDir:   "./data",
-		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1},
+		Queue:     Queue{Driver: QueueEmbedded, DedupWindow: 24 * time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1, AckWait: 30 * time.Second},
 		Store:     Store{Driver: StoreSQLite, AttemptLog: true, EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins:   map[string]Plugin{},
 		Sources:   map[string]Component{},

@@ -171,7 +171,7 @@ func TestLoadYAML(t *testing.T) {
 			MaxConnections:  4096,
 		},
 		DataDir: filepath.Join(dir, "state"),
-		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1},
+		Queue:   Queue{Driver: "nats", URL: "nats://localhost:4222", DedupWindow: time.Hour, Namespace: "hookbus", MaxDeliveries: 10, Replicas: 1, AckWait: 30 * time.Second},
 		Store: Store{Driver: "postgres", DSN: "postgres://u@localhost/hookbus", AttemptLog: true,
 			EventRetention: DefaultEventRetention, AttemptRetention: DefaultAttemptRetention},
 		Plugins: map[string]Plugin{"acme": {
@@ -532,6 +532,38 @@ log:
 			want: []wantErr{
 				{"version", 0, "missing: add `version: 1`"},
 				{"queue", 1, `url: required for queue driver "redis"`},
+			},
+		},
+		{
+			name: "ordering where the driver or the sink type cannot order, a bad key, a short ack_wait",
+			yaml: `version: 1
+queue: {driver: redis, url: "redis://127.0.0.1:6379", ack_wait: 10ms}
+sources: {shop: {type: http}}
+sinks:
+  partner:
+    type: webhook
+    config:
+      url: https://partner.example/hooks
+      ordering: {key: subject}
+  bad:
+    type: webhook
+    config:
+      url: https://partner.example/hooks
+      ordering: {key: "data..id"}
+  everyone:
+    type: subscriptions
+    config:
+      ordering: {key: subject}
+pipelines:
+  p: {from: [shop], to: [partner, bad, everyone]}
+`,
+			want: []wantErr{
+				{"queue.ack_wait", 2, "must be at least 1s"},
+				{"sinks.partner.config.ordering", 9, "the redis queue driver cannot deliver in order: use queue.driver embedded or nats"},
+				{"sinks.bad.config.ordering", 14, "the redis queue driver cannot deliver in order"},
+				{"sinks.bad.config.ordering.key", 14, `"data..id": segment 2 is empty`},
+				{"sinks.everyone.config.ordering", 18, "not supported for subscriptions sinks yet"},
+				{"sinks.everyone.config.ordering", 18, "the redis queue driver cannot deliver in order"},
 			},
 		},
 		{

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -140,6 +142,9 @@ func (v *validator) queueAndStore() {
 	if q.DedupWindow < 0 {
 		v.add("queue.dedup_window", "must not be negative")
 	}
+	if q.AckWait != 0 && q.AckWait < time.Second {
+		v.add("queue.ack_wait", "must be at least 1s (0 means the default, 30s), got %s", q.AckWait)
+	}
 	if q.MaxDeliveries < 0 {
 		v.add("queue.max_deliveries", "must be at least 1 (0 means the default, 10), got %d", q.MaxDeliveries)
 	}
@@ -262,6 +267,34 @@ func (v *validator) plugin(name string) {
 	v.c.Plugins[name] = p
 }
 
+// orderingDrivers are the queue drivers that can deliver a sink's events
+// in order of their key (queue.Orderer).
+var orderingDrivers = []string{QueueEmbedded, QueueNATS}
+
+// fanoutSinkTypes are the built-in sink types that deliver an event to
+// many targets, where ordering is not supported yet.
+var fanoutSinkTypes = []string{"subscriptions"}
+
+// sinkOrdering refuses a sink's `ordering` block where it cannot work: on
+// a queue driver that cannot order, or on a fan-out sink. (The block's
+// own keys are checked with the other shared settings.)
+func (v *validator) sinkOrdering(path, typ string, raw json.RawMessage) {
+	var block map[string]json.RawMessage
+	if json.Unmarshal(raw, &block) != nil {
+		return
+	}
+	if o, ok := block["ordering"]; !ok || string(bytes.TrimSpace(o)) == "null" {
+		return
+	}
+	key := path + ".config.ordering"
+	if d := v.c.Queue.Driver; d != "" && !slices.Contains(orderingDrivers, d) {
+		v.add(key, "the %s queue driver cannot deliver in order: use queue.driver %s, or remove ordering", d, strings.Join(orderingDrivers, " or "))
+	}
+	if slices.Contains(fanoutSinkTypes, typ) {
+		v.add(key, "not supported for %s sinks yet (only for sinks that deliver each event once: webhook and plugin sinks)", typ)
+	}
+}
+
 // component checks a source or sink: its type is known and its config
 // block passes the type's spec. A sink's shared settings are checked
 // whatever its type, plugins included: hookbus, not the plugin, acts on
@@ -280,6 +313,9 @@ func (v *validator) component(kind, name string, comp Component) {
 	}
 	reg := v.chk.Registry
 	var known []string
+	if kind == "sink" {
+		v.sinkOrdering(path, comp.Type, raw)
+	}
 	if kind == "sink" {
 		if reg == nil {
 			_, _, problems := sinkopts.Split(raw)

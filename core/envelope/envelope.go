@@ -65,6 +65,45 @@ func SinkTopic(sink string) string { return "hookbus.out." + topicSafe(sink) }
 // sink topics; a sink name cannot contain '.', so it is no sink's topic.
 func DeliveriesTopic(sink string) string { return SinkTopic(sink) + ".deliveries" }
 
+// Partitions is how many partition topics an ordered sink has (see
+// PartitionTopic). It is fixed: the partition of a key must not change
+// while events of that key are queued. 64 is the default max_in_flight,
+// so an ordered sink with many keys can have as many deliveries in flight
+// as an unordered one, while a key whose event keeps failing holds up
+// only 1/64 of the keys.
+const Partitions = 64
+
+// PartitionTopic is partition n of an ordered sink: the events of one
+// ordering key all go to one of these topics (see Partition), each read
+// one message at a time. It shares SinkTopic's prefix, so every driver
+// keeps it where it keeps the sink topics, and a sink name cannot contain
+// '.', so it is no sink's topic (and no sink's DeliveriesTopic).
+func PartitionTopic(sink string, n int) string { return fmt.Sprintf("%s.p%d", SinkTopic(sink), n) }
+
+// PartitionOf tells whether topic is a partition topic, and of which sink
+// topic (SinkTopic of the sink) and partition.
+func PartitionOf(topic string) (sinkTopic string, n int, ok bool) {
+	i := strings.LastIndex(topic, ".p")
+	if i < 0 || !strings.HasPrefix(topic, "hookbus.out.") || strings.Count(topic, ".") != 3 {
+		return "", 0, false
+	}
+	if _, err := fmt.Sscanf(topic[i+2:], "%d", &n); err != nil || n < 0 || n >= Partitions || fmt.Sprint(n) != topic[i+2:] {
+		return "", 0, false
+	}
+	return topic[:i], n, true
+}
+
+// Partition is the partition of an ordering key: FNV-1a of the key,
+// modulo Partitions. Stable across versions and instances.
+func Partition(key string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % Partitions)
+}
+
 // DeadLetterTopic receives every dead-lettered message.
 const DeadLetterTopic = "hookbus.dead.all"
 

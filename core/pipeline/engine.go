@@ -99,6 +99,12 @@ type Sink struct {
 	// the zero value turns it off. A fan-out sink has none (its targets
 	// have their own).
 	Circuit circuit.Settings
+	// Ordering, when set, is the path of the sink's ordering key into the
+	// event as the sink receives it (sinkopts.Ordering.Path): the events
+	// with the same key are delivered one after the other, in the order
+	// their source accepted them (see ordering.go). It needs a driver
+	// that is a queue.Orderer, and a sink that is not a fan-out sink.
+	Ordering []string
 	// Fanout, when set, makes this a fan-out sink: each event goes to the
 	// targets Fanout names, each (event, target) pair a delivery of its
 	// own (see Fanout). MaxInFlight bounds the pairs handed out at once;
@@ -151,6 +157,7 @@ type Engine struct {
 	opts    Options
 	q       queue.Queue
 	delayer queue.Delayer // nil when the driver nacks with a delay instead
+	orderer queue.Orderer // nil when the driver cannot order (no ordered sinks)
 	// retryDelivery hands a failed delivery back to be tried again after
 	// a delay: retryByNack or retryByPublishAt, chosen once in New.
 	retryDelivery func(sink string, d *sinkDelivery, delay time.Duration) error
@@ -177,6 +184,10 @@ type Engine struct {
 
 	// sources is the set of sources some pipeline reads, swapped whole.
 	sources atomic.Pointer[map[string]bool]
+	// keys maps each ordered sink to the path of its ordering key,
+	// swapped whole: what pipelines read to route an output to its
+	// partition.
+	keys atomic.Pointer[map[string][]string]
 	// deferred counts the deferrals of fan-out deliveries nacked back to
 	// drivers with delayed nacks (see deferPair).
 	deferred deferrals
@@ -231,6 +242,8 @@ func New(opts Options) (*Engine, error) {
 	// (PublishAt), which a Delayer keeps on disk, or else a nacked message
 	// the broker holds back itself (in memory, on JetStream).
 	e.delayer, _ = e.q.(queue.Delayer)
+	e.orderer, _ = e.q.(queue.Orderer)
+	e.keys.Store(&map[string][]string{})
 	switch {
 	case e.delayer != nil:
 		e.retryDelivery = e.retryByPublishAt
@@ -323,6 +336,11 @@ func (e *Engine) closeSubscribers() {
 		if r.lateSub != nil {
 			_ = r.lateSub.Close()
 		}
+		if r.parts == nil {
+			for _, sub := range r.partSubs {
+				_ = sub.Close()
+			}
+		}
 	}
 }
 
@@ -385,6 +403,7 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		for _, r := range runners {
 			e.endLateWait(r)
+			e.endRetire(r)
 			r.mu.RLock()
 			st := r.state
 			r.mu.RUnlock()

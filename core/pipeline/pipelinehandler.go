@@ -30,6 +30,13 @@ type pipelineEvent struct {
 	// letter replayed into the pipeline, or a copy queued to try
 	// timed-out steps again).
 	onlySink string
+	// ordered: the message came through an ordered subscription (the
+	// pipeline sends to an ordered sink), where timed-out steps are tried
+	// again in place.
+	ordered bool
+	// retryIn, set by stepsFailed on an ordered message, is the delay
+	// after which the whole message runs again (its steps timed out).
+	retryIn time.Duration
 }
 
 // sinks returns the sinks the event runs for.
@@ -57,11 +64,12 @@ type sinkOutput struct {
 // interrupted (shutdown): the message is handed back whole.
 var errStepsInterrupted = errors.New("steps interrupted")
 
-// pipelineHandler handles the messages one source sends to pipeline pr.
-func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHandlerFunc {
+// pipelineHandler handles the messages one source sends to pipeline pr
+// (ordered: through an ordered subscription).
+func (e *Engine) pipelineHandler(pr *pipeRunner, src string, ordered bool) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		// One version of the pipeline for the whole event.
-		pe := &pipelineEvent{p: *pr.cur.Load(), src: src, msg: msg}
+		pe := &pipelineEvent{p: *pr.cur.Load(), src: src, msg: msg, ordered: ordered}
 		onlySink, ours := replayTarget(msg, pe.p.Name)
 		if !ours {
 			return nil
@@ -89,6 +97,11 @@ func (e *Engine) pipelineHandler(pr *pipeRunner, src string) message.NoPublishHa
 		}
 		if err != nil {
 			return err
+		}
+		if pe.retryIn > 0 {
+			// Nothing of this event is queued until its steps ran for
+			// every sink: the event after it waits behind it.
+			return nackLater(msg, pe.retryIn)
 		}
 		return e.publishOutputs(pe, outs)
 	}
@@ -136,6 +149,12 @@ func (e *Engine) poisonBeforeSteps(pe *pipelineEvent, n int) error {
 func (e *Engine) runSinks(ctx context.Context, pe *pipelineEvent) ([]sinkOutput, error) {
 	t64, _ := queue.MetaInt(pe.msg, MetaScriptTimeouts)
 	timeouts := int(t64)
+	if pe.ordered {
+		// Tried again in place, the message carries no count: its
+		// deliveries before this one stand for its timeouts (a delivery
+		// cut short by a crash counts too).
+		timeouts = max(timeouts, queue.Attempt(pe.msg)-1)
+	}
 	var outs []sinkOutput
 	for _, sinkName := range pe.sinks() {
 		sc := StepContext{Pipeline: pe.p.Name, Sink: sinkName, Attempt: 1}
@@ -154,6 +173,9 @@ func (e *Engine) runSinks(ctx context.Context, pe *pipelineEvent) ([]sinkOutput,
 		if err != nil {
 			if err := e.stepsFailed(pe, sinkName, timeouts, err); err != nil {
 				return nil, err
+			}
+			if pe.retryIn > 0 {
+				return nil, nil
 			}
 			continue
 		}
@@ -176,6 +198,11 @@ func (e *Engine) stepsFailed(pe *pipelineEvent, sinkName string, timeouts int, e
 	// Both count against max_timeouts.
 	if errors.Is(err, script.ErrTimeout) || errors.Is(err, script.ErrMemory) {
 		if timeouts+1 < e.opts.MaxScriptTimeouts {
+			if pe.ordered {
+				pe.retryIn = e.opts.ScriptTimeoutBackoff << timeouts
+				e.log.Warn("script timed out or was interrupted for memory; the event will run again in place", "pipeline", pe.p.Name, "sink", sinkName, "event_id", pe.ev.ID, "timeouts", timeouts+1, "retry_in", pe.retryIn)
+				return nil
+			}
 			return e.retryTimedOut(pe, sinkName, timeouts+1)
 		}
 		if errors.Is(err, script.ErrMemory) {
@@ -195,7 +222,7 @@ func (e *Engine) stepsFailed(pe *pipelineEvent, sinkName string, timeouts int, e
 // publishOutputs queues each sink's messages on its topic, keeping order.
 func (e *Engine) publishOutputs(pe *pipelineEvent, outs []sinkOutput) error {
 	for _, o := range outs {
-		if err := e.q.Publish(queue.SinkTopic(o.sink), o.msgs...); err != nil {
+		if err := e.publishOrdered(o.sink, o.msgs); err != nil {
 			e.logQueueError("queue publish failed; will retry", err, "pipeline", pe.p.Name, "sink", o.sink)
 			return nackLater(pe.msg, infraRetryDelay)
 		}

@@ -141,6 +141,9 @@ type pipeRunner struct {
 	name string
 	cur  atomic.Pointer[Pipeline]
 	cons map[string]*consumer // by source
+	// ordered: the consumers hand out one event at a time, in the order
+	// of the source (a sink of the pipeline is ordered).
+	ordered bool
 }
 
 // sinkRunner is a running sink: its consumer and the sink it delivers to.
@@ -153,6 +156,19 @@ type sinkRunner struct {
 	fanout      bool
 	pairTopic   string
 	pairs       *consumer
+
+	// An ordered sink (see ordering.go): the path of its key, a consumer
+	// per partition topic (nil while the sink is not ready, when partSubs
+	// hold the groups), and the slots that bound its partitions'
+	// deliveries in flight to max_in_flight.
+	ordering []string
+	parts    []*consumer
+	partSubs []message.Subscriber
+	partSem  chan struct{}
+	// An unordered sink moves what an ordered version of it left on its
+	// partitions to its topic (retirePartitions): how to stop that.
+	retireCancel context.CancelFunc
+	retireDone   chan struct{}
 
 	mu    sync.RWMutex // guards state against a swap
 	state *sinkState
@@ -304,6 +320,7 @@ func (e *Engine) consumers() []*consumer {
 		if r.pairs != nil {
 			cs = append(cs, r.pairs)
 		}
+		cs = append(cs, r.parts...)
 	}
 	return cs
 }
@@ -321,6 +338,11 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 	}
 	e.applyMu.Lock()
 	defer e.applyMu.Unlock()
+	return e.setPipeline(ctx, p)
+}
+
+// setPipeline is SetPipeline; callers hold e.applyMu.
+func (e *Engine) setPipeline(ctx context.Context, p Pipeline) error {
 	e.mu.Lock()
 	for _, to := range p.To {
 		if _, ok := e.sinks[to]; !ok {
@@ -335,6 +357,19 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 	}
 	pp := p
 	pr.cur.Store(&pp)
+	if ordered := e.orderedPipeline(p); ordered != pr.ordered {
+		// A pipeline that becomes ordered, or stops being, reads its
+		// sources with new consumers of the same groups, once the old
+		// ones have stopped (and handed back what they held): an ordered
+		// and an unordered consumer of one group never run at once here.
+		gone := slices.Collect(maps.Values(pr.cons))
+		pr.cons, pr.ordered = map[string]*consumer{}, ordered
+		e.mu.Unlock()
+		for _, c := range gone {
+			c.stop(e.opts.CloseTimeout)
+		}
+		e.mu.Lock()
+	}
 	var gone []*consumer
 	for src, c := range pr.cons {
 		if !slices.Contains(p.From, src) {
@@ -371,12 +406,18 @@ func (e *Engine) SetPipeline(ctx context.Context, p Pipeline) error {
 // Callers hold e.mu.
 func (e *Engine) addSourceConsumer(pr *pipeRunner, src string) error {
 	topic := queue.SourceTopic(src)
-	sub, err := e.subscribe("pipeline-"+pr.name, topic, e.opts.SourceConcurrency)
+	var sub message.Subscriber
+	var err error
+	if pr.ordered {
+		sub, err = e.subscribeOrdered("pipeline-"+pr.name, topic)
+	} else {
+		sub, err = e.subscribe("pipeline-"+pr.name, topic, e.opts.SourceConcurrency)
+	}
 	if err != nil {
 		return err
 	}
 	c := &consumer{handler: e.handlerName("pipeline", pr.name+"/"+src), topic: topic, sub: sub}
-	if err := e.addConsumer(c, e.pipelineHandler(pr, src)); err != nil {
+	if err := e.addConsumer(c, e.pipelineHandler(pr, src, pr.ordered)); err != nil {
 		c.abandon()
 		return err
 	}
@@ -434,6 +475,9 @@ func (e *Engine) SetSink(ctx context.Context, s Sink) error {
 	if s.Fanout != nil && (s.Ready != nil || s.Batch > 1) {
 		return fmt.Errorf("sink %q: a fan-out sink cannot be late (Ready) or batched", s.Name)
 	}
+	if err := e.checkOrdering(s); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -454,14 +498,16 @@ func (e *Engine) SetSink(ctx context.Context, s Sink) error {
 	if ok {
 		e.stopSink(r)
 	}
-	return e.startSink(ctx, s)
+	err := e.startSink(ctx, s)
+	return errors.Join(err, e.reorderPipelines(ctx))
 }
 
 // swappable tells whether s can take r's place in place. A late sink's
 // runner never can: its consumer is set by its own goroutine. Callers
 // hold e.mu.
 func (r *sinkRunner) swappable(s Sink) bool {
-	return s.Ready == nil && r.lateCancel == nil && r.cons != nil && sinkWindow(s) == r.window && (s.Fanout != nil) == r.fanout
+	return s.Ready == nil && r.lateCancel == nil && r.cons != nil && sinkWindow(s) == r.window && (s.Fanout != nil) == r.fanout &&
+		slices.Equal(s.Ordering, r.ordering) && cap(r.partSem) == orderedWindow(s)
 }
 
 // swap makes st the state new deliveries use and returns the old one.
@@ -490,16 +536,18 @@ func (e *Engine) RemoveSink(name string) error {
 	if ok {
 		e.stopSink(r)
 	}
-	return nil
+	return e.reorderPipelines(context.Background())
 }
 
 // stopSink stops a sink's consumer (or its wait for Ready) and its state,
 // and forgets it.
 func (e *Engine) stopSink(r *sinkRunner) {
 	e.endLateWait(r)
+	e.endRetire(r)
 	e.mu.Lock()
 	delete(e.sinks, r.name)
-	cons, pairs, lateSub := r.cons, r.pairs, r.lateSub
+	e.updateKeys()
+	cons, pairs, lateSub, parts, partSubs := r.cons, r.pairs, r.lateSub, r.parts, r.partSubs
 	e.mu.Unlock()
 	if cons != nil {
 		// A fan-out sink stops fanning out first, then delivering.
@@ -507,6 +555,7 @@ func (e *Engine) stopSink(r *sinkRunner) {
 	} else if lateSub != nil {
 		_ = lateSub.Close()
 	}
+	e.stopParts(parts, partSubs)
 	if pairs != nil {
 		pairs.stop(e.opts.CloseTimeout)
 	}
@@ -560,12 +609,24 @@ func (e *Engine) startSink(ctx context.Context, s Sink) error {
 		}
 		topics = append(topics, r.pairTopic)
 	}
+	if s.Ordering != nil {
+		if err := e.subscribePartitions(r, s); err != nil {
+			_ = sub.Close()
+			return fmt.Errorf("sink %q: %w", s.Name, err)
+		}
+		for p := range envelope.Partitions {
+			topics = append(topics, envelope.PartitionTopic(s.Name, p))
+		}
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
 		_ = sub.Close()
 		if psub != nil {
 			_ = psub.Close()
+		}
+		for _, ps := range r.partSubs {
+			_ = ps.Close()
 		}
 		return errEngineClosed
 	}
@@ -574,6 +635,12 @@ func (e *Engine) startSink(ctx context.Context, s Sink) error {
 		e.waitReady(r, s, sub)
 	} else if err = e.addSinkConsumer(r, s, sub, psub); err != nil {
 		delete(e.sinks, s.Name)
+	}
+	if err == nil {
+		e.updateKeys()
+		if s.Ordering == nil && s.Fanout == nil {
+			e.startRetire(r)
+		}
 	}
 	e.mu.Unlock()
 	if err != nil {
@@ -609,6 +676,14 @@ func (e *Engine) addSinkConsumer(r *sinkRunner, s Sink, sub, psub message.Subscr
 			return err
 		}
 		r.pairs = pc
+	}
+	if err := e.addPartitionConsumers(r, s); err != nil {
+		c.abandon()
+		if r.pairs != nil {
+			r.pairs.abandon()
+			r.pairs = nil
+		}
+		return err
 	}
 	r.cons = c
 	return nil
@@ -745,7 +820,10 @@ func (e *Engine) runLate(r *sinkRunner, s Sink, sub message.Subscriber, w *lateW
 			c := &consumer{handler: e.handlerName("sink", s.Name), topic: r.topic, sub: sub}
 			err = e.addConsumer(c, e.sinkHandler(r))
 			r.cons, r.lateSub = c, nil
-		} else {
+			if err == nil {
+				err = e.addPartitionConsumers(r, s)
+			}
+		} else if err = e.addPartitionConsumers(r, s); err == nil {
 			// RunHandlers starts only the handlers not running yet.
 			err = e.router.RunHandlers(e.runCtx)
 		}

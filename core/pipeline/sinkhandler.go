@@ -36,6 +36,10 @@ type sinkDelivery struct {
 	// every event of the batch but its first.
 	batch    string
 	follower bool
+	// ordered: the message is of an ordered sink's partition, where a
+	// retry waits in place (a nack with a delay), never as a copy, which
+	// would go behind the events after it.
+	ordered bool
 }
 
 // logArgs are the logger fields of a delivery. They are built only for
@@ -51,11 +55,18 @@ func (d *sinkDelivery) logArgs(sink string, more ...any) []any {
 
 // sinkHandler handles the messages of sink r's topic.
 func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
+	return e.sinkHandlerFor(r, false)
+}
+
+// sinkHandlerFor handles the messages of sink r's topic or, ordered, of
+// one of its partition topics (see partitionHandler).
+func (e *Engine) sinkHandlerFor(r *sinkRunner, ordered bool) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
 		d, ok, err := e.admitDelivery(r.name, msg)
 		if !ok {
 			return err
 		}
+		d.ordered = ordered
 		// The driver counted the circuit's hand-backs as deliveries.
 		held := e.heldBack.count(msg.UUID)
 		d.attempt = max(1, d.attempt-held)
@@ -76,7 +87,7 @@ func (e *Engine) sinkHandler(r *sinkRunner) message.NoPublishHandlerFunc {
 			// One verdict per request: a batch's first event speaks for it.
 			e.judgeCircuit(r, probe, res)
 		}
-		if held > 0 && (res.Outcome != sdk.Retry || e.delayer != nil) {
+		if held > 0 && (res.Outcome != sdk.Retry || (e.delayer != nil && !d.ordered)) {
 			// Settled, or retried as a copy that carries its attempt: a
 			// redelivery of this message no longer follows.
 			e.heldBack.forget(msg.UUID)
@@ -184,6 +195,9 @@ func (e *Engine) deliveryFailed(r *sinkRunner, sched retry.Schedule, d *sinkDeli
 			"failures_not_logged", held)...)
 	} else if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		e.log.Debug("delivery failed; retry scheduled", d.logArgs(r.name, "reason", res.Reason, "status", res.StatusCode, "retry_in", delay.Round(time.Millisecond))...)
+	}
+	if d.ordered {
+		return e.retryByNack(r.name, d, delay)
 	}
 	return e.retryDelivery(r.name, d, delay)
 }

@@ -42,6 +42,23 @@ type Delayer interface {
 	PublishAt(topic string, due time.Time, msgs ...*message.Message) error
 }
 
+// Orderer is implemented by drivers that can hand out a topic's messages
+// one at a time, in the order they were published, across every
+// subscriber of a group (also in other processes): the queue side of
+// per-key ordering (sinkopts.Ordering). Today the JetStream drivers
+// (embedded and nats).
+type Orderer interface {
+	// OrderedSubscriber returns a Subscriber of the named group whose
+	// subscriptions hand out one message of a topic at a time, across all
+	// subscribers of the group: the next message (in publish order) only
+	// once the one before was acknowledged. A nacked message, with or
+	// without MetaNackDelay, stays at the head and is redelivered before
+	// any later one; so is one whose subscriber closed, crashed or was
+	// killed before it settled it (after the driver's ack deadline). A
+	// group must be read either ordered or not, by every subscriber.
+	OrderedSubscriber(group string) (message.Subscriber, error)
+}
+
 // BacklogReporter is implemented by drivers that can tell their backlog;
 // core/metrics exports it as hookbus_queue_pending and
 // hookbus_queue_unacked.
@@ -206,6 +223,7 @@ var (
 	_ BacklogReporter = (*Redis)(nil)
 	_ BacklogReporter = (*Postgres)(nil)
 	_ GroupLister     = (*JetStream)(nil)
+	_ Orderer         = (*JetStream)(nil)
 	_ Delayer         = (*Redis)(nil)
 	_ Delayer         = (*Postgres)(nil)
 	_ TopicRetirer    = (*Memory)(nil)

@@ -545,6 +545,22 @@ func (q *JetStream) Subscriber(group string, maxInFlight int) (message.Subscribe
 	return s, nil
 }
 
+// OrderedSubscriber implements Orderer. Its consumers have a
+// MaxAckPending of 1: the server hands out one message of the group at a
+// time, to whichever instance pulls, and redelivers a nacked or expired
+// message before any later one (its redelivery queue comes first, and
+// nothing later can be handed out while it is pending). Retries wait as
+// delayed nacks, at the head; at shutdown a message is nacked, never
+// handed back as a copy (which would go to the end of the topic).
+func (q *JetStream) OrderedSubscriber(group string) (message.Subscriber, error) {
+	sub, err := q.Subscriber(group, 1)
+	if err != nil {
+		return nil, err
+	}
+	sub.(*jsSubscriber).ordered = true
+	return sub, nil
+}
+
 // Close stops subscriptions, the connection and (embedded) the server.
 func (q *JetStream) Close() error {
 	q.mu.Lock()
@@ -737,10 +753,20 @@ type jsSubscriber struct {
 	nc          *nats.Conn          // the connection of js
 	group       string
 	maxInFlight int
-	mu          sync.Mutex
-	closing     chan struct{}
-	wg          sync.WaitGroup
-	closed      bool
+	// ordered: one message of the group out at a time (OrderedSubscriber).
+	ordered bool
+	mu      sync.Mutex
+	closing chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+// maxAckPending is the server-side bound of the subscriber's consumers.
+func (s *jsSubscriber) maxAckPending() int {
+	if s.ordered {
+		return 1
+	}
+	return maxAckPending
 }
 
 func consumerName(prefix, group, topic string) string {
@@ -769,7 +795,8 @@ func (s *jsSubscriber) consumer(ctx context.Context, topic string) (jetstream.Co
 		// Messages waiting out a NakWithDelay count as pending, so the
 		// server-side limit must be far above the in-flight bound (which the
 		// subscriber enforces itself) or a dead endpoint would stall its sink.
-		MaxAckPending: maxAckPending,
+		// An ordered group has one message out at a time, waiting or not.
+		MaxAckPending: s.maxAckPending(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxDeliver:    -1,
 	})
@@ -812,11 +839,20 @@ func (s *jsSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *mes
 		sem:        make(chan struct{}, s.maxInFlight),
 		done:       make(chan struct{}),
 	}
-	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(prefetch(s.maxInFlight)), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	buffer, heartbeat := prefetch(s.maxInFlight), pullHeartbeat
+	if s.ordered {
+		buffer = 1 // the server hands out one at a time anyway
+		// The heartbeat must stay under half the pull's expiry.
+		heartbeat = orderedPullExpiry / 3
+	}
+	sub.opts = []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(buffer), jetstream.PullHeartbeat(heartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.q.log.Debug("queue consume", "topic", topic, "error", err)
 		}
 	})}
+	if s.ordered {
+		sub.opts = append(sub.opts, jetstream.PullExpiry(orderedPullExpiry))
+	}
 	cc, err := cons.Consume(sub.handle, sub.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("queue: consume %s: %w", topic, err)
@@ -1169,6 +1205,16 @@ func (s *jsSubscriber) pauseForHandBack(topic, consName string) {
 	_ = s.nc.FlushTimeout(2 * time.Second)
 }
 
+// orderedPullExpiry is how long a pull request of an ordered
+// subscription lives (the client's default is 30s): should one go
+// unanswered, the next one is made this soon, and an ordered group, which
+// has one message out at a time, waits no longer than that.
+const orderedPullExpiry = 5 * time.Second
+
+// orderedHandBackDelay is how long a message an ordered subscription
+// hands back waits before it is redelivered (to any subscriber).
+const orderedHandBackDelay = time.Second
+
 // handBackPause is how long a stopping subscription pauses its consumer.
 const handBackPause = time.Minute
 
@@ -1186,6 +1232,17 @@ const (
 // far; then the original is acknowledged. A crash in between delivers it
 // twice, which at-least-once allows.
 func (s *jsSubscriber) handBack(jm jetstream.Msg, deliveries uint64) {
+	if s.ordered {
+		// A copy would go behind the later messages. Nacked, the message
+		// stays at the head: redelivered at once while the server runs,
+		// after AckWait from its delivery once it restarted (its pending
+		// state is on disk, and nothing behind it is handed out meanwhile).
+		// The short delay keeps a subscription that is still draining from
+		// being handed the message straight back. A delivery cut short
+		// counts as one without an outcome, as after a crash.
+		_ = jm.NakWithDelay(orderedHandBackDelay)
+		return
+	}
 	m := nats.NewMsg(jm.Subject())
 	m.Data = jm.Data()
 	for k, vs := range jm.Headers() {

@@ -23,6 +23,8 @@ type OpenOptions struct {
 	// Replicas is queue.replicas (the nats driver's replica count; 0 or 1:
 	// one copy).
 	Replicas int
+	// AckWait is queue.ack_wait (0: the driver's default).
+	AckWait time.Duration
 	// CloseGrace bounds the drain at Close (server.shutdown_timeout).
 	CloseGrace time.Duration
 	// Logger receives the driver's logs.
@@ -38,7 +40,7 @@ type Opener func(ctx context.Context, o OpenOptions) (Queue, error)
 func init() {
 	jetstream := func(ctx context.Context, o OpenOptions, url string) (Queue, error) {
 		opts := JetStreamOptions{DataDir: o.DataDir, URL: url, DedupWindow: o.DedupWindow,
-			Prefix: JetStreamPrefix(o.Namespace), Replicas: o.Replicas, CloseGrace: o.CloseGrace, Logger: o.Logger}
+			Prefix: JetStreamPrefix(o.Namespace), Replicas: o.Replicas, AckWait: o.AckWait, CloseGrace: o.CloseGrace, Logger: o.Logger}
 		if url != "" {
 			opts.DataDir = ""
 			return NewJetStream(ctx, opts)

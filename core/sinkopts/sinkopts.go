@@ -9,10 +9,13 @@ package sinkopts
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hookbus/hookbus/core/circuit"
 	"github.com/hookbus/hookbus/core/retry"
@@ -43,10 +46,58 @@ type Settings struct {
 	MaxRetryAfter time.Duration `json:"max_retry_after" default:"1h" check:"nonnegative" doc:"Cap on a receiver's Retry-After (Go duration)."`
 	// Circuit (`circuit`) is the sink's circuit breaker.
 	Circuit Circuit `json:"circuit" doc:"Stops attempts to an endpoint that keeps failing, for a cooldown (not for subscriptions sinks: each subscription has its own circuit)."`
+	// Ordering (`ordering`) delivers the events of one key in ingest
+	// order; absent, events are delivered unordered.
+	Ordering Ordering `json:"ordering" doc:"Per-key FIFO delivery: events with the same key are delivered in ingest order, the next after the previous one was delivered or dead-lettered (embedded and nats queue drivers; not for subscriptions sinks)."`
 
 	// explicitWindow is set by Split when the block sets max_in_flight;
 	// explicitCircuit when it has a circuit block.
 	explicitWindow, explicitCircuit bool
+}
+
+// Ordering is the `ordering` block.
+type Ordering struct {
+	// Key (`ordering.key`, required in the block) is a dot-separated path
+	// into the event as the sink receives it (after the pipeline's
+	// transforms): `subject`, `data.order_id`. An event whose path is
+	// absent, or is neither a string nor a number, is delivered unordered.
+	Key string `json:"key" doc:"Dot-separated path into the event as the sink receives it (subject, data.order_id); events without a string or number there are delivered unordered."`
+}
+
+// MaxKeyPath bounds the length of ordering.key.
+const MaxKeyPath = 256
+
+// Path returns the key's path segments (nil when ordering is off).
+func (o Ordering) Path() []string {
+	if o.Key == "" {
+		return nil
+	}
+	return strings.Split(o.Key, ".")
+}
+
+// On tells whether ordering is on.
+func (o Ordering) On() bool { return o.Key != "" }
+
+// validate checks ordering.key (set: the block has an ordering block).
+func (o Ordering) validate(set bool) error {
+	k := o.Key
+	switch {
+	case k == "" && set:
+		return &sdk.ConfigError{Field: "ordering.key", Message: "required: a dot-separated path into the event, such as subject or data.order_id"}
+	case k == "":
+		return nil
+	case len(k) > MaxKeyPath:
+		return &sdk.ConfigError{Field: "ordering.key", Message: fmt.Sprintf("at most %d characters, got %d", MaxKeyPath, len(k))}
+	}
+	for i, seg := range strings.Split(k, ".") {
+		if seg == "" {
+			return &sdk.ConfigError{Field: "ordering.key", Message: fmt.Sprintf("%q: segment %d is empty (a path such as data.order_id)", k, i+1)}
+		}
+		if strings.IndexFunc(seg, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+			return &sdk.ConfigError{Field: "ordering.key", Message: fmt.Sprintf("%q: segment %q holds a space or control character", k, seg)}
+		}
+	}
+	return nil
 }
 
 // Retry is the `retry` block.
@@ -85,7 +136,7 @@ func (s Settings) Validate() error {
 	if c.Cooldown > 0 && c.MaxCooldown > 0 && c.MaxCooldown < c.Cooldown {
 		return &sdk.ConfigError{Field: "circuit.max_cooldown", Message: fmt.Sprintf("must be at least circuit.cooldown (%s), got %s", c.Cooldown, c.MaxCooldown)}
 	}
-	return nil
+	return s.Ordering.validate(false)
 }
 
 // Breaker returns the settings of the sink's circuit breaker: the zero
@@ -171,6 +222,11 @@ func Split(raw json.RawMessage) (json.RawMessage, Settings, error) {
 	s, serr := Spec.Decode(own)
 	_, s.explicitWindow = shared["max_in_flight"]
 	_, s.explicitCircuit = shared["circuit"]
+	_, orderingSet := shared["ordering"]
+	if oerr := s.Ordering.validate(orderingSet); oerr != nil && s.Ordering.Key == "" {
+		// A bad key is reported by Validate, through Decode.
+		serr = errors.Join(serr, oerr)
+	}
 	s.Circuit.Enabled = circuitEnabled(shared["circuit"])
 	rest, err := json.Marshal(m)
 	if err != nil {

@@ -93,7 +93,7 @@ func TestSplitErrors(t *testing.T) {
 
 func TestSchemaMatchesDecoder(t *testing.T) {
 	t.Parallel()
-	spectest.Conformance(t, Spec, `{"retry": {"schedule": ["1s"]}, "max_in_flight": 5, "max_retry_after": "1m", "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"}}`)
+	spectest.Conformance(t, Spec, `{"retry": {"schedule": ["1s"]}, "max_in_flight": 5, "max_retry_after": "1m", "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"}, "ordering": {"key": "data.order_id"}}`)
 }
 
 func TestMerge(t *testing.T) {
@@ -124,7 +124,7 @@ func TestCircuit(t *testing.T) {
 			t.Errorf("%s: breaker %+v (%v), want the defaults", raw, s.Breaker(), err)
 		}
 	}
-	_, s, err := Split(json.RawMessage(`{"circuit": {"failures": 3, "cooldown": "1s", "max_cooldown": "1m"}}`))
+	_, s, err := Split(json.RawMessage(`{"circuit": {"failures": 3, "cooldown": "1s", "max_cooldown": "1m"}, "ordering": {"key": "data.order_id"}}`))
 	if got := s.Breaker(); err != nil || got != (circuit.Settings{Failures: 3, Cooldown: time.Second, MaxCooldown: time.Minute}) || !s.CircuitSet() {
 		t.Errorf("set: %+v (%v)", got, err)
 	}
@@ -145,6 +145,39 @@ func TestCircuit(t *testing.T) {
 		var ce *sdk.ConfigError
 		if !errors.As(err, &ce) || ce.Field != field {
 			t.Errorf("%s: %v, want an error naming %s", raw, err, field)
+		}
+	}
+}
+
+func TestOrdering(t *testing.T) {
+	t.Parallel()
+	rest, s, err := Split(json.RawMessage(`{"url": "u", "ordering": {"key": "data.order_id"}}`))
+	if err != nil || string(rest) != `{"url":"u"}` {
+		t.Fatalf("Split: %s %v", rest, err)
+	}
+	if !s.Ordering.On() || !slices.Equal(s.Ordering.Path(), []string{"data", "order_id"}) {
+		t.Fatalf("ordering = %+v", s.Ordering)
+	}
+	if _, s, err := Split(json.RawMessage(`{"url": "u"}`)); err != nil || s.Ordering.On() || s.Ordering.Path() != nil {
+		t.Fatalf("no ordering block: %+v %v", s.Ordering, err)
+	}
+	for _, tc := range []struct{ block, want string }{
+		{`{"ordering": {}}`, "ordering.key: required"},
+		{`{"ordering": {"key": ""}}`, "ordering.key: required"},
+		{`{"ordering": {"key": "data..id"}}`, "segment 2 is empty"},
+		{`{"ordering": {"key": ".id"}}`, "segment 1 is empty"},
+		{`{"ordering": {"key": "data.order id"}}`, "space or control"},
+		{`{"ordering": {"key": "` + strings.Repeat("a", MaxKeyPath+1) + `"}}`, "at most 256"},
+		{`{"ordering": {"key": "subject", "partitions": 3}}`, "ordering.partitions"},
+		{`{"ordering": "subject"}`, "ordering"},
+	} {
+		_, _, err := Split(json.RawMessage(tc.block))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.block, err, tc.want)
+		}
+		var ce *sdk.ConfigError
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("%s: %v is no *sdk.ConfigError", tc.block, err)
 		}
 	}
 }

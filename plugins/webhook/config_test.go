@@ -199,7 +199,7 @@ func TestSchemaMatchesDecoder(t *testing.T) {
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "headers": {"X-A": "1"}, "timeout": "3s", "max_in_flight": 8,
 		  "retry": {"schedule": ["1s"]}, "allow_private_networks": true, "max_retry_after": "5m",
 		  "circuit": {"enabled": true, "failures": 3, "cooldown": "1s", "max_cooldown": "1m"},
-		  "retry_on": [401, "5xx"], "permanent_on": [503]}`,
+		  "retry_on": [401, "5xx"], "permanent_on": [503], "ordering": {"key": "data.order_id"}}`,
 		`{"url": "https://a.example/h", "secrets": ["`+testSecret+`"]}`,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "format": "cloudevents-structured"}`,
 		`{"url": "https://a.example/h", "secret": "`+testSecret+`", "compression": "gzip", "batch": {"max_events": 10, "max_bytes": 65536, "max_wait": "250ms"}}`,
