@@ -554,8 +554,14 @@ sinks:
     type: subscriptions
     config:
       ordering: {key: subject}
+  batched:
+    type: webhook
+    config:
+      url: https://partner.example/hooks
+      ordering: {key: subject}
+      batch: {max_events: 10}
 pipelines:
-  p: {from: [shop], to: [partner, bad, everyone]}
+  p: {from: [shop], to: [partner, bad, everyone, batched]}
 `,
 			want: []wantErr{
 				{"queue.ack_wait", 2, "must be at least 1s"},
@@ -564,6 +570,8 @@ pipelines:
 				{"sinks.bad.config.ordering.key", 14, `"data..id": segment 2 is empty`},
 				{"sinks.everyone.config.ordering", 18, "not supported for subscriptions sinks yet"},
 				{"sinks.everyone.config.ordering", 18, "the redis queue driver cannot deliver in order"},
+				{"sinks.batched.config.ordering", 23, "cannot be combined with batch yet"},
+				{"sinks.batched.config.ordering", 23, "the redis queue driver cannot deliver in order"},
 			},
 		},
 		{

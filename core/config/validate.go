@@ -293,6 +293,9 @@ func (v *validator) sinkOrdering(path, typ string, raw json.RawMessage) {
 	if slices.Contains(fanoutSinkTypes, typ) {
 		v.add(key, "not supported for %s sinks yet (only for sinks that deliver each event once: webhook and plugin sinks)", typ)
 	}
+	if b, ok := block["batch"]; ok && string(bytes.TrimSpace(b)) != "null" {
+		v.add(key, "cannot be combined with batch yet: an ordered sink delivers each key's events one request after the other; remove one of the two")
+	}
 }
 
 // component checks a source or sink: its type is known and its config
