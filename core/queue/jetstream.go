@@ -242,11 +242,41 @@ func (q *JetStream) createStreams(ctx context.Context) error {
 		if q.opts.Prefix != "HOOKBUS" {
 			cfg.Subjects = []string{strings.ToLower(q.opts.Prefix) + "." + s.prefix + ">"}
 		}
-		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		err := q.whileStarting(ctx, "stream "+cfg.Name, func(ctx context.Context) error {
+			_, err := q.js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("queue: create stream %s: %w", cfg.Name, q.replicaError("stream "+cfg.Name, err))
 		}
 	}
 	return nil
+}
+
+// startWait bounds how long start-up waits for a cluster that cannot
+// answer yet (a node just restarted, a leader being elected).
+const startWait = 2 * time.Minute
+
+// whileStarting runs fn (a stream's or bucket's creation) again while the
+// server answers that it cannot for the moment (no leader, no quorum, no
+// answer in time), for up to startWait: an instance started during a
+// cluster's election waits for it instead of exiting. Other errors return
+// at once.
+func (q *JetStream) whileStarting(ctx context.Context, what string, fn func(context.Context) error) error {
+	deadline := time.Now().Add(startWait)
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := fn(ctx)
+		if err == nil || q.ns != nil || ctx.Err() != nil || time.Now().After(deadline) ||
+			!(jsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		q.log.Warn("queue: the NATS cluster cannot answer yet; waiting", "for", what, "error", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // createBuckets opens the producer-id store and creates the key-value
@@ -264,13 +294,16 @@ func (q *JetStream) createBuckets(ctx context.Context) error {
 	// message records NumDelivered here; the next delivery subtracts it.
 	// Only nacks write and only redeliveries read, so the common path
 	// (delivered once, acked) costs nothing.
-	var err error
-	q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   q.opts.Prefix + "_NACKS",
-		TTL:      nackRecordTTL,
-		Storage:  jetstream.FileStorage,
-		History:  1,
-		Replicas: q.replicas(),
+	err := q.whileStarting(ctx, "bucket "+q.opts.Prefix+"_NACKS", func(ctx context.Context) error {
+		var err error
+		q.nacks, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   q.opts.Prefix + "_NACKS",
+			TTL:      nackRecordTTL,
+			Storage:  jetstream.FileStorage,
+			History:  1,
+			Replicas: q.replicas(),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("queue: create nack bucket: %w", q.replicaError("bucket "+q.opts.Prefix+"_NACKS", err))

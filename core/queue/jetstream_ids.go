@@ -534,12 +534,17 @@ func (q *JetStream) openIDs(ctx context.Context) error {
 		q.ids = s
 		return nil
 	}
-	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   bucket,
-		TTL:      q.opts.DedupWindow,
-		Storage:  jetstream.FileStorage,
-		History:  1,
-		Replicas: q.replicas(),
+	var kv jetstream.KeyValue
+	err := q.whileStarting(ctx, "bucket "+bucket, func(ctx context.Context) error {
+		var err error
+		kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   bucket,
+			TTL:      q.opts.DedupWindow,
+			Storage:  jetstream.FileStorage,
+			History:  1,
+			Replicas: q.replicas(),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("queue: create id bucket: %w", q.replicaError("bucket "+bucket, err))
