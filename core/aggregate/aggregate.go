@@ -10,6 +10,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -168,13 +169,12 @@ func walk(raw json.RawMessage, segs []string) (string, error) {
 	if raw[0] == '"' && json.Unmarshal(raw, &str) == nil {
 		return str, nil
 	}
-	var buf strings.Builder
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
+	// Compacted as written, not decoded: a number keeps every digit (two
+	// 64-bit order ids must not meet in one float64).
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
 		return "", fmt.Errorf("key value is not valid JSON: %w", err)
 	}
-	b, _ := json.Marshal(v)
-	buf.Write(b)
 	return buf.String(), nil
 }
 

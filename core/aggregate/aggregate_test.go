@@ -12,7 +12,7 @@ import (
 
 func TestKey(t *testing.T) {
 	ev := sdk.Event{ID: "e1", Type: "order.paid", Subject: "o-1", Metadata: map[string]string{"tenant": "t9"},
-		Data:       json.RawMessage(`{"customer":{"id":"c-1","n":42,"flag":true,"tags":["a", "b"],"none":null}}`),
+		Data:       json.RawMessage(`{"customer":{"id":"c-1","n":42,"big":9007199254740993,"flag":true,"tags":["a", "b"],"none":null}}`),
 		Extensions: map[string]json.RawMessage{"application": json.RawMessage(`"app_1"`)}}
 	for path, want := range map[string]string{
 		"":                   "",
@@ -23,6 +23,7 @@ func TestKey(t *testing.T) {
 		"application":        "app_1",
 		"data.customer.id":   "c-1",
 		"data.customer.n":    "42",
+		"data.customer.big":  "9007199254740993", // above 2^53: every digit kept
 		"data.customer.flag": "true",
 		"data.customer.tags": `["a","b"]`,
 		"data.customer.none": "",
