@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hookbus/hookbus/core/envelope"
 	"github.com/hookbus/hookbus/sdk"
 )
 
@@ -152,16 +153,7 @@ func (p Path) Key(ev sdk.Event) (string, error) {
 
 // walk follows segs into the JSON value raw and renders what it finds.
 func walk(raw json.RawMessage, segs []string) (string, error) {
-	for _, seg := range segs {
-		if len(raw) == 0 {
-			return "", nil
-		}
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(raw, &obj) != nil {
-			return "", nil // not an object: the member is missing
-		}
-		raw = obj[seg]
-	}
+	raw = envelope.Member(raw, segs)
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
 	}

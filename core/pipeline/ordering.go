@@ -73,15 +73,7 @@ func (e *Engine) subscribeOrdered(group, topic string) (message.Subscriber, erro
 	if e.orderer == nil {
 		return nil, errOrderingUnsupported
 	}
-	sub, err := e.orderer.OrderedSubscriber(group)
-	if err != nil {
-		return nil, err
-	}
-	if err := initialize(sub, topic); err != nil {
-		_ = sub.Close()
-		return nil, err
-	}
-	return sub, nil
+	return initialized(topic)(e.orderer.OrderedSubscriber(group))
 }
 
 // subscribePartitions gives the ordered sink s's runner r a subscriber of
@@ -226,19 +218,7 @@ func (e *Engine) partitionOf(sink string, payload []byte) string {
 // number (as written); ok is false when the path is absent or holds
 // anything else.
 func orderingKey(payload []byte, path []string) (string, bool) {
-	raw := json.RawMessage(payload)
-	for _, seg := range path {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &obj); err != nil {
-			return "", false
-		}
-		v, ok := obj[seg]
-		if !ok {
-			return "", false
-		}
-		raw = v
-	}
-	raw = bytes.TrimSpace(raw)
+	raw := bytes.TrimSpace(envelope.Member(payload, path))
 	if len(raw) == 0 {
 		return "", false
 	}

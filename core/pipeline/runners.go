@@ -266,15 +266,23 @@ func (e *Engine) handlerName(kind, name string) string {
 // subscribe makes a subscriber of group for topic, its subscription
 // created in the broker before anything is published to it.
 func (e *Engine) subscribe(group, topic string, window int) (message.Subscriber, error) {
-	sub, err := e.q.Subscriber(group, window)
-	if err != nil {
-		return nil, err
+	return initialized(topic)(e.q.Subscriber(group, window))
+}
+
+// initialized returns what creates topic's subscription in the broker for
+// a subscriber just made (closing it when that fails), so that nothing
+// published from then on is missed.
+func initialized(topic string) func(message.Subscriber, error) (message.Subscriber, error) {
+	return func(sub message.Subscriber, err error) (message.Subscriber, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := initialize(sub, topic); err != nil {
+			_ = sub.Close()
+			return nil, err
+		}
+		return sub, nil
 	}
-	if err := initialize(sub, topic); err != nil {
-		_ = sub.Close()
-		return nil, err
-	}
-	return sub, nil
 }
 
 // addConsumer runs c with f: at once when the router runs, else from
